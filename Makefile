@@ -1,0 +1,40 @@
+# sdrepl: `make run` starts the REPL, `make test` runs the whole test suite.
+# Both first install any missing Debian packages (idempotent; says what it installs).
+
+APT_PACKAGES := pkg-config libopenblas-dev libedit-dev libpng-dev libjpeg-dev libsixel-dev
+SWIFT        ?= swift
+# Tests run in a release build (with testability) so the numeric parity tests stay fast.
+TEST_FLAGS   := -c release -Xswiftc -enable-testing
+SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps build run test bench fixtures clean
+
+all: build
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make: installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null \
+	    || { echo "make: could not install$$missing; install them with apt-get and retry" >&2; exit 1; }; \
+	fi
+	@command -v $(SWIFT) >/dev/null || { echo "make: swift is not on PATH (Swift 6 is needed: https://swift.org/install)" >&2; exit 1; }
+
+build: deps
+	$(SWIFT) build -c release --product sdrepl
+
+run: build
+	@"$$($(SWIFT) build -c release --show-bin-path)/sdrepl" $(ARGS)
+
+test: deps
+	$(SWIFT) build $(TEST_FLAGS) --build-tests
+	$(SWIFT) test $(TEST_FLAGS) --skip-build
+
+bench: deps
+	$(SWIFT) build -c release --product sdbench
+	"$$($(SWIFT) build -c release --show-bin-path)/sdbench" $(ARGS)
+
+clean:
+	rm -rf .build

@@ -1,0 +1,61 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// System libraries come from Debian (see the Makefile's `deps` target, which installs them).
+func systemLibrary(_ name: String, pkgConfig: String, apt: String) -> Target {
+    .systemLibrary(name: name, pkgConfig: pkgConfig, providers: [.apt([apt])])
+}
+
+let package = Package(
+    name: "sdrepl",
+    products: [
+        .executable(name: "sdrepl", targets: ["sdrepl"]),
+        .executable(name: "sdbench", targets: ["sdbench"]),
+        .library(name: "Diffusion", targets: ["Diffusion"]),
+        .library(name: "Imaging", targets: ["Imaging"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+    ],
+    targets: [
+        systemLibrary("COpenBLAS", pkgConfig: "openblas", apt: "libopenblas-dev"),
+        systemLibrary("CEditline", pkgConfig: "libedit", apt: "libedit-dev"),
+        systemLibrary("CPNG", pkgConfig: "libpng", apt: "libpng-dev"),
+        systemLibrary("CJPEG", pkgConfig: "libjpeg", apt: "libjpeg-dev"),
+        systemLibrary("CSixel", pkgConfig: "libsixel", apt: "libsixel-dev"),
+
+        // The engine: tensors on OpenBLAS, weights, tokenizer, models, samplers, pipeline.
+        .target(
+            name: "Diffusion",
+            dependencies: ["COpenBLAS"],
+            resources: [.copy("Resources")]
+        ),
+        // RGB images, PNG/JPEG with metadata, sixel.
+        .target(name: "Imaging", dependencies: ["CPNG", "CJPEG", "CSixel"]),
+        // Finding, listing, downloading and verifying checkpoints.
+        .target(name: "ModelStore", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
+        // The command language, session state, transcripts, replay.
+        .target(
+            name: "SDScript",
+            dependencies: ["Diffusion", "Imaging", "ModelStore", .product(name: "Crypto", package: "swift-crypto")]
+        ),
+        .executableTarget(
+            name: "sdrepl",
+            dependencies: ["SDScript", "CEditline", "CSixel", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
+            name: "sdbench",
+            dependencies: ["Diffusion", "COpenBLAS", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+
+        // Shared by every test target: fixture paths and the reference-data reader.
+        .target(name: "TestSupport", dependencies: ["Diffusion"], path: "Tests/TestSupport"),
+        .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "TestSupport"]),
+        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TestSupport"]),
+        .testTarget(name: "ModelStoreTests", dependencies: ["ModelStore", "TestSupport"]),
+        .testTarget(name: "SDScriptTests", dependencies: ["SDScript", "TestSupport"]),
+        .testTarget(name: "sdreplTests", dependencies: ["TestSupport"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

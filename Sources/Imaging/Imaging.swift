@@ -1,0 +1,1 @@
+// The Imaging module. See README.md for the layout.

@@ -1,0 +1,1 @@
+// The ModelStore module. See README.md for the layout.

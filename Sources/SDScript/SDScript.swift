@@ -1,0 +1,1 @@
+// The SDScript module. See README.md for the layout.
