@@ -1,0 +1,126 @@
+import Foundation
+
+/// How model weights are held in memory once a checkpoint is open.
+public enum MemoryMode: String, Sendable, CaseIterable, Codable {
+    /// Pick `low` or `fast` from the RAM available when the model loads.
+    case auto
+    /// Weights stay in the mmap'd file and are converted to Float32 layer by layer, on each use.
+    case low
+    /// Every weight is converted to Float32 once, on first use, and kept.
+    case fast
+}
+
+/// Something that holds named tensors: a safetensors file, a diffusers folder, a remapped
+/// single-file checkpoint. Keys are the source's own (already mapped) names.
+public protocol TensorSource: AnyObject, Sendable {
+    /// A human name for messages: usually the file or folder path.
+    var sourceDescription: String { get }
+    /// Every key the source holds.
+    var keys: [String] { get }
+    /// The shape of `key`, or nil when the source has no such tensor.
+    func shape(of key: String) -> [Int]?
+    /// Converts `key` to Float32 into `buffer`, whose count must equal the element count.
+    func read(_ key: String, into buffer: UnsafeMutableBufferPointer<Float>) throws
+}
+
+/// One named weight of a model: validated when the model is built, materialised when used.
+///
+/// In `.fast` mode the Float32 copy is made on first use and kept; in `.low` mode it is made on each
+/// use and dropped by the caller, so only the layer running now holds converted weights.
+public final class Parameter: @unchecked Sendable {
+    /// The full key in the source (e.g. `unet.conv_in.weight`).
+    public let key: String
+    public let shape: [Int]
+    private let source: TensorSource
+    private let keep: Bool
+    private var cached: Tensor?
+    private let lock = NSLock()
+
+    init(key: String, shape: [Int], source: TensorSource, keep: Bool) {
+        self.key = key
+        self.shape = shape
+        self.source = source
+        self.keep = keep
+    }
+
+    /// The weight as a Float32 tensor.
+    ///
+    /// Shapes and byte ranges were validated when the parameter was made, so a failure here means
+    /// the file changed underneath us; that is reported as a fatal error naming the tensor.
+    public var value: Tensor {
+        lock.lock(); defer { lock.unlock() }
+        if let cached { return cached }
+        var out = Tensor(shape: shape)
+        do {
+            try out.data.withUnsafeMutableBufferPointer { try source.read(key, into: $0) }
+        } catch {
+            fatalError("weight \(key) in \(source.sourceDescription) could not be read after validation: \(error)")
+        }
+        if keep { cached = out }
+        return out
+    }
+}
+
+/// Records which keys a model took from its source, so the loader can list unexpected tensors.
+public final class WeightUsage: @unchecked Sendable {
+    private var used = Set<String>()
+    private let lock = NSLock()
+    public init() {}
+    func mark(_ key: String) { lock.lock(); used.insert(key); lock.unlock() }
+    /// The keys taken so far.
+    public var keys: Set<String> { lock.lock(); defer { lock.unlock() }; return used }
+}
+
+/// A view of a `TensorSource` under a key prefix. Each block receives the scope of its parent
+/// and narrows it with `scoped(_:)`, so no block ever spells a full checkpoint key.
+public struct Weights: Sendable {
+    public let source: TensorSource
+    public let prefix: String
+    /// True when parameters keep their Float32 copy (`.fast`), false for `.low`.
+    public let keepConverted: Bool
+    public let usage: WeightUsage
+
+    public init(source: TensorSource, prefix: String = "", keepConverted: Bool, usage: WeightUsage = WeightUsage()) {
+        self.source = source
+        self.prefix = prefix
+        self.keepConverted = keepConverted
+        self.usage = usage
+    }
+
+    /// The same source under `prefix.name.` (e.g. `weights.scoped("down_blocks.0")`).
+    public func scoped(_ name: String) -> Weights {
+        Weights(source: source, prefix: prefix + name + ".", keepConverted: keepConverted, usage: usage)
+    }
+
+    /// The parameter `prefix + name`, checked to exist with exactly `shape`.
+    /// - Throws: `CheckpointError.missingTensor` or `.shapeMismatch`, naming the key and both shapes.
+    public func parameter(_ name: String, shape: [Int]) throws -> Parameter {
+        let key = prefix + name
+        guard let actual = source.shape(of: key) else {
+            throw CheckpointError.missingTensor(key: key, source: source.sourceDescription)
+        }
+        guard actual == shape else {
+            throw CheckpointError.shapeMismatch(key: key, expected: shape, actual: actual, source: source.sourceDescription)
+        }
+        usage.mark(key)
+        return Parameter(key: key, shape: shape, source: source, keep: keepConverted)
+    }
+
+    /// True when the source holds `prefix + name` (for optional weights such as biases).
+    public func contains(_ name: String) -> Bool { source.shape(of: prefix + name) != nil }
+}
+
+/// Errors from opening a checkpoint and building a model from it.
+public enum CheckpointError: Error, Equatable, CustomStringConvertible {
+    case missingTensor(key: String, source: String)
+    case shapeMismatch(key: String, expected: [Int], actual: [Int], source: String)
+
+    public var description: String {
+        switch self {
+        case let .missingTensor(key, source):
+            return "the checkpoint \(source) has no tensor '\(key)'; it is incomplete or not an SD1.5 model"
+        case let .shapeMismatch(key, expected, actual, source):
+            return "tensor '\(key)' in \(source) has shape \(actual) but SD1.5 needs \(expected); the checkpoint is not an SD1.5 model or its config does not match"
+        }
+    }
+}
