@@ -1,0 +1,200 @@
+import Foundation
+
+/// How a model is laid out on disk.
+public enum ModelLayout: String, Sendable, Codable {
+    /// One safetensors file in the original LDM layout (`v1-5-pruned-emaonly.safetensors`).
+    case singleFile = "single-file"
+    /// A diffusers folder (`model_index.json`, `unet/`, `vae/`, `text_encoder/`, …).
+    case diffusersFolder = "diffusers"
+}
+
+/// Where a found model came from, in discovery order.
+public enum ModelOrigin: Sendable, Equatable, CustomStringConvertible {
+    case explicit            // `model PATH` or `--model PATH`
+    case environment         // $SDREPL_MODEL
+    case modelsDirectory     // ./models/
+    case huggingFaceCache(repo: String)
+
+    public var description: String {
+        switch self {
+        case .explicit: return "given path"
+        case .environment: return "$SDREPL_MODEL"
+        case .modelsDirectory: return "./models"
+        case let .huggingFaceCache(repo): return "HF cache (\(repo))"
+        }
+    }
+}
+
+/// A model found on disk. Cheap to make: nothing is hashed or mapped.
+public struct FoundModel: Sendable, Equatable {
+    /// The checkpoint file, or the diffusers folder.
+    public let url: URL
+    public let layout: ModelLayout
+    public let origin: ModelOrigin
+    /// Total bytes of the weight files.
+    public let sizeBytes: Int64
+    /// The SHA-256 when it is known without reading the file (an HF cache blob is named by it).
+    public let knownSHA256: String?
+
+    /// The file whose hash identifies the model: the single file, or the folder's UNet weights.
+    public var hashedFile: URL? {
+        switch layout {
+        case .singleFile: return url
+        case .diffusersFolder: return ModelDiscovery.weightFiles(inDiffusersFolder: url).first { $0.path.contains("/unet/") }
+        }
+    }
+}
+
+/// Finds SD1.5 checkpoints where users keep them, in this order:
+/// 1. an explicit path (`model PATH`, `--model PATH`);
+/// 2. `$SDREPL_MODEL`;
+/// 3. `models/` in the current directory (any `*.safetensors`, or a diffusers folder);
+/// 4. the Hugging Face cache (`$HF_HUB_CACHE`, `$HF_HOME/hub`, `$XDG_CACHE_HOME/huggingface/hub`,
+///    `~/.cache/huggingface/hub`) for the SD1.5 repositories under both names they have had.
+public struct ModelDiscovery: Sendable {
+    /// The repositories that have held SD1.5, newest name first.
+    public static let sd15Repositories = ["stable-diffusion-v1-5/stable-diffusion-v1-5", "runwayml/stable-diffusion-v1-5"]
+    /// The file `model download` fetches by default.
+    public static let defaultDownload = (repo: "stable-diffusion-v1-5/stable-diffusion-v1-5", file: "v1-5-pruned-emaonly-fp16.safetensors")
+
+    public var environment: [String: String]
+    public var currentDirectory: URL
+    public var homeDirectory: URL
+
+    /// - Parameters default to this process's environment, working directory and home.
+    public init(environment: [String: String] = ProcessInfo.processInfo.environment,
+                currentDirectory: URL = URL(fileURLWithPath: FileManager.default.currentDirectoryPath),
+                homeDirectory: URL = FileManager.default.homeDirectoryForCurrentUser) {
+        self.environment = environment
+        self.currentDirectory = currentDirectory
+        self.homeDirectory = homeDirectory
+    }
+
+    /// The Hugging Face hub cache folders to search, in huggingface_hub's order of precedence, without duplicates.
+    public var huggingFaceCacheRoots: [URL] {
+        var roots: [URL] = []
+        if let v = environment["HF_HUB_CACHE"], !v.isEmpty { roots.append(URL(fileURLWithPath: v)) }
+        if let v = environment["HF_HOME"], !v.isEmpty { roots.append(URL(fileURLWithPath: v).appendingPathComponent("hub")) }
+        if let v = environment["XDG_CACHE_HOME"], !v.isEmpty {
+            roots.append(URL(fileURLWithPath: v).appendingPathComponent("huggingface/hub"))
+        }
+        roots.append(homeDirectory.appendingPathComponent(".cache/huggingface/hub"))
+        var seen = Set<String>()
+        return roots.filter { seen.insert($0.standardizedFileURL.path).inserted }
+    }
+
+    /// The cache folder that downloads go to: the first of `huggingFaceCacheRoots`.
+    public var downloadCacheRoot: URL { huggingFaceCacheRoots[0] }
+
+    /// Every place discovery looks, as text for messages.
+    public func searchedLocations(explicit: String? = nil) -> [String] {
+        var out: [String] = []
+        if let explicit { out.append("\(explicit) (given path)") }
+        out.append("$SDREPL_MODEL" + (environment["SDREPL_MODEL"].map { " = \($0)" } ?? " (not set)"))
+        out.append(currentDirectory.appendingPathComponent("models").path + "/ (*.safetensors or a diffusers folder)")
+        for root in huggingFaceCacheRoots {
+            for repo in Self.sd15Repositories {
+                out.append(root.appendingPathComponent(HubCache.folderName(repo: repo)).path)
+            }
+        }
+        return out
+    }
+
+    /// Every model found, in discovery order; the first is the one `gen` uses.
+    /// - Throws: `ModelStoreError.notAModel` when an explicit path or `$SDREPL_MODEL` names nothing usable
+    ///   (a user who names a path wants to hear that it is wrong, not get another model).
+    public func findAll(explicit: String? = nil) throws -> [FoundModel] {
+        var found: [FoundModel] = []
+        if let explicit { found.append(try model(atUserPath: explicit, origin: .explicit)) }
+        if let env = environment["SDREPL_MODEL"], !env.isEmpty {
+            found.append(try model(atUserPath: env, origin: .environment))
+        }
+        found += modelsDirectory()
+        for root in huggingFaceCacheRoots {
+            for repo in Self.sd15Repositories {
+                found += HubCache(root: root).models(repo: repo)
+            }
+        }
+        var seen = Set<String>()
+        return found.filter { seen.insert($0.url.resolvingSymlinksInPath().path).inserted }
+    }
+
+    /// The model to use: the first found.
+    /// - Throws: `ModelStoreError.noModelFound` listing every place searched, or `.notAModel`.
+    public func resolve(explicit: String? = nil) throws -> FoundModel {
+        guard let first = try findAll(explicit: explicit).first else {
+            throw ModelStoreError.noModelFound(searched: searchedLocations(explicit: explicit))
+        }
+        return first
+    }
+
+    /// Classifies a user-given path: a checkpoint file, a diffusers folder, an HF cache repository folder
+    /// (`models--*`) or one of its snapshots.
+    public func model(atUserPath path: String, origin: ModelOrigin) throws -> FoundModel {
+        let expanded = (path as NSString).expandingTildeInPath
+        let url = URL(fileURLWithPath: expanded, relativeTo: currentDirectory).standardizedFileURL
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else {
+            throw ModelStoreError.notAModel(path: path, reason: "no such file or directory")
+        }
+        if !isDir.boolValue {
+            let ext = url.pathExtension.lowercased()
+            guard ext == "safetensors" else {
+                let pickle = ["ckpt", "pt", "pth", "bin"].contains(ext)
+                throw ModelStoreError.notAModel(path: path, reason: pickle
+                    ? "it is a pickle checkpoint (.\(ext)); sdrepl never unpickles files. Convert it to .safetensors first (see README: 'Converting a .ckpt')"
+                    : "sdrepl reads .safetensors checkpoints or diffusers folders")
+            }
+            return FoundModel(url: url, layout: .singleFile, origin: origin, sizeBytes: Self.fileSize(url),
+                              knownSHA256: HubCache.blobSHA256(of: url))
+        }
+        if Self.isDiffusersFolder(url) {
+            return FoundModel(url: url, layout: .diffusersFolder, origin: origin,
+                              sizeBytes: Self.weightFiles(inDiffusersFolder: url).map(Self.fileSize).reduce(0, +),
+                              knownSHA256: nil)
+        }
+        if url.lastPathComponent.hasPrefix("models--"), let m = HubCache(root: url.deletingLastPathComponent()).models(folder: url, origin: origin).first {
+            return m
+        }
+        throw ModelStoreError.notAModel(path: path, reason: "the folder has no model_index.json (not a diffusers folder) and is not a Hugging Face cache repository")
+    }
+
+    private func modelsDirectory() -> [FoundModel] {
+        let dir = currentDirectory.appendingPathComponent("models")
+        guard let entries = try? FileManager.default.contentsOfDirectory(at: dir, includingPropertiesForKeys: nil) else { return [] }
+        var out: [FoundModel] = []
+        for url in entries.sorted(by: { $0.lastPathComponent < $1.lastPathComponent }) {
+            if url.pathExtension.lowercased() == "safetensors" {
+                out.append(FoundModel(url: url, layout: .singleFile, origin: .modelsDirectory,
+                                      sizeBytes: Self.fileSize(url), knownSHA256: HubCache.blobSHA256(of: url)))
+            } else if Self.isDiffusersFolder(url) {
+                out.append(FoundModel(url: url, layout: .diffusersFolder, origin: .modelsDirectory,
+                                      sizeBytes: Self.weightFiles(inDiffusersFolder: url).map(Self.fileSize).reduce(0, +),
+                                      knownSHA256: nil))
+            }
+        }
+        return out
+    }
+
+    /// True when `url` has `model_index.json` and safetensors weights for the UNet, VAE and text encoder.
+    static func isDiffusersFolder(_ url: URL) -> Bool {
+        FileManager.default.fileExists(atPath: url.appendingPathComponent("model_index.json").path)
+            && ["unet", "vae", "text_encoder"].allSatisfy { part in
+                weightFiles(inDiffusersFolder: url).contains { $0.deletingLastPathComponent().lastPathComponent == part }
+            }
+    }
+
+    /// The `.safetensors` files of a diffusers folder's unet, vae and text_encoder.
+    static func weightFiles(inDiffusersFolder url: URL) -> [URL] {
+        ["unet", "vae", "text_encoder"].flatMap { part -> [URL] in
+            let dir = url.appendingPathComponent(part)
+            let files = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
+            return files.filter { $0.hasSuffix(".safetensors") }.sorted().prefix(1).map { dir.appendingPathComponent($0) }
+        }
+    }
+
+    static func fileSize(_ url: URL) -> Int64 {
+        let attrs = try? FileManager.default.attributesOfItem(atPath: url.resolvingSymlinksInPath().path)
+        return (attrs?[.size] as? NSNumber)?.int64Value ?? 0
+    }
+}

@@ -1,1 +1,0 @@
-// The ModelStore module. See README.md for the layout.

@@ -1,0 +1,119 @@
+import Foundation
+@testable import ModelStore
+import XCTest
+
+/// Discovery on temporary folders laid out like the HF cache and like an A1111 models folder.
+final class ModelDiscoveryTests: XCTestCase {
+    var root: URL!
+
+    override func setUpWithError() throws {
+        root = FileManager.default.temporaryDirectory.appendingPathComponent("sdrepl-discovery-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(at: root) }
+
+    func touch(_ path: String, bytes: Int = 16) throws -> URL {
+        let url = root.appendingPathComponent(path)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try Data(repeating: 1, count: bytes).write(to: url)
+        return url
+    }
+
+    /// Lays out `models--owner--name` with a blob, a snapshot link and refs/main, as huggingface_hub does.
+    func makeHubRepo(cache: String, repo: String, files: [String]) throws -> URL {
+        let folder = root.appendingPathComponent(cache).appendingPathComponent(HubCache.folderName(repo: repo))
+        let commit = "c0ffee" + String(repeating: "0", count: 34)
+        for (i, file) in files.enumerated() {
+            let sha = String(repeating: String(i), count: 64)
+            _ = try touch("\(cache)/\(HubCache.folderName(repo: repo))/blobs/\(sha)", bytes: 100 + i)
+            let link = folder.appendingPathComponent("snapshots/\(commit)/\(file)")
+            try FileManager.default.createDirectory(at: link.deletingLastPathComponent(), withIntermediateDirectories: true)
+            let depth = file.split(separator: "/").count
+            try FileManager.default.createSymbolicLink(atPath: link.path, withDestinationPath: String(repeating: "../", count: depth + 1) + "blobs/\(sha)")
+        }
+        try FileManager.default.createDirectory(at: folder.appendingPathComponent("refs"), withIntermediateDirectories: true)
+        try Data(commit.utf8).write(to: folder.appendingPathComponent("refs/main"))
+        return folder.appendingPathComponent("snapshots/\(commit)")
+    }
+
+    func discovery(_ env: [String: String] = [:]) -> ModelDiscovery {
+        ModelDiscovery(environment: env, currentDirectory: root.appendingPathComponent("cwd"), homeDirectory: root.appendingPathComponent("home"))
+    }
+
+    func testFindsADiffusersSnapshotInTheDefaultCacheWithNoConfiguration() throws {
+        let snap = try makeHubRepo(cache: "home/.cache/huggingface/hub", repo: "runwayml/stable-diffusion-v1-5", files: [
+            "model_index.json", "unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
+            "text_encoder/model.safetensors",
+        ])
+        let found = try discovery().resolve()
+        XCTAssertEqual(found.url.path, snap.path)
+        XCTAssertEqual(found.layout, .diffusersFolder)
+        XCTAssertEqual(found.origin, .huggingFaceCache(repo: "runwayml/stable-diffusion-v1-5"))
+        XCTAssertEqual(found.sizeBytes, 101 + 102 + 103)
+    }
+
+    func testHFHomeAndTheNewRepositoryNameAreSearched() throws {
+        let snap = try makeHubRepo(cache: "hfhome/hub", repo: "stable-diffusion-v1-5/stable-diffusion-v1-5",
+                                   files: ["v1-5-pruned-emaonly.safetensors", "v1-5-pruned-emaonly-fp16.safetensors"])
+        let all = try discovery(["HF_HOME": root.appendingPathComponent("hfhome").path]).findAll()
+        XCTAssertEqual(all.map(\.url.lastPathComponent), ["v1-5-pruned-emaonly-fp16.safetensors", "v1-5-pruned-emaonly.safetensors"])
+        XCTAssertEqual(all.first?.url.deletingLastPathComponent().path, snap.path)
+        XCTAssertEqual(all.first?.knownSHA256, String(repeating: "1", count: 64))
+    }
+
+    func testAnA1111ModelsFolderComesBeforeTheCache() throws {
+        _ = try makeHubRepo(cache: "home/.cache/huggingface/hub", repo: "runwayml/stable-diffusion-v1-5", files: ["v1-5-pruned-emaonly.safetensors"])
+        let local = try touch("cwd/models/dreamshaper_8.safetensors")
+        _ = try touch("cwd/models/notes.txt")
+        let all = try discovery().findAll()
+        XCTAssertEqual(all.first?.url.path, local.path)
+        XCTAssertEqual(all.first?.origin, .modelsDirectory)
+        XCTAssertEqual(all.count, 2)
+    }
+
+    func testExplicitPathThenEnvironmentComeFirst() throws {
+        let a = try touch("a.safetensors"), b = try touch("b.safetensors")
+        _ = try touch("cwd/models/c.safetensors")
+        let all = try discovery(["SDREPL_MODEL": b.path]).findAll(explicit: a.path)
+        XCTAssertEqual(all.map(\.url.lastPathComponent), ["a.safetensors", "b.safetensors", "c.safetensors"])
+        XCTAssertEqual(all.map(\.origin), [.explicit, .environment, .modelsDirectory])
+    }
+
+    func testAWrongExplicitPathIsAnErrorNotAFallback() throws {
+        _ = try touch("cwd/models/c.safetensors")
+        XCTAssertThrowsError(try discovery().findAll(explicit: root.appendingPathComponent("missing.safetensors").path)) { error in
+            XCTAssertTrue("\(error)".contains("no such file or directory"), "\(error)")
+        }
+        let pickle = try touch("model.ckpt")
+        XCTAssertThrowsError(try discovery().resolve(explicit: pickle.path)) { error in
+            XCTAssertTrue("\(error)".contains("never unpickles"), "\(error)")
+        }
+    }
+
+    func testWithNoModelTheErrorSaysWhereItLookedAndHowToGetOne() throws {
+        XCTAssertThrowsError(try discovery(["HF_HUB_CACHE": "/tmp/custom-hub"]).resolve()) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("$SDREPL_MODEL (not set)"), text)
+            XCTAssertTrue(text.contains(self.root.appendingPathComponent("cwd/models").path), text)
+            XCTAssertTrue(text.contains("/tmp/custom-hub/models--runwayml--stable-diffusion-v1-5"), text)
+            XCTAssertTrue(text.contains("/tmp/custom-hub/models--stable-diffusion-v1-5--stable-diffusion-v1-5"), text)
+            XCTAssertTrue(text.contains(self.root.appendingPathComponent("home/.cache/huggingface/hub").path), text)
+            XCTAssertTrue(text.contains("model download"), text)
+        }
+    }
+
+    func testAnIncompleteDiffusersSnapshotIsNotOffered() throws {
+        _ = try makeHubRepo(cache: "home/.cache/huggingface/hub", repo: "runwayml/stable-diffusion-v1-5",
+                            files: ["model_index.json", "unet/diffusion_pytorch_model.safetensors"])
+        XCTAssertEqual(try discovery().findAll(), [])
+    }
+
+    func testAHubRepositoryFolderIsAcceptedAsAPath() throws {
+        let snap = try makeHubRepo(cache: "elsewhere", repo: "someone/finetune", files: ["model.safetensors"])
+        let repoFolder = snap.deletingLastPathComponent().deletingLastPathComponent()
+        let found = try discovery().resolve(explicit: repoFolder.path)
+        XCTAssertEqual(found.url.lastPathComponent, "model.safetensors")
+        XCTAssertEqual(found.layout, .singleFile)
+    }
+}
