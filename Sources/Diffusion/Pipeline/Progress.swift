@@ -1,0 +1,35 @@
+import Foundation
+
+/// Progress after one sampling step.
+public struct GenerationProgress: Sendable {
+    /// Index of the image in the batch (0-based) and the batch size.
+    public let image: Int
+    public let images: Int
+    /// Steps done for this image (1…total).
+    public let step: Int
+    public let total: Int
+    /// Seconds since this image started.
+    public let elapsed: Double
+    /// Estimated seconds left for this image.
+    public var eta: Double { step > 0 ? elapsed / Double(step) * Double(total - step) : 0 }
+    /// A small preview of the current latents (see `LatentPreview`), when asked for at this step.
+    public let preview: PixelImage?
+}
+
+/// A cooperative cancellation flag, safe to set from a signal-watching thread.
+///
+/// The pipeline checks it before every UNet evaluation, so a cancel returns within one step and leaves
+/// the loaded model ready for the next request.
+public final class CancellationToken: @unchecked Sendable {
+    private let lock = NSLock()
+    private var cancelled = false
+
+    public init() {}
+
+    public func cancel() { lock.lock(); cancelled = true; lock.unlock() }
+    public func reset() { lock.lock(); cancelled = false; lock.unlock() }
+    public var isCancelled: Bool { lock.lock(); defer { lock.unlock() }; return cancelled }
+
+    /// Throws `PipelineError.cancelled` once cancelled.
+    public func check() throws { if isCancelled { throw PipelineError.cancelled } }
+}
