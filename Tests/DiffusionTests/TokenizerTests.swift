@@ -66,22 +66,32 @@ final class TokenizerTests: XCTestCase {
         // regex.findall(CLIPTokenizer pattern, text) on the already lower-cased text.
         XCTAssertEqual(words("it's the sun's 'sunset'"), ["it", "'s", "the", "sun", "'s", "'s", "unset", "'"])
         XCTAssertEqual(words("8k,trending!!"), ["8", "k", ",", "trending", "!!"])
-        XCTAssertEqual(words("x<|endoftext|>y!<|endoftext|>"), ["x", "<|endoftext|>", "y", "!<|", "endoftext", "|>"])
+        // The special spellings match first but are re-split by the ByteLevel pre-tokenizer's
+        // GPT-2 pattern: backend_tokenizer.pre_tokenizer.pre_tokenize_str("<|endoftext|>a")
+        XCTAssertEqual(words("x<|endoftext|>!y!<|endoftext|>"), ["x", "<|", "endoftext", "|>", "!", "y", "!<|", "endoftext", "|>"])
         XCTAssertEqual(words("we'll they're i'm 'd'x"), ["we", "'ll", "they", "'re", "i", "'m", "'d", "'", "x"])
         XCTAssertEqual(words("猫と犬 ½ⅻ"), ["猫と犬", "½", "ⅻ"])
     }
 
     func testUnicodeAgainstReference() throws {
         let tokenizer = try CLIPTokenizer.bundled()
-        // Ids from a Python rendering of the transformers 5 pipeline (NFC, per-char str.lower,
-        // regex.findall(pattern), bpe) over the same bundled merges; the corpus test checks the same
-        // behaviour against transformers itself.
+        // tok = CLIPTokenizer.from_pretrained("Tests/Fixtures/models/tiny-sd15-diffusers/tokenizer")
+        // (transformers 5.23); tok(text).input_ids[1:-1]
         XCTAssertEqual(tokenizer.tokenize("A (Majestic) Lion, 8k, trending on ArtStation!!"),
                        [320, 263, 15335, 264, 5567, 267, 279, 330, 267, 6087, 525, 1486, 2631, 748])
         XCTAssertEqual(tokenizer.tokenize("猫と犬 café naïve Ωmega ΟΔΟΣ"),
                        [163, 234, 104, 34671, 163, 232, 361, 15304, 1097, 35689, 563, 139, 231, 9068, 138, 123, 138, 112, 138, 123, 139, 481])
         XCTAssertEqual(tokenizer.tokenize("emoji 🐱👍🏽 test"), [16327, 35710, 43722, 1628])
         XCTAssertEqual(tokenizer.tokenize("１２３ ⅻ ½"), [171, 120, 495, 171, 120, 496, 171, 120, 497, 158, 227, 375, 33613])
+        // Per-character lower case: İ -> i + U+0307, final Σ -> σ (no final-sigma rule); ǅ -> ǆ.
+        XCTAssertEqual(tokenizer.tokenize("İstanbul ΟΔΟΣ ǅ"), [328, 16384, 11231, 138, 123, 138, 112, 138, 123, 139, 481, 131, 484])
+        // U+001C is not white space for \s; NEL and LINE SEPARATOR are.
+        XCTAssertEqual(tokenizer.tokenize("x\u{1C}y\u{85}z\u{2028}w"), [343, 472, 344, 345, 342])
+        // NFC composes Hangul jamo and reorders combining marks.
+        XCTAssertEqual(tokenizer.tokenize("\u{1100}\u{1161}\u{11A8} e\u{301}\u{323}"), [21122, 479, 157, 118, 373, 136, 479])
+        XCTAssertEqual(tokenizer.tokenize("ﬀ Ⅻ ℌ"), [171, 105, 478, 158, 227, 375, 8604, 490])
+        XCTAssertEqual(tokenizer.tokenize("😀\u{FE0F} a\u{0}b \u{FFFD}"), [668, 5511, 320, 444, 321, 39802])
+        XCTAssertEqual(tokenizer.tokenize("'S 'LL"), [568, 1342])
         // Decomposed "e + combining acute" is composed (NFC) before BPE: same ids as "café".
         XCTAssertEqual(tokenizer.tokenize("cafe\u{301}"), tokenizer.tokenize("café"))
     }
@@ -89,8 +99,11 @@ final class TokenizerTests: XCTestCase {
     func testSpecialTokensOnlyWhenSpelledExactly() throws {
         let tokenizer = try CLIPTokenizer.bundled()
         // The exact spelling is the special token; upper case is lower-cased and BPE'd as text.
-        XCTAssertEqual(tokenizer.tokenize("<|endoftext|>x<|ENDOFTEXT|>"), [49407, 343, 27, 91, 40786, 18169, 91, 285])
-        XCTAssertEqual(tokenizer.tokenize("<|startoftext|>"), [49406])
+        // tok("<|ENDOFTEXT|>a<|endoftext|>b<|startoftext|>").input_ids[1:-1] (transformers 5.23)
+        XCTAssertEqual(tokenizer.tokenize("<|ENDOFTEXT|>a<|endoftext|>b<|startoftext|>"),
+                       [27, 347, 40786, 4160, 91, 285, 320, 49407, 321, 49406])
+        XCTAssertEqual(tokenizer.tokenize("<|Endoftext|>!"), [27, 347, 40786, 4160, 91, 285, 256])
+        XCTAssertEqual(tokenizer.tokenize("!<|endoftext|>"), [256, 49407])
     }
 
     func testDecode() throws {
@@ -102,25 +115,14 @@ final class TokenizerTests: XCTestCase {
     // MARK: - Diffusers tokenizer folder
 
     func testDiffusersFolderGivesSameIds() throws {
-        let bundled = try CLIPTokenizer.bundled()
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sdrepl-tokenizer-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: folder) }
-
-        // vocab.json from the bundled vocabulary, merges.txt as diffusers ships it: a header line,
-        // then one "first second" per line.
-        var vocabulary: [String: Int] = [:]
-        for id in 0..<bundled.vocabularySize { vocabulary[try XCTUnwrap(bundled.token(id))] = id }
-        try JSONEncoder().encode(vocabulary).write(to: folder.appendingPathComponent("vocab.json"))
-        let resource = try XCTUnwrap(CLIPTokenizer.bundledVocabularyURL)
-        let text = try XCTUnwrap(String(bytes: Gzip.decompress([UInt8](Data(contentsOf: resource))), encoding: .utf8))
-        let lines = text.split(separator: "\n").dropFirst().prefix(CLIPTokenizer.mergeCount)
-        try ("#version: 0.2\n" + lines.joined(separator: "\n") + "\n").write(
-            to: folder.appendingPathComponent("merges.txt"), atomically: true, encoding: .utf8)
-
+        // The fixture folder is SD1.5's tokenizer/ (vocab.json, merges.txt) as diffusers ships it.
+        let folder = FixturePaths.root.appendingPathComponent("models/tiny-sd15-diffusers/tokenizer")
         let fromFolder = try CLIPTokenizer(directory: folder)
+        let bundled = try CLIPTokenizer.bundled()
         XCTAssertEqual(fromFolder.vocabularySize, 49408)
-        for prompt in ["a photo of a cat", "masterpiece, (best quality:1.2), 1girl, 猫, café, it's", "🐱👍🏽"] {
+        XCTAssertEqual(fromFolder.startToken, 49406)
+        XCTAssertEqual(fromFolder.endToken, 49407)
+        for prompt in ["a photo of a cat", "masterpiece, (best quality:1.2), 1girl, 猫, café, it's", "🐱👍🏽", "jekyll"] {
             XCTAssertEqual(fromFolder.encode(prompt), bundled.encode(prompt), prompt)
         }
     }
@@ -175,5 +177,40 @@ final class TokenizerTests: XCTestCase {
         XCTAssertThrowsError(try Gzip.decompress(damaged))
         XCTAssertThrowsError(try Gzip.decompress(Array(dynamic.prefix(dynamic.count - 12))))
         XCTAssertThrowsError(try Gzip.decompress(Array("not gzip at all, clearly".utf8)))
+    }
+
+    // MARK: - Reference corpus
+
+    /// `Tests/Fixtures/tokenizer/corpus.json`: transformers 5.23 `CLIPTokenizer` ids for 214 prompts,
+    /// `tok(prompt).input_ids` and `tok(prompt, padding="max_length", max_length=77, truncation=True).input_ids`.
+    struct Corpus: Decodable {
+        struct Entry: Decodable {
+            let prompt: String
+            let ids: [Int]
+            let ids_77: [Int]
+            let truncated: Bool
+        }
+        let entries: [Entry]
+    }
+
+    func testCorpusMatchesTransformers() throws {
+        let url = FixturePaths.root.appendingPathComponent("tokenizer/corpus.json")
+        let corpus = try JSONDecoder().decode(Corpus.self, from: Data(contentsOf: url))
+        XCTAssertGreaterThanOrEqual(corpus.entries.count, 200)
+        let tokenizer = try CLIPTokenizer.bundled()
+        var mismatches: [String] = []
+        for entry in corpus.entries {
+            let ids = tokenizer.encode(entry.prompt)
+            if ids != entry.ids {
+                mismatches.append("\(entry.prompt.debugDescription): got \(ids), transformers gives \(entry.ids)")
+            }
+            let padded = try tokenizer.encode(entry.prompt, paddedTo: 77, truncating: true)
+            if padded != entry.ids_77 {
+                mismatches.append("\(entry.prompt.debugDescription) padded: got \(padded), transformers gives \(entry.ids_77)")
+            }
+            // Without truncation, a prompt transformers had to cut is an error, never cut silently.
+            XCTAssertEqual((try? tokenizer.encode(entry.prompt, paddedTo: 77)) == nil, entry.truncated, entry.prompt)
+        }
+        XCTAssertTrue(mismatches.isEmpty, mismatches.joined(separator: "\n"))
     }
 }

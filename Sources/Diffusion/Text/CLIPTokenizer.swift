@@ -44,7 +44,9 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
 ///    separate words, so collapsing them changes nothing;
 /// 3. it is split into words by CLIP's pattern
 ///    `<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+`,
-///    white space being dropped;
+///    white space being dropped, and each word again by GPT-2's pattern (the `ByteLevel`
+///    pre-tokenizer with `use_regex`), which only cuts a lower-cased `<|ENDOFTEXT|>` into
+///    `<|`, `endoftext`, `|>`;
 /// 4. each word's UTF-8 bytes become the byte symbols of `bytes_to_unicode`, the last one with
 ///    `</w>`, and BPE merges them, lowest merge rank first.
 ///
@@ -349,8 +351,8 @@ public struct CLIPTokenizer: Sendable {
     }
 
     /// CLIP's word pattern, matched left to right with the alternatives in order:
-    /// `<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+`.
-    /// White space between matches is dropped.
+    /// `<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+`,
+    /// followed by GPT-2's pattern on each match. White space between matches is dropped.
     static func words(_ s: [Unicode.Scalar]) -> [ArraySlice<Unicode.Scalar>] {
         var words: [ArraySlice<Unicode.Scalar>] = []
         var i = 0
@@ -359,7 +361,15 @@ public struct CLIPTokenizer: Sendable {
             let c = s[i]
             var end = i + 1
             if let special = specialScalars.first(where: { s[i...].starts(with: $0.0) }) {
+                // A lower-cased `<|ENDOFTEXT|>` matches the pattern's first alternatives, but the
+                // ByteLevel pre-tokenizer that follows re-splits every piece with GPT-2's pattern,
+                // which cuts it into `<|`, `endoftext`, `|>`. Every other match passes through it
+                // unchanged (letter runs, one digit, punctuation runs and contractions are GPT-2
+                // words already).
                 end = i + special.0.count
+                words += [s[i..<(i + 2)], s[(i + 2)..<(end - 2)], s[(end - 2)..<end]]
+                i = end
+                continue
             } else if c == "'", let length = contraction(after: s[(i + 1)...]) {
                 end = i + 1 + length
             } else if isLetter(c) {
