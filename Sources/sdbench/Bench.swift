@@ -1,8 +1,34 @@
 import ArgumentParser
 import Diffusion
 
+/// sdrepl's benchmark. Each subcommand measures one thing and ends with one JSON line, so a
+/// script can take the last line of any of them. `make bench` runs the default, `gemm`.
+///
+/// Later measurements (a UNet step, the VAE decode, issue 8) are added as further subcommands.
 @main
 struct Bench: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "sdbench", abstract: "sdrepl's benchmark.")
-    func run() throws {}
+    static let configuration = CommandConfiguration(
+        commandName: "sdbench",
+        abstract: "sdrepl's benchmark: prints one JSON line of measurements.",
+        subcommands: [GEMMBench.self, OpsBench.self],
+        defaultSubcommand: GEMMBench.self
+    )
+}
+
+/// Options shared by every measurement.
+struct TimingOptions: ParsableArguments {
+    @Option(help: "Timed repetitions per case (after one warm-up run).")
+    var repeats: Int = 5
+
+    @Option(help: "Keep repeating a case until it has run this many seconds in total.")
+    var minSeconds: Double = 0.5
+
+    @Option(help: "OpenBLAS threads (default: OpenBLAS's own choice, the core count or OPENBLAS_NUM_THREADS).")
+    var threads: Int?
+
+    func apply() {
+        if let threads { BLAS.threads = threads }
+    }
+
+    var timing: Timing { Timing(repeats: repeats, minSeconds: minSeconds) }
 }

@@ -109,18 +109,3 @@ public struct Weights: Sendable {
     /// True when the source holds `prefix + name` (for optional weights such as biases).
     public func contains(_ name: String) -> Bool { source.shape(of: prefix + name) != nil }
 }
-
-/// Errors from opening a checkpoint and building a model from it.
-public enum CheckpointError: Error, Equatable, CustomStringConvertible {
-    case missingTensor(key: String, source: String)
-    case shapeMismatch(key: String, expected: [Int], actual: [Int], source: String)
-
-    public var description: String {
-        switch self {
-        case let .missingTensor(key, source):
-            return "the checkpoint \(source) has no tensor '\(key)'; it is incomplete or not an SD1.5 model"
-        case let .shapeMismatch(key, expected, actual, source):
-            return "tensor '\(key)' in \(source) has shape \(actual) but SD1.5 needs \(expected); the checkpoint is not an SD1.5 model or its config does not match"
-        }
-    }
-}

@@ -1,0 +1,103 @@
+/// The primitive layers every model is built from, each a thin holder of its `Parameter`s over one
+/// tensor op. Each takes the `Weights` scope of its own module (e.g. `…resnets.0.conv1`) and its
+/// sizes; a missing tensor or a wrong shape throws from `init`, naming the tensor.
+
+/// `y = x·Wᵀ + b` over the last dimension (torch `nn.Linear`; keys `weight` [out, in], `bias` [out]).
+struct Linear: Sendable {
+    let weight: Parameter
+    let bias: Parameter?
+
+    init(_ weights: Weights, inputs: Int, outputs: Int, bias: Bool = true) throws {
+        weight = try weights.parameter("weight", shape: [outputs, inputs])
+        self.bias = bias ? try weights.parameter("bias", shape: [outputs]) : nil
+    }
+
+    func callAsFunction(_ x: Tensor) -> Tensor {
+        x.linear(weight: weight.value, bias: bias?.value)
+    }
+}
+
+/// A square 2-D convolution over NCHW with "same" padding for odd kernels (torch `nn.Conv2d`;
+/// keys `weight` [out, in, k, k], `bias` [out]).
+struct Conv2d: Sendable {
+    let weight: Parameter
+    let bias: Parameter
+    let stride: Int
+    let padding: Int
+
+    init(_ weights: Weights, inChannels: Int, outChannels: Int, kernel: Int, stride: Int = 1) throws {
+        weight = try weights.parameter("weight", shape: [outChannels, inChannels, kernel, kernel])
+        bias = try weights.parameter("bias", shape: [outChannels])
+        self.stride = stride
+        padding = kernel / 2
+    }
+
+    func callAsFunction(_ x: Tensor) -> Tensor {
+        x.conv2d(weight: weight.value, bias: bias.value, stride: stride, padding: padding)
+    }
+}
+
+/// Group normalisation over NCHW (torch `nn.GroupNorm` with affine; keys `weight`, `bias` [C]).
+struct GroupNorm: Sendable {
+    let groups: Int
+    let eps: Float
+    let weight: Parameter
+    let bias: Parameter
+
+    init(_ weights: Weights, groups: Int, channels: Int, eps: Float) throws {
+        precondition(channels % groups == 0, "\(channels) channels in \(groups) groups (configs are validated before this)")
+        self.groups = groups
+        self.eps = eps
+        weight = try weights.parameter("weight", shape: [channels])
+        bias = try weights.parameter("bias", shape: [channels])
+    }
+
+    /// - Parameter silu: apply SiLU to the result in the same pass (every GroupNorm in the UNet and
+    ///   VAE except the attention blocks' is followed by one).
+    func callAsFunction(_ x: Tensor, silu: Bool = false) -> Tensor {
+        x.groupNorm(groups: groups, weight: weight.value, bias: bias.value, eps: eps, fusedSiLU: silu)
+    }
+}
+
+/// Layer normalisation over the last dimension (torch `nn.LayerNorm`; keys `weight`, `bias` [C]).
+struct LayerNorm: Sendable {
+    let eps: Float
+    let weight: Parameter
+    let bias: Parameter
+
+    init(_ weights: Weights, dim: Int, eps: Float) throws {
+        self.eps = eps
+        weight = try weights.parameter("weight", shape: [dim])
+        bias = try weights.parameter("bias", shape: [dim])
+    }
+
+    func callAsFunction(_ x: Tensor) -> Tensor {
+        x.layerNorm(weight: weight.value, bias: bias.value, eps: eps)
+    }
+}
+
+/// A lookup table of row vectors (torch `nn.Embedding`; key `weight` [count, dim]).
+struct Embedding: Sendable {
+    let weight: Parameter
+    let count: Int
+    let dim: Int
+
+    init(_ weights: Weights, count: Int, dim: Int) throws {
+        weight = try weights.parameter("weight", shape: [count, dim])
+        self.count = count
+        self.dim = dim
+    }
+
+    /// The rows `ids`, as `[ids.count, dim]`.
+    /// - Precondition: every id is in `0..<count` (ids come from the tokenizer, not the user).
+    func callAsFunction(_ ids: [Int]) -> Tensor {
+        let table = weight.value
+        var out = [Float]()
+        out.reserveCapacity(ids.count * dim)
+        for id in ids {
+            precondition((0..<count).contains(id), "token id \(id) outside the embedding table of \(count)")
+            out += table.data[(id * dim)..<((id + 1) * dim)]
+        }
+        return Tensor(shape: [ids.count, dim], data: out)
+    }
+}

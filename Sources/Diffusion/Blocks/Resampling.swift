@@ -1,0 +1,63 @@
+/// Halves the spatial size with a strided 3×3 convolution (diffusers `Downsample2D` with
+/// `use_conv=True`, `padding=1`; key `conv`). An odd side `n` becomes `(n + 1) / 2`.
+struct Downsample2D: Sendable {
+    let conv: Conv2d
+
+    init(_ weights: Weights, channels: Int) throws {
+        conv = try Conv2d(weights.scoped("conv"), inChannels: channels, outChannels: channels, kernel: 3, stride: 2)
+    }
+
+    func callAsFunction(_ x: Tensor) -> Tensor { conv(x) }
+}
+
+/// Nearest-neighbour upsampling followed by a 3×3 convolution (diffusers `Upsample2D` with
+/// `use_conv=True`; key `conv`).
+struct Upsample2D: Sendable {
+    let conv: Conv2d
+
+    init(_ weights: Weights, channels: Int) throws {
+        conv = try Conv2d(weights.scoped("conv"), inChannels: channels, outChannels: channels, kernel: 3)
+    }
+
+    /// - Parameter size: the output's `(height, width)`; nil for exactly twice the input. The UNet
+    ///   passes the size of the skip connection it meets next, because downsampling rounds odd
+    ///   sides up (3 → 2) and doubling would not give them back (2 → 4, not 3); diffusers does the
+    ///   same with `upsample_size`.
+    func callAsFunction(_ x: Tensor, size: (height: Int, width: Int)? = nil) -> Tensor {
+        let (height, width) = (x.shape[2], x.shape[3])
+        let target = size ?? (2 * height, 2 * width)
+        if target == (2 * height, 2 * width) {
+            return conv(x.upsampleNearest2x())
+        }
+        return conv(x.resizedNearest(height: target.height, width: target.width))
+    }
+}
+
+extension Tensor {
+    /// Nearest-neighbour resize of NCHW to any size, picking source index `⌊dst · in / out⌋` as
+    /// torch's `F.interpolate(mode="nearest", size=…)` does. Used only on the UNet's odd-size path
+    /// (small latents), so it is written plainly; the doubling case goes through `upsampleNearest2x`.
+    func resizedNearest(height: Int, width: Int) -> Tensor {
+        precondition(rank == 4, "resizedNearest expects NCHW, got \(shape)")
+        let (planes, inHeight, inWidth) = (shape[0] * shape[1], shape[2], shape[3])
+        // torch computes the scale in float: in / out, then floor(dst * scale), clamped.
+        let rowScale = Float(inHeight) / Float(height), columnScale = Float(inWidth) / Float(width)
+        let rows = (0..<height).map { min(Int((Float($0) * rowScale).rounded(.down)), inHeight - 1) }
+        let columns = (0..<width).map { min(Int((Float($0) * columnScale).rounded(.down)), inWidth - 1) }
+        var out = [Float](repeating: 0, count: planes * height * width)
+        data.withUnsafeBufferPointer { source in
+            out.withUnsafeMutableBufferPointer { target in
+                for plane in 0..<planes {
+                    for (y, sourceY) in rows.enumerated() {
+                        let sourceRow = (plane * inHeight + sourceY) * inWidth
+                        let targetRow = (plane * height + y) * width
+                        for (x, sourceX) in columns.enumerated() {
+                            target[targetRow + x] = source[sourceRow + sourceX]
+                        }
+                    }
+                }
+            }
+        }
+        return Tensor(shape: [shape[0], shape[1], height, width], data: out)
+    }
+}

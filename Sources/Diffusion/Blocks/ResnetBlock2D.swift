@@ -1,0 +1,49 @@
+/// The residual convolution block of the UNet and the VAE (diffusers `ResnetBlock2D` with
+/// `time_embedding_norm="default"`, `output_scale_factor` as given):
+///
+///     h = conv1(SiLU(norm1(x)))  [+ time_emb_proj(SiLU(temb)) broadcast over H, W]
+///     h = conv2(SiLU(norm2(h)))  (dropout is the identity at inference)
+///     y = (shortcut(x) + h) / outputScaleFactor
+///
+/// The shortcut is a 1×1 convolution (`conv_shortcut`) when the channel count changes.
+struct ResnetBlock2D: Sendable {
+    let norm1: GroupNorm
+    let conv1: Conv2d
+    let timeEmbeddingProjection: Linear?
+    let norm2: GroupNorm
+    let conv2: Conv2d
+    let shortcut: Conv2d?
+    let outputScaleFactor: Float
+
+    /// - Parameter timeEmbeddingChannels: width of the UNet's time embedding; nil in the VAE,
+    ///   whose resnets have no `time_emb_proj`.
+    init(_ weights: Weights, inChannels: Int, outChannels: Int, timeEmbeddingChannels: Int?,
+         groups: Int, eps: Float, outputScaleFactor: Float = 1) throws {
+        norm1 = try GroupNorm(weights.scoped("norm1"), groups: groups, channels: inChannels, eps: eps)
+        conv1 = try Conv2d(weights.scoped("conv1"), inChannels: inChannels, outChannels: outChannels, kernel: 3)
+        timeEmbeddingProjection = try timeEmbeddingChannels.map {
+            try Linear(weights.scoped("time_emb_proj"), inputs: $0, outputs: outChannels)
+        }
+        norm2 = try GroupNorm(weights.scoped("norm2"), groups: groups, channels: outChannels, eps: eps)
+        conv2 = try Conv2d(weights.scoped("conv2"), inChannels: outChannels, outChannels: outChannels, kernel: 3)
+        shortcut = inChannels == outChannels ? nil
+            : try Conv2d(weights.scoped("conv_shortcut"), inChannels: inChannels, outChannels: outChannels, kernel: 1)
+        self.outputScaleFactor = outputScaleFactor
+    }
+
+    /// - Parameters:
+    ///   - x: `[B, inChannels, H, W]`.
+    ///   - timeEmbedding: `[B, timeEmbeddingChannels]` before SiLU; required exactly when the block
+    ///     was built with `timeEmbeddingChannels`.
+    /// - Returns: `[B, outChannels, H, W]`.
+    func callAsFunction(_ x: Tensor, timeEmbedding: Tensor? = nil) -> Tensor {
+        precondition((timeEmbedding != nil) == (timeEmbeddingProjection != nil), "time embedding given to a block without time_emb_proj, or missing")
+        var h = conv1(norm1(x, silu: true))
+        if let projection = timeEmbeddingProjection, let timeEmbedding {
+            h = h.addingChannelBias(projection(timeEmbedding.silu()))  // [B, C] over every pixel
+        }
+        h = conv2(norm2(h, silu: true))
+        let y = (shortcut?(x) ?? x) + h
+        return outputScaleFactor == 1 ? y : y * (1 / outputScaleFactor)
+    }
+}

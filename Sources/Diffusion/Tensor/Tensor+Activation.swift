@@ -1,0 +1,95 @@
+import Foundation
+
+// Element-wise activations and softmax, split over the cores in fixed contiguous ranges.
+// exp and erf are FastMath's branch-free versions so these loops vectorise.
+
+extension Tensor {
+    /// The fewest elements worth handing to a second core.
+    static let elementGrain = 1 << 15
+
+    /// Applies `f` to every element, over the cores.
+    @inline(__always)
+    func mapElements(_ f: @escaping (Float) -> Float) -> Tensor {
+        var out = Tensor(shape: shape)
+        out.data.withUnsafeMutableBufferPointer { ob in
+            let o = SharedPointer(ob.baseAddress!)
+            data.withUnsafeBufferPointer { xb in
+                let x = xb.baseAddress!
+                Parallel.forEach(count, grain: Tensor.elementGrain) { range in
+                    for i in range { o.base[i] = f(x[i]) }
+                }
+            }
+        }
+        return out
+    }
+
+    /// SiLU (swish): `x · sigmoid(x)`.
+    public func silu() -> Tensor { mapElements { $0 * FastMath.sigmoid($0) } }
+
+    /// Exact GELU, `x/2 · (1 + erf(x/√2))` (torch's default, `approximate='none'`).
+    public func gelu() -> Tensor { mapElements(Tensor.geluScalar) }
+
+    /// CLIP's quick GELU, `x · sigmoid(1.702·x)`.
+    public func quickGELU() -> Tensor { mapElements { $0 * FastMath.sigmoid(1.702 * $0) } }
+
+    @inline(__always)
+    static func geluScalar(_ x: Float) -> Float { 0.5 * x * (1 + FastMath.erf(x * 0.70710678118654752)) }
+
+    /// diffusers' `GEGLU` after its projection: the last dimension `2·D` is split into halves
+    /// `[a, gate]` and the result is `a · gelu(gate)`.
+    ///
+    /// - Returns: the same leading dimensions, last dimension `D`.
+    /// - Precondition: the last dimension is even.
+    public func geglu() -> Tensor {
+        precondition(rank >= 1 && shape[rank - 1] % 2 == 0, "geglu needs an even last dimension, got \(shape)")
+        let twoD = shape[rank - 1], d = twoD / 2
+        let rows = d == 0 ? 0 : count / twoD
+        var outShape = shape
+        outShape[rank - 1] = d
+        var out = Tensor(shape: outShape)
+        out.data.withUnsafeMutableBufferPointer { ob in
+            let o = SharedPointer(ob.baseAddress!)
+            data.withUnsafeBufferPointer { xb in
+                let x = xb.baseAddress!
+                Parallel.forEach(rows, grain: max(1, Tensor.elementGrain / max(1, d))) { range in
+                    for r in range {
+                        let a = x + r * twoD, gate = a + d, dst = o.base + r * d
+                        for i in 0..<d { dst[i] = a[i] * Tensor.geluScalar(gate[i]) }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// Softmax over the last dimension (max-subtracted, so large logits do not overflow).
+    public func softmax() -> Tensor {
+        precondition(rank >= 1, "softmax needs at least one dimension")
+        let d = shape[rank - 1]
+        let rows = d == 0 ? 0 : count / d
+        var out = self
+        out.data.withUnsafeMutableBufferPointer { ob in
+            let o = SharedPointer(ob.baseAddress!)
+            Parallel.forEach(rows, grain: max(1, Tensor.elementGrain / max(1, d))) { range in
+                for r in range { Tensor.softmaxRow(o.base + r * d, count: d) }
+            }
+        }
+        return out
+    }
+
+    /// Softmax of one row in place.
+    @inline(__always)
+    static func softmaxRow(_ row: UnsafeMutablePointer<Float>, count: Int) {
+        if count == 0 { return }
+        var m = -Float.infinity
+        for i in 0..<count { m = Swift.max(m, row[i]) }
+        var sum: Float = 0
+        for i in 0..<count {
+            let e = FastMath.exp(row[i] - m)
+            row[i] = e
+            sum += e
+        }
+        let inv = 1 / sum
+        for i in 0..<count { row[i] *= inv }
+    }
+}

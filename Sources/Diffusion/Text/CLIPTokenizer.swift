@@ -1,0 +1,494 @@
+import Foundation
+
+/// What went wrong while loading a tokenizer or encoding a prompt.
+public enum TokenizerError: Error, CustomStringConvertible, Equatable {
+    /// The BPE vocabulary bundled with the engine is missing from the resource bundle.
+    case bundledVocabularyMissing(String)
+    /// A vocabulary file could not be read or parsed.
+    case unreadable(path: String, reason: String)
+    /// A line of `merges.txt` (or of the bundled merges) is not two symbols, or names a symbol the
+    /// vocabulary lacks.
+    case badMerge(path: String, line: Int, text: String)
+    /// A required special token is missing from `vocab.json`.
+    case missingSpecialToken(path: String, token: String)
+    /// A token sequence does not fit the requested length and truncation was not asked for.
+    case tooLong(tokens: Int, limit: Int)
+
+    public var description: String {
+        switch self {
+        case .bundledVocabularyMissing(let name):
+            return "the bundled CLIP vocabulary \(name) was not found in the Diffusion resource bundle; "
+                + "reinstall sdrepl together with its sdrepl_Diffusion.resources folder"
+        case .unreadable(let path, let reason):
+            return "cannot read the tokenizer file \(path): \(reason)"
+        case .badMerge(let path, let line, let text):
+            return "\(path):\(line): the BPE merge \"\(text)\" is not two symbols of the vocabulary; "
+                + "the tokenizer files are damaged or do not belong to a CLIP model"
+        case .missingSpecialToken(let path, let token):
+            return "\(path) has no \(token) token; it is not a CLIP vocabulary"
+        case .tooLong(let tokens, let limit):
+            return "the text is \(tokens) tokens long but at most \(limit) fit; shorten it, or use the "
+                + "prompt chunking that splits long prompts into several 77-token windows"
+        }
+    }
+}
+
+/// OpenAI CLIP's byte-level BPE tokenizer, giving the ids of transformers' `CLIPTokenizer`.
+///
+/// The pipeline is that of transformers 5 (the `tokenizers`-backed `CLIPTokenizer`, identical to
+/// `CLIPTokenizerFast` in transformers 4):
+/// 1. the exact strings `<|startoftext|>` and `<|endoftext|>` in the raw text are the special
+///    tokens themselves (case-sensitive, before any normalisation);
+/// 2. each remaining piece is normalised: Unicode NFC, then every scalar lower-cased on its own
+///    (full case mapping, so `İ` becomes `i̇`; no final-sigma rule); runs of white space only
+///    separate words, so collapsing them changes nothing;
+/// 3. it is split into words by CLIP's pattern
+///    `<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+`,
+///    white space being dropped, and each word again by GPT-2's pattern (the `ByteLevel`
+///    pre-tokenizer with `use_regex`), which only cuts a lower-cased `<|ENDOFTEXT|>` into
+///    `<|`, `endoftext`, `|>`;
+/// 4. each word's UTF-8 bytes become the byte symbols of `bytes_to_unicode`, the last one with
+///    `</w>`, and BPE merges them, lowest merge rank first.
+///
+/// SD1.5 encodes `BOS + ids + EOS`, padded to 77 with EOS (the pad token of SD1.x tokenizers).
+///
+/// The tokenizer is a value type with no cache, so it can be shared freely between threads.
+public struct CLIPTokenizer: Sendable {
+    /// The text encoder's context: `BOS`, 75 tokens, `EOS`.
+    public static let contextLength = 77
+
+    /// `<|startoftext|>` (49406 in CLIP's vocabulary).
+    public let startToken: Int
+    /// `<|endoftext|>` (49407); also the padding token of SD1.x.
+    public let endToken: Int
+    /// The padding token: `endToken`, as SD1.x pads.
+    public var padToken: Int { endToken }
+    /// The id of `,</w>` (a comma ending a word), which the prompt chunker uses to break long
+    /// prompts at commas; nil if the vocabulary has none.
+    public let commaToken: Int?
+
+    /// Token string for each id.
+    private let tokens: [String]
+    /// Id of each token string.
+    private let ids: [String: Int]
+    /// Id of the symbol for each byte, without and with `</w>`.
+    private let byteSymbol: [Int]
+    private let byteSymbolAtEnd: [Int]
+    /// For each mergeable pair of ids (`first << 32 | second`), its rank and the id of the merge.
+    private let merges: [UInt64: (rank: Int32, id: Int32)]
+
+    /// The number of merges CLIP uses: lines 1 ..< 49152 − 256 − 2 + 1 of the merges file, as
+    /// transformers and open_clip slice them.
+    static let mergeCount = 49152 - 256 - 2
+
+    // MARK: - Loading
+
+    /// Builds a tokenizer from a vocabulary and its merges, in rank order.
+    ///
+    /// - Parameters:
+    ///   - vocabulary: token string → id; must contain the 512 byte symbols (with and without
+    ///     `</w>`), every merge result, `<|startoftext|>` and `<|endoftext|>`.
+    ///   - merges: the BPE merges, lowest rank first.
+    ///   - source: a name for error messages (a file path).
+    /// - Throws: `TokenizerError.badMerge` when a merge names a symbol the vocabulary lacks,
+    ///   `.missingSpecialToken` when a special token or a byte symbol is missing.
+    public init(vocabulary: [String: Int], merges: [(String, String)], source: String = "vocabulary") throws {
+        guard let start = vocabulary[Self.startOfText] else {
+            throw TokenizerError.missingSpecialToken(path: source, token: Self.startOfText)
+        }
+        guard let end = vocabulary[Self.endOfText] else {
+            throw TokenizerError.missingSpecialToken(path: source, token: Self.endOfText)
+        }
+        startToken = start
+        endToken = end
+        commaToken = vocabulary[",</w>"]
+        ids = vocabulary
+
+        var strings = [String](repeating: "", count: (vocabulary.values.max() ?? -1) + 1)
+        for (token, id) in vocabulary where id >= 0 { strings[id] = token }
+        tokens = strings
+
+        var plain = [Int](repeating: 0, count: 256)
+        var atEnd = [Int](repeating: 0, count: 256)
+        for byte in 0..<256 {
+            let symbol = String(Character(Self.byteToUnicode[byte]))
+            guard let id = vocabulary[symbol], let idAtEnd = vocabulary[symbol + Self.endOfWord] else {
+                throw TokenizerError.missingSpecialToken(path: source, token: "byte symbol \(symbol) (byte \(byte))")
+            }
+            plain[byte] = id
+            atEnd[byte] = idAtEnd
+        }
+        byteSymbol = plain
+        byteSymbolAtEnd = atEnd
+
+        var table: [UInt64: (rank: Int32, id: Int32)] = [:]
+        table.reserveCapacity(merges.count)
+        for (rank, (first, second)) in merges.enumerated() {
+            guard let a = vocabulary[first], let b = vocabulary[second], let merged = vocabulary[first + second] else {
+                throw TokenizerError.badMerge(path: source, line: rank + 2, text: "\(first) \(second)")
+            }
+            // A repeated pair takes its last rank, as `dict(zip(merges, range(...)))` does.
+            table[UInt64(a) << 32 | UInt64(b)] = (Int32(rank), Int32(merged))
+        }
+        self.merges = table
+    }
+
+    /// Loads a diffusers `tokenizer/` folder: `vocab.json` and `merges.txt`.
+    ///
+    /// - Parameter directory: the folder holding both files.
+    /// - Throws: `TokenizerError.unreadable` when a file is missing or not valid JSON/UTF-8, and the
+    ///   errors of `init(vocabulary:merges:source:)`.
+    public init(directory: URL) throws {
+        let vocabURL = directory.appendingPathComponent("vocab.json")
+        let mergesURL = directory.appendingPathComponent("merges.txt")
+        let vocabulary: [String: Int]
+        do {
+            vocabulary = try JSONDecoder().decode([String: Int].self, from: Data(contentsOf: vocabURL))
+        } catch {
+            throw TokenizerError.unreadable(path: vocabURL.path, reason: "\(error)")
+        }
+        guard let mergesData = try? Data(contentsOf: mergesURL) else {
+            throw TokenizerError.unreadable(path: mergesURL.path, reason: "no such file or not readable")
+        }
+        guard let text = String(data: mergesData, encoding: .utf8) else {
+            throw TokenizerError.unreadable(path: mergesURL.path, reason: "not UTF-8 text")
+        }
+        try self.init(vocabulary: vocabulary, merges: Self.parseMerges(text, path: mergesURL.path), source: directory.path)
+    }
+
+    /// The tokenizer built from the vocabulary bundled with the engine (OpenAI's
+    /// `bpe_simple_vocab_16e6.txt.gz`), for checkpoints that carry no tokenizer files.
+    ///
+    /// The vocabulary is built as CLIP builds it: the 256 byte symbols of `bytes_to_unicode`, the
+    /// same with `</w>`, each merge joined, then `<|startoftext|>` (49406) and `<|endoftext|>`
+    /// (49407). It is loaded once per process; later calls return the same tokenizer.
+    ///
+    /// - Throws: `TokenizerError.bundledVocabularyMissing` when the resource bundle is incomplete,
+    ///   `.unreadable` when the file is damaged.
+    public static func bundled() throws -> CLIPTokenizer {
+        try bundledResult.get()
+    }
+
+    private static let bundledName = "bpe_simple_vocab_16e6.txt.gz"
+
+    /// Where the bundled vocabulary is: `Resources/` inside the Diffusion resource bundle.
+    static var bundledVocabularyURL: URL? {
+        Bundle.module.url(forResource: "bpe_simple_vocab_16e6.txt", withExtension: "gz", subdirectory: "Resources")
+    }
+
+    private static let bundledResult: Result<CLIPTokenizer, TokenizerError> = {
+        guard let url = bundledVocabularyURL else { return .failure(.bundledVocabularyMissing(bundledName)) }
+        do {
+            return .success(try load(bpeFile: url))
+        } catch let error as TokenizerError {
+            return .failure(error)
+        } catch {
+            return .failure(.unreadable(path: url.path, reason: "\(error)"))
+        }
+    }()
+
+    /// Loads an open_clip / OpenAI `bpe_simple_vocab_16e6.txt.gz` file.
+    static func load(bpeFile url: URL) throws -> CLIPTokenizer {
+        let text: String
+        do {
+            let bytes = try Gzip.decompress([UInt8](Data(contentsOf: url)))
+            guard let decoded = String(bytes: bytes, encoding: .utf8) else {
+                throw TokenizerError.unreadable(path: url.path, reason: "not UTF-8 text")
+            }
+            text = decoded
+        } catch let error as TokenizerError {
+            throw error
+        } catch {
+            throw TokenizerError.unreadable(path: url.path, reason: "\(error)")
+        }
+        let merges = try parseMerges(text, path: url.path)
+
+        // CLIP's vocabulary order: byte symbols, byte symbols + </w>, merges, specials.
+        let byteSymbols = Self.byteToUnicodeOrder.map { String(Character(Self.byteToUnicode[$0])) }
+        var list = byteSymbols + byteSymbols.map { $0 + endOfWord }
+        list += merges.map { $0.0 + $0.1 }
+        list += [startOfText, endOfText]
+        var vocabulary: [String: Int] = [:]
+        vocabulary.reserveCapacity(list.count)
+        for (id, token) in list.enumerated() { vocabulary[token] = id }
+        return try CLIPTokenizer(vocabulary: vocabulary, merges: merges, source: url.path)
+    }
+
+    /// The merges of a merges file, sliced as transformers does:
+    /// `text.strip().split("\n")[1 : 49152 - 256 - 2 + 1]`. The first line is a header.
+    static func parseMerges(_ text: String, path: String) throws -> [(String, String)] {
+        let lines = text.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\n", omittingEmptySubsequences: false)
+        var merges: [(String, String)] = []
+        merges.reserveCapacity(mergeCount)
+        for (index, line) in lines.enumerated().dropFirst().prefix(mergeCount) {
+            let parts = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" })
+            guard parts.count == 2 else {
+                throw TokenizerError.badMerge(path: path, line: index + 1, text: String(line))
+            }
+            merges.append((String(parts[0]), String(parts[1])))
+        }
+        return merges
+    }
+
+    // MARK: - Encoding
+
+    /// The ids of `text`, without `BOS`/`EOS`, however long it is.
+    ///
+    /// - Parameter text: any text; the empty string gives no ids.
+    /// - Returns: the BPE ids, in order.
+    public func tokenize(_ text: String) -> [Int] {
+        var result: [Int] = []
+        // Special tokens are matched in the raw text before normalisation, as the added-token
+        // splitter of `tokenizers` does; the pieces between them are normalised separately.
+        var piece: [Unicode.Scalar] = []
+        var scalars = Array(text.unicodeScalars)[...]
+        while let first = scalars.first {
+            if first == "<", let (special, length) = specialToken(at: scalars) {
+                appendWords(of: piece, to: &result)
+                piece.removeAll()
+                result.append(special)
+                scalars = scalars.dropFirst(length)
+            } else {
+                piece.append(first)
+                scalars = scalars.dropFirst()
+            }
+        }
+        appendWords(of: piece, to: &result)
+        return result
+    }
+
+    /// `BOS + tokenize(text) + EOS`, unpadded: transformers' `tokenizer(text).input_ids`.
+    public func encode(_ text: String) -> [Int] {
+        [startToken] + tokenize(text) + [endToken]
+    }
+
+    /// `BOS + ids + EOS` padded with EOS to `length`: what diffusers feeds the text encoder.
+    ///
+    /// - Parameters:
+    ///   - text: the prompt, without weighting syntax.
+    ///   - length: the padded length, 77 for SD1.x.
+    ///   - truncating: when true, a longer text keeps its first `length − 2` ids and then `EOS`, as
+    ///     transformers does with `truncation=True`; when false (the default) it is an error.
+    /// - Throws: `TokenizerError.tooLong` when the text does not fit and `truncating` is false.
+    public func encode(_ text: String, paddedTo length: Int, truncating: Bool = false) throws -> [Int] {
+        var ids = tokenize(text)
+        if ids.count > length - 2 {
+            guard truncating else { throw TokenizerError.tooLong(tokens: ids.count, limit: length - 2) }
+            ids.removeLast(ids.count - (length - 2))
+        }
+        return [startToken] + ids + [endToken] + Array(repeating: padToken, count: length - 2 - ids.count)
+    }
+
+    /// The text of `ids`: token strings joined, byte symbols turned back into UTF-8 (invalid
+    /// sequences become U+FFFD), `</w>` into a space, trimmed.
+    ///
+    /// - Parameters:
+    ///   - ids: token ids; ids outside the vocabulary are skipped.
+    ///   - skippingSpecialTokens: leave out `BOS`, `EOS` and padding (the default).
+    public func decode(_ ids: [Int], skippingSpecialTokens: Bool = true) -> String {
+        var bytes: [UInt8] = []
+        for id in ids {
+            if skippingSpecialTokens, id == startToken || id == endToken { continue }
+            guard let token = self.token(id) else { continue }
+            if id == startToken || id == endToken {
+                bytes += Array(token.utf8)
+                continue
+            }
+            for scalar in token.unicodeScalars {
+                if let byte = Self.unicodeToByte[scalar] { bytes.append(byte) } else { bytes += Array(String(scalar).utf8) }
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+            .replacingOccurrences(of: Self.endOfWord, with: " ")
+            .trimmingCharacters(in: .whitespaces)
+    }
+
+    /// The vocabulary string of `id` (e.g. `"cat</w>"`), or nil when `id` is not in the vocabulary.
+    public func token(_ id: Int) -> String? {
+        id >= 0 && id < tokens.count && !tokens[id].isEmpty ? tokens[id] : nil
+    }
+
+    /// The id of a vocabulary string, or nil.
+    public func id(of token: String) -> Int? { ids[token] }
+
+    /// The number of ids in the vocabulary (49408 for CLIP).
+    public var vocabularySize: Int { tokens.count }
+
+    // MARK: - Normalisation and words
+
+    static let startOfText = "<|startoftext|>"
+    static let endOfText = "<|endoftext|>"
+    static let endOfWord = "</w>"
+    private static let specialScalars: [(ArraySlice<Unicode.Scalar>, Bool)] = [
+        (Array(startOfText.unicodeScalars)[...], true), (Array(endOfText.unicodeScalars)[...], false),
+    ]
+
+    /// The special token spelled at the start of `scalars`, and its length in scalars.
+    private func specialToken(at scalars: ArraySlice<Unicode.Scalar>) -> (Int, Int)? {
+        for (spelling, isStart) in Self.specialScalars where scalars.starts(with: spelling) {
+            return (isStart ? startToken : endToken, spelling.count)
+        }
+        return nil
+    }
+
+    /// Normalises one piece of text (NFC, then per-scalar lower case) and appends the BPE ids of its
+    /// words.
+    private func appendWords(of piece: [Unicode.Scalar], to result: inout [Int]) {
+        guard !piece.isEmpty else { return }
+        var string = String()
+        string.unicodeScalars.append(contentsOf: piece)
+        var normalised: [Unicode.Scalar] = []
+        for scalar in string.precomposedStringWithCanonicalMapping.unicodeScalars {
+            // `tokenizers`' Lowercase maps each char with Rust's `char::to_lowercase`: the full
+            // mapping of SpecialCasing without its context-dependent rules (final sigma).
+            if scalar.properties.changesWhenLowercased {
+                normalised.append(contentsOf: scalar.properties.lowercaseMapping.unicodeScalars)
+            } else {
+                normalised.append(scalar)
+            }
+        }
+        for word in Self.words(normalised) { bpe(word, into: &result) }
+    }
+
+    /// CLIP's word pattern, matched left to right with the alternatives in order:
+    /// `<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+`,
+    /// followed by GPT-2's pattern on each match. White space between matches is dropped.
+    static func words(_ s: [Unicode.Scalar]) -> [ArraySlice<Unicode.Scalar>] {
+        var words: [ArraySlice<Unicode.Scalar>] = []
+        var i = 0
+        let n = s.count
+        while i < n {
+            let c = s[i]
+            var end = i + 1
+            if let special = specialScalars.first(where: { s[i...].starts(with: $0.0) }) {
+                // A lower-cased `<|ENDOFTEXT|>` matches the pattern's first alternatives, but the
+                // ByteLevel pre-tokenizer that follows re-splits every piece with GPT-2's pattern,
+                // which cuts it into `<|`, `endoftext`, `|>`. Every other match passes through it
+                // unchanged (letter runs, one digit, punctuation runs and contractions are GPT-2
+                // words already).
+                end = i + special.0.count
+                words += [s[i..<(i + 2)], s[(i + 2)..<(end - 2)], s[(end - 2)..<end]]
+                i = end
+                continue
+            } else if c == "'", let length = contraction(after: s[(i + 1)...]) {
+                end = i + 1 + length
+            } else if isLetter(c) {
+                while end < n, isLetter(s[end]) { end += 1 }
+            } else if isNumber(c) {
+                // one digit per word
+            } else if c.properties.isWhitespace {
+                i += 1
+                continue
+            } else {
+                while end < n, !isLetter(s[end]), !isNumber(s[end]), !s[end].properties.isWhitespace { end += 1 }
+            }
+            words.append(s[i..<end])
+            i = end
+        }
+        return words
+    }
+
+    /// The length of `s|t|re|ve|m|ll|d` at the start of `rest`, in that order of preference.
+    private static func contraction(after rest: ArraySlice<Unicode.Scalar>) -> Int? {
+        guard let first = rest.first else { return nil }
+        switch first {
+        case "s", "t", "m", "d": return 1
+        case "r", "v":
+            return rest.dropFirst().first == "e" ? 2 : nil
+        case "l":
+            return rest.dropFirst().first == "l" ? 2 : nil
+        default: return nil
+        }
+    }
+
+    /// `\p{L}`: general category Lu, Ll, Lt, Lm or Lo.
+    static func isLetter(_ c: Unicode.Scalar) -> Bool {
+        switch c.properties.generalCategory {
+        case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter: return true
+        default: return false
+        }
+    }
+
+    /// `\p{N}`: general category Nd, Nl or No.
+    static func isNumber(_ c: Unicode.Scalar) -> Bool {
+        switch c.properties.generalCategory {
+        case .decimalNumber, .letterNumber, .otherNumber: return true
+        default: return false
+        }
+    }
+
+    // MARK: - BPE
+
+    /// Appends the ids of one word: its UTF-8 bytes as byte symbols (the last with `</w>`), merged
+    /// by BPE. Each round merges every occurrence, left to right, of the adjacent pair with the
+    /// lowest rank, until no adjacent pair has a merge (transformers' `CLIPTokenizer.bpe`).
+    private func bpe(_ word: ArraySlice<Unicode.Scalar>, into result: inout [Int]) {
+        var string = String()
+        string.unicodeScalars.append(contentsOf: word)
+        let bytes = Array(string.utf8)
+        guard !bytes.isEmpty else { return }
+        var symbols = bytes.map { byteSymbol[Int($0)] }
+        symbols[symbols.count - 1] = byteSymbolAtEnd[Int(bytes[bytes.count - 1])]
+
+        while symbols.count > 1 {
+            var best: (rank: Int32, id: Int32)? = nil
+            var bestPair: UInt64 = 0
+            for i in 0..<(symbols.count - 1) {
+                let pair = UInt64(symbols[i]) << 32 | UInt64(symbols[i + 1])
+                if let merge = merges[pair], merge.rank < best?.rank ?? .max {
+                    best = merge
+                    bestPair = pair
+                }
+            }
+            guard let merge = best else { break }
+            let first = Int(bestPair >> 32)
+            let second = Int(bestPair & 0xFFFF_FFFF)
+            var merged: [Int] = []
+            merged.reserveCapacity(symbols.count)
+            var i = 0
+            while i < symbols.count {
+                if i + 1 < symbols.count, symbols[i] == first, symbols[i + 1] == second {
+                    merged.append(Int(merge.id))
+                    i += 2
+                } else {
+                    merged.append(symbols[i])
+                    i += 1
+                }
+            }
+            symbols = merged
+        }
+        result += symbols
+    }
+
+    // MARK: - Byte symbols
+
+    /// The bytes in the order `bytes_to_unicode` lists them: the printable ranges `!`…`~`,
+    /// `¡`…`¬`, `®`…`ÿ` first, then the rest in byte order.
+    static let byteToUnicodeOrder: [Int] = {
+        let printable = Array(33...126) + Array(161...172) + Array(174...255)
+        let printableSet = Set(printable)
+        return printable + (0..<256).filter { !printableSet.contains($0) }
+    }()
+
+    /// `bytes_to_unicode`: printable bytes stand for themselves; the others, in byte order, map to
+    /// U+0100, U+0101, …, so that no symbol is white space or a control character.
+    static let byteToUnicode: [Unicode.Scalar] = {
+        var table = [Unicode.Scalar](repeating: "\0", count: 256)
+        var next: UInt32 = 256
+        for byte in byteToUnicodeOrder {
+            if (33...126).contains(byte) || (161...172).contains(byte) || (174...255).contains(byte) {
+                table[byte] = Unicode.Scalar(UInt8(byte))
+            } else {
+                table[byte] = Unicode.Scalar(next)!
+                next += 1
+            }
+        }
+        return table
+    }()
+
+    static let unicodeToByte: [Unicode.Scalar: UInt8] = {
+        var table: [Unicode.Scalar: UInt8] = [:]
+        for (byte, scalar) in byteToUnicode.enumerated() { table[scalar] = UInt8(byte) }
+        return table
+    }()
+}

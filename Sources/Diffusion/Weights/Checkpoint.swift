@@ -1,0 +1,400 @@
+import Foundation
+
+extension CheckpointComponent {
+    /// Where the component's model begins in a `Checkpoint`: the prefix of `Checkpoint.weights(for:)`.
+    /// The text encoder's model is transformers' `CLIPTextModel.text_model`.
+    public var modelPrefix: String {
+        switch self {
+        case .unet, .vae: return prefix
+        case .textEncoder: return prefix + "text_model."
+        }
+    }
+}
+
+/// An SD1.x checkpoint, opened and checked, whose tensors are named in diffusers module names under
+/// the component prefixes `unet.`, `vae.` and `text_encoder.text_model.`, whatever the layout on disk.
+///
+/// Layouts:
+/// - a single-file safetensors in the original LDM layout (`model.diffusion_model.*`,
+///   `first_stage_model.*`, `cond_stage_model.transformer.*`), fp32, fp16 or bf16; EMA copies
+///   (`model_ema.*`) and DDPM buffers are ignored. Keys are renamed by `KeyMap`, a view over the
+///   mapped file: nothing is copied.
+/// - a diffusers folder (`model_index.json`, `unet/`, `vae/`, `text_encoder/`, optional
+///   `tokenizer/` and `scheduler/`), with `.fp16.` variants chosen by `LoadOptions.variant`.
+/// - a Hugging Face cache entry (`models--org--name`, with `refs/main` naming the snapshot), holding
+///   either layout.
+///
+/// Refused, with a `CheckpointError` saying what the file is: SD2.x, SDXL, inpainting and other
+/// non-4-channel UNets, LoRAs, pickles (`.ckpt`, `.pt`, `.bin`, or pickle/zip bytes under any name:
+/// they are recognised by their first bytes and never unpickled) and GGUF files.
+///
+/// The library never prints: after building the models, ask `unexpectedKeys(used:ignoring:)` for the
+/// tensors no model took and show them as a warning.
+public final class Checkpoint: TensorSource, @unchecked Sendable {
+    public enum Layout: String, Sendable {
+        case singleFile = "single file"
+        case diffusersFolder = "diffusers folder"
+    }
+
+    /// The path as given.
+    public let url: URL
+    /// The file or folder actually loaded (the snapshot folder for a Hugging Face cache entry).
+    public let location: URL
+    public let layout: Layout
+    /// True when `url` was a Hugging Face cache entry resolved to a snapshot.
+    public let viaHuggingFaceCache: Bool
+    public let options: LoadOptions
+    /// `options.memoryMode` resolved: `.low` or `.fast`, never `.auto`.
+    public let memoryMode: MemoryMode
+    /// The size of all weights once converted to Float32.
+    public let float32ByteCount: Int
+    /// Records the keys models take through `weights(for:)`.
+    public let usage = WeightUsage()
+    /// The diffusers `tokenizer/` folder, when present (a single file has none; the bundled
+    /// vocabulary is used then).
+    public let tokenizerDirectory: URL?
+    /// `scheduler/scheduler_config.json` of a diffusers folder, when present.
+    public let schedulerConfigData: Data?
+    /// Stored keys that were deliberately dropped (EMA copies, DDPM buffers, `position_ids`).
+    public let ignoredKeys: [String]
+
+    private struct Entry {
+        let file: SafetensorsFile
+        let storedKey: String
+        let shape: [Int]
+    }
+    private let entries: [String: Entry]
+    private let sortedKeys: [String]
+    /// Stored keys that belong to no SD1.x component, under their stored names.
+    private let unknownKeys: [String]
+    private let componentFiles: [CheckpointComponent: SafetensorsFile]
+    private let configs: [CheckpointComponent: Data]
+
+    /// Opens the checkpoint at `url`, detects its layout, maps its names and checks that it is a
+    /// complete SD1.x text-to-image model.
+    /// - Parameters:
+    ///   - url: a `.safetensors` file, a diffusers folder, a Hugging Face cache entry
+    ///     (`models--*`), or a folder holding exactly one `.safetensors` file.
+    ///   - options: memory mode (resolved here), threads, preferred diffusers variant.
+    /// - Throws: `CheckpointError` naming the file and the problem: `.notFound`, `.pickleFile`,
+    ///   `.ggufFile`, `.unreadable` (wrapping the `SafetensorsError` of a damaged file),
+    ///   `.unsupportedModel`, `.missingComponent`, `.unknownLayout`, `.unresolvedSnapshot`,
+    ///   `.conflictingKeys`.
+    public init(url: URL, options: LoadOptions = LoadOptions()) throws {
+        self.url = url
+        self.options = options
+        let fm = FileManager.default
+        var isDirectory: ObjCBool = false
+        guard fm.fileExists(atPath: url.path, isDirectory: &isDirectory) else { throw CheckpointError.notFound(path: url.path) }
+
+        var location = url
+        var viaCache = false
+        if isDirectory.boolValue, Self.isDirectory(url.appendingPathComponent("snapshots")) {
+            location = try Self.resolveSnapshot(url)
+            viaCache = true
+        }
+        self.location = location
+        self.viaHuggingFaceCache = viaCache
+
+        var entries: [String: Entry] = [:]
+        var ignored: [String] = []
+        var unknown: [String] = []
+        var componentFiles: [CheckpointComponent: SafetensorsFile] = [:]
+        var configs: [CheckpointComponent: Data] = [:]
+        let keyMap = KeyMap()
+
+        func add(_ mapping: KeyMap.Mapping, _ info: SafetensorsTensorInfo, _ file: SafetensorsFile) throws {
+            switch mapping {
+            case let .tensor(key, reshape):
+                var shape = info.shape
+                if reshape, shape.count == 4, shape[2] == 1, shape[3] == 1 { shape = Array(shape.prefix(2)) }
+                if let other = entries[key] {
+                    throw CheckpointError.conflictingKeys(path: file.url.path, first: other.storedKey, second: info.name, mappedTo: key)
+                }
+                entries[key] = Entry(file: file, storedKey: info.name, shape: shape)
+            case .ignored:
+                ignored.append(info.name)
+            case .unknown:
+                unknown.append(info.name)
+            }
+        }
+
+        if Self.isDirectory(location), Self.isDiffusersFolder(location) {
+            layout = .diffusersFolder
+            try Self.refuseByModelIndex(location)
+            for component in CheckpointComponent.allCases {
+                let fileURL = try Self.componentFile(component, in: location, variant: options.variant)
+                let file = try Self.openSafetensors(fileURL)
+                componentFiles[component] = file
+                for info in file.tensors {
+                    try add(keyMap.mapDiffusers(info.name, component: component), info, file)
+                }
+                if let data = fm.contents(atPath: location.appendingPathComponent(component.rawValue).appendingPathComponent("config.json").path) {
+                    configs[component] = data
+                }
+            }
+            let tokenizer = location.appendingPathComponent("tokenizer")
+            tokenizerDirectory = Self.isDirectory(tokenizer) ? tokenizer : nil
+            schedulerConfigData = fm.contents(atPath: location.appendingPathComponent("scheduler/scheduler_config.json").path)
+        } else {
+            layout = .singleFile
+            let fileURL = Self.isDirectory(location) ? try Self.singleFileInFolder(location) : location
+            let file = try Self.openSafetensors(fileURL)
+            try Self.refuseByStoredKeys(file)
+            for info in file.tensors { try add(keyMap.mapLDM(info.name), info, file) }
+            for component in CheckpointComponent.allCases { componentFiles[component] = file }
+            let present = Set(entries.keys.compactMap { key in CheckpointComponent.allCases.first { key.hasPrefix($0.prefix) } })
+            if present.isEmpty {
+                let sample = file.names.prefix(3).map { "'\($0)'" }.joined(separator: ", ")
+                throw CheckpointError.unknownLayout(path: fileURL.path, reason: file.names.isEmpty
+                    ? "the file holds no tensors"
+                    : "none of its keys (\(sample)\(file.names.count > 3 ? ", …" : "")) is a key of an SD checkpoint")
+            }
+            for (prefix, component) in KeyMap.ldmComponents where !present.contains(component) {
+                throw CheckpointError.missingComponent(path: fileURL.path, component: Self.componentName(component), lookedFor: [prefix + "*"])
+            }
+            tokenizerDirectory = nil
+            schedulerConfigData = nil
+        }
+
+        self.entries = entries
+        self.sortedKeys = entries.keys.sorted()
+        self.ignoredKeys = ignored
+        self.unknownKeys = unknown
+        self.componentFiles = componentFiles
+        self.configs = configs
+        try Self.refuseByShapes(entries.mapValues(\.shape), path: location.path)
+
+        float32ByteCount = entries.values.reduce(0) { $0 + $1.shape.reduce(4, *) }
+        memoryMode = options.memoryMode.resolve(float32Bytes: float32ByteCount)
+    }
+
+    // MARK: Public API
+
+    /// The weights of `component`, scoped at its model (`CheckpointComponent.modelPrefix`), keeping
+    /// Float32 copies in `.fast` mode. Models mark the keys they take in `usage`.
+    public func weights(for component: CheckpointComponent) -> Weights {
+        Weights(source: self, prefix: component.modelPrefix, keepConverted: memoryMode == .fast, usage: usage)
+    }
+
+    /// The raw `config.json` of `component` in a diffusers folder; nil for a single file or when the
+    /// folder has none (the models then use SD1.5 defaults).
+    public func configData(for component: CheckpointComponent) -> Data? { configs[component] }
+
+    /// The safetensors file that holds `component` (the same file for all three in a single file).
+    /// The app hashes it for the image metadata (A1111's model hash is the first 10 hex digits of the
+    /// SHA-256 of the single file).
+    public func fileURL(for component: CheckpointComponent) -> URL {
+        componentFiles[component]!.url  // every component has a file once init succeeded
+    }
+
+    /// Every file the weights come from, without repeats, in component order.
+    public var fileURLs: [URL] {
+        var seen = Set<String>()
+        return CheckpointComponent.allCases.map(fileURL(for:)).filter { seen.insert($0.path).inserted }
+    }
+
+    /// Tensors that no model took: mapped keys missing from `used` (default: `usage.keys`), minus
+    /// those under `ignoring` prefixes (e.g. `["vae.encoder.", "vae.quant_conv."]` when only the VAE
+    /// decoder is built), followed by stored keys that belong to no SD1.x component, under their
+    /// stored names. Deliberately dropped keys (`ignoredKeys`) are not listed.
+    public func unexpectedKeys(used: Set<String>? = nil, ignoring prefixes: [String] = []) -> [String] {
+        let used = used ?? usage.keys
+        return sortedKeys.filter { !used.contains($0) && !prefixes.contains(where: $0.hasPrefix) } + unknownKeys
+    }
+
+    // MARK: TensorSource
+
+    public var sourceDescription: String { location.path }
+    public var keys: [String] { sortedKeys }
+    public func shape(of key: String) -> [Int]? { entries[key]?.shape }
+
+    /// Converts `key` (a mapped name) to Float32 into `buffer`.
+    /// - Throws: `CheckpointError.missingTensor`, or the file's `SafetensorsError` (e.g. a wrong
+    ///   buffer size or an unsupported dtype).
+    public func read(_ key: String, into buffer: UnsafeMutableBufferPointer<Float>) throws {
+        guard let entry = entries[key] else { throw CheckpointError.missingTensor(key: key, source: sourceDescription) }
+        try entry.file.read(entry.storedKey, into: buffer)
+    }
+
+    /// The stored name of a mapped key and the file that holds it, for messages and tests.
+    public func storedLocation(of key: String) -> (file: URL, key: String)? {
+        entries[key].map { ($0.file.url, $0.storedKey) }
+    }
+
+    // MARK: Layout detection
+
+    private static func isDirectory(_ url: URL) -> Bool {
+        var isDirectory: ObjCBool = false
+        return FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) && isDirectory.boolValue
+    }
+
+    private static func isDiffusersFolder(_ url: URL) -> Bool {
+        FileManager.default.fileExists(atPath: url.appendingPathComponent("model_index.json").path)
+            || isDirectory(url.appendingPathComponent("unet"))
+    }
+
+    private static func componentName(_ component: CheckpointComponent) -> String {
+        switch component {
+        case .unet: return "UNet"
+        case .vae: return "VAE"
+        case .textEncoder: return "text encoder"
+        }
+    }
+
+    /// The snapshot of a Hugging Face cache entry: the one `refs/main` names, else the only one.
+    private static func resolveSnapshot(_ entry: URL) throws -> URL {
+        let snapshots = entry.appendingPathComponent("snapshots")
+        if let ref = try? String(contentsOf: entry.appendingPathComponent("refs/main"), encoding: .utf8) {
+            let commit = ref.trimmingCharacters(in: .whitespacesAndNewlines)
+            let snapshot = snapshots.appendingPathComponent(commit)
+            guard !commit.isEmpty, !commit.contains("/"), isDirectory(snapshot) else {
+                throw CheckpointError.unresolvedSnapshot(path: entry.path, reason: "refs/main names '\(commit)', which is not in snapshots/")
+            }
+            return snapshot
+        }
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: snapshots.path)) ?? [])
+            .filter { isDirectory(snapshots.appendingPathComponent($0)) }.sorted()
+        guard names.count == 1 else {
+            throw CheckpointError.unresolvedSnapshot(path: entry.path, reason: names.isEmpty
+                ? "snapshots/ is empty"
+                : "there is no refs/main and several snapshots (\(names.joined(separator: ", ")))")
+        }
+        return snapshots.appendingPathComponent(names[0])
+    }
+
+    /// A folder that is not a diffusers folder may hold one single-file checkpoint.
+    private static func singleFileInFolder(_ folder: URL) throws -> URL {
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).sorted()
+        let safetensors = names.filter { $0.hasSuffix(".safetensors") }
+        if safetensors.count == 1 { return folder.appendingPathComponent(safetensors[0]) }
+        if safetensors.isEmpty, let pickle = names.first(where: { pickleExtensions.contains(($0 as NSString).pathExtension.lowercased()) }) {
+            throw CheckpointError.pickleFile(path: folder.appendingPathComponent(pickle).path, evidence: "its name ends in .\((pickle as NSString).pathExtension)")
+        }
+        throw CheckpointError.unknownLayout(path: folder.path, reason: safetensors.isEmpty
+            ? "the folder has no model_index.json, no unet/ and no .safetensors file"
+            : "the folder has no model_index.json and several .safetensors files (\(safetensors.joined(separator: ", "))); give the path of one")
+    }
+
+    /// The weights file of `component` in a diffusers folder. The plain file is preferred unless a
+    /// variant is asked for; either way the other is the fallback.
+    private static func componentFile(_ component: CheckpointComponent, in folder: URL, variant: String?) throws -> URL {
+        let dir = folder.appendingPathComponent(component.rawValue)
+        let stem = component == .textEncoder ? "model" : "diffusion_pytorch_model"
+        var candidates = ["\(stem).safetensors", "\(stem).fp16.safetensors"]
+        if let variant {
+            candidates.removeAll { $0 == "\(stem).\(variant).safetensors" }
+            candidates.insert("\(stem).\(variant).safetensors", at: 0)
+        }
+        for name in candidates {
+            let url = dir.appendingPathComponent(name)
+            if FileManager.default.fileExists(atPath: url.path) { return url }
+        }
+        let pickles = [stem == "model" ? "pytorch_model" : stem].flatMap { s in ["\(s).bin", "\(s).fp16.bin", "\(s).ckpt", "\(s).pt"] }
+        for name in pickles where FileManager.default.fileExists(atPath: dir.appendingPathComponent(name).path) {
+            throw CheckpointError.pickleFile(path: dir.appendingPathComponent(name).path, evidence: "its name ends in .\((name as NSString).pathExtension)")
+        }
+        throw CheckpointError.missingComponent(path: folder.path, component: componentName(component),
+                                               lookedFor: candidates.map { "\(component.rawValue)/\($0)" })
+    }
+
+    // MARK: Opening files
+
+    static let pickleExtensions: Set<String> = ["ckpt", "pt", "pth", "bin", "pkl", "pickle"]
+
+    /// Opens a safetensors file after making sure, from its first bytes and its name, that it is not
+    /// a pickle or a GGUF file. A pickle is never parsed, let alone unpickled.
+    static func openSafetensors(_ url: URL) throws -> SafetensorsFile {
+        let path = url.path
+        var head = [UInt8]()
+        if let handle = FileHandle(forReadingAtPath: path) {
+            head = Array((try? handle.read(upToCount: 9)) ?? Data())
+            try? handle.close()
+        }
+        let size = ((try? FileManager.default.attributesOfItem(atPath: path)[.size]) as? NSNumber)?.intValue ?? 0
+        // A safetensors file starts with the header length and then '{'. Checking this first keeps a
+        // header length whose low bytes happen to read 0x80 0x02 from being taken for a pickle.
+        let plausibleSafetensors = head.count == 9 && head[8] == UInt8(ascii: "{")
+            && head.prefix(8).withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) } <= UInt64(max(0, size - 8))
+        if !plausibleSafetensors {
+            if head.starts(with: [0x50, 0x4B, 0x03, 0x04]) {
+                throw CheckpointError.pickleFile(path: path, evidence: "it is a zip archive, the format of torch.save")
+            }
+            if head.count >= 2, head[0] == 0x80, (2...5).contains(head[1]) {
+                throw CheckpointError.pickleFile(path: path, evidence: "it starts with a pickle protocol \(head[1]) header")
+            }
+            if head.starts(with: Array("GGUF".utf8)) { throw CheckpointError.ggufFile(path: path) }
+            let ext = url.pathExtension.lowercased()
+            if pickleExtensions.contains(ext) {
+                throw CheckpointError.pickleFile(path: path, evidence: "its name ends in .\(url.pathExtension)")
+            }
+        }
+        do {
+            return try SafetensorsFile(url: url)
+        } catch let error as SafetensorsError {
+            throw CheckpointError.unreadable(path: path, underlying: error)
+        }
+    }
+
+    // MARK: Recognising other models
+
+    /// SD2.x, SDXL and LoRA files by their keys.
+    private static func refuseByStoredKeys(_ file: SafetensorsFile) throws {
+        let path = file.url.path
+        let names = file.names
+        if let key = names.first(where: { $0.hasPrefix("conditioner.embedders.") }) {
+            throw CheckpointError.unsupportedModel(path: path, kind: "an SDXL checkpoint", evidence: "it has '\(key)'")
+        }
+        if let key = names.first(where: { $0.hasPrefix("cond_stage_model.model.") }) {
+            throw CheckpointError.unsupportedModel(path: path, kind: "an SD 2.x checkpoint", evidence: "its text encoder is OpenCLIP ('\(key)')")
+        }
+        if let key = names.first(where: { $0.hasPrefix("model.diffusion_model.label_emb.") }) {
+            throw CheckpointError.unsupportedModel(path: path, kind: "an SDXL or unCLIP checkpoint", evidence: "its UNet has a class embedding ('\(key)')")
+        }
+        if !names.contains(where: { $0.hasPrefix("model.diffusion_model.") }),
+           let key = names.first(where: { $0.contains("lora_") || $0.contains(".lora.") }) {
+            throw CheckpointError.unsupportedModel(path: path, kind: "a LoRA, not a full checkpoint", evidence: "it has '\(key)'")
+        }
+    }
+
+    /// SDXL and inpainting pipelines by their `model_index.json`.
+    private static func refuseByModelIndex(_ folder: URL) throws {
+        let indexURL = folder.appendingPathComponent("model_index.json")
+        guard let data = FileManager.default.contents(atPath: indexURL.path),
+              let index = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { return }
+        let className = index["_class_name"] as? String ?? ""
+        if index["text_encoder_2"] != nil || className.contains("XL") {
+            throw CheckpointError.unsupportedModel(path: folder.path, kind: "an SDXL pipeline",
+                                                   evidence: "model_index.json names \(className.isEmpty ? "a second text encoder" : className)")
+        }
+        if className.contains("Inpaint") || className.contains("InstructPix2Pix") || className.contains("Upscale") {
+            throw CheckpointError.unsupportedModel(path: folder.path, kind: "a \(className)", evidence: "model_index.json says so")
+        }
+    }
+
+    /// Non-SD1.x models by their shapes, in both layouts: the UNet's input channels, the
+    /// cross-attention context width, the text encoder's width.
+    private static func refuseByShapes(_ shapes: [String: [Int]], path: String) throws {
+        if let convIn = shapes["unet.conv_in.weight"], convIn.count == 4, convIn[1] != 4 {
+            let kind: String
+            switch convIn[1] {
+            case 9: kind = "an inpainting checkpoint"
+            case 8: kind = "an InstructPix2Pix checkpoint"
+            default: kind = "a UNet with \(convIn[1]) input channels"
+            }
+            throw CheckpointError.unsupportedModel(path: path, kind: kind,
+                                                   evidence: "its UNet's conv_in takes \(convIn[1]) channels, not the 4 latent channels of text-to-image")
+        }
+        // Only widths that identify a known other model are refused: tiny test models and configs
+        // with other widths are SD1.x-shaped and their config.json decides.
+        if let (key, shape) = shapes.first(where: { $0.key.hasPrefix("unet.") && $0.key.hasSuffix("attn2.to_k.weight") }),
+           shape.count == 2, shape[1] == 1024 || shape[1] == 2048 {
+            throw CheckpointError.unsupportedModel(path: path, kind: shape[1] == 1024 ? "an SD 2.x checkpoint" : "an SDXL checkpoint",
+                                                   evidence: "its cross-attention takes \(shape[1])-wide text embeddings ('\(key)'), SD1.x's take 768")
+        }
+        if let norm = shapes["text_encoder.text_model.final_layer_norm.weight"], norm == [1024] || norm == [1280] {
+            throw CheckpointError.unsupportedModel(path: path, kind: norm == [1024] ? "an SD 2.x checkpoint" : "an SDXL checkpoint",
+                                                   evidence: "its text encoder is \(norm[0]) wide (OpenCLIP), SD1.x's CLIP ViT-L/14 is 768")
+        }
+    }
+}

@@ -1,0 +1,62 @@
+import Foundation
+
+/// Errors from opening a checkpoint and building a model from it. Each `description` says what is
+/// wrong, with which file or tensor, and what the user can do.
+public enum CheckpointError: Error, Equatable, CustomStringConvertible {
+    // Building a model (thrown by `Weights.parameter`).
+    case missingTensor(key: String, source: String)
+    case shapeMismatch(key: String, expected: [Int], actual: [Int], source: String)
+
+    // Opening a checkpoint.
+    case notFound(path: String)
+    /// The safetensors file itself is broken; `underlying` says how.
+    case unreadable(path: String, underlying: SafetensorsError)
+    /// A PyTorch pickle (`.ckpt`, `.pt`, `.bin`, or zip/pickle bytes under any name). Never unpickled.
+    case pickleFile(path: String, evidence: String)
+    /// A GGUF file (stable-diffusion.cpp / llama.cpp quantised weights).
+    case ggufFile(path: String)
+    /// A recognised model that is not SD1.x (`kind` is e.g. "an SDXL checkpoint").
+    case unsupportedModel(path: String, kind: String, evidence: String)
+    /// A diffusers folder or single file without one of the three weighted components.
+    case missingComponent(path: String, component: String, lookedFor: [String])
+    /// Neither a single-file SD checkpoint nor a diffusers folder nor a Hugging Face cache entry.
+    case unknownLayout(path: String, reason: String)
+    /// A Hugging Face cache entry whose snapshot cannot be chosen.
+    case unresolvedSnapshot(path: String, reason: String)
+    /// Two stored tensors map to the same name (e.g. a text-encoder key both with and without
+    /// `text_model.`).
+    case conflictingKeys(path: String, first: String, second: String, mappedTo: String)
+
+    static let conversionHelp = """
+        Convert it to safetensors in an environment you trust (loading a pickle can run code), e.g.:
+            python -c "import torch, safetensors.torch as st; sd = torch.load('model.ckpt', map_location='cpu', weights_only=True); sd = sd.get('state_dict', sd); st.save_file({k: v.contiguous().clone() for k, v in sd.items() if isinstance(v, torch.Tensor)}, 'model.safetensors')"
+        or use the converters of AUTOMATIC1111 or ComfyUI, or download the model's .safetensors release instead.
+        """
+
+    public var description: String {
+        switch self {
+        case let .missingTensor(key, source):
+            return "the checkpoint \(source) has no tensor '\(key)'; it is incomplete or not an SD1.5 model"
+        case let .shapeMismatch(key, expected, actual, source):
+            return "tensor '\(key)' in \(source) has shape \(actual) but SD1.5 needs \(expected); the checkpoint is not an SD1.5 model or its config does not match"
+        case let .notFound(path):
+            return "no checkpoint at \(path): the path does not exist"
+        case let .unreadable(path, underlying):
+            return "cannot load \(path): \(underlying)"
+        case let .pickleFile(path, evidence):
+            return "\(path) is a PyTorch pickle file (\(evidence)); sdrepl never opens pickles, because unpickling can run arbitrary code.\n" + Self.conversionHelp
+        case let .ggufFile(path):
+            return "\(path) is a GGUF file (quantised weights for stable-diffusion.cpp); sdrepl reads only safetensors. Use the model's .safetensors release."
+        case let .unsupportedModel(path, kind, evidence):
+            return "\(path) is \(kind) (\(evidence)); sdrepl runs only Stable Diffusion 1.x text-to-image models. Use an SD1.5-based checkpoint."
+        case let .missingComponent(path, component, lookedFor):
+            return "\(path) has no \(component) weights (looked for \(lookedFor.joined(separator: ", "))); the download is incomplete — fetch the missing part or the whole model again"
+        case let .unknownLayout(path, reason):
+            return "\(path) is not a Stable Diffusion checkpoint sdrepl understands: \(reason). Give a single-file .safetensors checkpoint, a diffusers folder (with model_index.json), or a Hugging Face cache folder (models--*)."
+        case let .unresolvedSnapshot(path, reason):
+            return "cannot choose a snapshot in the Hugging Face cache folder \(path): \(reason); give the path of one snapshot (\(path)/snapshots/<commit>)"
+        case let .conflictingKeys(path, first, second, mappedTo):
+            return "\(path) holds both '\(first)' and '\(second)', which are the same weight '\(mappedTo)'; it is ambiguous which to use, so the file was refused. Re-save it with one of them."
+        }
+    }
+}

@@ -1,0 +1,52 @@
+import Foundation
+
+/// How a checkpoint is loaded: kept apart from the model's config and from a generation's request.
+public struct LoadOptions: Sendable, Equatable {
+    /// `.auto` resolves to `.fast` or `.low` when the checkpoint opens (see `MemoryMode.resolve`).
+    public var memoryMode: MemoryMode
+    /// Threads for the math (nil: one per core). Stored for the engine; loading itself does not use it.
+    public var threads: Int?
+    /// The diffusers weight variant to prefer, e.g. `"fp16"` for `*.fp16.safetensors`. With nil the
+    /// plain files are preferred (they are what diffusers loads by default, so outputs match it), and
+    /// a variant is used only for a component that has no plain file.
+    public var variant: String?
+
+    public init(memoryMode: MemoryMode = .auto, threads: Int? = nil, variant: String? = nil) {
+        self.memoryMode = memoryMode
+        self.threads = threads
+        self.variant = variant
+    }
+}
+
+extension MemoryMode {
+    /// Memory kept free beside fast mode's Float32 weights: activations at 512×512 (the VAE decoder's
+    /// 128-channel 512×512 maps and the UNet's chunked attention) and the rest of the system.
+    public static let fastModeHeadroomBytes = 3 << 30
+
+    /// The concrete mode for a model whose weights take `float32Bytes` as Float32.
+    ///
+    /// `.auto` picks `.fast` when the available memory exceeds `float32Bytes` plus
+    /// `fastModeHeadroomBytes`, else `.low`; `.low` and `.fast` are returned unchanged.
+    /// - Parameters:
+    ///   - float32Bytes: the weights' size once converted (4 bytes per element).
+    ///   - availableBytes: free memory; nil reads `MemAvailable` from `/proc/meminfo`, and when that
+    ///     is unreadable `.auto` chooses `.low`, which works everywhere.
+    public func resolve(float32Bytes: Int, availableBytes: Int? = nil) -> MemoryMode {
+        guard self == .auto else { return self }
+        guard let available = availableBytes ?? Self.availableMemoryBytes() else { return .low }
+        return available >= float32Bytes + Self.fastModeHeadroomBytes ? .fast : .low
+    }
+
+    /// `MemAvailable` from `/proc/meminfo` (the kernel's estimate of memory usable without swapping,
+    /// page cache included), or nil where there is no such file.
+    public static func availableMemoryBytes(meminfo: String? = nil) -> Int? {
+        guard let text = meminfo ?? (try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8)) else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix("MemAvailable:") {
+            let fields = line.split(separator: " ")
+            guard fields.count >= 2, let kib = Int(fields[1]) else { return nil }
+            let unit = fields.count >= 3 ? fields[2].lowercased() : "kb"
+            return unit == "kb" ? kib * 1024 : kib
+        }
+        return nil
+    }
+}

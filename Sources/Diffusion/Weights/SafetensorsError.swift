@@ -1,0 +1,105 @@
+import Foundation
+
+/// Everything that can be wrong with a safetensors file, or with a request to read from one.
+///
+/// Each case names the file and, where there is one, the tensor. `description` says what was wrong
+/// and what the user can do about it. A hostile or damaged file always ends in one of these; the
+/// reader never traps, hangs or allocates more than the header's size.
+public enum SafetensorsError: Error, Equatable, CustomStringConvertible {
+    // Opening the file.
+    case cannotOpen(path: String, reason: String)
+    case notARegularFile(path: String)
+    case emptyFile(path: String)
+    /// The file is shorter than the 8-byte header length that starts every safetensors file.
+    case fileTooShort(path: String, size: Int)
+    case headerTooLarge(path: String, declared: UInt64, limit: Int)
+    /// The header length points past the end of the file.
+    case headerBeyondFile(path: String, declared: UInt64, available: Int)
+
+    // The header's JSON.
+    case headerNotUTF8(path: String, offset: Int)
+    case invalidJSON(path: String, offset: Int, reason: String)
+    case headerNotObject(path: String, found: String)
+    case duplicateName(path: String, name: String)
+    /// A tensor entry is not an object, lacks a field, or has a field of the wrong type.
+    case invalidEntry(path: String, tensor: String, reason: String)
+    case invalidMetadata(path: String, reason: String)
+
+    // One tensor's description.
+    case unknownDtype(path: String, tensor: String, dtype: String)
+    case invalidDimension(path: String, tensor: String, dimension: String)
+    case sizeOverflow(path: String, tensor: String, shape: [Int])
+    case reversedOffsets(path: String, tensor: String, begin: Int, end: Int)
+    case offsetsOutOfRange(path: String, tensor: String, end: UInt64, dataLength: Int)
+    case sizeMismatch(path: String, tensor: String, dtype: String, shape: [Int], expectedBytes: Int, actualBytes: Int)
+
+    // The data section as a whole.
+    case overlappingTensors(path: String, first: String, second: String)
+    case gapInData(path: String, offset: Int, before: String)
+    case unindexedTrailingData(path: String, indexedEnd: Int, dataLength: Int)
+
+    // Reading.
+    case noSuchTensor(path: String, tensor: String)
+    case unsupportedDtype(path: String, tensor: String, dtype: String)
+    case bufferSizeMismatch(path: String, tensor: String, elements: Int, bufferCount: Int)
+
+    // Writing.
+    case writeFailed(path: String, reason: String)
+
+    private static let damaged = "the file is damaged or is not a safetensors file; download or convert it again"
+
+    public var description: String {
+        switch self {
+        case let .cannotOpen(path, reason):
+            return "cannot open \(path): \(reason)"
+        case let .notARegularFile(path):
+            return "\(path) is not a regular file; give the path of a .safetensors file"
+        case let .emptyFile(path):
+            return "\(path) is empty; \(Self.damaged)"
+        case let .fileTooShort(path, size):
+            return "\(path) is only \(size) bytes, shorter than the 8-byte safetensors header length; \(Self.damaged)"
+        case let .headerTooLarge(path, declared, limit):
+            return "\(path) declares a \(declared)-byte header, over the \(limit)-byte limit of the format; \(Self.damaged)"
+        case let .headerBeyondFile(path, declared, available):
+            return "\(path) declares a \(declared)-byte header but only \(available) bytes follow; the file is truncated (an interrupted download?) or is not a safetensors file"
+        case let .headerNotUTF8(path, offset):
+            return "the header of \(path) is not valid UTF-8 (byte \(offset) of the header); \(Self.damaged)"
+        case let .invalidJSON(path, offset, reason):
+            return "the header of \(path) is not valid JSON at byte \(offset): \(reason); \(Self.damaged)"
+        case let .headerNotObject(path, found):
+            return "the header of \(path) is \(found), not a JSON object of tensors; \(Self.damaged)"
+        case let .duplicateName(path, name):
+            return "\(path) describes tensor '\(name)' more than once, so it is ambiguous which to use; \(Self.damaged)"
+        case let .invalidEntry(path, tensor, reason):
+            return "the entry for tensor '\(tensor)' in \(path) is malformed: \(reason); \(Self.damaged)"
+        case let .invalidMetadata(path, reason):
+            return "the __metadata__ of \(path) is malformed: \(reason); \(Self.damaged)"
+        case let .unknownDtype(path, tensor, dtype):
+            return "tensor '\(tensor)' in \(path) has dtype '\(dtype)', which the safetensors format does not define; \(Self.damaged)"
+        case let .invalidDimension(path, tensor, dimension):
+            return "tensor '\(tensor)' in \(path) has dimension \(dimension), which is not a non-negative integer that fits in 64 bits; \(Self.damaged)"
+        case let .sizeOverflow(path, tensor, shape):
+            return "tensor '\(tensor)' in \(path) has shape \(shape), whose size overflows 64 bits; \(Self.damaged)"
+        case let .reversedOffsets(path, tensor, begin, end):
+            return "tensor '\(tensor)' in \(path) has data_offsets [\(begin), \(end)], which end before they begin; \(Self.damaged)"
+        case let .offsetsOutOfRange(path, tensor, end, dataLength):
+            return "tensor '\(tensor)' in \(path) ends at byte \(end) of the data, but the file holds only \(dataLength) bytes of data; the file is truncated (an interrupted download?) or damaged"
+        case let .sizeMismatch(path, tensor, dtype, shape, expectedBytes, actualBytes):
+            return "tensor '\(tensor)' in \(path) is \(dtype) with shape \(shape), which needs \(expectedBytes) bytes, but its data_offsets span \(actualBytes); \(Self.damaged)"
+        case let .overlappingTensors(path, first, second):
+            return "tensors '\(first)' and '\(second)' in \(path) share bytes; \(Self.damaged)"
+        case let .gapInData(path, offset, before):
+            return "the data of \(path) has unindexed bytes at offset \(offset), before tensor '\(before)' (the format requires every data byte to belong to a tensor); \(Self.damaged)"
+        case let .unindexedTrailingData(path, indexedEnd, dataLength):
+            return "\(path) has \(dataLength - indexedEnd) bytes of data after its last tensor (the format requires every data byte to belong to a tensor); \(Self.damaged)"
+        case let .noSuchTensor(path, tensor):
+            return "\(path) has no tensor named '\(tensor)'"
+        case let .unsupportedDtype(path, tensor, dtype):
+            return "tensor '\(tensor)' in \(path) is \(dtype), which cannot be read as Float32 (F32, F16, BF16, F64 and the integer types can); convert the checkpoint to fp16 or fp32"
+        case let .bufferSizeMismatch(path, tensor, elements, bufferCount):
+            return "tensor '\(tensor)' in \(path) has \(elements) elements but the buffer given holds \(bufferCount)"
+        case let .writeFailed(path, reason):
+            return "cannot write \(path): \(reason)"
+        }
+    }
+}

@@ -1,0 +1,76 @@
+import Foundation
+import XCTest
+@testable import Diffusion
+
+/// A fresh temporary directory, removed when the test case ends.
+/// It lives in /dev/shm when there is one: the fuzz test writes thousands of small files, which on
+/// the CI machine's disk costs ~9 ms each and in tmpfs next to nothing.
+func makeWeightsTestDirectory(_ testCase: XCTestCase) throws -> URL {
+    var isDirectory: ObjCBool = false
+    let shm = FileManager.default.fileExists(atPath: "/dev/shm", isDirectory: &isDirectory) && isDirectory.boolValue
+        && FileManager.default.isWritableFile(atPath: "/dev/shm")
+    let base = shm ? URL(fileURLWithPath: "/dev/shm") : FileManager.default.temporaryDirectory
+    let dir = base
+        .appendingPathComponent("sdrepl-\(type(of: testCase))-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    testCase.addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+    return dir
+}
+
+/// The bytes of a safetensors file with the given header text (not padded) and data section.
+func safetensorsBytes(header: [UInt8], data: [UInt8] = []) -> [UInt8] {
+    var out: [UInt8] = []
+    withUnsafeBytes(of: UInt64(header.count).littleEndian) { out.append(contentsOf: $0) }
+    return out + header + data
+}
+
+func safetensorsBytes(header: String, data: [UInt8] = []) -> [UInt8] {
+    safetensorsBytes(header: Array(header.utf8), data: data)
+}
+
+/// Writes `bytes` to `name` in `dir`.
+@discardableResult
+func writeTestFile(_ bytes: [UInt8], _ name: String, in dir: URL) throws -> URL {
+    let url = dir.appendingPathComponent(name)
+    try Data(bytes).write(to: url)
+    return url
+}
+
+/// Writes a safetensors file with the writer: each tensor's values are given as Float32 and
+/// converted to its dtype.
+@discardableResult
+func writeSafetensors(_ url: URL, _ tensors: [(name: String, dtype: SafetensorsDType, shape: [Int], values: [Float])],
+                      metadata: [String: String] = [:]) throws -> URL {
+    let writer = try SafetensorsWriter(url: url, tensors: tensors.map { .init(name: $0.name, dtype: $0.dtype, shape: $0.shape) },
+                                       metadata: metadata)
+    for t in tensors { try writer.append(t.values) }
+    try writer.finish()
+    return url
+}
+
+/// A small deterministic generator (WeightsTestRNG) so that fuzzing and random data repeat exactly.
+struct WeightsTestRNG: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// Runs `body` and returns the `SafetensorsError` it throws, failing the test if it throws nothing
+/// or something else.
+func safetensorsError(_ body: () throws -> Void, file: StaticString = #filePath, line: UInt = #line) -> SafetensorsError? {
+    do {
+        try body()
+        XCTFail("expected a SafetensorsError, but nothing was thrown", file: file, line: line)
+    } catch let e as SafetensorsError {
+        return e
+    } catch {
+        XCTFail("expected a SafetensorsError, got \(error)", file: file, line: line)
+    }
+    return nil
+}

@@ -1,0 +1,158 @@
+import Foundation
+import XCTest
+@testable import Diffusion
+
+final class SafetensorsTests: XCTestCase {
+    /// Every one of the 65 536 half-precision values widens exactly as Swift's own `Float16`
+    /// conversion does (bit for bit; NaNs keep sign and payload).
+    func testHalfToFloatIsExactForEveryValue() {
+        for bits in 0...UInt16.max {
+            let ours = FloatConversion.halfToFloat(bits)
+            let reference = Float(Float16(bitPattern: bits))
+            if reference.isNaN {
+                XCTAssertTrue(ours.isNaN, "bits \(bits)")
+                XCTAssertEqual(ours.bitPattern & 0x803F_FFFF, reference.bitPattern & 0x803F_FFFF, "NaN payload of \(bits)")
+            } else {
+                XCTAssertEqual(ours.bitPattern, reference.bitPattern, "bits \(String(bits, radix: 16))")
+            }
+        }
+        // Known values: the smallest subnormal 2^-24, the largest normal 65504, -0, inf.
+        XCTAssertEqual(FloatConversion.halfToFloat(0x0001), 5.960464477539063e-08)
+        XCTAssertEqual(FloatConversion.halfToFloat(0x7BFF), 65504)
+        XCTAssertEqual(FloatConversion.halfToFloat(0x8000).bitPattern, (-0.0 as Float).bitPattern)
+        XCTAssertEqual(FloatConversion.halfToFloat(0xFC00), -.infinity)
+    }
+
+    /// bfloat16 rounding matches torch: `torch.tensor([1.00390625, 1.01171875, -3.0]).to(torch.bfloat16)`
+    /// gives 1.0 (tie to even), 1.015625 (tie to even, upward) and -3.0.
+    func testFloatToBFloat16RoundsToNearestEven() {
+        let f = { Float(bitPattern: UInt32(FloatConversion.floatToBFloat16($0)) << 16) }
+        XCTAssertEqual(f(1.00390625), 1.0)
+        XCTAssertEqual(f(1.01171875), 1.015625)
+        XCTAssertEqual(f(-3.0), -3.0)
+        XCTAssertTrue(f(.nan).isNaN)
+        XCTAssertEqual(f(.infinity), .infinity)
+    }
+
+    func testRoundTripThroughWriterForEachFloatType() throws {
+        let dir = try makeWeightsTestDirectory(self)
+        var rng = WeightsTestRNG(seed: 7)
+        let values = (0..<24).map { _ in Float.random(in: -4...4, using: &rng) }
+        let special: [Float] = [0, -0.0, 1, -2.5, 65504, 6.103515625e-05, 5.960464477539063e-08, .infinity, -.infinity]
+        let url = try writeSafetensors(dir.appendingPathComponent("a.safetensors"), [
+            ("f32", .f32, [2, 3, 4], values),
+            ("f16", .f16, [24], values),
+            ("bf16", .bf16, [4, 6], values),
+            ("special16", .f16, [special.count], special),
+            ("scalar", .f32, [], [42]),
+            ("empty", .f16, [0, 5], []),
+        ], metadata: ["format": "pt", "note": "quote \" and\nnewline"])
+        let file = try SafetensorsFile(url: url)
+
+        XCTAssertEqual(file.metadata, ["format": "pt", "note": "quote \" and\nnewline"])
+        XCTAssertEqual(Set(file.names), ["f32", "f16", "bf16", "special16", "scalar", "empty"])
+        XCTAssertEqual(file.dataStart % 8, 0, "the writer pads the header so the data is aligned")
+
+        XCTAssertEqual(try file.tensor("f32"), Tensor(shape: [2, 3, 4], data: values))
+        XCTAssertEqual(try file.tensor("f16").data, values.map { Float(Float16($0)) })
+        XCTAssertEqual(try file.tensor("bf16").data,
+                       values.map { Float(bitPattern: UInt32(FloatConversion.floatToBFloat16($0)) << 16) })
+        XCTAssertEqual(try file.tensor("special16").data, special)
+        XCTAssertEqual(try file.tensor("scalar"), Tensor(shape: [], data: [42]))
+        XCTAssertEqual(try file.tensor("empty").shape, [0, 5])
+
+        let info = try XCTUnwrap(file.info("f16"))
+        XCTAssertEqual(info.dtype, .f16)
+        XCTAssertEqual(info.shape, [24])
+        XCTAssertEqual(info.dataOffsets.count, 48)
+        XCTAssertEqual(info.fileRange.lowerBound, file.dataStart + info.dataOffsets.lowerBound)
+        XCTAssertEqual(file.shape(of: "bf16"), [4, 6])
+        XCTAssertNil(file.shape(of: "nope"))
+    }
+
+    /// A tensor larger than the parallel threshold converts identically to element-wise conversion.
+    func testLargeTensorConvertsOnAllCoresIdentically() throws {
+        let dir = try makeWeightsTestDirectory(self)
+        let n = FloatConversion.parallelThreshold + 12_345
+        var rng = WeightsTestRNG(seed: 11)
+        let values = (0..<n).map { _ in Float.random(in: -1...1, using: &rng) }
+        let url = try writeSafetensors(dir.appendingPathComponent("big.safetensors"), [("w", .f16, [n], values)])
+        let file = try SafetensorsFile(url: url)
+        let got = try file.tensor("w").data
+        let expected = try file.withRawBytes(of: "w") { raw in
+            (0..<n).map { Float(Float16(bitPattern: raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self))) }
+        }
+        XCTAssertEqual(got, expected)
+    }
+
+    /// Files from writers that do not pad the header leave the data unaligned; reads still work.
+    func testUnalignedDataSection() throws {
+        let dir = try makeWeightsTestDirectory(self)
+        var data: [UInt8] = []
+        for v: Float in [1.5, -2, 3.25] { withUnsafeBytes(of: v.bitPattern.littleEndian) { data.append(contentsOf: $0) } }
+        for v: Int64 in [0, 1, 76] { withUnsafeBytes(of: v.littleEndian) { data.append(contentsOf: $0) } }
+        for v: UInt16 in [0x3C00, 0xC000] { withUnsafeBytes(of: v.littleEndian) { data.append(contentsOf: $0) } }
+        let header = #"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,12]},"ids":{"dtype":"I64","shape":[1,3],"data_offsets":[12,36]},"h":{"dtype":"F16","shape":[2],"data_offsets":[36,40]}}"#
+        XCTAssertNotEqual((8 + header.utf8.count) % 4, 0, "the test needs an unaligned data section")
+        let url = try writeTestFile(safetensorsBytes(header: header, data: data), "u.safetensors", in: dir)
+        let file = try SafetensorsFile(url: url)
+        XCTAssertEqual(try file.tensor("a").data, [1.5, -2, 3.25])
+        XCTAssertEqual(try file.tensor("ids").data, [0, 1, 76])
+        XCTAssertEqual(try file.tensor("h").data, [1, -2])
+    }
+
+    func testWriterStreamsChunksAcrossTensorBoundaries() throws {
+        let dir = try makeWeightsTestDirectory(self)
+        let url = dir.appendingPathComponent("s.safetensors")
+        let writer = try SafetensorsWriter(url: url, tensors: [
+            .init(name: "a", dtype: .f32, shape: [3]),
+            .init(name: "z", dtype: .f16, shape: [0]),
+            .init(name: "b", dtype: .f16, shape: [2, 2]),
+            .init(name: "ids", dtype: .i64, shape: [2]),
+        ])
+        XCTAssertEqual(writer.nextTensor, "a")
+        try writer.append([1, 2])
+        try writer.append([3, 4, 5])  // finishes a, skips the empty z, starts b
+        XCTAssertEqual(writer.nextTensor, "b")
+        try writer.append([6, 7])
+        let ids: [Int64] = [5, 9]
+        try ids.withUnsafeBytes { try writer.appendRaw($0) }
+        XCTAssertNil(writer.nextTensor)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: url.path), "the file appears only at finish()")
+        try writer.finish()
+        let file = try SafetensorsFile(url: url)
+        XCTAssertEqual(try file.tensor("a").data, [1, 2, 3])
+        XCTAssertEqual(try file.tensor("b").data, [4, 5, 6, 7])
+        XCTAssertEqual(try file.tensor("ids").data, [5, 9])
+        XCTAssertEqual(file.names, ["a", "z", "b", "ids"])
+    }
+
+    func testReadErrorsNameTheTensor() throws {
+        let dir = try makeWeightsTestDirectory(self)
+        let url = try writeTestFile(safetensorsBytes(
+            header: #"{"e":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]},"w":{"dtype":"F32","shape":[1],"data_offsets":[2,6]}}"#,
+            data: [0, 0, 0, 0, 0, 0]), "r.safetensors", in: dir)
+        let file = try SafetensorsFile(url: url)
+        var two = [Float](repeating: 0, count: 2)
+        XCTAssertEqual(safetensorsError { try two.withUnsafeMutableBufferPointer { try file.read("e", into: $0) } },
+                       .unsupportedDtype(path: url.path, tensor: "e", dtype: "F8_E4M3"))
+        XCTAssertEqual(safetensorsError { _ = try file.tensor("missing") }, .noSuchTensor(path: url.path, tensor: "missing"))
+        XCTAssertEqual(safetensorsError { try two.withUnsafeMutableBufferPointer { try file.read("w", into: $0) } },
+                       .bufferSizeMismatch(path: url.path, tensor: "w", elements: 1, bufferCount: 2))
+        XCTAssertTrue(SafetensorsError.unsupportedDtype(path: "p", tensor: "e", dtype: "F8_E4M3").description.contains("'e'"))
+    }
+
+    /// Every dtype string of the format is accepted in a header, with its size rule.
+    func testEveryDefinedDtypeIsAcceptedInTheHeader() throws {
+        let dir = try makeWeightsTestDirectory(self)
+        for dtype in SafetensorsDType.allCases {
+            let bytes = 8 * dtype.bitWidth / 8  // 8 elements
+            let url = try writeTestFile(safetensorsBytes(
+                header: "{\"t\":{\"dtype\":\"\(dtype.rawValue)\",\"shape\":[2,4],\"data_offsets\":[0,\(bytes)]}}",
+                data: [UInt8](repeating: 0, count: bytes)), "\(dtype.rawValue).safetensors", in: dir)
+            let file = try SafetensorsFile(url: url)
+            XCTAssertEqual(file.info("t")?.dtype, dtype)
+            XCTAssertEqual(file.info("t")?.elementCount, 8)
+        }
+    }
+}
