@@ -1,0 +1,128 @@
+import Foundation
+
+/// One finished image and everything that made it.
+public struct GenerationResult: Sendable {
+    public let image: PixelImage
+    /// The request for this one image: its own seed, `batchCount` 1. Running it again gives the same pixels.
+    public let request: GenerationRequest
+    /// The checkpoint it came from (file or folder).
+    public let model: URL
+}
+
+/// Text to image with a loaded SD1.x checkpoint, step for step as diffusers' `StableDiffusionPipeline`:
+///
+///     text -> tokens (A1111 weighting, 75-token chunks) -> CLIP hidden states
+///          -> latents = randn(seed) * init_noise_sigma
+///          -> for each timestep: UNet on [uncond, cond], guidance, scheduler step
+///          -> VAE decode -> RGB8
+///
+/// The model parts load once, in `init`, and serve any number of requests. A pipeline runs one request
+/// at a time; it is not meant to be shared between threads while generating.
+public final class StableDiffusionPipeline: @unchecked Sendable {
+    public let checkpoint: Checkpoint
+    public let tokenizer: CLIPTokenizer
+    public let textEncoder: CLIPTextModel
+    public let unet: UNet2DConditionModel
+    public let vae: AutoencoderDecoder
+    public let schedulerConfig: SchedulerConfig
+    /// Tensors of the checkpoint that no model took (EMA copies and buffers excluded), for a warning.
+    public let unexpectedKeys: [String]
+    private let chunker: PromptChunker
+
+    /// Opens the checkpoint at `url` (single file, diffusers folder or HF cache entry) and builds the models.
+    /// - Throws: `CheckpointError` (unreadable, refused or incomplete checkpoint, wrong shapes) or a config error.
+    public convenience init(url: URL, options: LoadOptions = LoadOptions()) throws {
+        try self.init(checkpoint: Checkpoint(url: url, options: options))
+    }
+
+    /// Builds the models over an open checkpoint. Nothing is converted yet in low-memory mode.
+    public init(checkpoint: Checkpoint) throws {
+        self.checkpoint = checkpoint
+        tokenizer = try checkpoint.tokenizerDirectory.map { try CLIPTokenizer(directory: $0) } ?? CLIPTokenizer.bundled()
+        chunker = PromptChunker(tokenizer: tokenizer)
+        let textConfig = try checkpoint.configData(for: .textEncoder).map { try CLIPTextConfig(json: $0) } ?? CLIPTextConfig()
+        let unetConfig = try checkpoint.configData(for: .unet).map { try UNetConfig(json: $0) } ?? UNetConfig()
+        let vaeConfig = try checkpoint.configData(for: .vae).map { try VAEConfig(json: $0) } ?? VAEConfig()
+        textEncoder = try CLIPTextModel(config: textConfig, weights: checkpoint.weights(for: .textEncoder))
+        unet = try UNet2DConditionModel(config: unetConfig, weights: checkpoint.weights(for: .unet))
+        vae = try AutoencoderDecoder(config: vaeConfig, weights: checkpoint.weights(for: .vae))
+        schedulerConfig = try checkpoint.schedulerConfigData.map { try SchedulerConfig(json: $0) } ?? SchedulerConfig()
+        unexpectedKeys = checkpoint.unexpectedKeys()
+    }
+
+    /// The chunks of `prompt` as the text encoder will see them, for the REPL's `tokens` command.
+    public func chunks(of prompt: String) throws -> ChunkedPrompt { try chunker.chunk(prompt) }
+
+    /// The text conditioning: `cond` for the prompt and, when guidance is on, `uncond` for the negative
+    /// prompt, both `[1, 77·n, C]` with the same `n` (the shorter is padded with empty chunks, as A1111).
+    public func encodeText(prompt: String, negativePrompt: String, clipSkip: Int, guidance: Bool) throws -> (cond: Tensor, uncond: Tensor?) {
+        var cond = try chunker.chunk(prompt)
+        let encode: ([Int]) -> Tensor = { self.textEncoder(tokens: $0, clipSkip: clipSkip) }
+        guard guidance else { return (PromptConditioning.encode(cond, using: encode), nil) }
+        var uncond = try chunker.chunk(negativePrompt)
+        (cond, uncond) = chunker.padToSameLength(cond, uncond)
+        return (PromptConditioning.encode(cond, using: encode), PromptConditioning.encode(uncond, using: encode))
+    }
+
+    /// Generates `request.batchCount` images with seeds `seed`, `seed + 1`, …
+    ///
+    /// - Parameters:
+    ///   - progress: called after every step of every image.
+    ///   - previewEvery: when set, progress carries a `LatentPreview` every that many steps (and at the last).
+    ///   - cancellation: checked before every UNet evaluation; a cancel throws `PipelineError.cancelled`
+    ///     within one step and leaves the pipeline ready for the next request.
+    /// - Returns: one result per image, in seed order.
+    /// - Throws: `PipelineError.invalidRequest` (checked before any work), `.cancelled`, or a prompt error.
+    public func generate(_ request: GenerationRequest, progress: (GenerationProgress) -> Void = { _ in },
+                         previewEvery: Int? = nil, cancellation: CancellationToken? = nil) throws -> [GenerationResult] {
+        try request.validate(textEncoderLayers: textEncoder.config.layerCount)
+        let guidance = request.guidanceScale > 1
+        try cancellation?.check()
+        let (cond, uncond) = try encodeText(prompt: request.prompt, negativePrompt: request.negativePrompt,
+                                            clipSkip: request.clipSkip, guidance: guidance)
+        // diffusers concatenates [negative, positive] and runs the UNet once on the batch of two.
+        let context = uncond.map { Tensor.concatBatch([$0, cond]) } ?? cond
+        var results: [GenerationResult] = []
+        for index in 0..<request.batchCount {
+            var single = request
+            single.seed = request.seed + UInt64(index)
+            single.batchCount = 1
+            let image = try denoiseAndDecode(single, context: context, guidance: guidance, index: index,
+                                             of: request.batchCount, progress: progress, previewEvery: previewEvery,
+                                             cancellation: cancellation)
+            results.append(GenerationResult(image: image, request: single, model: checkpoint.location))
+        }
+        return results
+    }
+
+    private func denoiseAndDecode(_ request: GenerationRequest, context: Tensor, guidance: Bool, index: Int, of count: Int,
+                                  progress: (GenerationProgress) -> Void, previewEvery: Int?,
+                                  cancellation: CancellationToken?) throws -> PixelImage {
+        let start = Date()
+        var generator = TorchGenerator(seed: request.seed)
+        var scheduler = request.sampler.makeScheduler(config: schedulerConfig, steps: request.steps)
+        let latentShape = [1, unet.config.inChannels, request.height / 8, request.width / 8]
+        var latents = generator.randn(latentShape) * scheduler.initNoiseSigma
+        let timesteps = scheduler.timesteps
+        for (i, t) in timesteps.enumerated() {
+            try cancellation?.check()
+            let input = scheduler.scaleModelInput(latents, stepIndex: i)
+            var noise: Tensor
+            if guidance {
+                let both = unet(Tensor.concatBatch([input, input]), timestep: t, context: context)
+                let uncond = both.slice(batch: 0), cond = both.slice(batch: 1)
+                noise = uncond + (cond - uncond) * request.guidanceScale
+            } else {
+                noise = unet(input, timestep: t, context: context)
+            }
+            latents = scheduler.step(modelOutput: noise, stepIndex: i, sample: latents, generator: &generator)
+            let step = i + 1
+            let wantsPreview = previewEvery.map { step % max($0, 1) == 0 || step == timesteps.count } ?? false
+            progress(GenerationProgress(image: index, images: count, step: step, total: timesteps.count,
+                                        elapsed: Date().timeIntervalSince(start),
+                                        preview: wantsPreview ? LatentPreview.image(from: latents) : nil))
+        }
+        try cancellation?.check()
+        return PixelImage(decoded: vae.decode(latents))
+    }
+}
