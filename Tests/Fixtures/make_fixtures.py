@@ -387,7 +387,10 @@ def make_schedulers():
     tensors["common/alphas_cumprod"] = ref.alphas_cumprod.float()
     for name in SAMPLERS:
         s0 = make_scheduler(name)
-        m = {"class": type(s0).__name__, "config": dict(s0.config), "schedules": {}}
+        cfg = dict(s0.config)
+        if "_use_default_values" in cfg:  # built from a set: sort for reproducible output
+            cfg["_use_default_values"] = sorted(cfg["_use_default_values"])
+        m = {"class": type(s0).__name__, "config": cfg, "schedules": {}}
         for n in SCHEDULE_STEPS:
             s = make_scheduler(name)
             s.set_timesteps(n)
@@ -892,8 +895,9 @@ def make_pipeline_outputs():
         entry.setdefault("weights", "fp32")
         entry["file"] = f"{case['name']}.safetensors"
         entry["scheduler_class"] = type(make_scheduler(case["sampler"])).__name__
+        karras = ", use_karras_sigmas=True" if case["sampler"] == "dpmpp-2m-karras" else ""
         entry["unet_evaluations"] = len(t["timesteps"]) * (2 if case["guidance"] > 1 else 1)
-        entry["python"] = (f'pipe = StableDiffusionPipeline(..., scheduler={entry["scheduler_class"]}.from_config(SD15_SCHEDULER_CONFIG)); '
+        entry["python"] = (f'pipe = StableDiffusionPipeline(..., scheduler={entry["scheduler_class"]}.from_config(SD15_SCHEDULER_CONFIG{karras})); '
                            f'pipe({case["prompt"]!r}, negative_prompt={case["negative_prompt"]!r}, num_inference_steps={case["steps"]}, '
                            f'guidance_scale={case["guidance"]}, height={case["height"]}, width={case["width"]}, '
                            f'generator=torch.Generator("cpu").manual_seed({case["seed"]}), output_type="np").images[0]')
