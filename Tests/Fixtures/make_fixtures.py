@@ -11,6 +11,7 @@ Nothing is fetched from the Hugging Face hub: every config is written here.
 All outputs are deterministic (fixed seeds, single thread); see check_determinism.sh.
 """
 import gzip
+from fnmatch import fnmatchcase as fnmatch
 import hashlib
 import html
 import inspect
@@ -465,6 +466,12 @@ INIT = {"weight_gain": 1.0, "bias_std": 0.1, "norm_std": 0.2, "token_std": 1.0, 
         "unet_conv_out_gain": 1.0, "vae_conv_out_gain": 0.5, "vae_post_quant_conv_gain": 0.03}
 
 
+# The deepest level (64 channels, 2x2 at 128 px) sits behind many residual additions and skip
+# concatenations; larger resnet output and time projections there keep its blocks visible in the image.
+UNET_DEEP_GAINS = {"down_blocks.3.resnets.*.conv2": 6.0, "mid_block.resnets.*.conv2": 6.0,
+                   "up_blocks.0.resnets.*.conv2": 4.0, "*time_emb_proj": 2.0}
+
+
 def unet_config():
     return dict(sample_size=8, in_channels=4, out_channels=4, center_input_sample=False, flip_sin_to_cos=True,
                 freq_shift=0, down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
@@ -500,7 +507,7 @@ def reinit(model, seed, gains=None):
     for name, m in model.named_modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             fan_in = m.weight[0].numel()
-            gain = INIT["weight_gain"] * (gains or {}).get(name, 1.0)
+            gain = INIT["weight_gain"] * next((v for k, v in (gains or {}).items() if fnmatch(name, k)), 1.0)
             normal(m.weight, gain / fan_in**0.5)
             if m.bias is not None:
                 normal(m.bias, INIT["bias_std"])
@@ -521,7 +528,7 @@ def build_models():
     unet = UNet2DConditionModel(**unet_config()).eval()
     vae = AutoencoderKL(**vae_config()).eval()
     te = CLIPTextModel(clip_config()).eval()
-    reinit(unet, 1, {"conv_out": INIT["unet_conv_out_gain"]})
+    reinit(unet, 1, {"conv_out": INIT["unet_conv_out_gain"], **UNET_DEEP_GAINS})
     # The sampled latents of a random UNet are far larger than a trained one's (std ~10-25, not ~1), so
     # post_quant_conv is scaled down to keep the decoder's residual stream O(1) and its blocks visible.
     reinit(vae, 2, {"decoder.conv_out": INIT["vae_conv_out_gain"], "post_quant_conv": INIT["vae_post_quant_conv_gain"]})
