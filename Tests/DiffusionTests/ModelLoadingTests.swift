@@ -5,7 +5,7 @@ import XCTest
 
 /// The tiny random-weight model with SD1.5's topology (`Tests/Fixtures/README.md`, "Models") in the
 /// three forms the loader reads, and the diffusers/transformers references computed from it.
-enum TinySD15 {
+enum TinySD15Fixture {
     enum Form: String, CaseIterable {
         /// diffusers folder, plain fp32 files.
         case diffusersFP32 = "diffusers fp32"
@@ -87,8 +87,8 @@ final class ModelLoadingTests: XCTestCase {
     /// A config whose last level is wider than the fixture's is refused at the first tensor it
     /// reaches, with the key and both shapes.
     func testUNetWithWrongWidthIsRefusedNamingTheTensor() throws {
-        let checkpoint = try TinySD15.checkpoint(.diffusersFP32)
-        var config = try TinySD15.config(UNetConfig.self, .unet)
+        let checkpoint = try TinySD15Fixture.checkpoint(.diffusersFP32)
+        var config = try TinySD15Fixture.config(UNetConfig.self, .unet)
         XCTAssertEqual(config.blockOutChannels, [32, 32, 32, 64])
         config.blockOutChannels[3] = 128
         XCTAssertThrowsError(try UNet2DConditionModel(config: config, weights: checkpoint.weights(for: .unet))) { error in
@@ -102,7 +102,7 @@ final class ModelLoadingTests: XCTestCase {
 
     /// SD1.5's defaults against the tiny model: the text encoder fails at its first tensor.
     func testTextEncoderWithDefaultConfigIsRefusedNamingTheTensor() throws {
-        let checkpoint = try TinySD15.checkpoint(.singleFile)
+        let checkpoint = try TinySD15Fixture.checkpoint(.singleFile)
         XCTAssertThrowsError(try CLIPTextModel(weights: checkpoint.weights(for: .textEncoder))) { error in
             XCTAssertEqual(error as? CheckpointError,
                            .shapeMismatch(key: "text_encoder.text_model.embeddings.token_embedding.weight",
@@ -111,8 +111,8 @@ final class ModelLoadingTests: XCTestCase {
     }
 
     func testVAEWithWrongLatentChannelsIsRefusedNamingTheTensor() throws {
-        let checkpoint = try TinySD15.checkpoint(.diffusersFP16)
-        var config = try TinySD15.config(VAEConfig.self, .vae)
+        let checkpoint = try TinySD15Fixture.checkpoint(.diffusersFP16)
+        var config = try TinySD15Fixture.config(VAEConfig.self, .vae)
         config.latentChannels = 8
         XCTAssertThrowsError(try AutoencoderDecoder(config: config, weights: checkpoint.weights(for: .vae))) { error in
             guard case let .shapeMismatch(key, expected, actual, _) = error as? CheckpointError else { return XCTFail("\(error)") }
@@ -124,8 +124,8 @@ final class ModelLoadingTests: XCTestCase {
 
     func testMissingTensorIsRefusedNamingIt() throws {
         // A config with one more resnet per level than the checkpoint asks for a tensor it lacks.
-        let checkpoint = try TinySD15.checkpoint(.diffusersFP32)
-        var config = try TinySD15.config(UNetConfig.self, .unet)
+        let checkpoint = try TinySD15Fixture.checkpoint(.diffusersFP32)
+        var config = try TinySD15Fixture.config(UNetConfig.self, .unet)
         config.layersPerBlock = .all(3)
         XCTAssertThrowsError(try UNet2DConditionModel(config: config, weights: checkpoint.weights(for: .unet))) { error in
             guard case let .missingTensor(key, _) = error as? CheckpointError else { return XCTFail("\(error)") }
@@ -136,11 +136,11 @@ final class ModelLoadingTests: XCTestCase {
     /// The three models take every tensor of the checkpoint except the VAE encoder's, which
     /// text-to-image does not use: nothing is silently left out of a forward pass.
     func testModelsUseEveryWeightInEveryLayout() throws {
-        for form in TinySD15.Form.allCases {
-            let checkpoint = try TinySD15.checkpoint(form)
-            _ = try TinySD15.textEncoder(checkpoint)
-            _ = try TinySD15.unet(checkpoint)
-            _ = try TinySD15.vae(checkpoint)
+        for form in TinySD15Fixture.Form.allCases {
+            let checkpoint = try TinySD15Fixture.checkpoint(form)
+            _ = try TinySD15Fixture.textEncoder(checkpoint)
+            _ = try TinySD15Fixture.unet(checkpoint)
+            _ = try TinySD15Fixture.vae(checkpoint)
             let unused = checkpoint.unexpectedKeys(ignoring: ["vae.encoder.", "vae.quant_conv."])
             XCTAssertEqual(unused, [], "\(form.rawValue)")
         }
@@ -149,20 +149,20 @@ final class ModelLoadingTests: XCTestCase {
     /// The fp16 variant folder and the single file hold the same fp16 numbers, and low-memory mode
     /// converts the same bytes on each use: all must give bit-identical outputs.
     func testLayoutsAndMemoryModesGiveIdenticalOutputs() throws {
-        let references = try TinySD15.references(for: .singleFile)
+        let references = try TinySD15Fixture.references(for: .singleFile)
         let latents = try references.tensor("unet/odd/sample")
         let context = try references.tensor("unet/odd/encoder_hidden_states")
         let vaeLatents = try references.tensor("vae/nonsquare/latents")
         let ids = try references.tensor("text/2/ids").data.map { Int($0) }
 
         var outputs: [(String, Tensor, Tensor, Tensor)] = []
-        for (form, memory) in [(TinySD15.Form.diffusersFP16, MemoryMode.fast), (.singleFile, .fast), (.singleFile, .low)] {
-            let checkpoint = try TinySD15.checkpoint(form, memory: memory)
+        for (form, memory) in [(TinySD15Fixture.Form.diffusersFP16, MemoryMode.fast), (.singleFile, .fast), (.singleFile, .low)] {
+            let checkpoint = try TinySD15Fixture.checkpoint(form, memory: memory)
             XCTAssertEqual(checkpoint.memoryMode, memory)
             outputs.append(("\(form.rawValue) \(memory)",
-                            try TinySD15.textEncoder(checkpoint)(tokens: ids, clipSkip: 2),
-                            try TinySD15.unet(checkpoint)(latents, timestep: 300, context: context),
-                            try TinySD15.vae(checkpoint).decode(vaeLatents)))
+                            try TinySD15Fixture.textEncoder(checkpoint)(tokens: ids, clipSkip: 2),
+                            try TinySD15Fixture.unet(checkpoint)(latents, timestep: 300, context: context),
+                            try TinySD15Fixture.vae(checkpoint).decode(vaeLatents)))
         }
         for other in outputs.dropFirst() {
             XCTAssertEqual(other.1, outputs[0].1, "text encoder: \(other.0) vs \(outputs[0].0)")

@@ -13,10 +13,10 @@ final class UNetTests: XCTestCase {
     func testMatchesDiffusersFromDiffusersFP16() throws { try checkParity(.diffusersFP16) }
     func testMatchesDiffusersFromSingleFile() throws { try checkParity(.singleFile) }
 
-    private func checkParity(_ form: TinySD15.Form) throws {
-        let unet = try TinySD15.unet(TinySD15.checkpoint(form))
-        let references = try TinySD15.references(for: form)
-        for name in TinySD15.unetCases {
+    private func checkParity(_ form: TinySD15Fixture.Form) throws {
+        let unet = try TinySD15Fixture.unet(TinySD15Fixture.checkpoint(form))
+        let references = try TinySD15Fixture.references(for: form)
+        for name in TinySD15Fixture.unetCases {
             let sample = try references.tensor("unet/\(name)/sample")
             let timestep = try references.tensor("unet/\(name)/timestep").data[0]
             let context = try references.tensor("unet/\(name)/encoder_hidden_states")
@@ -29,7 +29,7 @@ final class UNetTests: XCTestCase {
     /// Image sizes that are multiples of 8 pixels but not of 64 give latents that downsampling
     /// rounds up; the output keeps the input's size for each of them.
     func testOutputKeepsTheInputSizeForOddLatents() throws {
-        let unet = try TinySD15.unet(TinySD15.checkpoint(.diffusersFP32))
+        let unet = try TinySD15Fixture.unet(TinySD15Fixture.checkpoint(.diffusersFP32))
         let context = Tensor(shape: [1, 77, 8], repeating: 0.1)
         for (height, width) in [(12, 12), (9, 13), (1, 1), (3, 5)] {  // 96 px (12 → 6 → 3 → 2), 72×104 px, ...
             let latents = Tensor(shape: [1, 4, height, width], repeating: 0.5)

@@ -11,10 +11,10 @@ final class VAETests: XCTestCase {
     func testMatchesDiffusersFromDiffusersFP16() throws { try checkParity(.diffusersFP16) }
     func testMatchesDiffusersFromSingleFile() throws { try checkParity(.singleFile) }
 
-    private func checkParity(_ form: TinySD15.Form) throws {
-        let vae = try TinySD15.vae(TinySD15.checkpoint(form))
-        let references = try TinySD15.references(for: form)
-        for name in TinySD15.vaeCases {
+    private func checkParity(_ form: TinySD15Fixture.Form) throws {
+        let vae = try TinySD15Fixture.vae(TinySD15Fixture.checkpoint(form))
+        let references = try TinySD15Fixture.references(for: form)
+        for name in TinySD15Fixture.vaeCases {
             let latents = try references.tensor("vae/\(name)/latents")
             // vae.decode(latents / 0.18215).sample: decode() divides by the scaling factor itself.
             assertParity(vae.decode(latents), try references.tensor("vae/\(name)/decoded"),
@@ -25,12 +25,12 @@ final class VAETests: XCTestCase {
     /// Latents are divided by `scaling_factor` before decoding: decoding `x` must equal decoding
     /// `x · 2` with a config whose factor is doubled.
     func testDecodeDividesByTheScalingFactor() throws {
-        let checkpoint = try TinySD15.checkpoint(.diffusersFP32)
-        let vae = try TinySD15.vae(checkpoint)
+        let checkpoint = try TinySD15Fixture.checkpoint(.diffusersFP32)
+        let vae = try TinySD15Fixture.vae(checkpoint)
         var config = vae.config
         config.scalingFactor *= 2
         let doubled = try AutoencoderDecoder(config: config, weights: checkpoint.weights(for: .vae))
-        let latents = try TinySD15.references(for: .diffusersFP32).tensor("vae/square/latents")
+        let latents = try TinySD15Fixture.references(for: .diffusersFP32).tensor("vae/square/latents")
         assertParity(doubled.decode(latents * 2), vae.decode(latents), relativeTolerance: 1e-6, "VAE scaling factor")
     }
 }
