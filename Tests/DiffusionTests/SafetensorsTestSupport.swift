@@ -37,13 +37,19 @@ func writeTestFile(_ bytes: [UInt8], _ name: String, in dir: URL) throws -> URL 
 }
 
 /// Writes a safetensors file with the writer: each tensor's values are given as Float32 and
-/// converted to its dtype.
+/// converted to its dtype (F32, F16, BF16, or I32/I64 by value).
 @discardableResult
 func writeSafetensors(_ url: URL, _ tensors: [(name: String, dtype: SafetensorsDType, shape: [Int], values: [Float])],
                       metadata: [String: String] = [:]) throws -> URL {
     let writer = try SafetensorsWriter(url: url, tensors: tensors.map { .init(name: $0.name, dtype: $0.dtype, shape: $0.shape) },
                                        metadata: metadata)
-    for t in tensors { try writer.append(t.values) }
+    for t in tensors {
+        switch t.dtype {
+        case .i64: try t.values.map { Int64($0).littleEndian }.withUnsafeBytes { try writer.appendRaw($0) }
+        case .i32: try t.values.map { Int32($0).littleEndian }.withUnsafeBytes { try writer.appendRaw($0) }
+        default: try writer.append(t.values)
+        }
+    }
     try writer.finish()
     return url
 }

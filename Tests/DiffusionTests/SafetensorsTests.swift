@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Diffusion
+import TestSupport
 
 final class SafetensorsTests: XCTestCase {
     /// Every one of the 65 536 half-precision values widens exactly as Swift's own `Float16`
@@ -32,6 +33,16 @@ final class SafetensorsTests: XCTestCase {
         XCTAssertEqual(f(-3.0), -3.0)
         XCTAssertTrue(f(.nan).isNaN)
         XCTAssertEqual(f(.infinity), .infinity)
+    }
+
+    /// A file written by the reference `safetensors.torch.save_file` (the RNG fixture):
+    /// `torch.randn(3, generator=torch.Generator("cpu").manual_seed(0))` is
+    /// `[1.5409960746765137, -0.293428897857666, -2.1787893772125244]`.
+    func testReadsAFileWrittenByTheReferenceLibrary() throws {
+        let file = try SafetensorsFile(url: FixturePaths.root.appendingPathComponent("rng/randn_small.safetensors"))
+        XCTAssertEqual(file.tensors.count, 440)
+        XCTAssertEqual(file.info("seed=0/n=3")?.dtype, .f32)
+        XCTAssertEqual(try file.tensor("seed=0/n=3"), Tensor(shape: [3], data: [1.5409960746765137, -0.293428897857666, -2.1787893772125244]))
     }
 
     func testRoundTripThroughWriterForEachFloatType() throws {

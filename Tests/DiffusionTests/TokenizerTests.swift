@@ -139,13 +139,28 @@ final class TokenizerTests: XCTestCase {
         try #"{"a": 0}"#.write(to: folder.appendingPathComponent("vocab.json"), atomically: true, encoding: .utf8)
         try "#version: 0.2\na b\n".write(to: folder.appendingPathComponent("merges.txt"), atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try CLIPTokenizer(directory: folder)) { error in
-            XCTAssertEqual(error as? TokenizerError, .missingSpecialToken(path: folder.path, token: "<|startoftext|>"))
+            XCTAssertEqual(error as? TokenizerError, .missingSpecialToken(path: folder.appendingPathComponent("vocab.json").path, token: "<|startoftext|>"))
         }
         try #"{"a": 0, "<|startoftext|>": 1, "<|endoftext|>": 2}"#.write(
             to: folder.appendingPathComponent("vocab.json"), atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try CLIPTokenizer(directory: folder)) { error in
             guard case .missingSpecialToken(_, let token) = error as? TokenizerError else { return XCTFail("\(error)") }
             XCTAssertTrue(token.hasPrefix("byte symbol"), token)
+        }
+        // Ids that do not number the tokens 0..<n.
+        try #"{"a": 0, "<|startoftext|>": 1, "<|endoftext|>": 999999999}"#.write(
+            to: folder.appendingPathComponent("vocab.json"), atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try CLIPTokenizer(directory: folder)) { error in
+            guard case .unreadable(_, let reason) = error as? TokenizerError else { return XCTFail("\(error)") }
+            XCTAssertTrue(reason.contains("999999999"), reason)
+        }
+        // A merge naming a symbol the vocabulary lacks, reported with its line.
+        let fixture = FixturePaths.root.appendingPathComponent("models/tiny-sd15-diffusers/tokenizer")
+        try FileManager.default.removeItem(at: folder.appendingPathComponent("vocab.json"))
+        try FileManager.default.copyItem(at: fixture.appendingPathComponent("vocab.json"), to: folder.appendingPathComponent("vocab.json"))
+        try "#version: 0.2\ni n\nq zz\n".write(to: folder.appendingPathComponent("merges.txt"), atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try CLIPTokenizer(directory: folder)) { error in
+            XCTAssertEqual(error as? TokenizerError, .badMerge(path: folder.appendingPathComponent("merges.txt").path, line: 3, text: "q zz"))
         }
     }
 

@@ -104,8 +104,15 @@ public struct CLIPTokenizer: Sendable {
         commaToken = vocabulary[",</w>"]
         ids = vocabulary
 
-        var strings = [String](repeating: "", count: (vocabulary.values.max() ?? -1) + 1)
-        for (token, id) in vocabulary where id >= 0 { strings[id] = token }
+        // Ids must number the tokens 0..<n, as every CLIP vocabulary does; anything else (negative,
+        // repeated or huge ids) is a damaged file, not something to allocate for.
+        var strings = [String](repeating: "", count: vocabulary.count)
+        for (token, id) in vocabulary {
+            guard strings.indices.contains(id), strings[id].isEmpty else {
+                throw TokenizerError.unreadable(path: source, reason: "token ids are not 0..<\(vocabulary.count) (\(token.debugDescription) has \(id))")
+            }
+            strings[id] = token
+        }
         tokens = strings
 
         var plain = [Int](repeating: 0, count: 256)
@@ -153,7 +160,12 @@ public struct CLIPTokenizer: Sendable {
         guard let text = String(data: mergesData, encoding: .utf8) else {
             throw TokenizerError.unreadable(path: mergesURL.path, reason: "not UTF-8 text")
         }
-        try self.init(vocabulary: vocabulary, merges: Self.parseMerges(text, path: mergesURL.path), source: directory.path)
+        let merges = try Self.parseMerges(text, path: mergesURL.path)
+        do {
+            try self.init(vocabulary: vocabulary, merges: merges, source: vocabURL.path)
+        } catch TokenizerError.badMerge(_, let line, let text) {
+            throw TokenizerError.badMerge(path: mergesURL.path, line: line, text: text)
+        }
     }
 
     /// The tokenizer built from the vocabulary bundled with the engine (OpenAI's
@@ -271,6 +283,7 @@ public struct CLIPTokenizer: Sendable {
     ///     transformers does with `truncation=True`; when false (the default) it is an error.
     /// - Throws: `TokenizerError.tooLong` when the text does not fit and `truncating` is false.
     public func encode(_ text: String, paddedTo length: Int, truncating: Bool = false) throws -> [Int] {
+        precondition(length >= 2, "a padded sequence holds at least BOS and EOS")
         var ids = tokenize(text)
         if ids.count > length - 2 {
             guard truncating else { throw TokenizerError.tooLong(tokens: ids.count, limit: length - 2) }

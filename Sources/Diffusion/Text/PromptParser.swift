@@ -77,16 +77,16 @@ public enum PromptParser {
                 squareBrackets.append(result.count)
                 i += 1
             case ":":
-                if let (weightText, end) = weightSuffix(s, colon: i), let start = roundBrackets.last {
-                    guard let weight = parseNumber(weightText) else {
-                        throw PromptError.invalidWeight(String(String.UnicodeScalarView(weightText)), offset: i)
+                if let (weightText, end) = weightSuffix(s, colon: i) {
+                    if let start = roundBrackets.popLast() {
+                        guard let weight = parseNumber(weightText) else {
+                            throw PromptError.invalidWeight(String(String.UnicodeScalarView(weightText)), offset: i)
+                        }
+                        multiply(from: start, by: weight)
+                    } else {
+                        // `:1.3)` with no open round bracket is literal text (A1111's last branch).
+                        appendText(s[i..<end], to: &result)
                     }
-                    roundBrackets.removeLast()
-                    multiply(from: start, by: weight)
-                    i = end
-                } else if let (_, end) = weightSuffix(s, colon: i) {
-                    // `:1.3)` with no open round bracket is literal text (A1111's last branch).
-                    appendText(s[i..<end], to: &result)
                     i = end
                 } else {
                     appendText(s[i..<(i + 1)], to: &result)

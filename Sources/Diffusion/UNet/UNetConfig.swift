@@ -65,6 +65,13 @@ public struct UNetConfig: Codable, Equatable, Sendable {
     public var attentionType = "default"
     public var convInKernel = 3
     public var convOutKernel = 3
+    public var resnetSkipTimeActivation = false
+    public var resnetOutScaleFactor: Float = 1
+    public var timeEmbeddingActivation: String?
+    public var timestepPostActivation: String?
+    public var crossAttentionNorm: String?
+    public var additionTimeEmbedDim: Int?
+    public var projectionClassEmbeddingsInputDim: Int?
 
     enum CodingKeys: String, CodingKey {
         case inChannels = "in_channels"
@@ -102,6 +109,13 @@ public struct UNetConfig: Codable, Equatable, Sendable {
         case attentionType = "attention_type"
         case convInKernel = "conv_in_kernel"
         case convOutKernel = "conv_out_kernel"
+        case resnetSkipTimeActivation = "resnet_skip_time_act"
+        case resnetOutScaleFactor = "resnet_out_scale_factor"
+        case timeEmbeddingActivation = "time_embedding_act_fn"
+        case timestepPostActivation = "timestep_post_act"
+        case crossAttentionNorm = "cross_attention_norm"
+        case additionTimeEmbedDim = "addition_time_embed_dim"
+        case projectionClassEmbeddingsInputDim = "projection_class_embeddings_input_dim"
     }
 
     /// SD1.5's UNet.
@@ -150,6 +164,13 @@ public struct UNetConfig: Codable, Equatable, Sendable {
         attentionType = try c.decode(.attentionType, default: d.attentionType)
         convInKernel = try c.decode(.convInKernel, default: d.convInKernel)
         convOutKernel = try c.decode(.convOutKernel, default: d.convOutKernel)
+        resnetSkipTimeActivation = try c.decode(.resnetSkipTimeActivation, default: d.resnetSkipTimeActivation)
+        resnetOutScaleFactor = try c.decode(.resnetOutScaleFactor, default: d.resnetOutScaleFactor)
+        timeEmbeddingActivation = try c.decodeIfPresent(String.self, forKey: .timeEmbeddingActivation)
+        timestepPostActivation = try c.decodeIfPresent(String.self, forKey: .timestepPostActivation)
+        crossAttentionNorm = try c.decodeIfPresent(String.self, forKey: .crossAttentionNorm)
+        additionTimeEmbedDim = try c.decodeIfPresent(Int.self, forKey: .additionTimeEmbedDim)
+        projectionClassEmbeddingsInputDim = try c.decodeIfPresent(Int.self, forKey: .projectionClassEmbeddingsInputDim)
     }
 
     /// Reads a diffusers `unet/config.json`.
@@ -197,6 +218,13 @@ public struct UNetConfig: Codable, Equatable, Sendable {
         if convInKernel != 3 { throw unsupported(.convInKernel, convInKernel, "SD1.x uses 3×3") }
         if convOutKernel != 3 { throw unsupported(.convOutKernel, convOutKernel, "SD1.x uses 3×3") }
         if downsamplePadding != 1 { throw unsupported(.downsamplePadding, downsamplePadding, "SD1.x pads its downsampling by 1") }
+        if resnetSkipTimeActivation { throw unsupported(.resnetSkipTimeActivation, true, "SD1.x's resnets apply SiLU to the time embedding") }
+        if resnetOutScaleFactor != 1 { throw unsupported(.resnetOutScaleFactor, resnetOutScaleFactor, "SD1.x's resnets are not rescaled") }
+        if let timeEmbeddingActivation { throw unsupported(.timeEmbeddingActivation, timeEmbeddingActivation, "not an SD1.x design") }
+        if let timestepPostActivation { throw unsupported(.timestepPostActivation, timestepPostActivation, "not an SD1.x design") }
+        if let crossAttentionNorm { throw unsupported(.crossAttentionNorm, crossAttentionNorm, "SD1.x does not normalise the text before cross-attention") }
+        if let additionTimeEmbedDim { throw unsupported(.additionTimeEmbedDim, additionTimeEmbedDim, "added time conditioning is an SDXL design") }
+        if let projectionClassEmbeddingsInputDim { throw unsupported(.projectionClassEmbeddingsInputDim, projectionClassEmbeddingsInputDim, "added conditioning is an SDXL design") }
         if let midBlockType, midBlockType != "UNetMidBlock2DCrossAttn" { throw unsupported(.midBlockType, midBlockType, "SD1.x's mid block is UNetMidBlock2DCrossAttn") }
         if case .each = crossAttentionDim { throw unsupported(.crossAttentionDim, crossAttentionDim, "SD1.x has one text width for every block") }
 

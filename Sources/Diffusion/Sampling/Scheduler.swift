@@ -1,0 +1,341 @@
+import Foundation
+
+/// A diffusion sampler: the timesteps at which the model is evaluated and the update that turns
+/// one model output into the next latents.
+///
+/// The shape follows Apple's ml-stable-diffusion `Scheduler` and diffusers' `SchedulerMixin`. A
+/// generation runs
+/// ```
+/// var latents = generator.randn([1, 4, h / 8, w / 8]) * scheduler.initNoiseSigma
+/// for i in scheduler.timesteps.indices {
+///     let input = scheduler.scaleModelInput(latents, stepIndex: i)
+///     let output = unet(input, timestep: scheduler.timesteps[i])      // + guidance
+///     latents = scheduler.step(modelOutput: output, stepIndex: i, sample: latents, generator: &generator)
+/// }
+/// ```
+/// exactly as diffusers' `StableDiffusionPipeline` loops over `scheduler.timesteps`, so the same
+/// generator feeds the initial latents and any noise a sampler draws, in the same order.
+public protocol Scheduler {
+    /// The model timesteps, one per model evaluation, in order. Usually `steps` of them; PNDM
+    /// (PLMS) has `steps + 1`, its second timestep repeating the first step's target. Whole
+    /// numbers except for the Euler samplers' `linspace` spacing (e.g. 978.6122).
+    var timesteps: [Float] { get }
+
+    /// The standard deviation of the initial noise: the latents are `randn * initNoiseSigma`.
+    var initNoiseSigma: Float { get }
+
+    /// The model input for step `stepIndex` (Euler samplers divide by `sqrt(σ² + 1)`; the others
+    /// return `sample` unchanged).
+    func scaleModelInput(_ sample: Tensor, stepIndex: Int) -> Tensor
+
+    /// One update: the latents after step `stepIndex`, from the model's (guided) output at
+    /// `timesteps[stepIndex]` and the latents before it.
+    /// - Parameters:
+    ///   - modelOutput: the model output (ε, v or x₀ per the config's `prediction_type`),
+    ///     shaped like `sample`.
+    ///   - stepIndex: the position in `timesteps`; steps must be taken in order, each once.
+    ///   - sample: the current latents.
+    ///   - generator: the generator that made the initial latents. Only the ancestral samplers
+    ///     (`euler-a`, `lcm`) draw from it, with the shape and at the steps diffusers draws.
+    mutating func step(modelOutput: Tensor, stepIndex: Int, sample: Tensor, generator: inout TorchGenerator) -> Tensor
+}
+
+// MARK: - Choosing a sampler
+
+/// The samplers sdrepl offers, by their command-line names. Each equals the diffusers class
+/// `.from_config(<model's scheduler_config.json>)` with that class's defaults for the keys the
+/// file does not set.
+public enum Sampler: String, CaseIterable, Sendable, CustomStringConvertible {
+    /// `PNDMScheduler` with `skip_prk_steps` (PLMS): the default, as SD1.5 ships.
+    case pndm
+    /// `DDIMScheduler` with `eta = 0`.
+    case ddim
+    /// `EulerDiscreteScheduler`.
+    case euler
+    /// `EulerAncestralDiscreteScheduler`: draws fresh noise at every step.
+    case eulerAncestral = "euler-a"
+    /// `DPMSolverMultistepScheduler` (DPM-Solver++(2M)).
+    case dpmpp2m = "dpmpp-2m"
+    /// `DPMSolverMultistepScheduler` with `use_karras_sigmas=True`.
+    case dpmpp2mKarras = "dpmpp-2m-karras"
+    /// `LCMScheduler`, for latent-consistency models and LCM-LoRA: draws noise between steps.
+    case lcm
+
+    /// The sampler a model uses when none is asked for.
+    public static let `default` = Sampler.pndm
+
+    /// Other accepted spellings, lower-cased: AUTOMATIC1111's sampler names and the diffusers
+    /// class names.
+    public static let aliases: [String: Sampler] = [
+        "plms": .pndm, "pndmscheduler": .pndm,
+        "ddimscheduler": .ddim,
+        "eulerdiscretescheduler": .euler,
+        "euler a": .eulerAncestral, "euler_a": .eulerAncestral, "eulera": .eulerAncestral,
+        "euler ancestral": .eulerAncestral, "eulerancestraldiscretescheduler": .eulerAncestral,
+        "dpm++ 2m": .dpmpp2m, "dpmpp_2m": .dpmpp2m, "dpmsolvermultistepscheduler": .dpmpp2m,
+        "dpm++ 2m karras": .dpmpp2mKarras, "dpmpp_2m_karras": .dpmpp2mKarras,
+        "lcmscheduler": .lcm,
+    ]
+
+    /// Looks a sampler up by name, ignoring case and surrounding spaces: the names of `allCases`
+    /// (`pndm`, `ddim`, `euler`, `euler-a`, `dpmpp-2m`, `dpmpp-2m-karras`, `lcm`) and `aliases`
+    /// ("Euler a", "Euler", "DDIM", "PLMS", "DPM++ 2M", "DPM++ 2M Karras", "LCM", ...).
+    /// - Throws: `SchedulerError.unknownSampler` listing the valid names.
+    public init(name: String) throws {
+        let key = name.trimmingCharacters(in: .whitespaces).lowercased()
+        if let sampler = Sampler(rawValue: key) ?? Self.aliases[key] {
+            self = sampler
+        } else {
+            throw SchedulerError.unknownSampler(name)
+        }
+    }
+
+    public var description: String { rawValue }
+
+    /// The scheduler for `steps` inference steps, from a model's scheduler config.
+    /// - Parameters:
+    ///   - config: the model's `scheduler/scheduler_config.json` (`SchedulerConfig.sd15` when the
+    ///     model has none).
+    ///   - steps: the number of inference steps, 1 ... `num_train_timesteps` (LCM: 1 ...
+    ///     `original_inference_steps`).
+    /// - Throws: `SchedulerError` for a step count out of range or a config option this port does
+    ///   not implement (it never silently samples differently from diffusers).
+    public func makeScheduler(config: SchedulerConfig = .sd15, steps: Int) throws -> any Scheduler {
+        switch self {
+        case .pndm: return try PNDMScheduler(config: config, steps: steps)
+        case .ddim: return try DDIMScheduler(config: config, steps: steps)
+        case .euler: return try EulerDiscreteScheduler(config: config, steps: steps)
+        case .eulerAncestral: return try EulerAncestralDiscreteScheduler(config: config, steps: steps)
+        case .dpmpp2m: return try DPMSolverMultistepScheduler(config: config, steps: steps)
+        case .dpmpp2mKarras: return try DPMSolverMultistepScheduler(config: config, steps: steps, useKarrasSigmas: true)
+        case .lcm: return try LCMScheduler(config: config, steps: steps)
+        }
+    }
+}
+
+/// What went wrong choosing or setting up a sampler.
+public enum SchedulerError: Error, Equatable, CustomStringConvertible {
+    /// No sampler has this name.
+    case unknownSampler(String)
+    /// The step count is outside what the sampler accepts.
+    case invalidSteps(Int, sampler: String, range: ClosedRange<Int>)
+    /// A config option has a value this port does not implement.
+    case unsupportedOption(key: String, value: String, supported: [String])
+    /// The config is inconsistent.
+    case invalidConfig(String)
+
+    public var description: String {
+        switch self {
+        case .unknownSampler(let name):
+            let names = Sampler.allCases.map(\.rawValue).joined(separator: ", ")
+            return "unknown sampler \"\(name)\"; valid samplers: \(names) "
+                + "(A1111 names such as \"Euler a\" or \"DPM++ 2M Karras\" work too)"
+        case .invalidSteps(let steps, let sampler, let range):
+            return "\(sampler) cannot take \(steps) steps; use \(range.lowerBound)...\(range.upperBound)"
+        case .unsupportedOption(let key, let value, let supported):
+            return "scheduler option \(key) = \(value) is not supported; supported: "
+                + supported.joined(separator: ", ")
+        case .invalidConfig(let message):
+            return "invalid scheduler config: \(message)"
+        }
+    }
+}
+
+// MARK: - Config
+
+/// A model's `scheduler/scheduler_config.json`, with diffusers' key names.
+///
+/// `nil` means "not in the file": as with diffusers' `from_config`, each scheduler class then uses
+/// its own default (for example `set_alpha_to_one` is false for PNDM but true for DDIM and LCM,
+/// and `timestep_spacing` is "leading" for PNDM, DDIM and LCM but "linspace" for Euler and
+/// DPM-Solver). Keys a class does not know are ignored. `SchedulerConfig()` is SD1.5's file.
+public struct SchedulerConfig: Codable, Sendable, Equatable {
+    public var className: String?
+    public var numTrainTimesteps: Int?
+    public var betaStart: Double?
+    public var betaEnd: Double?
+    public var betaSchedule: String?
+    public var trainedBetas: [Double]?
+    public var setAlphaToOne: Bool?
+    public var skipPrkSteps: Bool?
+    public var stepsOffset: Int?
+    public var clipSample: Bool?
+    public var clipSampleRange: Double?
+    public var predictionType: String?
+    public var timestepSpacing: String?
+    public var thresholding: Bool?
+    public var rescaleBetasZeroSnr: Bool?
+    // Euler and DPM-Solver
+    public var useKarrasSigmas: Bool?
+    public var useExponentialSigmas: Bool?
+    public var useBetaSigmas: Bool?
+    public var useLuLambdas: Bool?
+    public var sigmaMin: Double?
+    public var sigmaMax: Double?
+    public var finalSigmasType: String?
+    public var interpolationType: String?
+    public var timestepType: String?
+    // DPM-Solver
+    public var solverOrder: Int?
+    public var algorithmType: String?
+    public var solverType: String?
+    public var lowerOrderFinal: Bool?
+    public var eulerAtFinal: Bool?
+    public var lambdaMinClipped: Double?
+    public var varianceType: String?
+    // LCM
+    public var originalInferenceSteps: Int?
+    public var timestepScaling: Double?
+
+    enum CodingKeys: String, CodingKey {
+        case className = "_class_name"
+        case numTrainTimesteps = "num_train_timesteps"
+        case betaStart = "beta_start"
+        case betaEnd = "beta_end"
+        case betaSchedule = "beta_schedule"
+        case trainedBetas = "trained_betas"
+        case setAlphaToOne = "set_alpha_to_one"
+        case skipPrkSteps = "skip_prk_steps"
+        case stepsOffset = "steps_offset"
+        case clipSample = "clip_sample"
+        case clipSampleRange = "clip_sample_range"
+        case predictionType = "prediction_type"
+        case timestepSpacing = "timestep_spacing"
+        case thresholding
+        case rescaleBetasZeroSnr = "rescale_betas_zero_snr"
+        case useKarrasSigmas = "use_karras_sigmas"
+        case useExponentialSigmas = "use_exponential_sigmas"
+        case useBetaSigmas = "use_beta_sigmas"
+        case useLuLambdas = "use_lu_lambdas"
+        case sigmaMin = "sigma_min"
+        case sigmaMax = "sigma_max"
+        case finalSigmasType = "final_sigmas_type"
+        case interpolationType = "interpolation_type"
+        case timestepType = "timestep_type"
+        case solverOrder = "solver_order"
+        case algorithmType = "algorithm_type"
+        case solverType = "solver_type"
+        case lowerOrderFinal = "lower_order_final"
+        case eulerAtFinal = "euler_at_final"
+        case lambdaMinClipped = "lambda_min_clipped"
+        case varianceType = "variance_type"
+        case originalInferenceSteps = "original_inference_steps"
+        case timestepScaling = "timestep_scaling"
+    }
+
+    /// SD1.5's `scheduler_config.json` (runwayml/stable-diffusion-v1-5): PNDMScheduler, 1000
+    /// training steps, scaled-linear betas from 0.00085 to 0.012, `set_alpha_to_one` false,
+    /// `skip_prk_steps` true, `steps_offset` 1, `clip_sample` false.
+    public init(
+        className: String? = "PNDMScheduler", numTrainTimesteps: Int? = 1000,
+        betaStart: Double? = 0.00085, betaEnd: Double? = 0.012, betaSchedule: String? = "scaled_linear",
+        trainedBetas: [Double]? = nil, setAlphaToOne: Bool? = false, skipPrkSteps: Bool? = true,
+        stepsOffset: Int? = 1, clipSample: Bool? = false
+    ) {
+        self.className = className
+        self.numTrainTimesteps = numTrainTimesteps
+        self.betaStart = betaStart
+        self.betaEnd = betaEnd
+        self.betaSchedule = betaSchedule
+        self.trainedBetas = trainedBetas
+        self.setAlphaToOne = setAlphaToOne
+        self.skipPrkSteps = skipPrkSteps
+        self.stepsOffset = stepsOffset
+        self.clipSample = clipSample
+    }
+
+    /// SD1.5's scheduler config.
+    public static let sd15 = SchedulerConfig()
+
+    /// Reads a `scheduler_config.json`.
+    /// - Throws: `DecodingError` for invalid JSON or a key of the wrong type.
+    public init(contentsOf url: URL) throws {
+        self = try SchedulerConfig.decoder.decode(SchedulerConfig.self, from: Data(contentsOf: url))
+    }
+
+    /// A JSON decoder that also accepts `Infinity`, `-Infinity` and `NaN`, which Python's `json`
+    /// writes for diffusers' float defaults (`"lambda_min_clipped": -Infinity`).
+    public static var decoder: JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.allowsJSON5 = true
+        return decoder
+    }
+
+    /// The beta-schedule keys with the class defaults of diffusers' `__init__`.
+    func schedule(betaStart: Double = 0.0001, betaEnd: Double = 0.02, betaSchedule: String = "linear") -> ResolvedScheduleConfig {
+        ResolvedScheduleConfig(
+            numTrainTimesteps: numTrainTimesteps ?? 1000,
+            betaStart: self.betaStart ?? betaStart, betaEnd: self.betaEnd ?? betaEnd,
+            betaSchedule: self.betaSchedule ?? betaSchedule, trainedBetas: trainedBetas)
+    }
+
+    /// Throws for options no sampler here implements when they are set away from their default.
+    func rejectUnsupported(sampler: String) throws {
+        if thresholding == true {
+            throw SchedulerError.unsupportedOption(key: "thresholding", value: "true", supported: ["false"])
+        }
+        if rescaleBetasZeroSnr == true {
+            throw SchedulerError.unsupportedOption(key: "rescale_betas_zero_snr", value: "true", supported: ["false"])
+        }
+        if useExponentialSigmas == true || useBetaSigmas == true || useLuLambdas == true {
+            throw SchedulerError.unsupportedOption(
+                key: "use_exponential_sigmas/use_beta_sigmas/use_lu_lambdas", value: "true", supported: ["false"])
+        }
+    }
+}
+
+/// diffusers' `prediction_type`: what the model predicts.
+enum PredictionType: String {
+    case epsilon
+    case vPrediction = "v_prediction"
+    case sample
+
+    init(_ value: String?, supported: [PredictionType]) throws {
+        guard let type = PredictionType(rawValue: value ?? "epsilon"), supported.contains(type) else {
+            throw SchedulerError.unsupportedOption(
+                key: "prediction_type", value: value ?? "", supported: supported.map(\.rawValue))
+        }
+        self = type
+    }
+}
+
+/// diffusers' `timestep_spacing`.
+enum TimestepSpacing: String {
+    case linspace, leading, trailing
+
+    init(_ value: String?, default defaultValue: TimestepSpacing) throws {
+        guard let value else { self = defaultValue; return }
+        guard let spacing = TimestepSpacing(rawValue: value) else {
+            throw SchedulerError.unsupportedOption(
+                key: "timestep_spacing", value: value, supported: ["linspace", "leading", "trailing"])
+        }
+        self = spacing
+    }
+}
+
+/// Checks `steps` against `range`.
+func validateSteps(_ steps: Int, sampler: Sampler, range: ClosedRange<Int>) throws {
+    guard range.contains(steps) else {
+        throw SchedulerError.invalidSteps(steps, sampler: sampler.rawValue, range: range)
+    }
+}
+
+// MARK: - Elementwise arithmetic on latents
+
+/// `f` applied to corresponding elements of `a` and `b` (same shape): one Float32 tensor
+/// expression of diffusers' step code.
+func elementwise(_ a: Tensor, _ b: Tensor, _ f: (Float, Float) -> Float) -> Tensor {
+    precondition(a.shape == b.shape, "shape \(a.shape) vs \(b.shape)")
+    var out = [Float](repeating: 0, count: a.count)
+    a.data.withUnsafeBufferPointer { x in
+        b.data.withUnsafeBufferPointer { y in
+            for i in 0..<x.count { out[i] = f(x[i], y[i]) }
+        }
+    }
+    return Tensor(shape: a.shape, data: out)
+}
+
+/// `f` applied to each element of `a`.
+func elementwise(_ a: Tensor, _ f: (Float) -> Float) -> Tensor {
+    Tensor(shape: a.shape, data: a.data.map(f))
+}

@@ -1,0 +1,162 @@
+import Foundation
+import XCTest
+@testable import Diffusion
+
+/// Every input the loader refuses, through the public `Checkpoint` API, with the exact error.
+final class CheckpointRefusalTests: XCTestCase {
+    private var dir: URL!
+
+    override func setUpWithError() throws {
+        dir = try makeWeightsTestDirectory(self)
+    }
+
+    private func url(_ name: String) -> URL { dir.appendingPathComponent(name) }
+
+    // MARK: Pickles
+
+    /// A protocol-2 pickle that runs `os.system("touch <marker>")` when unpickled, built opcode by
+    /// opcode (`pickletools.dis` shows PROTO 2, GLOBAL 'os system', BINUNICODE, TUPLE1, REDUCE,
+    /// STOP; `pickle.loads` of these bytes does create the marker — checked once by hand, never here).
+    private func evilPickle(marker: URL) -> [UInt8] {
+        let command = Array("touch \(marker.path)".utf8)
+        var bytes: [UInt8] = [0x80, 0x02] + Array("cos\nsystem\n".utf8) + [UInt8(ascii: "X")]
+        withUnsafeBytes(of: UInt32(command.count).littleEndian) { bytes.append(contentsOf: $0) }
+        return bytes + command + [0x85, UInt8(ascii: "R"), UInt8(ascii: ".")]
+    }
+
+    func testPickleIsRefusedAndNeverRun() throws {
+        let marker = url("pwned")
+        let pickle = evilPickle(marker: marker)
+        for name in ["model.ckpt", "model.safetensors", "model"] {
+            let file = try writeTestFile(pickle, name, in: dir)
+            let error = checkpointError { _ = try Checkpoint(url: file) }
+            XCTAssertEqual(error, .pickleFile(path: file.path, evidence: "it starts with a pickle protocol 2 header"), name)
+            XCTAssertTrue(error?.description.contains("safetensors.torch") ?? false)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: marker.path), "the pickle was executed")
+    }
+
+    func testPickleByNameOrZipMagic() throws {
+        let zip = try writeTestFile([0x50, 0x4B, 0x03, 0x04] + [UInt8](repeating: 0, count: 60), "model.pt", in: dir)
+        XCTAssertEqual(checkpointError { _ = try Checkpoint(url: zip) },
+                       .pickleFile(path: zip.path, evidence: "it is a zip archive, the format of torch.save"))
+        // A protocol-0 pickle has no magic bytes; its name gives it away.
+        let old = try writeTestFile(Array("cos\nsystem\n(S'true'\ntR.".utf8), "model.bin", in: dir)
+        XCTAssertEqual(checkpointError { _ = try Checkpoint(url: old) }, .pickleFile(path: old.path, evidence: "its name ends in .bin"))
+    }
+
+    func testDiffusersFolderWithPickleWeights() throws {
+        let folder = try TinySD15().writeDiffusersFolder(url("sd"), components: [.vae, .textEncoder])
+        let bin = folder.appendingPathComponent("unet/diffusion_pytorch_model.bin")
+        try FileManager.default.createDirectory(at: bin.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try Data(evilPickle(marker: url("pwned"))).write(to: bin)
+        XCTAssertEqual(checkpointError { _ = try Checkpoint(url: folder) }, .pickleFile(path: bin.path, evidence: "its name ends in .bin"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: url("pwned").path))
+    }
+
+    func testGGUF() throws {
+        let file = try writeTestFile(Array("GGUF".utf8) + [3, 0, 0, 0, 0, 0, 0, 0], "model.gguf", in: dir)
+        XCTAssertEqual(checkpointError { _ = try Checkpoint(url: file) }, .ggufFile(path: file.path))
+    }
+
+    // MARK: Other models
+
+    func testSD2SingleFileByOpenCLIPKeys() throws {
+        let file = try TinySD15().writeSingleFile(url("sd2.safetensors"), components: [.unet, .vae], extra: [
+            ("cond_stage_model.model.token_embedding.weight", .f16, [2], [0, 0]),
+        ])
+        XCTAssertEqual(checkpointError { _ = try Checkpoint(url: file) },
+                       .unsupportedModel(path: file.path, kind: "an SD 2.x checkpoint",
+                                         evidence: "its text encoder is OpenCLIP ('cond_stage_model.model.token_embedding.weight')"))
+    }
+
+    func testSD2DiffusersFolderByContextWidth() throws {
+        let folder = try TinySD15(crossAttentionWidth: 1024).writeDiffusersFolder(url("sd2"))
+        let error = checkpointError { _ = try Checkpoint(url: folder) }
+        guard case let .unsupportedModel(path, kind, evidence) = error else { return XCTFail("\(String(describing: error))") }
+        XCTAssertEqual(path, folder.path)
+        XCTAssertEqual(kind, "an SD 2.x checkpoint")
+        XCTAssertTrue(evidence.hasPrefix("its cross-attention takes 1024-wide text embeddings"), evidence)
+        // ... and by the OpenCLIP text encoder's width
+        let folder2 = try TinySD15(textWidth: 1024).writeDiffusersFolder(url("sd2b"))
+        XCTAssertEqual(checkpointError { _ = try Checkpoint(url: folder2) },
+                       .unsupportedModel(path: folder2.path, kind: "an SD 2.x checkpoint",
+                                         evidence: "its text encoder is 1024 wide (OpenCLIP), SD1.x's CLIP ViT-L/14 is 768"))
+    }
+
+    func testSDXL() throws {
+        let file = try TinySD15().writeSingleFile(url("xl.safetensors"), components: [.unet, .vae], extra: [
+            ("conditioner.embedders.0.transformer.text_model.final_layer_norm.weight", .f16, [2], [0, 0]),
+        ])
+        XCTAssertEqual(checkpointError { _ = try Checkpoint(url: file) },
+                       .unsupportedModel(path: file.path, kind: "an SDXL checkpoint",
+                                         evidence: "it has 'conditioner.embedders.0.transformer.text_model.final_layer_norm.weight'"))
+        let folder = try TinySD15().writeDiffusersFolder(url("xl"), modelIndex: #"{"_class_name": "StableDiffusionXLPipeline", "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"]}"#)
+        XCTAssertEqual(checkpointError { _ = try Checkpoint(url: folder) },
+                       .unsupportedModel(path: folder.path, kind: "an SDXL pipeline", evidence: "model_index.json names StableDiffusionXLPipeline"))
+    }
+
+    func testInpaintingByConvInChannels() throws {
+        let model = TinySD15(unetInChannels: 9)
+        for layout in ["single", "folder"] {
+            let location = layout == "single" ? try model.writeSingleFile(url("inpaint.safetensors")) : try model.writeDiffusersFolder(url("inpaint"))
+            XCTAssertEqual(checkpointError { _ = try Checkpoint(url: location) },
+                           .unsupportedModel(path: location.path, kind: "an inpainting checkpoint",
+                                             evidence: "its UNet's conv_in takes 9 channels, not the 4 latent channels of text-to-image"), layout)
+        }
+    }
+
+    func testLoRAAndUnknownFiles() throws {
+        let lora = try writeSafetensors(url("lora.safetensors"), [
+            ("lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight", .f16, [2], [0, 0]),
+        ])
+        XCTAssertEqual(checkpointError { _ = try Checkpoint(url: lora) },
+                       .unsupportedModel(path: lora.path, kind: "a LoRA, not a full checkpoint",
+                                         evidence: "it has 'lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight'"))
+        let other = try writeSafetensors(url("other.safetensors"), [("weight", .f32, [1], [0]), ("bias", .f32, [1], [0])])
+        XCTAssertEqual(checkpointError { _ = try Checkpoint(url: other) },
+                       .unknownLayout(path: other.path, reason: "none of its keys ('weight', 'bias') is a key of an SD checkpoint"))
+        let empty = url("empty-folder")
+        try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
+        XCTAssertEqual(checkpointError { _ = try Checkpoint(url: empty) },
+                       .unknownLayout(path: empty.path, reason: "the folder has no model_index.json, no unet/ and no .safetensors file"))
+        XCTAssertEqual(checkpointError { _ = try Checkpoint(url: url("nowhere")) }, .notFound(path: url("nowhere").path))
+    }
+
+    // MARK: Incomplete checkpoints
+
+    func testDiffusersFolderWithAPartMissing() throws {
+        let folder = try TinySD15().writeDiffusersFolder(url("sd"), components: [.unet, .textEncoder])
+        let error = checkpointError { _ = try Checkpoint(url: folder) }
+        XCTAssertEqual(error, .missingComponent(path: folder.path, component: "VAE",
+                                                lookedFor: ["vae/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.fp16.safetensors"]))
+        XCTAssertTrue(error?.description.contains("has no VAE weights") ?? false)
+    }
+
+    func testSingleFileWithoutTextEncoder() throws {
+        let file = try TinySD15().writeSingleFile(url("no-text.safetensors"), components: [.unet, .vae])
+        XCTAssertEqual(checkpointError { _ = try Checkpoint(url: file) },
+                       .missingComponent(path: file.path, component: "text encoder", lookedFor: ["cond_stage_model.transformer.*"]))
+    }
+
+    /// A real-layout checkpoint cut short, as by an interrupted download: inside the header, and
+    /// inside the data.
+    func testTruncatedCheckpoint() throws {
+        let full = try Data(contentsOf: TinySD15().writeSingleFile(url("full.safetensors")))
+        let headerLength = Int(full.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+
+        let inHeader = try writeTestFile(Array(full.prefix(4096)), "cut-header.safetensors", in: dir)
+        XCTAssertEqual(checkpointError { _ = try Checkpoint(url: inHeader) },
+                       .unreadable(path: inHeader.path, underlying: .headerBeyondFile(path: inHeader.path, declared: UInt64(headerLength), available: 4088)))
+
+        let inData = try writeTestFile(Array(full.prefix(full.count - 100)), "cut-data.safetensors", in: dir)
+        let error = checkpointError { _ = try Checkpoint(url: inData) }
+        guard case let .unreadable(_, underlying) = error, case let .offsetsOutOfRange(_, tensor, end, dataLength) = underlying else {
+            return XCTFail("\(String(describing: error))")
+        }
+        XCTAssertEqual(dataLength, full.count - 8 - headerLength - 100)
+        XCTAssertGreaterThan(Int(end), dataLength, "\(tensor) is cut")
+        XCTAssertTrue(tensor.hasPrefix("cond_stage_model."), "the text encoder is written last; \(tensor) is among the cut")
+        XCTAssertTrue(error!.description.contains("truncated"), error!.description)
+    }
+}

@@ -1,0 +1,173 @@
+import Foundation
+import TestSupport
+import XCTest
+@testable import Diffusion
+
+/// The tiny random-weight model with SD1.5's topology (`Tests/Fixtures/README.md`, "Models") in the
+/// three forms the loader reads, and the diffusers/transformers references computed from it.
+enum TinySD15Fixture {
+    enum Form: String, CaseIterable {
+        /// diffusers folder, plain fp32 files.
+        case diffusersFP32 = "diffusers fp32"
+        /// diffusers folder, `.fp16.` variant files (text encoder saved without `text_model.`).
+        case diffusersFP16 = "diffusers fp16"
+        /// one safetensors file in the original LDM layout, fp16.
+        case singleFile = "single file"
+    }
+
+    static let folder = FixturePaths.root.appendingPathComponent("models/tiny-sd15-diffusers")
+    static let singleFile = FixturePaths.root.appendingPathComponent("models/tiny-sd15.safetensors")
+
+    /// Opens the fixture in `form`.
+    static func checkpoint(_ form: Form, memory: MemoryMode = .fast) throws -> Checkpoint {
+        switch form {
+        case .diffusersFP32: return try Checkpoint(url: folder, options: LoadOptions(memoryMode: memory))
+        case .diffusersFP16: return try Checkpoint(url: folder, options: LoadOptions(memoryMode: memory, variant: "fp16"))
+        case .singleFile: return try Checkpoint(url: singleFile, options: LoadOptions(memoryMode: memory))
+        }
+    }
+
+    /// The component's `config.json` from the diffusers folder. A single file carries no config, so
+    /// every form is built with these (the tiny model's sizes are not SD1.5's defaults).
+    static func config<Config: Decodable>(_ type: Config.Type, _ component: CheckpointComponent) throws -> Config {
+        let url = folder.appendingPathComponent(component.rawValue).appendingPathComponent("config.json")
+        return try JSONDecoder().decode(Config.self, from: Data(contentsOf: url))
+    }
+
+    static func textEncoder(_ checkpoint: Checkpoint) throws -> CLIPTextModel {
+        try CLIPTextModel(config: config(CLIPTextConfig.self, .textEncoder), weights: checkpoint.weights(for: .textEncoder))
+    }
+
+    static func unet(_ checkpoint: Checkpoint) throws -> UNet2DConditionModel {
+        try UNet2DConditionModel(config: config(UNetConfig.self, .unet), weights: checkpoint.weights(for: .unet))
+    }
+
+    static func vae(_ checkpoint: Checkpoint) throws -> AutoencoderDecoder {
+        try AutoencoderDecoder(config: config(VAEConfig.self, .vae), weights: checkpoint.weights(for: .vae))
+    }
+
+    /// The references for `form`: computed from the fp32 weights, or from the same weights rounded
+    /// to fp16 (what both fp16 forms hold), upcast and computed in fp32 (`reference/components.json`).
+    static func references(for form: Form) throws -> SafetensorsFile {
+        let name = form == .diffusersFP32 ? "components_fp32" : "components_fp16weights"
+        return try SafetensorsFile(url: FixturePaths.root.appendingPathComponent("reference/\(name).safetensors"))
+    }
+
+    /// The prompts of `text/{i}/…` in the references (`REF_PROMPTS` in `make_fixtures.py`).
+    static let promptCount = 5
+    /// The UNet cases of `unet/{case}/…`: shape (B, 4, h, w) and timestep as in `make_fixtures.py`.
+    static let unetCases = ["square", "square_t1", "square_float_t", "nonsquare", "odd"]
+    /// The VAE cases of `vae/{case}/…`: latents (1, 4, 8, 8) and (1, 4, 6, 10).
+    static let vaeCases = ["square", "nonsquare"]
+}
+
+/// Fails unless `actual` has `expected`'s shape and `max |actual − expected| ≤ relativeTolerance ·
+/// max |expected|`; returns the measured ratio and prints it, so the test log records the margins.
+@discardableResult
+func assertParity(_ actual: Tensor, _ expected: Tensor, relativeTolerance: Float = 1e-4, _ what: String,
+                  file: StaticString = #filePath, line: UInt = #line) -> Float {
+    XCTAssertEqual(actual.shape, expected.shape, what, file: file, line: line)
+    guard actual.shape == expected.shape else { return .infinity }
+    let scale = expected.data.reduce(0) { max($0, abs($1)) }
+    var worst: Float = 0
+    for (a, e) in zip(actual.data, expected.data) {
+        let difference = abs(a - e)
+        worst = difference.isNaN ? .infinity : max(worst, difference)
+    }
+    let relative = worst / max(scale, .leastNormalMagnitude)
+    print(String(format: "parity %@: max abs err %.3g, scale %.3g, relative %.3g", what, worst, scale, relative))
+    XCTAssertGreaterThan(scale, 0, "\(what): the reference is all zeros, so the test could not fail", file: file, line: line)
+    XCTAssertLessThanOrEqual(relative, relativeTolerance, "\(what): max abs err \(worst) for scale \(scale)", file: file, line: line)
+    return relative
+}
+
+/// Building the models from checkpoints: strict shapes, every weight used, the same numbers from
+/// every layout and memory mode.
+final class ModelLoadingTests: XCTestCase {
+    /// A config whose last level is wider than the fixture's is refused at the first tensor it
+    /// reaches, with the key and both shapes.
+    func testUNetWithWrongWidthIsRefusedNamingTheTensor() throws {
+        let checkpoint = try TinySD15Fixture.checkpoint(.diffusersFP32)
+        var config = try TinySD15Fixture.config(UNetConfig.self, .unet)
+        XCTAssertEqual(config.blockOutChannels, [32, 32, 32, 64])
+        config.blockOutChannels[3] = 128
+        XCTAssertThrowsError(try UNet2DConditionModel(config: config, weights: checkpoint.weights(for: .unet))) { error in
+            guard case let .shapeMismatch(key, expected, actual, _) = error as? CheckpointError else { return XCTFail("\(error)") }
+            XCTAssertEqual(key, "unet.down_blocks.3.resnets.0.conv1.weight")
+            XCTAssertEqual(expected, [128, 32, 3, 3])
+            XCTAssertEqual(actual, [64, 32, 3, 3])
+            XCTAssertTrue("\(error)".contains("unet.down_blocks.3.resnets.0.conv1.weight"), "\(error)")
+        }
+    }
+
+    /// SD1.5's defaults against the tiny model: the text encoder fails at its first tensor.
+    func testTextEncoderWithDefaultConfigIsRefusedNamingTheTensor() throws {
+        let checkpoint = try TinySD15Fixture.checkpoint(.singleFile)
+        XCTAssertThrowsError(try CLIPTextModel(weights: checkpoint.weights(for: .textEncoder))) { error in
+            XCTAssertEqual(error as? CheckpointError,
+                           .shapeMismatch(key: "text_encoder.text_model.embeddings.token_embedding.weight",
+                                          expected: [49408, 768], actual: [49408, 8], source: checkpoint.sourceDescription))
+        }
+    }
+
+    func testVAEWithWrongLatentChannelsIsRefusedNamingTheTensor() throws {
+        let checkpoint = try TinySD15Fixture.checkpoint(.diffusersFP16)
+        var config = try TinySD15Fixture.config(VAEConfig.self, .vae)
+        config.latentChannels = 8
+        XCTAssertThrowsError(try AutoencoderDecoder(config: config, weights: checkpoint.weights(for: .vae))) { error in
+            guard case let .shapeMismatch(key, expected, actual, _) = error as? CheckpointError else { return XCTFail("\(error)") }
+            XCTAssertEqual(key, "vae.post_quant_conv.weight")
+            XCTAssertEqual(expected, [8, 8, 1, 1])
+            XCTAssertEqual(actual, [4, 4, 1, 1])
+        }
+    }
+
+    func testMissingTensorIsRefusedNamingIt() throws {
+        // A config with one more resnet per level than the checkpoint asks for a tensor it lacks.
+        let checkpoint = try TinySD15Fixture.checkpoint(.diffusersFP32)
+        var config = try TinySD15Fixture.config(UNetConfig.self, .unet)
+        config.layersPerBlock = .all(3)
+        XCTAssertThrowsError(try UNet2DConditionModel(config: config, weights: checkpoint.weights(for: .unet))) { error in
+            guard case let .missingTensor(key, _) = error as? CheckpointError else { return XCTFail("\(error)") }
+            XCTAssertEqual(key, "unet.down_blocks.0.resnets.2.norm1.weight")
+        }
+    }
+
+    /// The three models take every tensor of the checkpoint except the VAE encoder's, which
+    /// text-to-image does not use: nothing is silently left out of a forward pass.
+    func testModelsUseEveryWeightInEveryLayout() throws {
+        for form in TinySD15Fixture.Form.allCases {
+            let checkpoint = try TinySD15Fixture.checkpoint(form)
+            _ = try TinySD15Fixture.textEncoder(checkpoint)
+            _ = try TinySD15Fixture.unet(checkpoint)
+            _ = try TinySD15Fixture.vae(checkpoint)
+            let unused = checkpoint.unexpectedKeys(ignoring: ["vae.encoder.", "vae.quant_conv."])
+            XCTAssertEqual(unused, [], "\(form.rawValue)")
+        }
+    }
+
+    /// The fp16 variant folder and the single file hold the same fp16 numbers, and low-memory mode
+    /// converts the same bytes on each use: all must give bit-identical outputs.
+    func testLayoutsAndMemoryModesGiveIdenticalOutputs() throws {
+        let references = try TinySD15Fixture.references(for: .singleFile)
+        let latents = try references.tensor("unet/odd/sample")
+        let context = try references.tensor("unet/odd/encoder_hidden_states")
+        let vaeLatents = try references.tensor("vae/nonsquare/latents")
+        let ids = try references.tensor("text/2/ids").data.map { Int($0) }
+
+        var outputs: [(String, Tensor, Tensor, Tensor)] = []
+        for (form, memory) in [(TinySD15Fixture.Form.diffusersFP16, MemoryMode.fast), (.singleFile, .fast), (.singleFile, .low)] {
+            let checkpoint = try TinySD15Fixture.checkpoint(form, memory: memory)
+            XCTAssertEqual(checkpoint.memoryMode, memory)
+            outputs.append(("\(form.rawValue) \(memory)",
+                            try TinySD15Fixture.textEncoder(checkpoint)(tokens: ids, clipSkip: 2),
+                            try TinySD15Fixture.unet(checkpoint)(latents, timestep: 300, context: context),
+                            try TinySD15Fixture.vae(checkpoint).decode(vaeLatents)))
+        }
+        for other in outputs.dropFirst() {
+            XCTAssertEqual(other.1, outputs[0].1, "text encoder: \(other.0) vs \(outputs[0].0)")
+            XCTAssertEqual(other.2, outputs[0].2, "UNet: \(other.0) vs \(outputs[0].0)")
+            XCTAssertEqual(other.3, outputs[0].3, "VAE: \(other.0) vs \(outputs[0].0)")
+        }
+    }
+}

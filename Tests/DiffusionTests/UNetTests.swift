@@ -1,0 +1,41 @@
+import Foundation
+import XCTest
+@testable import Diffusion
+
+/// The UNet against diffusers 0.42.1's `UNet2DConditionModel` on the tiny fixture model:
+/// a batch of 2 at t = 999, t = 1, a fractional t = 749.25, a non-square 16×24 latent and an odd
+/// 14×10 latent (14 → 7 → 4 → 2 on the way down, so the upsamplers must restore 2 → 4 → 7 → 14
+/// rather than double).
+///
+/// Tolerance: max abs err ≤ 1e-4 × max |reference| per case.
+final class UNetTests: XCTestCase {
+    func testMatchesDiffusersFromDiffusersFP32() throws { try checkParity(.diffusersFP32) }
+    func testMatchesDiffusersFromDiffusersFP16() throws { try checkParity(.diffusersFP16) }
+    func testMatchesDiffusersFromSingleFile() throws { try checkParity(.singleFile) }
+
+    private func checkParity(_ form: TinySD15Fixture.Form) throws {
+        let unet = try TinySD15Fixture.unet(TinySD15Fixture.checkpoint(form))
+        let references = try TinySD15Fixture.references(for: form)
+        for name in TinySD15Fixture.unetCases {
+            let sample = try references.tensor("unet/\(name)/sample")
+            let timestep = try references.tensor("unet/\(name)/timestep").data[0]
+            let context = try references.tensor("unet/\(name)/encoder_hidden_states")
+            // unet(sample, timestep, encoder_hidden_states=encoder_hidden_states).sample
+            assertParity(unet(sample, timestep: timestep, context: context), try references.tensor("unet/\(name)/out"),
+                         "UNet \(form.rawValue) \(name) \(sample.shape)")
+        }
+    }
+
+    /// Image sizes that are multiples of 8 pixels but not of 64 give latents that downsampling
+    /// rounds up; the output keeps the input's size for each of them.
+    func testOutputKeepsTheInputSizeForOddLatents() throws {
+        let unet = try TinySD15Fixture.unet(TinySD15Fixture.checkpoint(.diffusersFP32))
+        let context = Tensor(shape: [1, 77, 8], repeating: 0.1)
+        for (height, width) in [(12, 12), (9, 13), (1, 1), (3, 5)] {  // 96 px (12 → 6 → 3 → 2), 72×104 px, ...
+            let latents = Tensor(shape: [1, 4, height, width], repeating: 0.5)
+            let out = unet(latents, timestep: 500, context: context)
+            XCTAssertEqual(out.shape, [1, 4, height, width])
+            XCTAssertTrue(out.data.allSatisfy(\.isFinite))
+        }
+    }
+}
