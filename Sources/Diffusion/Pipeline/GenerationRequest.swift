@@ -17,14 +17,14 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
     public var guidanceScale: Float
     public var width: Int
     public var height: Int
-    public var sampler: SamplerName
+    public var sampler: Sampler
     /// How many images, with seeds `seed`, `seed + 1`, …
     public var batchCount: Int
     /// CLIP skip numbered as in A1111: 1 is the last layer.
     public var clipSkip: Int
 
     public init(prompt: String, negativePrompt: String = "", seed: UInt64, steps: Int = 25, guidanceScale: Float = 7.5,
-                width: Int = 512, height: Int = 512, sampler: SamplerName = .pndm, batchCount: Int = 1, clipSkip: Int = 1) {
+                width: Int = 512, height: Int = 512, sampler: Sampler = .pndm, batchCount: Int = 1, clipSkip: Int = 1) {
         self.prompt = prompt
         self.negativePrompt = negativePrompt
         self.seed = seed
@@ -74,3 +74,5 @@ public enum PipelineError: Error, Equatable, CustomStringConvertible {
         }
     }
 }
+
+extension Sampler: Codable {}

@@ -46,7 +46,7 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
         textEncoder = try CLIPTextModel(config: textConfig, weights: checkpoint.weights(for: .textEncoder))
         unet = try UNet2DConditionModel(config: unetConfig, weights: checkpoint.weights(for: .unet))
         vae = try AutoencoderDecoder(config: vaeConfig, weights: checkpoint.weights(for: .vae))
-        schedulerConfig = try checkpoint.schedulerConfigData.map { try SchedulerConfig(json: $0) } ?? SchedulerConfig()
+        schedulerConfig = try checkpoint.schedulerConfigData.map { try SchedulerConfig.decoder.decode(SchedulerConfig.self, from: $0) } ?? .sd15
         unexpectedKeys = checkpoint.unexpectedKeys()
     }
 
@@ -100,7 +100,7 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
                                   cancellation: CancellationToken?) throws -> PixelImage {
         let start = Date()
         var generator = TorchGenerator(seed: request.seed)
-        var scheduler = request.sampler.makeScheduler(config: schedulerConfig, steps: request.steps)
+        var scheduler = try request.sampler.makeScheduler(config: schedulerConfig, steps: request.steps)
         let latentShape = [1, unet.config.inChannels, request.height / 8, request.width / 8]
         var latents = generator.randn(latentShape) * scheduler.initNoiseSigma
         let timesteps = scheduler.timesteps
