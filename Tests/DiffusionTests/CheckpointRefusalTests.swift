@@ -116,6 +116,14 @@ final class CheckpointRefusalTests: XCTestCase {
         let other = try writeSafetensors(url("other.safetensors"), [("weight", .f32, [1], [0]), ("bias", .f32, [1], [0])])
         XCTAssertEqual(checkpointError { _ = try Checkpoint(url: other) },
                        .unknownLayout(path: other.path, reason: "none of its keys ('weight', 'bias') is a key of an SD checkpoint"))
+        let model = TinySD15()
+        let folder = try model.writeDiffusersFolder(url("sd"))
+        let unetFile = folder.appendingPathComponent("unet/diffusion_pytorch_model.safetensors")
+        XCTAssertEqual(checkpointError { _ = try Checkpoint(url: unetFile) },
+                       .unknownLayout(path: unetFile.path, reason: "it is a UNet alone (the unet/ part of a diffusers folder); give the folder that holds model_index.json"))
+        let vaeFile = folder.appendingPathComponent("vae/diffusion_pytorch_model.safetensors")
+        XCTAssertEqual(checkpointError { _ = try Checkpoint(url: vaeFile) },
+                       .unknownLayout(path: vaeFile.path, reason: "it is a VAE alone, not a full checkpoint"))
         let empty = url("empty-folder")
         try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
         XCTAssertEqual(checkpointError { _ = try Checkpoint(url: empty) },

@@ -67,6 +67,15 @@ final class SafetensorsHostileTests: XCTestCase {
         XCTAssertEqual(e, .invalidJSON(path: p, offset: JSONParser.maxDepth, reason: "nested more than \(JSONParser.maxDepth) levels deep"))
     }
 
+    /// A long array (the worst case for the parser's memory) is refused when it passes the limit.
+    func testOverlongArrayIsRefusedEarly() throws {
+        let zeros = Array(repeating: "0", count: 1_000_000).joined(separator: ",")
+        let header = "{\"w\":{\"dtype\":\"F32\",\"shape\":[" + zeros + "],\"data_offsets\":[0,0]}}"
+        let (e, p) = try openError(header: header)
+        let offset = 30 + 2 * JSONParser.maxArrayLength  // just after the first element past the limit
+        XCTAssertEqual(e, .invalidJSON(path: p, offset: offset, reason: "an array longer than \(JSONParser.maxArrayLength) elements, which no tensor shape has"))
+    }
+
     func testHeaderNotUTF8() throws {
         let header = Array("{\"w".utf8) + [0xFF, 0xFE] + Array("\":1}".utf8)
         let (e, p) = try openError(safetensorsBytes(header: header))

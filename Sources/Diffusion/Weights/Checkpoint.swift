@@ -145,10 +145,7 @@ public final class Checkpoint: TensorSource, @unchecked Sendable {
             for component in CheckpointComponent.allCases { componentFiles[component] = file }
             let present = Set(entries.keys.compactMap { key in CheckpointComponent.allCases.first { key.hasPrefix($0.prefix) } })
             if present.isEmpty {
-                let sample = file.names.prefix(3).map { "'\($0)'" }.joined(separator: ", ")
-                throw CheckpointError.unknownLayout(path: fileURL.path, reason: file.names.isEmpty
-                    ? "the file holds no tensors"
-                    : "none of its keys (\(sample)\(file.names.count > 3 ? ", …" : "")) is a key of an SD checkpoint")
+                throw CheckpointError.unknownLayout(path: fileURL.path, reason: Self.describeUnknownFile(file.names))
             }
             for (prefix, component) in KeyMap.ldmComponents where !present.contains(component) {
                 throw CheckpointError.missingComponent(path: fileURL.path, component: Self.componentName(component), lookedFor: [prefix + "*"])
@@ -296,6 +293,24 @@ public final class Checkpoint: TensorSource, @unchecked Sendable {
         }
         throw CheckpointError.missingComponent(path: folder.path, component: componentName(component),
                                                lookedFor: candidates.map { "\(component.rawValue)/\($0)" })
+    }
+
+    /// Why a file with none of the single-file prefixes is not a checkpoint, recognising the parts
+    /// that people download on their own.
+    private static func describeUnknownFile(_ names: [String]) -> String {
+        let hasPrefix = { (p: String) in names.contains { $0.hasPrefix(p) } }
+        if names.isEmpty { return "the file holds no tensors" }
+        if names.contains("conv_in.weight") && hasPrefix("time_embedding.") {
+            return "it is a UNet alone (the unet/ part of a diffusers folder); give the folder that holds model_index.json"
+        }
+        if hasPrefix("encoder.") && hasPrefix("decoder.") {
+            return "it is a VAE alone, not a full checkpoint"
+        }
+        if hasPrefix("text_model.") || (hasPrefix("encoder.layers.") && hasPrefix("embeddings.")) {
+            return "it is a text encoder alone, not a full checkpoint"
+        }
+        let sample = names.prefix(3).map { "'\($0)'" }.joined(separator: ", ")
+        return "none of its keys (\(sample)\(names.count > 3 ? ", …" : "")) is a key of an SD checkpoint"
     }
 
     // MARK: Opening files
