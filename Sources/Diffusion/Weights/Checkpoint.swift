@@ -329,7 +329,8 @@ public final class Checkpoint: TensorSource, @unchecked Sendable {
             head = Array((try? handle.read(upToCount: 9)) ?? Data())
             try? handle.close()
         }
-        let size = ((try? FileManager.default.attributesOfItem(atPath: path)[.size]) as? NSNumber)?.intValue ?? 0
+        var st = stat()
+        let size = stat(path, &st) == 0 ? Int(st.st_size) : 0  // stat follows symlinks (HF cache snapshots)
         // A safetensors file starts with the header length and then '{'. Checking this first keeps a
         // header length whose low bytes happen to read 0x80 0x02 from being taken for a pickle.
         let plausibleSafetensors = head.count == 9 && head[8] == UInt8(ascii: "{")
