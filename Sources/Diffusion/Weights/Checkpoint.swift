@@ -143,7 +143,7 @@ public final class Checkpoint: TensorSource, @unchecked Sendable {
             try Self.refuseByStoredKeys(file)
             // LDM numbers the decoder's levels from the bottom, so the mapping needs their count.
             let levels = file.names.compactMap { KeyMap.match("first_stage_model.decoder.up.#.", Substring($0))?.0.first }
-            if let top = levels.max() { keyMap.vaeLevels = top + 1 }
+            if let top = levels.max() { keyMap = KeyMap(vaeLevels: top + 1) }
             for info in file.tensors { try add(keyMap.mapLDM(info.name), info, file) }
             for component in CheckpointComponent.allCases { componentFiles[component] = file }
             let present = Set(entries.keys.compactMap { key in CheckpointComponent.allCases.first { key.hasPrefix($0.prefix) } })
