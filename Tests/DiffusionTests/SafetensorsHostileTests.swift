@@ -178,9 +178,12 @@ final class SafetensorsHostileTests: XCTestCase {
         // 2^61 elements fit, but 2^61 · 32 bits do not.
         let (e2, _) = try openError(header: "{" + entry("w", "F32", "[2305843009213693952]", "[0,8]") + "}", data: eight)
         XCTAssertEqual(e2, .sizeOverflow(path: p, tensor: "w", shape: [2_305_843_009_213_693_952]))
-        // A zero dimension makes the product 0 whatever else the shape says, which is not an overflow.
+        // A zero dimension makes the element count 0, but the other dimensions must still multiply
+        // without overflow (a stride computed from them would not).
         let (e3, _) = try openError(header: "{" + entry("w", "F32", "[0,9223372036854775807]", "[0,8]") + "}", data: eight)
         XCTAssertEqual(e3, .sizeMismatch(path: p, tensor: "w", dtype: "F32", shape: [0, .max], expectedBytes: 0, actualBytes: 8))
+        let (e4, _) = try openError(header: "{" + entry("w", "F32", "[0,4294967296,4294967296]", "[0,8]") + "}", data: eight)
+        XCTAssertEqual(e4, .sizeOverflow(path: p, tensor: "w", shape: [0, 4_294_967_296, 4_294_967_296]))
     }
 
     func testDuplicateNames() throws {
