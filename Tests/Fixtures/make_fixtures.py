@@ -11,6 +11,7 @@ Nothing is fetched from the Hugging Face hub: every config is written here.
 All outputs are deterministic (fixed seeds, single thread); see check_determinism.sh.
 """
 import gzip
+from fnmatch import fnmatchcase as fnmatch
 import hashlib
 import html
 import inspect
@@ -387,7 +388,10 @@ def make_schedulers():
     tensors["common/alphas_cumprod"] = ref.alphas_cumprod.float()
     for name in SAMPLERS:
         s0 = make_scheduler(name)
-        m = {"class": type(s0).__name__, "config": dict(s0.config), "schedules": {}}
+        cfg = dict(s0.config)
+        if "_use_default_values" in cfg:  # built from a set: sort for reproducible output
+            cfg["_use_default_values"] = sorted(cfg["_use_default_values"])
+        m = {"class": type(s0).__name__, "config": cfg, "schedules": {}}
         for n in SCHEDULE_STEPS:
             s = make_scheduler(name)
             s.set_timesteps(n)
@@ -462,6 +466,12 @@ INIT = {"weight_gain": 1.0, "bias_std": 0.1, "norm_std": 0.2, "token_std": 1.0, 
         "unet_conv_out_gain": 1.0, "vae_conv_out_gain": 0.5, "vae_post_quant_conv_gain": 0.03}
 
 
+# The deepest level (64 channels, 2x2 at 128 px) sits behind many residual additions and skip
+# concatenations; larger resnet output and time projections there keep its blocks visible in the image.
+UNET_DEEP_GAINS = {"down_blocks.3.resnets.*.conv2": 6.0, "mid_block.resnets.*.conv2": 6.0,
+                   "up_blocks.0.resnets.*.conv2": 4.0, "*time_emb_proj": 2.0}
+
+
 def unet_config():
     return dict(sample_size=8, in_channels=4, out_channels=4, center_input_sample=False, flip_sin_to_cos=True,
                 freq_shift=0, down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
@@ -497,7 +507,7 @@ def reinit(model, seed, gains=None):
     for name, m in model.named_modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             fan_in = m.weight[0].numel()
-            gain = INIT["weight_gain"] * (gains or {}).get(name, 1.0)
+            gain = INIT["weight_gain"] * next((v for k, v in (gains or {}).items() if fnmatch(name, k)), 1.0)
             normal(m.weight, gain / fan_in**0.5)
             if m.bias is not None:
                 normal(m.bias, INIT["bias_std"])
@@ -518,7 +528,7 @@ def build_models():
     unet = UNet2DConditionModel(**unet_config()).eval()
     vae = AutoencoderKL(**vae_config()).eval()
     te = CLIPTextModel(clip_config()).eval()
-    reinit(unet, 1, {"conv_out": INIT["unet_conv_out_gain"]})
+    reinit(unet, 1, {"conv_out": INIT["unet_conv_out_gain"], **UNET_DEEP_GAINS})
     # The sampled latents of a random UNet are far larger than a trained one's (std ~10-25, not ~1), so
     # post_quant_conv is scaled down to keep the decoder's residual stream O(1) and its blocks visible.
     reinit(vae, 2, {"decoder.conv_out": INIT["vae_conv_out_gain"], "post_quant_conv": INIT["vae_post_quant_conv_gain"]})
@@ -892,8 +902,9 @@ def make_pipeline_outputs():
         entry.setdefault("weights", "fp32")
         entry["file"] = f"{case['name']}.safetensors"
         entry["scheduler_class"] = type(make_scheduler(case["sampler"])).__name__
+        karras = ", use_karras_sigmas=True" if case["sampler"] == "dpmpp-2m-karras" else ""
         entry["unet_evaluations"] = len(t["timesteps"]) * (2 if case["guidance"] > 1 else 1)
-        entry["python"] = (f'pipe = StableDiffusionPipeline(..., scheduler={entry["scheduler_class"]}.from_config(SD15_SCHEDULER_CONFIG)); '
+        entry["python"] = (f'pipe = StableDiffusionPipeline(..., scheduler={entry["scheduler_class"]}.from_config(SD15_SCHEDULER_CONFIG{karras})); '
                            f'pipe({case["prompt"]!r}, negative_prompt={case["negative_prompt"]!r}, num_inference_steps={case["steps"]}, '
                            f'guidance_scale={case["guidance"]}, height={case["height"]}, width={case["width"]}, '
                            f'generator=torch.Generator("cpu").manual_seed({case["seed"]}), output_type="np").images[0]')
