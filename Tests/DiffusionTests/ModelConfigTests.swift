@@ -163,6 +163,25 @@ final class ModelConfigTests: XCTestCase {
         }
     }
 
+    /// A config.json that is not JSON, or has a setting of the wrong type, is refused naming it.
+    func testMalformedConfigIsRefusedNamingTheSetting() throws {
+        XCTAssertThrowsError(try UNetConfig(json: Data(#"{"block_out_channels": [320, "640"]}"#.utf8))) { error in
+            guard case let .malformed(model, setting, _) = error as? ModelConfigError else { return XCTFail("\(error)") }
+            XCTAssertEqual(model, "UNet")
+            XCTAssertEqual(setting, "block_out_channels[1]")
+        }
+        XCTAssertThrowsError(try VAEConfig(json: Data("{\"scaling_factor\": ".utf8))) { error in
+            guard case let .malformed(model, setting, _) = error as? ModelConfigError else { return XCTFail("\(error)") }
+            XCTAssertEqual(model, "VAE")
+            XCTAssertEqual(setting, "")
+            XCTAssertTrue("\(error)".contains("config.json cannot be read"), "\(error)")
+        }
+        XCTAssertThrowsError(try CLIPTextConfig(json: Data(#"{"num_hidden_layers": "twelve"}"#.utf8))) { error in
+            guard case let .malformed(_, setting, _) = error as? ModelConfigError else { return XCTFail("\(error)") }
+            XCTAssertEqual(setting, "num_hidden_layers")
+        }
+    }
+
     /// The UNet's upsamplers resize to the skip connection's size when doubling would overshoot;
     /// the source index is `⌊dst · in / out⌋` as in torch:
     /// `F.interpolate(torch.arange(6.).reshape(1,1,2,3), size=(3,5), mode="nearest").flatten().tolist()`.

@@ -7,6 +7,8 @@ public enum ModelConfigError: Error, Equatable, CustomStringConvertible {
     case unsupported(model: String, setting: String, value: String, reason: String)
     /// `setting` has a value that cannot describe any model (e.g. channels not divisible by groups).
     case invalid(model: String, setting: String, value: String, reason: String)
+    /// The config.json is not JSON, or a known setting has the wrong type (`setting` is its path).
+    case malformed(model: String, setting: String, reason: String)
 
     public var description: String {
         switch self {
@@ -14,6 +16,26 @@ public enum ModelConfigError: Error, Equatable, CustomStringConvertible {
             return "the \(model) config sets \(setting) = \(value), which sdrepl does not implement (\(reason)); only Stable Diffusion 1.x models are supported"
         case let .invalid(model, setting, value, reason):
             return "the \(model) config sets \(setting) = \(value), which is not a valid model: \(reason); check the config.json beside the weights"
+        case let .malformed(model, setting, reason):
+            let location = setting.isEmpty ? "" : " at \(setting)"
+            return "the \(model) config.json cannot be read\(location): \(reason); it should be the config.json that diffusers or transformers saved with the weights"
+        }
+    }
+
+    /// Decodes a config from JSON, turning a `DecodingError` into `.malformed` naming the setting.
+    static func decode<Config: Decodable>(_ type: Config.Type, model: String, from json: Data) throws -> Config {
+        do {
+            return try JSONDecoder().decode(type, from: json)
+        } catch let error as DecodingError {
+            let context: DecodingError.Context
+            switch error {
+            case let .typeMismatch(_, c), let .valueNotFound(_, c), let .keyNotFound(_, c), let .dataCorrupted(c): context = c
+            @unknown default: throw error
+            }
+            let path = context.codingPath.reduce(into: "") { path, key in
+                if let index = key.intValue { path += "[\(index)]" } else { path += (path.isEmpty ? "" : ".") + key.stringValue }
+            }
+            throw ModelConfigError.malformed(model: model, setting: path, reason: context.debugDescription)
         }
     }
 }
@@ -60,7 +82,7 @@ public enum PerBlock: Codable, Equatable, Sendable, CustomStringConvertible {
 extension KeyedDecodingContainer {
     /// The value under `key`, or `fallback` when the key is absent or JSON `null` (diffusers writes
     /// `null` for "use the default").
-    func decode<T: Decodable>(_ key: Key, default fallback: T) throws -> T {
+    func decodeSetting<T: Decodable>(_ key: Key, default fallback: T) throws -> T {
         try decodeIfPresent(T.self, forKey: key) ?? fallback
     }
 }

@@ -20,7 +20,7 @@ public struct DDIMScheduler: Scheduler {
 
     /// - Throws: `SchedulerError` for steps outside 1 ... num_train_timesteps or an unsupported option.
     public init(config: SchedulerConfig, steps: Int) throws {
-        try config.rejectUnsupported(sampler: "ddim")
+        try config.rejectUnsupported()
         let resolved = config.schedule()
         try validateSteps(steps, sampler: .ddim, range: 1...resolved.numTrainTimesteps)
         schedule = try NoiseSchedule(config: resolved)

@@ -32,7 +32,7 @@ public struct DPMSolverMultistepScheduler: Scheduler {
     ///   `dpmpp-2m-karras` sampler passes true).
     /// - Throws: `SchedulerError` for steps outside 1 ... num_train_timesteps or an unsupported option.
     public init(config: SchedulerConfig, steps: Int, useKarrasSigmas: Bool? = nil) throws {
-        try config.rejectUnsupported(sampler: "dpmpp-2m")
+        try config.rejectUnsupported()
         if let algorithm = config.algorithmType, algorithm != "dpmsolver++" {
             throw SchedulerError.unsupportedOption(key: "algorithm_type", value: algorithm, supported: ["dpmsolver++"])
         }

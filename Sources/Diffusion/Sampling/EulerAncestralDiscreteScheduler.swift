@@ -18,7 +18,7 @@ public struct EulerAncestralDiscreteScheduler: Scheduler {
 
     /// - Throws: `SchedulerError` for steps outside 1 ... num_train_timesteps or an unsupported option.
     public init(config: SchedulerConfig, steps: Int) throws {
-        try config.rejectUnsupported(sampler: "euler-a")
+        try config.rejectUnsupported()
         var plain = config
         plain.finalSigmasType = nil  // not a key of this class
         let sigmaSchedule = try SigmaSchedule(config: plain, steps: steps, sampler: .eulerAncestral, useKarrasSigmas: false)

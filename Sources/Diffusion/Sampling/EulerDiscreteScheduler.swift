@@ -18,7 +18,7 @@ public struct EulerDiscreteScheduler: Scheduler {
 
     /// - Throws: `SchedulerError` for steps outside 1 ... num_train_timesteps or an unsupported option.
     public init(config: SchedulerConfig, steps: Int) throws {
-        try config.rejectUnsupported(sampler: "euler")
+        try config.rejectUnsupported()
         if let type = config.interpolationType, type != "linear" {
             throw SchedulerError.unsupportedOption(key: "interpolation_type", value: type, supported: ["linear"])
         }

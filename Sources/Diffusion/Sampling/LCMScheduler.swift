@@ -25,7 +25,7 @@ public struct LCMScheduler: Scheduler {
     /// - Throws: `SchedulerError` for steps outside 1 ... `original_inference_steps` (50) or an
     ///   unsupported option.
     public init(config: SchedulerConfig, steps: Int) throws {
-        try config.rejectUnsupported(sampler: "lcm")
+        try config.rejectUnsupported()
         let resolved = config.schedule(betaStart: 0.00085, betaEnd: 0.012, betaSchedule: "scaled_linear")
         let originalSteps = config.originalInferenceSteps ?? 50
         guard (1...resolved.numTrainTimesteps).contains(originalSteps) else {

@@ -30,7 +30,7 @@ public struct PNDMScheduler: Scheduler {
     /// - Throws: `SchedulerError` for steps outside 1 ... num_train_timesteps or an option this
     ///   port does not implement (`skip_prk_steps` false, the Runge–Kutta warm-up).
     public init(config: SchedulerConfig, steps: Int) throws {
-        try config.rejectUnsupported(sampler: "pndm")
+        try config.rejectUnsupported()
         let resolved = config.schedule()
         try validateSteps(steps, sampler: .pndm, range: 1...resolved.numTrainTimesteps)
         if config.skipPrkSteps != true {

@@ -6,7 +6,9 @@ import Foundation
 /// The shape follows Apple's ml-stable-diffusion `Scheduler` and diffusers' `SchedulerMixin`. A
 /// generation runs
 /// ```
-/// var latents = generator.randn([1, 4, h / 8, w / 8]) * scheduler.initNoiseSigma
+/// var scheduler = try Sampler.pndm.makeScheduler(config: modelConfig, steps: 30)
+/// var generator = TorchGenerator(seed: seed)
+/// var latents = generator.randn([1, 4, h / 8, w / 8])     // then each element × initNoiseSigma
 /// for i in scheduler.timesteps.indices {
 ///     let input = scheduler.scaleModelInput(latents, stepIndex: i)
 ///     let output = unet(input, timestep: scheduler.timesteps[i])      // + guidance
@@ -270,7 +272,7 @@ public struct SchedulerConfig: Codable, Sendable, Equatable {
     }
 
     /// Throws for options no sampler here implements when they are set away from their default.
-    func rejectUnsupported(sampler: String) throws {
+    func rejectUnsupported() throws {
         if thresholding == true {
             throw SchedulerError.unsupportedOption(key: "thresholding", value: "true", supported: ["false"])
         }

@@ -1,7 +1,7 @@
 import Foundation
 
 /// PyTorch's CPU random generator, reproduced bit for bit: `torch.Generator("cpu").manual_seed(seed)`
-/// followed by `torch.randn(shape, generator: g)` or `torch.rand(...)`, in Float32.
+/// followed by `torch.randn(shape, generator=g)` or `torch.rand(...)`, in Float32.
 ///
 /// Diffusers draws the initial latents (and every ancestral sampler's noise) this way, so the same
 /// seed gives the same picture only if these numbers are identical to the last bit. What torch does
@@ -36,7 +36,12 @@ import Foundation
 ///   (`u1`, then `u2`): `r = sqrt(-2 log1p(-u2))`, `θ = 2π u1`, returns `r cos θ` and caches
 ///   `r sin θ` *in the generator*, to be returned by the next scalar-path draw (even one in a
 ///   later `randn` call); the result is rounded to Float32. The ≥ 16 path neither reads nor clears
-///   that cache.
+///   that cache. `log1p`, `sin` and `cos` are the C library's in both programs (glibc on Linux),
+///   which is what keeps this path exact.
+///
+/// What is reproduced is torch on x86-64 (any CPU with AVX2, which is where diffusers' reference
+/// images come from). torch on an ARM or pre-AVX2 CPU runs the scalar `normal_fill_16` with libm's
+/// `log`/`sin`/`cos` instead, and its numbers differ from these in the last bits.
 public struct TorchGenerator: Sendable {
     private var engine: MersenneTwister
     /// The second value of the last scalar Box–Muller pair, as torch's `next_double_normal_sample_`.

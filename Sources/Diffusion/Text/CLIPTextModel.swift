@@ -40,21 +40,22 @@ public struct CLIPTextConfig: Codable, Equatable, Sendable {
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = CLIPTextConfig()
-        hiddenSize = try c.decode(.hiddenSize, default: d.hiddenSize)
-        intermediateSize = try c.decode(.intermediateSize, default: d.intermediateSize)
-        layerCount = try c.decode(.layerCount, default: d.layerCount)
-        headCount = try c.decode(.headCount, default: d.headCount)
-        maxPositions = try c.decode(.maxPositions, default: d.maxPositions)
-        vocabSize = try c.decode(.vocabSize, default: d.vocabSize)
-        hiddenActivation = try c.decode(.hiddenActivation, default: d.hiddenActivation)
-        layerNormEps = try c.decode(.layerNormEps, default: d.layerNormEps)
-        projectionDim = try c.decode(.projectionDim, default: d.projectionDim)
+        hiddenSize = try c.decodeSetting(.hiddenSize, default: d.hiddenSize)
+        intermediateSize = try c.decodeSetting(.intermediateSize, default: d.intermediateSize)
+        layerCount = try c.decodeSetting(.layerCount, default: d.layerCount)
+        headCount = try c.decodeSetting(.headCount, default: d.headCount)
+        maxPositions = try c.decodeSetting(.maxPositions, default: d.maxPositions)
+        vocabSize = try c.decodeSetting(.vocabSize, default: d.vocabSize)
+        hiddenActivation = try c.decodeSetting(.hiddenActivation, default: d.hiddenActivation)
+        layerNormEps = try c.decodeSetting(.layerNormEps, default: d.layerNormEps)
+        projectionDim = try c.decodeSetting(.projectionDim, default: d.projectionDim)
     }
 
     /// Reads a transformers `text_encoder/config.json`.
-    /// - Throws: `DecodingError` when the JSON is malformed or a known key has the wrong type.
+    /// - Throws: `ModelConfigError.malformed` when the JSON is malformed or a known setting has the
+    ///   wrong type, naming the setting.
     public init(json: Data) throws {
-        self = try JSONDecoder().decode(CLIPTextConfig.self, from: json)
+        self = try ModelConfigError.decode(CLIPTextConfig.self, model: "text encoder", from: json)
     }
 
     /// Checks that the sizes fit together and the activation is one this engine has.

@@ -55,26 +55,27 @@ public struct VAEConfig: Codable, Equatable, Sendable {
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = VAEConfig()
-        latentChannels = try c.decode(.latentChannels, default: d.latentChannels)
-        outChannels = try c.decode(.outChannels, default: d.outChannels)
-        blockOutChannels = try c.decode(.blockOutChannels, default: d.blockOutChannels)
-        layersPerBlock = try c.decode(.layersPerBlock, default: d.layersPerBlock)
-        normGroups = try c.decode(.normGroups, default: d.normGroups)
-        upBlockTypes = try c.decode(.upBlockTypes, default: d.upBlockTypes)
-        scalingFactor = try c.decode(.scalingFactor, default: d.scalingFactor)
-        sampleSize = try c.decode(.sampleSize, default: d.sampleSize)
-        activation = try c.decode(.activation, default: d.activation)
-        midBlockAddAttention = try c.decode(.midBlockAddAttention, default: d.midBlockAddAttention)
-        usePostQuantConv = try c.decode(.usePostQuantConv, default: d.usePostQuantConv)
+        latentChannels = try c.decodeSetting(.latentChannels, default: d.latentChannels)
+        outChannels = try c.decodeSetting(.outChannels, default: d.outChannels)
+        blockOutChannels = try c.decodeSetting(.blockOutChannels, default: d.blockOutChannels)
+        layersPerBlock = try c.decodeSetting(.layersPerBlock, default: d.layersPerBlock)
+        normGroups = try c.decodeSetting(.normGroups, default: d.normGroups)
+        upBlockTypes = try c.decodeSetting(.upBlockTypes, default: d.upBlockTypes)
+        scalingFactor = try c.decodeSetting(.scalingFactor, default: d.scalingFactor)
+        sampleSize = try c.decodeSetting(.sampleSize, default: d.sampleSize)
+        activation = try c.decodeSetting(.activation, default: d.activation)
+        midBlockAddAttention = try c.decodeSetting(.midBlockAddAttention, default: d.midBlockAddAttention)
+        usePostQuantConv = try c.decodeSetting(.usePostQuantConv, default: d.usePostQuantConv)
         shiftFactor = try c.decodeIfPresent(Float.self, forKey: .shiftFactor)
         latentsMean = try c.decodeIfPresent([Float].self, forKey: .latentsMean)
         latentsStd = try c.decodeIfPresent([Float].self, forKey: .latentsStd)
     }
 
     /// Reads a diffusers `vae/config.json`.
-    /// - Throws: `DecodingError` when the JSON is malformed or a known key has the wrong type.
+    /// - Throws: `ModelConfigError.malformed` when the JSON is malformed or a known setting has the
+    ///   wrong type, naming the setting.
     public init(json: Data) throws {
-        self = try JSONDecoder().decode(VAEConfig.self, from: json)
+        self = try ModelConfigError.decode(VAEConfig.self, model: "VAE", from: json)
     }
 
     /// Checks that this is an SD1.x autoencoder whose sizes fit together.
