@@ -25,6 +25,14 @@ public struct RGBImage: Equatable, Sendable {
         self.pixels = pixels
     }
 
+    /// For callers that built the buffer from the size themselves.
+    init(uncheckedWidth width: Int, height: Int, pixels: [UInt8]) {
+        precondition(width > 0 && height > 0 && pixels.count == width * height * 3, "RGB buffer does not match its size")
+        self.width = width
+        self.height = height
+        self.pixels = pixels
+    }
+
     /// Converts the decoder's output, planar `[3, H, W]` floats in [0, 1], to RGB8 exactly as
     /// diffusers' `numpy_to_pil` does:
     ///

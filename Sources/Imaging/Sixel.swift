@@ -106,7 +106,9 @@ public enum Sixel {
     /// Area-averaging resize: each output pixel is the mean of the source area it covers,
     /// weighted by overlap (a box filter whose width follows the scale, so downscaling does not
     /// alias). Separable: rows first, then columns.
+    /// - Precondition: `width` and `height` are positive.
     public static func resize(_ image: RGBImage, width: Int, height: Int) -> RGBImage {
+        precondition(width > 0 && height > 0, "resize to an empty image")
         let horizontal = weights(from: image.width, to: width)
         let vertical = weights(from: image.height, to: height)
         // Rows: [image.height][width][3] floats.
@@ -138,8 +140,7 @@ public enum Sixel {
                 }
             }
         }
-        // Sizes are positive and the buffer matches them by construction.
-        return (try? RGBImage(width: width, height: height, pixels: pixels)) ?? image
+        return RGBImage(uncheckedWidth: width, height: height, pixels: pixels)
     }
 
     /// For each of `dst` output samples, the source samples it covers and their normalised weights.

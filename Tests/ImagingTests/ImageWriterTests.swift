@@ -15,7 +15,7 @@ final class ImageWriterTests: XCTestCase {
     }
 
     private func writer(_ subdirectory: String = "out") -> ImageWriter {
-        ImageWriter(directory: directory.appendingPathComponent(subdirectory), timeZone: TimeZone(identifier: "UTC")!)
+        ImageWriter(directory: directory.appendingPathComponent(subdirectory), timeZone: TimeZone(secondsFromGMT: 0) ?? .current)
     }
 
     private func contents(_ url: URL) -> [String] {
@@ -26,7 +26,7 @@ final class ImageWriterTests: XCTestCase {
         XCTAssertEqual(
             ImageWriter.fileStem(
                 timestamp: Date(timeIntervalSince1970: 1_795_576_522), seed: 1234, prompt: "A red fox, in snow!",
-                timeZone: TimeZone(identifier: "UTC")!),
+                timeZone: TimeZone(secondsFromGMT: 0) ?? .current),
             "20261125-031522_s1234_a-red-fox-in-snow")
         XCTAssertEqual(ImageWriter.slug("Café — crème brûlée"), "cafe-creme-brulee")
         XCTAssertEqual(ImageWriter.slug("狐狸"), "image")
@@ -60,7 +60,8 @@ final class ImageWriterTests: XCTestCase {
 
     func testInjectedFailureLeavesNoPartialFile() throws {
         let sizes = try ImageFormat.allCases.map { try writer().encode(makeTestImage(), metadata: sampleMetadata(), as: $0).count }
-        for limit in [0, 1, 100, sizes.min()! - 1] {
+        let smaller = try XCTUnwrap(sizes.min())
+        for limit in [0, 1, 100, smaller - 1] {
             var w = writer("fail-\(limit)")
             w.failAfterBytes = limit
             XCTAssertThrowsError(try w.save(makeTestImage(), metadata: sampleMetadata())) { error in
@@ -73,7 +74,7 @@ final class ImageWriterTests: XCTestCase {
         // one is removed too.
         var w = writer("fail-second")
         w.formats = zip(ImageFormat.allCases, sizes).sorted { $0.1 < $1.1 }.map(\.0)
-        w.failAfterBytes = sizes.min()!
+        w.failAfterBytes = smaller
         XCTAssertNotEqual(sizes[0], sizes[1])
         XCTAssertThrowsError(try w.save(makeTestImage(), metadata: sampleMetadata()))
         XCTAssertEqual(contents(w.directory), [])

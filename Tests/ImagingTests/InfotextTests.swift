@@ -70,6 +70,8 @@ final class InfotextTests: XCTestCase {
     func testTextWithoutParametersIsAllPrompt() {
         let r = Infotext.parse("just a prompt with no parameters at all")
         XCTAssertEqual(r, ImageRecipe(prompt: "just a prompt with no parameters at all"))
+        XCTAssertEqual(Infotext.parse(""), ImageRecipe(prompt: ""))
+        XCTAssertEqual(Infotext.parse(" \n \t"), ImageRecipe(prompt: ""))
         // Fewer than three pairs on the last line: it belongs to the prompt.
         XCTAssertEqual(Infotext.parse("a: b, c: d").prompt, "a: b, c: d")
     }

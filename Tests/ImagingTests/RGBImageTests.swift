@@ -43,6 +43,5 @@ func makeTestImage(width: Int = 64, height: Int = 48) -> RGBImage {
     // Exact identity of PNG pixels is only meaningful if not all pixels follow one formula.
     pixels[0] = 7
     pixels[pixels.count - 1] = 251
-    // Force-unwrapping is fine here: the size is consistent by construction.
-    return try! RGBImage(width: width, height: height, pixels: pixels)
+    return RGBImage(uncheckedWidth: width, height: height, pixels: pixels)
 }
