@@ -31,8 +31,10 @@ let package = Package(
             dependencies: ["COpenBLAS"],
             resources: [.copy("Resources")]
         ),
+        // libpng/libjpeg calls wrapped in C so their setjmp/longjmp error handling never crosses Swift frames.
+        .target(name: "CImagingShim", dependencies: ["CPNG", "CJPEG"]),
         // RGB images, PNG/JPEG with metadata, sixel.
-        .target(name: "Imaging", dependencies: ["CPNG", "CJPEG", "CSixel"]),
+        .target(name: "Imaging", dependencies: ["CImagingShim", "CPNG", "CJPEG", "CSixel"]),
         // Finding, listing, downloading and verifying checkpoints.
         .target(name: "ModelStore", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
         // The command language, session state, transcripts, replay.

@@ -1,0 +1,158 @@
+import Foundation
+
+/// Everything sdrepl records in a saved image, and how it lays that out in PNG and JPEG.
+///
+/// PNG text chunks (tEXt when Latin-1, else UTF-8 iTXt, as Pillow's `add_text` does for A1111):
+///
+/// | keyword             | value                                                            |
+/// |---------------------|------------------------------------------------------------------|
+/// | `parameters`        | A1111 infotext of `recipe` (prompts as the model saw them)       |
+/// | `Prompt`            | the prompt as typed, before the style                            |
+/// | `NegativePrompt`    | the negative prompt as typed                                     |
+/// | `Style`             | the style name (`none` when none)                                |
+/// | `Timestamp`         | ISO 8601, UTC, e.g. `2026-11-25T03:15:22Z`                       |
+/// | `Parameters`        | JSON of every setting                                            |
+/// | `AI_Watermark`      | `Generated using Stable Diffusion v1.5 (AI Origin Watermark)`    |
+/// | `XML:com.adobe.xmp` | XMP packet (always iTXt, as the XMP spec asks)                   |
+///
+/// JPEG: the infotext as EXIF UserComment (APP1), the XMP packet (APP1), the watermark (COM).
+/// JPEG has no room for the other keys; its infotext alone regenerates the image.
+///
+/// The XMP packet carries IPTC `Iptc4xmpExt:DigitalSourceType` = `trainedAlgorithmicMedia`, the
+/// field platforms read to label AI-generated images, plus `xmp:CreatorTool`, `xmp:CreateDate`
+/// and the watermark sentence as `dc:description`.
+public struct ImageMetadata: Equatable, Sendable {
+    public static let aiWatermark = "Generated using Stable Diffusion v1.5 (AI Origin Watermark)"
+    public static let digitalSourceType = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+    public static let xmpKeyword = "XML:com.adobe.xmp"
+
+    /// The PNG keywords sdrepl writes besides `parameters` and the XMP.
+    public enum Key {
+        public static let parameters = "parameters"
+        public static let prompt = "Prompt"
+        public static let negativePrompt = "NegativePrompt"
+        public static let style = "Style"
+        public static let timestamp = "Timestamp"
+        public static let settings = "Parameters"
+        public static let watermark = "AI_Watermark"
+    }
+
+    public var recipe: ImageRecipe
+    public var typedPrompt: String
+    public var typedNegativePrompt: String
+    public var style: String
+    public var timestamp: Date
+    /// JSON of every setting, stored verbatim under `Parameters`.
+    public var settingsJSON: String
+    public var watermark: String
+
+    /// - Parameters:
+    ///   - recipe: the infotext fields; its prompts are the ones the model saw (style applied).
+    ///   - typedPrompt: the prompt as typed; defaults to `recipe.prompt`.
+    ///   - typedNegativePrompt: the negative prompt as typed; defaults to `recipe.negativePrompt`.
+    ///   - style: the style name; defaults to `recipe.style` or `none`.
+    ///   - settingsJSON: JSON text of every setting (see `settingsJSON(_:)` to make one).
+    public init(
+        recipe: ImageRecipe, typedPrompt: String? = nil, typedNegativePrompt: String? = nil, style: String? = nil,
+        timestamp: Date = Date(), settingsJSON: String = "{}", watermark: String = ImageMetadata.aiWatermark
+    ) {
+        self.recipe = recipe
+        self.typedPrompt = typedPrompt ?? recipe.prompt
+        self.typedNegativePrompt = typedNegativePrompt ?? recipe.negativePrompt
+        self.style = style ?? recipe.style ?? "none"
+        self.timestamp = timestamp
+        self.settingsJSON = settingsJSON
+        self.watermark = watermark
+    }
+
+    /// JSON text (sorted keys, no escaped slashes) of a settings dictionary.
+    /// - Throws: `ImagingError.encodeFailed` if a value is not a JSON type (string, number,
+    ///   bool, null, array, dictionary).
+    public static func settingsJSON(_ settings: [String: Any]) throws -> String {
+        guard JSONSerialization.isValidJSONObject(settings) else {
+            throw ImagingError.encodeFailed(format: "JSON", message: "settings contain a value that is not a JSON type")
+        }
+        let data = try JSONSerialization.data(withJSONObject: settings, options: [.sortedKeys, .withoutEscapingSlashes])
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// The A1111 infotext of `recipe`.
+    public var infotext: String { Infotext.render(recipe) }
+
+    /// `timestamp` as ISO 8601 in UTC, whole seconds.
+    public var timestampString: String { Self.iso8601(timestamp) }
+
+    static func iso8601(_ date: Date) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter.string(from: date)
+    }
+
+    /// The PNG text chunks, in the order of the table above.
+    public var pngChunks: [PNGTextChunk] {
+        [
+            .text(Key.parameters, infotext),
+            .text(Key.prompt, typedPrompt),
+            .text(Key.negativePrompt, typedNegativePrompt),
+            .text(Key.style, style),
+            .text(Key.timestamp, timestampString),
+            .text(Key.settings, settingsJSON),
+            .text(Key.watermark, watermark),
+            PNGTextChunk(kind: .iTXt, keyword: Self.xmpKeyword, text: xmpPacket),
+        ]
+    }
+
+    /// The JPEG segments: EXIF UserComment, XMP, COM watermark.
+    /// - Throws: `ImagingError.metadataTooLarge` when the infotext or XMP exceeds one segment.
+    public func jpegSegments() throws -> [JPEGSegment] {
+        [
+            try EXIF.segment(userComment: infotext),
+            try JPEGSegment.xmp(xmpPacket),
+            JPEGSegment(marker: JPEGSegment.comment, data: Array(watermark.utf8)),
+        ]
+    }
+
+    /// A complete XMP packet (`<?xpacket?>` wrapper, `x:xmpmeta`, one `rdf:Description`).
+    public var xmpPacket: String {
+        let tool = recipe.version.map { "\n    xmp:CreatorTool=\"\(Self.xmlEscape($0))\"" } ?? ""
+        return """
+            <?xpacket begin="\u{FEFF}" id="W5M0MpCehiHzreSzNTczkc9d"?>
+            <x:xmpmeta xmlns:x="adobe:ns:meta/">
+             <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+              <rdf:Description rdf:about=""
+                xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/"
+                xmlns:xmp="http://ns.adobe.com/xap/1.0/"
+                xmlns:dc="http://purl.org/dc/elements/1.1/"
+                Iptc4xmpExt:DigitalSourceType="\(Self.digitalSourceType)"\(tool)
+                xmp:CreateDate="\(timestampString)">
+               <dc:description>
+                <rdf:Alt>
+                 <rdf:li xml:lang="x-default">\(Self.xmlEscape(watermark))</rdf:li>
+                </rdf:Alt>
+               </dc:description>
+              </rdf:Description>
+             </rdf:RDF>
+            </x:xmpmeta>
+            <?xpacket end="w"?>
+            """
+    }
+
+    /// Escapes text for XML content and attributes; drops characters XML 1.0 forbids.
+    static func xmlEscape(_ text: String) -> String {
+        var out = ""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "\"": out += "&quot;"
+            case "'": out += "&apos;"
+            case "\t", "\n", "\r": out.unicodeScalars.append(scalar)
+            case _ where scalar.value < 0x20 || scalar.value == 0xFFFE || scalar.value == 0xFFFF: continue
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
+}

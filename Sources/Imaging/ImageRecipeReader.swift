@@ -1,0 +1,95 @@
+import Foundation
+
+/// What an image file says about how it was made, from sdrepl's own keys or A1111's.
+public struct StoredRecipe: Equatable, Sendable {
+    public enum Source: Equatable, Sendable {
+        /// sdrepl's PNG keys (`Prompt`, `Style`, ...) were present.
+        case sdrepl
+        /// Only an infotext: a PNG `parameters` chunk or a JPEG EXIF UserComment (A1111, or an sdrepl JPEG).
+        case infotext
+    }
+
+    public var source: Source
+    /// The parsed infotext; its prompts are the ones the model saw, style applied.
+    public var recipe: ImageRecipe
+    /// The infotext as stored.
+    public var infotext: String?
+    /// sdrepl keys, when present.
+    public var typedPrompt: String?
+    public var typedNegativePrompt: String?
+    public var style: String?
+    public var timestamp: String?
+    public var settingsJSON: String?
+    /// The AI-origin watermark text (PNG `AI_Watermark` or JPEG COM), if any.
+    public var watermark: String?
+    /// The XMP packet, if any.
+    public var xmpPacket: String?
+
+    /// The prompt, negative prompt and style that regenerate the image: the typed prompts with
+    /// their style when sdrepl's keys are present, otherwise the infotext's prompts with style
+    /// `none` (they already contain any style, and applying it again would change them).
+    public var promptToLoad: (prompt: String, negativePrompt: String, style: String) {
+        if let typedPrompt, let style {
+            return (typedPrompt, typedNegativePrompt ?? "", style)
+        }
+        return (recipe.prompt, recipe.negativePrompt, "none")
+    }
+
+    /// Whether the XMP declares the image AI-generated (IPTC trainedAlgorithmicMedia).
+    public var declaresAIOrigin: Bool {
+        xmpPacket?.contains(ImageMetadata.digitalSourceType) ?? false
+    }
+}
+
+/// Reads recipes back from PNG and JPEG files, sdrepl's or A1111's.
+public enum ImageRecipeReader {
+    /// Reads the recipe of the image at `url`; the format is sniffed from the file's first bytes.
+    /// - Throws: `ImagingError.readFailed` for a missing, unreadable or corrupt file or an
+    ///   unknown format; `ImagingError.noRecipe` when the file carries no infotext.
+    public static func read(_ url: URL) throws -> StoredRecipe {
+        let data: [UInt8]
+        do {
+            data = [UInt8](try Data(contentsOf: url))
+        } catch {
+            let code = ((error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError)?.code
+            throw ImagingError.readFailed(
+                path: url.path, reason: code.map { String(cString: strerror(Int32($0))) } ?? "\(error.localizedDescription)")
+        }
+        return try read(data, path: url.path)
+    }
+
+    /// Reads a recipe from file bytes. `path` is used in error messages.
+    public static func read(_ data: [UInt8], path: String) throws -> StoredRecipe {
+        if data.starts(with: [0x89, 0x50, 0x4E, 0x47]) {
+            return try recipe(from: PNGFile.decode(data, path: path), path: path)
+        }
+        if data.starts(with: [0xFF, 0xD8]) {
+            return try recipe(from: JPEGFile.decode(data, path: path), path: path)
+        }
+        throw ImagingError.readFailed(path: path, reason: "not a PNG or JPEG file")
+    }
+
+    static func recipe(from png: DecodedPNG, path: String) throws -> StoredRecipe {
+        typealias Key = ImageMetadata.Key
+        let infotext = png.text(Key.parameters)
+        let typedPrompt = png.text(Key.prompt)
+        guard infotext != nil || typedPrompt != nil else { throw ImagingError.noRecipe(path: path) }
+        var recipe = infotext.map(Infotext.parse) ?? ImageRecipe(prompt: typedPrompt ?? "")
+        if infotext == nil {
+            recipe.negativePrompt = png.text(Key.negativePrompt) ?? ""
+        }
+        return StoredRecipe(
+            source: typedPrompt != nil ? .sdrepl : .infotext, recipe: recipe, infotext: infotext,
+            typedPrompt: typedPrompt, typedNegativePrompt: png.text(Key.negativePrompt), style: png.text(Key.style),
+            timestamp: png.text(Key.timestamp), settingsJSON: png.text(Key.settings), watermark: png.text(Key.watermark),
+            xmpPacket: png.text(ImageMetadata.xmpKeyword))
+    }
+
+    static func recipe(from jpeg: DecodedJPEG, path: String) throws -> StoredRecipe {
+        guard let infotext = jpeg.userComment else { throw ImagingError.noRecipe(path: path) }
+        return StoredRecipe(
+            source: .infotext, recipe: Infotext.parse(infotext), infotext: infotext,
+            watermark: jpeg.comments.first { $0.contains("AI Origin") } ?? jpeg.comments.first,
+            xmpPacket: jpeg.xmpPacket)
+    }
+}

@@ -1,1 +1,0 @@
-// The Imaging module. See README.md for the layout.

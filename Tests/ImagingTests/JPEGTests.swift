@@ -1,0 +1,66 @@
+import XCTest
+
+@testable import Imaging
+
+final class JPEGTests: XCTestCase {
+    /// `piexif.helper.UserComment.dump("Steps: 1", encoding="unicode")`
+    /// == b"UNICODE\x00" + "Steps: 1".encode("utf_16_be").
+    func testUserCommentIsUnicodeCodeThenUTF16BigEndianLikePiexif() throws {
+        let app1 = EXIF.app1(userComment: "Steps: 1")
+        let expectedComment = Array("UNICODE\0".utf8) + "Steps: 1".utf16.flatMap { [UInt8($0 >> 8), UInt8($0 & 0xFF)] }
+        XCTAssertEqual(Array(app1.suffix(expectedComment.count)), expectedComment)
+        XCTAssertEqual(Array(app1.prefix(14)), Array("Exif\0\0MM".utf8) + [0, 42, 0, 0, 0, 8])
+        XCTAssertEqual(EXIF.userComment(inAPP1: app1), "Steps: 1")
+    }
+
+    func testUserCommentReadsLittleEndianTIFFToo() {
+        // A hand-made II (little-endian) EXIF with UserComment at offset 26 (IFD0 -> Exif IFD at 8+18).
+        var tiff: [UInt8] = Array("II".utf8) + [42, 0, 8, 0, 0, 0]
+        tiff += [1, 0] + [0x69, 0x87, 4, 0, 1, 0, 0, 0, 26, 0, 0, 0] + [0, 0, 0, 0]
+        let comment: [UInt8] = Array("ASCII\0\0\0".utf8) + Array("hello".utf8)
+        tiff += [1, 0] + [0x86, 0x92, 7, 0, UInt8(comment.count), 0, 0, 0, 44, 0, 0, 0] + [0, 0, 0, 0]
+        tiff += comment
+        XCTAssertEqual(EXIF.userComment(inAPP1: Array("Exif\0\0".utf8) + tiff), "hello")
+        // Truncated structures are rejected, not read out of bounds.
+        XCTAssertNil(EXIF.userComment(inAPP1: Array("Exif\0\0".utf8) + tiff.prefix(30)))
+    }
+
+    func testWriteThenReadCarriesInfotextXMPAndWatermark() throws {
+        let image = makeTestImage()
+        let metadata = sampleMetadata(prompt: "狐狸 in snow, ünïcödé 🦊")
+        let bytes = try JPEGFile.encode(image, quality: 95, segments: metadata.jpegSegments())
+        let decoded = try JPEGFile.decode(bytes)
+
+        XCTAssertEqual(decoded.userComment, metadata.infotext)
+        XCTAssertEqual(decoded.xmpPacket, metadata.xmpPacket)
+        XCTAssertEqual(decoded.comments, ["Generated using Stable Diffusion v1.5 (AI Origin Watermark)"])
+        XCTAssertEqual(decoded.segments.map(\.marker), [0xE0, 0xE1, 0xE1, 0xFE], "JFIF, EXIF, XMP, COM")
+        // Lossy, so close rather than equal: at quality 95 a smooth gradient stays within a few levels.
+        XCTAssertEqual(decoded.image.width, image.width)
+        XCTAssertEqual(decoded.image.height, image.height)
+        let diffs = zip(decoded.image.pixels, image.pixels).map { abs(Int($0) - Int($1)) }
+        XCTAssertLessThan(Double(diffs.reduce(0, +)) / Double(diffs.count), 3.0)
+    }
+
+    func testQualityChangesSize() throws {
+        let image = makeTestImage(width: 128, height: 128)
+        let small = try JPEGFile.encode(image, quality: 20, segments: [])
+        let large = try JPEGFile.encode(image, quality: 98, segments: [])
+        XCTAssertLessThan(small.count, large.count)
+    }
+
+    func testOversizedInfotextIsAClearError() {
+        let metadata = sampleMetadata(prompt: String(repeating: "very long prompt ", count: 3000))
+        XCTAssertThrowsError(try metadata.jpegSegments()) { error in
+            guard case ImagingError.metadataTooLarge(what: "EXIF UserComment", _, 65533) = error else { return XCTFail("\(error)") }
+        }
+    }
+
+    func testCorruptJPEGThrowsInsteadOfExiting() throws {
+        let bytes = try JPEGFile.encode(makeTestImage(), segments: [])
+        // libjpeg's default error handler would exit() the process here.
+        XCTAssertThrowsError(try JPEGFile.decode(Array(bytes.prefix(100))))
+        XCTAssertThrowsError(try JPEGFile.decode([0xFF, 0xD8, 0xFF, 0xD9]))
+        XCTAssertThrowsError(try JPEGFile.decode(Array("nope".utf8)))
+    }
+}

@@ -1,0 +1,47 @@
+import XCTest
+
+@testable import Imaging
+
+final class RGBImageTests: XCTestCase {
+    /// Reference: `(np.float32(x) * 255).round().astype("uint8")` (diffusers `numpy_to_pil`) gives
+    /// 0.5 -> 128 (127.5, even), 0.7 -> 178 (178.5 in float32, even), 0.1 -> 26 (25.5),
+    /// np.float32(2.5/255) -> 2 (2.5 exactly), np.float32(1.5/255) -> 2, 0.998 -> 254, 1 -> 255.
+    func testUnitFloatsRoundHalfToEvenLikeNumpy() throws {
+        let values: [Float] = [0.5, 0.7, 0.1, Float(2.5 / 255), Float(1.5 / 255), 0.998, 1.0, 0.25, 0.0]
+        let expected: [UInt8] = [128, 178, 26, 2, 2, 254, 255, 64, 0]
+        XCTAssertEqual(values.map(RGBImage.unitToByte), expected)
+    }
+
+    func testOutOfRangeAndNaNAreClamped() {
+        XCTAssertEqual([-0.3, 1.7, .nan, .infinity, -.infinity].map(RGBImage.unitToByte), [0, 255, 0, 255, 0])
+    }
+
+    func testPlanarFloatsBecomeInterleavedRows() throws {
+        // 2x1 image: R plane [1, 0], G plane [0, 0.5], B plane [0.1, 0.7].
+        let image = try RGBImage(planarUnitFloats: [1, 0, 0, 0.5, 0.1, 0.7], width: 2, height: 1)
+        XCTAssertEqual(image.pixels, [255, 0, 26, 0, 128, 178])
+    }
+
+    func testSizeMismatchThrows() {
+        XCTAssertThrowsError(try RGBImage(planarUnitFloats: [0, 0, 0], width: 2, height: 1))
+        XCTAssertThrowsError(try RGBImage(width: 2, height: 2, pixels: [UInt8](repeating: 0, count: 11)))
+        XCTAssertThrowsError(try RGBImage(width: 0, height: 2, pixels: []))
+    }
+}
+
+/// A deterministic test image with smooth gradients (JPEG-friendly) and a few sharp features.
+func makeTestImage(width: Int = 64, height: Int = 48) -> RGBImage {
+    var pixels = [UInt8](repeating: 0, count: width * height * 3)
+    for y in 0..<height {
+        for x in 0..<width {
+            let i = 3 * (y * width + x)
+            pixels[i] = UInt8(x * 255 / max(width - 1, 1))
+            pixels[i + 1] = UInt8(y * 255 / max(height - 1, 1))
+            pixels[i + 2] = UInt8((x + y) * 255 / max(width + height - 2, 1))
+        }
+    }
+    // Exact identity of PNG pixels is only meaningful if not all pixels follow one formula.
+    pixels[0] = 7
+    pixels[pixels.count - 1] = 251
+    return RGBImage(uncheckedWidth: width, height: height, pixels: pixels)
+}
