@@ -169,6 +169,7 @@ public final class Session {
     public func runScript<Lines: Sequence>(lines: Lines, name: String, options: ScriptOptions = ScriptOptions())
         -> ScriptSummary where Lines.Element == String {
         let frame = Frame(path: name, options: options)
+        if options.check { savingDisabled = true }
         frames.append(frame)
         defer { frames.removeLast() }
         var number = 0
