@@ -104,16 +104,16 @@ public struct Command {
         Command(name: "save", usage: "save [PATH]", summary: "save the last image(s): PNG and JPEG in outdir, or exactly PATH (.png/.jpg)",
                 kind: .text, completion: .paths) { session, argument, location in
             guard !session.lastBatch.isEmpty else {
-                throw ScriptError.badArgument(command: "save", argument: argument, reason: "no image yet; run 'gen' first, then save")
+                throw ScriptError.notReady(command: "save", reason: "no image yet; run 'gen' first, then save")
             }
             let batch = session.lastBatch
             for (number, position) in batch.enumerated() {
                 var path: String? = argument.isEmpty ? nil : session.resolve(argument, relativeTo: location)
                 if let given = path, batch.count > 1 {
                     // One file per image: name-1.png, name-2.png, …
-                    let url = URL(fileURLWithPath: given)
-                    let stem = url.deletingPathExtension().path
-                    path = url.pathExtension.isEmpty ? "\(stem)-\(number + 1)" : "\(stem)-\(number + 1).\(url.pathExtension)"
+                    let name = given as NSString
+                    let stem = name.deletingPathExtension
+                    path = name.pathExtension.isEmpty ? "\(stem)-\(number + 1)" : "\(stem)-\(number + 1).\(name.pathExtension)"
                 }
                 let paths = try session.save(position, to: path)
                 session.io.output("image \(session.images[position].index): saved " + paths.joined(separator: " "))
@@ -123,7 +123,7 @@ public struct Command {
         Command(name: "show", usage: "show [N]", summary: "show image N of this session (default: the last) and its recipe",
                 kind: .words, completion: .none) { session, argument, _ in
             guard let last = session.images.last else {
-                throw ScriptError.badArgument(command: "show", argument: argument, reason: "no image yet; run 'gen' first")
+                throw ScriptError.notReady(command: "show", reason: "no image yet; run 'gen' first")
             }
             var position = last.index - 1
             if !argument.isEmpty {

@@ -39,6 +39,8 @@ public enum ScriptError: Error, Equatable, Sendable {
     case runCycle(chain: [String])
     /// A recorded result does not match the regenerated image (`run --check`).
     case checkMismatch(String)
+    /// The command cannot run yet (`show` before any `gen`).
+    case notReady(command: String, reason: String)
     /// The feature is provided by a part of sdrepl that is not in this build.
     case unavailable(command: String, reason: String)
 
@@ -47,7 +49,8 @@ public enum ScriptError: Error, Equatable, Sendable {
         switch self {
         case .unknownCommand: return nil
         case .badArgument(let command, _, _, _), .missingArgument(let command, _),
-             .unexpectedArgument(let command, _), .file(let command, _, _), .unavailable(let command, _):
+             .unexpectedArgument(let command, _), .file(let command, _, _), .unavailable(let command, _),
+             .notReady(let command, _):
             return command
         case .noModel, .noEngine, .generation, .cancelled: return "gen"
         case .runTooDeep, .runCycle: return "run"
@@ -88,7 +91,7 @@ extension ScriptError: CustomStringConvertible {
             body = "cycle: " + chain.joined(separator: " -> ")
         case .checkMismatch(let message):
             body = message
-        case .unavailable(_, let reason):
+        case .unavailable(_, let reason), .notReady(_, let reason):
             body = reason
         }
         return "\(command ?? "sdrepl"): \(body)"
