@@ -14,7 +14,7 @@ public struct BasicModelSearch: ModelCatalog {
 
     public init(environment: [String: String] = ProcessInfo.processInfo.environment,
                 currentDirectory: String = FileManager.default.currentDirectoryPath,
-                home: String = NSHomeDirectory()) {
+                home: String = ProcessInfo.processInfo.environment["HOME"] ?? NSHomeDirectory()) {
         self.environment = environment
         self.currentDirectory = currentDirectory
         self.home = home

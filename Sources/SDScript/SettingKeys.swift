@@ -67,7 +67,8 @@ public struct SettingKey {
                    apply: { session, value in
                        guard let canonical = Samplers.canonicalName(value) else {
                            throw ScriptError.badArgument(command: "set sampler", argument: value, reason: "unknown sampler",
-                                                         suggestion: closestWord(to: value, in: Samplers.completions))
+                                                         suggestion: closestWord(to: value, in: Samplers.completions)
+                                                             .flatMap(Samplers.canonicalName))
                        }
                        session.settings.sampler = canonical
                    },

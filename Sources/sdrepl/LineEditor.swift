@@ -58,6 +58,10 @@ final class LineEditor {
     /// Reads one line with the prompt.
     func read() -> Input {
         interrupted = false
+        if !Typeahead.pending.isEmpty {
+            el_push(editLine, String(decoding: Typeahead.pending, as: UTF8.self))
+            Typeahead.pending = []
+        }
         var count: Int32 = 0
         guard let text = el_gets(editLine, &count), count > 0 else {
             if interrupted { return .interrupted }

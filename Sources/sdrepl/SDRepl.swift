@@ -48,7 +48,9 @@ struct SDRepl: ParsableCommand {
 
     func run() throws {
         if Terminal.isTerminal(STDIN_FILENO) {
-            try interactive()
+            // A user typing, even if the output goes to a pipe (`sdrepl | tee log`): recorded, but line
+            // editing and images need stdout to be the terminal too.
+            try interactive(lineEditing: Terminal.isTerminal(STDOUT_FILENO))
         } else {
             // Script mode: no prompt, no escape sequences, stop at the first error.
             let io = TerminalIO(allowEscapes: false, sixelEncoder: nil)
@@ -58,7 +60,7 @@ struct SDRepl: ParsableCommand {
         }
     }
 
-    private func interactive() throws {
+    private func interactive(lineEditing: Bool) throws {
         Interrupt.install()
         let io = TerminalIO(allowEscapes: true, sixelEncoder: Wiring.sixelEncoder)
         var transcript: TranscriptRecorder?
@@ -76,8 +78,17 @@ struct SDRepl: ParsableCommand {
         }
         if let model = options.model { session.recordCommand("model \(model)") }
 
+        // Ask the terminal about sixel now, before the user types: keys typed during the query would be
+        // read as part of its answer (they are handed back to the line editor, but not echoed).
+        if lineEditing { io.prepareTerminal() }
         io.output("sdrepl \(SDReplVersion.string): type 'help' for the commands, Ctrl-D or 'quit' to leave.")
         if let transcript { io.output("recording this session to \(transcript.path)") }
+        guard lineEditing else {
+            while let line = readLine(strippingNewline: true) {
+                if session.execute(line) == .quit { return }
+            }
+            return
+        }
         guard let editor = LineEditor(historyPath: historyFile(), complete: session.complete) else {
             throw ValidationError("cannot start the line editor (libedit)")
         }
@@ -101,7 +112,7 @@ struct SDRepl: ParsableCommand {
     private func historyFile() -> String? {
         let environment = ProcessInfo.processInfo.environment
         let state = environment["XDG_STATE_HOME"].flatMap { $0.hasPrefix("/") ? $0 : nil }
-            ?? NSHomeDirectory() + "/.local/state"
+            ?? (environment["HOME"] ?? NSHomeDirectory()) + "/.local/state"
         let folder = state + "/sdrepl"
         guard (try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)) != nil
         else { return nil }

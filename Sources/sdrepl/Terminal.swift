@@ -59,7 +59,17 @@ enum Terminal {
             result.pixelWidth = size.width
             result.pixelHeight = size.height
         }
+        Typeahead.pending += withoutReplies(reply)
         return result
+    }
+
+    /// `bytes` less the query replies: what the user typed meanwhile.
+    static func withoutReplies(_ bytes: [UInt8]) -> [UInt8] {
+        var text = String(decoding: bytes, as: UTF8.self)
+        for pattern in ["\u{1B}\\[\\?[0-9;]*c", "\u{1B}\\[4;[0-9;]*t"] {
+            text = text.replacingOccurrences(of: pattern, with: "", options: .regularExpression)
+        }
+        return Array(text.utf8)
     }
 
     /// The attributes of a DA1 reply `ESC [ ? 62 ; 4 ; 22 c` anywhere in `bytes`.
@@ -88,4 +98,9 @@ enum Terminal {
         guard sdrepl_window_size(fd, &size) == 0 else { return nil }
         return size
     }
+}
+
+/// Keys the user typed while a terminal query was reading: the line editor reads them first.
+enum Typeahead {
+    nonisolated(unsafe) static var pending: [UInt8] = []
 }

@@ -109,6 +109,11 @@ final class TerminalIO: SessionIO {
         }
     }
 
+    /// Asks the terminal now (interactive sessions do, before the first prompt).
+    func prepareTerminal() {
+        _ = terminalCapabilities()
+    }
+
     /// Asks the terminal once, on first need.
     private func terminalCapabilities() -> Terminal.Capabilities {
         if let capabilities { return capabilities }
