@@ -122,9 +122,9 @@ public final class Session {
             case .quit: return
             case .ok:
                 preamble.forEach(transcript.record)
-                if command.name.lowercased() == "seed", (try? parseSeed(command.argument.droppingTrailingComment(), command: "seed")) == .random {
+                if Self.choosesRandomSeed(command) {
                     // Replays use the concrete seed each `gen` drew, written just before it.
-                    transcript.record("# seed random")
+                    transcript.record("# " + text.trimmingWhitespace())
                 } else {
                     transcript.record(text.trimmingWhitespace())
                 }
@@ -135,6 +135,18 @@ public final class Session {
                 transcript.record("# error: " + firstLine)
             }
             results.forEach { transcript.record($0.description) }
+        }
+    }
+
+    /// `seed random`, `set seed random`, `unset seed`: written as a comment, since each `gen` records
+    /// the seed it drew.
+    private static func choosesRandomSeed(_ command: CommandText) -> Bool {
+        let words = command.argument.droppingTrailingComment().lowercased().words
+        switch command.name.lowercased() {
+        case "seed": return words == ["random"] || words == ["-1"]
+        case "set": return words == ["seed", "random"] || words == ["seed", "-1"]
+        case "unset": return words == ["seed"]
+        default: return false
         }
     }
 
@@ -340,7 +352,9 @@ public final class Session {
         case .fixed(let seed): base = seed
         case .random:
             base = drawSeed()
-            preamble.append("seed \(base) # random")
+            // Only a command typed at the prompt can be preceded by its seed in the transcript; a
+            // random seed inside a `run` file is drawn anew when the transcript is replayed.
+            if frames.isEmpty { preamble.append("seed \(base) # random") }
         }
         lastBatch = []
         io.clearInterrupt()

@@ -89,10 +89,16 @@ struct SDRepl: ParsableCommand {
             }
             return
         }
+        // libedit turns its wide-character buffer back into bytes with the locale's encoding: make it
+        // UTF-8 even when LANG is unset, so a prompt like "café ☕" survives editing.
+        if setlocale(LC_CTYPE, "") == nil || String(cString: nl_langinfo(nl_item(CODESET))) != "UTF-8" {
+            _ = setlocale(LC_CTYPE, "C.UTF-8")
+        }
         guard let editor = LineEditor(historyPath: historyFile(), complete: session.complete) else {
             throw ValidationError("cannot start the line editor (libedit)")
         }
         while true {
+            Interrupt.clear()  // a Ctrl-C that ended a generation is not meant for the prompt
             switch editor.read() {
             case .endOfInput:
                 io.output("")
@@ -161,7 +167,8 @@ struct Info: ParsableCommand {
 
     func run() throws {
         guard let reader = Wiring.components().recipes else {
-            throw ValidationError("reading recipes needs the Imaging module, which is not in this build yet")
+            FileHandle.standardError.write(Data("sdrepl info: reading recipes needs the Imaging module, which is not in this build yet\n".utf8))
+            throw ExitCode(1)
         }
         do {
             print(try reader.recipe(at: file).text)

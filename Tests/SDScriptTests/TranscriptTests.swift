@@ -160,7 +160,7 @@ final class TranscriptTests: XCTestCase {
         let folder = TemporaryFolder()
         let (path, session) = try recordSession(in: folder, lines: [
             "prompt a red fox # in snow", "set size 64x64", "set steps 2", "seed random", "gen 2", "set stpes 3",
-            "seed 7", "gen", "help", "quit",
+            "seed 7", "gen", "help", "set seed random", "quit",
         ])
         XCTAssertTrue(path.hasSuffix("/sessions/20261118-110640.sdscript"), path)
         let text = try String(contentsOfFile: path, encoding: .utf8)
@@ -181,6 +181,7 @@ final class TranscriptTests: XCTestCase {
             gen
             #=> image 3 seed=7 size=64x64 sha256=\(hashes[2])
             help
+            # set seed random
 
             """)
     }

@@ -36,6 +36,16 @@ final class TerminalSessionTests: XCTestCase {
         quit(terminal)
     }
 
+    func testNonASCIIPromptsSurviveEditing() throws {
+        let sandbox = Sandbox()
+        let terminal = try start(sandbox)
+        terminal.type("prompt café au lait ☕, 東京" + left + left + "x\r")
+        terminal.expect("sd> ")
+        terminal.type("set\r")
+        terminal.expect("prompt        café au lait ☕, x東京   (changed)")
+        quit(terminal)
+    }
+
     func testHistoryRecallsEarlierLinesAcrossSessions() throws {
         let sandbox = Sandbox()
         let first = try start(sandbox)
