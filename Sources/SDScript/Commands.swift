@@ -160,7 +160,7 @@ public struct Command {
             session.io.output(try generator.tokenReport(prompt: request.prompt))
             return .ok
         },
-        Command(name: "load", usage: "load FILE", summary: "take prompt, negative, seed, steps, cfg, size and sampler from an image's recipe",
+        Command(name: "load", usage: "load FILE", summary: "set prompt, negative, seed, steps, cfg, size, sampler from an image's recipe",
                 kind: .text, completion: .paths) { session, argument, location in
             guard !argument.isEmpty else { throw ScriptError.missingArgument(command: "load", usage: "load FILE") }
             guard let reader = session.components.recipes else {

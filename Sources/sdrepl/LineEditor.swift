@@ -90,17 +90,32 @@ private func readCharacter(_ editLine: OpaquePointer?, _ character: UnsafeMutabl
     var bytes: [UInt8] = []
     var needed = 1
     while bytes.count < needed {
+        // A Ctrl-C that came at any time since the last key: checked before waiting, and the handler's
+        // byte on the wake-up pipe ends a wait it interrupted too late to make read(2) fail.
+        if bytes.isEmpty && Interrupt.take() {
+            Interrupt.drainWakeups()
+            character.pointee = 3
+            return 1
+        }
+        var waits = [pollfd(fd: STDIN_FILENO, events: Int16(POLLIN), revents: 0),
+                     pollfd(fd: Interrupt.wakeReader, events: Int16(POLLIN), revents: 0)]
+        if poll(&waits, Interrupt.wakeReader >= 0 ? 2 : 1, -1) < 0 {
+            if errno == EINTR {
+                if Interrupt.takeResize(), let editLine { el_resize(editLine) }
+                continue
+            }
+            return -1
+        }
+        if waits[1].revents != 0 {
+            Interrupt.drainWakeups()
+            if waits[0].revents == 0 { continue }
+        }
+        guard waits[0].revents != 0 else { continue }
         var byte: UInt8 = 0
         let count = read(STDIN_FILENO, &byte, 1)
         if count == 0 { return 0 }
         if count < 0 {
-            if errno == EINTR {
-                if Interrupt.take() {
-                    character.pointee = 3
-                    return 1
-                }
-                continue
-            }
+            if errno == EINTR || errno == EAGAIN { continue }
             return -1
         }
         if bytes.isEmpty {

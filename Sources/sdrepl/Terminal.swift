@@ -21,7 +21,7 @@ enum Terminal {
     /// `ESC [ c`), with the terminal in raw mode for at most `timeout` seconds, restored on every path.
     /// Terminals answer in order, so the DA1 reply ends the exchange; one that does not answer (or does
     /// not exist) is given up on after `timeout`.
-    static func query(timeout: Double = 0.5) -> Capabilities {
+    static func query(timeout: Double = 1.0) -> Capabilities {
         var result = Capabilities(sixel: false, pixelWidth: nil, pixelHeight: nil, answered: false)
         let fd = open("/dev/tty", O_RDWR | O_NOCTTY)
         guard fd >= 0 else { return result }

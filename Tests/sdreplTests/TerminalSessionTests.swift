@@ -8,7 +8,8 @@ final class TerminalSessionTests: XCTestCase {
     private let backspace = "\u{7F}"
 
     /// Starts an interactive session and waits for the first prompt.
-    private func start(_ sandbox: Sandbox, arguments: [String] = [], da1Reply: String? = nil) throws -> PseudoTerminal {
+    /// By default the terminal answers DA1 like a VT220 without sixel, as real terminals do at once.
+    private func start(_ sandbox: Sandbox, arguments: [String] = [], da1Reply: String? = "\u{1B}[?62;22c") throws -> PseudoTerminal {
         let terminal = try PseudoTerminal(arguments, in: sandbox, da1Reply: da1Reply)
         terminal.expect("sd> ")
         return terminal
@@ -132,7 +133,7 @@ final class TerminalSessionTests: XCTestCase {
 
     func testATerminalThatDoesNotAnswerIsGivenUpOn() throws {
         let sandbox = Sandbox()
-        let terminal = try start(sandbox)
+        let terminal = try start(sandbox, da1Reply: nil)
         terminal.type("set\r")
         terminal.expect("preview       auto (off: the terminal did not answer)")
         quit(terminal)
