@@ -102,13 +102,14 @@ public struct Command {
             return .ok
         },
         Command(name: "save", usage: "save [PATH]", summary: "save the last image(s): PNG and JPEG in outdir, or exactly PATH (.png/.jpg)",
-                kind: .text, completion: .paths) { session, argument, location in
+                kind: .text, completion: .paths) { session, argument, _ in
             guard !session.lastBatch.isEmpty else {
                 throw ScriptError.notReady(command: "save", reason: "no image yet; run 'gen' first, then save")
             }
             let batch = session.lastBatch
             for (number, position) in batch.enumerated() {
-                var path: String? = argument.isEmpty ? nil : session.resolve(argument, relativeTo: location)
+                // Outputs go where the user is, like outdir: relative to the current directory.
+                var path: String? = argument.isEmpty ? nil : NSString(string: argument).expandingTildeInPath
                 if let given = path, batch.count > 1 {
                     // One file per image: name-1.png, name-2.png, …
                     let name = given as NSString

@@ -47,7 +47,7 @@ final class ExamplesTests: XCTestCase {
         XCTAssertEqual(loader.generator.requests.map(\.seed), [100, 101, 102, 103, 100, 101, 102, 103, 102])
         XCTAssertEqual(loader.generator.requests.map(\.sampler), Array(repeating: "pndm", count: 4)
                        + Array(repeating: "euler-a", count: 4) + ["dpmpp-2m-karras"])
-        XCTAssertEqual(session.images.last?.savedPaths.last?.hasSuffix("fox-102.png"), true)
+        XCTAssertEqual(session.images.last?.savedPaths.last, "fox-102.png", "outputs are relative to the current directory")
     }
 
     func testNegativePrompts() throws {
