@@ -130,9 +130,18 @@ public final class Session {
                 }
             case .failed(let diagnostic):
                 preamble.forEach(transcript.record)
-                transcript.record("# " + text.trimmingWhitespace())
                 let firstLine = diagnostic.error.description.split(separator: "\n").first.map(String.init) ?? ""
-                transcript.record("# error: " + firstLine)
+                let made = results.filter { if case .image = $0 { return true } else { return false } }.count
+                if made > 0 && Command.named(command.name)?.name == "gen" {
+                    // A gen stopped part-way (Ctrl-C, a failed save): replay exactly the images it made.
+                    transcript.record("gen \(made) # \(text.trimmingWhitespace()), stopped: \(firstLine)")
+                } else {
+                    transcript.record("# " + text.trimmingWhitespace())
+                    transcript.record("# error: " + firstLine)
+                    // Not replayable as they stand: kept for the reader, not for --check.
+                    results.forEach { transcript.record("# " + $0.description) }
+                    return
+                }
             }
             results.forEach { transcript.record($0.description) }
         }

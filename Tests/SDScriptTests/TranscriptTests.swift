@@ -186,6 +186,34 @@ final class TranscriptTests: XCTestCase {
             """)
     }
 
+    func testACancelledGenIsRecordedAsTheImagesItMadeAndChecks() throws {
+        let folder = TemporaryFolder()
+        let recorder = try TranscriptRecorder(directory: folder.path)
+        let io = BufferIO()
+        let session = makeSession(io: io, transcript: recorder, seeds: [50])
+        for line in ["prompt x", "set size 64x64", "set steps 4"] { _ = session.execute(line) }
+        io.interruptAfter = 6  // second step of the second image
+        _ = session.execute("gen 3")
+        io.interruptAfter = 1
+        _ = session.execute("gen 2")  // cancelled before any image
+        let text = try String(contentsOfFile: recorder.path, encoding: .utf8)
+        XCTAssertEqual(text, """
+            prompt x
+            set size 64x64
+            set steps 4
+            seed 50 # random
+            gen 1 # gen 3, stopped: gen: cancelled (1 of 3 images finished)
+            #=> image 1 seed=50 size=64x64 sha256=\(session.images[0].sha256)
+            seed 7 # random
+            # gen 2
+            # error: gen: cancelled (0 of 2 images finished)
+
+            """)
+        let summary = makeSession(seeds: []).runScript(at: recorder.path, options: ScriptOptions(check: true))
+        XCTAssertEqual(summary.errors, [])
+        XCTAssertEqual(summary.checked, 1)
+    }
+
     func testTranscriptsNeverOverwriteEachOther() throws {
         let folder = TemporaryFolder()
         let date = Date(timeIntervalSince1970: 1_795_000_000)
