@@ -113,8 +113,32 @@ public struct SettingKey {
 
     public static var names: [String] { all.map(\.name) }
 
+    /// Other spellings `set` and `unset` accept (A1111's and diffusers' words).
+    static let aliases = ["guidance": "cfg", "guidance-scale": "cfg", "cfg-scale": "cfg", "scale": "cfg",
+                          "negative-prompt": "negative", "clipskip": "clip-skip", "sampler-name": "sampler",
+                          "scheduler": "sampler", "quality": "jpeg-quality", "output": "outdir", "n": "batch"]
+
+    /// `set width N` / `set height N`: one side of `size`, hidden from the listing.
+    static let sides: [SettingKey] = [side("width", \.width), side("height", \.height)]
+
     public static func named(_ name: String) -> SettingKey? {
-        all.first { $0.name == name.lowercased() }
+        let key = name.lowercased().replacingOccurrences(of: "_", with: "-")
+        let canonical = aliases[key] ?? key
+        return all.first { $0.name == canonical } ?? sides.first { $0.name == canonical }
+    }
+
+    private static func side(_ name: String, _ path: WritableKeyPath<SessionSettings, Int>) -> SettingKey {
+        SettingKey(name: name, values: "multiples of 8 from 64 to 2048", kind: .words, choices: { _ in nil },
+                   completesPaths: false,
+                   apply: { session, value in
+                       guard let number = Int(value), (64...2048).contains(number), number % 8 == 0 else {
+                           throw ScriptError.badArgument(command: "set \(name)", argument: value,
+                                                         reason: "expected a multiple of 8 from 64 to 2048, got")
+                       }
+                       session.settings[keyPath: path] = number
+                   },
+                   show: { String($0[keyPath: path]) },
+                   reset: { $0[keyPath: path] = SessionSettings()[keyPath: path] })
     }
 
     private static func text(_ name: String, values: String, _ path: WritableKeyPath<SessionSettings, String>,

@@ -91,6 +91,20 @@ final class CommandTests: XCTestCase {
         XCTAssertEqual(session.settings, SessionSettings())
     }
 
+    func testSettingAliasesAndSides() {
+        let session = makeSession()
+        for line in ["set guidance 5", "set width 640", "set HEIGHT 384", "set clip_skip 2", "set scheduler DDIM",
+                     "set negative-prompt ugly"] {
+            XCTAssertEqual(session.execute(line), .ok, line)
+        }
+        XCTAssertEqual(session.settings.request(seed: 0), GenerationSettings(
+            negative: "ugly", cfg: 5, width: 640, height: 384, sampler: "ddim", clipSkip: 2))
+        XCTAssertEqual(session.execute("set width 650"), .failed(Diagnostic(.badArgument(
+            command: "set width", argument: "650", reason: "expected a multiple of 8 from 64 to 2048, got"), at: nil)))
+        XCTAssertEqual(session.execute("unset width"), .ok)
+        XCTAssertEqual(session.settings.width, 512)
+    }
+
     func testSetAloneListsEverySetting() {
         let io = BufferIO()
         let session = makeSession(io: io)
