@@ -84,10 +84,18 @@ struct SDRepl: ParsableCommand {
         io.output("sdrepl \(SDReplVersion.string): type 'help' for the commands, Ctrl-D or 'quit' to leave.")
         if let transcript { io.output("recording this session to \(transcript.path)") }
         guard lineEditing else {
-            while let line = readLine(strippingNewline: true) {
+            while true {
+                Interrupt.clear()
+                guard let line = readLine(strippingNewline: true) else {
+                    // Ctrl-C at the (invisible) prompt interrupts the read: drop the line, go on.
+                    if Interrupt.take() {
+                        clearerr(stdin)
+                        continue
+                    }
+                    return
+                }
                 if session.execute(line) == .quit { return }
             }
-            return
         }
         // libedit turns its wide-character buffer back into bytes with the locale's encoding: make it
         // UTF-8 even when LANG is unset, so a prompt like "café ☕" survives editing.
