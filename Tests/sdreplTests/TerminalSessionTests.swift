@@ -97,7 +97,7 @@ final class TerminalSessionTests: XCTestCase {
         XCTAssertEqual(terminal.waitForExit(), 0)
     }
 
-    func testSixelPreviewWhenTheTerminalListsAttribute4() throws {
+    func testSixelDetectedWhenTheTerminalListsAttribute4() throws {
         let sandbox = Sandbox()
         let terminal = try start(sandbox, da1Reply: "\u{1B}[?62;4;6;22c")
         terminal.type("set\r")
