@@ -176,8 +176,9 @@ public protocol SessionIO: AnyObject {
     func output(_ line: String)
     /// A line of diagnostics (stderr).
     func diagnostic(_ line: String)
-    /// Progress of image `index` (1-based) of `count` in this `gen`.
-    func progress(_ progress: StepProgress, index: Int, count: Int)
+    /// Progress of image `index` (1-based) of `count` in this `gen`; `mode` says whether the engine's
+    /// small preview (`progress.preview`) may be drawn.
+    func progress(_ progress: StepProgress, index: Int, count: Int, mode: PreviewMode)
     /// The progress of the current image is over (clear the bar).
     func progressDone()
     /// Shows `image` inline if `mode` and the terminal allow it; returns whether it drew anything.

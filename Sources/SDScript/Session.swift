@@ -371,7 +371,9 @@ public final class Session {
             let request = try resolvedRequest(seed: base &+ UInt64(offset))
             let image: GeneratedImage
             do {
-                image = try generator.generate(request, progress: { [io] in io.progress($0, index: offset + 1, count: count) },
+                image = try generator.generate(request, progress: { [io, settings] in
+                                                   io.progress($0, index: offset + 1, count: count, mode: settings.preview)
+                                               },
                                                isCancelled: { [io] in io.isInterrupted })
                 io.progressDone()
             } catch {

@@ -33,7 +33,11 @@ final class TerminalIO: SessionIO {
         FileHandle.standardError.write(Data((line + "\n").utf8))
     }
 
-    func progress(_ progress: StepProgress, index: Int, count: Int) {
+    func progress(_ progress: StepProgress, index: Int, count: Int, mode: PreviewMode) {
+        if let preview = progress.preview, wantsLivePreview(step: progress.step, total: progress.total, mode: mode) {
+            drawLivePreview(preview)
+            lastPreviewStep = progress.step
+        }
         guard stderrEscapes, progress.total > 0 else { return }
         let width = 24
         let filled = min(width, progress.step * width / progress.total)
@@ -48,7 +52,49 @@ final class TerminalIO: SessionIO {
         barShown = true
     }
 
-    func progressDone() { clearBar() }
+    func progressDone() {
+        clearBar()
+        livePreviewRows = 0
+        lastPreviewStep = 0
+    }
+
+    // MARK: - Live previews during a generation
+
+    /// Rows reserved above the progress bar for the current image's live preview (0: none yet).
+    private var livePreviewRows = 0
+    private var lastPreviewStep = 0
+    /// A live preview every this many steps, and at the last.
+    private let livePreviewInterval = 5
+    private let livePreviewSize = 128
+
+    private func wantsLivePreview(step: Int, total: Int, mode: PreviewMode) -> Bool {
+        guard stdoutEscapes, sixelEncoder != nil, mode != .off else { return false }
+        if mode == .auto && !terminalCapabilities().sixel { return false }
+        return step - lastPreviewStep >= livePreviewInterval || step == total
+    }
+
+    /// Draws the engine's small preview in a fixed area, redrawn in place at each update: the area is
+    /// reserved once per image (newlines, then back up) so drawing never scrolls the saved position.
+    private func drawLivePreview(_ pixels: RGBPixels) {
+        guard let sixelEncoder, let bytes = try? sixelEncoder(pixels, livePreviewSize, livePreviewSize) else { return }
+        clearBar()
+        var cellHeight = 20
+        if let size = Terminal.windowSize(), size.ws_row > 0, size.ws_ypixel > 0 {
+            cellHeight = max(1, Int(size.ws_ypixel) / Int(size.ws_row))
+        }
+        let rows = (livePreviewSize + cellHeight - 1) / cellHeight + 1
+        var prefix = ""
+        if livePreviewRows == 0 {
+            prefix = String(repeating: "\n", count: rows) + "\u{1B}[\(rows)A\u{1B}7"
+            livePreviewRows = rows
+        } else {
+            prefix = "\u{1B}8"
+        }
+        FileHandle.standardOutput.write(Data(prefix.utf8))
+        FileHandle.standardOutput.write(Data(bytes))
+        // Back to the top of the area, then below it, where the bar and the final image go.
+        FileHandle.standardOutput.write(Data("\u{1B}8\u{1B}[\(livePreviewRows)B\r".utf8))
+    }
 
     private func clearBar() {
         guard barShown else { return }

@@ -74,7 +74,7 @@ final class BufferIO: SessionIO {
 
     func output(_ line: String) { lines.append(line) }
     func diagnostic(_ line: String) { diagnostics.append(line) }
-    func progress(_ progress: StepProgress, index: Int, count: Int) {
+    func progress(_ progress: StepProgress, index: Int, count: Int, mode: PreviewMode) {
         progressCalls += 1
         if let interruptAfter, progressCalls >= interruptAfter {
             interrupted = true
