@@ -1,15 +1,193 @@
 import ArgumentParser
 import Diffusion
+import Foundation
+import Glibc
+import SDScript
+
+/// Options shared by the interactive session and `run`.
+struct SessionOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("The checkpoint to use (a .safetensors file or diffusers folder); default: discovery.",
+                               valueName: "PATH"))
+    var model: String?
+
+    @Option(help: ArgumentHelp("Where interactive sessions are recorded.", valueName: "DIR"))
+    var sessions: String = "sessions"
+
+    @Flag(name: .customLong("no-record"), help: "Do not record the session.")
+    var noRecord = false
+
+    func validate() throws {
+        if let model, !FileManager.default.fileExists(atPath: NSString(string: model).expandingTildeInPath) {
+            throw ValidationError("--model \(model): no such file or folder")
+        }
+    }
+
+    /// A session on the terminal with `--model` applied.
+    func makeSession(io: TerminalIO, transcript: TranscriptRecorder? = nil) -> Session {
+        let session = Session(components: Wiring.components(), io: io, transcript: transcript)
+        if let model { session.settings.model = model }
+        return session
+    }
+}
 
 @main
 struct SDRepl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sdrepl",
         abstract: "A notebook-style text-to-image REPL for the terminal (Stable Diffusion 1.5 on the CPU).",
-        version: SDReplVersion.string
+        discussion: """
+            With a terminal on standard input, starts an interactive session (type 'help'), recorded as \
+            sessions/<timestamp>.sdscript. Otherwise reads commands from standard input as a script: \
+            sdrepl < FILE.
+            """,
+        version: SDReplVersion.string,
+        subcommands: [RunScript.self, Info.self]
     )
 
+    @OptionGroup var options: SessionOptions
+
     func run() throws {
-        print("sdrepl \(SDReplVersion.string): the interactive session is not built yet.")
+        if Terminal.isTerminal(STDIN_FILENO) {
+            // A user typing, even if the output goes to a pipe (`sdrepl | tee log`): recorded, but line
+            // editing and images need stdout to be the terminal too.
+            try interactive(lineEditing: Terminal.isTerminal(STDOUT_FILENO))
+        } else {
+            // Script mode: no prompt, no escape sequences, stop at the first error.
+            let io = TerminalIO(allowEscapes: false, sixelEncoder: nil)
+            let session = options.makeSession(io: io)
+            let summary = session.runScript(lines: StandardInputLines(), name: "<stdin>")
+            if !summary.succeeded { throw ExitCode(1) }
+        }
     }
+
+    private func interactive(lineEditing: Bool) throws {
+        Interrupt.install()
+        let io = TerminalIO(allowEscapes: true, sixelEncoder: Wiring.sixelEncoder)
+        var transcript: TranscriptRecorder?
+        if !options.noRecord {
+            do {
+                transcript = try TranscriptRecorder(directory: options.sessions)
+            } catch {
+                io.diagnostic("\(error) (this session is not recorded)")
+            }
+        }
+        let session = options.makeSession(io: io, transcript: transcript)
+        if let transcript {
+            session.recordComment("sdrepl \(SDReplVersion.string) session, started \(ISO8601DateFormatter().string(from: Date()))")
+            session.recordComment("replay: sdrepl run \(transcript.path); check: sdrepl run --check \(transcript.path)")
+        }
+        if let model = options.model { session.recordCommand("model \(model)") }
+
+        // Ask the terminal about sixel now, before the user types: keys typed during the query would be
+        // read as part of its answer (they are handed back to the line editor, but not echoed).
+        if lineEditing { io.prepareTerminal() }
+        io.output("sdrepl \(SDReplVersion.string): type 'help' for the commands, Ctrl-D or 'quit' to leave.")
+        if let transcript { io.output("recording this session to \(transcript.path)") }
+        guard lineEditing else {
+            while true {
+                Interrupt.clear()
+                guard let line = readLine(strippingNewline: true) else {
+                    // Ctrl-C at the (invisible) prompt interrupts the read: drop the line, go on.
+                    if Interrupt.take() {
+                        clearerr(stdin)
+                        continue
+                    }
+                    return
+                }
+                if session.execute(line) == .quit { return }
+            }
+        }
+        // libedit turns its wide-character buffer back into bytes with the locale's encoding: make it
+        // UTF-8 even when LANG is unset, so a prompt like "café ☕" survives editing.
+        if setlocale(LC_CTYPE, "") == nil || String(cString: nl_langinfo(nl_item(CODESET))) != "UTF-8" {
+            _ = setlocale(LC_CTYPE, "C.UTF-8")
+        }
+        guard let editor = LineEditor(historyPath: historyFile(), complete: session.complete) else {
+            throw ValidationError("cannot start the line editor (libedit)")
+        }
+        while true {
+            Interrupt.clear()  // a Ctrl-C that ended a generation is not meant for the prompt
+            switch editor.read() {
+            case .endOfInput:
+                io.output("")
+                return
+            case .interrupted:
+                io.output("")
+                continue
+            case .line(let line):
+                editor.remember(line)
+                if session.execute(line) == .quit { return }
+            }
+        }
+    }
+
+    /// `$XDG_STATE_HOME/sdrepl/history`, by default `~/.local/state/sdrepl/history`; nil if the folder
+    /// cannot be made.
+    private func historyFile() -> String? {
+        let environment = ProcessInfo.processInfo.environment
+        let state = environment["XDG_STATE_HOME"].flatMap { $0.hasPrefix("/") ? $0 : nil }
+            ?? (environment["HOME"] ?? NSHomeDirectory()) + "/.local/state"
+        let folder = state + "/sdrepl"
+        guard (try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)) != nil
+        else { return nil }
+        return folder + "/history"
+    }
+}
+
+/// `sdrepl run [--check] [--keep-going] FILE`.
+struct RunScript: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Replay an .sdscript file non-interactively.",
+        discussion: "Stops at the first error with exit status 1 unless --keep-going. With --check, each '#=> image' line's hash is compared with the regenerated image's, and no image files are written."
+    )
+
+    @OptionGroup var options: SessionOptions
+
+    @Flag(help: "Verify each recorded image hash; name FILE:LINE of any mismatch and exit 1.")
+    var check = false
+
+    @Flag(help: "Report errors and go on; exit 1 at the end if there were any.")
+    var keepGoing = false
+
+    @Argument(help: ArgumentHelp("The script to run.", valueName: "FILE"))
+    var file: String
+
+    func run() throws {
+        let io = TerminalIO(allowEscapes: true, sixelEncoder: Wiring.sixelEncoder)
+        let session = options.makeSession(io: io)
+        let summary = session.runScript(at: file, options: ScriptOptions(check: check, keepGoing: keepGoing))
+        if check {
+            let mismatches = summary.errors.filter { if case .checkMismatch = $0.error { return true } else { return false } }
+            io.diagnostic("check: \(summary.checked) image\(summary.checked == 1 ? "" : "s") matched, \(mismatches.count) mismatched"
+                          + (summary.errors.count > mismatches.count ? ", \(summary.errors.count - mismatches.count) other error(s)" : ""))
+        }
+        if !summary.succeeded { throw ExitCode(1) }
+    }
+}
+
+/// `sdrepl info FILE`.
+struct Info: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the recipe stored in a PNG or JPEG.")
+
+    @Argument(help: ArgumentHelp("The image.", valueName: "FILE"))
+    var file: String
+
+    func run() throws {
+        guard let reader = Wiring.components().recipes else {
+            FileHandle.standardError.write(Data("sdrepl info: reading recipes needs the Imaging module, which is not in this build yet\n".utf8))
+            throw ExitCode(1)
+        }
+        do {
+            print(try reader.recipe(at: file).text)
+        } catch {
+            FileHandle.standardError.write(Data("sdrepl info: \(file): \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
+
+/// Standard input, one line at a time, read as it comes (a pipe may still be writing).
+struct StandardInputLines: Sequence, IteratorProtocol {
+    mutating func next() -> String? { readLine(strippingNewline: true) }
 }

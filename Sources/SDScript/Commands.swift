@@ -1,0 +1,283 @@
+import Foundation
+
+/// What tab completion offers after a command word.
+public enum CompletionKind: Sendable {
+    case none
+    case commands
+    case settingKeys
+    /// `set KEY VALUE`: keys, then that key's values.
+    case setting
+    case paths
+}
+
+/// One command of the language: the table below drives dispatch, `help` and completion.
+public struct Command {
+    public let name: String
+    public let usage: String
+    public let summary: String
+    let kind: ArgumentKind
+    public let completion: CompletionKind
+    let handler: (Session, String, SourceLocation?) throws -> Outcome
+
+    public static func named(_ name: String) -> Command? {
+        let key = name.lowercased()
+        return table.first { $0.name == key } ?? aliases[key].flatMap { alias in table.first { $0.name == alias } }
+    }
+
+    static let aliases = ["exit": "quit", "?": "help", "generate": "gen"]
+
+    /// Every command, in the order `help` lists them.
+    public static let table: [Command] = [
+        Command(name: "prompt", usage: "prompt TEXT", summary: "set the prompt (the rest of the line, verbatim; A1111 (weights:1.2) work)",
+                kind: .text, completion: .none) { session, argument, _ in
+            session.settings.prompt = argument
+            return .ok
+        },
+        Command(name: "negative", usage: "negative TEXT", summary: "set the negative prompt (empty clears it)",
+                kind: .text, completion: .none) { session, argument, _ in
+            session.settings.negative = argument
+            return .ok
+        },
+        Command(name: "seed", usage: "seed N | random", summary: "fix the seed, or draw a new one for each gen (the default)",
+                kind: .words, completion: .none) { session, argument, _ in
+            guard !argument.isEmpty else { throw ScriptError.missingArgument(command: "seed", usage: "seed N | random") }
+            session.settings.seed = try parseSeed(argument, command: "seed")
+            return .ok
+        },
+        Command(name: "model", usage: "model PATH | model download [REPO FILE]",
+                summary: "use the checkpoint at PATH, or download SD1.5 into the Hugging Face cache",
+                kind: .text, completion: .paths) { session, argument, location in
+            guard !argument.isEmpty else {
+                throw ScriptError.missingArgument(command: "model", usage: "model PATH | model download [REPO FILE]")
+            }
+            let words = argument.words
+            if words.first == "download" {
+                let path = try session.components.models.download(arguments: Array(words.dropFirst()),
+                                                                  report: session.io.output)
+                session.io.output("downloaded \(path)")
+                return .ok
+            }
+            session.settings.model = try checkedModelPath(session.resolve(argument, relativeTo: location), command: "model")
+            return .ok
+        },
+        Command(name: "set", usage: "set [KEY VALUE]", summary: "change a setting; alone, list them all ('help set' for the keys)",
+                kind: .text, completion: .setting) { session, argument, _ in
+            guard !argument.isEmpty else {
+                listSettings(session)
+                return .ok
+            }
+            let words = CommandText(argument)
+            guard let key = SettingKey.named(words.name) else {
+                throw ScriptError.badArgument(command: "set", argument: words.name, reason: "unknown setting",
+                                              suggestion: closestWord(to: words.name, in: SettingKey.names))
+            }
+            let value = key.kind == .words ? words.argument.droppingTrailingComment() : words.argument
+            if value.isEmpty && key.kind == .words {
+                throw ScriptError.missingArgument(command: "set \(key.name)", usage: "set \(key.name) \(key.values)")
+            }
+            try key.apply(session, value)
+            return .ok
+        },
+        Command(name: "unset", usage: "unset KEY", summary: "restore a setting's default", kind: .words,
+                completion: .settingKeys) { session, argument, _ in
+            guard !argument.isEmpty else { throw ScriptError.missingArgument(command: "unset", usage: "unset KEY") }
+            guard let key = SettingKey.named(argument) else {
+                throw ScriptError.badArgument(command: "unset", argument: argument, reason: "unknown setting",
+                                              suggestion: closestWord(to: argument, in: SettingKey.names))
+            }
+            key.reset(&session.settings)
+            return .ok
+        },
+        Command(name: "gen", usage: "gen [N]", summary: "generate N images (default: the batch setting) with seeds s … s+N-1",
+                kind: .words, completion: .none) { session, argument, _ in
+            var count = session.settings.batch
+            if !argument.isEmpty {
+                guard let number = Int(argument), (1...64).contains(number) else {
+                    throw ScriptError.badArgument(command: "gen", argument: argument,
+                                                  reason: "expected a number of images from 1 to 64, got")
+                }
+                count = number
+            }
+            try session.generate(count: count)
+            return .ok
+        },
+        Command(name: "save", usage: "save [PATH]", summary: "save the last image(s): PNG and JPEG in outdir, or exactly PATH (.png/.jpg)",
+                kind: .text, completion: .paths) { session, argument, _ in
+            guard !session.lastBatch.isEmpty else {
+                throw ScriptError.notReady(command: "save", reason: "no image yet; run 'gen' first, then save")
+            }
+            let batch = session.lastBatch
+            for (number, position) in batch.enumerated() {
+                // Outputs go where the user is, like outdir: relative to the current directory.
+                var path: String? = argument.isEmpty ? nil : NSString(string: argument).expandingTildeInPath
+                if let given = path, batch.count > 1 {
+                    // One file per image: name-1.png, name-2.png, …
+                    let name = given as NSString
+                    let stem = name.deletingPathExtension
+                    path = name.pathExtension.isEmpty ? "\(stem)-\(number + 1)" : "\(stem)-\(number + 1).\(name.pathExtension)"
+                }
+                let paths = try session.save(position, to: path)
+                session.io.output("image \(session.images[position].index): saved " + paths.joined(separator: " "))
+            }
+            return .ok
+        },
+        Command(name: "show", usage: "show [N]", summary: "show image N of this session (default: the last) and its recipe",
+                kind: .words, completion: .none) { session, argument, _ in
+            guard let last = session.images.last else {
+                throw ScriptError.notReady(command: "show", reason: "no image yet; run 'gen' first")
+            }
+            var position = last.index - 1
+            if !argument.isEmpty {
+                guard let number = Int(argument), (1...session.images.count).contains(number) else {
+                    throw ScriptError.badArgument(command: "show", argument: argument,
+                                                  reason: "expected an image number from 1 to \(session.images.count), got")
+                }
+                position = number - 1
+            }
+            let image = session.images[position]
+            session.io.display(image.image.pixels, mode: session.settings.preview)
+            session.io.output("image \(image.index): " + describe(image))
+            image.image.recipe.split(separator: "\n").forEach { session.io.output("  " + $0) }
+            return .ok
+        },
+        Command(name: "history", usage: "history", summary: "list this session's images with their recipes",
+                kind: .words, completion: .none) { session, argument, _ in
+            guard argument.isEmpty else { throw ScriptError.unexpectedArgument(command: "history", argument: argument) }
+            if session.images.isEmpty { session.io.output("no images yet") }
+            for image in session.images { session.io.output("\(image.index)  " + describe(image)) }
+            return .ok
+        },
+        Command(name: "styles", usage: "styles", summary: "list the styles ('set style NAME' applies one)",
+                kind: .words, completion: .none) { session, argument, _ in
+            guard argument.isEmpty else { throw ScriptError.unexpectedArgument(command: "styles", argument: argument) }
+            session.components.styles.listing().forEach(session.io.output)
+            return .ok
+        },
+        Command(name: "tokens", usage: "tokens", summary: "the token count and 75-token chunks of the current prompt",
+                kind: .words, completion: .none) { session, argument, _ in
+            guard argument.isEmpty else { throw ScriptError.unexpectedArgument(command: "tokens", argument: argument) }
+            let request = try session.resolvedRequest(seed: 0)
+            let generator = try session.loadedGenerator()
+            session.io.output(try generator.tokenReport(prompt: request.prompt))
+            return .ok
+        },
+        Command(name: "load", usage: "load FILE", summary: "set prompt, negative, seed, steps, cfg, size, sampler from an image's recipe",
+                kind: .text, completion: .paths) { session, argument, location in
+            guard !argument.isEmpty else { throw ScriptError.missingArgument(command: "load", usage: "load FILE") }
+            guard let reader = session.components.recipes else {
+                throw ScriptError.unavailable(command: "load", reason: "this build cannot read image recipes yet (the Imaging module is not wired in)")
+            }
+            let path = session.resolve(argument, relativeTo: location)
+            let recipe: ImageRecipe
+            do {
+                recipe = try reader.recipe(at: path)
+            } catch let error as ScriptError {
+                throw error
+            } catch {
+                throw ScriptError.file(command: "load", path: argument, reason: "\(error)")
+            }
+            try apply(recipe, to: session, file: argument)
+            return .ok
+        },
+        Command(name: "models", usage: "models", summary: "list the models found, and where sdrepl looks",
+                kind: .words, completion: .none) { session, argument, _ in
+            guard argument.isEmpty else { throw ScriptError.unexpectedArgument(command: "models", argument: argument) }
+            let found = session.components.models.listing()
+            found.forEach(session.io.output)
+            switch session.components.models.locate(explicit: session.settings.model) {
+            case .found(let location):
+                session.io.output("using \(location.path) (\(location.source))")
+            case .notFound(let searched):
+                session.io.output("no model found; looked in:")
+                searched.forEach { session.io.output("  " + $0) }
+                session.components.models.advice.forEach { session.io.output("  - " + $0) }
+            }
+            return .ok
+        },
+        Command(name: "run", usage: "run FILE", summary: "run the commands of an .sdscript file (relative to the running script's folder)",
+                kind: .text, completion: .paths) { session, argument, location in
+            guard !argument.isEmpty else { throw ScriptError.missingArgument(command: "run", usage: "run FILE") }
+            try session.runNested(argument, at: location)
+            return .ok
+        },
+        Command(name: "help", usage: "help [COMMAND]", summary: "list the commands, or explain one",
+                kind: .words, completion: .commands) { session, argument, _ in
+            try help(argument, session: session)
+            return .ok
+        },
+        Command(name: "quit", usage: "quit", summary: "end the session (Ctrl-D too)", kind: .words, completion: .none) { _, argument, _ in
+            guard argument.isEmpty else { throw ScriptError.unexpectedArgument(command: "quit", argument: argument) }
+            return .quit
+        },
+    ]
+
+    private static func listSettings(_ session: Session) {
+        let defaults = SessionSettings()
+        let width = SettingKey.all.map(\.name.count).max() ?? 0
+        for key in SettingKey.all {
+            var value = key.show(session.settings)
+            if key.name == "preview" { value = session.io.previewStatus(session.settings.preview) }
+            let marker = key.show(session.settings) == key.show(defaults) ? "" : "   (changed)"
+            session.io.output(key.name.padding(toLength: width + 2, withPad: " ", startingAt: 0) + value + marker)
+        }
+    }
+
+    private static func describe(_ image: SessionImage) -> String {
+        let s = image.settings
+        var text = "seed \(s.seed), \(s.width)x\(s.height), \(s.sampler), \(s.steps) steps, cfg \(formatNumber(s.cfg))"
+        if s.style != "none" { text += ", style \(s.style)" }
+        text += ", prompt \"\(s.prompt)\""
+        if !s.negative.isEmpty { text += ", negative \"\(s.negative)\"" }
+        if !image.savedPaths.isEmpty { text += ", saved " + image.savedPaths.joined(separator: " ") }
+        return text
+    }
+
+    private static func help(_ argument: String, session: Session) throws {
+        let io = session.io
+        guard !argument.isEmpty else {
+            let width = table.map(\.usage.count).max() ?? 0
+            for command in table {
+                io.output(command.usage.padding(toLength: width + 2, withPad: " ", startingAt: 0) + command.summary)
+            }
+            io.output("One command per line; the rest of the line is the argument, verbatim. '#' starts a comment line.")
+            return
+        }
+        guard let command = named(argument) else {
+            throw ScriptError.badArgument(command: "help", argument: argument, reason: "no such command",
+                                          suggestion: closestWord(to: argument, in: table.map(\.name)))
+        }
+        io.output("usage: \(command.usage)")
+        io.output("  \(command.summary)")
+        if command.name == "set" || command.name == "unset" {
+            let width = SettingKey.all.map(\.name.count).max() ?? 0
+            for key in SettingKey.all {
+                io.output("  " + key.name.padding(toLength: width + 2, withPad: " ", startingAt: 0) + key.values
+                          + "   (default: \(key.show(SessionSettings())))")
+            }
+        }
+    }
+
+    private static func apply(_ recipe: ImageRecipe, to session: Session, file: String) throws {
+        var settings = session.settings
+        if let prompt = recipe.prompt { settings.prompt = prompt }
+        if let negative = recipe.negative { settings.negative = negative }
+        if let seed = recipe.seed { settings.seed = .fixed(seed) }
+        if let steps = recipe.steps { settings.steps = steps }
+        if let cfg = recipe.cfg { settings.cfg = cfg }
+        if let width = recipe.width, let height = recipe.height {
+            settings.width = width
+            settings.height = height
+        }
+        if let sampler = recipe.sampler {
+            guard let canonical = Samplers.canonicalName(sampler) else {
+                throw ScriptError.badArgument(command: "load", argument: sampler, reason: "\(file): unknown sampler",
+                                              suggestion: closestWord(to: sampler, in: Samplers.completions))
+            }
+            settings.sampler = canonical
+        }
+        // The recipe's prompt already has its style applied.
+        settings.style = "none"
+        session.settings = settings
+        session.io.output("loaded the recipe of \(file)")
+    }
+}

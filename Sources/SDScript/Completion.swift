@@ -1,0 +1,104 @@
+import Foundation
+
+/// What tab completion proposes for the text left of the cursor.
+public struct Completion: Equatable, Sendable {
+    /// The partial word being completed (the text it replaces ends at the cursor).
+    public var word: String
+    /// Full replacements for `word`, sorted; directories end in "/".
+    public var candidates: [String]
+
+    /// The text to insert at the cursor: the rest of the only candidate (plus a blank, unless it is a
+    /// directory), or the longest prefix the candidates share beyond `word`.
+    public var insertion: String {
+        guard let first = candidates.first else { return "" }
+        if candidates.count == 1 {
+            let rest = String(first.dropFirst(word.count))
+            return first.hasSuffix("/") ? rest : rest + " "
+        }
+        var common = first
+        for candidate in candidates.dropFirst() {
+            while !candidate.lowercased().hasPrefix(common.lowercased()) { common.removeLast() }
+        }
+        return common.count > word.count ? String(common.dropFirst(word.count)) : ""
+    }
+
+    /// What to list when the candidates are ambiguous: the last path component for paths.
+    public var displayCandidates: [String] {
+        candidates.map { candidate in
+            guard candidate.contains("/") else { return candidate }
+            let trimmed = candidate.hasSuffix("/") ? String(candidate.dropLast()) : candidate
+            let name = trimmed.split(separator: "/").last.map(String.init) ?? trimmed
+            return candidate.hasSuffix("/") ? name + "/" : name
+        }
+    }
+}
+
+extension Session {
+    /// Completion of commands, setting names, setting values (styles, samplers, modes) and file paths.
+    ///
+    /// - Parameter prefix: the line up to the cursor.
+    public func complete(_ prefix: String) -> Completion {
+        let leading = prefix.drop(while: { $0 == " " || $0 == "\t" })
+        guard let space = leading.firstIndex(where: { $0 == " " || $0 == "\t" }) else {
+            let word = String(leading)
+            return Completion(word: word, candidates: matching(word, Command.table.map(\.name)))
+        }
+        let commandWord = String(leading[..<space])
+        let rest = String(leading[space...].drop(while: { $0 == " " || $0 == "\t" }))
+        guard let command = Command.named(commandWord) else { return Completion(word: rest, candidates: []) }
+        switch command.completion {
+        case .none:
+            return Completion(word: lastWord(rest), candidates: [])
+        case .commands:
+            return Completion(word: rest, candidates: matching(rest, Command.table.map(\.name)))
+        case .settingKeys:
+            return Completion(word: rest, candidates: matching(rest, SettingKey.names))
+        case .paths:
+            var candidates = completePath(rest)
+            if command.name == "model", "download".hasPrefix(rest), !rest.isEmpty || candidates.isEmpty {
+                candidates.insert("download", at: 0)
+            }
+            return Completion(word: rest, candidates: candidates)
+        case .setting:
+            guard let keyEnd = rest.firstIndex(where: { $0 == " " || $0 == "\t" }) else {
+                return Completion(word: rest, candidates: matching(rest, SettingKey.names))
+            }
+            let value = String(rest[keyEnd...].drop(while: { $0 == " " || $0 == "\t" }))
+            guard let key = SettingKey.named(String(rest[..<keyEnd])) else { return Completion(word: value, candidates: []) }
+            if key.completesPaths { return Completion(word: value, candidates: completePath(value)) }
+            return Completion(word: value, candidates: matching(value, key.choices(self) ?? []))
+        }
+    }
+
+    private func lastWord(_ text: String) -> String {
+        String(text.reversed().prefix(while: { $0 != " " && $0 != "\t" }).reversed())
+    }
+
+    private func matching(_ word: String, _ names: [String]) -> [String] {
+        names.filter { $0.lowercased().hasPrefix(word.lowercased()) }
+    }
+
+    /// File names that start with `partial`; "~/" is understood, directories end in "/".
+    func completePath(_ partial: String) -> [String] {
+        let expanded = partial.hasPrefix("~/") ? NSHomeDirectory() + partial.dropFirst(1) : partial
+        let folderPart: String
+        let namePart: String
+        if let slash = expanded.lastIndex(of: "/") {
+            folderPart = String(expanded[...slash])
+            namePart = String(expanded[expanded.index(after: slash)...])
+        } else {
+            folderPart = ""
+            namePart = expanded
+        }
+        let folder = folderPart.isEmpty ? "." : folderPart
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return [] }
+        let typedFolder = String(partial.dropLast(namePart.count))
+        return entries.filter { $0.hasPrefix(namePart) && (namePart.hasPrefix(".") || !$0.hasPrefix(".")) }
+            .sorted()
+            .map { name in
+                var isDirectory: ObjCBool = false
+                _ = FileManager.default.fileExists(atPath: folderPart + name, isDirectory: &isDirectory)
+                return typedFolder + name + (isDirectory.boolValue ? "/" : "")
+            }
+    }
+}

@@ -1,1 +1,0 @@
-// The SDScript module. See README.md for the layout.

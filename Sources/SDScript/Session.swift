@@ -1,0 +1,441 @@
+import Foundation
+
+/// An image made in this session, with the request that made it.
+public struct SessionImage: Sendable {
+    /// 1-based number in the session (`show N`, `#=> image N`).
+    public let index: Int
+    /// The resolved request (style applied, concrete seed).
+    public let settings: GenerationSettings
+    public let image: GeneratedImage
+    /// SHA-256 of the RGB bytes, 64 hex digits.
+    public let sha256: String
+    public var savedPaths: [String]
+
+    public var record: ResultRecord {
+        .image(index: index, seed: settings.seed, width: image.pixels.width, height: image.pixels.height, sha256: sha256)
+    }
+}
+
+/// What one line did.
+public enum Outcome: Equatable {
+    case ok
+    case failed(Diagnostic)
+    /// `quit`: the session should end.
+    case quit
+}
+
+/// How a script file is replayed.
+public struct ScriptOptions: Equatable, Sendable {
+    /// Compare each `#=> image` line with the image regenerated (`run --check`).
+    public var check = false
+    /// Report errors and go on instead of stopping at the first.
+    public var keepGoing = false
+
+    public init(check: Bool = false, keepGoing: Bool = false) {
+        self.check = check
+        self.keepGoing = keepGoing
+    }
+}
+
+/// What a replay found.
+public struct ScriptSummary: Equatable, Sendable {
+    /// Every error reported, in order (check mismatches included).
+    public var errors: [Diagnostic] = []
+    /// `image` result lines that matched.
+    public var checked = 0
+    /// The script said `quit`.
+    public var quit = false
+
+    public var succeeded: Bool { errors.isEmpty }
+}
+
+/// The REPL's state and its one processing loop, shared by interactive input and script files.
+///
+/// Each line is tokenised once (`ScriptLine`), dispatched through `Command.table`, and any error is
+/// reported through `report`, which adds FILE:LINE when the line came from a file. The session goes on
+/// after an error; a script stops unless `keepGoing`.
+public final class Session {
+    public var settings = SessionSettings()
+    public let components: Components
+    public let io: SessionIO
+    /// Where interactive input is recorded; nil with `--no-record` and in scripts.
+    public var transcript: TranscriptRecorder?
+    public private(set) var images: [SessionImage] = []
+    /// Indexes (into `images`) of the last `gen`'s images, for `save`.
+    public private(set) var lastBatch: [Int] = []
+    /// Draws the seed for `seed random` (0 ..< 2^32, as A1111 does).
+    var drawSeed: () -> UInt64
+    /// `run --check` replays without writing image files.
+    var savingDisabled = false
+    /// Nested `run` files may go this deep.
+    public static let runDepthLimit = 8
+
+    private var generator: (key: String, generator: ImageGenerator)?
+    /// Lines that go into the transcript before the current command (the seed a `gen` drew).
+    private var preamble: [String] = []
+    /// Result lines of the current command, for the transcript.
+    private var results: [ResultRecord] = []
+    private var frames: [Frame] = []
+
+    /// One script file being run.
+    private final class Frame {
+        let path: String
+        let options: ScriptOptions
+        var summary = ScriptSummary()
+        /// `images.count` when the current command started: its `#=> image` lines match from there.
+        var commandStart = 0
+        var resultCursor = 0
+
+        init(path: String, options: ScriptOptions) {
+            self.path = path
+            self.options = options
+        }
+    }
+
+    public init(components: Components = Components(), io: SessionIO, transcript: TranscriptRecorder? = nil,
+                drawSeed: @escaping () -> UInt64 = { UInt64.random(in: 0..<(1 << 32)) }) {
+        self.components = components
+        self.io = io
+        self.transcript = transcript
+        self.drawSeed = drawSeed
+    }
+
+    // MARK: - Interactive input
+
+    /// Runs one line typed by the user, records it in the transcript, and reports any error.
+    public func execute(_ text: String) -> Outcome {
+        preamble = []
+        results = []
+        let outcome = process(text, at: nil)
+        recordInteractive(text, outcome: outcome)
+        return outcome
+    }
+
+    private func recordInteractive(_ text: String, outcome: Outcome) {
+        guard let transcript else { return }
+        let line = ScriptLine(text)
+        switch line {
+        case .blank, .result, .malformedResult: return
+        case .comment: transcript.record(text.trimmingWhitespace())
+        case .command(let command):
+            switch outcome {
+            case .quit: return
+            case .ok:
+                preamble.forEach(transcript.record)
+                if Self.choosesRandomSeed(command) {
+                    // Replays use the concrete seed each `gen` drew, written just before it.
+                    transcript.record("# " + text.trimmingWhitespace())
+                } else {
+                    transcript.record(text.trimmingWhitespace())
+                }
+            case .failed(let diagnostic):
+                preamble.forEach(transcript.record)
+                let firstLine = diagnostic.error.description.split(separator: "\n").first.map(String.init) ?? ""
+                let made = results.filter { if case .image = $0 { return true } else { return false } }.count
+                if made > 0 && Command.named(command.name)?.name == "gen" {
+                    // A gen stopped part-way (Ctrl-C, a failed save): replay exactly the images it made.
+                    transcript.record("gen \(made) # \(text.trimmingWhitespace()), stopped: \(firstLine)")
+                } else {
+                    transcript.record("# " + text.trimmingWhitespace())
+                    transcript.record("# error: " + firstLine)
+                    // Not replayable as they stand: kept for the reader, not for --check.
+                    results.forEach { transcript.record("# " + $0.description) }
+                    return
+                }
+            }
+            results.forEach { transcript.record($0.description) }
+        }
+    }
+
+    /// `seed random`, `set seed random`, `unset seed`: written as a comment, since each `gen` records
+    /// the seed it drew.
+    private static func choosesRandomSeed(_ command: CommandText) -> Bool {
+        let words = command.argument.droppingTrailingComment().lowercased().words
+        switch command.name.lowercased() {
+        case "seed": return words == ["random"] || words == ["-1"]
+        case "set": return words == ["seed", "random"] || words == ["seed", "-1"]
+        case "unset": return words == ["seed"]
+        default: return false
+        }
+    }
+
+    /// Records a comment line in the transcript (session start, model given on the command line).
+    public func recordComment(_ text: String) {
+        transcript?.record("# " + text)
+    }
+
+    /// Records a command line in the transcript as if typed (`model PATH` from `--model`).
+    public func recordCommand(_ text: String) {
+        transcript?.record(text)
+    }
+
+    // MARK: - Scripts
+
+    /// Replays the script at `path` (`sdrepl run FILE`, the `run` command).
+    public func runScript(at path: String, options: ScriptOptions = ScriptOptions()) -> ScriptSummary {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            let diagnostic = report(.file(command: "run", path: path, reason: FileManager.default.fileExists(atPath: path) ? "cannot read it" : "no such file"), at: nil)
+            var summary = ScriptSummary()
+            summary.errors.append(diagnostic)
+            return summary
+        }
+        return runScript(lines: lines(of: text), name: path, options: options)
+    }
+
+    /// Replays lines read from anywhere (`sdrepl < FILE` reads standard input lazily); `name` is used
+    /// for FILE:LINE and for `run` cycle detection.
+    public func runScript<Lines: Sequence>(lines: Lines, name: String, options: ScriptOptions = ScriptOptions())
+        -> ScriptSummary where Lines.Element == String {
+        let frame = Frame(path: name, options: options)
+        if options.check { savingDisabled = true }
+        frames.append(frame)
+        defer { frames.removeLast() }
+        var number = 0
+        for text in lines {
+            number += 1
+            let outcome = process(text, at: SourceLocation(file: name, line: number))
+            switch outcome {
+            case .ok: continue
+            case .quit:
+                frame.summary.quit = true
+                return frame.summary
+            case .failed(let diagnostic):
+                frame.summary.errors.append(diagnostic)
+                if case .checkMismatch = diagnostic.error { continue }
+                if !options.keepGoing { return frame.summary }
+            }
+        }
+        return frame.summary
+    }
+
+    private func lines(of text: String) -> [String] {
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map {
+            $0.hasSuffix("\r") ? String($0.dropLast()) : String($0)
+        }
+        if lines.last == "" { lines.removeLast() }
+        return lines
+    }
+
+    // MARK: - The loop
+
+    /// Tokenises and runs one line; reports an error through `report`.
+    func process(_ text: String, at location: SourceLocation?) -> Outcome {
+        switch ScriptLine(text) {
+        case .blank, .comment:
+            return .ok
+        case .malformedResult(let line):
+            guard let frame = frames.last, frame.options.check else { return .ok }
+            return .failed(report(.checkMismatch("cannot read this result line: \(line)"), at: location))
+        case .result(let record):
+            return check(record, at: location)
+        case .command(let command):
+            if let frame = frames.last {
+                frame.commandStart = images.count
+                frame.resultCursor = 0
+            }
+            return dispatch(command, at: location)
+        }
+    }
+
+    private func dispatch(_ text: CommandText, at location: SourceLocation?) -> Outcome {
+        guard let command = Command.named(text.name) else {
+            let suggestion = closestWord(to: text.name, in: Command.table.map(\.name))
+            return .failed(report(.unknownCommand(text.name, suggestion: suggestion), at: location))
+        }
+        let argument = command.kind == .words ? text.argument.droppingTrailingComment() : text.argument
+        do {
+            return try command.handler(self, argument, location)
+        } catch let error as ScriptError {
+            return .failed(report(error, at: location))
+        } catch let nested as NestedScriptFailure {
+            return .failed(nested.diagnostic)
+        } catch is QuitRequest {
+            return .quit
+        } catch {
+            return .failed(report(.generation("\(error)"), at: location))
+        }
+    }
+
+    /// The one place errors are shown: prefixed with FILE:LINE when the line came from a file.
+    @discardableResult
+    func report(_ error: ScriptError, at location: SourceLocation?) -> Diagnostic {
+        let diagnostic = Diagnostic(error, at: location)
+        io.diagnostic(diagnostic.description)
+        return diagnostic
+    }
+
+    private func check(_ record: ResultRecord, at location: SourceLocation?) -> Outcome {
+        guard let frame = frames.last, frame.options.check,
+              case .image(let index, let seed, let width, let height, let sha256) = record else { return .ok }
+        let position = frame.commandStart + frame.resultCursor
+        frame.resultCursor += 1
+        guard position < images.count else {
+            let made = images.count - frame.commandStart
+            return .failed(report(.checkMismatch(
+                "image \(index): recorded, but the command before made \(made) image\(made == 1 ? "" : "s")"), at: location))
+        }
+        let image = images[position]
+        var differences: [String] = []
+        if image.settings.seed != seed { differences.append("seed recorded \(seed), replayed \(image.settings.seed)") }
+        if image.image.pixels.width != width || image.image.pixels.height != height {
+            differences.append("size recorded \(width)x\(height), replayed \(image.image.pixels.width)x\(image.image.pixels.height)")
+        }
+        if image.sha256 != sha256 { differences.append("sha256 recorded \(sha256), replayed \(image.sha256)") }
+        guard differences.isEmpty else {
+            return .failed(report(.checkMismatch("image \(index) differs: " + differences.joined(separator: "; ")), at: location))
+        }
+        frame.summary.checked += 1
+        return .ok
+    }
+
+    // MARK: - What the commands use
+
+    /// Runs a nested script for the `run` command.
+    func runNested(_ path: String, at location: SourceLocation?) throws {
+        let resolved = resolve(path, relativeTo: location)
+        let canonical = URL(fileURLWithPath: resolved).standardizedFileURL.resolvingSymlinksInPath().path
+        let chain = frames.map { URL(fileURLWithPath: $0.path).standardizedFileURL.resolvingSymlinksInPath().path }
+        if chain.contains(canonical) {
+            throw ScriptError.runCycle(chain: frames.map(\.path) + [resolved])
+        }
+        if frames.count >= Self.runDepthLimit {
+            throw ScriptError.runTooDeep(path: resolved, limit: Self.runDepthLimit)
+        }
+        guard FileManager.default.isReadableFile(atPath: resolved) else {
+            throw ScriptError.file(command: "run", path: resolved, reason: "no such file, or not readable")
+        }
+        let options = frames.last?.options ?? ScriptOptions()
+        let summary = runScript(at: resolved, options: options)
+        frames.last?.summary.checked += summary.checked
+        if summary.quit { throw QuitRequest() }
+        guard let last = summary.errors.last else { return }
+        // The last error becomes the `run` command's own failure; the others are counted here.
+        frames.last?.summary.errors += summary.errors.dropLast()
+        throw NestedScriptFailure(diagnostic: last)
+    }
+
+    /// A path in a script is relative to that script's folder; typed at the prompt, to the current one.
+    func resolve(_ path: String, relativeTo location: SourceLocation?) -> String {
+        let expanded = NSString(string: path).expandingTildeInPath
+        guard !expanded.hasPrefix("/"), let location, location.file != "<stdin>" else { return expanded }
+        let folder = URL(fileURLWithPath: location.file).deletingLastPathComponent().path
+        return folder == "." ? expanded : folder + "/" + expanded
+    }
+
+    /// The generator for the current model, loaded on first use and kept for the session.
+    func loadedGenerator() throws -> ImageGenerator {
+        let location: ModelLocation
+        switch components.models.locate(explicit: settings.model) {
+        case .found(let found): location = found
+        case .notFound(let searched): throw ScriptError.noModel(searched: searched, advice: components.models.advice)
+        }
+        let key = location.path + "|" + settings.memory.rawValue
+        if let generator, generator.key == key { return generator.generator }
+        guard let loader = components.generatorLoader else { throw ScriptError.noEngine(model: location.path) }
+        io.output("loading \(location.path) (\(location.source)) …")
+        let loaded = try loader.load(model: location, memory: settings.memory)
+        generator = (key, loaded)
+        return loaded
+    }
+
+    /// The request with the style applied.
+    func resolvedRequest(seed: UInt64) throws -> GenerationSettings {
+        var request = settings.request(seed: seed)
+        guard let styled = components.styles.apply(settings.style, prompt: settings.prompt, negative: settings.negative) else {
+            throw ScriptError.badArgument(command: "gen", argument: settings.style, reason: "unknown style",
+                                          suggestion: closestWord(to: settings.style, in: components.styles.names))
+        }
+        request.prompt = styled.prompt
+        request.negative = styled.negative
+        return request
+    }
+
+    /// Generates `count` images with seeds base … base+count-1.
+    func generate(count: Int) throws {
+        let generator = try loadedGenerator()
+        let base: UInt64
+        switch settings.seed {
+        case .fixed(let seed): base = seed
+        case .random:
+            base = drawSeed()
+            // Only a command typed at the prompt can be preceded by its seed in the transcript; a
+            // random seed inside a `run` file is drawn anew when the transcript is replayed.
+            if frames.isEmpty { preamble.append("seed \(base) # random") }
+        }
+        lastBatch = []
+        io.clearInterrupt()
+        for offset in 0..<count {
+            let request = try resolvedRequest(seed: base &+ UInt64(offset))
+            let image: GeneratedImage
+            do {
+                image = try generator.generate(request, progress: { [io, settings] in
+                                                   io.progress($0, index: offset + 1, count: count, mode: settings.preview)
+                                               },
+                                               isCancelled: { [io] in io.isInterrupted })
+                io.progressDone()
+            } catch {
+                io.progressDone()
+                if io.isInterrupted { throw ScriptError.cancelled(completed: offset, requested: count) }
+                throw ScriptError.generation("\(error)")
+            }
+            let pixels = image.pixels
+            guard pixels.width == request.width, pixels.height == request.height else {
+                throw ScriptError.generation("the engine returned \(pixels.width)x\(pixels.height) for \(request.width)x\(request.height)")
+            }
+            var entry = SessionImage(index: images.count + 1, settings: request, image: image,
+                                     sha256: pixelHash(pixels), savedPaths: [])
+            images.append(entry)
+            lastBatch.append(images.count - 1)
+            results.append(entry.record)
+            var line = "image \(entry.index): seed \(request.seed), \(pixels.width)x\(pixels.height), sha256 \(entry.sha256.prefix(16))…"
+            var saveError: ScriptError?
+            if settings.autosave, !savingDisabled, components.saver != nil {
+                do {
+                    entry.savedPaths = try save(images.count - 1, to: nil)
+                    line += ", saved " + entry.savedPaths.joined(separator: " ")
+                } catch let error as ScriptError {
+                    saveError = error
+                }
+            }
+            io.output(line)
+            io.display(pixels, mode: settings.preview)
+            if let saveError { throw saveError }
+            if io.isInterrupted && offset + 1 < count {
+                throw ScriptError.cancelled(completed: offset + 1, requested: count)
+            }
+        }
+    }
+
+    /// Saves image `position` (index into `images`); records `#=> saved` lines.
+    @discardableResult
+    func save(_ position: Int, to path: String?) throws -> [String] {
+        guard let saver = components.saver else {
+            throw ScriptError.unavailable(command: "save", reason: "this build has no image writer yet (the Imaging module is not wired in)")
+        }
+        let image = images[position]
+        let paths: [String]
+        do {
+            paths = try saver.save(image.image, settings: image.settings, to: path, directory: settings.outdir,
+                                   jpegQuality: settings.jpegQuality)
+        } catch let error as ScriptError {
+            throw error
+        } catch {
+            throw ScriptError.file(command: "save", path: path ?? settings.outdir,
+                                   reason: "\(error); the image stays in the session, try 'save PATH' elsewhere")
+        }
+        images[position].savedPaths += paths
+        results += paths.map { .saved(index: image.index, path: $0) }
+        return paths
+    }
+}
+
+/// `quit` inside a nested `run`.
+struct QuitRequest: Error {}
+
+/// A nested script failed; its error was reported already, with its own FILE:LINE.
+struct NestedScriptFailure: Error {
+    let diagnostic: Diagnostic
+}

@@ -1,0 +1,209 @@
+import Foundation
+
+/// One key of `set KEY VALUE` / `unset KEY`: how to read, show and reset it.
+public struct SettingKey {
+    public let name: String
+    /// The accepted values, for `help set` ("1…1000", "auto|sixel|off").
+    public let values: String
+    let kind: ArgumentKind
+    /// The words completion offers for the value (nil: file paths, or none).
+    let choices: (Session) -> [String]?
+    let completesPaths: Bool
+    /// Validates `value` and stores it; throws `ScriptError.badArgument` naming the key.
+    let apply: (Session, String) throws -> Void
+    let show: (SessionSettings) -> String
+    let reset: (inout SessionSettings) -> Void
+
+    /// The table, in the order `set` lists it.
+    public static let all: [SettingKey] = [
+        text("prompt", values: "TEXT", \.prompt, default: ""),
+        text("negative", values: "TEXT", \.negative, default: ""),
+        SettingKey(name: "style", values: "a name from 'styles'", kind: .words, choices: { $0.components.styles.names },
+                   completesPaths: false,
+                   apply: { session, value in
+                       let names = session.components.styles.names
+                       guard let match = names.first(where: { $0.lowercased() == value.lowercased() }) else {
+                           throw ScriptError.badArgument(command: "set style", argument: value, reason: "unknown style",
+                                                         suggestion: closestWord(to: value, in: names))
+                       }
+                       session.settings.style = match
+                   },
+                   show: { $0.style }, reset: { $0.style = SessionSettings().style }),
+        SettingKey(name: "seed", values: "N|random", kind: .words, choices: { _ in ["random"] }, completesPaths: false,
+                   apply: { session, value in session.settings.seed = try parseSeed(value, command: "set seed") },
+                   show: { settings in
+                       if case .fixed(let seed) = settings.seed { return String(seed) }
+                       return "random"
+                   },
+                   reset: { $0.seed = SessionSettings().seed }),
+        integer("steps", range: 1...1000, \.steps),
+        SettingKey(name: "cfg", values: "0…50", kind: .words, choices: { _ in nil }, completesPaths: false,
+                   apply: { session, value in
+                       guard let cfg = Float(value), cfg.isFinite, (0...50).contains(cfg) else {
+                           throw ScriptError.badArgument(command: "set cfg", argument: value,
+                                                         reason: "expected a number from 0 to 50, got")
+                       }
+                       session.settings.cfg = cfg
+                   },
+                   show: { formatNumber($0.cfg) }, reset: { $0.cfg = SessionSettings().cfg }),
+        SettingKey(name: "size", values: "WxH, multiples of 8 from 64 to 2048", kind: .words,
+                   choices: { _ in ["512x512", "512x768", "768x512", "640x640", "256x256"] }, completesPaths: false,
+                   apply: { session, value in
+                       guard let size = parseSize(value) else {
+                           throw ScriptError.badArgument(command: "set size", argument: value,
+                                                         reason: "expected WxH (e.g. 512x768), got")
+                       }
+                       for side in [size.width, size.height] where !(64...2048).contains(side) || side % 8 != 0 {
+                           throw ScriptError.badArgument(command: "set size", argument: value,
+                                                         reason: "width and height must be multiples of 8 from 64 to 2048, got")
+                       }
+                       session.settings.width = size.width
+                       session.settings.height = size.height
+                   },
+                   show: { "\($0.width)x\($0.height)" },
+                   reset: { $0.width = SessionSettings().width; $0.height = SessionSettings().height }),
+        SettingKey(name: "sampler", values: Samplers.canonical.joined(separator: "|") + " (or A1111's names)",
+                   kind: .words, choices: { _ in Samplers.canonical }, completesPaths: false,
+                   apply: { session, value in
+                       guard let canonical = Samplers.canonicalName(value) else {
+                           throw ScriptError.badArgument(command: "set sampler", argument: value, reason: "unknown sampler",
+                                                         suggestion: closestWord(to: value, in: Samplers.completions)
+                                                             .flatMap(Samplers.canonicalName))
+                       }
+                       session.settings.sampler = canonical
+                   },
+                   show: { $0.sampler }, reset: { $0.sampler = SessionSettings().sampler }),
+        integer("batch", range: 1...64, \.batch),
+        SettingKey(name: "model", values: "PATH (a .safetensors file or diffusers folder)", kind: .text,
+                   choices: { _ in nil }, completesPaths: true,
+                   apply: { session, value in session.settings.model = try checkedModelPath(value, command: "set model") },
+                   show: { $0.model ?? "(found by discovery; see 'models')" }, reset: { $0.model = nil }),
+        integer("clip-skip", range: 1...12, \.clipSkip),
+        choice("preview", PreviewMode.self, \.preview),
+        SettingKey(name: "outdir", values: "DIR", kind: .text, choices: { _ in nil }, completesPaths: true,
+                   apply: { session, value in session.settings.outdir = value },
+                   show: { $0.outdir }, reset: { $0.outdir = SessionSettings().outdir }),
+        choice("memory", MemoryMode.self, \.memory),
+        SettingKey(name: "styles", values: "FILE (an A1111 styles.csv)", kind: .text, choices: { _ in nil },
+                   completesPaths: true,
+                   apply: { session, value in
+                       do {
+                           try session.components.styles.load(csv: value)
+                       } catch let error as ScriptError {
+                           throw error
+                       } catch {
+                           throw ScriptError.file(command: "set styles", path: value, reason: "\(error)")
+                       }
+                       session.settings.stylesFile = value
+                   },
+                   show: { $0.stylesFile ?? "(built-in presets only)" }, reset: { $0.stylesFile = nil }),
+        integer("jpeg-quality", range: 1...100, \.jpegQuality),
+        SettingKey(name: "autosave", values: "on|off", kind: .words, choices: { _ in ["on", "off"] }, completesPaths: false,
+                   apply: { session, value in
+                       switch value.lowercased() {
+                       case "on", "yes", "true", "1": session.settings.autosave = true
+                       case "off", "no", "false", "0": session.settings.autosave = false
+                       default:
+                           throw ScriptError.badArgument(command: "set autosave", argument: value, reason: "expected on or off, got",
+                                                         suggestion: closestWord(to: value, in: ["on", "off"]))
+                       }
+                   },
+                   show: { $0.autosave ? "on" : "off" }, reset: { $0.autosave = SessionSettings().autosave }),
+    ]
+
+    public static var names: [String] { all.map(\.name) }
+
+    /// Other spellings `set` and `unset` accept (A1111's and diffusers' words).
+    static let aliases = ["guidance": "cfg", "guidance-scale": "cfg", "cfg-scale": "cfg", "scale": "cfg",
+                          "negative-prompt": "negative", "clipskip": "clip-skip", "sampler-name": "sampler",
+                          "scheduler": "sampler", "quality": "jpeg-quality", "output": "outdir", "n": "batch"]
+
+    /// `set width N` / `set height N`: one side of `size`, hidden from the listing.
+    static let sides: [SettingKey] = [side("width", \.width), side("height", \.height)]
+
+    public static func named(_ name: String) -> SettingKey? {
+        let key = name.lowercased().replacingOccurrences(of: "_", with: "-")
+        let canonical = aliases[key] ?? key
+        return all.first { $0.name == canonical } ?? sides.first { $0.name == canonical }
+    }
+
+    private static func side(_ name: String, _ path: WritableKeyPath<SessionSettings, Int>) -> SettingKey {
+        SettingKey(name: name, values: "multiples of 8 from 64 to 2048", kind: .words, choices: { _ in nil },
+                   completesPaths: false,
+                   apply: { session, value in
+                       guard let number = Int(value), (64...2048).contains(number), number % 8 == 0 else {
+                           throw ScriptError.badArgument(command: "set \(name)", argument: value,
+                                                         reason: "expected a multiple of 8 from 64 to 2048, got")
+                       }
+                       session.settings[keyPath: path] = number
+                   },
+                   show: { String($0[keyPath: path]) },
+                   reset: { $0[keyPath: path] = SessionSettings()[keyPath: path] })
+    }
+
+    private static func text(_ name: String, values: String, _ path: WritableKeyPath<SessionSettings, String>,
+                             default value: String) -> SettingKey {
+        SettingKey(name: name, values: values, kind: .text, choices: { _ in nil }, completesPaths: false,
+                   apply: { session, text in session.settings[keyPath: path] = text },
+                   show: { $0[keyPath: path].isEmpty ? "(empty)" : $0[keyPath: path] },
+                   reset: { $0[keyPath: path] = value })
+    }
+
+    private static func integer(_ name: String, range: ClosedRange<Int>,
+                                _ path: WritableKeyPath<SessionSettings, Int>) -> SettingKey {
+        SettingKey(name: name, values: "\(range.lowerBound)…\(range.upperBound)", kind: .words, choices: { _ in nil },
+                   completesPaths: false,
+                   apply: { session, value in
+                       guard let number = Int(value), range.contains(number) else {
+                           throw ScriptError.badArgument(command: "set \(name)", argument: value,
+                                                         reason: "expected a whole number from \(range.lowerBound) to \(range.upperBound), got")
+                       }
+                       session.settings[keyPath: path] = number
+                   },
+                   show: { String($0[keyPath: path]) },
+                   reset: { $0[keyPath: path] = SessionSettings()[keyPath: path] })
+    }
+
+    private static func choice<Mode: RawRepresentable & CaseIterable>(
+        _ name: String, _ type: Mode.Type, _ path: WritableKeyPath<SessionSettings, Mode>
+    ) -> SettingKey where Mode.RawValue == String {
+        let options = Mode.allCases.map(\.rawValue)
+        return SettingKey(name: name, values: options.joined(separator: "|"), kind: .words, choices: { _ in options },
+                          completesPaths: false,
+                          apply: { session, value in
+                              guard let mode = Mode(rawValue: value.lowercased()) else {
+                                  throw ScriptError.badArgument(command: "set \(name)", argument: value,
+                                                                reason: "expected \(options.joined(separator: ", ")), got",
+                                                                suggestion: closestWord(to: value, in: options))
+                              }
+                              session.settings[keyPath: path] = mode
+                          },
+                          show: { $0[keyPath: path].rawValue },
+                          reset: { $0[keyPath: path] = SessionSettings()[keyPath: path] })
+    }
+}
+
+/// `N` (0 … 2^64-1) or `random`.
+func parseSeed(_ value: String, command: String) throws -> SeedMode {
+    if value.lowercased() == "random" || value == "-1" { return .random }
+    guard let seed = UInt64(value) else {
+        throw ScriptError.badArgument(command: command, argument: value,
+                                      reason: "expected a whole number from 0 to \(UInt64.max) or 'random', got",
+                                      suggestion: closestWord(to: value, in: ["random"]))
+    }
+    return .fixed(seed)
+}
+
+/// `path` if a file or folder is there.
+func checkedModelPath(_ path: String, command: String) throws -> String {
+    let expanded = NSString(string: path).expandingTildeInPath
+    guard FileManager.default.fileExists(atPath: expanded) else {
+        throw ScriptError.file(command: command, path: path, reason: "no such file or folder")
+    }
+    return path
+}
+
+/// 7.5 -> "7.5", 7 -> "7".
+func formatNumber(_ value: Float) -> String {
+    value == value.rounded() && abs(value) < 1e9 ? String(Int(value)) : String(value)
+}

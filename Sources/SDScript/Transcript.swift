@@ -1,0 +1,112 @@
+import Crypto
+import Foundation
+
+/// A `#=>` result line of a transcript.
+///
+/// The two forms, exactly (fields separated by one space, in this order):
+///
+///     #=> image 3 seed=1234 size=512x768 sha256=<64 lowercase hex digits>
+///     #=> saved 3 generated_images/20261125-021500-1234-a-red-fox.png
+///
+/// `image N` is the image's number in the session (`show N`); `sha256` is the SHA-256 of its RGB8
+/// bytes, row-major, no header. A `saved` line's path is the rest of the line, verbatim. `run --check`
+/// compares the k-th `image` line after a command with the k-th image that command made; `saved`
+/// lines are informational (a replay saves under new names).
+public enum ResultRecord: Equatable, Sendable, CustomStringConvertible {
+    case image(index: Int, seed: UInt64, width: Int, height: Int, sha256: String)
+    case saved(index: Int, path: String)
+
+    public static let marker = "#=>"
+
+    public var description: String {
+        switch self {
+        case .image(let index, let seed, let width, let height, let sha256):
+            return "\(Self.marker) image \(index) seed=\(seed) size=\(width)x\(height) sha256=\(sha256)"
+        case .saved(let index, let path):
+            return "\(Self.marker) saved \(index) \(path)"
+        }
+    }
+
+    /// Parses a line written by `description`; nil if it is not one.
+    public init?(line: String) {
+        let text = line.trimmingWhitespace()
+        guard text.hasPrefix(Self.marker) else { return nil }
+        let body = String(text.dropFirst(Self.marker.count)).trimmingWhitespace()
+        let command = CommandText(body)
+        let rest = CommandText(command.argument)
+        guard let index = Int(rest.name), index > 0 else { return nil }
+        switch command.name {
+        case "saved":
+            guard !rest.argument.isEmpty else { return nil }
+            self = .saved(index: index, path: rest.argument)
+        case "image":
+            var fields: [String: String] = [:]
+            for word in rest.argument.words {
+                guard let equals = word.firstIndex(of: "=") else { return nil }
+                fields[String(word[..<equals])] = String(word[word.index(after: equals)...])
+            }
+            guard let seed = fields["seed"].flatMap({ UInt64($0) }),
+                  let size = fields["size"].flatMap(parseSize),
+                  let hash = fields["sha256"], hash.count == 64, hash.allSatisfy(\.isHexDigit)
+            else { return nil }
+            self = .image(index: index, seed: seed, width: size.width, height: size.height, sha256: hash.lowercased())
+        default:
+            return nil
+        }
+    }
+}
+
+/// `WxH` as two positive integers (range checks are the caller's).
+func parseSize(_ text: String) -> (width: Int, height: Int)? {
+    let parts = text.lowercased().split(separator: "x", omittingEmptySubsequences: false)
+    guard parts.count == 2, let width = Int(parts[0]), let height = Int(parts[1]) else { return nil }
+    return (width, height)
+}
+
+/// The SHA-256 of an image's RGB bytes, as 64 lowercase hex digits.
+public func pixelHash(_ pixels: RGBPixels) -> String {
+    SHA256.hash(data: pixels.rgb).map { String(format: "%02x", $0) }.joined()
+}
+
+/// Appends a session's transcript to a file, one line at a time, each written through at once so a
+/// crash loses nothing already recorded.
+public final class TranscriptRecorder {
+    public let path: String
+    private let handle: FileHandle
+
+    /// Creates `directory` if needed and a new file in it named from `date` (`20261125-021500.sdscript`,
+    /// with `-2`, `-3` … if taken).
+    /// - Throws: `ScriptError.file` when the directory or file cannot be created.
+    public init(directory: String, date: Date = Date()) throws {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyyMMdd-HHmmss"
+        let stem = directory + "/" + formatter.string(from: date)
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw ScriptError.file(command: "sdrepl", path: directory, reason: "cannot create the sessions directory (\(error.localizedDescription)); use --sessions DIR or --no-record")
+        }
+        var candidate = stem + ".sdscript"
+        var counter = 2
+        // O_EXCL: never append to another session's transcript.
+        var descriptor = open(candidate, O_WRONLY | O_CREAT | O_EXCL, 0o644)
+        while descriptor < 0 && errno == EEXIST {
+            candidate = "\(stem)-\(counter).sdscript"
+            counter += 1
+            descriptor = open(candidate, O_WRONLY | O_CREAT | O_EXCL, 0o644)
+        }
+        guard descriptor >= 0 else {
+            throw ScriptError.file(command: "sdrepl", path: candidate, reason: String(cString: strerror(errno)))
+        }
+        path = candidate
+        handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
+    }
+
+    /// Writes `line` and a newline (unbuffered: one write(2) per line).
+    public func record(_ line: String) {
+        // A transcript that cannot be written must not stop the session; the user was told at start.
+        try? handle.write(contentsOf: Data((line + "\n").utf8))
+    }
+}

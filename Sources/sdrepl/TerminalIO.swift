@@ -1,0 +1,181 @@
+import Foundation
+import Glibc
+import SDScript
+
+/// The session's output on the real terminal: lines on stdout, errors on stderr, a progress bar on a
+/// stderr that is a terminal, and sixel images on a stdout that is one.
+final class TerminalIO: SessionIO {
+    /// Escape sequences may be written to stdout (it is a terminal and the mode allows it).
+    let stdoutEscapes: Bool
+    /// A redrawn progress bar may be written to stderr.
+    let stderrEscapes: Bool
+    /// Draws sixel bytes for an image, scaled to fit; nil until the Imaging module is wired in.
+    let sixelEncoder: SixelEncoder?
+    private var capabilities: Terminal.Capabilities?
+    private var warnedNoEncoder = false
+    private var barShown = false
+
+    /// - Parameter allowEscapes: false in script mode from standard input, where nothing but plain
+    ///   text is written whatever the outputs are.
+    init(allowEscapes: Bool, sixelEncoder: SixelEncoder?) {
+        stdoutEscapes = allowEscapes && Terminal.isTerminal(STDOUT_FILENO)
+        stderrEscapes = allowEscapes && Terminal.isTerminal(STDERR_FILENO)
+        self.sixelEncoder = sixelEncoder
+    }
+
+    func output(_ line: String) {
+        clearBar()
+        FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    }
+
+    func diagnostic(_ line: String) {
+        clearBar()
+        FileHandle.standardError.write(Data((line + "\n").utf8))
+    }
+
+    func progress(_ progress: StepProgress, index: Int, count: Int, mode: PreviewMode) {
+        if let preview = progress.preview, wantsLivePreview(step: progress.step, total: progress.total, mode: mode) {
+            drawLivePreview(preview)
+            lastPreviewStep = progress.step
+        }
+        guard stderrEscapes, progress.total > 0 else { return }
+        let width = 24
+        let filled = min(width, progress.step * width / progress.total)
+        let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+        let perStep = progress.step > 0 ? progress.elapsed / Double(progress.step) : 0
+        let eta = progress.eta ?? perStep * Double(progress.total - progress.step)
+        var line = "\r"
+        if count > 1 { line += "image \(index)/\(count) " }
+        line += "[\(bar)] \(progress.step)/\(progress.total)  "
+        line += String(format: "%.2f s/step  ETA %@", perStep, formatDuration(eta))
+        FileHandle.standardError.write(Data((line + "\u{1B}[K").utf8))
+        barShown = true
+    }
+
+    func progressDone() {
+        clearBar()
+        livePreviewRows = 0
+        lastPreviewStep = 0
+    }
+
+    // MARK: - Live previews during a generation
+
+    /// Rows reserved above the progress bar for the current image's live preview (0: none yet).
+    private var livePreviewRows = 0
+    private var lastPreviewStep = 0
+    /// A live preview every this many steps, and at the last.
+    private let livePreviewInterval = 5
+    private let livePreviewSize = 128
+
+    private func wantsLivePreview(step: Int, total: Int, mode: PreviewMode) -> Bool {
+        guard stdoutEscapes, sixelEncoder != nil, mode != .off else { return false }
+        if mode == .auto && !terminalCapabilities().sixel { return false }
+        return step - lastPreviewStep >= livePreviewInterval || step == total
+    }
+
+    /// Draws the engine's small preview in a fixed area, redrawn in place at each update: the area is
+    /// reserved once per image (newlines, then back up) so drawing never scrolls the saved position.
+    private func drawLivePreview(_ pixels: RGBPixels) {
+        guard let sixelEncoder, let bytes = try? sixelEncoder(pixels, livePreviewSize, livePreviewSize) else { return }
+        clearBar()
+        var cellHeight = 20
+        if let size = Terminal.windowSize(), size.ws_row > 0, size.ws_ypixel > 0 {
+            cellHeight = max(1, Int(size.ws_ypixel) / Int(size.ws_row))
+        }
+        let rows = (livePreviewSize + cellHeight - 1) / cellHeight + 1
+        var prefix = ""
+        if livePreviewRows == 0 {
+            prefix = String(repeating: "\n", count: rows) + "\u{1B}[\(rows)A\u{1B}7"
+            livePreviewRows = rows
+        } else {
+            prefix = "\u{1B}8"
+        }
+        FileHandle.standardOutput.write(Data(prefix.utf8))
+        FileHandle.standardOutput.write(Data(bytes))
+        // Back to the top of the area, then below it, where the bar and the final image go.
+        FileHandle.standardOutput.write(Data("\u{1B}8\u{1B}[\(livePreviewRows)B\r".utf8))
+    }
+
+    private func clearBar() {
+        guard barShown else { return }
+        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+        barShown = false
+    }
+
+    @discardableResult
+    func display(_ image: RGBPixels, mode: PreviewMode) -> Bool {
+        guard stdoutEscapes, mode != .off else { return false }
+        if mode == .auto && !terminalCapabilities().sixel { return false }
+        guard let sixelEncoder else {
+            if !warnedNoEncoder {
+                diagnostic("preview: this build has no sixel encoder yet (the Imaging module is not wired in)")
+                warnedNoEncoder = true
+            }
+            return false
+        }
+        let (maxWidth, maxHeight) = previewBox()
+        do {
+            let bytes = try sixelEncoder(image, maxWidth, maxHeight)
+            FileHandle.standardOutput.write(Data(bytes))
+            FileHandle.standardOutput.write(Data("\n".utf8))
+            return true
+        } catch {
+            diagnostic("preview: \(error)")
+            return false
+        }
+    }
+
+    /// The largest image that fits: the window's pixel size less two text lines, or 512x512 when the
+    /// terminal does not say.
+    private func previewBox() -> (Int, Int) {
+        var width = 0, height = 0, rows = 0
+        if let size = Terminal.windowSize() {
+            width = Int(size.ws_xpixel)
+            height = Int(size.ws_ypixel)
+            rows = Int(size.ws_row)
+        }
+        if width == 0 || height == 0, let reported = terminalCapabilities().pixelWidth {
+            width = reported
+            height = terminalCapabilities().pixelHeight ?? reported
+        }
+        guard width > 0, height > 0 else { return (512, 512) }
+        let lineHeight = rows > 0 ? height / rows : 20
+        return (width, max(64, height - 2 * lineHeight))
+    }
+
+    func previewStatus(_ mode: PreviewMode) -> String {
+        switch mode {
+        case .off: return "off"
+        case .sixel: return stdoutEscapes ? "sixel" : "sixel (not drawn: stdout is not a terminal)"
+        case .auto:
+            guard stdoutEscapes else { return "auto (off: stdout is not a terminal)" }
+            let found = terminalCapabilities()
+            if found.sixel { return "auto (sixel: the terminal lists attribute 4)" }
+            return found.answered ? "auto (off: the terminal does not list sixel)" : "auto (off: the terminal did not answer)"
+        }
+    }
+
+    /// Asks the terminal now (interactive sessions do, before the first prompt).
+    func prepareTerminal() {
+        _ = terminalCapabilities()
+    }
+
+    /// Asks the terminal once, on first need.
+    private func terminalCapabilities() -> Terminal.Capabilities {
+        if let capabilities { return capabilities }
+        let found = stdoutEscapes ? Terminal.query()
+                                  : Terminal.Capabilities(sixel: false, pixelWidth: nil, pixelHeight: nil, answered: false)
+        capabilities = found
+        return found
+    }
+
+    var isInterrupted: Bool { Interrupt.isSet }
+
+    func clearInterrupt() { Interrupt.clear() }
+}
+
+func formatDuration(_ seconds: Double) -> String {
+    guard seconds.isFinite, seconds >= 0 else { return "?" }
+    let total = Int(seconds.rounded())
+    return total >= 60 ? "\(total / 60)m\(String(format: "%02d", total % 60))s" : "\(total)s"
+}

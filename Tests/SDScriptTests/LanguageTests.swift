@@ -1,0 +1,256 @@
+import XCTest
+@testable import SDScript
+
+final class TokenizerTests: XCTestCase {
+    func testBlankCommentResultAndCommandLines() {
+        XCTAssertEqual(ScriptLine("   "), .blank)
+        XCTAssertEqual(ScriptLine("  # a note"), .comment("a note"))
+        XCTAssertEqual(ScriptLine("prompt   a red fox, (snow:1.2)  "),
+                       .command(CommandText(name: "prompt", argument: "a red fox, (snow:1.2)")))
+        XCTAssertEqual(ScriptLine("gen"), .command(CommandText(name: "gen", argument: "")))
+        XCTAssertEqual(ScriptLine("\tset steps\t30"), .command(CommandText(name: "set", argument: "steps\t30")))
+        XCTAssertEqual(ScriptLine("#=> saved 2 out/a b.png"), .result(.saved(index: 2, path: "out/a b.png")))
+        XCTAssertEqual(ScriptLine("#=> image x"), .malformedResult("#=> image x"))
+    }
+
+    func testHashIsPartOfFreeTextButEndsAWordArgument() {
+        let session = makeSession()
+        XCTAssertEqual(session.execute("prompt issue #42 # not a comment"), .ok)
+        XCTAssertEqual(session.settings.prompt, "issue #42 # not a comment")
+        XCTAssertEqual(session.execute("seed 123456 # random"), .ok)
+        XCTAssertEqual(session.settings.seed, .fixed(123456))
+        XCTAssertEqual(session.execute("set steps 30   # fewer is blurry"), .ok)
+        XCTAssertEqual(session.settings.steps, 30)
+        XCTAssertEqual(session.execute("set steps#30"), .failed(Diagnostic(.badArgument(
+            command: "set", argument: "steps#30", reason: "unknown setting", suggestion: "steps"), at: nil)))
+    }
+
+    func testEditDistanceAndSuggestions() {
+        XCTAssertEqual(editDistance(Array("stpes"), Array("steps")), 1)
+        XCTAssertEqual(editDistance(Array("kitten"), Array("sitting")), 3)
+        XCTAssertEqual(closestWord(to: "stpes", in: SettingKey.names), "steps")
+        XCTAssertEqual(closestWord(to: "GNE", in: Command.table.map(\.name)), "gen")
+        XCTAssertEqual(closestWord(to: "samp", in: SettingKey.names), "sampler")
+        XCTAssertNil(closestWord(to: "zzzzzz", in: SettingKey.names))
+    }
+
+    func testSamplerNamesAndA1111Aliases() {
+        let expected = ["Euler a": "euler-a", "DPM++ 2M Karras": "dpmpp-2m-karras", "PLMS": "pndm", "ddim": "ddim",
+                        "k_euler_a": "euler-a", "DPM++ 2M": "dpmpp-2m", "EULER": "euler", "LCM": "lcm",
+                        "dpmpp_2m_karras": "dpmpp-2m-karras", "euler_ancestral": "euler-a"]
+        for (name, canonical) in expected { XCTAssertEqual(Samplers.canonicalName(name), canonical, name) }
+        XCTAssertNil(Samplers.canonicalName("heun"))
+        for name in Samplers.canonical { XCTAssertEqual(Samplers.canonicalName(name), name) }
+    }
+}
+
+final class CommandTests: XCTestCase {
+    func testDefaultsAreThoseOfTheIssue() {
+        let settings = SessionSettings()
+        XCTAssertEqual(settings.style, "none")
+        XCTAssertEqual(settings.sampler, "pndm")
+        XCTAssertEqual(settings.steps, 25)
+        XCTAssertEqual(settings.cfg, 7.5)
+        XCTAssertEqual(settings.width, 512)
+        XCTAssertEqual(settings.height, 512)
+        XCTAssertEqual(settings.batch, 1)
+        XCTAssertEqual(settings.clipSkip, 1)
+        XCTAssertEqual(settings.preview, .auto)
+        XCTAssertEqual(settings.outdir, "generated_images")
+        XCTAssertEqual(settings.memory, .auto)
+        XCTAssertEqual(settings.seed, .random)
+    }
+
+    func testSetEveryKeyThenUnsetRestoresDefaults() {
+        let folder = TemporaryFolder()
+        let model = folder.write("m.safetensors", "x")
+        let session = makeSession()
+        let commands = ["set style None", "set steps 40", "set cfg 4", "set size 512x768", "set sampler DPM++ 2M Karras",
+                        "set batch 3", "set model \(model)", "set clip-skip 2", "set preview off", "set outdir out dir",
+                        "set memory low", "set jpeg-quality 80", "set autosave off", "set seed 5",
+                        "set prompt a cat", "set negative blurry"]
+        for command in commands { XCTAssertEqual(session.execute(command), .ok, command) }
+        var expected = SessionSettings()
+        expected.steps = 40
+        expected.cfg = 4
+        expected.height = 768
+        expected.sampler = "dpmpp-2m-karras"
+        expected.batch = 3
+        expected.model = model
+        expected.clipSkip = 2
+        expected.preview = .off
+        expected.outdir = "out dir"
+        expected.memory = .low
+        expected.jpegQuality = 80
+        expected.autosave = false
+        expected.seed = .fixed(5)
+        expected.prompt = "a cat"
+        expected.negative = "blurry"
+        XCTAssertEqual(session.settings, expected)
+        for key in SettingKey.names { XCTAssertEqual(session.execute("unset \(key)"), .ok, key) }
+        XCTAssertEqual(session.settings, SessionSettings())
+    }
+
+    func testSettingAliasesAndSides() {
+        let session = makeSession()
+        for line in ["set guidance 5", "set width 640", "set HEIGHT 384", "set clip_skip 2", "set scheduler DDIM",
+                     "set negative-prompt ugly"] {
+            XCTAssertEqual(session.execute(line), .ok, line)
+        }
+        XCTAssertEqual(session.settings.request(seed: 0), GenerationSettings(
+            negative: "ugly", cfg: 5, width: 640, height: 384, sampler: "ddim", clipSkip: 2))
+        XCTAssertEqual(session.execute("set width 650"), .failed(Diagnostic(.badArgument(
+            command: "set width", argument: "650", reason: "expected a multiple of 8 from 64 to 2048, got"), at: nil)))
+        XCTAssertEqual(session.execute("unset width"), .ok)
+        XCTAssertEqual(session.settings.width, 512)
+    }
+
+    func testSetAloneListsEverySetting() {
+        let io = BufferIO()
+        let session = makeSession(io: io)
+        _ = session.execute("set steps 30")
+        _ = session.execute("set")
+        XCTAssertEqual(io.lines.count, SettingKey.all.count)
+        XCTAssertTrue(io.lines.contains("steps         30   (changed)"), "\(io.lines)")
+        XCTAssertTrue(io.lines.contains("sampler       pndm"), "\(io.lines)")
+    }
+
+    /// Each validation error, as the user sees it in a script: FILE:LINE, the command, the argument,
+    /// and the closest valid word where there is one.
+    func testValidationErrorsCarryFileLineAndSuggestion() {
+        let cases: [(String, String)] = [
+            ("set stpes 30", "set: unknown setting 'stpes' (did you mean 'steps'?)"),
+            ("gne", "unknown command 'gne' (did you mean 'gen'?); type 'help' for the list"),
+            ("set steps 0", "set steps: expected a whole number from 1 to 1000, got '0'"),
+            ("set steps many", "set steps: expected a whole number from 1 to 1000, got 'many'"),
+            ("set cfg -1", "set cfg: expected a number from 0 to 50, got '-1'"),
+            ("set cfg nan", "set cfg: expected a number from 0 to 50, got 'nan'"),
+            ("set size 500x512", "set size: width and height must be multiples of 8 from 64 to 2048, got '500x512'"),
+            ("set size 4096x512", "set size: width and height must be multiples of 8 from 64 to 2048, got '4096x512'"),
+            ("set size big", "set size: expected WxH (e.g. 512x768), got 'big'"),
+            ("set sampler eulr", "set sampler: unknown sampler 'eulr' (did you mean 'euler'?)"),
+            ("set style cinematik", "set style: unknown style 'cinematik'"),
+            ("set preview sixle", "set preview: expected auto, sixel, off, got 'sixle' (did you mean 'sixel'?)"),
+            ("set memory hi", "set memory: expected auto, low, fast, got 'hi'"),
+            ("set batch 65", "set batch: expected a whole number from 1 to 64, got '65'"),
+            ("set clip-skip 13", "set clip-skip: expected a whole number from 1 to 12, got '13'"),
+            ("set jpeg-quality 101", "set jpeg-quality: expected a whole number from 1 to 100, got '101'"),
+            ("set steps", "set steps: missing argument; usage: set steps 1…1000"),
+            ("seed randon", "seed: expected a whole number from 0 to 18446744073709551615 or 'random', got 'randon' (did you mean 'random'?)"),
+            ("seed", "seed: missing argument; usage: seed N | random"),
+            ("unset stepz", "unset: unknown setting 'stepz' (did you mean 'steps'?)"),
+            ("gen 0", "gen: expected a number of images from 1 to 64, got '0'"),
+            ("show 1", "show: no image yet; run 'gen' first"),
+            ("history now", "history: takes no argument, got 'now'; see 'help history'"),
+            ("help gem", "help: no such command 'gem' (did you mean 'gen'?)"),
+            ("model /nonexistent/x.safetensors", "model: /nonexistent/x.safetensors: no such file or folder"),
+            ("run", "run: missing argument; usage: run FILE"),
+        ]
+        let folder = TemporaryFolder()
+        for (line, message) in cases {
+            let io = BufferIO()
+            let session = makeSession(io: io)
+            let script = folder.write("case.sdscript", "# a comment\n\nprompt a fox\n\(line)\ngen\n")
+            let summary = session.runScript(at: script, options: ScriptOptions())
+            XCTAssertEqual(io.diagnostics, ["\(script):4: \(message)"], line)
+            XCTAssertEqual(summary.errors.count, 1, line)
+            XCTAssertEqual(summary.errors.first?.location, SourceLocation(file: script, line: 4), line)
+            XCTAssertTrue(session.images.isEmpty, "stopped before the gen on line 5: \(line)")
+        }
+    }
+
+    func testScriptStopsAtFirstErrorUnlessKeepGoing() {
+        let folder = TemporaryFolder()
+        let script = folder.write("s.sdscript", "set steps 0\nset steps 12\nset cfg x\nset cfg 3\n")
+        let stopping = makeSession()
+        let first = stopping.runScript(at: script)
+        XCTAssertEqual(first.errors.map(\.location?.line), [1])
+        XCTAssertEqual(stopping.settings.steps, 25)
+
+        let going = makeSession()
+        let all = going.runScript(at: script, options: ScriptOptions(keepGoing: true))
+        XCTAssertEqual(all.errors.map(\.location?.line), [1, 3])
+        XCTAssertEqual(going.settings.steps, 12)
+        XCTAssertEqual(going.settings.cfg, 3)
+    }
+
+    func testInteractiveErrorsHaveNoLocationAndTheSessionGoesOn() {
+        let io = BufferIO()
+        let session = makeSession(io: io)
+        XCTAssertEqual(session.execute("set stpes 30"), .failed(Diagnostic(.badArgument(
+            command: "set", argument: "stpes", reason: "unknown setting", suggestion: "steps"), at: nil)))
+        XCTAssertEqual(io.diagnostics, ["set: unknown setting 'stpes' (did you mean 'steps'?)"])
+        XCTAssertEqual(session.execute("set steps 30"), .ok)
+        XCTAssertEqual(session.execute("quit"), .quit)
+        XCTAssertEqual(session.execute("EXIT"), .quit)
+    }
+
+    func testNestedRunIsRelativeToTheScriptAndKeepsState() {
+        let folder = TemporaryFolder()
+        folder.write("lib/common.sdscript", "set steps 11\nrun deeper.sdscript\n")
+        folder.write("lib/deeper.sdscript", "set cfg 2.5\n")
+        let main = folder.write("main.sdscript", "run lib/common.sdscript\nset batch 2\n")
+        let session = makeSession()
+        XCTAssertTrue(session.runScript(at: main).succeeded)
+        XCTAssertEqual(session.settings.steps, 11)
+        XCTAssertEqual(session.settings.cfg, 2.5)
+        XCTAssertEqual(session.settings.batch, 2)
+    }
+
+    func testNestedErrorNamesTheInnerFileAndStopsTheOuter() {
+        let folder = TemporaryFolder()
+        let inner = folder.write("inner.sdscript", "set steps 3\nset stpes 4\n")
+        let outer = folder.write("outer.sdscript", "run inner.sdscript\nset steps 9\n")
+        let io = BufferIO()
+        let session = makeSession(io: io)
+        let summary = session.runScript(at: outer)
+        XCTAssertEqual(io.diagnostics, ["\(inner):2: set: unknown setting 'stpes' (did you mean 'steps'?)"])
+        XCTAssertEqual(summary.errors.count, 1)
+        XCTAssertEqual(session.settings.steps, 3)
+    }
+
+    func testRunCycleIsDetected() {
+        let folder = TemporaryFolder()
+        let a = folder.write("a.sdscript", "set steps 2\nrun b.sdscript\n")
+        let b = folder.write("b.sdscript", "run a.sdscript\n")
+        let io = BufferIO()
+        let session = makeSession(io: io)
+        XCTAssertFalse(session.runScript(at: a).succeeded)
+        XCTAssertEqual(io.diagnostics, ["\(b):1: run: cycle: \(a) -> \(b) -> \(folder.path)/a.sdscript"])
+    }
+
+    func testRunDepthIsLimited() {
+        let folder = TemporaryFolder()
+        for level in 0..<12 { folder.write("l\(level).sdscript", "run l\(level + 1).sdscript\n") }
+        folder.write("l12.sdscript", "set steps 5\n")
+        let io = BufferIO()
+        let session = makeSession(io: io)
+        XCTAssertFalse(session.runScript(at: folder.path + "/l0.sdscript").succeeded)
+        XCTAssertEqual(io.diagnostics, ["\(folder.path)/l7.sdscript:1: run: \(folder.path)/l8.sdscript: 'run' files nest more than 8 deep"])
+        XCTAssertEqual(session.settings.steps, 25)
+    }
+
+    func testQuitInANestedScriptEndsEverything() {
+        let folder = TemporaryFolder()
+        folder.write("q.sdscript", "set steps 3\nquit\nset steps 4\n")
+        let main = folder.write("main.sdscript", "run q.sdscript\nset steps 5\n")
+        let session = makeSession()
+        let summary = session.runScript(at: main)
+        XCTAssertTrue(summary.quit)
+        XCTAssertTrue(summary.succeeded)
+        XCTAssertEqual(session.settings.steps, 3)
+    }
+
+    func testHelpListsEveryCommandAndExplainsSet() {
+        let io = BufferIO()
+        let session = makeSession(io: io)
+        _ = session.execute("help")
+        for command in Command.table {
+            XCTAssertTrue(io.lines.contains { $0.hasPrefix(command.usage + " ") }, command.name)
+        }
+        io.lines = []
+        _ = session.execute("help set")
+        XCTAssertEqual(io.lines.first, "usage: set [KEY VALUE]")
+        XCTAssertTrue(io.lines.contains { $0.contains("sampler") && $0.contains("euler-a") && $0.contains("(default: pndm)") })
+    }
+}

@@ -1,0 +1,320 @@
+import XCTest
+@testable import SDScript
+
+final class ResultRecordTests: XCTestCase {
+    func testFormatAndParseRoundTrip() {
+        let hash = String(repeating: "ab", count: 32)
+        let image = ResultRecord.image(index: 3, seed: 1234, width: 512, height: 768, sha256: hash)
+        XCTAssertEqual(image.description, "#=> image 3 seed=1234 size=512x768 sha256=\(hash)")
+        XCTAssertEqual(ResultRecord(line: image.description), image)
+        let saved = ResultRecord.saved(index: 3, path: "generated_images/a fox #2.png")
+        XCTAssertEqual(saved.description, "#=> saved 3 generated_images/a fox #2.png")
+        XCTAssertEqual(ResultRecord(line: saved.description), saved)
+    }
+
+    func testMalformedResultLinesAreRejected() {
+        let hash = String(repeating: "0", count: 64)
+        for line in ["#=> image 1 seed=x size=8x8 sha256=\(hash)", "#=> image 1 seed=1 size=8x8 sha256=abc",
+                     "#=> image 0 seed=1 size=8x8 sha256=\(hash)", "#=> image 1 seed=1 sha256=\(hash)",
+                     "#=> picture 1", "#=> saved 1", "#=> image 1 seed=1 size=8by8 sha256=\(hash)"] {
+            XCTAssertNil(ResultRecord(line: line), line)
+        }
+    }
+
+    func testPixelHashIsSHA256OfTheRGBBytes() {
+        // python3 -c "import hashlib; print(hashlib.sha256(bytes([255,0,0, 0,255,0])).hexdigest())"
+        let pixels = RGBPixels(width: 2, height: 1, rgb: [255, 0, 0, 0, 255, 0])
+        XCTAssertEqual(pixelHash(pixels), "0757241fa846855871c4ec6994954cbe0e0e7a8fd7bb3f7487462f6ce4215780")
+        XCTAssertNotEqual(pixelHash(pixels), pixelHash(RGBPixels(width: 2, height: 1, rgb: [255, 0, 0, 0, 255, 1])))
+    }
+}
+
+final class GenerationTests: XCTestCase {
+    func testGenMakesNImagesWithConsecutiveSeedsAndTheStyleApplied() {
+        let io = BufferIO()
+        let loader = CountingLoader()
+        let session = makeSession(io: io, loader: loader)
+        for line in ["prompt a red fox", "negative blurry", "seed 41", "set size 64x64", "set steps 3", "gen 3", "gen"] {
+            XCTAssertEqual(session.execute(line), .ok, line)
+        }
+        XCTAssertEqual(loader.loads, 1, "the model loads once and stays loaded")
+        XCTAssertEqual(loader.generator.requests.map(\.seed), [41, 42, 43, 41])
+        XCTAssertEqual(loader.generator.requests.first, GenerationSettings(
+            prompt: "a red fox", negative: "blurry", style: "none", seed: 41, steps: 3, cfg: 7.5, width: 64, height: 64,
+            sampler: "pndm", clipSkip: 1, model: nil))
+        XCTAssertEqual(session.images.map(\.index), [1, 2, 3, 4])
+        XCTAssertEqual(session.images[0].sha256, session.images[3].sha256, "same request, same pixels")
+        XCTAssertNotEqual(session.images[0].sha256, session.images[1].sha256)
+        XCTAssertEqual(io.progressCalls, 12)
+        XCTAssertEqual(io.displayed, 4)
+        XCTAssertEqual(session.lastBatch, [3])
+    }
+
+    func testRandomSeedDrawsAFreshSeedForEachGen() {
+        let loader = CountingLoader()
+        let session = makeSession(seeds: [500, 900], loader: loader)
+        for line in ["prompt x", "set size 64x64", "set steps 1", "gen 2", "gen"] { _ = session.execute(line) }
+        XCTAssertEqual(loader.generator.requests.map(\.seed), [500, 501, 900])
+    }
+
+    func testCtrlCCancelsTheGenerationAndKeepsFinishedImages() {
+        let io = BufferIO()
+        io.interruptAfter = 7  // during the third step of the second image
+        let session = makeSession(io: io)
+        for line in ["prompt x", "seed 1", "set size 64x64", "set steps 5"] { _ = session.execute(line) }
+        XCTAssertEqual(session.execute("gen 3"), .failed(Diagnostic(.cancelled(completed: 1, requested: 3), at: nil)))
+        XCTAssertEqual(io.diagnostics, ["gen: cancelled (1 of 3 images finished)"])
+        XCTAssertEqual(session.images.count, 1)
+        XCTAssertEqual(session.execute("gen"), .ok, "the next gen starts with the flag cleared")
+    }
+
+    func testWithoutAModelGenSaysWhereItLooked() {
+        let folder = TemporaryFolder()
+        let io = BufferIO()
+        let search = BasicModelSearch(environment: ["HF_HOME": folder.path + "/hf"], currentDirectory: folder.path,
+                                      home: folder.path + "/home")
+        let session = Session(components: Components(models: search), io: io)
+        XCTAssertEqual(session.execute("gen"), .failed(Diagnostic(.noModel(searched: [
+            "model PATH / --model: not given",
+            "$SDREPL_MODEL: not set",
+            "\(folder.path)/models: no *.safetensors file or diffusers folder",
+            "\(folder.path)/hf/hub ($HF_HOME/hub): no snapshot of runwayml/stable-diffusion-v1-5 or stable-diffusion-v1-5/stable-diffusion-v1-5",
+            "\(folder.path)/home/.cache/huggingface/hub (~/.cache/huggingface/hub): no snapshot of runwayml/stable-diffusion-v1-5 or stable-diffusion-v1-5/stable-diffusion-v1-5",
+        ], advice: search.advice), at: nil)))
+        XCTAssertTrue(io.diagnostics[0].hasPrefix("gen: no Stable Diffusion 1.5 model found. sdrepl looked in, in order:\n  1. model PATH"))
+        XCTAssertTrue(io.diagnostics[0].contains("To get one:\n  - run 'model download'"))
+    }
+
+    func testDiscoveryFindsTheHuggingFaceCacheAndModelsFolder() {
+        let folder = TemporaryFolder()
+        let file = folder.write("hub/models--stable-diffusion-v1-5--stable-diffusion-v1-5/snapshots/abc123/v1-5-pruned-emaonly-fp16.safetensors", "x")
+        let search = BasicModelSearch(environment: ["HF_HUB_CACHE": folder.path + "/hub"], currentDirectory: folder.path,
+                                      home: folder.path)
+        XCTAssertEqual(search.locate(explicit: nil), .found(ModelLocation(path: file, source: "Hugging Face cache")))
+        let local = folder.write("models/mine.safetensors", "x")
+        XCTAssertEqual(search.locate(explicit: nil), .found(ModelLocation(path: local, source: "./models")))
+        XCTAssertEqual(search.locate(explicit: "models/mine.safetensors"),
+                       .found(ModelLocation(path: local, source: "model PATH")))
+    }
+
+    func testWithAModelButNoEngineGenSaysSo() {
+        let folder = TemporaryFolder()
+        let model = folder.write("models/m.safetensors", "x")
+        let io = BufferIO()
+        let search = BasicModelSearch(environment: [:], currentDirectory: folder.path, home: folder.path)
+        let session = Session(components: Components(models: search), io: io)
+        XCTAssertEqual(session.execute("gen"), .failed(Diagnostic(.noEngine(model: model), at: nil)))
+    }
+
+    func testSaveAndAutosaveRecordSavedPaths() {
+        let saver = RecordingSaver()
+        let session = makeSession(saver: saver)
+        for line in ["prompt x", "seed 3", "set size 64x64", "set steps 1", "gen 2", "set autosave off", "gen",
+                     "save out/pic.png"] {
+            XCTAssertEqual(session.execute(line), .ok, line)
+        }
+        XCTAssertEqual(saver.saved.map(\.1), [nil, nil, "out/pic.png"])
+        XCTAssertEqual(session.images.map(\.savedPaths), [["generated_images/3.png"], ["generated_images/4.png"], ["out/pic.png"]])
+        XCTAssertEqual(session.execute("set autosave on"), .ok)
+        XCTAssertEqual(session.execute("gen 2"), .ok)
+        XCTAssertEqual(session.execute("save shot.jpg"), .ok)
+        XCTAssertEqual(saver.saved.suffix(2).map(\.1), ["shot-1.jpg", "shot-2.jpg"])
+    }
+
+    func testSaveWithoutImagingSaysSo() {
+        let io = BufferIO()
+        let session = makeSession(io: io)
+        for line in ["prompt x", "set size 64x64", "set steps 1", "gen"] { _ = session.execute(line) }
+        XCTAssertEqual(session.execute("save"), .failed(Diagnostic(.unavailable(
+            command: "save", reason: "this build has no image writer yet (the Imaging module is not wired in)"), at: nil)))
+    }
+
+    func testLoadAppliesARecipe() {
+        struct Reader: RecipeReader {
+            func recipe(at path: String) throws -> ImageRecipe {
+                ImageRecipe(prompt: "a fox", negative: "ugly", seed: 77, steps: 30, cfg: 6, width: 512, height: 768,
+                            sampler: "DPM++ 2M Karras", text: "a fox")
+            }
+        }
+        let session = Session(components: Components(models: FixedModelCatalog(), recipes: Reader()), io: BufferIO())
+        XCTAssertEqual(session.execute("load fox.png"), .ok)
+        XCTAssertEqual(session.settings.request(seed: 77), GenerationSettings(
+            prompt: "a fox", negative: "ugly", style: "none", seed: 77, steps: 30, cfg: 6, width: 512, height: 768,
+            sampler: "dpmpp-2m-karras"))
+        XCTAssertEqual(session.settings.seed, .fixed(77))
+    }
+}
+
+final class TranscriptTests: XCTestCase {
+    /// Records an interactive session, the way `sdrepl` does, and returns the transcript's path.
+    private func recordSession(in folder: TemporaryFolder, lines: [String]) throws -> (String, Session) {
+        let recorder = try TranscriptRecorder(directory: folder.path + "/sessions",
+                                              date: Date(timeIntervalSince1970: 1_795_000_000))
+        let session = makeSession(transcript: recorder, seeds: [1234, 98765])
+        session.recordComment("test session")
+        for line in lines { _ = session.execute(line) }
+        return (recorder.path, session)
+    }
+
+    func testRecordingWritesCommandsConcreteSeedsAndResults() throws {
+        let folder = TemporaryFolder()
+        let (path, session) = try recordSession(in: folder, lines: [
+            "prompt a red fox # in snow", "set size 64x64", "set steps 2", "seed random", "gen 2", "set stpes 3",
+            "seed 7", "gen", "help", "set seed random", "quit",
+        ])
+        XCTAssertTrue(path.hasSuffix("/sessions/20261118-110640.sdscript"), path)
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let hashes = session.images.map(\.sha256)
+        XCTAssertEqual(text, """
+            # test session
+            prompt a red fox # in snow
+            set size 64x64
+            set steps 2
+            # seed random
+            seed 1234 # random
+            gen 2
+            #=> image 1 seed=1234 size=64x64 sha256=\(hashes[0])
+            #=> image 2 seed=1235 size=64x64 sha256=\(hashes[1])
+            # set stpes 3
+            # error: set: unknown setting 'stpes' (did you mean 'steps'?)
+            seed 7
+            gen
+            #=> image 3 seed=7 size=64x64 sha256=\(hashes[2])
+            help
+            # set seed random
+
+            """)
+    }
+
+    func testACancelledGenIsRecordedAsTheImagesItMadeAndChecks() throws {
+        let folder = TemporaryFolder()
+        let recorder = try TranscriptRecorder(directory: folder.path)
+        let io = BufferIO()
+        let session = makeSession(io: io, transcript: recorder, seeds: [50])
+        for line in ["prompt x", "set size 64x64", "set steps 4"] { _ = session.execute(line) }
+        io.interruptAfter = 6  // second step of the second image
+        _ = session.execute("gen 3")
+        io.interruptAfter = 1
+        _ = session.execute("gen 2")  // cancelled before any image
+        let text = try String(contentsOfFile: recorder.path, encoding: .utf8)
+        XCTAssertEqual(text, """
+            prompt x
+            set size 64x64
+            set steps 4
+            seed 50 # random
+            gen 1 # gen 3, stopped: gen: cancelled (1 of 3 images finished)
+            #=> image 1 seed=50 size=64x64 sha256=\(session.images[0].sha256)
+            seed 7 # random
+            # gen 2
+            # error: gen: cancelled (0 of 2 images finished)
+
+            """)
+        let summary = makeSession(seeds: []).runScript(at: recorder.path, options: ScriptOptions(check: true))
+        XCTAssertEqual(summary.errors, [])
+        XCTAssertEqual(summary.checked, 1)
+    }
+
+    func testTranscriptsNeverOverwriteEachOther() throws {
+        let folder = TemporaryFolder()
+        let date = Date(timeIntervalSince1970: 1_795_000_000)
+        let first = try TranscriptRecorder(directory: folder.path, date: date)
+        let second = try TranscriptRecorder(directory: folder.path, date: date)
+        XCTAssertNotEqual(first.path, second.path)
+        XCTAssertTrue(second.path.hasSuffix("-2.sdscript"))
+    }
+
+    func testRecordReplayCheckPasses() throws {
+        let folder = TemporaryFolder()
+        let (path, recorded) = try recordSession(in: folder, lines: [
+            "prompt a lighthouse", "set size 64x64", "set steps 2", "gen 2", "set sampler euler a", "gen",
+        ])
+        XCTAssertEqual(recorded.images.count, 3)
+        let replay = makeSession(seeds: [])
+        let summary = replay.runScript(at: path, options: ScriptOptions(check: true))
+        XCTAssertEqual(summary.errors, [])
+        XCTAssertEqual(summary.checked, 3)
+        XCTAssertEqual(replay.images.map(\.sha256), recorded.images.map(\.sha256))
+    }
+
+    func testTamperedHashFailsNamingItsLine() throws {
+        let folder = TemporaryFolder()
+        let (path, _) = try recordSession(in: folder, lines: ["prompt a lighthouse", "set size 64x64", "set steps 2", "gen 2"])
+        var lines = try String(contentsOfFile: path, encoding: .utf8).components(separatedBy: "\n")
+        let target = try XCTUnwrap(lines.lastIndex { $0.hasPrefix("#=> image 2") })
+        let original = lines[target]
+        let recordedHash = String(original.suffix(64))
+        let tamperedHash = String(recordedHash.dropLast()) + (recordedHash.hasSuffix("0") ? "1" : "0")
+        lines[target] = String(original.dropLast(64)) + tamperedHash
+        try lines.joined(separator: "\n").write(toFile: path, atomically: true, encoding: .utf8)
+
+        let io = BufferIO()
+        let replay = makeSession(io: io, seeds: [])
+        let summary = replay.runScript(at: path, options: ScriptOptions(check: true))
+        XCTAssertEqual(summary.checked, 1)
+        XCTAssertEqual(summary.errors.map(\.location), [SourceLocation(file: path, line: target + 1)])
+        XCTAssertEqual(io.diagnostics, [
+            "\(path):\(target + 1): check: image 2 differs: sha256 recorded \(tamperedHash), replayed \(recordedHash)",
+        ])
+    }
+
+    func testCheckReportsAResultWithNoImageAndAMalformedLine() {
+        let folder = TemporaryFolder()
+        let hash = String(repeating: "0", count: 64)
+        let script = folder.write("t.sdscript", "prompt x\n#=> image 1 seed=1 size=64x64 sha256=\(hash)\n#=> image 2 broken\n")
+        let io = BufferIO()
+        let summary = makeSession(io: io).runScript(at: script, options: ScriptOptions(check: true))
+        XCTAssertEqual(io.diagnostics, [
+            "\(script):2: check: image 1: recorded, but the command before made 0 images",
+            "\(script):3: check: cannot read this result line: #=> image 2 broken",
+        ])
+        XCTAssertEqual(summary.errors.count, 2)
+    }
+
+    func testReplayWithoutCheckIgnoresResultLines() {
+        let folder = TemporaryFolder()
+        let script = folder.write("t.sdscript", "prompt x\n#=> image 1 broken\nset steps 3\n")
+        XCTAssertTrue(makeSession().runScript(at: script).succeeded)
+    }
+
+    func testCheckWritesNoImages() throws {
+        let folder = TemporaryFolder()
+        let (path, _) = try recordSession(in: folder, lines: ["prompt x", "set size 64x64", "set steps 1", "gen"])
+        let saver = RecordingSaver()
+        let summary = makeSession(saver: saver).runScript(at: path, options: ScriptOptions(check: true))
+        XCTAssertEqual(summary.checked, 1)
+        XCTAssertTrue(saver.saved.isEmpty)
+    }
+}
+
+final class CompletionTests: XCTestCase {
+    func testCommandsSettingsAndValues() {
+        let session = makeSession()
+        XCTAssertEqual(session.complete("se").candidates, ["seed", "set"])
+        XCTAssertEqual(session.complete("se").insertion, "")
+        XCTAssertEqual(session.complete("hist").insertion, "ory ")
+        XCTAssertEqual(session.complete("set sam").candidates, ["sampler"])
+        XCTAssertEqual(session.complete("set sam").insertion, "pler ")
+        XCTAssertEqual(session.complete("set sampler eu").candidates, ["euler", "euler-a"])
+        XCTAssertEqual(session.complete("set sampler dpmpp-2m-").insertion, "karras ")
+        XCTAssertEqual(session.complete("set preview ").candidates, ["auto", "sixel", "off"])
+        XCTAssertEqual(session.complete("set style n").candidates, ["none"])
+        XCTAssertEqual(session.complete("unset clip").candidates, ["clip-skip"])
+        XCTAssertEqual(session.complete("help ge").candidates, ["gen"])
+        XCTAssertEqual(session.complete("prompt a fo").candidates, [])
+    }
+
+    func testPaths() {
+        let folder = TemporaryFolder()
+        folder.write("scripts/tour.sdscript", "")
+        folder.write("scripts/tone.sdscript", "")
+        let session = makeSession()
+        XCTAssertEqual(session.complete("run \(folder.path)/scr").candidates, ["\(folder.path)/scripts/"])
+        XCTAssertEqual(session.complete("run \(folder.path)/scr").insertion, "ipts/")
+        let both = session.complete("run \(folder.path)/scripts/t")
+        XCTAssertEqual(both.candidates, ["\(folder.path)/scripts/tone.sdscript", "\(folder.path)/scripts/tour.sdscript"])
+        XCTAssertEqual(both.insertion, "o")
+        XCTAssertEqual(both.displayCandidates, ["tone.sdscript", "tour.sdscript"])
+        XCTAssertEqual(session.complete("set outdir \(folder.path)/s").candidates, ["\(folder.path)/scripts/"])
+        XCTAssertEqual(session.complete("model d").candidates.first, "download")
+    }
+}

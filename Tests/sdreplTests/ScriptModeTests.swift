@@ -1,0 +1,85 @@
+import Foundation
+import XCTest
+
+/// The real `sdrepl` binary with pipes: `sdrepl < FILE`, `sdrepl run FILE`, exit codes and messages.
+final class ScriptModeTests: XCTestCase {
+    func testStandardInputIsAScriptStoppingAtTheFirstError() throws {
+        let sandbox = Sandbox()
+        let run = try PipeRun([], stdin: "prompt a fox\nset stpes 30\nset steps 40\n", in: sandbox)
+        XCTAssertEqual(run.status, 1)
+        XCTAssertEqual(run.stderr, "<stdin>:2: set: unknown setting 'stpes' (did you mean 'steps'?)\n")
+        XCTAssertEqual(run.stdout, "")
+        XCTAssertEqual(sandbox.files(in: "sessions"), [], "scripts are not recorded")
+    }
+
+    func testStandardInputScriptWritesPlainTextOnly() throws {
+        let sandbox = Sandbox()
+        let run = try PipeRun([], stdin: "help\nset\nquit\nset steps 0\n", in: sandbox)
+        XCTAssertEqual(run.status, 0, run.stderr)
+        XCTAssertTrue(run.stdout.contains("gen [N]"))
+        XCTAssertTrue(run.stdout.contains("preview       auto (off: stdout is not a terminal)"))
+        XCTAssertFalse((run.stdout + run.stderr).contains("\u{1B}"))
+    }
+
+    func testRunNamesFileAndLineAndKeepGoingReportsAll() throws {
+        let sandbox = Sandbox()
+        sandbox.write("bad.sdscript", "# a tour\nset sampler eulr a\nset size 500x500\nset steps 9\n")
+        let stopping = try PipeRun(["run", "bad.sdscript"], in: sandbox)
+        XCTAssertEqual(stopping.status, 1)
+        XCTAssertEqual(stopping.stderr, "bad.sdscript:2: set sampler: unknown sampler 'eulr a' (did you mean 'euler-a'?)\n")
+
+        let going = try PipeRun(["run", "--keep-going", "bad.sdscript"], in: sandbox)
+        XCTAssertEqual(going.status, 1)
+        XCTAssertEqual(going.stderr, """
+            bad.sdscript:2: set sampler: unknown sampler 'eulr a' (did you mean 'euler-a'?)
+            bad.sdscript:3: set size: width and height must be multiples of 8 from 64 to 2048, got '500x500'
+
+            """)
+    }
+
+    func testRunOfAGoodScriptAndAMissingFile() throws {
+        let sandbox = Sandbox()
+        sandbox.write("good.sdscript", "prompt a fox, (snow:1.2)\nnegative blurry # of course\nset steps 30\nset\n")
+        let good = try PipeRun(["run", "good.sdscript"], in: sandbox)
+        XCTAssertEqual(good.status, 0, good.stderr)
+        XCTAssertTrue(good.stdout.contains("negative      blurry # of course   (changed)"), good.stdout)
+        let missing = try PipeRun(["run", "nope.sdscript"], in: sandbox)
+        XCTAssertEqual(missing.status, 1)
+        XCTAssertEqual(missing.stderr, "run: nope.sdscript: no such file\n")
+    }
+
+    func testCheckNamesTheLineOfAResultThatCannotBeVerified() throws {
+        let sandbox = Sandbox()
+        let hash = String(repeating: "a", count: 64)
+        sandbox.write("t.sdscript", "prompt x\n#=> image 1 seed=5 size=512x512 sha256=\(hash)\n")
+        let run = try PipeRun(["run", "--check", "t.sdscript"], in: sandbox)
+        XCTAssertEqual(run.status, 1)
+        XCTAssertEqual(run.stderr, """
+            t.sdscript:2: check: image 1: recorded, but the command before made 0 images
+            check: 0 images matched, 1 mismatched
+
+            """)
+    }
+
+    func testGenWithoutAModelSaysWhereItLookedAndHowToGetOne() throws {
+        let sandbox = Sandbox()
+        let run = try PipeRun([], stdin: "prompt a fox\ngen\n", in: sandbox)
+        XCTAssertEqual(run.status, 1)
+        XCTAssertTrue(run.stderr.hasPrefix("<stdin>:2: gen: no Stable Diffusion 1.5 model found. sdrepl looked in, in order:\n"), run.stderr)
+        XCTAssertTrue(run.stderr.contains("$SDREPL_MODEL: not set"), run.stderr)
+        XCTAssertTrue(run.stderr.contains("\(sandbox.path)/home/.cache/huggingface/hub"), run.stderr)
+        XCTAssertTrue(run.stderr.contains("model download"), run.stderr)
+    }
+
+    func testVersionHelpAndBadModelOption() throws {
+        let sandbox = Sandbox()
+        let version = try PipeRun(["--version"], in: sandbox)
+        XCTAssertEqual(version.stdout, "0.1.0\n")
+        let help = try PipeRun(["--help"], in: sandbox)
+        XCTAssertTrue(help.stdout.contains("run"), help.stdout)
+        XCTAssertTrue(help.stdout.contains("--model <PATH>"), help.stdout)
+        let bad = try PipeRun(["--model", "/nonexistent.safetensors"], in: sandbox)
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("--model /nonexistent.safetensors: no such file or folder"), bad.stderr)
+    }
+}

@@ -1,0 +1,192 @@
+import Foundation
+import XCTest
+
+/// The real `sdrepl` binary on a pseudo-terminal: what a user at a terminal gets.
+final class TerminalSessionTests: XCTestCase {
+    private let left = "\u{1B}[D"
+    private let up = "\u{1B}[A"
+    private let backspace = "\u{7F}"
+
+    /// Starts an interactive session and waits for the first prompt.
+    /// By default the terminal answers DA1 like a VT220 without sixel, as real terminals do at once.
+    private func start(_ sandbox: Sandbox, arguments: [String] = [], da1Reply: String? = "\u{1B}[?62;22c") throws -> PseudoTerminal {
+        let terminal = try PseudoTerminal(arguments, in: sandbox, da1Reply: da1Reply)
+        terminal.expect("sd> ")
+        return terminal
+    }
+
+    private func quit(_ terminal: PseudoTerminal) {
+        terminal.type("quit\r")
+        XCTAssertEqual(terminal.waitForExit(), 0)
+    }
+
+    func testEditingKeysMoveInsertAndDelete() throws {
+        let sandbox = Sandbox()
+        let terminal = try start(sandbox)
+        // "set stepz 30", three lefts put the cursor after "z", backspace deletes it, "s" goes in its place.
+        terminal.type("set stepz 30" + left + left + left + backspace + "s\r")
+        terminal.expect("sd> ")
+        terminal.type("set\r")
+        terminal.expect("steps         30   (changed)")
+        terminal.expect("sd> ")
+        // Ctrl-A goes to the start of the line.
+        terminal.type("steps 40\u{01}set \r")
+        terminal.expect("sd> ")
+        terminal.type("set\r")
+        terminal.expect("steps         40   (changed)")
+        quit(terminal)
+    }
+
+    func testNonASCIIPromptsSurviveEditing() throws {
+        let sandbox = Sandbox()
+        let terminal = try start(sandbox)
+        terminal.type("prompt café au lait ☕, 東京" + left + left + "x\r")
+        terminal.expect("sd> ")
+        terminal.type("set\r")
+        terminal.expect("prompt        café au lait ☕, x東京   (changed)")
+        quit(terminal)
+    }
+
+    func testHistoryRecallsEarlierLinesAcrossSessions() throws {
+        let sandbox = Sandbox()
+        let first = try start(sandbox)
+        first.type("set steps 17\r")
+        first.expect("sd> ")
+        quit(first)
+        let history = try String(contentsOfFile: sandbox.path + "/state/sdrepl/history", encoding: .utf8)
+        XCTAssertTrue(history.contains("set\\040steps\\04017"), history)
+
+        let second = try start(sandbox)
+        second.type("set cfg 3\r")
+        second.expect("sd> ")
+        second.type(up + up + up + "\r")  // back past "set cfg 3" and "quit" to the last session's line
+        second.expect("sd> ")
+        second.type("set\r")
+        second.expect("steps         17   (changed)")
+        quit(second)
+    }
+
+    func testTabCompletesCommandsSettingsAndValues() throws {
+        let sandbox = Sandbox()
+        let terminal = try start(sandbox)
+        terminal.type("se\t")
+        terminal.expect("seed  set")  // two candidates: listed, and the line drawn again
+        terminal.expect("sd> se")
+        terminal.type("t sam\t")
+        terminal.expect("pler ")  // "set sam" completed to "set sampler "
+        terminal.type("eu\t")
+        terminal.expect("ler")  // "eu" extended to "euler", the prefix euler and euler-a share
+        terminal.type("-a\r")
+        terminal.expect("sd> ")
+        terminal.type("hist\t\r")
+        terminal.expect("no images yet")
+        terminal.type("set\r")
+        terminal.expect("sampler       euler-a   (changed)")
+        quit(terminal)
+    }
+
+    func testCtrlCClearsTheLineAndCtrlDExits() throws {
+        let sandbox = Sandbox()
+        let terminal = try start(sandbox)
+        terminal.type("set steps 99\u{03}")
+        terminal.expect("sd> ")
+        terminal.type("set\r")
+        terminal.expect("steps         25\r\n")
+        terminal.expect("sd> ")
+        terminal.type("\u{04}")
+        XCTAssertEqual(terminal.waitForExit(), 0)
+    }
+
+    func testSixelDetectedWhenTheTerminalListsAttribute4() throws {
+        let sandbox = Sandbox()
+        let terminal = try start(sandbox, da1Reply: "\u{1B}[?62;4;6;22c")
+        terminal.type("set\r")
+        terminal.expect("preview       auto (sixel: the terminal lists attribute 4)")
+        XCTAssertEqual(terminal.da1Queries, 1)
+        terminal.type("set\r")
+        terminal.expect("auto (sixel")
+        XCTAssertEqual(terminal.da1Queries, 1, "the terminal is asked once")
+        quit(terminal)
+    }
+
+    func testKeysTypedDuringTheTerminalQueryAreKept() throws {
+        let sandbox = Sandbox()
+        let terminal = try PseudoTerminal([], in: sandbox, da1Reply: "\u{1B}[?62;4;22c")
+        terminal.type("set steps 7\r")  // at once: typically while the program is still asking the terminal
+        terminal.expect("sd> ")
+        terminal.type("set\r")
+        terminal.expect("steps         7   (changed)")
+        quit(terminal)
+    }
+
+    func testNoSixelWhenTheTerminalDoesNotListIt() throws {
+        let sandbox = Sandbox()
+        let terminal = try start(sandbox, da1Reply: "\u{1B}[?62;22c")
+        terminal.type("set\r")
+        terminal.expect("preview       auto (off: the terminal does not list sixel)")
+        terminal.type("set preview sixel\r")
+        terminal.expect("sd> ")
+        terminal.type("set\r")
+        terminal.expect("preview       sixel   (changed)")
+        quit(terminal)
+    }
+
+    func testATerminalThatDoesNotAnswerIsGivenUpOn() throws {
+        let sandbox = Sandbox()
+        let terminal = try start(sandbox, da1Reply: nil)
+        terminal.type("set\r")
+        terminal.expect("preview       auto (off: the terminal did not answer)")
+        quit(terminal)
+    }
+
+    func testNoEscapeSequencesWhenStdoutIsAPipe() throws {
+        let sandbox = Sandbox()
+        var fds: [Int32] = [0, 0]
+        XCTAssertEqual(pipe(&fds), 0)
+        let terminal = try PseudoTerminal([], in: sandbox, stdoutPipe: fds[1], da1Reply: "\u{1B}[?62;4;22c")
+        close(fds[1])
+        terminal.type("prompt a fox\rset\rquit\r")
+        let output = FileHandle(fileDescriptor: fds[0], closeOnDealloc: true).readDataToEndOfFile()
+        XCTAssertEqual(terminal.waitForExit(), 0)
+        let text = String(decoding: output, as: UTF8.self)
+        XCTAssertFalse(text.contains("\u{1B}"), text.debugDescription)
+        XCTAssertTrue(text.contains("preview       auto (off: stdout is not a terminal)"), text)
+        XCTAssertEqual(terminal.da1Queries, 0, "no query is sent when stdout is not a terminal")
+    }
+
+    func testAnInteractiveSessionIsRecordedAndReplays() throws {
+        let sandbox = Sandbox()
+        let terminal = try start(sandbox)
+        for line in ["prompt a lighthouse # at dusk", "set steps 12", "set stpes 3", "seed random", "set size 512x768"] {
+            terminal.type(line + "\r")
+            terminal.expect("sd> ")
+        }
+        quit(terminal)
+        let transcripts = sandbox.files(in: "sessions")
+        XCTAssertEqual(transcripts.count, 1)
+        let path = "sessions/" + (transcripts.first ?? "")
+        let text = try String(contentsOfFile: sandbox.path + "/" + path, encoding: .utf8)
+        let commands = text.split(separator: "\n").filter { !$0.hasPrefix("# sdrepl") && !$0.hasPrefix("# replay") }
+        XCTAssertEqual(commands, [
+            "prompt a lighthouse # at dusk", "set steps 12", "# set stpes 3",
+            "# error: set: unknown setting 'stpes' (did you mean 'steps'?)", "# seed random", "set size 512x768",
+        ])
+        let replay = try PipeRun(["run", path, "--no-record"], in: sandbox)
+        XCTAssertEqual(replay.status, 0, replay.stderr)
+        XCTAssertEqual(replay.stderr, "")
+    }
+
+    func testNoRecordAndSessionsDirectory() throws {
+        let sandbox = Sandbox()
+        let unrecorded = try start(sandbox, arguments: ["--no-record"])
+        quit(unrecorded)
+        XCTAssertEqual(sandbox.files(in: "sessions"), [])
+        let elsewhere = try start(sandbox, arguments: ["--sessions", "log/s"])
+        quit(elsewhere)
+        XCTAssertEqual(sandbox.files(in: "log/s").count, 1)
+    }
+
+    // Ctrl-C during `gen` needs the real generator: once it is wired, start a `gen` with many steps on
+    // the fixture model, wait for the progress bar ("[#"), type "\u{03}", and expect
+    // "gen: cancelled (0 of 1 image finished)" followed by "sd> ".
+}
