@@ -26,9 +26,12 @@ struct TimingOptions: ParsableArguments {
     @Option(help: "OpenBLAS threads (default: OpenBLAS's own choice, the core count or OPENBLAS_NUM_THREADS).")
     var threads: Int?
 
+    @Option(help: "wall: elapsed time; cpu: the process's CPU time (for a loaded machine; use with --threads 1).")
+    var clock: Timing.Clock = .wall
+
     func apply() {
         if let threads { BLAS.threads = threads }
     }
 
-    var timing: Timing { Timing(repeats: repeats, minSeconds: minSeconds) }
+    var timing: Timing { Timing(repeats: repeats, minSeconds: minSeconds, clock: clock) }
 }

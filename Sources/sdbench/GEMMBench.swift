@@ -85,7 +85,7 @@ struct GEMMBench: ParsableCommand {
         }
         print(JSON.object([
             ("roof_gflops", .number(roof, decimals: 1)),
-            ("stat", .string("best of >= \(options.repeats) runs after 1 warm-up")),
+            ("stat", .string("best of >= \(options.repeats) runs after 1 warm-up, \(options.clock.rawValue) clock")),
             ("blas_threads", .int(BLAS.threads)),
             ("shapes", .array(results)),
         ]).text)

@@ -14,9 +14,15 @@ struct OpCase {
         return OpCase(what: what, flops: 2 * Double(n * cout * cin * k * k) * Double(out * out)) {
             let x = Tensor(shape: [n, cin, size, size], repeating: 0.5)
             let w = Tensor(shape: [cout, cin, k, k], repeating: 0.01), b = Tensor(shape: [cout], repeating: 0.1)
+            if let forced = OpCase.convStrategy, forced != .direct || k == 1, forced != .shifted || stride == 1 {
+                return { _ = x.conv2d(weight: w, bias: b, stride: stride, padding: k / 2, strategy: forced) }
+            }
             return { _ = x.conv2d(weight: w, bias: b, stride: stride, padding: k / 2) }
         }
     }
+
+    /// Set by `sdbench ops --conv`: force one convolution strategy where it applies.
+    nonisolated(unsafe) static var convStrategy: Tensor.ConvStrategy?
 
     static func attention(_ what: String, batch: Int, queries: Int, keys: Int, heads: Int, dim: Int) -> OpCase {
         OpCase(what: what, flops: 4 * Double(batch * heads) * Double(queries * keys * dim)) {
@@ -95,8 +101,18 @@ struct OpsBench: ParsableCommand {
     @Option(help: "Only cases whose description contains this text.")
     var filter: String?
 
+    @Option(help: "Force a convolution strategy where it applies: direct, shifted or im2col (default: by shape).")
+    var conv: String?
+
+    func validate() throws {
+        if let conv, Tensor.ConvStrategy(rawValue: conv) == nil {
+            throw ValidationError("--conv must be one of \(Tensor.ConvStrategy.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+    }
+
     func run() {
         options.apply()
+        OpCase.convStrategy = conv.flatMap(Tensor.ConvStrategy.init(rawValue:))
         let roof = GEMMShape.sd15.filter { $0.what == "unet conv3x3 320ch 64x64" || $0.what == "vae conv3x3 512ch 64x64" }
             .map { GEMMBench.measure($0, timing: options.timing) }.max() ?? 0
         var results = [JSON]()
@@ -112,8 +128,9 @@ struct OpsBench: ParsableCommand {
         }
         print(JSON.object([
             ("roof_gflops", .number(roof, decimals: 1)),
-            ("stat", .string("best of >= \(options.repeats) runs after 1 warm-up")),
+            ("stat", .string("best of >= \(options.repeats) runs after 1 warm-up, \(options.clock.rawValue) clock")),
             ("blas_threads", .int(BLAS.threads)),
+            ("conv_strategy", .string(conv ?? "by shape")),
             ("ops", .array(results)),
         ]).text)
     }

@@ -36,6 +36,27 @@ final class CheckpointRefusalTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: marker.path), "the pickle was executed")
     }
 
+    /// A safetensors file whose 640-byte header length starts with the bytes 0x80 0x02, like a
+    /// pickle, is still read as safetensors (the '{' after the length decides), also through a symlink.
+    func testSafetensorsThatStartsLikeAPickle() throws {
+        let model = TinySD15()
+        let real = try model.writeSingleFile(url("real.safetensors"))
+        let file = try SafetensorsFile(url: real)
+        // Pad the header with spaces (the format allows it) to a length whose low bytes are 0x80 0x02.
+        let original = try Data(contentsOf: real)
+        let headerLength = file.dataStart - 8
+        var header = Array(original[8..<file.dataStart])
+        let target = ((headerLength >> 16) << 16) + 0x10280  // low bytes 0x80 0x02, above the real length
+        header += [UInt8](repeating: 0x20, count: target - headerLength)
+        let bytes = safetensorsBytes(header: header, data: Array(original[file.dataStart...]))
+        XCTAssertEqual(Array(bytes[0..<2]), [0x80, 0x02])
+        let disguised = try writeTestFile(bytes, "disguised.safetensors", in: dir)
+        let link = url("link.safetensors")
+        try FileManager.default.createSymbolicLink(atPath: link.path, withDestinationPath: disguised.path)
+        XCTAssertEqual(try Checkpoint(url: disguised).keys.count, 686 + 248 + 196)
+        XCTAssertEqual(try Checkpoint(url: link).keys.count, 686 + 248 + 196)
+    }
+
     func testPickleByNameOrZipMagic() throws {
         let zip = try writeTestFile([0x50, 0x4B, 0x03, 0x04] + [UInt8](repeating: 0, count: 60), "model.pt", in: dir)
         XCTAssertEqual(checkpointError { _ = try Checkpoint(url: zip) },
@@ -116,6 +137,14 @@ final class CheckpointRefusalTests: XCTestCase {
         let other = try writeSafetensors(url("other.safetensors"), [("weight", .f32, [1], [0]), ("bias", .f32, [1], [0])])
         XCTAssertEqual(checkpointError { _ = try Checkpoint(url: other) },
                        .unknownLayout(path: other.path, reason: "none of its keys ('weight', 'bias') is a key of an SD checkpoint"))
+        let model = TinySD15()
+        let folder = try model.writeDiffusersFolder(url("sd"))
+        let unetFile = folder.appendingPathComponent("unet/diffusion_pytorch_model.safetensors")
+        XCTAssertEqual(checkpointError { _ = try Checkpoint(url: unetFile) },
+                       .unknownLayout(path: unetFile.path, reason: "it is a UNet alone (the unet/ part of a diffusers folder); give the folder that holds model_index.json"))
+        let vaeFile = folder.appendingPathComponent("vae/diffusion_pytorch_model.safetensors")
+        XCTAssertEqual(checkpointError { _ = try Checkpoint(url: vaeFile) },
+                       .unknownLayout(path: vaeFile.path, reason: "it is a VAE alone, not a full checkpoint"))
         let empty = url("empty-folder")
         try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
         XCTAssertEqual(checkpointError { _ = try Checkpoint(url: empty) },

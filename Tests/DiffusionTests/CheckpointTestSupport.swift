@@ -163,6 +163,13 @@ enum DiffusersToLDM {
     }
 
     static func textEncoder(_ name: String) -> String { "cond_stage_model.transformer." + name }
+
+    /// Every SD1.5 name converted once (the string tables are slow to apply in debug builds):
+    /// `cached[component][diffusers name] = (LDM name, flattened)`.
+    static let cached: [CheckpointComponent: [String: (String, Bool)]] = [
+        .unet: Dictionary(uniqueKeysWithValues: SD15Names.unet.map { ($0, (unet($0), false)) }),
+        .vae: Dictionary(uniqueKeysWithValues: SD15Names.vae.map { ($0, vae($0)) }),
+    ]
 }
 
 /// A tiny synthetic SD1.5: every real tensor name, tiny shapes, values that fp16 and bf16 hold
@@ -211,9 +218,9 @@ struct TinySD15 {
             for t in tensors(component) {
                 switch component {
                 case .unet:
-                    out.append((DiffusersToLDM.unet(t.name), dtype, t.shape, t.values))
+                    out.append((DiffusersToLDM.cached[.unet]![t.name]!.0, dtype, t.shape, t.values))
                 case .vae:
-                    let (name, flattened) = DiffusersToLDM.vae(t.name)
+                    let (name, flattened) = DiffusersToLDM.cached[.vae]![t.name]!
                     out.append((name, dtype, flattened ? t.shape + [1, 1] : t.shape, t.values))
                 case .textEncoder:
                     let stored = textModelLevel ? t.name : String(t.name.dropFirst("text_model.".count))

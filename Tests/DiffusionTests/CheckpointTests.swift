@@ -227,6 +227,21 @@ final class CheckpointTests: XCTestCase {
                        .missingTensor(key: "text_encoder.text_model.encoder.layers.12.mlp.fc1.weight", source: url.path))
     }
 
+    /// `Parameter.withValue` gives the same values as `value` in both modes; only `.fast` keeps them.
+    func testParameterValuesInBothModes() throws {
+        let dir = try makeWeightsTestDirectory(self)
+        let model = TinySD15(seed: 5)
+        let url = try model.writeSingleFile(dir.appendingPathComponent("x.safetensors"), dtype: .f16)
+        let expected = try XCTUnwrap(model.unet.first { $0.name == "conv_in.weight" }).values
+        for mode in [MemoryMode.low, .fast] {
+            let checkpoint = try Checkpoint(url: url, options: LoadOptions(memoryMode: mode))
+            let p = try checkpoint.weights(for: .unet).parameter("conv_in.weight", shape: [2, 4, 3, 3])
+            XCTAssertEqual(p.withValue { Array($0) }, expected, "\(mode)")
+            XCTAssertEqual(p.value.data, expected, "\(mode)")
+            XCTAssertEqual(p.value.shape, [2, 4, 3, 3])
+        }
+    }
+
     func testMemoryModeResolution() throws {
         let gib = 1 << 30
         XCTAssertEqual(MemoryMode.auto.resolve(float32Bytes: 4 * gib, availableBytes: 16 * gib), .fast)

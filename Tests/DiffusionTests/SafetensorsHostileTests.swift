@@ -67,6 +67,15 @@ final class SafetensorsHostileTests: XCTestCase {
         XCTAssertEqual(e, .invalidJSON(path: p, offset: JSONParser.maxDepth, reason: "nested more than \(JSONParser.maxDepth) levels deep"))
     }
 
+    /// A long array (the worst case for the parser's memory) is refused when it passes the limit.
+    func testOverlongArrayIsRefusedEarly() throws {
+        let zeros = Array(repeating: "0", count: 1_000_000).joined(separator: ",")
+        let header = "{\"w\":{\"dtype\":\"F32\",\"shape\":[" + zeros + "],\"data_offsets\":[0,0]}}"
+        let (e, p) = try openError(header: header)
+        let offset = 30 + 2 * JSONParser.maxArrayLength  // just after the first element past the limit
+        XCTAssertEqual(e, .invalidJSON(path: p, offset: offset, reason: "an array longer than \(JSONParser.maxArrayLength) elements, which no tensor shape has"))
+    }
+
     func testHeaderNotUTF8() throws {
         let header = Array("{\"w".utf8) + [0xFF, 0xFE] + Array("\":1}".utf8)
         let (e, p) = try openError(safetensorsBytes(header: header))
@@ -169,9 +178,12 @@ final class SafetensorsHostileTests: XCTestCase {
         // 2^61 elements fit, but 2^61 · 32 bits do not.
         let (e2, _) = try openError(header: "{" + entry("w", "F32", "[2305843009213693952]", "[0,8]") + "}", data: eight)
         XCTAssertEqual(e2, .sizeOverflow(path: p, tensor: "w", shape: [2_305_843_009_213_693_952]))
-        // A zero dimension makes the product 0 whatever else the shape says, which is not an overflow.
+        // A zero dimension makes the element count 0, but the other dimensions must still multiply
+        // without overflow (a stride computed from them would not).
         let (e3, _) = try openError(header: "{" + entry("w", "F32", "[0,9223372036854775807]", "[0,8]") + "}", data: eight)
         XCTAssertEqual(e3, .sizeMismatch(path: p, tensor: "w", dtype: "F32", shape: [0, .max], expectedBytes: 0, actualBytes: 8))
+        let (e4, _) = try openError(header: "{" + entry("w", "F32", "[0,4294967296,4294967296]", "[0,8]") + "}", data: eight)
+        XCTAssertEqual(e4, .sizeOverflow(path: p, tensor: "w", shape: [0, 4_294_967_296, 4_294_967_296]))
     }
 
     func testDuplicateNames() throws {

@@ -50,7 +50,8 @@ final class TensorGEMMTests: XCTestCase {
         return y
     }
 
-    /// One conv case: random input and weights, default band budget and a tiny one (many bands).
+    /// One conv case: random input and weights, through `conv2d`'s own choice and through every
+    /// strategy that applies, each with the default band budget, 1-row bands and 3-row bands.
     func checkConv(n: Int, cin: Int, h: Int, w: Int, cout: Int, k: Int, stride: Int, padding: Int, bias: Bool,
                    seed: UInt64, file: StaticString = #filePath, line: UInt = #line) {
         let x = Tensor.random([n, cin, h, w], seed: seed)
@@ -60,11 +61,17 @@ final class TensorGEMMTests: XCTestCase {
         let tol = 1e-4 * Float(cin * k * k).squareRoot()
         let what = "\(n)×\(cin)×\(h)×\(w) → \(cout), k\(k) s\(stride) p\(padding)"
         assertClose(x.conv2d(weight: wt, bias: b, stride: stride, padding: padding), want, tolerance: tol, what, file: file, line: line)
-        // A budget of one output row's columns, so every band boundary is exercised.
-        assertClose(x.conv2d(weight: wt, bias: b, stride: stride, padding: padding, columnBudget: 1), want,
-                    tolerance: tol, what + " (1-row bands)", file: file, line: line)
-        assertClose(x.conv2d(weight: wt, bias: b, stride: stride, padding: padding, columnBudget: cin * k * k * 3 * w),
-                    want, tolerance: tol, what + " (3-row bands)", file: file, line: line)
+        var strategies: [Tensor.ConvStrategy] = [.im2col]
+        if stride == 1 { strategies.append(.shifted) }
+        if k == 1 && stride == 1 && padding == 0 { strategies.append(.direct) }
+        for strategy in strategies {
+            // Budgets of one and three output rows (per-row scratch is at most 9·max(Cin, Cout)·(W + 2p)).
+            let perRow = 9 * max(cin, cout) * (w + 2 * padding)
+            for budget in [Tensor.convColumnBudget, 1, 3 * perRow] {
+                assertClose(x.conv2d(weight: wt, bias: b, stride: stride, padding: padding, columnBudget: budget, strategy: strategy),
+                            want, tolerance: tol, what + " \(strategy), budget \(budget)", file: file, line: line)
+            }
+        }
     }
 
     func testConv3x3() {
@@ -72,6 +79,7 @@ final class TensorGEMMTests: XCTestCase {
         checkConv(n: 1, cin: 3, h: 4, w: 11, cout: 4, k: 3, stride: 1, padding: 1, bias: false, seed: 53)
         checkConv(n: 1, cin: 4, h: 6, w: 5, cout: 3, k: 3, stride: 1, padding: 0, bias: true, seed: 56)   // no padding
         checkConv(n: 1, cin: 16, h: 16, w: 16, cout: 32, k: 3, stride: 1, padding: 1, bias: true, seed: 59)
+        checkConv(n: 2, cin: 3, h: 5, w: 40, cout: 2, k: 3, stride: 1, padding: 1, bias: true, seed: 62)  // wide: shifted by default
     }
 
     func testConv3x3Stride2() {

@@ -57,6 +57,7 @@ extension Tensor {
                             BLAS.withSingleThread {
                                 Parallel.forEachWorker(tasks) { worker, range in
                                     let block = s.base + worker * queryBlock * nk
+                                    var inverseSums = [Float](repeating: 0, count: queryBlock)
                                     for task in range {
                                         let batch = task / (heads * blocks)
                                         let head = (task / blocks) % heads
@@ -70,19 +71,25 @@ extension Tensor {
                                         BLAS.sgemm(transB: true, m: rows, n: nk, k: d, alpha: scale,
                                                    a: qRows, lda: channels, b: kHead, ldb: channels,
                                                    c: block, ldc: nk)
+                                        // Unnormalised softmax: P = exp(S − rowmax), the 1/Σ applied to O afterwards
+                                        // (D values per row instead of Nk).
+                                        // Causal blocks need only the keys up to their last query.
+                                        let keys = causal ? min(nk, q0 + rows) : nk
                                         for r in 0..<rows {
                                             let row = block + r * nk
-                                            if causal {
-                                                let visible = q0 + r + 1
-                                                Tensor.softmaxRow(row, count: visible)
-                                                if visible < nk { (row + visible).update(repeating: 0, count: nk - visible) }
-                                            } else {
-                                                Tensor.softmaxRow(row, count: nk)
-                                            }
+                                            let visible = causal ? q0 + r + 1 : nk
+                                            let sum = FastMath.expShiftedSum(row, count: visible, shift: FastMath.max(row, count: visible))
+                                            inverseSums[r] = 1 / sum
+                                            if visible < keys { (row + visible).update(repeating: 0, count: keys - visible) }
                                         }
-                                        // O = P V   [rows, D]
-                                        BLAS.sgemm(m: rows, n: d, k: nk, a: block, lda: nk, b: vHead, ldb: channels,
-                                                   c: o.base + (batch * nq + q0) * channels + headOffset, ldc: channels)
+                                        // O = P V   [rows, D], then each row times 1/Σ.
+                                        let outRows = o.base + (batch * nq + q0) * channels + headOffset
+                                        BLAS.sgemm(m: rows, n: d, k: keys, a: block, lda: nk, b: vHead, ldb: channels,
+                                                   c: outRows, ldc: channels)
+                                        for r in 0..<rows {
+                                            let inv = FastMath.V(repeating: inverseSums[r])
+                                            FastMath.map(outRows + r * channels, outRows + r * channels, count: d) { $0 * inv }
+                                        }
                                     }
                                 }
                             }

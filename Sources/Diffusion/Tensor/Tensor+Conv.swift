@@ -27,8 +27,34 @@ extension Tensor {
         conv2d(weight: weight, bias: bias, stride: stride, padding: padding, columnBudget: Tensor.convColumnBudget)
     }
 
-    /// `conv2d` with an explicit im2col budget, so tests can force many bands on small inputs.
-    func conv2d(weight: Tensor, bias: Tensor?, stride: Int, padding: Int, columnBudget: Int) -> Tensor {
+    /// How `conv2d` turns a convolution into GEMMs. `conv2d` picks one by shape; forcing one is for
+    /// benchmarks and tests (all give the same result to rounding).
+    public enum ConvStrategy: String, Sendable, CaseIterable {
+        /// 1×1, stride 1, no padding: the input already is the `[Cin, H·W]` matrix.
+        case direct
+        /// Stride 1: `k²` GEMMs over shifted views of a zero-padded band (see `convShiftedBand`).
+        case shifted
+        /// Any stride: im2col of a band, then one GEMM (see `im2colBand`).
+        case im2col
+    }
+
+    /// The strategy for a shape: shifted views when the output rows are wide enough that the
+    /// `k − 1` wasted columns per row stay under 7 %, im2col otherwise (small maps, stride 2).
+    static func convStrategy(kernel k: Int, stride: Int, padding: Int, outWidth: Int) -> ConvStrategy {
+        if k == 1 && stride == 1 && padding == 0 { return .direct }
+        if stride == 1 && outWidth >= 14 * (k - 1) { return .shifted }
+        return .im2col
+    }
+
+    /// `conv2d` with a forced strategy, for benchmarks and tests.
+    public func conv2d(weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Int, strategy: ConvStrategy) -> Tensor {
+        conv2d(weight: weight, bias: bias, stride: stride, padding: padding, columnBudget: Tensor.convColumnBudget, strategy: strategy)
+    }
+
+    /// `conv2d` with an explicit strategy and band budget (floats of scratch per band), so tests
+    /// can force every path and many bands on small inputs.
+    func conv2d(weight: Tensor, bias: Tensor?, stride: Int, padding: Int, columnBudget: Int,
+                strategy forced: ConvStrategy? = nil) -> Tensor {
         precondition(rank == 4, "conv2d input must be NCHW, got \(shape)")
         precondition(weight.rank == 4 && weight.shape[2] == weight.shape[3],
                      "conv2d weight must be [Cout, Cin, k, k], got \(weight.shape)")
@@ -41,41 +67,72 @@ extension Tensor {
         let hout = (h + 2 * padding - k) / stride + 1
         let wout = (w + 2 * padding - k) / stride + 1
         let plane = hout * wout, kdim = cin * k * k
+        let strategy = forced ?? Tensor.convStrategy(kernel: k, stride: stride, padding: padding, outWidth: wout)
+        precondition(strategy != .shifted || stride == 1, "shifted convolution needs stride 1")
+        precondition(strategy != .direct || (k == 1 && stride == 1 && padding == 0), "direct convolution needs 1×1, stride 1, no padding")
 
         var out = Tensor(shape: [n, cout, hout, wout])
-        let direct = k == 1 && stride == 1 && padding == 0
-        let bandRows = direct ? hout : max(1, min(hout, columnBudget / max(1, kdim * wout)))
-        var column = [Float](repeating: 0, count: direct ? 0 : kdim * bandRows * wout)
+        let paddedWidth = w + 2 * padding
+        let bandRows: Int
+        var scratch: [Float]
+        var taps = [Float]()
+        switch strategy {
+        case .direct:
+            bandRows = hout
+            scratch = []
+        case .im2col:
+            bandRows = max(1, min(hout, columnBudget / max(1, kdim * wout)))
+            scratch = [Float](repeating: 0, count: kdim * bandRows * wout)
+        case .shifted:
+            bandRows = max(1, min(hout, columnBudget / max(1, max(cin, cout) * paddedWidth)))
+            let bandInput = cin * Tensor.shiftedChannelStride(rows: bandRows, kernel: k, paddedWidth: paddedWidth)
+            scratch = [Float](repeating: 0, count: bandInput + cout * bandRows * paddedWidth)
+            taps = Tensor.weightTaps(weight)
+        }
 
         out.data.withUnsafeMutableBufferPointer { o in
             data.withUnsafeBufferPointer { xb in
                 weight.data.withUnsafeBufferPointer { wb in
-                    column.withUnsafeMutableBufferPointer { colb in
-                        let wp = wb.baseAddress!
-                        for b in 0..<n {
-                            let x = xb.baseAddress! + b * cin * h * w
-                            let y = o.baseAddress! + b * cout * plane
-                            if let bias {
-                                bias.data.withUnsafeBufferPointer { bb in
-                                    for co in 0..<cout { (y + co * plane).update(repeating: bb[co], count: plane) }
+                    scratch.withUnsafeMutableBufferPointer { sb in
+                        taps.withUnsafeBufferPointer { tb in
+                            let wp = wb.baseAddress!
+                            for b in 0..<n {
+                                let x = xb.baseAddress! + b * cin * h * w
+                                let y = o.baseAddress! + b * cout * plane
+                                if strategy == .shifted {
+                                    var row0 = 0
+                                    while row0 < hout {
+                                        let rows = min(bandRows, hout - row0)
+                                        Tensor.convShiftedBand(x, channels: cin, height: h, width: w, kernel: k, padding: padding,
+                                                               taps: tb.baseAddress!, outChannels: cout, bias: bias,
+                                                               outHeight: hout, outWidth: wout, firstRow: row0, rows: rows,
+                                                               scratch: sb.baseAddress!, bandRows: bandRows, into: y)
+                                        row0 += rows
+                                    }
+                                    continue
                                 }
-                            }
-                            let beta: Float = bias == nil ? 0 : 1
-                            if direct {
-                                BLAS.sgemm(m: cout, n: plane, k: cin, a: wp, lda: cin, b: x, ldb: plane,
-                                           beta: beta, c: y, ldc: plane)
-                                continue
-                            }
-                            var row0 = 0
-                            while row0 < hout {
-                                let rows = min(bandRows, hout - row0)
-                                let cols = rows * wout
-                                Tensor.im2colBand(x, channels: cin, height: h, width: w, kernel: k, stride: stride,
-                                                  padding: padding, outWidth: wout, firstRow: row0, rows: rows,
-                                                  into: colb.baseAddress!)
-                                BLAS.sgemm(m: cout, n: cols, k: kdim, a: wp, lda: kdim, b: colb.baseAddress!, ldb: cols,
-                                           beta: beta, c: y + row0 * wout, ldc: plane)
-                                row0 += rows
+                                if let bias {
+                                    bias.data.withUnsafeBufferPointer { bb in
+                                        for co in 0..<cout { (y + co * plane).update(repeating: bb[co], count: plane) }
+                                    }
+                                }
+                                let beta: Float = bias == nil ? 0 : 1
+                                if strategy == .direct {
+                                    BLAS.sgemm(m: cout, n: plane, k: cin, a: wp, lda: cin, b: x, ldb: plane,
+                                               beta: beta, c: y, ldc: plane)
+                                    continue
+                                }
+                                var row0 = 0
+                                while row0 < hout {
+                                    let rows = min(bandRows, hout - row0)
+                                    let cols = rows * wout
+                                    Tensor.im2colBand(x, channels: cin, height: h, width: w, kernel: k, stride: stride,
+                                                      padding: padding, outWidth: wout, firstRow: row0, rows: rows,
+                                                      into: sb.baseAddress!)
+                                    BLAS.sgemm(m: cout, n: cols, k: kdim, a: wp, lda: kdim, b: sb.baseAddress!, ldb: cols,
+                                               beta: beta, c: y + row0 * wout, ldc: plane)
+                                    row0 += rows
+                                }
                             }
                         }
                     }
@@ -83,6 +140,95 @@ extension Tensor {
             }
         }
         return out
+    }
+
+    /// The weights `[Cout, Cin, k, k]` regrouped per kernel tap as `[k·k][Cout, Cin]`, so each tap
+    /// is a plain row-major GEMM operand.
+    static func weightTaps(_ weight: Tensor) -> [Float] {
+        let cout = weight.shape[0], cin = weight.shape[1], kk = weight.shape[2] * weight.shape[3]
+        var taps = [Float](repeating: 0, count: weight.count)
+        taps.withUnsafeMutableBufferPointer { tb in
+            let t = SharedPointer(tb.baseAddress!)
+            weight.data.withUnsafeBufferPointer { wb in
+                let w = wb.baseAddress!
+                Parallel.forEach(cout, grain: max(1, 65536 / max(1, cin * kk))) { range in
+                    for co in range {
+                        for ci in 0..<cin {
+                            for tap in 0..<kk { t.base[(tap * cout + co) * cin + ci] = w[(co * cin + ci) * kk + tap] }
+                        }
+                    }
+                }
+            }
+        }
+        return taps
+    }
+
+    /// Floats per channel of the shifted path's padded band: `rows + k − 1` padded rows, and
+    /// `k − 1` more so the last tap's view of the wasted columns stays inside the buffer.
+    static func shiftedChannelStride(rows: Int, kernel k: Int, paddedWidth: Int) -> Int {
+        (rows + k - 1) * paddedWidth + k - 1
+    }
+
+    /// One band of a stride-1 convolution without im2col.
+    ///
+    /// The band's input rows are copied once, zero-padded, as `[Cin, (rows + k − 1)·Wp]` with
+    /// `Wp = W + 2·padding`. In that layout the input under kernel tap `(ky, kx)` for output
+    /// position `(r, ox)` sits at column `(r + ky)·Wp + ox + kx`, so for each tap the whole
+    /// `[Cin, rows·Wp]` operand is the padded band shifted by `ky·Wp + kx`: a strided view, no copy.
+    /// `k²` GEMMs `C += W_tap · view_tap` accumulate a `[Cout, rows·Wp]` result whose last `k − 1`
+    /// columns per row are junk (they straddle two rows); the copy-out drops them and adds the bias.
+    static func convShiftedBand(
+        _ x: UnsafePointer<Float>, channels cin: Int, height: Int, width: Int, kernel k: Int, padding: Int,
+        taps: UnsafePointer<Float>, outChannels cout: Int, bias: Tensor?,
+        outHeight: Int, outWidth: Int, firstRow: Int, rows: Int,
+        scratch: UnsafeMutablePointer<Float>, bandRows: Int, into y: UnsafeMutablePointer<Float>
+    ) {
+        let wp = width + 2 * padding
+        let channelStride = shiftedChannelStride(rows: rows, kernel: k, paddedWidth: wp)
+        let band = SharedPointer(scratch)
+        let result = SharedPointer(scratch + cin * shiftedChannelStride(rows: bandRows, kernel: k, paddedWidth: wp))
+        let inRows = rows + k - 1
+        // The padded band input.
+        Parallel.forEach(cin, grain: max(1, 32768 / max(1, channelStride))) { range in
+            for c in range {
+                let dst = band.base + c * channelStride
+                for j in 0..<inRows {
+                    let line = dst + j * wp
+                    let iy = firstRow + j - padding
+                    if iy < 0 || iy >= height {
+                        line.update(repeating: 0, count: wp)
+                    } else {
+                        line.update(repeating: 0, count: padding)
+                        (line + padding).update(from: x + (c * height + iy) * width, count: width)
+                        (line + padding + width).update(repeating: 0, count: padding)
+                    }
+                }
+                (dst + inRows * wp).update(repeating: 0, count: k - 1)
+            }
+        }
+        // One GEMM per tap, accumulating.
+        let cols = rows * wp
+        for tap in 0..<(k * k) {
+            let ky = tap / k, kx = tap % k
+            BLAS.sgemm(m: cout, n: cols, k: cin, a: taps + tap * cout * cin, lda: cin,
+                       b: band.base + ky * wp + kx, ldb: channelStride,
+                       beta: tap == 0 ? 0 : 1, c: result.base, ldc: cols)
+        }
+        // Copy out the valid columns, adding the bias.
+        let plane = outHeight * outWidth
+        let out = SharedPointer(y)
+        let biasValues = bias?.data ?? []
+        biasValues.withUnsafeBufferPointer { bb in
+            Parallel.forEach(cout, grain: max(1, 32768 / max(1, cols))) { range in
+                for co in range {
+                    let v = FastMath.V(repeating: bb.isEmpty ? 0 : bb[co])
+                    for r in 0..<rows {
+                        FastMath.map(result.base + co * cols + r * wp, out.base + co * plane + (firstRow + r) * outWidth,
+                                     count: outWidth) { $0 + v }
+                    }
+                }
+            }
+        }
     }
 
     /// Writes the `[Cin·k·k, rows·outWidth]` patch matrix of output rows

@@ -123,13 +123,14 @@ extension Tensor {
     @inline(__always)
     static func affine(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, count: Int,
                        scale: Float, shift: Float, silu: Bool) {
+        let a = FastMath.V(repeating: scale), b = FastMath.V(repeating: shift)
         if silu {
-            for i in 0..<count {
-                let v = src[i] * scale + shift
-                dst[i] = v * FastMath.sigmoid(v)
+            FastMath.map(src, dst, count: count) { x in
+                let v = x * a + b
+                return v * FastMath.sigmoid(v)
             }
         } else {
-            for i in 0..<count { dst[i] = src[i] * scale + shift }
+            FastMath.map(src, dst, count: count) { $0 * a + b }
         }
     }
 }

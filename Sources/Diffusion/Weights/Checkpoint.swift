@@ -101,7 +101,7 @@ public final class Checkpoint: TensorSource, @unchecked Sendable {
         var unknown: [String] = []
         var componentFiles: [CheckpointComponent: SafetensorsFile] = [:]
         var configs: [CheckpointComponent: Data] = [:]
-        let keyMap = KeyMap()
+        var keyMap = KeyMap()
 
         func add(_ mapping: KeyMap.Mapping, _ info: SafetensorsTensorInfo, _ file: SafetensorsFile) throws {
             switch mapping {
@@ -141,14 +141,14 @@ public final class Checkpoint: TensorSource, @unchecked Sendable {
             let fileURL = Self.isDirectory(location) ? try Self.singleFileInFolder(location) : location
             let file = try Self.openSafetensors(fileURL)
             try Self.refuseByStoredKeys(file)
+            // LDM numbers the decoder's levels from the bottom, so the mapping needs their count.
+            let levels = file.names.compactMap { KeyMap.match("first_stage_model.decoder.up.#.", Substring($0))?.0.first }
+            if let top = levels.max() { keyMap = KeyMap(vaeLevels: top + 1) }
             for info in file.tensors { try add(keyMap.mapLDM(info.name), info, file) }
             for component in CheckpointComponent.allCases { componentFiles[component] = file }
             let present = Set(entries.keys.compactMap { key in CheckpointComponent.allCases.first { key.hasPrefix($0.prefix) } })
             if present.isEmpty {
-                let sample = file.names.prefix(3).map { "'\($0)'" }.joined(separator: ", ")
-                throw CheckpointError.unknownLayout(path: fileURL.path, reason: file.names.isEmpty
-                    ? "the file holds no tensors"
-                    : "none of its keys (\(sample)\(file.names.count > 3 ? ", …" : "")) is a key of an SD checkpoint")
+                throw CheckpointError.unknownLayout(path: fileURL.path, reason: Self.describeUnknownFile(file.names))
             }
             for (prefix, component) in KeyMap.ldmComponents where !present.contains(component) {
                 throw CheckpointError.missingComponent(path: fileURL.path, component: Self.componentName(component), lookedFor: [prefix + "*"])
@@ -298,6 +298,24 @@ public final class Checkpoint: TensorSource, @unchecked Sendable {
                                                lookedFor: candidates.map { "\(component.rawValue)/\($0)" })
     }
 
+    /// Why a file with none of the single-file prefixes is not a checkpoint, recognising the parts
+    /// that people download on their own.
+    private static func describeUnknownFile(_ names: [String]) -> String {
+        let hasPrefix = { (p: String) in names.contains { $0.hasPrefix(p) } }
+        if names.isEmpty { return "the file holds no tensors" }
+        if names.contains("conv_in.weight") && hasPrefix("time_embedding.") {
+            return "it is a UNet alone (the unet/ part of a diffusers folder); give the folder that holds model_index.json"
+        }
+        if hasPrefix("encoder.") && hasPrefix("decoder.") {
+            return "it is a VAE alone, not a full checkpoint"
+        }
+        if hasPrefix("text_model.") || (hasPrefix("encoder.layers.") && hasPrefix("embeddings.")) {
+            return "it is a text encoder alone, not a full checkpoint"
+        }
+        let sample = names.prefix(3).map { "'\($0)'" }.joined(separator: ", ")
+        return "none of its keys (\(sample)\(names.count > 3 ? ", …" : "")) is a key of an SD checkpoint"
+    }
+
     // MARK: Opening files
 
     static let pickleExtensions: Set<String> = ["ckpt", "pt", "pth", "bin", "pkl", "pickle"]
@@ -311,7 +329,8 @@ public final class Checkpoint: TensorSource, @unchecked Sendable {
             head = Array((try? handle.read(upToCount: 9)) ?? Data())
             try? handle.close()
         }
-        let size = ((try? FileManager.default.attributesOfItem(atPath: path)[.size]) as? NSNumber)?.intValue ?? 0
+        var st = stat()
+        let size = stat(path, &st) == 0 ? Int(st.st_size) : 0  // stat follows symlinks (HF cache snapshots)
         // A safetensors file starts with the header length and then '{'. Checking this first keeps a
         // header length whose low bytes happen to read 0x80 0x02 from being taken for a pickle.
         let plausibleSafetensors = head.count == 9 && head[8] == UInt8(ascii: "{")

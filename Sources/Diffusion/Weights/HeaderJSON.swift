@@ -57,6 +57,10 @@ struct JSONParseError: Error, Equatable {
 /// `[` cannot overflow the stack.
 struct JSONParser {
     static let maxDepth = 64
+    /// Arrays in a safetensors header are shapes and offset pairs. Refusing longer ones keeps a
+    /// 100 MB header of `[0,0,0,…]` from becoming gigabytes of parsed values; what remains is memory
+    /// linear in the header's length (a few times its size at worst).
+    static let maxArrayLength = 4096
 
     private let bytes: UnsafeRawBufferPointer
     private var i = 0
@@ -152,6 +156,9 @@ struct JSONParser {
         while true {
             skipWhitespace()
             elements.append(try parseValue())
+            if elements.count > Self.maxArrayLength {
+                throw syntax("an array longer than \(Self.maxArrayLength) elements, which no tensor shape has")
+            }
             skipWhitespace()
             guard !atEnd else { throw syntax("unexpected end of header inside an array") }
             if current == UInt8(ascii: ",") { i += 1; continue }

@@ -56,8 +56,21 @@ struct KeyMap {
         var flatten: Set<String> = []
     }
 
-    var layersPerBlock = 2
-    var vaeLevels = 4
+    let layersPerBlock: Int
+    let vaeLevels: Int
+    /// The UNet and VAE rows for these block counts, built once.
+    let unetRules: [Rule]
+    let vaeRules: [Rule]
+
+    /// - Parameters:
+    ///   - layersPerBlock: resnets per UNet down level (`layers_per_block`, 2 in SD1.x).
+    ///   - vaeLevels: resolution levels of the VAE (`len(block_out_channels)`, 4 in SD1.x).
+    init(layersPerBlock: Int = 2, vaeLevels: Int = 4) {
+        self.layersPerBlock = layersPerBlock
+        self.vaeLevels = vaeLevels
+        unetRules = Self.unetRules(layersPerBlock: layersPerBlock)
+        vaeRules = Self.vaeRules(levels: vaeLevels)
+    }
 
     // MARK: The table
 
@@ -92,8 +105,7 @@ struct KeyMap {
     ]
 
     /// The UNet of a single file: `model.diffusion_model.` → `unet.`.
-    var unetRules: [Rule] {
-        let L = layersPerBlock
+    static func unetRules(layersPerBlock L: Int) -> [Rule] {
         func level(_ n: Int) -> (Int, Int) { ((n - 1) / (L + 1), (n - 1) % (L + 1)) }
         return [
             Rule(from: "time_embed.0.", to: { _ in "time_embedding.linear_1." }),
@@ -129,8 +141,7 @@ struct KeyMap {
     }
 
     /// The VAE of a single file: `first_stage_model.` → `vae.`.
-    var vaeRules: [Rule] {
-        let N = vaeLevels
+    static func vaeRules(levels N: Int) -> [Rule] {
         var rules: [Rule] = []
         for part in ["encoder", "decoder"] {
             rules += [

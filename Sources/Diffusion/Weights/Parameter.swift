@@ -59,6 +59,23 @@ public final class Parameter: @unchecked Sendable {
         if keep { cached = out }
         return out
     }
+
+    /// Calls `body` with the weight's Float32 values, valid only during the call.
+    ///
+    /// In `.fast` mode this is the kept copy. In `.low` mode the weight is converted into a temporary
+    /// buffer that is freed when `body` returns, so a layer that reads its weights this way holds
+    /// them only while it runs, without the zero-filled `[Float]` that `value` allocates.
+    public func withValue<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+        if keep { return try value.data.withUnsafeBufferPointer(body) }
+        return try withUnsafeTemporaryAllocation(of: Float.self, capacity: shape.reduce(1, *)) { buffer in
+            do {
+                try source.read(key, into: buffer)
+            } catch {
+                fatalError("weight \(key) in \(source.sourceDescription) could not be read after validation: \(error)")
+            }
+            return try body(UnsafeBufferPointer(buffer))
+        }
+    }
 }
 
 /// Records which keys a model took from its source, so the loader can list unexpected tensors.

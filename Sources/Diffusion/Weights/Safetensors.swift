@@ -311,12 +311,15 @@ public final class SafetensorsFile: TensorSource, @unchecked Sendable {
             }
             shape.append(n)
         }
-        var count = 1
-        for n in shape {
-            let (p, overflow) = count.multipliedReportingOverflow(by: n)
+        // The product of the non-zero dimensions must fit too: with a zero anywhere the element count
+        // is 0, but code that multiplies a sub-shape (a row length, a stride) would still overflow.
+        var nonZeroProduct = 1
+        for n in shape where n != 0 {
+            let (p, overflow) = nonZeroProduct.multipliedReportingOverflow(by: n)
             if overflow { throw SafetensorsError.sizeOverflow(path: path, tensor: name, shape: shape) }
-            count = p
+            nonZeroProduct = p
         }
+        let count = shape.contains(0) ? 0 : nonZeroProduct
         let (bits, bitsOverflow) = count.multipliedReportingOverflow(by: dtype.bitWidth)
         if bitsOverflow { throw SafetensorsError.sizeOverflow(path: path, tensor: name, shape: shape) }
 

@@ -104,15 +104,22 @@ public final class SafetensorsWriter {
             let remaining = (t.byteCount - writtenInCurrent) / width
             let n = min(remaining, values.count - i)
             let chunk = UnsafeBufferPointer(rebasing: values[i..<(i + n)])
-            switch t.dtype {
-            case .f32:
-                for v in chunk { withUnsafeBytes(of: v.bitPattern.littleEndian) { buffer.append(contentsOf: $0) } }
-            case .f16:
-                for v in chunk { withUnsafeBytes(of: FloatConversion.floatToHalf(v).littleEndian) { buffer.append(contentsOf: $0) } }
-            case .bf16:
-                for v in chunk { withUnsafeBytes(of: FloatConversion.floatToBFloat16(v).littleEndian) { buffer.append(contentsOf: $0) } }
-            default:
+            guard [.f32, .f16, .bf16].contains(t.dtype) else {
                 preconditionFailure("tensor '\(t.name)' is \(t.dtype.rawValue); append its bytes with appendRaw")
+            }
+            // Convert straight into the output buffer (little-endian, as the host is).
+            let start = buffer.count
+            buffer.append(contentsOf: repeatElement(0, count: n * width))
+            buffer.withUnsafeMutableBytes { raw in
+                let out = raw.baseAddress! + start
+                switch t.dtype {
+                case .f32:
+                    out.copyMemory(from: chunk.baseAddress!, byteCount: n * 4)
+                case .f16:
+                    for k in 0..<n { out.storeBytes(of: FloatConversion.floatToHalf(chunk[k]).littleEndian, toByteOffset: 2 * k, as: UInt16.self) }
+                default:
+                    for k in 0..<n { out.storeBytes(of: FloatConversion.floatToBFloat16(chunk[k]).littleEndian, toByteOffset: 2 * k, as: UInt16.self) }
+                }
             }
             i += n
             try advance(by: n * width)
