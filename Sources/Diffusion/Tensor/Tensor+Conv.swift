@@ -1,14 +1,28 @@
 import Foundation
 
-// Convolution as GEMM over bands of output rows.
+// Convolution as GEMM, one band of output rows at a time, so scratch memory stays bounded (a full
+// im2col of the VAE's 512×512×128 convolution would be 1.2 GB; a band is at most
+// `convColumnBudget` floats, 16 MB). Three strategies, chosen by shape (`convStrategy`):
+//   - direct: 1×1 stride 1 is one sgemm on the input as it lies;
+//   - shifted (stride 1, output rows ≥ 28 wide): k² GEMMs over shifted views of a zero-padded
+//     copy of the band, no im2col (`convShiftedBand`);
+//   - im2col (stride 2, small maps): patch matrix of the band, then one GEMM (`im2colBand`).
+// The copies (padding, im2col, copy-out) are split over the cores; the GEMMs use OpenBLAS's threads.
 //
-// For one image and one band of `R` output rows, `im2col` lays out the input patches as a
-// `[Cin·k·k, R·Wout]` matrix and one sgemm multiplies the `[Cout, Cin·k·k]` weights by it, writing
-// straight into the band's rows of the output (`ldc = Hout·Wout`). The band is sized so its
-// im2col matrix stays under `Tensor.convColumnBudget` floats (16 MB): a full im2col of the VAE's
-// 512×512×128 convolution would be 1.2 GB. 1×1 stride-1 convolutions need no im2col at all.
-//
-// Measured (make bench): see the numbers recorded at the end of this comment block.
+// Measured with `sdbench ops --filter conv3x3 --threads 1 --clock cpu` (one core's CPU time, since
+// the 2-core machine was shared with other jobs, load 9–12; GFLOP/s on dense counts; the roof is
+// cblas_sgemm on [320×2880]·[2880×4096] / [512×4608]·[4608×4096] in the same run, 95–101 GFLOP/s,
+// OpenBLAS's COOPERLAKE (AVX-512) kernel), 2026-11-25:
+//   unet 320ch 64×64 (shifted)   86–89 GFLOP/s  0.90–0.93 of roof
+//   unet 640ch 32×32 (shifted)   86–88          0.90–0.92
+//   unet 1280ch 16×16 (im2col)   84–92          0.88–0.96
+//   unet 1280ch 8×8 (im2col)     65–71          0.67–0.74   (n = 64: sgemm itself is at ~0.75 there)
+//   unet 320ch s2 64→32 (im2col) 73–84          0.76–0.87
+//   vae 512ch 128×128 (shifted)  88–91          0.92–0.95
+//   vae 256ch 256×256 (shifted)  85–86          0.88–0.90   (im2col: 79–81)
+//   vae 128ch 512×512 (shifted)  66–71          0.69–0.74   (im2col: 68–70; M = 128 is short for the kernel)
+// Wall clock with both cores (load ~10, so absolute figures meaningless): unet 320ch 64×64 at
+// 0.90 of the 2-thread roof measured in the same run, vae 128ch 512×512 at 0.50.
 
 extension Tensor {
     /// The most floats one im2col band may hold (16 MB).
