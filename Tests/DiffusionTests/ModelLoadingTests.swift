@@ -3,7 +3,7 @@ import TestSupport
 import XCTest
 @testable import Diffusion
 
-/// The tiny random-weight model with SD1.5's topology (`Tests/Fixtures/README.md`, "Models") in the
+/// The tiny random-weight model with SD1.5's topology (`Tests/Fixtures/README.md`, "4. Tiny models") in the
 /// three forms the loader reads, and the diffusers/transformers references computed from it.
 enum TinySD15Fixture {
     enum Form: String, CaseIterable {

@@ -120,13 +120,13 @@ final class TorchGeneratorTests: XCTestCase {
     // torch.randn((1, 4, 64, 96), generator=g).flatten() equals torch.randn(24576, generator=g):
     // the shape only labels the data.
     func testShapedDrawEqualsFlatDraw() throws {
-        var shaped = TorchGenerator(seed: 42)
-        var flat = TorchGenerator(seed: 42)
+        var shaped = TorchGenerator(seed: 0)
+        var flat = TorchGenerator(seed: 0)
         let tensor = shaped.randn([1, 4, 64, 96])
         XCTAssertEqual(tensor.shape, [1, 4, 64, 96])
         XCTAssertEqual(tensor.data, flat.randn(count: 24576))
         let expected = try fixture("randn_large.safetensors").tensor("seed=0/n=24576")
-        assertBitExact(TorchGenerator(seed: 0).randn([1, 4, 64, 96]).data, expected, "seed=0/n=24576")
+        assertBitExact(tensor.data, expected, "seed=0/n=24576")
     }
 
     // manual_seed keeps only the low 32 bits: 2^32 + s and s give the same numbers.
