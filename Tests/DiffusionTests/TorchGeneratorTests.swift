@@ -7,30 +7,30 @@ import TestSupport
 /// (`Tests/Fixtures/rng`, written by `Tests/Fixtures/make_fixtures.py`). Every comparison is
 /// bit-exact: the initial latents of a seed must be the very same Float32 values as diffusers'.
 final class TorchGeneratorTests: XCTestCase {
-    private static let directory = FixturePaths.root.appendingPathComponent("rng")
-
+    /// `rng/manifest.json`: the seeds and sizes of each file's draws.
     private struct Manifest: Decodable {
+        /// The sizes drawn from one seed in `randn_large.safetensors`.
+        struct Large: Decodable {
+            let seed: UInt64
+            let sizes: [Int]
+        }
         let seeds: [UInt64]
-        let largeSizes: [Int]
-        let largeSeeds: [UInt64]
+        let large: [Large]
         let sequenceSizes: [Int]
         let sequenceSeeds: [UInt64]
         enum CodingKeys: String, CodingKey {
-            case seeds
-            case largeSizes = "large_sizes"
-            case largeSeeds = "large_seeds"
+            case seeds, large
             case sequenceSizes = "sequence_sizes"
             case sequenceSeeds = "sequence_seeds"
         }
     }
 
     private func manifest() throws -> Manifest {
-        let data = try Data(contentsOf: Self.directory.appendingPathComponent("manifest.json"))
-        return try JSONDecoder().decode(Manifest.self, from: data)
+        try Fixture.json(Manifest.self, "rng/manifest.json")
     }
 
     private func fixture(_ name: String) throws -> SafetensorsFile {
-        try SafetensorsFile(url: Self.directory.appendingPathComponent(name))
+        try Fixture.tensors("rng/\(name)")
     }
 
     /// Fails on the first element whose bits differ, naming the key, the index and both values.
@@ -72,27 +72,19 @@ final class TorchGeneratorTests: XCTestCase {
         }
     }
 
-    // torch.randn(n, generator=torch.Generator("cpu").manual_seed(seed)), for every "seed=S/n=N" draw
-    // in the file. n = 24576 is torch.randn((1, 4, 64, 96)).flatten(), the latents of a 512×768 image.
+    // torch.randn(n, generator=torch.Generator("cpu").manual_seed(seed))
+    // n = 24576 is torch.randn((1, 4, 64, 96)).flatten(), the latents of a 512×768 image.
     func testRandnLargeSizesAreBitExact() throws {
         let file = try fixture("randn_large.safetensors")
-        var draws: [(seed: UInt64, n: Int, key: String)] = []
-        for key in file.names {
-            let parts = key.split(separator: "/")
-            guard parts.count == 2, parts[0].hasPrefix("seed="), parts[1].hasPrefix("n="),
-                  let seed = UInt64(parts[0].dropFirst(5)), let n = Int(parts[1].dropFirst(2)) else {
-                return XCTFail("unexpected key \(key) in randn_large.safetensors")
+        let manifest = try manifest()
+        XCTAssertTrue(manifest.large.contains { $0.sizes.contains(24576) })
+        XCTAssertEqual(file.tensors.count, manifest.large.map(\.sizes.count).reduce(0, +), "the manifest lists every draw")
+        for (seed, sizes) in manifest.large.map({ ($0.seed, $0.sizes) }) {
+            for n in sizes {
+                let key = "seed=\(seed)/n=\(n)"
+                var generator = TorchGenerator(seed: seed)
+                assertBitExact(generator.randn(count: n), try file.tensor(key), key)
             }
-            draws.append((seed, n, key))
-        }
-        // The vectorised path from 16 elements up, with a partial last block (16383), whole blocks
-        // (16384) and real latent sizes, for the smallest and largest seeds.
-        XCTAssertTrue(draws.contains { $0.n == 24576 }, "a 512x768 latent draw is covered")
-        XCTAssertTrue(draws.contains { $0.n == 16383 }, "a partial final block of 16 is covered")
-        XCTAssertEqual(Set(draws.map(\.seed)), [0, UInt64.max])
-        for draw in draws {
-            var generator = TorchGenerator(seed: draw.seed)
-            assertBitExact(generator.randn(count: draw.n), try file.tensor(draw.key), draw.key)
         }
     }
 
