@@ -29,9 +29,8 @@ public struct DDIMScheduler: Scheduler {
         clipRange = config.clipSample ?? true ? Float(config.clipSampleRange ?? 1) : nil
         stride = resolved.numTrainTimesteps / steps
         let spacing = try TimestepSpacing(config.timestepSpacing, default: .leading)
-        integerTimesteps = discreteTimesteps(
-            spacing, steps: steps, trainSteps: resolved.numTrainTimesteps, stepsOffset: config.stepsOffset ?? 0
-        ).reversed()
+        integerTimesteps = try discreteTimesteps(
+            spacing, steps: steps, trainSteps: resolved.numTrainTimesteps, stepsOffset: config.stepsOffset ?? 0, sampler: .ddim).reversed()
         timesteps = integerTimesteps.map { Float($0) }
     }
 

@@ -58,7 +58,11 @@ public struct DPMSolverMultistepScheduler: Scheduler {
 
         let resolved = config.schedule()
         let trainSteps = resolved.numTrainTimesteps
-        try validateSteps(steps, sampler: useKarrasSigmas == true ? .dpmpp2mKarras : .dpmpp2m, range: 1...trainSteps)
+        let karras = useKarrasSigmas ?? config.useKarrasSigmas ?? false
+        // Without Karras sigmas, `trainSteps` steps repeat a timestep (linspace over steps + 1 points
+        // rounds two to the same integer), the step size h becomes 0 and diffusers returns NaN
+        // latents. Refuse that count rather than return a NaN image.
+        try validateSteps(steps, sampler: karras ? .dpmpp2mKarras : .dpmpp2m, range: 1...(karras ? trainSteps : trainSteps - 1))
         let table = try NoiseSchedule(config: resolved).sigmas
         // With lambda_min_clipped = -inf no timestep is clipped: last_timestep = T.
         let spacing = try TimestepSpacing(config.timestepSpacing, default: .linspace)

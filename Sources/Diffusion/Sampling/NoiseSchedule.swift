@@ -143,15 +143,30 @@ func sigmaToT(_ sigma: Double, logSigmas: [Float]) -> Double {
 /// - `linspace`: `round(linspace(0, T - 1, steps))`;
 /// - `leading`: `arange(steps) * (T // steps) + steps_offset`;
 /// - `trailing`: `round(arange(T, 0, -T / steps)) - 1`.
-func discreteTimesteps(_ spacing: TimestepSpacing, steps: Int, trainSteps: Int, stepsOffset: Int) -> [Int] {
-    switch spacing {
-    case .linspace:
-        return numpyLinspace(0, Double(trainSteps - 1), steps).map { Int($0.rounded(.toNearestOrEven)) }
-    case .leading:
-        let ratio = trainSteps / steps
-        return (0..<steps).map { $0 * ratio + stepsOffset }
-    case .trailing:
-        let ratio = Double(trainSteps) / Double(steps)
-        return numpyArange(Double(trainSteps), 0, -ratio).map { Int($0.rounded(.toNearestOrEven)) - 1 }.reversed()
+/// diffusers' integer timesteps for `spacing`, checked to index the noise schedule.
+///
+/// With `leading` spacing and `steps_offset` 1 (SD1.5's config), 1000 steps would ask for timestep
+/// 1000 of a 1000-entry schedule; diffusers fails there with an IndexError. We refuse the step count
+/// instead, naming the largest one that works.
+/// - Throws: `SchedulerError.invalidSteps` when a timestep falls outside `0..<trainSteps`.
+func discreteTimesteps(_ spacing: TimestepSpacing, steps: Int, trainSteps: Int, stepsOffset: Int, sampler: Sampler) throws -> [Int] {
+    func timesteps(_ steps: Int) -> [Int] {
+        switch spacing {
+        case .linspace:
+            return numpyLinspace(0, Double(trainSteps - 1), steps).map { Int($0.rounded(.toNearestOrEven)) }
+        case .leading:
+            let ratio = trainSteps / steps
+            return (0..<steps).map { $0 * ratio + stepsOffset }
+        case .trailing:
+            let ratio = Double(trainSteps) / Double(steps)
+            return numpyArange(Double(trainSteps), 0, -ratio).map { Int($0.rounded(.toNearestOrEven)) - 1 }.reversed()
+        }
     }
+    func valid(_ ts: [Int]) -> Bool { ts.allSatisfy { (0..<trainSteps).contains($0) } }
+    let result = timesteps(steps)
+    guard valid(result) else {
+        let largest = (1..<steps).reversed().first { valid(timesteps($0)) } ?? 1
+        throw SchedulerError.invalidSteps(steps, sampler: sampler.rawValue, range: 1...largest)
+    }
+    return result
 }

@@ -41,8 +41,8 @@ public struct PNDMScheduler: Scheduler {
         prediction = try PredictionType(config.predictionType, supported: [.epsilon, .vPrediction])
         stride = resolved.numTrainTimesteps / steps
         let spacing = try TimestepSpacing(config.timestepSpacing, default: .leading)
-        let ascending = discreteTimesteps(
-            spacing, steps: steps, trainSteps: resolved.numTrainTimesteps, stepsOffset: config.stepsOffset ?? 0)
+        let ascending = try discreteTimesteps(
+            spacing, steps: steps, trainSteps: resolved.numTrainTimesteps, stepsOffset: config.stepsOffset ?? 0, sampler: .pndm)
         // plms_timesteps = concat(ts[:-1], ts[-2:-1], ts[-1:])[::-1]
         let plms = Array(ascending.dropLast()) + Array(ascending.dropLast().suffix(1)) + [ascending[ascending.count - 1]]
         integerTimesteps = plms.reversed()
