@@ -57,7 +57,7 @@ let package = Package(
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TestSupport"]),
         .testTarget(name: "ModelStoreTests", dependencies: ["ModelStore", "TestSupport"]),
         .testTarget(name: "SDScriptTests", dependencies: ["SDScript", "Diffusion", "Imaging", "ModelStore", "TestSupport"]),
-        .testTarget(name: "sdreplTests", dependencies: ["TestSupport"]),
+        .testTarget(name: "sdreplTests", dependencies: ["TestSupport", "Diffusion", "Imaging"]),
     ],
     swiftLanguageModes: [.v5]
 )

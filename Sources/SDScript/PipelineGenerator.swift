@@ -53,7 +53,8 @@ public final class PipelineGenerator: ImageGenerator {
     public init(pipeline: StableDiffusionPipeline) {
         self.pipeline = pipeline
         identity = ModelIdentity(checkpoint: pipeline.checkpoint)
-        let unexpected = pipeline.unexpectedKeys
+        // sdrepl builds only the VAE's decoder: the encoder's tensors are expected to be left over.
+        let unexpected = pipeline.unexpectedKeys.filter { !$0.hasPrefix("vae.encoder.") && !$0.hasPrefix("vae.quant_conv.") }
         if unexpected.isEmpty {
             loadWarnings = []
         } else {
