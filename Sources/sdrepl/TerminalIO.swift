@@ -115,7 +115,7 @@ final class TerminalIO: SessionIO {
         if mode == .auto && !terminalCapabilities().sixel { return false }
         guard let sixelEncoder else {
             if !warnedNoEncoder {
-                diagnostic("preview: this build has no sixel encoder yet (the Imaging module is not wired in)")
+                diagnostic("preview: no sixel encoder in this mode")
                 warnedNoEncoder = true
             }
             return false

@@ -4,7 +4,7 @@ import TestSupport
 import XCTest
 @testable import SDScript
 
-/// Every example in examples/ runs without an error once the engine and styles are there.
+/// Every example in examples/ runs without an error, with the real styles and the test-double engine.
 final class ExamplesTests: XCTestCase {
     private func run(_ name: String) throws -> (Session, CountingLoader, ScriptSummary) {
         let path = FixturePaths.repoRoot.appendingPathComponent("examples/\(name)").path

@@ -4,8 +4,8 @@ import Foundation
 import Imaging
 @testable import SDScript
 
-// TEST DOUBLES. None of this is an image model: it exists so the language, transcripts and replay can
-// be tested before the real pipeline is wired in. The end-to-end tests on the fixture model come with it.
+// TEST DOUBLES. None of this is an image model: it lets the language, transcripts and replay be tested
+// in-process in milliseconds. The real parts on the fixture model are tested in sdreplTests.EndToEndTests.
 
 /// Deterministic "pixels" from a SHA-256 of the request, so equal requests give equal images and any
 /// change of prompt, seed, size or sampler gives different ones.
