@@ -54,9 +54,8 @@ public struct ImagingSaver: ImageSaver {
                                      settingsJSON: (try? ImageMetadata.settingsJSON(all)) ?? "{}")
         let writer = ImageWriter(directory: URL(fileURLWithPath: directory), jpegQuality: jpegQuality)
         if let path {
-            let url = URL(fileURLWithPath: path)
-            try writer.save(image.pixels, metadata: metadata, to: url)
-            return [url.path]
+            try writer.save(image.pixels, metadata: metadata, to: URL(fileURLWithPath: path))
+            return [path]
         }
         return try writer.save(image.pixels, metadata: metadata).map { relativeIfBelowCurrent($0.path) }
     }
