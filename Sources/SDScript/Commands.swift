@@ -73,7 +73,7 @@ public struct Command {
                 // Names a usable checkpoint (not a pickle, not an empty folder); the engine checks the rest on load.
                 _ = try session.components.models.locate(explicit: path)
             } catch {
-                throw ScriptError.badArgument(command: "model", argument: argument, reason: "\(error); given")
+                throw ScriptError.unavailable(command: "model", reason: "\(error)")
             }
             session.settings.model = path
             return .ok
