@@ -135,6 +135,7 @@ public struct Command {
                     path = name.pathExtension.isEmpty ? "\(stem)-\(number + 1)" : "\(stem)-\(number + 1).\(name.pathExtension)"
                 }
                 let paths = try session.save(position, to: path)
+                if paths.isEmpty { continue }  // run --check writes nothing
                 session.io.output("image \(session.images[position].index): saved " + paths.joined(separator: " "))
             }
             return .ok

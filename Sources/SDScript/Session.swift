@@ -425,6 +425,8 @@ public final class Session {
     /// Saves image `position` (index into `images`); records `#=> saved` lines.
     @discardableResult
     func save(_ position: Int, to path: String?) throws -> [String] {
+        // `run --check` verifies a transcript; it writes no image files (its `save` lines included).
+        if savingDisabled { return [] }
         guard let saver = components.saver else {
             throw ScriptError.unavailable(command: "save", reason: "this session has no image writer")
         }

@@ -78,7 +78,7 @@ final class EndToEndTests: XCTestCase {
         // An interactive session records the transcript; it replays and checks.
         let terminal = try PseudoTerminal([], in: sandbox, da1Reply: "\u{1B}[?62;22c")
         terminal.expect("sd> ")
-        for line in script.split(separator: "\n").dropLast().map(String.init) + ["seed random", "gen"] {
+        for line in script.split(separator: "\n").dropLast().map(String.init) + ["save pty.png", "seed random", "gen"] {
             terminal.type(line + "\r")
             terminal.expect("sd> ", timeout: 60)
         }
@@ -92,10 +92,13 @@ final class EndToEndTests: XCTestCase {
         XCTAssertEqual(results.count, 3, text)
         XCTAssertTrue(results[0].contains("seed=7 size=96x128 sha256=\(hashes[0])"), text)
         XCTAssertTrue(text.contains(" # random\ngen\n"), "the random seed drawn is written before its gen:\n\(text)")
+        XCTAssertTrue(text.contains("\nsave pty.png\n#=> saved 1 pty-1.png\n#=> saved 2 pty-2.png\n"), text)
+        let before = sandbox.files(in: "")
 
         let check = try PipeRun(["run", "--check", path], in: sandbox)
         XCTAssertEqual(check.status, 0, check.stderr)
         XCTAssertTrue(check.stderr.contains("check: 3 images matched, 0 mismatched"), check.stderr)
+        XCTAssertEqual(sandbox.files(in: ""), before, "--check writes no files")
 
         // Tamper with the second image's hash: --check names the line and fails.
         var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
