@@ -171,23 +171,12 @@ final class EndToEndTests: XCTestCase {
         }
     }
 
-    func testTheSingleFileModelGivesTheSamePixelsAsTheDiffusersFolder() throws {
-        let sandbox = Sandbox()
-        let settings = "prompt a lighthouse\nseed 3\nset size 96x96\nset steps 4\nset autosave off\ngen\n"
-        let folder = try PipeRun([], stdin: "model \(Self.diffusersModel)\n" + settings, in: sandbox)
-        let file = try PipeRun([], stdin: "model \(Self.singleFileModel)\n" + settings, in: sandbox)
-        XCTAssertEqual(folder.status, 0, folder.stderr)
-        XCTAssertEqual(file.status, 0, file.stderr)
-        XCTAssertEqual(imageHashes(folder.stdout).count, 1)
-        XCTAssertEqual(imageHashes(folder.stdout), imageHashes(file.stdout))
-    }
-
     // MARK: - save, load, info
 
     func testLoadOfASavedPNGAndJPEGRegeneratesTheSamePixels() throws {
         let sandbox = Sandbox()
         sandbox.write("make.sdscript", """
-            model \(Self.singleFileModel)
+            model \(Self.diffusersModel)
             prompt a cottage in a forest, (autumn:1.3)
             negative fog
             set style watercolor
@@ -207,7 +196,7 @@ final class EndToEndTests: XCTestCase {
         XCTAssertTrue(saved.allSatisfy { $0.hasPrefix("generated_images/") && $0.contains("_s4242_") }, "\(saved)")
         for path in saved {
             // Another session with other settings: load sets them all back.
-            let again = try PipeRun([], stdin: "model \(Self.singleFileModel)\nprompt x\nseed 1\nset steps 9\nload \(path)\nset autosave off\ngen\n", in: sandbox)
+            let again = try PipeRun([], stdin: "model \(Self.diffusersModel)\nprompt x\nseed 1\nset steps 9\nload \(path)\nset autosave off\ngen\n", in: sandbox)
             XCTAssertEqual(again.status, 0, "\(path): \(again.stderr)")
             XCTAssertEqual(imageHashes(again.stdout), [hash], "\(path): load then gen regenerates the image")
 
@@ -232,7 +221,7 @@ final class EndToEndTests: XCTestCase {
         let sandbox = Sandbox()
         sandbox.write("blocked", "a file where the output folder should be")
         sandbox.write("s.sdscript", """
-            model \(Self.singleFileModel)
+            model \(Self.diffusersModel)
             prompt a boat
             seed 5
             set size 96x96
@@ -268,26 +257,25 @@ final class EndToEndTests: XCTestCase {
         XCTAssertTrue(cached.contains(String(sha.prefix(10))), "the hash is cached under XDG_CACHE_HOME")
         try fm.removeItem(atPath: sandbox.path + "/models")
 
-        // A Hugging Face cache under $HF_HOME, found with no configuration; its blob name is the hash.
+        // A Hugging Face cache under $HF_HOME, found with no configuration: a diffusers snapshot.
         let repo = sandbox.path + "/hf/hub/models--stable-diffusion-v1-5--stable-diffusion-v1-5"
-        try fm.createDirectory(atPath: repo + "/blobs", withIntermediateDirectories: true)
-        try fm.createDirectory(atPath: repo + "/snapshots/0123abc", withIntermediateDirectories: true)
+        try fm.createDirectory(atPath: repo + "/snapshots", withIntermediateDirectories: true)
         try fm.createDirectory(atPath: repo + "/refs", withIntermediateDirectories: true)
-        try fm.copyItem(atPath: Self.singleFileModel, toPath: repo + "/blobs/" + sha)
-        try fm.createSymbolicLink(atPath: repo + "/snapshots/0123abc/v1-5-pruned-emaonly-fp16.safetensors",
-                                  withDestinationPath: "../../blobs/" + sha)
+        try fm.copyItem(atPath: Self.diffusersModel, toPath: repo + "/snapshots/0123abc")
         try "0123abc".write(toFile: repo + "/refs/main", atomically: true, encoding: .utf8)
+        let unetSHA = try sha256(of: Self.diffusersModel + "/unet/diffusion_pytorch_model.safetensors")
         let hub = try PipeRun([], stdin: "models\nprompt a fox\nseed 1\nset size 96x96\nset steps 4\nset autosave off\ngen\n", in: sandbox)
         XCTAssertEqual(hub.status, 0, hub.stderr)
-        XCTAssertTrue(hub.stdout.contains("v1-5-pruned-emaonly-fp16.safetensors  single-file  "), hub.stdout)
-        XCTAssertTrue(hub.stdout.contains("hash \(sha.prefix(10))  (HF cache (stable-diffusion-v1-5/stable-diffusion-v1-5))"), hub.stdout)
+        XCTAssertTrue(hub.stdout.contains("\(repo)/snapshots/0123abc  diffusers  F32  "), hub.stdout)
+        XCTAssertTrue(hub.stdout.contains("hash \(unetSHA.prefix(10))  (HF cache (stable-diffusion-v1-5/stable-diffusion-v1-5))"), hub.stdout)
+        XCTAssertTrue(hub.stdout.contains("loading \(repo)/snapshots/0123abc"), hub.stdout)
         XCTAssertEqual(imageHashes(hub.stdout).count, 1, hub.stdout)
     }
 
     func testBadModelsGiveTheEnginesErrorAndTheSessionGoesOn() throws {
         let sandbox = Sandbox()
         sandbox.write("old.ckpt", "not really a pickle")
-        let bytes = try Data(contentsOf: URL(fileURLWithPath: Self.singleFileModel))
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: Self.diffusersModel))
         try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: sandbox.path + "/truncated.safetensors"))
         sandbox.write("s.sdscript", """
             prompt a fox
@@ -300,6 +288,8 @@ final class EndToEndTests: XCTestCase {
             gen
             model \(Self.singleFileModel)
             gen
+            model \(Self.diffusersModel)
+            gen
 
             """)
         let run = try PipeRun(["run", "--keep-going", "s.sdscript"], in: sandbox)
@@ -309,6 +299,10 @@ final class EndToEndTests: XCTestCase {
         XCTAssertTrue(run.stderr.contains("s.sdscript:6: model:"), run.stderr)
         XCTAssertTrue(run.stderr.contains("s.sdscript:8: model:"), run.stderr)
         XCTAssertTrue(run.stderr.contains("truncated.safetensors"), run.stderr)
+        // The tiny single file carries no config, so it is read as SD1.5 and refused by shape (as an
+        // SD2 or SDXL file would be), naming the tensor and both shapes.
+        XCTAssertTrue(run.stderr.contains("s.sdscript:10: model: "), run.stderr)
+        XCTAssertTrue(run.stderr.contains("has shape [49408, 8] but SD1.5 needs [49408, 768]"), run.stderr)
         XCTAssertEqual(imageHashes(run.stdout).count, 1, "the last gen works: \(run.stdout) \(run.stderr)")
     }
 
@@ -316,7 +310,7 @@ final class EndToEndTests: XCTestCase {
 
     func testProgressBarCtrlCAndTheNextGenOnATerminal() throws {
         let sandbox = Sandbox()
-        let terminal = try PseudoTerminal(["--model", Self.singleFileModel], in: sandbox, da1Reply: "\u{1B}[?62;22c")
+        let terminal = try PseudoTerminal(["--model", Self.diffusersModel], in: sandbox, da1Reply: "\u{1B}[?62;22c")
         terminal.expect("sd> ")
         for line in ["prompt a fox", "seed 1", "set size 256x256", "set steps 1000", "set autosave off"] {
             terminal.type(line + "\r")
@@ -340,7 +334,7 @@ final class EndToEndTests: XCTestCase {
 
     func testASixelImageIsDrawnWhenTheTerminalListsAttribute4() throws {
         let sandbox = Sandbox()
-        let terminal = try PseudoTerminal(["--model", Self.singleFileModel], in: sandbox, da1Reply: "\u{1B}[?62;4;22c")
+        let terminal = try PseudoTerminal(["--model", Self.diffusersModel], in: sandbox, da1Reply: "\u{1B}[?62;4;22c")
         terminal.expect("sd> ")
         terminal.type("prompt a fox\r")
         terminal.expect("sd> ")
@@ -364,7 +358,7 @@ final class EndToEndTests: XCTestCase {
         let sandbox = Sandbox()
         var fds: [Int32] = [0, 0]
         XCTAssertEqual(pipe(&fds), 0)
-        let terminal = try PseudoTerminal(["--model", Self.singleFileModel], in: sandbox, stdoutPipe: fds[1],
+        let terminal = try PseudoTerminal(["--model", Self.diffusersModel], in: sandbox, stdoutPipe: fds[1],
                                           da1Reply: "\u{1B}[?62;4;22c")
         close(fds[1])
         for line in ["prompt a fox", "set size 96x96", "set steps 4", "set preview sixel", "gen", "quit"] {
@@ -387,7 +381,7 @@ final class ExampleRunTests: XCTestCase {
         let sandbox = Sandbox()
         let example = FixturePaths.repoRoot.appendingPathComponent("examples/prompt-weighting.sdscript").path
         sandbox.write("wrapper.sdscript", """
-            model \(EndToEndTests.singleFileModel)
+            model \(EndToEndTests.diffusersModel)
             set size 96x96
             set autosave off
             run \(example)
