@@ -275,7 +275,7 @@ final class EndToEndTests: XCTestCase {
     func testBadModelsGiveTheEnginesErrorAndTheSessionGoesOn() throws {
         let sandbox = Sandbox()
         sandbox.write("old.ckpt", "not really a pickle")
-        let bytes = try Data(contentsOf: URL(fileURLWithPath: Self.diffusersModel))
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: Self.singleFileModel))
         try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: sandbox.path + "/truncated.safetensors"))
         sandbox.write("s.sdscript", """
             prompt a fox
@@ -312,7 +312,7 @@ final class EndToEndTests: XCTestCase {
         let sandbox = Sandbox()
         let terminal = try PseudoTerminal(["--model", Self.diffusersModel], in: sandbox, da1Reply: "\u{1B}[?62;22c")
         terminal.expect("sd> ")
-        for line in ["prompt a fox", "seed 1", "set size 256x256", "set steps 1000", "set autosave off"] {
+        for line in ["prompt a fox", "seed 1", "set size 512x512", "set sampler euler", "set steps 1000", "set autosave off"] {
             terminal.type(line + "\r")
             terminal.expect("sd> ")
         }
@@ -324,8 +324,10 @@ final class EndToEndTests: XCTestCase {
         terminal.expect("sd> ")
         terminal.type("set steps 4\r")
         terminal.expect("sd> ")
+        terminal.type("set size 96x96\r")
+        terminal.expect("sd> ")
         terminal.type("gen\r")
-        terminal.expect("image 1: seed 1, 256x256, sha256 ", timeout: 60)
+        terminal.expect("image 1: seed 1, 96x96, sha256 ", timeout: 60)
         terminal.expect("sd> ")
         XCTAssertFalse(terminal.transcript.contains("\u{1B}P"), "no sixel when the terminal does not list attribute 4")
         terminal.type("quit\r")
