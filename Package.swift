@@ -24,11 +24,12 @@ let package = Package(
         systemLibrary("CPNG", pkgConfig: "libpng", apt: "libpng-dev"),
         systemLibrary("CJPEG", pkgConfig: "libjpeg", apt: "libjpeg-dev"),
         systemLibrary("CSixel", pkgConfig: "libsixel", apt: "libsixel-dev"),
+        systemLibrary("CZlib", pkgConfig: "zlib", apt: "zlib1g-dev"),
 
         // The engine: tensors on OpenBLAS, weights, tokenizer, models, samplers, pipeline.
         .target(
             name: "Diffusion",
-            dependencies: ["COpenBLAS"],
+            dependencies: ["COpenBLAS", "CZlib"],
             resources: [.copy("Resources")]
         ),
         // libpng/libjpeg calls wrapped in C so their setjmp/longjmp error handling never crosses Swift frames.

@@ -9,12 +9,10 @@ import TestSupport
 /// `text_model.`, as transformers 5 does), and the same model as an fp16 single file in the LDM layout
 /// with EMA counters, DDPM buffers and `position_ids`.
 final class CheckpointFixtureTests: XCTestCase {
-    private let models = FixturePaths.root.appendingPathComponent("models")
-
     func testAllThreeFormatsOfTheFixtureModelAgree() throws {
-        let folder = try Checkpoint(url: models.appendingPathComponent("tiny-sd15-diffusers"), options: LoadOptions(memoryMode: .low))
-        let variant = try Checkpoint(url: models.appendingPathComponent("tiny-sd15-diffusers"), options: LoadOptions(memoryMode: .low, variant: "fp16"))
-        let single = try Checkpoint(url: models.appendingPathComponent("tiny-sd15.safetensors"), options: LoadOptions(memoryMode: .low))
+        let folder = try Checkpoint(url: Fixture.tinySD15Folder, options: LoadOptions(memoryMode: .low))
+        let variant = try Checkpoint(url: Fixture.tinySD15Folder, options: LoadOptions(memoryMode: .low, variant: "fp16"))
+        let single = try Checkpoint(url: Fixture.tinySD15SingleFile, options: LoadOptions(memoryMode: .low))
 
         XCTAssertEqual(folder.keys.count, 684 + 240 + 52)  // UNet, VAE, text encoder of the tiny config
         XCTAssertEqual(single.keys, folder.keys)
@@ -49,7 +47,7 @@ final class CheckpointFixtureTests: XCTestCase {
     /// A download of the fixture single file cut in the middle of its data.
     func testTruncatedFixtureCheckpoint() throws {
         let dir = try makeWeightsTestDirectory(self)
-        let full = try Data(contentsOf: models.appendingPathComponent("tiny-sd15.safetensors"))
+        let full = try Data(contentsOf: Fixture.tinySD15SingleFile)
         let cut = try writeTestFile(Array(full.prefix(full.count / 2)), "tiny-sd15.safetensors", in: dir)
         let error = checkpointError { _ = try Checkpoint(url: cut) }
         guard case let .unreadable(path, underlying) = error, case .offsetsOutOfRange = underlying else {

@@ -3,7 +3,7 @@ import TestSupport
 import XCTest
 @testable import Diffusion
 
-/// The tiny random-weight model with SD1.5's topology (`Tests/Fixtures/README.md`, "Models") in the
+/// The tiny random-weight model with SD1.5's topology (`Tests/Fixtures/README.md`, "4. Tiny models") in the
 /// three forms the loader reads, and the diffusers/transformers references computed from it.
 enum TinySD15Fixture {
     enum Form: String, CaseIterable {
@@ -15,8 +15,8 @@ enum TinySD15Fixture {
         case singleFile = "single file"
     }
 
-    static let folder = FixturePaths.root.appendingPathComponent("models/tiny-sd15-diffusers")
-    static let singleFile = FixturePaths.root.appendingPathComponent("models/tiny-sd15.safetensors")
+    static let folder = Fixture.tinySD15Folder
+    static let singleFile = Fixture.tinySD15SingleFile
 
     /// Opens the fixture in `form`.
     static func checkpoint(_ form: Form, memory: MemoryMode = .fast) throws -> Checkpoint {
@@ -30,8 +30,7 @@ enum TinySD15Fixture {
     /// The component's `config.json` from the diffusers folder. A single file carries no config, so
     /// every form is built with these (the tiny model's sizes are not SD1.5's defaults).
     static func config<Config: Decodable>(_ type: Config.Type, _ component: CheckpointComponent) throws -> Config {
-        let url = folder.appendingPathComponent(component.rawValue).appendingPathComponent("config.json")
-        return try JSONDecoder().decode(Config.self, from: Data(contentsOf: url))
+        try Fixture.json(Config.self, "models/tiny-sd15-diffusers/\(component.rawValue)/config.json")
     }
 
     static func textEncoder(_ checkpoint: Checkpoint) throws -> CLIPTextModel {
@@ -49,8 +48,7 @@ enum TinySD15Fixture {
     /// The references for `form`: computed from the fp32 weights, or from the same weights rounded
     /// to fp16 (what both fp16 forms hold), upcast and computed in fp32 (`reference/components.json`).
     static func references(for form: Form) throws -> SafetensorsFile {
-        let name = form == .diffusersFP32 ? "components_fp32" : "components_fp16weights"
-        return try SafetensorsFile(url: FixturePaths.root.appendingPathComponent("reference/\(name).safetensors"))
+        try Fixture.tensors(form == .diffusersFP32 ? "reference/components_fp32" : "reference/components_fp16weights")
     }
 
     /// The prompts of `text/{i}/…` in the references (`REF_PROMPTS` in `make_fixtures.py`).
@@ -59,26 +57,6 @@ enum TinySD15Fixture {
     static let unetCases = ["square", "square_t1", "square_float_t", "nonsquare", "odd"]
     /// The VAE cases of `vae/{case}/…`: latents (1, 4, 8, 8) and (1, 4, 6, 10).
     static let vaeCases = ["square", "nonsquare"]
-}
-
-/// Fails unless `actual` has `expected`'s shape and `max |actual − expected| ≤ relativeTolerance ·
-/// max |expected|`; returns the measured ratio and prints it, so the test log records the margins.
-@discardableResult
-func assertParity(_ actual: Tensor, _ expected: Tensor, relativeTolerance: Float = 1e-4, _ what: String,
-                  file: StaticString = #filePath, line: UInt = #line) -> Float {
-    XCTAssertEqual(actual.shape, expected.shape, what, file: file, line: line)
-    guard actual.shape == expected.shape else { return .infinity }
-    let scale = expected.data.reduce(0) { max($0, abs($1)) }
-    var worst: Float = 0
-    for (a, e) in zip(actual.data, expected.data) {
-        let difference = abs(a - e)
-        worst = difference.isNaN ? .infinity : max(worst, difference)
-    }
-    let relative = worst / max(scale, .leastNormalMagnitude)
-    print(String(format: "parity %@: max abs err %.3g, scale %.3g, relative %.3g", what, worst, scale, relative))
-    XCTAssertGreaterThan(scale, 0, "\(what): the reference is all zeros, so the test could not fail", file: file, line: line)
-    XCTAssertLessThanOrEqual(relative, relativeTolerance, "\(what): max abs err \(worst) for scale \(scale)", file: file, line: line)
-    return relative
 }
 
 /// Building the models from checkpoints: strict shapes, every weight used, the same numbers from

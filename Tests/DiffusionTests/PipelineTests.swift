@@ -19,8 +19,7 @@ final class PipelineTests: XCTestCase {
         let file: String
     }
 
-    static let modelURL = FixturePaths.root.appendingPathComponent("models/tiny-sd15-diffusers")
-    static let pipelineDir = FixturePaths.root.appendingPathComponent("pipeline")
+    static let modelURL = Fixture.tinySD15Folder
     /// One pipeline for the whole class: the models load once, as in the REPL.
     static let shared: StableDiffusionPipeline? = try? StableDiffusionPipeline(url: modelURL, options: LoadOptions(memoryMode: .fast))
 
@@ -30,8 +29,12 @@ final class PipelineTests: XCTestCase {
 
     func cases() throws -> [Case] {
         struct Manifest: Decodable { let cases: [Case] }
-        let data = try Data(contentsOf: Self.pipelineDir.appendingPathComponent("manifest.json"))
-        return try JSONDecoder().decode(Manifest.self, from: data).cases
+        return try Fixture.json(Manifest.self, "pipeline/manifest.json").cases
+    }
+
+    /// The image's bytes as floats in [0, 1], as diffusers' `output_type="np"` gives them.
+    func pixels(_ image: PixelImage) -> [Float] {
+        image.rgb.map { Float($0) / 255 }
     }
 
     func request(_ c: Case) throws -> GenerationRequest {
@@ -45,7 +48,7 @@ final class PipelineTests: XCTestCase {
         let all = try cases()
         XCTAssertEqual(Set(all.map(\.sampler)), Set(Sampler.allCases.map(\.rawValue)), "the fixtures cover every sampler")
         for c in all {
-            let reference = try SafetensorsFile(url: Self.pipelineDir.appendingPathComponent(c.file))
+            let reference = try Fixture.tensors("pipeline/\(c.file)")
             let expected = try reference.tensor("image")  // [H, W, 3] in [0, 1]
             var steps = 0
             let result = try pipe.generate(try request(c), progress: { _ in steps += 1 })
@@ -53,9 +56,7 @@ final class PipelineTests: XCTestCase {
             let image = result[0].image
             XCTAssertEqual([image.height, image.width, 3], expected.shape, c.name)
             // diffusers' float image vs our bytes: the float image rounds to our bytes within 1/255.
-            var worst: Float = 0
-            for i in 0..<expected.count { worst = max(worst, abs(Float(image.rgb[i]) / 255 - expected.data[i])) }
-            XCTAssertLessThanOrEqual(worst, 1.0 / 255 + 1e-6, "\(c.name): max pixel difference \(worst * 255)/255")
+            assertClose(pixels(image), expected.data, tolerance: 1.0 / 255 + 1e-6, "\(c.name): pixels in [0, 1]")
             XCTAssertEqual(steps, try XCTUnwrap(try reference.tensor("timesteps")).count, "\(c.name): one progress call per timestep")
         }
     }
@@ -95,9 +96,8 @@ final class PipelineTests: XCTestCase {
         }
         XCTAssertEqual(stepsSeen, 2, "no step runs after the cancel")
         let again = try pipe.generate(try request(c))[0].image
-        let expected = try SafetensorsFile(url: Self.pipelineDir.appendingPathComponent(c.file)).tensor("image")
-        let worst = (0..<expected.count).map { abs(Float(again.rgb[$0]) / 255 - expected.data[$0]) }.max() ?? 1
-        XCTAssertLessThanOrEqual(worst, 1.0 / 255 + 1e-6)
+        let expected = try Fixture.tensors("pipeline/\(c.file)").tensor("image")
+        assertClose(pixels(again), expected.data, tolerance: 1.0 / 255 + 1e-6, "\(c.name) after a cancel: pixels in [0, 1]")
     }
 
     /// Sizes outside 64…2048 or not multiples of 8 are refused before any work, naming the field.

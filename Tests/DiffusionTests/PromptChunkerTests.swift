@@ -136,19 +136,14 @@ final class PromptChunkerTests: XCTestCase {
     /// every such prompt of the fixture corpus gives one chunk equal to transformers'
     /// `tok(prompt, padding="max_length", max_length=77, truncation=True).input_ids`, weights all 1.
     func testPlainPromptsGiveDiffusersIds() throws {
-        struct Corpus: Decodable {
-            struct Entry: Decodable { let prompt: String; let ids_77: [Int]; let truncated: Bool }
-            let entries: [Entry]
-        }
-        let url = FixturePaths.root.appendingPathComponent("tokenizer/corpus.json")
-        let corpus = try JSONDecoder().decode(Corpus.self, from: Data(contentsOf: url))
+        let corpus = try Fixture.tokenizerCorpus()
         var checked = 0
         for entry in corpus.entries where !entry.truncated {
             guard entry.prompt.rangeOfCharacter(from: CharacterSet(charactersIn: "()[]\\")) == nil,
                   !entry.prompt.contains("BREAK") else { continue }
             let result = try chunker.chunk(entry.prompt)
             XCTAssertEqual(result.chunks.count, 1, entry.prompt)
-            XCTAssertEqual(result.chunks.first?.tokens, entry.ids_77, entry.prompt)
+            XCTAssertEqual(result.chunks.first?.tokens, entry.ids77, entry.prompt)
             XCTAssertEqual(result.chunks.first?.isUnweighted, true, entry.prompt)
             checked += 1
         }

@@ -39,7 +39,7 @@ final class SafetensorsTests: XCTestCase {
     /// `torch.randn(3, generator=torch.Generator("cpu").manual_seed(0))` is
     /// `[1.5409960746765137, -0.293428897857666, -2.1787893772125244]`.
     func testReadsAFileWrittenByTheReferenceLibrary() throws {
-        let file = try SafetensorsFile(url: FixturePaths.root.appendingPathComponent("rng/randn_small.safetensors"))
+        let file = try Fixture.tensors("rng/randn_small")
         XCTAssertEqual(file.tensors.count, 440)
         XCTAssertEqual(file.info("seed=0/n=3")?.dtype, .f32)
         XCTAssertEqual(try file.tensor("seed=0/n=3"), Tensor(shape: [3], data: [1.5409960746765137, -0.293428897857666, -2.1787893772125244]))

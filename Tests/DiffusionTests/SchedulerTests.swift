@@ -11,8 +11,6 @@ import TestSupport
 /// s.timesteps, s.sigmas, s.init_noise_sigma
 /// ```
 final class SchedulerTests: XCTestCase {
-    private static let directory = FixturePaths.root.appendingPathComponent("schedulers")
-
     /// `schedules.json`: the SD1.5 config and, per sampler and step count, timesteps and
     /// init_noise_sigma (sigmas are in `schedules.safetensors` as Float32).
     private struct Schedules: Decodable {
@@ -32,8 +30,7 @@ final class SchedulerTests: XCTestCase {
     }
 
     private func schedules() throws -> Schedules {
-        let data = try Data(contentsOf: Self.directory.appendingPathComponent("schedules.json"))
-        return try SchedulerConfig.decoder.decode(Schedules.self, from: data)
+        try Fixture.json(Schedules.self, "schedulers/schedules.json", decoder: SchedulerConfig.decoder)
     }
 
     private func sigmas(of scheduler: any Scheduler) -> [Float]? {
@@ -48,7 +45,7 @@ final class SchedulerTests: XCTestCase {
     // s.betas, s.alphas_cumprod of any SD1.5 scheduler (torch.linspace ** 2, torch.cumprod).
     // Exact: every sampler's arithmetic starts from these.
     func testNoiseScheduleIsBitExact() throws {
-        let file = try SafetensorsFile(url: Self.directory.appendingPathComponent("schedules.safetensors"))
+        let file = try Fixture.tensors("schedulers/schedules")
         let schedule = try NoiseSchedule(config: SchedulerConfig.sd15.schedule())
         XCTAssertEqual(schedule.betas, try file.tensor("common/betas").data)
         XCTAssertEqual(schedule.alphasCumprod, try file.tensor("common/alphas_cumprod").data)
@@ -65,7 +62,7 @@ final class SchedulerTests: XCTestCase {
     // away from the IEEE square root used here (e.g. σ at t = 0: torch 0.029167535, IEEE 0.029167533).
     func testTimestepsAndSigmasMatchDiffusers() throws {
         let reference = try schedules()
-        let file = try SafetensorsFile(url: Self.directory.appendingPathComponent("schedules.safetensors"))
+        let file = try Fixture.tensors("schedulers/schedules")
         XCTAssertEqual(Set(reference.samplers.keys), Set(Sampler.allCases.map(\.rawValue)))
         var checked = 0
         for sampler in Sampler.allCases {
@@ -112,9 +109,8 @@ final class SchedulerTests: XCTestCase {
     // difference is carried through the following steps: max abs error <= 1e-5 at every step,
     // on values of magnitude up to ~15 (Euler's initial σ), i.e. a few Float32 ulps.
     func testSyntheticRunsMatchDiffusersStepByStep() throws {
-        let data = try Data(contentsOf: Self.directory.appendingPathComponent("synthetic_runs.json"))
-        let runs = try JSONDecoder().decode(Runs.self, from: data)
-        let file = try SafetensorsFile(url: Self.directory.appendingPathComponent("synthetic_runs.safetensors"))
+        let runs = try Fixture.json(Runs.self, "schedulers/synthetic_runs.json")
+        let file = try Fixture.tensors("schedulers/synthetic_runs")
         XCTAssertEqual(Set(runs.runs.keys.map { String($0.split(separator: "/")[0]) }), Set(Sampler.allCases.map(\.rawValue)))
         for (key, run) in runs.runs.sorted(by: { $0.key < $1.key }) {
             let sampler = try Sampler(name: String(key.split(separator: "/")[0]))
@@ -129,10 +125,7 @@ final class SchedulerTests: XCTestCase {
                 let shift = Float(0.05) * (t / 1000)
                 let eps = elementwise(input) { Float(0.8) * $0 + shift }
                 latents = scheduler.step(modelOutput: eps, stepIndex: i, sample: latents, generator: &generator)
-                let expected = try file.tensor("\(key)/step=\(i)/latents")
-                XCTAssertEqual(latents.shape, expected.shape)
-                let error = zip(latents.data, expected.data).map { abs($0 - $1) }.max() ?? .infinity
-                XCTAssertLessThanOrEqual(error, 1e-5, "\(key) step \(i): max abs error \(error)")
+                assertClose(latents, try file.tensor("\(key)/step=\(i)/latents"), tolerance: 1e-5, "\(key) step \(i)")
             }
             XCTAssertNil(file.info("\(key)/step=\(scheduler.timesteps.count)/latents"),
                          "\(key): diffusers took more steps than we did")

@@ -82,6 +82,13 @@ final class TensorTests: XCTestCase {
             XCTAssertEqual(scaled.data[i], a.data[i] * 0.5)
         }
         XCTAssertEqual(sum.data.last, a.data.last! + b.data.last!)
+        let shifted = a + 0.25
+        let clamped = (a * 3).clamped(to: -1...0.5)
+        for i in stride(from: 0, to: a.count, by: 991) {
+            XCTAssertEqual(shifted.data[i], a.data[i] + 0.25)
+            XCTAssertEqual(clamped.data[i], min(max(a.data[i] * 3, -1), 0.5))
+        }
+        XCTAssertTrue(Tensor(shape: [1], data: [.nan]).clamped(to: 0...1).data[0].isNaN)
     }
 
     func testAddingChannelBias() {

@@ -116,8 +116,7 @@ final class TokenizerTests: XCTestCase {
 
     func testDiffusersFolderGivesSameIds() throws {
         // The fixture folder is SD1.5's tokenizer/ (vocab.json, merges.txt) as diffusers ships it.
-        let folder = FixturePaths.root.appendingPathComponent("models/tiny-sd15-diffusers/tokenizer")
-        let fromFolder = try CLIPTokenizer(directory: folder)
+        let fromFolder = try CLIPTokenizer(directory: Fixture.tinySD15Tokenizer)
         let bundled = try CLIPTokenizer.bundled()
         XCTAssertEqual(fromFolder.vocabularySize, 49408)
         XCTAssertEqual(fromFolder.startToken, 49406)
@@ -155,9 +154,8 @@ final class TokenizerTests: XCTestCase {
             XCTAssertTrue(reason.contains("999999999"), reason)
         }
         // A merge naming a symbol the vocabulary lacks, reported with its line.
-        let fixture = FixturePaths.root.appendingPathComponent("models/tiny-sd15-diffusers/tokenizer")
         try FileManager.default.removeItem(at: folder.appendingPathComponent("vocab.json"))
-        try FileManager.default.copyItem(at: fixture.appendingPathComponent("vocab.json"), to: folder.appendingPathComponent("vocab.json"))
+        try FileManager.default.copyItem(at: Fixture.tinySD15Tokenizer.appendingPathComponent("vocab.json"), to: folder.appendingPathComponent("vocab.json"))
         try "#version: 0.2\ni n\nq zz\n".write(to: folder.appendingPathComponent("merges.txt"), atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try CLIPTokenizer(directory: folder)) { error in
             XCTAssertEqual(error as? TokenizerError, .badMerge(path: folder.appendingPathComponent("merges.txt").path, line: 3, text: "q zz"))
@@ -198,19 +196,8 @@ final class TokenizerTests: XCTestCase {
 
     /// `Tests/Fixtures/tokenizer/corpus.json`: transformers 5.23 `CLIPTokenizer` ids for 214 prompts,
     /// `tok(prompt).input_ids` and `tok(prompt, padding="max_length", max_length=77, truncation=True).input_ids`.
-    struct Corpus: Decodable {
-        struct Entry: Decodable {
-            let prompt: String
-            let ids: [Int]
-            let ids_77: [Int]
-            let truncated: Bool
-        }
-        let entries: [Entry]
-    }
-
     func testCorpusMatchesTransformers() throws {
-        let url = FixturePaths.root.appendingPathComponent("tokenizer/corpus.json")
-        let corpus = try JSONDecoder().decode(Corpus.self, from: Data(contentsOf: url))
+        let corpus = try Fixture.tokenizerCorpus()
         XCTAssertGreaterThanOrEqual(corpus.entries.count, 200)
         let tokenizer = try CLIPTokenizer.bundled()
         var mismatches: [String] = []
@@ -220,8 +207,8 @@ final class TokenizerTests: XCTestCase {
                 mismatches.append("\(entry.prompt.debugDescription): got \(ids), transformers gives \(entry.ids)")
             }
             let padded = try tokenizer.encode(entry.prompt, paddedTo: 77, truncating: true)
-            if padded != entry.ids_77 {
-                mismatches.append("\(entry.prompt.debugDescription) padded: got \(padded), transformers gives \(entry.ids_77)")
+            if padded != entry.ids77 {
+                mismatches.append("\(entry.prompt.debugDescription) padded: got \(padded), transformers gives \(entry.ids77)")
             }
             // Without truncation, a prompt transformers had to cut is an error, never cut silently.
             XCTAssertEqual((try? tokenizer.encode(entry.prompt, paddedTo: 77)) == nil, entry.truncated, entry.prompt)

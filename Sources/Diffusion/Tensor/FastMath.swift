@@ -132,6 +132,31 @@ enum FastMath {
         return m
     }
 
+    /// Replaces each of `count` elements `x` by `exp(x − shift)` and returns their sum (eight lane
+    /// sums, then the lanes in a fixed order): softmax's exponentials and normaliser in one pass.
+    @inline(__always)
+    static func expShiftedSum(_ p: UnsafeMutablePointer<Float>, count: Int, shift: Float) -> Float {
+        let raw = UnsafeMutableRawPointer(p)
+        let m = V(repeating: shift)
+        var acc = V()
+        var i = 0
+        while i + 8 <= count {
+            let e = exp(raw.loadUnaligned(fromByteOffset: i * 4, as: V.self) - m)
+            raw.storeBytes(of: e, toByteOffset: i * 4, as: V.self)
+            acc += e
+            i += 8
+        }
+        if i < count {
+            // Padding lanes hold −∞, whose exponential is exactly 0, so they add nothing.
+            var v = V(repeating: -.infinity)
+            for j in i..<count { v[j - i] = p[j] }
+            let e = exp(v - m)
+            for j in i..<count { p[j] = e[j - i] }
+            acc += e
+        }
+        return acc.sum()
+    }
+
     /// The sum of `count` elements: eight lanes, then the lanes and the tail in a fixed order.
     @inline(__always)
     static func sum(_ p: UnsafePointer<Float>, count: Int) -> Float {

@@ -17,10 +17,11 @@ enum Parallel {
     ///   - grain: the fewest items worth a worker of its own; below `2 * grain` items it all runs on
     ///     the calling thread, so small tensors pay no dispatch cost.
     ///   - body: called once per range; ranges are disjoint and cover `0..<count`.
+    ///   - concurrently: false runs it all on the calling thread (for code already inside a worker).
     @inline(__always)
-    static func forEach(_ count: Int, grain: Int = 1, _ body: (Range<Int>) -> Void) {
+    static func forEach(_ count: Int, grain: Int = 1, concurrently: Bool = true, _ body: (Range<Int>) -> Void) {
         if count <= 0 { return }
-        let parts = min(workers, max(1, count / max(1, grain)))
+        let parts = concurrently ? min(workers, max(1, count / max(1, grain))) : 1
         if parts == 1 { body(0..<count); return }
         withoutActuallyEscaping(body) { body in
             DispatchQueue.concurrentPerform(iterations: parts) { p in

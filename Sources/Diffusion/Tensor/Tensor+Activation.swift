@@ -81,9 +81,8 @@ extension Tensor {
     @inline(__always)
     static func softmaxRow(_ row: UnsafeMutablePointer<Float>, count: Int) {
         if count == 0 { return }
-        let m = FastMath.V(repeating: FastMath.max(row, count: count))
-        FastMath.map(row, row, count: count) { FastMath.exp($0 - m) }
-        let inv = FastMath.V(repeating: 1 / FastMath.sum(row, count: count))
+        let sum = FastMath.expShiftedSum(row, count: count, shift: FastMath.max(row, count: count))
+        let inv = FastMath.V(repeating: 1 / sum)
         FastMath.map(row, row, count: count) { $0 * inv }
     }
 }

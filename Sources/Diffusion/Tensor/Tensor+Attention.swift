@@ -8,9 +8,23 @@ import Foundation
 // the [B, N, H·D] layout through the sgemm row strides, so nothing is transposed or copied.
 // Each worker owns one score block, so memory is `workers · queryBlock · Nk` floats (2 × 128 ×
 // 4096 × 4 B = 4 MB at 512×512), never the full [H, Nq, Nk] tensor (1 GB for SD1.5's 4096 tokens).
-// The tasks run on our workers, each calling a single-threaded sgemm.
+// The tasks run on our workers, each calling a single-threaded sgemm. Softmax takes two passes
+// over the block (row max; exp and sum together) and the 1/Σ is applied to the D outputs of a row
+// rather than its Nk probabilities.
 //
-// Measured (make bench): see the numbers recorded at the end of this comment block.
+// Measured with `sdbench ops --filter attn --threads 1 --clock cpu` (one core's CPU time on the
+// shared 2-core machine; roof = cblas_sgemm on a large conv shape in the same run, 95–101
+// GFLOP/s), 2026-11-25, dense FLOPs (4·B·H·Nq·Nk·D):
+//   unet self-attn 64×64, 8 heads, D 40     41–45 GFLOP/s  0.42–0.45 of roof
+//   unet cross-attn 64×64 × 77 keys, D 40   27–34          0.28–0.36   (0.8 GFLOP: small k)
+//   unet self-attn 32×32, D 80              56–62          0.58–0.65
+//   unet self-attn 16×16, D 160             70–76          0.72–0.78
+//   vae mid attn 64×64, 1 head, D 512       78–90          0.80–0.95
+// For the 64×64 case perf shows ~50 % in the sgemm kernel (the K = 40 Q·Kᵀ and the K = 4096 P·V
+// reach only 65–80 GFLOP/s alone), 22 % in exp (this target compiles for baseline x86-64, SSE;
+// AVX2/AVX-512 codegen would halve it) and 14 % in OpenBLAS packing the score block. Score blocks
+// of 64 or 256 queries measured the same within noise; 128 is kept. The fused, online-softmax
+// kernel of issue 8 is what moves this.
 
 extension Tensor {
     /// The score-block budget per worker, in floats (2 MB): `queryBlock = budget / Nk`.
@@ -57,6 +71,7 @@ extension Tensor {
                             BLAS.withSingleThread {
                                 Parallel.forEachWorker(tasks) { worker, range in
                                     let block = s.base + worker * queryBlock * nk
+                                    var inverseSums = [Float](repeating: 0, count: queryBlock)
                                     for task in range {
                                         let batch = task / (heads * blocks)
                                         let head = (task / blocks) % heads
@@ -70,19 +85,25 @@ extension Tensor {
                                         BLAS.sgemm(transB: true, m: rows, n: nk, k: d, alpha: scale,
                                                    a: qRows, lda: channels, b: kHead, ldb: channels,
                                                    c: block, ldc: nk)
+                                        // Unnormalised softmax: P = exp(S − rowmax), the 1/Σ applied to O afterwards
+                                        // (D values per row instead of Nk).
+                                        // Causal blocks need only the keys up to their last query.
+                                        let keys = causal ? min(nk, q0 + rows) : nk
                                         for r in 0..<rows {
                                             let row = block + r * nk
-                                            if causal {
-                                                let visible = q0 + r + 1
-                                                Tensor.softmaxRow(row, count: visible)
-                                                if visible < nk { (row + visible).update(repeating: 0, count: nk - visible) }
-                                            } else {
-                                                Tensor.softmaxRow(row, count: nk)
-                                            }
+                                            let visible = causal ? q0 + r + 1 : nk
+                                            let sum = FastMath.expShiftedSum(row, count: visible, shift: FastMath.max(row, count: visible))
+                                            inverseSums[r] = 1 / sum
+                                            if visible < keys { (row + visible).update(repeating: 0, count: keys - visible) }
                                         }
-                                        // O = P V   [rows, D]
-                                        BLAS.sgemm(m: rows, n: d, k: nk, a: block, lda: nk, b: vHead, ldb: channels,
-                                                   c: o.base + (batch * nq + q0) * channels + headOffset, ldc: channels)
+                                        // O = P V   [rows, D], then each row times 1/Σ.
+                                        let outRows = o.base + (batch * nq + q0) * channels + headOffset
+                                        BLAS.sgemm(m: rows, n: d, k: keys, a: block, lda: nk, b: vHead, ldb: channels,
+                                                   c: outRows, ldc: channels)
+                                        for r in 0..<rows {
+                                            let inv = FastMath.V(repeating: inverseSums[r])
+                                            FastMath.map(outRows + r * channels, outRows + r * channels, count: d) { $0 * inv }
+                                        }
                                     }
                                 }
                             }

@@ -1,14 +1,31 @@
 import Foundation
 
-// Convolution as GEMM over bands of output rows.
+// Convolution as GEMM, one band of output rows at a time, so scratch memory stays bounded (a full
+// im2col of the VAE's 512×512×128 convolution would be 1.2 GB; a band is at most
+// `convColumnBudget` floats, 16 MB). Three strategies, chosen by shape (`convStrategy`):
+//   - direct: 1×1 stride 1 is one sgemm on the input as it lies;
+//   - shifted (stride 1, output rows ≥ 28 wide): k² GEMMs over shifted views of a zero-padded
+//     copy of the band, no im2col (`convShiftedBand`);
+//   - im2col (stride 2, small maps): patch matrix of the band, then one GEMM (`im2colBand`).
+// When there are at least as many bands (over the batch) as cores, each core runs whole bands with a
+// single-threaded sgemm; otherwise the copies (padding, im2col, copy-out) are split over the cores
+// and the GEMM uses OpenBLAS's threads. (On the loaded machine the two measured the same within
+// noise in wall time; per-core bands have no serial copies and no fork-join per GEMM.)
 //
-// For one image and one band of `R` output rows, `im2col` lays out the input patches as a
-// `[Cin·k·k, R·Wout]` matrix and one sgemm multiplies the `[Cout, Cin·k·k]` weights by it, writing
-// straight into the band's rows of the output (`ldc = Hout·Wout`). The band is sized so its
-// im2col matrix stays under `Tensor.convColumnBudget` floats (16 MB): a full im2col of the VAE's
-// 512×512×128 convolution would be 1.2 GB. 1×1 stride-1 convolutions need no im2col at all.
-//
-// Measured (make bench): see the numbers recorded at the end of this comment block.
+// Measured with `sdbench ops --filter conv3x3 --threads 1 --clock cpu` (one core's CPU time, since
+// the 2-core machine was shared with other jobs, load 9–12; GFLOP/s on dense counts; the roof is
+// cblas_sgemm on [320×2880]·[2880×4096] / [512×4608]·[4608×4096] in the same run, 95–101 GFLOP/s,
+// OpenBLAS's COOPERLAKE (AVX-512) kernel), 2026-11-25:
+//   unet 320ch 64×64 (shifted)   86–89 GFLOP/s  0.90–0.93 of roof
+//   unet 640ch 32×32 (shifted)   86–88          0.90–0.92
+//   unet 1280ch 16×16 (im2col)   84–92          0.88–0.96
+//   unet 1280ch 8×8 (im2col)     65–71          0.67–0.74   (n = 64: sgemm itself is at ~0.75 there)
+//   unet 320ch s2 64→32 (im2col) 73–84          0.76–0.87
+//   vae 512ch 128×128 (shifted)  88–91          0.92–0.95
+//   vae 256ch 256×256 (shifted)  85–86          0.88–0.90   (im2col: 79–81)
+//   vae 128ch 512×512 (shifted)  66–71          0.69–0.74   (im2col: 68–70; M = 128 is short for the kernel)
+// Wall clock with both cores (load ~10, so absolute figures meaningless): unet 320ch 64×64 at
+// 0.90 of the 2-thread roof measured in the same run, vae 128ch 512×512 at 0.50.
 
 extension Tensor {
     /// The most floats one im2col band may hold (16 MB).
@@ -73,65 +90,81 @@ extension Tensor {
 
         var out = Tensor(shape: [n, cout, hout, wout])
         let paddedWidth = w + 2 * padding
-        let bandRows: Int
-        var scratch: [Float]
-        var taps = [Float]()
-        switch strategy {
-        case .direct:
-            bandRows = hout
-            scratch = []
-        case .im2col:
-            bandRows = max(1, min(hout, columnBudget / max(1, kdim * wout)))
-            scratch = [Float](repeating: 0, count: kdim * bandRows * wout)
-        case .shifted:
-            bandRows = max(1, min(hout, columnBudget / max(1, max(cin, cout) * paddedWidth)))
-            let bandInput = cin * Tensor.shiftedChannelStride(rows: bandRows, kernel: k, paddedWidth: paddedWidth)
-            scratch = [Float](repeating: 0, count: bandInput + cout * bandRows * paddedWidth)
-            taps = Tensor.weightTaps(weight)
+        let perRow = strategy == .shifted ? max(cin, cout) * paddedWidth : kdim * wout
+        var bandRows = strategy == .direct ? hout : max(1, min(hout, columnBudget / max(1, perRow)))
+        var bands = (hout + bandRows - 1) / bandRows
+        // With enough bands for every core, each worker runs whole bands (copy, GEMMs, copy-out) on
+        // its own core with a single-threaded sgemm: no fork-join per GEMM, band data stays in that
+        // core's cache. Bands are evened out so the tasks divide among the workers.
+        let workers = Parallel.workers
+        if strategy != .direct && workers > 1 {
+            while (n * bands) % workers != 0 && bands < hout { bands += 1 }
+            bandRows = (hout + bands - 1) / bands
+            bands = (hout + bandRows - 1) / bandRows
         }
+        let perWorker = strategy != .direct && workers > 1 && n * bands >= workers
+        let scratchPerBand: Int
+        switch strategy {
+        case .direct: scratchPerBand = 0
+        case .im2col: scratchPerBand = kdim * bandRows * wout
+        case .shifted:
+            scratchPerBand = cin * Tensor.shiftedChannelStride(rows: bandRows, kernel: k, paddedWidth: paddedWidth)
+                + cout * bandRows * paddedWidth
+        }
+        var scratch = [Float](repeating: 0, count: scratchPerBand * (perWorker ? workers : 1))
+        let taps = strategy == .shifted ? Tensor.weightTaps(weight) : []
+        let biasValues = bias?.data ?? []
 
         out.data.withUnsafeMutableBufferPointer { o in
             data.withUnsafeBufferPointer { xb in
                 weight.data.withUnsafeBufferPointer { wb in
                     scratch.withUnsafeMutableBufferPointer { sb in
                         taps.withUnsafeBufferPointer { tb in
-                            let wp = wb.baseAddress!
-                            for b in 0..<n {
-                                let x = xb.baseAddress! + b * cin * h * w
-                                let y = o.baseAddress! + b * cout * plane
-                                if strategy == .shifted {
-                                    var row0 = 0
-                                    while row0 < hout {
-                                        let rows = min(bandRows, hout - row0)
-                                        Tensor.convShiftedBand(x, channels: cin, height: h, width: w, kernel: k, padding: padding,
-                                                               taps: tb.baseAddress!, outChannels: cout, bias: bias,
-                                                               outHeight: hout, outWidth: wout, firstRow: row0, rows: rows,
-                                                               scratch: sb.baseAddress!, bandRows: bandRows, into: y)
-                                        row0 += rows
-                                    }
-                                    continue
-                                }
-                                if let bias {
-                                    bias.data.withUnsafeBufferPointer { bb in
-                                        for co in 0..<cout { (y + co * plane).update(repeating: bb[co], count: plane) }
-                                    }
-                                }
-                                let beta: Float = bias == nil ? 0 : 1
+                            biasValues.withUnsafeBufferPointer { bb in
+                                let wp = wb.baseAddress!, out = SharedPointer(o.baseAddress!), scratchBase = SharedPointer(sb.baseAddress!)
                                 if strategy == .direct {
-                                    BLAS.sgemm(m: cout, n: plane, k: cin, a: wp, lda: cin, b: x, ldb: plane,
-                                               beta: beta, c: y, ldc: plane)
-                                    continue
+                                    for b in 0..<n {
+                                        let y = out.base + b * cout * plane
+                                        if !bb.isEmpty { for co in 0..<cout { (y + co * plane).update(repeating: bb[co], count: plane) } }
+                                        BLAS.sgemm(m: cout, n: plane, k: cin, a: wp, lda: cin, b: xb.baseAddress! + b * cin * h * w,
+                                                   ldb: plane, beta: bb.isEmpty ? 0 : 1, c: y, ldc: plane)
+                                    }
+                                    return
                                 }
-                                var row0 = 0
-                                while row0 < hout {
+                                // One band: output rows row0 ..< row0 + rows of image b.
+                                func band(_ b: Int, _ row0: Int, scratch: UnsafeMutablePointer<Float>, concurrently: Bool) {
+                                    let x = xb.baseAddress! + b * cin * h * w
+                                    let y = out.base + b * cout * plane
                                     let rows = min(bandRows, hout - row0)
-                                    let cols = rows * wout
+                                    if strategy == .shifted {
+                                        Tensor.convShiftedBand(x, channels: cin, height: h, width: w, kernel: k, padding: padding,
+                                                               taps: tb.baseAddress!, outChannels: cout, bias: bb,
+                                                               outHeight: hout, outWidth: wout, firstRow: row0, rows: rows,
+                                                               scratch: scratch, bandRows: bandRows, into: y, concurrently: concurrently)
+                                        return
+                                    }
+                                    if !bb.isEmpty {
+                                        for co in 0..<cout { (y + co * plane + row0 * wout).update(repeating: bb[co], count: rows * wout) }
+                                    }
                                     Tensor.im2colBand(x, channels: cin, height: h, width: w, kernel: k, stride: stride,
                                                       padding: padding, outWidth: wout, firstRow: row0, rows: rows,
-                                                      into: sb.baseAddress!)
-                                    BLAS.sgemm(m: cout, n: cols, k: kdim, a: wp, lda: kdim, b: sb.baseAddress!, ldb: cols,
-                                               beta: beta, c: y + row0 * wout, ldc: plane)
-                                    row0 += rows
+                                                      into: scratch, concurrently: concurrently)
+                                    BLAS.sgemm(m: cout, n: rows * wout, k: kdim, a: wp, lda: kdim, b: scratch, ldb: rows * wout,
+                                               beta: bb.isEmpty ? 0 : 1, c: y + row0 * wout, ldc: plane)
+                                }
+                                if perWorker {
+                                    BLAS.withSingleThread {
+                                        Parallel.forEachWorker(n * bands) { worker, tasks in
+                                            for t in tasks {
+                                                band(t / bands, (t % bands) * bandRows,
+                                                     scratch: scratchBase.base + worker * scratchPerBand, concurrently: false)
+                                            }
+                                        }
+                                    }
+                                } else {
+                                    for t in 0..<(n * bands) {
+                                        band(t / bands, (t % bands) * bandRows, scratch: scratchBase.base, concurrently: true)
+                                    }
                                 }
                             }
                         }
@@ -179,9 +212,9 @@ extension Tensor {
     /// columns per row are junk (they straddle two rows); the copy-out drops them and adds the bias.
     static func convShiftedBand(
         _ x: UnsafePointer<Float>, channels cin: Int, height: Int, width: Int, kernel k: Int, padding: Int,
-        taps: UnsafePointer<Float>, outChannels cout: Int, bias: Tensor?,
+        taps: UnsafePointer<Float>, outChannels cout: Int, bias bb: UnsafeBufferPointer<Float>,
         outHeight: Int, outWidth: Int, firstRow: Int, rows: Int,
-        scratch: UnsafeMutablePointer<Float>, bandRows: Int, into y: UnsafeMutablePointer<Float>
+        scratch: UnsafeMutablePointer<Float>, bandRows: Int, into y: UnsafeMutablePointer<Float>, concurrently: Bool = true
     ) {
         let wp = width + 2 * padding
         let channelStride = shiftedChannelStride(rows: rows, kernel: k, paddedWidth: wp)
@@ -189,7 +222,7 @@ extension Tensor {
         let result = SharedPointer(scratch + cin * shiftedChannelStride(rows: bandRows, kernel: k, paddedWidth: wp))
         let inRows = rows + k - 1
         // The padded band input.
-        Parallel.forEach(cin, grain: max(1, 32768 / max(1, channelStride))) { range in
+        Parallel.forEach(cin, grain: max(1, 32768 / max(1, channelStride)), concurrently: concurrently) { range in
             for c in range {
                 let dst = band.base + c * channelStride
                 for j in 0..<inRows {
@@ -217,15 +250,12 @@ extension Tensor {
         // Copy out the valid columns, adding the bias.
         let plane = outHeight * outWidth
         let out = SharedPointer(y)
-        let biasValues = bias?.data ?? []
-        biasValues.withUnsafeBufferPointer { bb in
-            Parallel.forEach(cout, grain: max(1, 32768 / max(1, cols))) { range in
-                for co in range {
-                    let v = FastMath.V(repeating: bb.isEmpty ? 0 : bb[co])
-                    for r in 0..<rows {
-                        FastMath.map(result.base + co * cols + r * wp, out.base + co * plane + (firstRow + r) * outWidth,
-                                     count: outWidth) { $0 + v }
-                    }
+        Parallel.forEach(cout, grain: max(1, 32768 / max(1, cols)), concurrently: concurrently) { range in
+            for co in range {
+                let v = FastMath.V(repeating: bb.isEmpty ? 0 : bb[co])
+                for r in 0..<rows {
+                    FastMath.map(result.base + co * cols + r * wp, out.base + co * plane + (firstRow + r) * outWidth,
+                                 count: outWidth) { $0 + v }
                 }
             }
         }
@@ -238,11 +268,11 @@ extension Tensor {
     static func im2colBand(
         _ x: UnsafePointer<Float>, channels: Int, height: Int, width: Int,
         kernel k: Int, stride: Int, padding: Int, outWidth: Int, firstRow: Int, rows: Int,
-        into column: UnsafeMutablePointer<Float>
+        into column: UnsafeMutablePointer<Float>, concurrently: Bool = true
     ) {
         let cols = rows * outWidth
         let col = SharedPointer(column)
-        Parallel.forEach(channels * k * k, grain: max(1, 16384 / max(1, cols))) { range in
+        Parallel.forEach(channels * k * k, grain: max(1, 16384 / max(1, cols)), concurrently: concurrently) { range in
             for idx in range {
                 let c = idx / (k * k), ky = (idx / k) % k, kx = idx % k
                 let src = x + c * height * width

@@ -134,6 +134,20 @@ extension Tensor {
         return a.mapElements { $0 * v }
     }
 
+    /// Every element plus `s` (with `*`, the VAE's `x / 2 + 0.5` to image range).
+    public static func + (a: Tensor, s: Float) -> Tensor {
+        let v = FastMath.V(repeating: s)
+        return a.mapElements { $0 + v }
+    }
+
+    /// Every element limited to `range` (`torch.clamp`); NaN stays NaN.
+    public func clamped(to range: ClosedRange<Float>) -> Tensor {
+        let lo = FastMath.V(repeating: range.lowerBound), hi = FastMath.V(repeating: range.upperBound)
+        return mapElements { x in
+            x.replacing(with: lo, where: x .< lo).replacing(with: hi, where: x .> hi)
+        }
+    }
+
     /// Adds a per-channel bias to an NCHW (or `[N, C, ...]`) tensor.
     ///
     /// - Parameter b: `[C]`, the same for every sample, or `[N, C]`, one row per sample (a ResNet
