@@ -45,7 +45,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "sdrepl",
-            dependencies: ["SDScript", "CEditline", "CSixel", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["SDScript", "Imaging", "CEditline", "CSixel", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "sdbench",
@@ -57,8 +57,8 @@ let package = Package(
         .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "TestSupport"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TestSupport"]),
         .testTarget(name: "ModelStoreTests", dependencies: ["ModelStore", "TestSupport"]),
-        .testTarget(name: "SDScriptTests", dependencies: ["SDScript", "TestSupport"]),
-        .testTarget(name: "sdreplTests", dependencies: ["TestSupport"]),
+        .testTarget(name: "SDScriptTests", dependencies: ["SDScript", "Diffusion", "Imaging", "ModelStore", "TestSupport"]),
+        .testTarget(name: "sdreplTests", dependencies: ["TestSupport", "Diffusion", "Imaging"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -184,12 +184,17 @@ public struct ModelDiscovery: Sendable {
             }
     }
 
-    /// The `.safetensors` files of a diffusers folder's unet, vae and text_encoder.
+    /// The `.safetensors` files of a diffusers folder's unet, vae and text_encoder: the plain file
+    /// (`diffusion_pytorch_model.safetensors`) before a variant (`….fp16.safetensors`), as the engine
+    /// and diffusers load them, so the listed dtype and hash are those of the weights actually used.
     static func weightFiles(inDiffusersFolder url: URL) -> [URL] {
         ["unet", "vae", "text_encoder"].flatMap { part -> [URL] in
             let dir = url.appendingPathComponent(part)
             let files = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
-            return files.filter { $0.hasSuffix(".safetensors") }.sorted().prefix(1).map { dir.appendingPathComponent($0) }
+            let isVariant = { (name: String) in name.split(separator: ".").count > 2 }
+            return files.filter { $0.hasSuffix(".safetensors") }
+                .sorted { (isVariant($0) ? 1 : 0, $0) < (isVariant($1) ? 1 : 0, $1) }
+                .prefix(1).map { dir.appendingPathComponent($0) }
         }
     }
 

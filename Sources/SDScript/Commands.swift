@@ -1,4 +1,5 @@
 import Foundation
+import Imaging
 
 /// What tab completion offers after a command word.
 public enum CompletionKind: Sendable {
@@ -52,12 +53,29 @@ public struct Command {
             }
             let words = argument.words
             if words.first == "download" {
-                let path = try session.components.models.download(arguments: Array(words.dropFirst()),
-                                                                  report: session.io.output)
-                session.io.output("downloaded \(path)")
+                session.io.clearInterrupt()
+                defer { session.io.progressDone() }
+                do {
+                    let path = try session.components.models.download(
+                        arguments: Array(words.dropFirst()), status: session.io.status,
+                        isCancelled: { [io = session.io] in io.isInterrupted })
+                    session.io.progressDone()
+                    session.io.output("downloaded \(path)")
+                } catch let error as ScriptError {
+                    throw error
+                } catch {
+                    throw ScriptError.unavailable(command: "model download", reason: "\(error)")
+                }
                 return .ok
             }
-            session.settings.model = try checkedModelPath(session.resolve(argument, relativeTo: location), command: "model")
+            let path = try checkedModelPath(session.resolve(argument, relativeTo: location), command: "model")
+            do {
+                // Names a usable checkpoint (not a pickle, not an empty folder); the engine checks the rest on load.
+                _ = try session.components.models.locate(explicit: path)
+            } catch {
+                throw ScriptError.unavailable(command: "model", reason: "\(error)")
+            }
+            session.settings.model = path
             return .ok
         },
         Command(name: "set", usage: "set [KEY VALUE]", summary: "change a setting; alone, list them all ('help set' for the keys)",
@@ -117,6 +135,7 @@ public struct Command {
                     path = name.pathExtension.isEmpty ? "\(stem)-\(number + 1)" : "\(stem)-\(number + 1).\(name.pathExtension)"
                 }
                 let paths = try session.save(position, to: path)
+                if paths.isEmpty { continue }  // run --check writes nothing
                 session.io.output("image \(session.images[position].index): saved " + paths.joined(separator: " "))
             }
             return .ok
@@ -164,15 +183,10 @@ public struct Command {
         Command(name: "load", usage: "load FILE", summary: "set prompt, negative, seed, steps, cfg, size, sampler from an image's recipe",
                 kind: .text, completion: .paths) { session, argument, location in
             guard !argument.isEmpty else { throw ScriptError.missingArgument(command: "load", usage: "load FILE") }
-            guard let reader = session.components.recipes else {
-                throw ScriptError.unavailable(command: "load", reason: "this build cannot read image recipes yet (the Imaging module is not wired in)")
-            }
             let path = session.resolve(argument, relativeTo: location)
-            let recipe: ImageRecipe
+            let recipe: StoredRecipe
             do {
-                recipe = try reader.recipe(at: path)
-            } catch let error as ScriptError {
-                throw error
+                recipe = try ImageRecipeReader.read(URL(fileURLWithPath: path))
             } catch {
                 throw ScriptError.file(command: "load", path: argument, reason: "\(error)")
             }
@@ -182,15 +196,14 @@ public struct Command {
         Command(name: "models", usage: "models", summary: "list the models found, and where sdrepl looks",
                 kind: .words, completion: .none) { session, argument, _ in
             guard argument.isEmpty else { throw ScriptError.unexpectedArgument(command: "models", argument: argument) }
-            let found = session.components.models.listing()
+            let found = session.components.models.listing(explicit: session.settings.model, note: session.io.status)
+            session.io.progressDone()
             found.forEach(session.io.output)
-            switch session.components.models.locate(explicit: session.settings.model) {
-            case .found(let location):
+            do {
+                let location = try session.components.models.locate(explicit: session.settings.model)
                 session.io.output("using \(location.path) (\(location.source))")
-            case .notFound(let searched):
-                session.io.output("no model found; looked in:")
-                searched.forEach { session.io.output("  " + $0) }
-                session.components.models.advice.forEach { session.io.output("  - " + $0) }
+            } catch {
+                "\(error)".split(separator: "\n").forEach { session.io.output(String($0)) }
             }
             return .ok
         },
@@ -257,26 +270,34 @@ public struct Command {
         }
     }
 
-    private static func apply(_ recipe: ImageRecipe, to session: Session, file: String) throws {
+    /// Sets everything that decides the pixels from a stored recipe. sdrepl's own keys give the prompt
+    /// as typed with its style; otherwise (A1111, or a JPEG) the infotext's prompts, style applied.
+    private static func apply(_ stored: StoredRecipe, to session: Session, file: String) throws {
         var settings = session.settings
-        if let prompt = recipe.prompt { settings.prompt = prompt }
-        if let negative = recipe.negative { settings.negative = negative }
+        let recipe = stored.recipe
+        var toLoad = stored.promptToLoad
+        if session.components.styles.style(named: toLoad.style) == nil {
+            // A style this session does not have: the infotext's prompts already contain it.
+            toLoad = (recipe.prompt, recipe.negativePrompt, "none")
+        }
+        settings.prompt = toLoad.prompt
+        settings.negative = toLoad.negativePrompt
+        settings.style = toLoad.style
         if let seed = recipe.seed { settings.seed = .fixed(seed) }
         if let steps = recipe.steps { settings.steps = steps }
-        if let cfg = recipe.cfg { settings.cfg = cfg }
+        if let cfg = recipe.cfgScale { settings.cfg = Float(cfg) }
         if let width = recipe.width, let height = recipe.height {
             settings.width = width
             settings.height = height
         }
         if let sampler = recipe.sampler {
-            guard let canonical = Samplers.canonicalName(sampler) else {
+            guard let canonical = recipe.samplerID ?? SamplerNames.canonical(sampler) else {
                 throw ScriptError.badArgument(command: "load", argument: sampler, reason: "\(file): unknown sampler",
-                                              suggestion: closestWord(to: sampler, in: Samplers.completions))
+                                              suggestion: closestWord(to: sampler, in: SamplerNames.completions))
             }
             settings.sampler = canonical
         }
-        // The recipe's prompt already has its style applied.
-        settings.style = "none"
+        settings.clipSkip = recipe.clipSkip
         session.settings = settings
         session.io.output("loaded the recipe of \(file)")
     }

@@ -1,22 +1,10 @@
+import Diffusion
 import Foundation
+import Imaging
 
 // The narrow interfaces through which the session reaches the engine, the image files, the styles,
 // the model store and the terminal. The REPL is written against these only; the executable plugs in
 // the real implementations (Diffusion's pipeline, Imaging's PNG/JPEG/styles, ModelStore's discovery).
-
-/// 8-bit RGB pixels, row-major, no padding: `rgb.count == width * height * 3`.
-public struct RGBPixels: Equatable, Sendable {
-    public var width: Int
-    public var height: Int
-    public var rgb: [UInt8]
-
-    public init(width: Int, height: Int, rgb: [UInt8]) {
-        precondition(rgb.count == width * height * 3, "RGBPixels: \(rgb.count) bytes for \(width)x\(height)")
-        self.width = width
-        self.height = height
-        self.rgb = rgb
-    }
-}
 
 /// Progress after one sampler step.
 public struct StepProgress: Sendable {
@@ -28,9 +16,9 @@ public struct StepProgress: Sendable {
     /// Estimated seconds left for this image, if the engine knows.
     public var eta: Double?
     /// A small decoded preview of the current latents, when the engine makes one.
-    public var preview: RGBPixels?
+    public var preview: RGBImage?
 
-    public init(step: Int, total: Int, elapsed: Double, eta: Double? = nil, preview: RGBPixels? = nil) {
+    public init(step: Int, total: Int, elapsed: Double, eta: Double? = nil, preview: RGBImage? = nil) {
         self.step = step
         self.total = total
         self.elapsed = elapsed
@@ -41,13 +29,16 @@ public struct StepProgress: Sendable {
 
 /// One finished image and the engine's description of how it was made.
 public struct GeneratedImage: Sendable {
-    public var pixels: RGBPixels
+    public var pixels: RGBImage
     /// The recipe as text (A1111 infotext layout), for `show` and the saved file's metadata.
     public var recipe: String
+    /// The checkpoint, for the saved recipe's model name and hash (nil from test doubles).
+    public var model: ModelIdentity?
 
-    public init(pixels: RGBPixels, recipe: String) {
+    public init(pixels: RGBImage, recipe: String, model: ModelIdentity? = nil) {
         self.pixels = pixels
         self.recipe = recipe
+        self.model = model
     }
 }
 
@@ -65,6 +56,9 @@ public protocol ImageGenerator: AnyObject {
     func generate(_ settings: GenerationSettings, progress: (StepProgress) -> Void,
                   isCancelled: () -> Bool) throws -> GeneratedImage
 
+    /// Warnings to show once, when the model has loaded (tensors of the checkpoint no model part took).
+    var loadWarnings: [String] { get }
+
     /// The token count and the 75-token chunks of `prompt`, as text for the `tokens` command.
     func tokenReport(prompt: String) throws -> String
 }
@@ -79,7 +73,7 @@ public protocol GeneratorLoader {
 /// A model found on disk.
 public struct ModelLocation: Equatable, Sendable {
     public var path: String
-    /// How it was found ("--model", "$SDREPL_MODEL", "./models", "HF cache"), for messages.
+    /// How it was found ("given path", "$SDREPL_MODEL", "./models", "HF cache (repo)"), for messages.
     public var source: String
 
     public init(path: String, source: String) {
@@ -88,24 +82,20 @@ public struct ModelLocation: Equatable, Sendable {
     }
 }
 
-/// The outcome of model discovery.
-public enum ModelLookup: Equatable, Sendable {
-    case found(ModelLocation)
-    /// Nothing found: each place searched, in order, with what was missing there.
-    case notFound(searched: [String])
-}
-
-/// Finds, lists and fetches checkpoints (issue 9). `BasicModelSearch` is the built-in one.
+/// Finds, lists and fetches checkpoints (issue 9). `ModelStoreCatalog` is the real one.
 public protocol ModelCatalog {
     /// Discovery: `explicit` (`model PATH`/`--model PATH`) first, then the other places in order.
-    func locate(explicit: String?) -> ModelLookup
-    /// One line per model found, for `models`.
-    func listing() -> [String]
+    /// - Throws: an error whose description says where sdrepl looked and how to get a model
+    ///   (ModelStore's `noModelFound`), or why an explicit path is not a model.
+    func locate(explicit: String?) throws -> ModelLocation
+    /// One line per model found, for `models`; `note` shows what takes a while (hashing).
+    func listing(explicit: String?, note: (String) -> Void) -> [String]
     /// `model download [REPO FILE]`; returns the path of the downloaded file.
-    /// - Throws: `ScriptError.unavailable` when this build cannot download.
-    func download(arguments: [String], report: (String) -> Void) throws -> String
-    /// What to tell a user who has no model, one line per suggestion.
-    var advice: [String] { get }
+    /// - Parameters:
+    ///   - status: a transient one-line progress report (bytes, rate, ETA).
+    ///   - isCancelled: polled during the transfer (Ctrl-C).
+    func download(arguments: [String], status: @escaping (String) -> Void,
+                  isCancelled: @escaping () -> Bool) throws -> String
 }
 
 /// Writes images to files with their recipes (issue 7).
@@ -122,54 +112,6 @@ public protocol ImageSaver {
               jpegQuality: Int) throws -> [String]
 }
 
-/// The recipe read back from an image file (ours or A1111's): every field the file had.
-public struct ImageRecipe: Equatable, Sendable {
-    public var prompt: String?
-    public var negative: String?
-    public var seed: UInt64?
-    public var steps: Int?
-    public var cfg: Float?
-    public var width: Int?
-    public var height: Int?
-    /// Any spelling `Samplers.canonicalName` understands.
-    public var sampler: String?
-    public var style: String?
-    /// Everything, as text, for `sdrepl info`.
-    public var text: String
-
-    public init(prompt: String? = nil, negative: String? = nil, seed: UInt64? = nil, steps: Int? = nil,
-                cfg: Float? = nil, width: Int? = nil, height: Int? = nil, sampler: String? = nil,
-                style: String? = nil, text: String = "") {
-        self.prompt = prompt
-        self.negative = negative
-        self.seed = seed
-        self.steps = steps
-        self.cfg = cfg
-        self.width = width
-        self.height = height
-        self.sampler = sampler
-        self.style = style
-        self.text = text
-    }
-}
-
-/// Reads recipes back from PNG/JPEG files (`load FILE`, `sdrepl info FILE`).
-public protocol RecipeReader {
-    func recipe(at path: String) throws -> ImageRecipe
-}
-
-/// The prompt styles (issue 7): built-in presets plus a user `styles.csv`.
-public protocol StyleBook: AnyObject {
-    /// Every style name, `none` first.
-    var names: [String] { get }
-    /// One line per style for the `styles` command.
-    func listing() -> [String]
-    /// The prompt and negative with `style` applied, or nil for an unknown style.
-    func apply(_ style: String, prompt: String, negative: String) -> (prompt: String, negative: String)?
-    /// Adds the styles of an A1111-format `styles.csv` (`set styles FILE`).
-    func load(csv path: String) throws
-}
-
 /// Where the session's output goes: the terminal in the executable, a buffer in tests.
 public protocol SessionIO: AnyObject {
     /// A line of normal output (stdout).
@@ -179,10 +121,13 @@ public protocol SessionIO: AnyObject {
     /// Progress of image `index` (1-based) of `count` in this `gen`; `mode` says whether the engine's
     /// small preview (`progress.preview`) may be drawn.
     func progress(_ progress: StepProgress, index: Int, count: Int, mode: PreviewMode)
+    /// A transient one-line status (a download's bytes, rate and ETA), redrawn in place; cleared by
+    /// `progressDone`.
+    func status(_ line: String)
     /// The progress of the current image is over (clear the bar).
     func progressDone()
     /// Shows `image` inline if `mode` and the terminal allow it; returns whether it drew anything.
-    @discardableResult func display(_ image: RGBPixels, mode: PreviewMode) -> Bool
+    @discardableResult func display(_ image: RGBImage, mode: PreviewMode) -> Bool
     /// What `preview auto` resolves to here, for the `set` listing ("sixel", "off: stdout is not a terminal").
     func previewStatus(_ mode: PreviewMode) -> String
     /// True once the user pressed Ctrl-C during the current generation.
@@ -191,22 +136,19 @@ public protocol SessionIO: AnyObject {
     func clearInterrupt()
 }
 
-/// The parts the session is built from. Only `models` and `styles` have built-in implementations;
-/// the others are nil until the engine and the Imaging module are wired in, and the commands that
-/// need them say so.
+/// The parts the session is built from. The defaults are the real ones (the pipeline, ModelStore's
+/// discovery, Imaging's writer and styles); tests swap in doubles for the generator, models and saver.
 public struct Components {
     public var generatorLoader: GeneratorLoader?
     public var models: ModelCatalog
     public var styles: StyleBook
     public var saver: ImageSaver?
-    public var recipes: RecipeReader?
 
-    public init(generatorLoader: GeneratorLoader? = nil, models: ModelCatalog = BasicModelSearch(),
-                styles: StyleBook = PlainStyleBook(), saver: ImageSaver? = nil, recipes: RecipeReader? = nil) {
+    public init(generatorLoader: GeneratorLoader? = PipelineLoader(), models: ModelCatalog = ModelStoreCatalog(),
+                styles: StyleBook = StyleBook(), saver: ImageSaver? = ImagingSaver()) {
         self.generatorLoader = generatorLoader
         self.models = models
         self.styles = styles
         self.saver = saver
-        self.recipes = recipes
     }
 }

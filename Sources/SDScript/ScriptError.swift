@@ -25,8 +25,9 @@ public enum ScriptError: Error, Equatable, Sendable {
     case unexpectedArgument(command: String, argument: String)
     /// A file could not be read or written.
     case file(command: String, path: String, reason: String)
-    /// No model could be found; `searched` lists the places, in order, and why each failed.
-    case noModel(searched: [String], advice: [String])
+    /// No usable model: the model store's message (where it looked and how to get one, or why the
+    /// given path is not a model).
+    case noModel(String)
     /// A model was found but this build has no engine to run it.
     case noEngine(model: String)
     /// The generator failed.
@@ -73,12 +74,8 @@ extension ScriptError: CustomStringConvertible {
             body = "takes no argument, got '\(argument)'; see 'help \(command)'"
         case .file(_, let path, let reason):
             body = "\(path): \(reason)"
-        case .noModel(let searched, let advice):
-            var lines = ["no Stable Diffusion 1.5 model found. sdrepl looked in, in order:"]
-            lines += searched.enumerated().map { "  \($0.offset + 1). \($0.element)" }
-            lines.append("To get one:")
-            lines += advice.map { "  - \($0)" }
-            body = lines.joined(separator: "\n")
+        case .noModel(let message):
+            body = message
         case .noEngine(let model):
             body = "found the model \(model), but this build of sdrepl has no generation engine wired in"
         case .generation(let message):

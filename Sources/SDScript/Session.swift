@@ -1,4 +1,6 @@
+import Diffusion
 import Foundation
+import Imaging
 
 /// An image made in this session, with the request that made it.
 public struct SessionImage: Sendable {
@@ -328,15 +330,22 @@ public final class Session {
     /// The generator for the current model, loaded on first use and kept for the session.
     func loadedGenerator() throws -> ImageGenerator {
         let location: ModelLocation
-        switch components.models.locate(explicit: settings.model) {
-        case .found(let found): location = found
-        case .notFound(let searched): throw ScriptError.noModel(searched: searched, advice: components.models.advice)
+        do {
+            location = try components.models.locate(explicit: settings.model)
+        } catch {
+            throw ScriptError.noModel("\(error)")
         }
         let key = location.path + "|" + settings.memory.rawValue
         if let generator, generator.key == key { return generator.generator }
         guard let loader = components.generatorLoader else { throw ScriptError.noEngine(model: location.path) }
         io.output("loading \(location.path) (\(location.source)) …")
-        let loaded = try loader.load(model: location, memory: settings.memory)
+        let loaded: ImageGenerator
+        do {
+            loaded = try loader.load(model: location, memory: settings.memory)
+        } catch {
+            throw ScriptError.file(command: "model", path: location.path, reason: "\(error)")
+        }
+        loaded.loadWarnings.forEach(io.diagnostic)
         generator = (key, loaded)
         return loaded
     }
@@ -347,6 +356,10 @@ public final class Session {
         guard let styled = components.styles.apply(settings.style, prompt: settings.prompt, negative: settings.negative) else {
             throw ScriptError.badArgument(command: "gen", argument: settings.style, reason: "unknown style",
                                           suggestion: closestWord(to: settings.style, in: components.styles.names))
+        }
+        if styled.prompt != request.prompt || styled.negative != request.negative {
+            request.typedPrompt = request.prompt
+            request.typedNegative = request.negative
         }
         request.prompt = styled.prompt
         request.negative = styled.negative
@@ -412,8 +425,10 @@ public final class Session {
     /// Saves image `position` (index into `images`); records `#=> saved` lines.
     @discardableResult
     func save(_ position: Int, to path: String?) throws -> [String] {
+        // `run --check` verifies a transcript; it writes no image files (its `save` lines included).
+        if savingDisabled { return [] }
         guard let saver = components.saver else {
-            throw ScriptError.unavailable(command: "save", reason: "this build has no image writer yet (the Imaging module is not wired in)")
+            throw ScriptError.unavailable(command: "save", reason: "this session has no image writer")
         }
         let image = images[position]
         let paths: [String]

@@ -1,3 +1,4 @@
+import Diffusion
 import Foundation
 
 /// One key of `set KEY VALUE` / `unset KEY`: how to read, show and reset it.
@@ -62,13 +63,13 @@ public struct SettingKey {
                    },
                    show: { "\($0.width)x\($0.height)" },
                    reset: { $0.width = SessionSettings().width; $0.height = SessionSettings().height }),
-        SettingKey(name: "sampler", values: Samplers.canonical.joined(separator: "|") + " (or A1111's names)",
-                   kind: .words, choices: { _ in Samplers.canonical }, completesPaths: false,
+        SettingKey(name: "sampler", values: Sampler.allCases.map(\.rawValue).joined(separator: "|") + " (or A1111's names)",
+                   kind: .words, choices: { _ in Sampler.allCases.map(\.rawValue) }, completesPaths: false,
                    apply: { session, value in
-                       guard let canonical = Samplers.canonicalName(value) else {
+                       guard let canonical = SamplerNames.canonical(value) else {
                            throw ScriptError.badArgument(command: "set sampler", argument: value, reason: "unknown sampler",
-                                                         suggestion: closestWord(to: value, in: Samplers.completions)
-                                                             .flatMap(Samplers.canonicalName))
+                                                         suggestion: closestWord(to: value, in: SamplerNames.completions)
+                                                             .flatMap(SamplerNames.canonical))
                        }
                        session.settings.sampler = canonical
                    },

@@ -1,4 +1,6 @@
+import Diffusion
 import Foundation
+import Imaging
 
 /// One generation's request as the engine sees it: everything that decides the pixels.
 ///
@@ -14,12 +16,15 @@ public struct GenerationSettings: Codable, Equatable, Sendable {
     public var cfg: Float
     public var width: Int
     public var height: Int
-    /// A canonical sampler name from `Samplers.canonical` (`pndm`, `euler-a`, …).
+    /// A canonical sampler name, `Sampler.rawValue` (`pndm`, `euler-a`, …).
     public var sampler: String
     /// 1 uses CLIP's last layer; 2 the one before it (A1111's "Clip skip").
     public var clipSkip: Int
     /// The model path the user asked for, or nil for discovery.
     public var model: String?
+    /// The prompt and negative as typed, when the style changed them (nil: `prompt`/`negative` are as typed).
+    public var typedPrompt: String?
+    public var typedNegative: String?
 
     public init(prompt: String = "", negative: String = "", style: String = "none", seed: UInt64 = 0,
                 steps: Int = 25, cfg: Float = 7.5, width: Int = 512, height: Int = 512,
@@ -50,11 +55,6 @@ public enum PreviewMode: String, CaseIterable, Sendable {
     case auto
     case sixel
     case off
-}
-
-/// `set memory auto|low|fast`: a load option for the engine, not part of the recipe.
-public enum MemoryMode: String, CaseIterable, Sendable {
-    case auto, low, fast
 }
 
 /// Everything `set` can change, with the defaults of issue 6.
@@ -90,38 +90,15 @@ public struct SessionSettings: Equatable, Sendable {
     }
 }
 
-/// The sampler names sdrepl accepts: canonical names, plus A1111's and diffusers' spellings.
-public enum Samplers {
-    /// Canonical names, in the order `help set` lists them.
-    public static let canonical = ["pndm", "ddim", "euler", "euler-a", "dpmpp-2m", "dpmpp-2m-karras", "lcm"]
+/// Sampler names as the session reads them: the engine's `Sampler(name:)` (canonical names, A1111's
+/// and diffusers' spellings), then A1111's infotext names with a separate schedule type.
+enum SamplerNames {
+    /// Every name completion offers: the canonical names, then A1111's display names.
+    static var completions: [String] { Sampler.allCases.map(\.rawValue) + A1111SamplerName.table.map(\.name) }
 
-    /// A1111's display name for each canonical name (used in infotext).
-    public static let a1111Names: [String: String] = [
-        "pndm": "PLMS", "ddim": "DDIM", "euler": "Euler", "euler-a": "Euler a",
-        "dpmpp-2m": "DPM++ 2M", "dpmpp-2m-karras": "DPM++ 2M Karras", "lcm": "LCM",
-    ]
-
-    /// Other spellings, compared after `normalize`.
-    static let aliases: [String: String] = [
-        "plms": "pndm", "eulerancestral": "euler-a", "keulera": "euler-a", "keuler": "euler",
-        "kdpmpp2m": "dpmpp-2m", "dpmpp2mkarras": "dpmpp-2m-karras", "kdpmpp2mkarras": "dpmpp-2m-karras",
-        "dpmsolvermultistep": "dpmpp-2m", "pndmscheduler": "pndm", "ddimscheduler": "ddim",
-        "eulerdiscrete": "euler", "eulerancestraldiscrete": "euler-a", "lcmscheduler": "lcm",
-    ]
-
-    /// Every name completion offers: canonical names first, then A1111's.
-    public static var completions: [String] { canonical + canonical.compactMap { a1111Names[$0] } }
-
-    /// The canonical name for `name` ("Euler a", "DPM++ 2M Karras", "PLMS", "euler_a" …), or nil.
-    public static func canonicalName(_ name: String) -> String? {
-        let key = normalize(name)
-        if let match = canonical.first(where: { normalize($0) == key }) { return match }
-        return aliases[key]
-    }
-
-    /// Lowercased, "++" read as "pp", blanks, "-", "_" and "." dropped.
-    static func normalize(_ name: String) -> String {
-        name.lowercased().replacingOccurrences(of: "++", with: "pp")
-            .filter { !" -_.".contains($0) }
+    /// The canonical name (`Sampler.rawValue`) for `name`, or nil.
+    static func canonical(_ name: String) -> String? {
+        if let sampler = try? Sampler(name: name) { return sampler.rawValue }
+        return A1111SamplerName.samplerID(forDisplayName: name)
     }
 }

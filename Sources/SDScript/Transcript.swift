@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Imaging
 
 /// A `#=>` result line of a transcript.
 ///
@@ -64,8 +65,8 @@ func parseSize(_ text: String) -> (width: Int, height: Int)? {
 }
 
 /// The SHA-256 of an image's RGB bytes, as 64 lowercase hex digits.
-public func pixelHash(_ pixels: RGBPixels) -> String {
-    SHA256.hash(data: pixels.rgb).map { String(format: "%02x", $0) }.joined()
+public func pixelHash(_ image: RGBImage) -> String {
+    SHA256.hash(data: image.pixels).map { String(format: "%02x", $0) }.joined()
 }
 
 /// Appends a session's transcript to a file, one line at a time, each written through at once so a

@@ -2,6 +2,7 @@ import ArgumentParser
 import Diffusion
 import Foundation
 import Glibc
+import Imaging
 import SDScript
 
 /// Options shared by the interactive session and `run`.
@@ -24,7 +25,7 @@ struct SessionOptions: ParsableArguments {
 
     /// A session on the terminal with `--model` applied.
     func makeSession(io: TerminalIO, transcript: TranscriptRecorder? = nil) -> Session {
-        let session = Session(components: Wiring.components(), io: io, transcript: transcript)
+        let session = Session(components: Wiring.components(io: io), io: io, transcript: transcript)
         if let model { session.settings.model = model }
         return session
     }
@@ -174,16 +175,27 @@ struct Info: ParsableCommand {
     var file: String
 
     func run() throws {
-        guard let reader = Wiring.components().recipes else {
-            FileHandle.standardError.write(Data("sdrepl info: reading recipes needs the Imaging module, which is not in this build yet\n".utf8))
-            throw ExitCode(1)
-        }
         do {
-            print(try reader.recipe(at: file).text)
+            let stored = try ImageRecipeReader.read(URL(fileURLWithPath: file))
+            print(Self.describe(stored))
         } catch {
-            FileHandle.standardError.write(Data("sdrepl info: \(file): \(error)\n".utf8))
+            FileHandle.standardError.write(Data("sdrepl info: \(error)\n".utf8))
             throw ExitCode(1)
         }
+    }
+
+    /// The infotext as stored, then what sdrepl's own keys add.
+    static func describe(_ stored: StoredRecipe) -> String {
+        var lines = [stored.infotext ?? Infotext.render(stored.recipe)]
+        if stored.source == .sdrepl {
+            if let typed = stored.typedPrompt { lines.append("Prompt as typed: \(typed)") }
+            if let typed = stored.typedNegativePrompt, !typed.isEmpty { lines.append("Negative prompt as typed: \(typed)") }
+            if let style = stored.style { lines.append("Style: \(style)") }
+            if let timestamp = stored.timestamp { lines.append("Timestamp: \(timestamp)") }
+        }
+        if let watermark = stored.watermark { lines.append("Watermark: \(watermark)") }
+        if stored.declaresAIOrigin { lines.append("XMP: IPTC DigitalSourceType trainedAlgorithmicMedia") }
+        return lines.joined(separator: "\n")
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Imaging
 import SDScript
 
 /// The session's output on the real terminal: lines on stdout, errors on stderr, a progress bar on a
@@ -9,7 +10,7 @@ final class TerminalIO: SessionIO {
     let stdoutEscapes: Bool
     /// A redrawn progress bar may be written to stderr.
     let stderrEscapes: Bool
-    /// Draws sixel bytes for an image, scaled to fit; nil until the Imaging module is wired in.
+    /// Draws sixel bytes for an image, scaled to fit; nil where no image may be drawn (script mode).
     let sixelEncoder: SixelEncoder?
     private var capabilities: Terminal.Capabilities?
     private var warnedNoEncoder = false
@@ -52,6 +53,12 @@ final class TerminalIO: SessionIO {
         barShown = true
     }
 
+    func status(_ line: String) {
+        guard stderrEscapes else { return }
+        FileHandle.standardError.write(Data(("\r" + line + "\u{1B}[K").utf8))
+        barShown = true
+    }
+
     func progressDone() {
         clearBar()
         livePreviewRows = 0
@@ -75,7 +82,7 @@ final class TerminalIO: SessionIO {
 
     /// Draws the engine's small preview in a fixed area, redrawn in place at each update: the area is
     /// reserved once per image (newlines, then back up) so drawing never scrolls the saved position.
-    private func drawLivePreview(_ pixels: RGBPixels) {
+    private func drawLivePreview(_ pixels: RGBImage) {
         guard let sixelEncoder, let bytes = try? sixelEncoder(pixels, livePreviewSize, livePreviewSize) else { return }
         clearBar()
         var cellHeight = 20
@@ -103,12 +110,12 @@ final class TerminalIO: SessionIO {
     }
 
     @discardableResult
-    func display(_ image: RGBPixels, mode: PreviewMode) -> Bool {
+    func display(_ image: RGBImage, mode: PreviewMode) -> Bool {
         guard stdoutEscapes, mode != .off else { return false }
         if mode == .auto && !terminalCapabilities().sixel { return false }
         guard let sixelEncoder else {
             if !warnedNoEncoder {
-                diagnostic("preview: this build has no sixel encoder yet (the Imaging module is not wired in)")
+                diagnostic("preview: no sixel encoder in this mode")
                 warnedNoEncoder = true
             }
             return false

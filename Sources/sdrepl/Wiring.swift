@@ -1,20 +1,24 @@
+import Imaging
 import SDScript
 
-// The one place where the engine and the Imaging module are plugged into the REPL. Until they land,
-// everything here is nil and the commands that need them say so (`gen` tells where it looked for a
-// model and how to get one; `save`, `load` and previews say the part is not in this build).
+// The one place where the session's parts are chosen: the engine, ModelStore, Imaging's writer and
+// styles are SDScript's defaults; the terminal adds the sixel encoder.
 
 /// Encodes `image` as a sixel stream no larger than `maxWidth` x `maxHeight` pixels (keeping its
-/// aspect ratio), ready to write to the terminal: Imaging's encoder on libsixel.
-typealias SixelEncoder = (_ image: RGBPixels, _ maxWidth: Int, _ maxHeight: Int) throws -> [UInt8]
+/// aspect ratio), ready to write to the terminal.
+typealias SixelEncoder = (_ image: RGBImage, _ maxWidth: Int, _ maxHeight: Int) throws -> [UInt8]
 
 enum Wiring {
-    /// The session's parts. To wire the engine: `generatorLoader:` a `GeneratorLoader` over the pipeline;
-    /// Imaging: `saver:`, `recipes:`, `styles:`; ModelStore: `models:`.
-    static func components() -> Components {
-        Components()
+    /// The session's parts, with the saver's notes (hashing a checkpoint) shown on `io`.
+    static func components(io: SessionIO) -> Components {
+        var components = Components()
+        components.saver = ImagingSaver(note: io.status)
+        if let problem = components.styles.loadProblem { io.diagnostic("styles: \(problem)") }
+        return components
     }
 
-    /// Imaging's sixel encoder.
-    static let sixelEncoder: SixelEncoder? = nil
+    /// Imaging's encoder on libsixel.
+    static let sixelEncoder: SixelEncoder = { image, maxWidth, maxHeight in
+        try Sixel.encode(image, boxWidth: maxWidth, boxHeight: maxHeight)
+    }
 }

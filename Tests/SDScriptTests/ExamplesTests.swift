@@ -1,28 +1,17 @@
 import Foundation
+import Imaging
 import TestSupport
 import XCTest
 @testable import SDScript
 
-/// TEST DOUBLE: the preset names of issue 7, each appending its name to the prompt.
-final class PresetNamesStyleBook: StyleBook {
-    let names = ["none", "enhance", "cinematic", "photographic", "anime", "digital-art", "oil-painting", "watercolor",
-                 "pixel-art", "3d-render", "fantasy", "line-art", "comic"]
-    func listing() -> [String] { names }
-    func apply(_ style: String, prompt: String, negative: String) -> (prompt: String, negative: String)? {
-        guard names.contains(style) else { return nil }
-        return style == "none" ? (prompt, negative) : ("\(prompt), \(style) style", negative)
-    }
-    func load(csv path: String) throws {}
-}
-
-/// Every example in examples/ runs without an error once the engine and styles are there.
+/// Every example in examples/ runs without an error, with the real styles and the test-double engine.
 final class ExamplesTests: XCTestCase {
     private func run(_ name: String) throws -> (Session, CountingLoader, ScriptSummary) {
         let path = FixturePaths.repoRoot.appendingPathComponent("examples/\(name)").path
         XCTAssertTrue(FileManager.default.fileExists(atPath: path), path)
         let loader = CountingLoader()
         let components = Components(generatorLoader: loader, models: FixedModelCatalog(),
-                                    styles: PresetNamesStyleBook(), saver: RecordingSaver())
+                                    styles: StyleBook(environment: [:]), saver: RecordingSaver())
         let session = Session(components: components, io: BufferIO(), drawSeed: { 9 })
         // The examples use 512x512; the double's cost is in the pixels, so check the language at 64x64.
         session.settings.width = 64
@@ -37,7 +26,10 @@ final class ExamplesTests: XCTestCase {
         XCTAssertEqual(loader.generator.requests.map(\.style),
                        ["none", "cinematic", "photographic", "anime", "watercolor", "oil-painting", "pixel-art", "line-art"])
         XCTAssertEqual(Set(loader.generator.requests.map(\.seed)), [1234])
-        XCTAssertEqual(loader.generator.requests[1].prompt, "a lighthouse on a rocky coast at dusk, cinematic style")
+        let cinematic = try XCTUnwrap(StyleLibrary().style(named: "cinematic"))
+        XCTAssertEqual(loader.generator.requests[1].prompt,
+                       cinematic.prompt.replacingOccurrences(of: "{prompt}", with: "a lighthouse on a rocky coast at dusk"))
+        XCTAssertEqual(loader.generator.requests[1].typedPrompt, "a lighthouse on a rocky coast at dusk")
         XCTAssertEqual(session.settings.style, "none")
     }
 

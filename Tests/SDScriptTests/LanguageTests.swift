@@ -1,3 +1,4 @@
+import Diffusion
 import XCTest
 @testable import SDScript
 
@@ -36,11 +37,11 @@ final class TokenizerTests: XCTestCase {
 
     func testSamplerNamesAndA1111Aliases() {
         let expected = ["Euler a": "euler-a", "DPM++ 2M Karras": "dpmpp-2m-karras", "PLMS": "pndm", "ddim": "ddim",
-                        "k_euler_a": "euler-a", "DPM++ 2M": "dpmpp-2m", "EULER": "euler", "LCM": "lcm",
-                        "dpmpp_2m_karras": "dpmpp-2m-karras", "euler_ancestral": "euler-a"]
-        for (name, canonical) in expected { XCTAssertEqual(Samplers.canonicalName(name), canonical, name) }
-        XCTAssertNil(Samplers.canonicalName("heun"))
-        for name in Samplers.canonical { XCTAssertEqual(Samplers.canonicalName(name), name) }
+                        "euler_a": "euler-a", "DPM++ 2M": "dpmpp-2m", "EULER": "euler", "LCM": "lcm",
+                        "dpmpp_2m_karras": "dpmpp-2m-karras", "EulerAncestralDiscreteScheduler": "euler-a"]
+        for (name, canonical) in expected { XCTAssertEqual(SamplerNames.canonical(name), canonical, name) }
+        XCTAssertNil(SamplerNames.canonical("heun"))
+        for sampler in Sampler.allCases { XCTAssertEqual(SamplerNames.canonical(sampler.rawValue), sampler.rawValue) }
     }
 }
 
@@ -129,7 +130,7 @@ final class CommandTests: XCTestCase {
             ("set size 4096x512", "set size: width and height must be multiples of 8 from 64 to 2048, got '4096x512'"),
             ("set size big", "set size: expected WxH (e.g. 512x768), got 'big'"),
             ("set sampler eulr", "set sampler: unknown sampler 'eulr' (did you mean 'euler'?)"),
-            ("set style cinematik", "set style: unknown style 'cinematik'"),
+            ("set style cinematik", "set style: unknown style 'cinematik' (did you mean 'cinematic'?)"),
             ("set preview sixle", "set preview: expected auto, sixel, off, got 'sixle' (did you mean 'sixel'?)"),
             ("set memory hi", "set memory: expected auto, low, fast, got 'hi'"),
             ("set batch 65", "set batch: expected a whole number from 1 to 64, got '65'"),

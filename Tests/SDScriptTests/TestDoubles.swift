@@ -1,9 +1,11 @@
 import Crypto
+import Diffusion
 import Foundation
+import Imaging
 @testable import SDScript
 
-// TEST DOUBLES. None of this is an image model: it exists so the language, transcripts and replay can
-// be tested before the real pipeline is wired in. The end-to-end tests on the fixture model come with it.
+// TEST DOUBLES. None of this is an image model: it lets the language, transcripts and replay be tested
+// in-process in milliseconds. The real parts on the fixture model are tested in sdreplTests.EndToEndTests.
 
 /// Deterministic "pixels" from a SHA-256 of the request, so equal requests give equal images and any
 /// change of prompt, seed, size or sampler gives different ones.
@@ -21,9 +23,11 @@ final class HashImageGenerator: ImageGenerator {
         let digest = Array(SHA256.hash(data: Data(key.utf8)))
         let count = settings.width * settings.height * 3
         let rgb = (0..<count).map { digest[$0 % digest.count] &+ UInt8(truncatingIfNeeded: $0 / digest.count) }
-        return GeneratedImage(pixels: RGBPixels(width: settings.width, height: settings.height, rgb: rgb),
+        return GeneratedImage(pixels: try RGBImage(width: settings.width, height: settings.height, pixels: rgb),
                               recipe: "\(settings.prompt)\nSteps: \(settings.steps), Seed: \(settings.seed)")
     }
+
+    var loadWarnings: [String] { [] }
 
     func tokenReport(prompt: String) throws -> String {
         "\(prompt.split(separator: " ").count) tokens (test double)"
@@ -44,12 +48,12 @@ final class CountingLoader: GeneratorLoader {
 
 /// A catalog that always finds the same (nonexistent) file: no disk is looked at.
 struct FixedModelCatalog: ModelCatalog {
-    func locate(explicit: String?) -> ModelLookup {
-        .found(ModelLocation(path: explicit ?? "/test/double.safetensors", source: "test"))
+    func locate(explicit: String?) throws -> ModelLocation {
+        ModelLocation(path: explicit ?? "/test/double.safetensors", source: "test")
     }
-    func listing() -> [String] { ["/test/double.safetensors"] }
-    func download(arguments: [String], report: (String) -> Void) throws -> String { "/test/downloaded" }
-    var advice: [String] { [] }
+    func listing(explicit: String?, note: (String) -> Void) -> [String] { ["/test/double.safetensors"] }
+    func download(arguments: [String], status: @escaping (String) -> Void,
+                  isCancelled: @escaping () -> Bool) throws -> String { "/test/downloaded" }
 }
 
 /// Records what `save` was asked to write; writes nothing.
@@ -81,8 +85,10 @@ final class BufferIO: SessionIO {
             self.interruptAfter = nil
         }
     }
+    var statuses: [String] = []
+    func status(_ line: String) { statuses.append(line) }
     func progressDone() {}
-    func display(_ image: RGBPixels, mode: PreviewMode) -> Bool {
+    func display(_ image: RGBImage, mode: PreviewMode) -> Bool {
         displayed += 1
         return false
     }
@@ -114,7 +120,8 @@ final class TemporaryFolder {
 func makeSession(io: BufferIO = BufferIO(), transcript: TranscriptRecorder? = nil, seeds: [UInt64] = [1234, 98765],
                  saver: ImageSaver? = nil, loader: CountingLoader = CountingLoader()) -> Session {
     var remaining = seeds
-    let components = Components(generatorLoader: loader, models: FixedModelCatalog(), saver: saver)
+    let components = Components(generatorLoader: loader, models: FixedModelCatalog(), styles: StyleBook(environment: [:]),
+                                saver: saver)
     return Session(components: components, io: io, transcript: transcript, drawSeed: {
         remaining.isEmpty ? 7 : remaining.removeFirst()
     })

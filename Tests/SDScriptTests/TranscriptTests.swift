@@ -1,3 +1,6 @@
+import Foundation
+import Imaging
+import ModelStore
 import XCTest
 @testable import SDScript
 
@@ -21,11 +24,11 @@ final class ResultRecordTests: XCTestCase {
         }
     }
 
-    func testPixelHashIsSHA256OfTheRGBBytes() {
+    func testPixelHashIsSHA256OfTheRGBBytes() throws {
         // python3 -c "import hashlib; print(hashlib.sha256(bytes([255,0,0, 0,255,0])).hexdigest())"
-        let pixels = RGBPixels(width: 2, height: 1, rgb: [255, 0, 0, 0, 255, 0])
+        let pixels = try RGBImage(width: 2, height: 1, pixels: [255, 0, 0, 0, 255, 0])
         XCTAssertEqual(pixelHash(pixels), "0757241fa846855871c4ec6994954cbe0e0e7a8fd7bb3f7487462f6ce4215780")
-        XCTAssertNotEqual(pixelHash(pixels), pixelHash(RGBPixels(width: 2, height: 1, rgb: [255, 0, 0, 0, 255, 1])))
+        XCTAssertNotEqual(pixelHash(pixels), pixelHash(try RGBImage(width: 2, height: 1, pixels: [255, 0, 0, 0, 255, 1])))
     }
 }
 
@@ -71,38 +74,37 @@ final class GenerationTests: XCTestCase {
     func testWithoutAModelGenSaysWhereItLooked() {
         let folder = TemporaryFolder()
         let io = BufferIO()
-        let search = BasicModelSearch(environment: ["HF_HOME": folder.path + "/hf"], currentDirectory: folder.path,
-                                      home: folder.path + "/home")
-        let session = Session(components: Components(models: search), io: io)
-        XCTAssertEqual(session.execute("gen"), .failed(Diagnostic(.noModel(searched: [
-            "model PATH / --model: not given",
-            "$SDREPL_MODEL: not set",
-            "\(folder.path)/models: no *.safetensors file or diffusers folder",
-            "\(folder.path)/hf/hub ($HF_HOME/hub): no snapshot of runwayml/stable-diffusion-v1-5 or stable-diffusion-v1-5/stable-diffusion-v1-5",
-            "\(folder.path)/home/.cache/huggingface/hub (~/.cache/huggingface/hub): no snapshot of runwayml/stable-diffusion-v1-5 or stable-diffusion-v1-5/stable-diffusion-v1-5",
-        ], advice: search.advice), at: nil)))
-        XCTAssertTrue(io.diagnostics[0].hasPrefix("gen: no Stable Diffusion 1.5 model found. sdrepl looked in, in order:\n  1. model PATH"))
-        XCTAssertTrue(io.diagnostics[0].contains("To get one:\n  - run 'model download'"))
+        let environment = ["HF_HOME": folder.path + "/hf", "HOME": folder.path + "/home"]
+        let catalog = ModelStoreCatalog(environment: environment, currentDirectory: folder.path)
+        let session = Session(components: Components(models: catalog, styles: StyleBook(environment: [:])), io: io)
+        let searched = ModelDiscovery(environment: environment, currentDirectory: URL(fileURLWithPath: folder.path),
+                                      homeDirectory: URL(fileURLWithPath: folder.path + "/home")).searchedLocations()
+        XCTAssertEqual(session.execute("gen"), .failed(Diagnostic(
+            .noModel(ModelStoreError.noModelFound(searched: searched).description), at: nil)))
+        XCTAssertTrue(io.diagnostics[0].hasPrefix("gen: no Stable Diffusion 1.5 model found. sdrepl looked in:"), io.diagnostics[0])
+        XCTAssertTrue(io.diagnostics[0].contains("\(folder.path)/models/"), io.diagnostics[0])
+        XCTAssertTrue(io.diagnostics[0].contains("\(folder.path)/hf/hub/models--runwayml--stable-diffusion-v1-5"), io.diagnostics[0])
+        XCTAssertTrue(io.diagnostics[0].contains("run `model download`"), io.diagnostics[0])
     }
 
-    func testDiscoveryFindsTheHuggingFaceCacheAndModelsFolder() {
+    func testDiscoveryFindsTheModelsFolderAndAnExplicitPath() throws {
         let folder = TemporaryFolder()
-        let file = folder.write("hub/models--stable-diffusion-v1-5--stable-diffusion-v1-5/snapshots/abc123/v1-5-pruned-emaonly-fp16.safetensors", "x")
-        let search = BasicModelSearch(environment: ["HF_HUB_CACHE": folder.path + "/hub"], currentDirectory: folder.path,
-                                      home: folder.path)
-        XCTAssertEqual(search.locate(explicit: nil), .found(ModelLocation(path: file, source: "Hugging Face cache")))
+        let catalog = ModelStoreCatalog(environment: ["HOME": folder.path], currentDirectory: folder.path)
         let local = folder.write("models/mine.safetensors", "x")
-        XCTAssertEqual(search.locate(explicit: nil), .found(ModelLocation(path: local, source: "./models")))
-        XCTAssertEqual(search.locate(explicit: "models/mine.safetensors"),
-                       .found(ModelLocation(path: local, source: "model PATH")))
+        XCTAssertEqual(try catalog.locate(explicit: nil), ModelLocation(path: local, source: "./models"))
+        XCTAssertEqual(try catalog.locate(explicit: local), ModelLocation(path: local, source: "given path"))
+        let pickle = folder.write("old.ckpt", "x")
+        XCTAssertThrowsError(try catalog.locate(explicit: pickle)) { error in
+            XCTAssertTrue("\(error)".contains("pickle"), "\(error)")
+        }
     }
 
     func testWithAModelButNoEngineGenSaysSo() {
         let folder = TemporaryFolder()
         let model = folder.write("models/m.safetensors", "x")
         let io = BufferIO()
-        let search = BasicModelSearch(environment: [:], currentDirectory: folder.path, home: folder.path)
-        let session = Session(components: Components(models: search), io: io)
+        let catalog = ModelStoreCatalog(environment: ["HOME": folder.path], currentDirectory: folder.path)
+        let session = Session(components: Components(generatorLoader: nil, models: catalog, styles: StyleBook(environment: [:])), io: io)
         XCTAssertEqual(session.execute("gen"), .failed(Diagnostic(.noEngine(model: model), at: nil)))
     }
 
@@ -126,22 +128,26 @@ final class GenerationTests: XCTestCase {
         let session = makeSession(io: io)
         for line in ["prompt x", "set size 64x64", "set steps 1", "gen"] { _ = session.execute(line) }
         XCTAssertEqual(session.execute("save"), .failed(Diagnostic(.unavailable(
-            command: "save", reason: "this build has no image writer yet (the Imaging module is not wired in)"), at: nil)))
+            command: "save", reason: "this session has no image writer"), at: nil)))
     }
 
-    func testLoadAppliesARecipe() {
-        struct Reader: RecipeReader {
-            func recipe(at path: String) throws -> ImageRecipe {
-                ImageRecipe(prompt: "a fox", negative: "ugly", seed: 77, steps: 30, cfg: 6, width: 512, height: 768,
-                            sampler: "DPM++ 2M Karras", text: "a fox")
-            }
+    func testLoadAppliesTheRecipeOfASavedPNGAndJPEG() throws {
+        let folder = TemporaryFolder()
+        let settings = GenerationSettings(prompt: "a fox, (snow:1.2)", negative: "ugly", seed: 77, steps: 30, cfg: 6,
+                                          width: 512, height: 768, sampler: "dpmpp-2m-karras", clipSkip: 2)
+        let image = GeneratedImage(pixels: try RGBImage(width: 8, height: 8, pixels: Array(repeating: 9, count: 192)),
+                                   recipe: "")
+        let paths = try ImagingSaver().save(image, settings: settings, to: nil, directory: folder.path, jpegQuality: 90)
+        XCTAssertEqual(paths.map { ($0 as NSString).pathExtension }, ["png", "jpg"])
+        for path in paths {
+            let session = Session(components: Components(models: FixedModelCatalog(), styles: StyleBook(environment: [:])),
+                                  io: BufferIO())
+            XCTAssertEqual(session.execute("load \(path)"), .ok, path)
+            var expected = settings
+            expected.model = nil
+            XCTAssertEqual(session.settings.request(seed: 77), expected, path)
+            XCTAssertEqual(session.settings.seed, .fixed(77))
         }
-        let session = Session(components: Components(models: FixedModelCatalog(), recipes: Reader()), io: BufferIO())
-        XCTAssertEqual(session.execute("load fox.png"), .ok)
-        XCTAssertEqual(session.settings.request(seed: 77), GenerationSettings(
-            prompt: "a fox", negative: "ugly", style: "none", seed: 77, steps: 30, cfg: 6, width: 512, height: 768,
-            sampler: "dpmpp-2m-karras"))
-        XCTAssertEqual(session.settings.seed, .fixed(77))
     }
 }
 

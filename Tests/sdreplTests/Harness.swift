@@ -33,10 +33,14 @@ final class Sandbox {
     }
     deinit { try? FileManager.default.removeItem(atPath: path) }
 
-    /// A clean environment: nothing from the user's HOME, Hugging Face cache or history.
+    /// Added to (or replacing) `environment`'s variables.
+    var extraEnvironment: [String: String] = [:]
+
+    /// A clean environment: nothing from the user's HOME, config, caches, Hugging Face cache or history.
     var environment: [String: String] {
-        ["PATH": "/usr/bin:/bin", "HOME": path + "/home", "XDG_STATE_HOME": path + "/state", "TERM": "xterm",
-         "LANG": "C.UTF-8"]
+        ["PATH": "/usr/bin:/bin", "HOME": path + "/home", "XDG_STATE_HOME": path + "/state",
+         "XDG_CACHE_HOME": path + "/cache", "XDG_CONFIG_HOME": path + "/config", "HF_HOME": path + "/hf",
+         "TERM": "xterm", "LANG": "C.UTF-8"].merging(extraEnvironment) { $1 }
     }
 
     @discardableResult

@@ -65,9 +65,11 @@ final class ScriptModeTests: XCTestCase {
         let sandbox = Sandbox()
         let run = try PipeRun([], stdin: "prompt a fox\ngen\n", in: sandbox)
         XCTAssertEqual(run.status, 1)
-        XCTAssertTrue(run.stderr.hasPrefix("<stdin>:2: gen: no Stable Diffusion 1.5 model found. sdrepl looked in, in order:\n"), run.stderr)
-        XCTAssertTrue(run.stderr.contains("$SDREPL_MODEL: not set"), run.stderr)
-        XCTAssertTrue(run.stderr.contains("\(sandbox.path)/home/.cache/huggingface/hub"), run.stderr)
+        XCTAssertTrue(run.stderr.hasPrefix("<stdin>:2: gen: no Stable Diffusion 1.5 model found. sdrepl looked in:\n"), run.stderr)
+        XCTAssertTrue(run.stderr.contains("$SDREPL_MODEL (not set)"), run.stderr)
+        XCTAssertTrue(run.stderr.contains("\(sandbox.path)/models/"), run.stderr)
+        XCTAssertTrue(run.stderr.contains("\(sandbox.path)/hf/hub/models--stable-diffusion-v1-5--stable-diffusion-v1-5"), run.stderr)
+        XCTAssertTrue(run.stderr.contains("\(sandbox.path)/home/.cache/huggingface/hub/models--runwayml--stable-diffusion-v1-5"), run.stderr)
         XCTAssertTrue(run.stderr.contains("model download"), run.stderr)
     }
 

@@ -186,7 +186,5 @@ final class TerminalSessionTests: XCTestCase {
         XCTAssertEqual(sandbox.files(in: "log/s").count, 1)
     }
 
-    // Ctrl-C during `gen` needs the real generator: once it is wired, start a `gen` with many steps on
-    // the fixture model, wait for the progress bar ("[#"), type "\u{03}", and expect
-    // "gen: cancelled (0 of 1 image finished)" followed by "sd> ".
+    // Ctrl-C during `gen`, the progress bar and sixel images on the fixture model: EndToEndTests.
 }

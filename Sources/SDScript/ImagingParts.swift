@@ -1,0 +1,163 @@
+import Diffusion
+import Foundation
+import Imaging
+import ModelStore
+
+// The session's image files and styles, over the Imaging module.
+
+/// Saves images with `ImageWriter`: PNG and JPEG with the A1111 `parameters`, sdrepl's own keys and
+/// the XMP (see `ImageMetadata`).
+public struct ImagingSaver: ImageSaver {
+    /// Where model hashes are cached (hashing a 2–4 GB checkpoint takes a while).
+    public var hashes: ModelHashCache
+    /// Tells the user about slow work (hashing the checkpoint the first time).
+    public var note: (String) -> Void
+
+    public init(hashes: ModelHashCache = ModelHashCache(), note: @escaping (String) -> Void = { _ in }) {
+        self.hashes = hashes
+        self.note = note
+    }
+
+    /// The A1111 recipe of one image: the prompts the model saw (style applied), the sampler by
+    /// A1111's name, the model's name and short hash, `Version: sdrepl X`.
+    public static func recipe(for settings: GenerationSettings, model: ModelIdentity?, modelHash: String?) -> Imaging.ImageRecipe {
+        Imaging.ImageRecipe(
+            prompt: settings.prompt, negativePrompt: settings.negative, steps: settings.steps,
+            sampler: A1111SamplerName.displayName(forSamplerID: settings.sampler) ?? settings.sampler,
+            cfgScale: Double(formatNumber(settings.cfg)) ?? Double(settings.cfg), seed: settings.seed,
+            width: settings.width, height: settings.height, modelHash: modelHash, modelName: model?.name,
+            clipSkip: settings.clipSkip, style: settings.style, version: "sdrepl \(SDReplVersion.string)")
+    }
+
+    public func save(_ image: GeneratedImage, settings: GenerationSettings, to path: String?, directory: String,
+                     jpegQuality: Int) throws -> [String] {
+        var hash: String?
+        if let model = image.model {
+            hash = try? hashes.shortHash(of: model.hashedFile, note: note)
+        }
+        let recipe = Self.recipe(for: settings, model: image.model, modelHash: hash)
+        var all: [String: Any] = [
+            "prompt": settings.prompt, "negative_prompt": settings.negative, "style": settings.style,
+            "seed": NSNumber(value: settings.seed), "steps": settings.steps,
+            "cfg_scale": Double(formatNumber(settings.cfg)) ?? Double(settings.cfg),
+            "width": settings.width, "height": settings.height, "sampler": settings.sampler,
+            "clip_skip": settings.clipSkip, "version": SDReplVersion.string,
+        ]
+        if let model = image.model {
+            all["model"] = model.name
+            all["model_file"] = model.hashedFile.path
+        }
+        if let hash { all["model_hash"] = hash }
+        let metadata = ImageMetadata(recipe: recipe, typedPrompt: settings.typedPrompt ?? settings.prompt,
+                                     typedNegativePrompt: settings.typedNegative ?? settings.negative,
+                                     style: settings.style, timestamp: Date(),
+                                     settingsJSON: (try? ImageMetadata.settingsJSON(all)) ?? "{}")
+        let writer = ImageWriter(directory: URL(fileURLWithPath: directory), jpegQuality: jpegQuality)
+        if let path {
+            try writer.save(image.pixels, metadata: metadata, to: URL(fileURLWithPath: path))
+            return [path]
+        }
+        return try writer.save(image.pixels, metadata: metadata).map { relativeIfBelowCurrent($0.path) }
+    }
+
+    private func relativeIfBelowCurrent(_ path: String) -> String {
+        let current = FileManager.default.currentDirectoryPath + "/"
+        return path.hasPrefix(current) ? String(path.dropFirst(current.count)) : path
+    }
+}
+
+/// The prompt styles: Imaging's built-in presets, the user's `$XDG_CONFIG_HOME/sdrepl/styles.csv`
+/// (`~/.config/sdrepl/styles.csv`) when present, and any `set styles FILE`.
+public final class StyleBook {
+    public private(set) var library: StyleLibrary
+    /// A problem with the user's styles file, reported once by the front end.
+    public private(set) var loadProblem: String?
+
+    /// - Parameter environment: where `XDG_CONFIG_HOME` and `HOME` are read from.
+    public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
+        library = StyleLibrary()
+        let config = environment["XDG_CONFIG_HOME"].flatMap { $0.hasPrefix("/") ? $0 : nil }
+            ?? (environment["HOME"] ?? NSHomeDirectory()) + "/.config"
+        let file = config + "/sdrepl/styles.csv"
+        if FileManager.default.fileExists(atPath: file) {
+            do {
+                try load(csv: file)
+            } catch {
+                loadProblem = "\(error)"
+            }
+        }
+    }
+
+    /// Every style name, `none` first.
+    public var names: [String] { library.names }
+
+    public func style(named name: String) -> PromptStyle? { library.style(named: name) }
+
+    /// One line per style for the `styles` command.
+    public func listing() -> [String] {
+        let width = (library.names.map(\.count).max() ?? 0) + 2
+        return library.styles.map { style in
+            var line = style.name.padding(toLength: width, withPad: " ", startingAt: 0)
+            line += style.isNone ? "the prompt as typed" : (style.prompt.isEmpty ? "(no prompt text)" : style.prompt)
+            if !style.negativePrompt.isEmpty { line += "   negative: " + style.negativePrompt }
+            if style.origin != "built-in" { line += "   [\(style.origin)]" }
+            return line
+        }
+    }
+
+    /// The prompt and negative with `style` applied, or nil for an unknown style.
+    public func apply(_ style: String, prompt: String, negative: String) -> (prompt: String, negative: String)? {
+        guard let found = library.style(named: style) else { return nil }
+        let applied = found.apply(prompt: prompt, negativePrompt: negative)
+        return (applied.prompt, applied.negativePrompt)
+    }
+
+    /// Adds the styles of an A1111-format `styles.csv`.
+    /// - Throws: Imaging's error naming the file and line.
+    public func load(csv path: String) throws {
+        library.add(try StyleLibrary.load(URL(fileURLWithPath: path)))
+    }
+}
+
+/// Short model hashes (A1111's first 10 hex digits of the file's SHA-256), cached under
+/// `$XDG_CACHE_HOME/sdrepl/model-hashes.tsv` keyed by path, size and modification time, so each
+/// checkpoint is read once. A Hugging Face cache blob is named by its SHA-256: free.
+public struct ModelHashCache: Sendable {
+    public var file: String
+
+    public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
+        let cache = environment["XDG_CACHE_HOME"].flatMap { $0.hasPrefix("/") ? $0 : nil }
+            ?? (environment["HOME"] ?? NSHomeDirectory()) + "/.cache"
+        file = cache + "/sdrepl/model-hashes.tsv"
+    }
+
+    /// The first 10 hex digits of the SHA-256 of `url`.
+    /// - Parameter note: told before a long hash starts, and as it goes.
+    public func shortHash(of url: URL, note: (String) -> Void = { _ in }) throws -> String {
+        if let known = HubCache.blobSHA256(of: url) { return FileHash.shortHash(known) }
+        let real = url.resolvingSymlinksInPath()
+        let attributes = try FileManager.default.attributesOfItem(atPath: real.path)
+        let size = (attributes[.size] as? NSNumber)?.int64Value ?? 0
+        let mtime = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+        let key = "\(real.path)\t\(size)\t\(Int64(mtime * 1000))"
+        let lines = (try? String(contentsOfFile: file, encoding: .utf8))?.split(separator: "\n").map(String.init) ?? []
+        for line in lines where line.hasPrefix(key + "\t") {
+            return String(line.dropFirst(key.count + 1))
+        }
+        if size > 64 << 20 { note("hashing \(real.lastPathComponent) (\(size >> 20) MiB) once for its model hash …") }
+        let sha = try withoutActuallyEscaping(note) { note in
+            try FileHash.sha256(of: real) { done in
+                if size > 64 << 20 {
+                    note("hashing \(real.lastPathComponent): \(Int(Double(done) * 100 / Double(max(size, 1))))%")
+                }
+            }
+        }
+        let short = FileHash.shortHash(sha)
+        // The cache is an optimisation: failing to write it costs a re-hash next time, nothing else.
+        try? FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent,
+                                                 withIntermediateDirectories: true)
+        let text = (lines.filter { !$0.hasPrefix(real.path + "\t") } + [key + "\t" + short]).joined(separator: "\n") + "\n"
+        try? text.write(toFile: file, atomically: true, encoding: .utf8)
+        return short
+    }
+}

@@ -1,0 +1,108 @@
+import Diffusion
+import Foundation
+import Imaging
+
+/// Loads `StableDiffusionPipeline` for the session: the model is read once and kept until the model
+/// path or the memory mode changes.
+public struct PipelineLoader: GeneratorLoader {
+    public init() {}
+
+    public func load(model: ModelLocation, memory: MemoryMode) throws -> ImageGenerator {
+        let url = URL(fileURLWithPath: model.path)
+        let pipeline = try StableDiffusionPipeline(url: url, options: LoadOptions(memoryMode: memory))
+        return PipelineGenerator(pipeline: pipeline)
+    }
+}
+
+/// The checkpoint an image came from, for the saved recipe: A1111's `Model` and `Model hash`.
+public struct ModelIdentity: Equatable, Sendable {
+    /// The checkpoint's name: the file name without extension, or the folder's (the repository's for
+    /// a Hugging Face cache snapshot).
+    public var name: String
+    /// The file whose SHA-256 is the model hash: the single file, or a diffusers folder's UNet weights.
+    public var hashedFile: URL
+
+    public init(name: String, hashedFile: URL) {
+        self.name = name
+        self.hashedFile = hashedFile
+    }
+
+    /// The identity of a loaded checkpoint.
+    public init(checkpoint: Checkpoint) {
+        let location = checkpoint.location
+        var name = location.deletingPathExtension().lastPathComponent
+        if checkpoint.layout != .singleFile {
+            name = location.lastPathComponent
+            // …/models--owner--name/snapshots/<commit>: the repository's name says more than the commit.
+            let parts = location.pathComponents
+            if let index = parts.lastIndex(of: "snapshots"), index > 0, parts[index - 1].hasPrefix("models--") {
+                name = parts[index - 1].components(separatedBy: "--").last ?? name
+            }
+        }
+        self.init(name: name, hashedFile: checkpoint.fileURL(for: .unet))
+    }
+}
+
+/// The session's generator over the engine: settings -> `GenerationRequest`, step progress with the
+/// latent preview, Ctrl-C -> `CancellationToken`, and the engine's `PixelImage` -> `RGBImage` once.
+public final class PipelineGenerator: ImageGenerator {
+    public let pipeline: StableDiffusionPipeline
+    public let identity: ModelIdentity
+    public let loadWarnings: [String]
+
+    public init(pipeline: StableDiffusionPipeline) {
+        self.pipeline = pipeline
+        identity = ModelIdentity(checkpoint: pipeline.checkpoint)
+        // sdrepl builds only the VAE's decoder: the encoder's tensors are expected to be left over.
+        let unexpected = pipeline.unexpectedKeys.filter { !$0.hasPrefix("vae.encoder.") && !$0.hasPrefix("vae.quant_conv.") }
+        if unexpected.isEmpty {
+            loadWarnings = []
+        } else {
+            let shown = unexpected.prefix(5).joined(separator: ", ")
+            loadWarnings = ["warning: \(unexpected.count) tensor\(unexpected.count == 1 ? "" : "s") of \(pipeline.checkpoint.location.path) "
+                            + "belong to no part of SD1.5 and were ignored: \(shown)\(unexpected.count > 5 ? ", …" : "")"]
+        }
+    }
+
+    /// The engine's request for one image of the session.
+    /// - Throws: `ScriptError.badArgument` for a sampler name the engine does not know.
+    public static func request(for settings: GenerationSettings) throws -> GenerationRequest {
+        guard let sampler = try? Sampler(name: settings.sampler) else {
+            throw ScriptError.badArgument(command: "gen", argument: settings.sampler, reason: "unknown sampler")
+        }
+        return GenerationRequest(prompt: settings.prompt, negativePrompt: settings.negative, seed: settings.seed,
+                                 steps: settings.steps, guidanceScale: settings.cfg, width: settings.width,
+                                 height: settings.height, sampler: sampler, batchCount: 1, clipSkip: settings.clipSkip)
+    }
+
+    public func generate(_ settings: GenerationSettings, progress: (StepProgress) -> Void,
+                         isCancelled: () -> Bool) throws -> GeneratedImage {
+        let request = try Self.request(for: settings)
+        let token = CancellationToken()
+        if isCancelled() { throw PipelineError.cancelled }
+        // The engine checks the token before every UNet evaluation; Ctrl-C is seen after each step,
+        // so a cancel takes effect within one step. The cheap latent preview is made every step and
+        // the terminal decides when to draw one.
+        let results = try pipeline.generate(request, progress: { step in
+            let preview = step.preview.flatMap { try? RGBImage(width: $0.width, height: $0.height, pixels: $0.rgb) }
+            progress(StepProgress(step: step.step, total: step.total, elapsed: step.elapsed, eta: step.eta, preview: preview))
+            if isCancelled() { token.cancel() }
+        }, previewEvery: 1, cancellation: token)
+        guard let result = results.first else { throw PipelineError.invalidRequest("the engine returned no image") }
+        let pixels = try RGBImage(width: result.image.width, height: result.image.height, pixels: result.image.rgb)
+        return GeneratedImage(pixels: pixels, recipe: Infotext.render(ImagingSaver.recipe(for: settings, model: identity,
+                                                                                       modelHash: nil)),
+                              model: identity)
+    }
+
+    public func tokenReport(prompt: String) throws -> String {
+        let chunked = try pipeline.chunks(of: prompt)
+        let chunker = PromptChunker(tokenizer: pipeline.tokenizer)
+        let count = chunked.chunks.count
+        var lines = ["\(chunked.tokenCount) token\(chunked.tokenCount == 1 ? "" : "s") in \(count) chunk\(count == 1 ? "" : "s") of up to \(PromptChunker.chunkLength)"]
+        for (number, chunk) in chunked.chunks.enumerated() {
+            lines.append("  chunk \(number + 1) (\(chunk.promptTokenCount) tokens): \(chunker.text(of: chunk))")
+        }
+        return lines.joined(separator: "\n")
+    }
+}
