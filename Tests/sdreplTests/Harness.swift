@@ -153,13 +153,32 @@ final class PseudoTerminal {
     private(set) var exitStatus: Int32?
 
     /// Types `text` (use "\u{1B}[D" for the left arrow, "\u{7F}" for backspace, "\t" for tab…).
+    /// Types `text` key by key, as a person does: one write per key (an escape sequence such as
+    /// `ESC [ D` is one key), a few milliseconds apart. A single write of a whole line would test
+    /// a burst no keyboard sends, and races with the line editor's tty setup on a loaded machine.
     func type(_ text: String) {
-        _ = text.withCString { write(master, $0, strlen($0)) }
+        var keys: [[UInt8]] = []
+        var bytes = Array(text.utf8)[...]
+        while let first = bytes.first {
+            var length = 1
+            if first == 0x1B, bytes.count >= 3, bytes[bytes.startIndex + 1] == UInt8(ascii: "[") {
+                length = 3  // CSI with one final byte: the arrow keys the tests use
+            } else if first >= 0xC0 {
+                length = first >= 0xF0 ? 4 : first >= 0xE0 ? 3 : 2  // one UTF-8 character
+            }
+            length = min(length, bytes.count)
+            keys.append(Array(bytes.prefix(length)))
+            bytes = bytes.dropFirst(length)
+        }
+        for key in keys {
+            _ = key.withUnsafeBufferPointer { write(master, $0.baseAddress, $0.count) }
+            usleep(3_000)
+        }
     }
 
     /// Reads until `text` has appeared after the last match, or fails after `timeout` seconds.
     @discardableResult
-    func expect(_ text: String, timeout: Double = 10, file: StaticString = #filePath, line: UInt = #line) -> Bool {
+    func expect(_ text: String, timeout: Double = 30, file: StaticString = #filePath, line: UInt = #line) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         while true {
             if let range = transcript.range(of: text, range: transcript.index(transcript.startIndex, offsetBy: scanned)..<transcript.endIndex) {
