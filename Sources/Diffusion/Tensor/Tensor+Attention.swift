@@ -30,6 +30,10 @@ extension Tensor {
     /// The score-block budget per worker, in floats (2 MB): `queryBlock = budget / Nk`.
     static let attentionScoreBudget = 1 << 19
 
+    /// Whether head dim 40 uses the fused kernel below; `SDREPL_ATTENTION_KERNEL=blas` in the
+    /// environment selects the two-sgemm path for every shape (for benchmarks comparing the two).
+    static let fusedAttentionEnabled = ProcessInfo.processInfo.environment["SDREPL_ATTENTION_KERNEL"] != "blas"
+
     /// Multi-head scaled dot-product attention, `softmax(Q·Kᵀ / √D) · V` per head.
     ///
     /// - Parameters:
@@ -51,8 +55,14 @@ extension Tensor {
         precondition(!causal || nq == nk, "causal attention needs as many queries as keys")
         let d = channels / heads
         let scale = 1 / Float(d).squareRoot()
-        var out = Tensor(shape: [b, nq, channels])
-        if nq == 0 || nk == 0 { return out }
+        if nq == 0 || nk == 0 { return Tensor(shape: [b, nq, channels]) }
+        // Every output element is written by the P·V sgemm (beta = 0, at least one key per row).
+        var out = Tensor(uninitializedShape: [b, nq, channels])
+
+        if d == fusedHeadDim && !causal && fusedAttentionEnabled {
+            attentionFused40(q: q, k: k, v: v, heads: heads, scale: scale, into: &out)
+            return out
+        }
 
         let queryBlock = max(1, min(nq, scoreBudget / nk))
         let blocks = (nq + queryBlock - 1) / queryBlock
@@ -113,5 +123,196 @@ extension Tensor {
             }
         }
         return out
+    }
+}
+
+// MARK: - fused kernel for head dim 40
+
+// SD1.5's 64×64 transformer blocks have 8 heads of 40 channels, where OpenBLAS is weak: Q·Kᵀ has
+// K = 40 and P·V has N = 40, and every call re-packs the score block. This kernel does both
+// products with register tiles of its own on `SIMD8<Float>` (AVX2 + FMA in release builds, see
+// Package.swift), with K and V of the current head re-laid once per worker so that every tile
+// reads them contiguously:
+//   Kᵀ_h  [40, Nk']  (Nk' = Nk rounded up to 16, padding columns zero)
+//   V_h   [Nk', 40]  (padding rows zero)
+// For each tile of 6 queries: S = (scale·Q)·Kᵀ_h into a 6 × Nk' scratch row block (6×16 outputs
+// per step, 12 accumulators), softmax rows in place (padding keys masked to −∞, so exactly 0),
+// then O = P·V_h in passes of 6×16, 6×16 and 6×8 outputs, each row times its 1/Σ. Scratch per
+// worker: 2 · 40 · Nk' + 6 · Nk' floats (1.3 MB at 4096 keys, which L2 holds).
+extension Tensor {
+    /// Query rows per register tile.
+    static let fusedTileRows = 6
+    /// The head dimension the fused kernel is written for.
+    static let fusedHeadDim = 40
+
+    static func attentionFused40(q: Tensor, k: Tensor, v: Tensor, heads: Int, scale: Float, into out: inout Tensor) {
+        typealias V8 = SIMD8<Float>
+        let d = fusedHeadDim, tile = fusedTileRows
+        let b = q.shape[0], nq = q.shape[1], channels = q.shape[2], nk = k.shape[1]
+        let nkPad = (nk + 15) & ~15
+        // Tasks of `tilesPerTask` tiles; consecutive tasks share a head, so a worker re-lays K and V
+        // only when its range crosses into the next head.
+        let tilesPerTask = 8
+        let tiles = (nq + tile - 1) / tile
+        let chunks = (tiles + tilesPerTask - 1) / tilesPerTask
+        let tasks = b * heads * chunks
+        let workers = min(Parallel.workers, tasks)
+        let perWorker = 2 * d * nkPad + tile * nkPad + tile * d
+        var scratch = [Float](repeating: 0, count: workers * perWorker)
+
+        out.data.withUnsafeMutableBufferPointer { ob in
+            let o = SharedPointer(ob.baseAddress!)
+            scratch.withUnsafeMutableBufferPointer { sb in
+                let sbase = SharedPointer(sb.baseAddress!)
+                q.data.withUnsafeBufferPointer { qb in
+                    k.data.withUnsafeBufferPointer { kb in
+                        v.data.withUnsafeBufferPointer { vb in
+                            let qp = qb.baseAddress!, kp = kb.baseAddress!, vp = vb.baseAddress!
+                            Parallel.forEachWorker(tasks) { worker, range in
+                                let kt = sbase.base + worker * perWorker  // [d, nkPad]
+                                let vh = kt + d * nkPad                   // [nkPad, d]
+                                let s = vh + nkPad * d                    // [tile, nkPad]
+                                let qt = s + tile * nkPad                 // [tile, d], scaled
+                                let ktRaw = UnsafeRawPointer(kt), vhRaw = UnsafeRawPointer(vh)
+                                let sRaw = UnsafeMutableRawPointer(s)
+                                var currentHead = -1
+                                var inverseSums = [Float](repeating: 0, count: tile)
+                                for task in range {
+                                    let bh = task / chunks
+                                    let batch = bh / heads, head = bh % heads
+                                    if bh != currentHead {
+                                        currentHead = bh
+                                        let kHead = kp + batch * nk * channels + head * d
+                                        let vHead = vp + batch * nk * channels + head * d
+                                        for j in 0..<nk {
+                                            let kr = kHead + j * channels
+                                            for e in 0..<d { kt[e * nkPad + j] = kr[e] }
+                                            (vh + j * d).update(from: vHead + j * channels, count: d)
+                                        }
+                                        // The padding stays zero from the allocation: nkPad and d do not change.
+                                    }
+                                    let firstTile = (task % chunks) * tilesPerTask
+                                    for t in firstTile..<min(tiles, firstTile + tilesPerTask) {
+                                        let q0 = t * tile
+                                        let rows = min(tile, nq - q0)
+                                        for r in 0..<tile {
+                                            if r < rows {
+                                                let src = qp + (batch * nq + q0 + r) * channels + head * d
+                                                for e in 0..<d { qt[r * d + e] = src[e] * scale }
+                                            } else {
+                                                (qt + r * d).update(repeating: 0, count: d)
+                                            }
+                                        }
+                                        // S = (scale·Q) Kᵀ   [6, nkPad], 6×16 outputs per step.
+                                        var j = 0
+                                        while j < nkPad {
+                                            var a00 = V8(), a01 = V8(), a10 = V8(), a11 = V8(), a20 = V8(), a21 = V8()
+                                            var a30 = V8(), a31 = V8(), a40 = V8(), a41 = V8(), a50 = V8(), a51 = V8()
+                                            var kRow = ktRaw + j * 4
+                                            var qe = qt
+                                            for _ in 0..<d {
+                                                let k0 = kRow.loadUnaligned(as: V8.self)
+                                                let k1 = kRow.loadUnaligned(fromByteOffset: 32, as: V8.self)
+                                                var x = V8(repeating: qe[0])
+                                                a00 = a00.addingProduct(x, k0); a01 = a01.addingProduct(x, k1)
+                                                x = V8(repeating: qe[d])
+                                                a10 = a10.addingProduct(x, k0); a11 = a11.addingProduct(x, k1)
+                                                x = V8(repeating: qe[2 * d])
+                                                a20 = a20.addingProduct(x, k0); a21 = a21.addingProduct(x, k1)
+                                                x = V8(repeating: qe[3 * d])
+                                                a30 = a30.addingProduct(x, k0); a31 = a31.addingProduct(x, k1)
+                                                x = V8(repeating: qe[4 * d])
+                                                a40 = a40.addingProduct(x, k0); a41 = a41.addingProduct(x, k1)
+                                                x = V8(repeating: qe[5 * d])
+                                                a50 = a50.addingProduct(x, k0); a51 = a51.addingProduct(x, k1)
+                                                kRow += nkPad * 4
+                                                qe += 1
+                                            }
+                                            let row = nkPad * 4, col = j * 4
+                                            sRaw.storeBytes(of: a00, toByteOffset: col, as: V8.self)
+                                            sRaw.storeBytes(of: a01, toByteOffset: col + 32, as: V8.self)
+                                            sRaw.storeBytes(of: a10, toByteOffset: row + col, as: V8.self)
+                                            sRaw.storeBytes(of: a11, toByteOffset: row + col + 32, as: V8.self)
+                                            sRaw.storeBytes(of: a20, toByteOffset: 2 * row + col, as: V8.self)
+                                            sRaw.storeBytes(of: a21, toByteOffset: 2 * row + col + 32, as: V8.self)
+                                            sRaw.storeBytes(of: a30, toByteOffset: 3 * row + col, as: V8.self)
+                                            sRaw.storeBytes(of: a31, toByteOffset: 3 * row + col + 32, as: V8.self)
+                                            sRaw.storeBytes(of: a40, toByteOffset: 4 * row + col, as: V8.self)
+                                            sRaw.storeBytes(of: a41, toByteOffset: 4 * row + col + 32, as: V8.self)
+                                            sRaw.storeBytes(of: a50, toByteOffset: 5 * row + col, as: V8.self)
+                                            sRaw.storeBytes(of: a51, toByteOffset: 5 * row + col + 32, as: V8.self)
+                                            j += 16
+                                        }
+                                        // Unnormalised softmax per row; rows past `rows` hold zeros and are never stored.
+                                        for r in 0..<rows {
+                                            let row = s + r * nkPad
+                                            if nkPad > nk { (row + nk).update(repeating: -.infinity, count: nkPad - nk) }
+                                            inverseSums[r] = 1 / FastMath.expShiftedSum(row, count: nkPad, shift: FastMath.max(row, count: nkPad))
+                                        }
+                                        // O = P V_h   [6, 40]: columns 0..<16, 16..<32, then 32..<40.
+                                        let outTile = o.base + (batch * nq + q0) * channels + head * d
+                                        for c0 in stride(from: 0, to: d, by: 16) {
+                                            let two = c0 + 16 <= d
+                                            var a00 = V8(), a01 = V8(), a10 = V8(), a11 = V8(), a20 = V8(), a21 = V8()
+                                            var a30 = V8(), a31 = V8(), a40 = V8(), a41 = V8(), a50 = V8(), a51 = V8()
+                                            var vRow = vhRaw + c0 * 4
+                                            var pe = UnsafePointer(s)
+                                            if two {
+                                                for _ in 0..<nkPad {
+                                                    let v0 = vRow.loadUnaligned(as: V8.self)
+                                                    let v1 = vRow.loadUnaligned(fromByteOffset: 32, as: V8.self)
+                                                    var x = V8(repeating: pe[0])
+                                                    a00 = a00.addingProduct(x, v0); a01 = a01.addingProduct(x, v1)
+                                                    x = V8(repeating: pe[nkPad])
+                                                    a10 = a10.addingProduct(x, v0); a11 = a11.addingProduct(x, v1)
+                                                    x = V8(repeating: pe[2 * nkPad])
+                                                    a20 = a20.addingProduct(x, v0); a21 = a21.addingProduct(x, v1)
+                                                    x = V8(repeating: pe[3 * nkPad])
+                                                    a30 = a30.addingProduct(x, v0); a31 = a31.addingProduct(x, v1)
+                                                    x = V8(repeating: pe[4 * nkPad])
+                                                    a40 = a40.addingProduct(x, v0); a41 = a41.addingProduct(x, v1)
+                                                    x = V8(repeating: pe[5 * nkPad])
+                                                    a50 = a50.addingProduct(x, v0); a51 = a51.addingProduct(x, v1)
+                                                    vRow += d * 4
+                                                    pe += 1
+                                                }
+                                            } else {
+                                                // The last 8 columns: two independent accumulators per row
+                                                // (even and odd keys) keep the FMA chains short.
+                                                var j = 0
+                                                while j + 2 <= nkPad {
+                                                    let v0 = vRow.loadUnaligned(as: V8.self)
+                                                    let v1 = vRow.loadUnaligned(fromByteOffset: d * 4, as: V8.self)
+                                                    a00 = a00.addingProduct(V8(repeating: pe[0]), v0); a01 = a01.addingProduct(V8(repeating: pe[1]), v1)
+                                                    a10 = a10.addingProduct(V8(repeating: pe[nkPad]), v0); a11 = a11.addingProduct(V8(repeating: pe[nkPad + 1]), v1)
+                                                    a20 = a20.addingProduct(V8(repeating: pe[2 * nkPad]), v0); a21 = a21.addingProduct(V8(repeating: pe[2 * nkPad + 1]), v1)
+                                                    a30 = a30.addingProduct(V8(repeating: pe[3 * nkPad]), v0); a31 = a31.addingProduct(V8(repeating: pe[3 * nkPad + 1]), v1)
+                                                    a40 = a40.addingProduct(V8(repeating: pe[4 * nkPad]), v0); a41 = a41.addingProduct(V8(repeating: pe[4 * nkPad + 1]), v1)
+                                                    a50 = a50.addingProduct(V8(repeating: pe[5 * nkPad]), v0); a51 = a51.addingProduct(V8(repeating: pe[5 * nkPad + 1]), v1)
+                                                    vRow += 2 * d * 4
+                                                    pe += 2
+                                                    j += 2
+                                                }
+                                                a00 += a01; a10 += a11; a20 += a21; a30 += a31; a40 += a41; a50 += a51
+                                            }
+                                            let acc = two ? [a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51]
+                                                          : [a00, a10, a20, a30, a40, a50]
+                                            let perRow = two ? 2 : 1
+                                            for r in 0..<rows {
+                                                let inv = inverseSums[r]
+                                                let dst = UnsafeMutableRawPointer(outTile + r * channels + c0)
+                                                for u in 0..<perRow {
+                                                    dst.storeBytes(of: acc[r * perRow + u] * inv, toByteOffset: u * 32, as: V8.self)
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -23,7 +23,9 @@ extension Tensor {
         let rows = inFeatures == 0 ? count : count / inFeatures
         var outShape = shape
         outShape[rank - 1] = outFeatures
-        var out = Tensor(shape: outShape)
+        // Every element is written: by the bias copy, or by the sgemm with beta = 0 (k = 0 would
+        // leave C as it was, so that case keeps the zero fill).
+        var out = inFeatures == 0 ? Tensor(shape: outShape) : Tensor(uninitializedShape: outShape)
         out.data.withUnsafeMutableBufferPointer { o in
             guard let c = o.baseAddress else { return }
             if let bias { Tensor.fillRows(c, rows: rows, with: bias) }
