@@ -160,7 +160,7 @@ extension Tensor {
         let chunks = (tiles + tilesPerTask - 1) / tilesPerTask
         let tasks = b * heads * chunks
         let workers = min(Parallel.workers, tasks)
-        let perWorker = 2 * d * nkPad + tile * nkPad + tile * d
+        let perWorker = 2 * d * nkPad + tile * nkPad + tile * d + tile * 8
         var scratch = [Float](repeating: 0, count: workers * perWorker)
 
         out.data.withUnsafeMutableBufferPointer { ob in
@@ -176,6 +176,8 @@ extension Tensor {
                                 let vh = kt + d * nkPad                   // [nkPad, d]
                                 let s = vh + nkPad * d                    // [tile, nkPad]
                                 let qt = s + tile * nkPad                 // [tile, d], scaled
+                                let mx = qt + tile * d                    // [tile, 8], running row maxima
+                                let mxRaw = UnsafeMutableRawPointer(mx)
                                 let ktRaw = UnsafeRawPointer(kt), vhRaw = UnsafeRawPointer(vh)
                                 let sRaw = UnsafeMutableRawPointer(s)
                                 var currentHead = -1
@@ -208,6 +210,10 @@ extension Tensor {
                                             }
                                         }
                                         // S = (scale·Q) Kᵀ   [6, nkPad], 6×16 outputs per step.
+                                        // Row maxima over the full 16-key panels are kept as the tiles are
+                                        // stored (lane-wise, in mx), so softmax needs no separate max pass.
+                                        mx.update(repeating: -.infinity, count: tile * 8)
+                                        let fullKeys = nk & ~15
                                         var j = 0
                                         while j < nkPad {
                                             var a00 = V8(), a01 = V8(), a10 = V8(), a11 = V8(), a20 = V8(), a21 = V8()
@@ -245,13 +251,20 @@ extension Tensor {
                                             sRaw.storeBytes(of: a41, toByteOffset: 4 * row + col + 32, as: V8.self)
                                             sRaw.storeBytes(of: a50, toByteOffset: 5 * row + col, as: V8.self)
                                             sRaw.storeBytes(of: a51, toByteOffset: 5 * row + col + 32, as: V8.self)
+                                            if j < fullKeys {
+                                                raiseMax(mxRaw, 0, a00, a01); raiseMax(mxRaw, 32, a10, a11)
+                                                raiseMax(mxRaw, 64, a20, a21); raiseMax(mxRaw, 96, a30, a31)
+                                                raiseMax(mxRaw, 128, a40, a41); raiseMax(mxRaw, 160, a50, a51)
+                                            }
                                             j += 16
                                         }
                                         // Unnormalised softmax per row; rows past `rows` hold zeros and are never stored.
                                         for r in 0..<rows {
                                             let row = s + r * nkPad
+                                            var m = mxRaw.loadUnaligned(fromByteOffset: r * 32, as: V8.self).max()
+                                            if fullKeys < nk { m = Swift.max(m, FastMath.max(row + fullKeys, count: nk - fullKeys)) }
                                             if nkPad > nk { (row + nk).update(repeating: -.infinity, count: nkPad - nk) }
-                                            inverseSums[r] = 1 / FastMath.expShiftedSum(row, count: nkPad, shift: FastMath.max(row, count: nkPad))
+                                            inverseSums[r] = 1 / softmaxExpSum(row, count: nkPad, shift: m)
                                         }
                                         // O = P V_h   [6, 40]: columns 0..<16, 16..<32, then 32..<40.
                                         let outTile = o.base + (batch * nq + q0) * channels + head * d
@@ -310,5 +323,49 @@ extension Tensor {
                 }
             }
         }
+    }
+
+    /// The lane-wise maximum of the 8 floats at `raw + offset`, `u` and `w`, stored back.
+    @inline(__always)
+    static func raiseMax(_ raw: UnsafeMutableRawPointer, _ offset: Int, _ u: SIMD8<Float>, _ w: SIMD8<Float>) {
+        let m = raw.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self)
+        let uw = u.replacing(with: w, where: w .> u)
+        raw.storeBytes(of: m.replacing(with: uw, where: uw .> m), toByteOffset: offset, as: SIMD8<Float>.self)
+    }
+
+    /// Replaces each of `count` (a multiple of 8) scores `x` by `exp(x − shift)` and returns their
+    /// sum. `shift` is the row maximum, so the arguments are ≤ 0 (or −∞ for padding keys) and only
+    /// the low end needs a clamp: below −87.34 the result is exp(−87.34) ≈ 1.2e-38 rather than 0,
+    /// which no row sum notices and which meets only V's zero padding rows. Otherwise FastMath.exp's
+    /// formula (Cephes `expf`, 1e-7 relative).
+    @inline(__always)
+    static func softmaxExpSum(_ p: UnsafeMutablePointer<Float>, count: Int, shift: Float) -> Float {
+        typealias V8 = SIMD8<Float>
+        let raw = UnsafeMutableRawPointer(p)
+        let m = V8(repeating: shift), lo = V8(repeating: -87.3365447504)
+        let magic = V8(repeating: 12_582_912), log2e = V8(repeating: 1.44269504088896341)
+        let ln2Hi = V8(repeating: -0.693359375), ln2Lo = V8(repeating: 2.12194440e-4)
+        var acc = V8()
+        var i = 0
+        while i < count {
+            var x = raw.loadUnaligned(fromByteOffset: i * 4, as: V8.self) - m
+            x = x.replacing(with: lo, where: x .< lo)
+            // Plain multiplies and adds: LLVM scalarised some lanes of `addingProduct` here.
+            let t = x * log2e + magic
+            let n = t - magic
+            let r = x + n * ln2Hi + n * ln2Lo
+            var poly = V8(repeating: 1.9875691500e-4) * r + 1.3981999507e-3
+            poly = poly * r + 8.3334519073e-3
+            poly = poly * r + 4.1665795894e-2
+            poly = poly * r + 1.6666665459e-1
+            poly = poly * r + 5.0000001201e-1
+            let y = poly * r * r + r + 1
+            let nInt = unsafeBitCast(t, to: SIMD8<UInt32>.self) &- 0x4B40_0000
+            let e = y * unsafeBitCast((nInt &+ 127) &<< 23, to: V8.self)
+            raw.storeBytes(of: e, toByteOffset: i * 4, as: V8.self)
+            acc += e
+            i += 8
+        }
+        return acc.sum()
     }
 }
