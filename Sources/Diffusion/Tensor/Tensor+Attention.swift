@@ -140,7 +140,7 @@ extension Tensor {
 //   V_h   [Nk', 40]  (padding rows zero)
 // For each tile of 6 queries: S = (scale·Q)·Kᵀ_h into a 6 × Nk' scratch row block (6×16 outputs
 // per step, 12 accumulators), softmax rows in place (padding keys masked to −∞, so exactly 0),
-// then O = P·V_h in passes of 6×16, 6×16 and 6×8 outputs, each row times its 1/Σ. Scratch per
+// then O = P·V_h two rows × 40 columns at a time, each row times its 1/Σ. Scratch per
 // worker: 2 · 40 · Nk' + 6 · Nk' floats (1.3 MB at 4096 keys, which L2 holds).
 extension Tensor {
     /// Query rows per register tile.
@@ -266,53 +266,44 @@ extension Tensor {
                                             if nkPad > nk { (row + nk).update(repeating: -.infinity, count: nkPad - nk) }
                                             inverseSums[r] = 1 / softmaxExpSum(row, count: nkPad, shift: m)
                                         }
-                                        // O = P V_h   [6, 40]: columns 0..<16, 16..<32, then 32..<40.
+                                        // O = P V_h   [6, 40], two rows × 40 columns per pass (10 accumulators;
+                                        // each V vector loaded once for both rows).
                                         let outTile = o.base + (batch * nq + q0) * channels + head * d
-                                        for c0 in stride(from: 0, to: d, by: 16) {
-                                            let two = c0 + 16 <= d
-                                            var a00 = V8(), a01 = V8(), a10 = V8(), a11 = V8(), a20 = V8(), a21 = V8()
-                                            var a30 = V8(), a31 = V8(), a40 = V8(), a41 = V8(), a50 = V8(), a51 = V8()
-                                            var vRow = vhRaw + c0 * 4
-                                            var pe = UnsafePointer(s)
-                                            if two {
-                                                for _ in 0..<nkPad {
-                                                    let v0 = vRow.loadUnaligned(as: V8.self)
-                                                    let v1 = vRow.loadUnaligned(fromByteOffset: 32, as: V8.self)
-                                                    var x = V8(repeating: pe[0])
-                                                    a00 = a00.addingProduct(x, v0); a01 = a01.addingProduct(x, v1)
-                                                    x = V8(repeating: pe[nkPad])
-                                                    a10 = a10.addingProduct(x, v0); a11 = a11.addingProduct(x, v1)
-                                                    x = V8(repeating: pe[2 * nkPad])
-                                                    a20 = a20.addingProduct(x, v0); a21 = a21.addingProduct(x, v1)
-                                                    x = V8(repeating: pe[3 * nkPad])
-                                                    a30 = a30.addingProduct(x, v0); a31 = a31.addingProduct(x, v1)
-                                                    x = V8(repeating: pe[4 * nkPad])
-                                                    a40 = a40.addingProduct(x, v0); a41 = a41.addingProduct(x, v1)
-                                                    x = V8(repeating: pe[5 * nkPad])
-                                                    a50 = a50.addingProduct(x, v0); a51 = a51.addingProduct(x, v1)
-                                                    vRow += d * 4
-                                                    pe += 1
-                                                }
-                                            } else {
-                                                // The last 8 columns: one accumulator per row.
-                                                for _ in 0..<nkPad {
-                                                    let v0 = vRow.loadUnaligned(as: V8.self)
-                                                    a00 = a00.addingProduct(V8(repeating: pe[0]), v0)
-                                                    a10 = a10.addingProduct(V8(repeating: pe[nkPad]), v0)
-                                                    a20 = a20.addingProduct(V8(repeating: pe[2 * nkPad]), v0)
-                                                    a30 = a30.addingProduct(V8(repeating: pe[3 * nkPad]), v0)
-                                                    a40 = a40.addingProduct(V8(repeating: pe[4 * nkPad]), v0)
-                                                    a50 = a50.addingProduct(V8(repeating: pe[5 * nkPad]), v0)
-                                                    vRow += d * 4
-                                                    pe += 1
-                                                }
+                                        for r0 in stride(from: 0, to: rows, by: 2) {
+                                            var a0 = V8(), a1 = V8(), a2 = V8(), a3 = V8(), a4 = V8()
+                                            var b0 = V8(), b1 = V8(), b2 = V8(), b3 = V8(), b4 = V8()
+                                            var vRow = vhRaw
+                                            var pe = UnsafePointer(s + r0 * nkPad)
+                                            for _ in 0..<nkPad {
+                                                let x = V8(repeating: pe[0]), y = V8(repeating: pe[nkPad])
+                                                var w = vRow.loadUnaligned(as: V8.self)
+                                                a0 = a0.addingProduct(x, w); b0 = b0.addingProduct(y, w)
+                                                w = vRow.loadUnaligned(fromByteOffset: 32, as: V8.self)
+                                                a1 = a1.addingProduct(x, w); b1 = b1.addingProduct(y, w)
+                                                w = vRow.loadUnaligned(fromByteOffset: 64, as: V8.self)
+                                                a2 = a2.addingProduct(x, w); b2 = b2.addingProduct(y, w)
+                                                w = vRow.loadUnaligned(fromByteOffset: 96, as: V8.self)
+                                                a3 = a3.addingProduct(x, w); b3 = b3.addingProduct(y, w)
+                                                w = vRow.loadUnaligned(fromByteOffset: 128, as: V8.self)
+                                                a4 = a4.addingProduct(x, w); b4 = b4.addingProduct(y, w)
+                                                vRow += d * 4
+                                                pe += 1
                                             }
-                                            let acc = [(a00, a01), (a10, a11), (a20, a21), (a30, a31), (a40, a41), (a50, a51)]
-                                            for r in 0..<rows {
-                                                let inv = inverseSums[r]
-                                                let dst = UnsafeMutableRawPointer(outTile + r * channels + c0)
-                                                dst.storeBytes(of: acc[r].0 * inv, as: V8.self)
-                                                if two { dst.storeBytes(of: acc[r].1 * inv, toByteOffset: 32, as: V8.self) }
+                                            var inv = V8(repeating: inverseSums[r0])
+                                            var dst = UnsafeMutableRawPointer(outTile + r0 * channels)
+                                            dst.storeBytes(of: a0 * inv, as: V8.self)
+                                            dst.storeBytes(of: a1 * inv, toByteOffset: 32, as: V8.self)
+                                            dst.storeBytes(of: a2 * inv, toByteOffset: 64, as: V8.self)
+                                            dst.storeBytes(of: a3 * inv, toByteOffset: 96, as: V8.self)
+                                            dst.storeBytes(of: a4 * inv, toByteOffset: 128, as: V8.self)
+                                            if r0 + 1 < rows {
+                                                inv = V8(repeating: inverseSums[r0 + 1])
+                                                dst += channels * 4
+                                                dst.storeBytes(of: b0 * inv, as: V8.self)
+                                                dst.storeBytes(of: b1 * inv, toByteOffset: 32, as: V8.self)
+                                                dst.storeBytes(of: b2 * inv, toByteOffset: 64, as: V8.self)
+                                                dst.storeBytes(of: b3 * inv, toByteOffset: 96, as: V8.self)
+                                                dst.storeBytes(of: b4 * inv, toByteOffset: 128, as: V8.self)
                                             }
                                         }
                                     }
