@@ -1,30 +1,35 @@
 import Foundation
 
-// Scaled dot-product attention, blocked over queries.
+// Scaled dot-product attention, blocked over queries. Two implementations:
+//   - head dim 40 with at least 256 keys (SD1.5's 64×64 self-attention): the fused kernel at the
+//     end of this file, register tiles of its own for Q·Kᵀ and P·V;
+//   - every other shape: two sgemms per block, below.
 //
-// Work is cut into tasks of (batch, head, block of `queryBlock` queries). A task computes the
-// score block S = scale · Q_blk · K_hᵀ ([rows, Nk]) with one sgemm, softmaxes its rows in place,
-// and multiplies by V_h with a second sgemm straight into the output. Heads are read in place from
-// the [B, N, H·D] layout through the sgemm row strides, so nothing is transposed or copied.
-// Each worker owns one score block, so memory is `workers · queryBlock · Nk` floats (2 × 128 ×
-// 4096 × 4 B = 4 MB at 512×512), never the full [H, Nq, Nk] tensor (1 GB for SD1.5's 4096 tokens).
-// The tasks run on our workers, each calling a single-threaded sgemm. Softmax takes two passes
-// over the block (row max; exp and sum together) and the 1/Σ is applied to the D outputs of a row
-// rather than its Nk probabilities.
+// The sgemm path cuts work into tasks of (batch, head, block of `queryBlock` queries). A task
+// computes the score block S = scale · Q_blk · K_hᵀ ([rows, Nk]) with one sgemm, softmaxes its rows
+// in place, and multiplies by V_h with a second sgemm straight into the output. Heads are read in
+// place from the [B, N, H·D] layout through the sgemm row strides, so nothing is transposed or
+// copied. Each worker owns one score block, so memory is `workers · queryBlock · Nk` floats (2 ×
+// 128 × 4096 × 4 B = 4 MB at 512×512), never the full [H, Nq, Nk] tensor (1 GB for SD1.5's 4096
+// tokens). The tasks run on our workers, each calling a single-threaded sgemm. Softmax takes two
+// passes over the block (row max; exp and sum together) and the 1/Σ is applied to the D outputs of
+// a row rather than its Nk probabilities.
 //
-// Measured with `sdbench ops --filter attn --threads 1 --clock cpu` (one core's CPU time on the
-// shared 2-core machine; roof = cblas_sgemm on a large conv shape in the same run, 95–101
-// GFLOP/s), 2026-11-25, dense FLOPs (4·B·H·Nq·Nk·D):
-//   unet self-attn 64×64, 8 heads, D 40     41–45 GFLOP/s  0.42–0.45 of roof
-//   unet cross-attn 64×64 × 77 keys, D 40   27–34          0.28–0.36   (0.8 GFLOP: small k)
-//   unet self-attn 32×32, D 80              56–62          0.58–0.65
-//   unet self-attn 16×16, D 160             70–76          0.72–0.78
-//   vae mid attn 64×64, 1 head, D 512       78–90          0.80–0.95
-// For the 64×64 case perf shows ~50 % in the sgemm kernel (the K = 40 Q·Kᵀ and the K = 4096 P·V
-// reach only 65–80 GFLOP/s alone), 22 % in exp (this target compiles for baseline x86-64, SSE;
-// AVX2/AVX-512 codegen would halve it) and 14 % in OpenBLAS packing the score block. Score blocks
-// of 64 or 256 queries measured the same within noise; 128 is kept. The fused, online-softmax
-// kernel of issue 8 is what moves this.
+// Measured with `sdbench ops --threads 1 --clock cpu` (one core's CPU time on the shared 2-core
+// machine, load 5–9; roof = cblas_sgemm on a large conv shape in the same run, 98–101 GFLOP/s),
+// 2026-11-25, dense FLOPs (4·B·H·Nq·Nk·D). Before = main at 2b456dd (baseline x86-64 codegen,
+// sgemm path for all), after = this file with the AVX2 + FMA release build (Package.swift):
+//                                           before              after
+//   unet self-attn 64×64, 8 heads, D 40     46 GFLOP/s  0.46    67–70 GFLOP/s  0.69–0.70  (fused)
+//   unet cross-attn 64×64 × 77 keys, D 40   33          0.32    38–40          0.38–0.40  (0.8 GFLOP)
+//   unet self-attn 32×32, D 80              65          0.64    73–74          0.71–0.74
+//   unet self-attn 16×16, D 160             76          0.76    85             0.83–0.86
+//   vae mid attn 64×64, 1 head, D 512       81          0.80    84–87          0.84–0.86
+// Wall clock on both cores (load ~7, 2-thread roof 63–68): self-attn 64×64 0.49 → 0.69 of roof.
+// On the sgemm path at 64×64 (`SDREPL_ATTENTION_KERNEL=blas`) the AVX2 build alone gives 0.55–0.56:
+// the rest of the sgemm path's time is OpenBLAS at K = 40 / N = 40 and its packing of the score
+// block. In the fused kernel (perf, after): Q·Kᵀ ~30 %, softmax exp ~25 %, P·V ~40 %; the exp
+// stays unfused because LLVM scalarises chained `addingProduct`s on SIMD8 (see softmaxExpSum).
 
 extension Tensor {
     /// The score-block budget per worker, in floats (2 MB): `queryBlock = budget / Nk`.
@@ -139,9 +144,13 @@ extension Tensor {
 //         so one 6×16 step of Q·Kᵀ reads 2.5 KB contiguously
 //   V_h   [Nk', 40]  (padding rows zero)
 // For each tile of 6 queries: S = (scale·Q)·Kᵀ_h into a 6 × Nk' scratch row block (6×16 outputs
-// per step, 12 accumulators), softmax rows in place (padding keys masked to −∞, so exactly 0),
-// then O = P·V_h two rows × 40 columns at a time, each row times its 1/Σ. Scratch per
-// worker: 2 · 40 · Nk' + 6 · Nk' floats (1.3 MB at 4096 keys, which L2 holds).
+// per step, 12 accumulators, the row maxima kept as the tiles are stored), softmax rows in place
+// (padding keys set to −∞ first), then O = P·V_h two rows × 40 columns at a time, each row times
+// its 1/Σ. Every row sees all its keys at once, so this is the exact two-pass softmax, not an
+// online one; memory stays bounded because a tile holds 6 rows. Scratch per worker:
+// 2 · 40 · Nk' + 6 · Nk' floats (1.4 MB at 4096 keys, which the 1 MB L2 nearly holds). The tiles'
+// multiply-adds are fused (`addingProduct`), so an unoptimised build without AVX2 calls `fmaf` per
+// lane: correct, slow.
 extension Tensor {
     /// Query rows per register tile.
     static let fusedTileRows = 6
