@@ -6,6 +6,18 @@ func systemLibrary(_ name: String, pkgConfig: String, apt: String) -> Target {
     .systemLibrary(name: name, pkgConfig: pkgConfig, providers: [.apt([apt])])
 }
 
+// Release builds of the engine on x86-64 target AVX2 + FMA (Intel Haswell, 2013; AMD Zen): the
+// SIMD8 kernels (exp, softmax, GELU, the fused attention tiles) run at twice the width of the SSE2
+// baseline and use FMA. On a CPU without AVX2 the engine would die of SIGILL, so the executables
+// should check the CPU before calling into it. (`x86-64-v3` names the same level, but this Swift's
+// clang importer does not accept it.) The manifest is compiled for the host, so `arch` is the
+// build machine's: right for native builds.
+#if arch(x86_64)
+let engineCodegen: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"], .when(configuration: .release))]
+#else
+let engineCodegen: [SwiftSetting] = []
+#endif
+
 let package = Package(
     name: "sdrepl",
     products: [
@@ -30,7 +42,8 @@ let package = Package(
         .target(
             name: "Diffusion",
             dependencies: ["COpenBLAS", "CZlib"],
-            resources: [.copy("Resources")]
+            resources: [.copy("Resources")],
+            swiftSettings: engineCodegen
         ),
         // libpng/libjpeg calls wrapped in C so their setjmp/longjmp error handling never crosses Swift frames.
         .target(name: "CImagingShim", dependencies: ["CPNG", "CJPEG"]),

@@ -147,6 +147,18 @@ final class TensorGEMMTests: XCTestCase {
         checkAttention(b: 2, nq: 50, nk: 77, heads: 2, d: 16, causal: false, seed: 100)
     }
 
+    func testFusedHeadDim40() {
+        // Head dim 40 (SD1.5's 64×64 blocks) takes the fused kernel: query counts that leave a
+        // partial 6-row tile, key counts that are not a multiple of 16 (CLIP's 77), one exact tile,
+        // and more tasks than workers so a worker moves on to the next head.
+        checkAttention(b: 2, nq: 37, nk: 37, heads: 2, d: 40, causal: false, seed: 130)
+        checkAttention(b: 1, nq: 100, nk: 77, heads: 3, d: 40, causal: false, seed: 133)
+        checkAttention(b: 1, nq: 6, nk: 16, heads: 1, d: 40, causal: false, seed: 136)
+        let q = Tensor.random([2, 300, 80], seed: 139), k = Tensor.random([2, 45, 80], seed: 140)
+        let att = Tensor.attention(q: q, k: k, v: k, heads: 2)
+        XCTAssertEqual(bits(Tensor.attention(q: q, k: k, v: k, heads: 2)), bits(att))
+    }
+
     func testCausalAttention() {
         // CLIP's text encoder: 77 tokens, query i sees keys 0...i.
         checkAttention(b: 2, nq: 77, nk: 77, heads: 4, d: 12, causal: true, seed: 110)

@@ -11,7 +11,7 @@ extension Tensor {
     /// 8 so every element goes through the same vector path).
     @inline(__always)
     func mapElements(_ f: (FastMath.V) -> FastMath.V) -> Tensor {
-        var out = Tensor(shape: shape)
+        var out = Tensor(uninitializedShape: shape)
         let vectors = (count + 7) / 8
         out.data.withUnsafeMutableBufferPointer { ob in
             let o = SharedPointer(ob.baseAddress!)
@@ -46,7 +46,7 @@ extension Tensor {
         let rows = d == 0 ? 0 : count / twoD
         var outShape = shape
         outShape[rank - 1] = d
-        var out = Tensor(shape: outShape)
+        var out = Tensor(uninitializedShape: outShape)
         out.data.withUnsafeMutableBufferPointer { ob in
             let o = SharedPointer(ob.baseAddress!)
             data.withUnsafeBufferPointer { xb in

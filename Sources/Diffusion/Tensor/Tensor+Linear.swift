@@ -1,10 +1,13 @@
 import Foundation
 
 // A linear layer is one sgemm (M = batch·tokens) after copying the bias into the output rows, so
-// it runs at the sgemm rate for its shape. Measured (`sdbench ops --filter geglu --threads 1
-// --clock cpu`, shared machine, 2026-11-25): the UNet's 8192×320 → 2560 projection at 73 GFLOP/s,
-// 0.74 of a 99 GFLOP/s roof; `sdbench gemm` shows the same shape's bare sgemm at the same ratio
-// (K = 320 is short).
+// it runs at the sgemm rate for its shape, less the output's first touch. Measured (`sdbench ops
+// --filter proj --threads 1 --clock cpu`, shared machine, 2026-11-25): the UNet's 8192×320 → 2560
+// projection at 73 GFLOP/s (0.73 of a 101 GFLOP/s roof) before, 77 GFLOP/s (0.78 of 98) since the
+// output skips its zero fill (`Tensor(uninitializedShape:)`). `sdbench gemm` shows the bare sgemm
+// of that shape at the roof (104 GFLOP/s), so the rest is the 84 MB output. Not yet profiled; the
+// likely cost: above malloc's mmap threshold, each call's output is fresh pages (~20 000 faults and
+// the kernel's zeroing), plus the bias copy and the beta = 1 read of C.
 
 extension Tensor {
     /// A PyTorch `nn.Linear`: `self · weightᵀ + bias` over the last dimension.
@@ -23,7 +26,9 @@ extension Tensor {
         let rows = inFeatures == 0 ? count : count / inFeatures
         var outShape = shape
         outShape[rank - 1] = outFeatures
-        var out = Tensor(shape: outShape)
+        // Every element is written: by the bias copy, or by the sgemm with beta = 0 (k = 0 would
+        // leave C as it was, so that case keeps the zero fill).
+        var out = inFeatures == 0 ? Tensor(shape: outShape) : Tensor(uninitializedShape: outShape)
         out.data.withUnsafeMutableBufferPointer { o in
             guard let c = o.baseAddress else { return }
             if let bias { Tensor.fillRows(c, rows: rows, with: bias) }

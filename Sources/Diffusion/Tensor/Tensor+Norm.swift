@@ -24,7 +24,7 @@ extension Tensor {
         precondition(weight.count == c && bias.count == c, "groupNorm: weight \(weight.shape) / bias \(bias.shape) are not [\(c)]")
         let spatial = shape.dropFirst(2).reduce(1, *)
         let perGroup = c / groups
-        var out = Tensor(shape: shape)
+        var out = Tensor(uninitializedShape: shape)
         out.data.withUnsafeMutableBufferPointer { ob in
             let o = SharedPointer(ob.baseAddress!)
             data.withUnsafeBufferPointer { xb in
@@ -63,7 +63,7 @@ extension Tensor {
         let d = shape[rank - 1]
         precondition(weight.count == d && bias.count == d, "layerNorm: weight \(weight.shape) / bias \(bias.shape) are not [\(d)]")
         let rows = d == 0 ? 0 : count / d
-        var out = Tensor(shape: shape)
+        var out = Tensor(uninitializedShape: shape)
         out.data.withUnsafeMutableBufferPointer { ob in
             let o = SharedPointer(ob.baseAddress!)
             data.withUnsafeBufferPointer { xb in

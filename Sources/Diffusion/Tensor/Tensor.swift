@@ -25,6 +25,16 @@ public struct Tensor: Sendable, Equatable {
         self.init(shape: shape, data: [Float](repeating: value, count: shape.reduce(1, *)))
     }
 
+    /// A tensor whose elements are left unwritten, for an op that stores every element itself
+    /// (a GEMM with `beta = 0`, a bias copied into every row). Skipping the zero fill saves one
+    /// write pass over the output: 84 MB for the UNet's 8192×2560 feed-forward projection.
+    /// - Precondition: the caller overwrites all `shape.reduce(1, *)` elements before reading any.
+    init(uninitializedShape shape: [Int]) {
+        precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(shape)")
+        let n = shape.reduce(1, *)
+        self.init(shape: shape, data: [Float](unsafeUninitializedCapacity: n) { _, initialized in initialized = n })
+    }
+
     /// The number of elements.
     @inlinable public var count: Int { data.count }
 
