@@ -40,7 +40,7 @@ struct ResnetBlock2D: Sendable {
         precondition((timeEmbedding != nil) == (timeEmbeddingProjection != nil), "time embedding given to a block without time_emb_proj, or missing")
         var h = conv1(norm1(x, silu: true))
         if let projection = timeEmbeddingProjection, let timeEmbedding {
-            h = h.addingChannelBias(projection(timeEmbedding.silu()))  // [B, C] over every pixel
+            h = h.addingChannelBias(projection(Profiler.measure(.activation) { timeEmbedding.silu() }))  // [B, C] over every pixel
         }
         h = conv2(norm2(h, silu: true))
         let y = (shortcut?(x) ?? x) + h

@@ -202,6 +202,22 @@ public final class SafetensorsFile: TensorSource, @unchecked Sendable {
         }
     }
 
+    /// Drops the mapped pages of tensor `name` from this process's resident set (the kernel's page
+    /// cache keeps them, so a later read faults them back in cheaply). A tensor that was converted
+    /// to Float32 is not needed in mapped form any more; without this every page ever read counts
+    /// towards the resident set, so low-memory mode would end up holding the whole fp16 file (1.7 GB
+    /// of UNet weights after one step). Only whole pages inside the tensor are dropped.
+    public func releasePages(of name: String) {
+        guard let info = info(name), let base = file.base else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (info.fileRange.lowerBound + page - 1) / page * page
+        let end = info.fileRange.upperBound / page * page
+        guard end > start else { return }
+        withExtendedLifetime(file) {
+            _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
+        }
+    }
+
     /// The tensor `name` as a new Float32 `Tensor`.
     /// - Throws: as `read(_:into:)`.
     public func tensor(_ name: String) throws -> Tensor {
