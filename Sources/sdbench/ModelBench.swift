@@ -107,7 +107,10 @@ struct ModelBench: ParsableCommand {
             let lowStep = low["unet_step_seconds"] as? Double ?? .nan
             let lowVAE = low["vae_decode_seconds"] as? Double ?? .nan
             fields += [
+                // cold process -> open + build + encode + first UNet step done, in low-memory mode
                 ("first_step_seconds", .number(low["first_step_seconds"] as? Double ?? .nan, decimals: 3)),
+                // the same up to the moment the first UNet step starts (what mmap and lazy conversion save)
+                ("ready_seconds", .number(low["ready_seconds"] as? Double ?? .nan, decimals: 3)),
                 ("peak_rss_mb", .number(low["peak_rss_mb"] as? Double ?? .nan, decimals: 0)),
                 ("low_unet_step_seconds", .number(lowStep, decimals: 3)),
                 ("low_vae_decode_seconds", .number(lowVAE, decimals: 3)),
@@ -154,19 +157,21 @@ struct ModelBench: ParsableCommand {
 
     func printProfile(_ what: String, _ profile: [Profiler.Kind: Profiler.Entry], total: Double, roof: Double, reference: Double) {
         say("  profile of the \(what) (wall time per op kind; GFLOP/s on the engine's own dense counts):")
-        say("    op kind               calls   seconds  share   GFLOP   GFLOP/s  of roof")
+        say("    op kind             calls   seconds  share   GFLOP   GFLOP/s  of roof")
         var accounted = 0.0, counted = 0.0
         for kind in Profiler.Kind.allCases {
             guard let e = profile[kind] else { continue }
             accounted += e.seconds
             counted += e.flops
             let rate = e.flops > 0 ? String(format: "%8.1f  %6.3f", e.flops / e.seconds / 1e9, e.flops / e.seconds / 1e9 / roof) : "       -       -"
-            say(String(format: "    %-20@ %6d  %8.3f  %5.1f%%  %6.1f  %@", kind.rawValue as NSString, e.calls, e.seconds,
-                       100 * e.seconds / total, e.flops / 1e9, rate))
+            say("    " + pad(kind.rawValue) + String(format: " %6d  %8.3f  %5.1f%%  %6.1f  ", e.calls, e.seconds,
+                                                    100 * e.seconds / total, e.flops / 1e9) + rate)
         }
-        say(String(format: "    %-20@ %6@  %8.3f  %5.1f%%", "other" as NSString, "" as NSString, total - accounted, 100 * (total - accounted) / total))
+        say("    " + pad("other") + String(format: "         %8.3f  %5.1f%%", total - accounted, 100 * (total - accounted) / total))
         say(String(format: "    dense FLOPs counted by the hooks: %.1f GFLOP (reference count %.1f)", counted / 1e9, reference / 1e9))
     }
+
+    func pad(_ s: String) -> String { s.padding(toLength: 18, withPad: " ", startingAt: 0) }
 
     func profileJSON(_ profile: [Profiler.Kind: Profiler.Entry], total: Double) -> JSON {
         var fields: [(String, JSON)] = []
@@ -218,11 +223,23 @@ struct ModelBenchChild: ParsableCommand {
 
     @Flag var full = false
 
+    @Flag(help: "Only the VAE decode (for memory experiments).")
+    var vaeOnly = false
+
     func run() throws {
         options.apply()
         guard let path = options.checkpoint else { throw ValidationError("--checkpoint is required") }
         let timing = options.timing
         let latents = Workload.latents(batch: 2)
+        if vaeOnly {
+            let pipeline = try StableDiffusionPipeline(url: URL(fileURLWithPath: path), options: LoadOptions(memoryMode: .low))
+            say("  low: built, \(Machine.memory)")
+            let decode = timing.best { _ = pipeline.vae.decode(latents.slice(batch: 0)) }
+            say(String(format: "  low: VAE decode %.2f s; ", decode) + Machine.memory)
+            print(JSON.object([("vae_decode_seconds", .number(decode, decimals: 3)),
+                               ("peak_rss_mb", .number(Machine.status("VmHWM"), decimals: 0))]).text)
+            return
+        }
 
         let start = timing.now()
         let pipeline = try StableDiffusionPipeline(url: URL(fileURLWithPath: path), options: LoadOptions(memoryMode: .low))
@@ -231,16 +248,17 @@ struct ModelBenchChild: ParsableCommand {
         let encoded = timing.now()
         var noise = pipeline.unet(latents, timestep: 999, context: context)
         let firstStep = timing.now() - start
-        say(String(format: "  low: cold start to the first UNet step %.2f s (open + build %.2f s, text %.2f s, step %.2f s); RSS now %.0f MB",
-                   firstStep, loaded - start, encoded - loaded, timing.now() - encoded, Machine.status("VmRSS")))
+        say(String(format: "  low: cold start to the first UNet step %.2f s (open + build %.2f s, text %.2f s, step %.2f s); ",
+                   firstStep, loaded - start, encoded - loaded, timing.now() - encoded) + Machine.memory)
 
         let step = timing.best { noise = pipeline.unet(latents, timestep: 500, context: context) }
-        say(String(format: "  low: UNet step %.2f s; RSS now %.0f MB, peak %.0f MB", step, Machine.status("VmRSS"), Machine.status("VmHWM")))
+        say(String(format: "  low: UNet step %.2f s; ", step) + Machine.memory)
         var image = Tensor(shape: [0])
         let decode = timing.best { image = pipeline.vae.decode(latents.slice(batch: 0)) }
-        say(String(format: "  low: VAE decode %.2f s; RSS now %.0f MB, peak %.0f MB", decode, Machine.status("VmRSS"), Machine.status("VmHWM")))
+        say(String(format: "  low: VAE decode %.2f s; ", decode) + Machine.memory)
         var fields: [(String, JSON)] = [
             ("first_step_seconds", .number(firstStep, decimals: 3)),
+            ("ready_seconds", .number(encoded - start, decimals: 3)),
             ("unet_step_seconds", .number(step, decimals: 3)),
             ("vae_decode_seconds", .number(decode, decimals: 3)),
             ("finite", .string([noise, image].allSatisfy { $0.data.allSatisfy(\.isFinite) } ? "yes" : "no")),
@@ -256,7 +274,7 @@ struct ModelBenchChild: ParsableCommand {
             // A flat image would mean NaNs were clamped away: check the pixels vary.
             let pixels = results.first?.image.rgb ?? []
             let varied = Set(pixels.prefix(1 << 16)).count > 8
-            say(String(format: "  low: 20-step dpmpp-2m generation %.1f s, pixels %@", seconds, varied ? "vary" : "FLAT"))
+            say(String(format: "  low: 20-step dpmpp-2m generation %.1f s, pixels ", seconds) + (varied ? "vary" : "FLAT"))
             fields += [("generation_seconds", .number(seconds, decimals: 2)), ("generation_finite", .string(varied ? "yes" : "no"))]
         }
         fields.append(("peak_rss_mb", .number(Machine.status("VmHWM"), decimals: 0)))
@@ -290,6 +308,11 @@ enum Machine {
             if parts.count >= 2, let kb = Double(parts[1]) { return kb / 1024 }
         }
         return .nan
+    }
+
+    /// RSS now (anonymous + file-backed) and the peak, for the progress lines.
+    static var memory: String {
+        String(format: "RSS %.0f MB (anon %.0f, file %.0f), peak %.0f MB", status("VmRSS"), status("RssAnon"), status("RssFile"), status("VmHWM"))
     }
 
     static var cpuModel: String {
