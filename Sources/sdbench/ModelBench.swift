@@ -41,6 +41,9 @@ struct ModelBench: ParsableCommand {
     @Flag(help: "Also run a whole 20-step dpmpp-2m generation in low-memory mode (a few more minutes).")
     var full = false
 
+    @Option(help: ArgumentHelp("Steps of the --full generation (fewer: a quick check of the path; the floor ratio assumes 20).", visibility: .hidden))
+    var fullSteps = 20
+
     @Option(help: "Timed runs of the UNet step and the VAE decode after the warm-up (the best is kept).")
     var repeats: Int = 1
 
@@ -114,12 +117,13 @@ struct ModelBench: ParsableCommand {
                 ("peak_rss_mb", .number(low["peak_rss_mb"] as? Double ?? .nan, decimals: 0)),
                 ("low_unet_step_seconds", .number(lowStep, decimals: 3)),
                 ("low_vae_decode_seconds", .number(lowVAE, decimals: 3)),
+                ("low_unet_step_conversion_seconds", .number(low["unet_step_conversion_seconds"] as? Double ?? .nan, decimals: 3)),
                 // (low − fast) / fast over a UNet step plus a decode: 0.15 is 15% slower
                 ("low_mode_slowdown", .number((lowStep + lowVAE) / (unetSeconds + vaeSeconds) - 1, decimals: 3)),
             ]
             if full {
                 let seconds = low["generation_seconds"] as? Double ?? .nan
-                let floor = (20 * ReferenceFLOPs.unetStep + ReferenceFLOPs.vaeDecode + ReferenceFLOPs.textEncoder) / (roof * 1e9)
+                let floor = (Double(fullSteps) * ReferenceFLOPs.unetStep + ReferenceFLOPs.vaeDecode + ReferenceFLOPs.textEncoder) / (roof * 1e9)
                 fields += [
                     ("generation_seconds", .number(seconds, decimals: 2)),
                     ("generation_floor_ratio", .number(seconds / floor, decimals: 3)),
@@ -193,7 +197,7 @@ struct ModelBench: ParsableCommand {
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         var arguments = ["model-child", "--checkpoint", url.path, "--clock", options.clock.rawValue]
         if let threads = options.threads { arguments += ["--threads", String(threads)] }
-        if full { arguments.append("--full") }
+        if full { arguments += ["--full", "--steps", String(fullSteps)] }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: exe)
         process.arguments = arguments
@@ -223,6 +227,8 @@ struct ModelBenchChild: ParsableCommand {
 
     @Flag var full = false
 
+    @Option var steps = 20
+
     @Flag(help: "Only the VAE decode (for memory experiments).")
     var vaeOnly = false
 
@@ -251,20 +257,33 @@ struct ModelBenchChild: ParsableCommand {
         say(String(format: "  low: cold start to the first UNet step %.2f s (open + build %.2f s, text %.2f s, step %.2f s); ",
                    firstStep, loaded - start, encoded - loaded, timing.now() - encoded) + Machine.memory)
 
-        let step = timing.best { noise = pipeline.unet(latents, timestep: 500, context: context) }
-        say(String(format: "  low: UNet step %.2f s; ", step) + Machine.memory)
+        // One step more (the first was the warm-up) and one decode, profiled for the time spent
+        // converting weights, which is what low-memory mode adds.
+        func profiledOnce(_ body: () -> Void) -> (seconds: Double, conversion: Double) {
+            Profiler.reset()
+            Profiler.isEnabled = true
+            let begin = timing.now()
+            body()
+            let seconds = timing.now() - begin
+            Profiler.isEnabled = false
+            return (seconds, Profiler.totals[.weights]?.seconds ?? 0)
+        }
+        let (step, stepConversion) = profiledOnce { noise = pipeline.unet(latents, timestep: 500, context: context) }
+        say(String(format: "  low: UNet step %.2f s (weight conversion %.2f s); ", step, stepConversion) + Machine.memory)
         var image = Tensor(shape: [0])
-        let decode = timing.best { image = pipeline.vae.decode(latents.slice(batch: 0)) }
-        say(String(format: "  low: VAE decode %.2f s; ", decode) + Machine.memory)
+        let (decode, decodeConversion) = profiledOnce { image = pipeline.vae.decode(latents.slice(batch: 0)) }
+        say(String(format: "  low: VAE decode %.2f s (weight conversion %.2f s); ", decode, decodeConversion) + Machine.memory)
         var fields: [(String, JSON)] = [
             ("first_step_seconds", .number(firstStep, decimals: 3)),
             ("ready_seconds", .number(encoded - start, decimals: 3)),
             ("unet_step_seconds", .number(step, decimals: 3)),
             ("vae_decode_seconds", .number(decode, decimals: 3)),
+            ("unet_step_conversion_seconds", .number(stepConversion, decimals: 3)),
+            ("vae_decode_conversion_seconds", .number(decodeConversion, decimals: 3)),
             ("finite", .string([noise, image].allSatisfy { $0.data.allSatisfy(\.isFinite) } ? "yes" : "no")),
         ]
         if full {
-            let request = GenerationRequest(prompt: Workload.prompt, negativePrompt: "", seed: 1, steps: 20,
+            let request = GenerationRequest(prompt: Workload.prompt, negativePrompt: "", seed: 1, steps: steps,
                                             guidanceScale: 7.5, width: 512, height: 512, sampler: .dpmpp2m)
             let begin = timing.now()
             let results = try pipeline.generate(request) { p in
@@ -274,7 +293,7 @@ struct ModelBenchChild: ParsableCommand {
             // A flat image would mean NaNs were clamped away: check the pixels vary.
             let pixels = results.first?.image.rgb ?? []
             let varied = Set(pixels.prefix(1 << 16)).count > 8
-            say(String(format: "  low: 20-step dpmpp-2m generation %.1f s, pixels ", seconds) + (varied ? "vary" : "FLAT"))
+            say(String(format: "  low: %d-step dpmpp-2m generation %.1f s, pixels ", steps, seconds) + (varied ? "vary" : "FLAT"))
             fields += [("generation_seconds", .number(seconds, decimals: 2)), ("generation_finite", .string(varied ? "yes" : "no"))]
         }
         fields.append(("peak_rss_mb", .number(Machine.status("VmHWM"), decimals: 0)))

@@ -53,6 +53,7 @@ public struct AutoencoderDecoder: Sendable {
     public func decode(_ latents: Tensor) -> Tensor {
         precondition(latents.rank == 4 && latents.shape[1] == config.latentChannels,
                      "VAE input must be [B, \(config.latentChannels), h, w], got \(latents.shape)")
+        MemoryMode.returnFreedMemory()  // the UNet's freed blocks, before the decoder's larger ones
         var h = latents * (1 / config.scalingFactor)
         if let postQuantConv { h = postQuantConv(h) }
         h = convIn(h)  // [B, C, h, w]
