@@ -19,7 +19,7 @@ import Foundation
 /// `.partial` file, never a short one under the final name.
 enum SyntheticCheckpoint {
     /// Bumped whenever the values or the tensor list change, so an old cache is rebuilt.
-    static let version = 1
+    static let version = 2
 
     static var defaultURL: URL {
         let env = ProcessInfo.processInfo.environment
@@ -51,12 +51,11 @@ enum SyntheticCheckpoint {
 
     /// The single-file tensors: LDM name, LDM shape, and the `Checkpoint` key it maps to.
     static func tensors() throws -> [(name: String, shape: [Int])] {
-        try ShapeRecorder.checkpointTensors().map { key, shape in
-            guard let ldm = ShapeRecorder.singleFileName(for: key, shape: shape) else {
-                throw BenchError("no single-file name maps to \(key) (KeyMap and the models disagree)")
-            }
-            return ldm
-        }.sorted { $0.name < $1.name }
+        let tensors = try ShapeRecorder.checkpointTensors()
+        guard let names = ShapeRecorder.singleFileNames(for: tensors) else {
+            throw BenchError("a tensor has no single-file name (KeyMap and the models disagree)")
+        }
+        return names.sorted { $0.name < $1.name }
     }
 
     static func write(to url: URL) throws {

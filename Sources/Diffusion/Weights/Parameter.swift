@@ -51,12 +51,18 @@ public final class Parameter: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         if let cached { return cached }
         return Profiler.measure(.weights, flops: 0) {
-            var out = Tensor(shape: shape)
-            do {
-                try out.data.withUnsafeMutableBufferPointer { try source.read(key, into: $0) }
-            } catch {
-                fatalError("weight \(key) in \(source.sourceDescription) could not be read after validation: \(error)")
+            // Uninitialised storage: zero-filling first would be one more pass over every weight on
+            // each use in low-memory mode.
+            let count = shape.reduce(1, *)
+            let data = [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+                do {
+                    try source.read(key, into: UnsafeMutableBufferPointer(rebasing: buffer[0..<count]))
+                } catch {
+                    fatalError("weight \(key) in \(source.sourceDescription) could not be read after validation: \(error)")
+                }
+                initialized = count
             }
+            let out = Tensor(shape: shape, data: data)
             if keep { cached = out }
             return out
         }

@@ -53,7 +53,29 @@ public final class ShapeRecorder: TensorSource, @unchecked Sendable {
     ///   - shape: its shape as the models see it; 1×1-convolution weights that LDM stores as
     ///     `[C, C, 1, 1]` get that shape back.
     public static func singleFileName(for key: String, shape: [Int]) -> (name: String, shape: [Int])? {
-        KeyMap.shared.ldmName(for: key).map { ($0.name, $0.flatten ? shape + [1, 1] : shape) }
+        KeyMap.shared.ldmNames(for: key).first.map { ($0.name, $0.flatten ? shape + [1, 1] : shape) }
+    }
+
+    /// `singleFileName` for a whole checkpoint, resolving the names the table reads both ways: the
+    /// UNet's upsampler is `output_blocks.N.1.conv` at a level without attention and
+    /// `output_blocks.N.2.conv` where slot 1 holds the attention, and `KeyMap` accepts either. The
+    /// slot that no other tensor occupies is the one LDM uses.
+    /// - Returns: the names in the order of `tensors`, or nil when one has no single-file name.
+    public static func singleFileNames(for tensors: [(key: String, shape: [Int])]) -> [(name: String, shape: [Int])]? {
+        let candidates = tensors.map { KeyMap.shared.ldmNames(for: $0.key) }
+        guard candidates.allSatisfy({ !$0.isEmpty }) else { return nil }
+        // A module is the name without its last component (`….output_blocks.5.1.norm`).
+        func module(_ name: String) -> Substring { name[..<(name.lastIndex(of: ".") ?? name.endIndex)] }
+        let taken = Set(candidates.filter { $0.count == 1 }.map { module($0[0].name) })
+        func occupied(_ name: String) -> Bool {
+            let m = module(name)  // ….output_blocks.5.1.conv: is ….output_blocks.5.1.* someone else's?
+            let slot = m[..<(m.lastIndex(of: ".") ?? m.endIndex)]
+            return taken.contains { $0.hasPrefix(slot + ".") }
+        }
+        return zip(tensors, candidates).map { tensor, options in
+            let chosen = options.count == 1 ? options[0] : options.first { !occupied($0.name) } ?? options[0]
+            return (chosen.name, chosen.flatten ? tensor.shape + [1, 1] : tensor.shape)
+        }
     }
 }
 
@@ -61,8 +83,9 @@ extension KeyMap {
     static let shared = KeyMap()
 
     /// Inverts the single-file rules: tries every rule with block indices below 16 and keeps the
-    /// candidate that `mapLDM` maps back to `key`.
-    func ldmName(for key: String) -> (name: String, flatten: Bool)? {
+    /// candidates that `mapLDM` maps back to `key`, in rule order.
+    func ldmNames(for key: String) -> [(name: String, flatten: Bool)] {
+        var found: [(name: String, flatten: Bool)] = []
         for (ldmPrefix, component) in Self.ldmComponents where key.hasPrefix(component.prefix) {
             let rest = String(key.dropFirst(component.prefix.count))
             let rules: [Rule]
@@ -84,13 +107,14 @@ extension KeyMap {
                     var pattern = rule.from
                     for index in indices { pattern = pattern.replacingOccurrences(of: "#", with: String(index), range: pattern.range(of: "#")) }
                     let candidate = ldmPrefix + pattern + tail
-                    if case let .tensor(mapped, reshape) = mapLDM(candidate), mapped == key, reshape == flatten {
-                        return (candidate, flatten)
+                    if case let .tensor(mapped, reshape) = mapLDM(candidate), mapped == key, reshape == flatten,
+                       !found.contains(where: { $0.name == candidate }) {
+                        found.append((candidate, flatten))
                     }
                 }
             }
         }
-        return nil
+        return found
     }
 
     private static func indexTuples(count: Int, below n: Int) -> [[Int]] {
