@@ -32,9 +32,13 @@ test: deps
 	$(SWIFT) build $(TEST_FLAGS) --build-tests
 	$(SWIFT) test $(TEST_FLAGS) --skip-build
 
+# `make bench`: full-size SD1.5 (random weights, synthesised once into ~/.cache/sdrepl/bench) at
+# 512x512; the last line is one JSON object. ARGS=--full adds a whole 20-step generation;
+# BENCH=gemm or BENCH=ops runs another sdbench subcommand.
+BENCH        ?= model
 bench: deps
 	$(SWIFT) build -c release --product sdbench
-	"$$($(SWIFT) build -c release --show-bin-path)/sdbench" $(ARGS)
+	"$$($(SWIFT) build -c release --show-bin-path)/sdbench" $(BENCH) $(ARGS)
 
 clean:
 	rm -rf .build

@@ -53,6 +53,10 @@ struct Attention: Sendable {
         let q = query(x)       // [B, Nq, H·D]
         let k = key(source)    // [B, Nk, H·D]
         let v = value(source)  // [B, Nk, H·D]
-        return out(Tensor.attention(q: q, k: k, v: v, heads: heads, causal: causal))
+        let flops = 4 * Double(q.count) * Double(k.shape[1])  // Q·Kᵀ and P·V: 2·2·B·Nq·Nk·(H·D)
+        let attended = Profiler.measure(context == nil ? .selfAttention : .crossAttention, flops: flops) {
+            Tensor.attention(q: q, k: k, v: v, heads: heads, causal: causal)
+        }
+        return out(attended)
     }
 }

@@ -13,7 +13,8 @@ struct Linear: Sendable {
     }
 
     func callAsFunction(_ x: Tensor) -> Tensor {
-        x.linear(weight: weight.value, bias: bias?.value)
+        let w = weight.value, b = bias?.value
+        return Profiler.measure(.linear, flops: 2 * Double(x.count) * Double(w.shape[0])) { x.linear(weight: w, bias: b) }
     }
 }
 
@@ -33,7 +34,12 @@ struct Conv2d: Sendable {
     }
 
     func callAsFunction(_ x: Tensor) -> Tensor {
-        x.conv2d(weight: weight.value, bias: bias.value, stride: stride, padding: padding)
+        let w = weight.value, b = bias.value
+        let k = w.shape[2], outH = (x.shape[2] + 2 * padding - k) / stride + 1, outW = (x.shape[3] + 2 * padding - k) / stride + 1
+        let flops = 2 * Double(x.shape[0] * w.count) * Double(outH * outW)
+        return Profiler.measure(k == 1 ? .conv1x1 : .conv3x3, flops: flops) {
+            x.conv2d(weight: w, bias: b, stride: stride, padding: padding)
+        }
     }
 }
 
@@ -55,7 +61,8 @@ struct GroupNorm: Sendable {
     /// - Parameter silu: apply SiLU to the result in the same pass (every GroupNorm in the UNet and
     ///   VAE except the attention blocks' is followed by one).
     func callAsFunction(_ x: Tensor, silu: Bool = false) -> Tensor {
-        x.groupNorm(groups: groups, weight: weight.value, bias: bias.value, eps: eps, fusedSiLU: silu)
+        let w = weight.value, b = bias.value
+        return Profiler.measure(.groupNorm) { x.groupNorm(groups: groups, weight: w, bias: b, eps: eps, fusedSiLU: silu) }
     }
 }
 
@@ -72,7 +79,8 @@ struct LayerNorm: Sendable {
     }
 
     func callAsFunction(_ x: Tensor) -> Tensor {
-        x.layerNorm(weight: weight.value, bias: bias.value, eps: eps)
+        let w = weight.value, b = bias.value
+        return Profiler.measure(.layerNorm) { x.layerNorm(weight: w, bias: b, eps: eps) }
     }
 }
 

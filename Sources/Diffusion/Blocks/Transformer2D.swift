@@ -83,6 +83,7 @@ struct FeedForward: Sendable {
     }
 
     func callAsFunction(_ x: Tensor) -> Tensor {
-        out(projection(x).geglu())  // [B, N, 2·inner] -> [B, N, inner] -> [B, N, dim]
+        let h = projection(x)
+        return out(Profiler.measure(.activation) { h.geglu() })  // [B, N, 2·inner] -> [B, N, inner] -> [B, N, dim]
     }
 }

@@ -157,6 +157,6 @@ struct CLIPEncoderLayer: Sendable {
         let h = selfAttention(layerNorm1(x), causal: true) + x
         // MLP
         let inner = fc1(layerNorm2(h))  // [1, T, intermediate]
-        return fc2(quickGELU ? inner.quickGELU() : inner.gelu()) + h
+        return fc2(Profiler.measure(.activation) { quickGELU ? inner.quickGELU() : inner.gelu() }) + h
     }
 }

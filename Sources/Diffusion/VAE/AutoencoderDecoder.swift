@@ -53,12 +53,13 @@ public struct AutoencoderDecoder: Sendable {
     public func decode(_ latents: Tensor) -> Tensor {
         precondition(latents.rank == 4 && latents.shape[1] == config.latentChannels,
                      "VAE input must be [B, \(config.latentChannels), h, w], got \(latents.shape)")
+        MemoryMode.returnFreedMemory()  // the UNet's freed blocks, before the decoder's larger ones
         var h = latents * (1 / config.scalingFactor)
         if let postQuantConv { h = postQuantConv(h) }
         h = convIn(h)  // [B, C, h, w]
         h = midBlock(h)
         for block in upBlocks {
-            h = block(h)
+            h = block(consume h)  // handed over, so each level's input is freed as soon as it is used
         }
         return convOut(normOut(h, silu: true))  // [B, outChannels, H, W]
     }
@@ -118,10 +119,10 @@ struct VAEUpBlock: Sendable {
         upsampler = !upsample ? nil : try Upsample2D(weights.scoped("upsamplers.0"), channels: outChannels)
     }
 
-    func callAsFunction(_ x: Tensor) -> Tensor {
-        var h = x
+    func callAsFunction(_ x: consuming Tensor) -> Tensor {
+        var h = consume x
         for resnet in resnets {
-            h = resnet(h)
+            h = resnet(consume h)
         }
         return upsampler?(h) ?? h  // [B, C, 2H, 2W] unless last
     }

@@ -215,6 +215,7 @@ public final class Checkpoint: TensorSource, @unchecked Sendable {
     public func read(_ key: String, into buffer: UnsafeMutableBufferPointer<Float>) throws {
         guard let entry = entries[key] else { throw CheckpointError.missingTensor(key: key, source: sourceDescription) }
         try entry.file.read(entry.storedKey, into: buffer)
+        entry.file.releasePages(of: entry.storedKey)  // converted: the mapped copy need not stay resident
     }
 
     /// The stored name of a mapped key and the file that holds it, for messages and tests.

@@ -50,14 +50,22 @@ public final class Parameter: @unchecked Sendable {
     public var value: Tensor {
         lock.lock(); defer { lock.unlock() }
         if let cached { return cached }
-        var out = Tensor(shape: shape)
-        do {
-            try out.data.withUnsafeMutableBufferPointer { try source.read(key, into: $0) }
-        } catch {
-            fatalError("weight \(key) in \(source.sourceDescription) could not be read after validation: \(error)")
+        return Profiler.measure(.weights, flops: 0) {
+            // Uninitialised storage: zero-filling first would be one more pass over every weight on
+            // each use in low-memory mode.
+            let count = shape.reduce(1, *)
+            let data = [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+                do {
+                    try source.read(key, into: UnsafeMutableBufferPointer(rebasing: buffer[0..<count]))
+                } catch {
+                    fatalError("weight \(key) in \(source.sourceDescription) could not be read after validation: \(error)")
+                }
+                initialized = count
+            }
+            let out = Tensor(shape: shape, data: data)
+            if keep { cached = out }
+            return out
         }
-        if keep { cached = out }
-        return out
     }
 
     /// Calls `body` with the weight's Float32 values, valid only during the call.
@@ -113,6 +121,7 @@ public struct Weights: Sendable {
     /// - Throws: `CheckpointError.missingTensor` or `.shapeMismatch`, naming the key and both shapes.
     public func parameter(_ name: String, shape: [Int]) throws -> Parameter {
         let key = prefix + name
+        if let recorder = source as? ShapeRecorder { recorder.record(key, shape: shape) }  // lists shapes, see ShapeRecorder
         guard let actual = source.shape(of: key) else {
             throw CheckpointError.missingTensor(key: key, source: source.sourceDescription)
         }

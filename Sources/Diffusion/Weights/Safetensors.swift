@@ -202,6 +202,24 @@ public final class SafetensorsFile: TensorSource, @unchecked Sendable {
         }
     }
 
+    /// Drops the mapped pages of tensor `name` from this process's resident set (the kernel's page
+    /// cache keeps them, so a later read faults them back in cheaply). A tensor that was converted
+    /// to Float32 is not needed in mapped form any more; without this every page ever read counts
+    /// towards the resident set, so low-memory mode would end up holding the whole fp16 file (1.7 GB
+    /// of UNet weights after one step). The range is widened by 64 KB on each side because a page
+    /// fault maps its already-cached neighbours too (the kernel's fault-around); dropping a page
+    /// that is still needed only costs a minor fault, since the mapping is read-only.
+    public func releasePages(of name: String) {
+        guard let info = info(name), let base = file.base else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE))), margin = 64 << 10
+        let start = max(0, info.fileRange.lowerBound - margin) / page * page
+        let end = min(file.size, (info.fileRange.upperBound + margin + page - 1) / page * page)
+        guard end > start else { return }
+        withExtendedLifetime(file) {
+            _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
+        }
+    }
+
     /// The tensor `name` as a new Float32 `Tensor`.
     /// - Throws: as `read(_:into:)`.
     public func tensor(_ name: String) throws -> Tensor {

@@ -1,0 +1,373 @@
+import ArgumentParser
+import Diffusion
+import Foundation
+
+/// Dense FLOP counts of the reference (torch `FlopCounterMode` on diffusers' modules, a
+/// multiply-add = 2 FLOPs), at 512×512 with guidance: issue 8.
+enum ReferenceFLOPs {
+    static let unetStep = 1606.5e9      // batch 2, 64×64 latent, 77-token context
+    static let vaeDecode = 2514.5e9     // 64×64 latent -> 512×512
+    static let textEncoder = 26.6e9     // batch 2 (prompt and negative prompt), 77 tokens
+}
+
+/// Options shared by the parent (`model`) and the child process (`model-child`).
+struct ModelBenchOptions: ParsableArguments {
+    @Option(help: "The checkpoint to measure (default: the synthetic SD1.5, made once and cached).")
+    var checkpoint: String?
+
+    @Option(help: "OpenBLAS threads (default: OpenBLAS's own choice).")
+    var threads: Int?
+
+    @Option(help: "wall: elapsed time; cpu: the process's CPU time (for a loaded machine; use with --threads 1).")
+    var clock: Timing.Clock = .wall
+
+    func apply() { if let threads { BLAS.threads = threads } }
+    var timing: Timing { Timing(repeats: 1, minSeconds: 0, clock: clock) }
+}
+
+/// `sdbench model` (what `make bench` runs): SD1.5 at full size, 512×512 with guidance, on a
+/// synthetic checkpoint. Measures, in one run and as ratios of the sgemm roof measured in the same
+/// run: the text encoder, one UNet step and the VAE decode (fast mode, with a per-op profile); then,
+/// in a child process in low-memory mode, the time from a cold model to the first step, a steady
+/// step and decode, and the peak RSS; with `--full`, a whole 20-step `dpmpp-2m` generation too.
+/// The last line is one JSON object.
+struct ModelBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "model",
+        abstract: "Full-size SD1.5 at 512x512: text encoder, UNet step, VAE decode, first step, peak RSS (issue 8).")
+
+    @OptionGroup var options: ModelBenchOptions
+
+    @Flag(help: "Also run a whole 20-step dpmpp-2m generation in low-memory mode (a few more minutes).")
+    var full = false
+
+    @Option(help: ArgumentHelp("Steps of the --full generation (fewer: a quick check of the path; the floor ratio assumes 20).", visibility: .hidden))
+    var fullSteps = 20
+
+    @Option(help: "Timed runs of the UNet step and the VAE decode after the warm-up (the best is kept).")
+    var repeats: Int = 1
+
+    @Flag(help: "Skip the low-memory child process (first step, peak RSS).")
+    var skipLow = false
+
+    func run() throws {
+        options.apply()
+        let url = try options.checkpoint.map { URL(fileURLWithPath: $0) }
+            ?? SyntheticCheckpoint.ensure(at: SyntheticCheckpoint.defaultURL, log: say)
+        let timing = Timing(repeats: max(repeats, 1), minSeconds: 0, clock: options.clock)
+        say("machine: \(Machine.cpuModel), \(ProcessInfo.processInfo.activeProcessorCount) cores, load \(Machine.loadAverage); "
+            + "BLAS threads \(BLAS.threads), \(options.clock.rawValue) clock")
+
+        // The roof: the best sgemm on large SD-like shapes, as `sdbench ops` measures it. On a
+        // shared machine the load changes during the run, so it is sampled again before each
+        // measurement and the best sample is the roof: the ratios err low, never above 1 by luck.
+        var roofSamples: [Double] = []
+        func sampleRoof() {
+            let sample = GEMMShape.sd15.filter { $0.what == "unet conv3x3 320ch 64x64" || $0.what == "vae conv3x3 512ch 64x64" }
+                .map { GEMMBench.measure($0, timing: Timing(repeats: 5, minSeconds: 0.5, clock: options.clock)) }.max() ?? 0
+            roofSamples.append(sample)
+            say(String(format: "roof sample: cblas_sgemm %.1f GFLOP/s", sample))
+        }
+        sampleRoof()
+
+        // The low-memory child first, while this process is still small.
+        var low: [String: Any] = [:]
+        if !skipLow {
+            low = try runChild(url: url)
+        }
+
+        // Fast mode, in this process.
+        let pipeline = try StableDiffusionPipeline(url: url, options: LoadOptions(memoryMode: .fast))
+        var textSeconds = 0.0
+        var context = Tensor(shape: [0])
+        textSeconds = timing.best {
+            context = (try? Workload.context(pipeline)) ?? context
+        }
+        say(String(format: "text encoder (batch 2, 77 tokens): %.3f s, %.1f GFLOP/s", textSeconds,
+                   ReferenceFLOPs.textEncoder / textSeconds / 1e9))
+
+        let latents = Workload.latents(batch: 2)
+        var noise = Tensor(shape: [0])
+        sampleRoof()
+        let (unetSeconds, unetProfile) = profiled(timing) { noise = pipeline.unet(latents, timestep: 999, context: context) }
+        let unetGFLOPs = ReferenceFLOPs.unetStep / unetSeconds / 1e9
+        say(String(format: "unet step (batch 2, 64x64, guidance): %.2f s, %.1f GFLOP/s", unetSeconds, unetGFLOPs))
+
+        var image = Tensor(shape: [0])
+        sampleRoof()
+        let (vaeSeconds, vaeProfile) = profiled(timing) { image = pipeline.vae.decode(latents.slice(batch: 0)) }
+        let vaeGFLOPs = ReferenceFLOPs.vaeDecode / vaeSeconds / 1e9
+        say(String(format: "vae decode (512x512): %.2f s, %.1f GFLOP/s", vaeSeconds, vaeGFLOPs))
+        sampleRoof()
+        let roof = roofSamples.max() ?? 0
+        say(String(format: "roof: cblas_sgemm %.1f GFLOP/s (best of the %d samples); unet %.3f of roof, vae %.3f of roof",
+                    roof, roofSamples.count, unetGFLOPs / roof, vaeGFLOPs / roof))
+        printProfile("unet step", unetProfile, total: unetSeconds, roof: roof, reference: ReferenceFLOPs.unetStep)
+        printProfile("vae decode", vaeProfile, total: vaeSeconds, roof: roof, reference: ReferenceFLOPs.vaeDecode)
+
+        let finite = [context, noise, image].allSatisfy { $0.data.allSatisfy(\.isFinite) }
+        if !finite { say("WARNING: non-finite values in the outputs") }
+
+        var fields: [(String, JSON)] = [
+            ("roof_gflops", .number(roof, decimals: 1)),
+            ("roof_samples", .array(roofSamples.map { .number($0, decimals: 1) })),
+            ("unet_step_seconds", .number(unetSeconds, decimals: 3)),
+            ("unet_gflops", .number(unetGFLOPs, decimals: 1)),
+            ("unet_ratio", .number(unetGFLOPs / roof, decimals: 3)),
+            ("vae_decode_seconds", .number(vaeSeconds, decimals: 3)),
+            ("vae_gflops", .number(vaeGFLOPs, decimals: 1)),
+            ("vae_ratio", .number(vaeGFLOPs / roof, decimals: 3)),
+            ("text_encoder_seconds", .number(textSeconds, decimals: 3)),
+            ("text_encoder_gflops", .number(ReferenceFLOPs.textEncoder / textSeconds / 1e9, decimals: 1)),
+        ]
+        if !skipLow {
+            let lowStep = low["unet_step_seconds"] as? Double ?? .nan
+            let lowVAE = low["vae_decode_seconds"] as? Double ?? .nan
+            fields += [
+                // cold process -> open + build + encode + first UNet step done, in low-memory mode
+                ("first_step_seconds", .number(low["first_step_seconds"] as? Double ?? .nan, decimals: 3)),
+                // the same up to the moment the first UNet step starts (what mmap and lazy conversion save)
+                ("ready_seconds", .number(low["ready_seconds"] as? Double ?? .nan, decimals: 3)),
+                ("peak_rss_mb", .number(low["peak_rss_mb"] as? Double ?? .nan, decimals: 0)),
+                ("low_unet_step_seconds", .number(lowStep, decimals: 3)),
+                ("low_vae_decode_seconds", .number(lowVAE, decimals: 3)),
+                ("low_unet_step_conversion_seconds", .number(low["unet_step_conversion_seconds"] as? Double ?? .nan, decimals: 3)),
+                // (low − fast) / fast over a UNet step plus a decode: 0.15 is 15% slower
+                ("low_mode_slowdown", .number((lowStep + lowVAE) / (unetSeconds + vaeSeconds) - 1, decimals: 3)),
+            ]
+            if full {
+                let seconds = low["generation_seconds"] as? Double ?? .nan
+                let floor = (Double(fullSteps) * ReferenceFLOPs.unetStep + ReferenceFLOPs.vaeDecode + ReferenceFLOPs.textEncoder) / (roof * 1e9)
+                fields += [
+                    ("generation_seconds", .number(seconds, decimals: 2)),
+                    ("generation_floor_ratio", .number(seconds / floor, decimals: 3)),
+                    ("generation_finite", .string(String(describing: low["generation_finite"] ?? "unknown"))),
+                ]
+            }
+        }
+        fields += [
+            ("unet_profile", profileJSON(unetProfile, total: unetSeconds)),
+            ("vae_profile", profileJSON(vaeProfile, total: vaeSeconds)),
+            ("finite", .string(finite ? "yes" : "no")),
+            ("blas_threads", .int(BLAS.threads)),
+            ("clock", .string(options.clock.rawValue)),
+            ("load_average", .string(Machine.loadAverage)),
+        ]
+        print(JSON.object(fields).text)
+    }
+
+    /// The best of the timed runs after one warm-up, and the per-op profile of the last timed run.
+    func profiled(_ timing: Timing, _ body: () -> Void) -> (Double, [Profiler.Kind: Profiler.Entry]) {
+        body()  // warm-up: fast mode converts the weights here
+        var best = Double.infinity
+        var profile: [Profiler.Kind: Profiler.Entry] = [:]
+        for _ in 0..<timing.repeats {
+            Profiler.reset()
+            Profiler.isEnabled = true
+            let start = timing.now()
+            body()
+            let seconds = timing.now() - start
+            Profiler.isEnabled = false
+            if seconds < best { best = seconds; profile = Profiler.totals }
+        }
+        return (best, profile)
+    }
+
+    func printProfile(_ what: String, _ profile: [Profiler.Kind: Profiler.Entry], total: Double, roof: Double, reference: Double) {
+        say("  profile of the \(what) (wall time per op kind; GFLOP/s on the engine's own dense counts):")
+        say("    op kind             calls   seconds  share   GFLOP   GFLOP/s  of roof")
+        var accounted = 0.0, counted = 0.0
+        for kind in Profiler.Kind.allCases {
+            guard let e = profile[kind] else { continue }
+            accounted += e.seconds
+            counted += e.flops
+            let rate = e.flops > 0 ? String(format: "%8.1f  %6.3f", e.flops / e.seconds / 1e9, e.flops / e.seconds / 1e9 / roof) : "       -       -"
+            say("    " + pad(kind.rawValue) + String(format: " %6d  %8.3f  %5.1f%%  %6.1f  ", e.calls, e.seconds,
+                                                    100 * e.seconds / total, e.flops / 1e9) + rate)
+        }
+        say("    " + pad("other") + String(format: "         %8.3f  %5.1f%%", total - accounted, 100 * (total - accounted) / total))
+        say(String(format: "    dense FLOPs counted by the hooks: %.1f GFLOP (reference count %.1f)", counted / 1e9, reference / 1e9))
+    }
+
+    func pad(_ s: String) -> String { s.padding(toLength: 18, withPad: " ", startingAt: 0) }
+
+    func profileJSON(_ profile: [Profiler.Kind: Profiler.Entry], total: Double) -> JSON {
+        var fields: [(String, JSON)] = []
+        var accounted = 0.0
+        for kind in Profiler.Kind.allCases {
+            guard let e = profile[kind] else { continue }
+            accounted += e.seconds
+            var entry: [(String, JSON)] = [("seconds", .number(e.seconds, decimals: 3)), ("share", .number(e.seconds / total, decimals: 3))]
+            if e.flops > 0 { entry.append(("gflops", .number(e.flops / e.seconds / 1e9, decimals: 1))) }
+            fields.append((kind.rawValue, .object(entry)))
+        }
+        fields.append(("other", .object([("seconds", .number(total - accounted, decimals: 3)),
+                                          ("share", .number((total - accounted) / total, decimals: 3))])))
+        return .object(fields)
+    }
+
+    /// Runs `sdbench model-child` on `url` and returns its JSON line.
+    func runChild(url: URL) throws -> [String: Any] {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        var arguments = ["model-child", "--checkpoint", url.path, "--clock", options.clock.rawValue]
+        if let threads = options.threads { arguments += ["--threads", String(threads)] }
+        if full { arguments += ["--full", "--steps", String(fullSteps)] }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: exe)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        say("low-memory mode, in a child process (\(arguments.joined(separator: " ")))")
+        try process.run()
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let text = String(decoding: output, as: UTF8.self)
+        guard process.terminationStatus == 0,
+              let line = text.split(separator: "\n").last,
+              let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+            throw BenchError("the low-memory child failed (status \(process.terminationStatus)): \(text.suffix(500))")
+        }
+        return object
+    }
+}
+
+/// `sdbench model-child` (hidden): the low-memory half of `sdbench model`, in its own process so
+/// its peak RSS (VmHWM) is its own: cold start to the first UNet step, a second step, the decode,
+/// and with `--full` a whole 20-step generation. Progress goes to stderr, the JSON line to stdout.
+struct ModelBenchChild: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "model-child", shouldDisplay: false)
+
+    @OptionGroup var options: ModelBenchOptions
+
+    @Flag var full = false
+
+    @Option var steps = 20
+
+    @Flag(help: "Only the VAE decode (for memory experiments).")
+    var vaeOnly = false
+
+    func run() throws {
+        options.apply()
+        guard let path = options.checkpoint else { throw ValidationError("--checkpoint is required") }
+        let timing = options.timing
+        let latents = Workload.latents(batch: 2)
+        if vaeOnly {
+            let pipeline = try StableDiffusionPipeline(url: URL(fileURLWithPath: path), options: LoadOptions(memoryMode: .low))
+            say("  low: built, \(Machine.memory)")
+            let decode = timing.best { _ = pipeline.vae.decode(latents.slice(batch: 0)) }
+            say(String(format: "  low: VAE decode %.2f s; ", decode) + Machine.memory)
+            print(JSON.object([("vae_decode_seconds", .number(decode, decimals: 3)),
+                               ("peak_rss_mb", .number(Machine.status("VmHWM"), decimals: 0))]).text)
+            return
+        }
+
+        let start = timing.now()
+        let pipeline = try StableDiffusionPipeline(url: URL(fileURLWithPath: path), options: LoadOptions(memoryMode: .low))
+        let loaded = timing.now()
+        let context = try Workload.context(pipeline)
+        let encoded = timing.now()
+        var noise = pipeline.unet(latents, timestep: 999, context: context)
+        let firstStep = timing.now() - start
+        say(String(format: "  low: cold start to the first UNet step %.2f s (open + build %.2f s, text %.2f s, step %.2f s); ",
+                   firstStep, loaded - start, encoded - loaded, timing.now() - encoded) + Machine.memory)
+
+        // One step more (the first was the warm-up) and one decode, profiled for the time spent
+        // converting weights, which is what low-memory mode adds.
+        func profiledOnce(_ body: () -> Void) -> (seconds: Double, conversion: Double) {
+            Profiler.reset()
+            Profiler.isEnabled = true
+            let begin = timing.now()
+            body()
+            let seconds = timing.now() - begin
+            Profiler.isEnabled = false
+            return (seconds, Profiler.totals[.weights]?.seconds ?? 0)
+        }
+        let (step, stepConversion) = profiledOnce { noise = pipeline.unet(latents, timestep: 500, context: context) }
+        say(String(format: "  low: UNet step %.2f s (weight conversion %.2f s); ", step, stepConversion) + Machine.memory)
+        var image = Tensor(shape: [0])
+        let (decode, decodeConversion) = profiledOnce { image = pipeline.vae.decode(latents.slice(batch: 0)) }
+        say(String(format: "  low: VAE decode %.2f s (weight conversion %.2f s); ", decode, decodeConversion) + Machine.memory)
+        var fields: [(String, JSON)] = [
+            ("first_step_seconds", .number(firstStep, decimals: 3)),
+            ("ready_seconds", .number(encoded - start, decimals: 3)),
+            ("unet_step_seconds", .number(step, decimals: 3)),
+            ("vae_decode_seconds", .number(decode, decimals: 3)),
+            ("unet_step_conversion_seconds", .number(stepConversion, decimals: 3)),
+            ("vae_decode_conversion_seconds", .number(decodeConversion, decimals: 3)),
+            ("finite", .string([noise, image].allSatisfy { $0.data.allSatisfy(\.isFinite) } ? "yes" : "no")),
+        ]
+        if full {
+            let request = GenerationRequest(prompt: Workload.prompt, negativePrompt: "", seed: 1, steps: steps,
+                                            guidanceScale: 7.5, width: 512, height: 512, sampler: .dpmpp2m)
+            let begin = timing.now()
+            let results = try pipeline.generate(request) { p in
+                say(String(format: "  low: generation step %d/%d, %.1f s", p.step, p.total, p.elapsed))
+            }
+            let seconds = timing.now() - begin
+            // A flat image would mean NaNs were clamped away: check the pixels vary.
+            let pixels = results.first?.image.rgb ?? []
+            let varied = Set(pixels.prefix(1 << 16)).count > 8
+            say(String(format: "  low: %d-step dpmpp-2m generation %.1f s, pixels ", steps, seconds) + (varied ? "vary" : "FLAT"))
+            fields += [("generation_seconds", .number(seconds, decimals: 2)), ("generation_finite", .string(varied ? "yes" : "no"))]
+        }
+        fields.append(("peak_rss_mb", .number(Machine.status("VmHWM"), decimals: 0)))
+        print(JSON.object(fields).text)
+    }
+}
+
+/// The inputs every measurement uses.
+enum Workload {
+    static let prompt = "a photograph of an astronaut riding a horse"
+
+    /// `[2, 77, 768]`: negative (empty) and positive prompt, as the pipeline batches them.
+    static func context(_ pipeline: StableDiffusionPipeline) throws -> Tensor {
+        let (cond, uncond) = try pipeline.encodeText(prompt: prompt, negativePrompt: "", clipSkip: 1, guidance: true)
+        return Tensor.concatBatch([uncond ?? cond, cond])
+    }
+
+    /// Seeded noise latents `[batch, 4, 64, 64]` (512×512).
+    static func latents(batch: Int) -> Tensor {
+        var generator = TorchGenerator(seed: 0)
+        return generator.randn([batch, 4, 64, 64])
+    }
+}
+
+enum Machine {
+    /// A field of `/proc/self/status` in MB (`VmHWM`: peak resident set; `VmRSS`: now).
+    static func status(_ field: String) -> Double {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return .nan }
+        for line in text.split(separator: "\n") where line.hasPrefix(field + ":") {
+            let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+            if parts.count >= 2, let kb = Double(parts[1]) { return kb / 1024 }
+        }
+        return .nan
+    }
+
+    /// RSS now (anonymous + file-backed) and the peak, for the progress lines.
+    static var memory: String {
+        String(format: "RSS %.0f MB (anon %.0f, file %.0f), peak %.0f MB", status("VmRSS"), status("RssAnon"), status("RssFile"), status("VmHWM"))
+    }
+
+    static var cpuModel: String {
+        let text = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        let line = text.split(separator: "\n").first { $0.hasPrefix("model name") }
+        return line.flatMap { $0.split(separator: ":", maxSplits: 1).last }.map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown CPU"
+    }
+
+    static var loadAverage: String {
+        ((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8)) ?? "").split(separator: " ").prefix(3).joined(separator: " ")
+    }
+}
+
+/// Progress for the human reader, on stderr in the child (its stdout is the JSON line) and on
+/// stdout in the parent, before its JSON line.
+func say(_ line: String) {
+    if isChildProcess {
+        FileHandle.standardError.write(Data((line + "\n").utf8))
+    } else {
+        print(line)
+        fflush(stdout)
+    }
+}
+
+let isChildProcess = CommandLine.arguments.dropFirst().first == "model-child"
