@@ -56,13 +56,15 @@ let package = Package(
             name: "SDScript",
             dependencies: ["Diffusion", "Imaging", "ModelStore", .product(name: "Crypto", package: "swift-crypto")]
         ),
+        // Runs before the engine: refuses a CPU without the instructions the engine is built for.
+        .target(name: "HostCheck"),
         .executableTarget(
             name: "sdrepl",
-            dependencies: ["SDScript", "Imaging", "CEditline", "CSixel", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["HostCheck", "SDScript", "Imaging", "CEditline", "CSixel", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "sdbench",
-            dependencies: ["Diffusion", "COpenBLAS", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["HostCheck", "Diffusion", "COpenBLAS", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
 
         // Shared by every test target: fixture paths and the reference-data reader.
@@ -71,7 +73,7 @@ let package = Package(
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TestSupport"]),
         .testTarget(name: "ModelStoreTests", dependencies: ["ModelStore", "TestSupport"]),
         .testTarget(name: "SDScriptTests", dependencies: ["SDScript", "Diffusion", "Imaging", "ModelStore", "TestSupport"]),
-        .testTarget(name: "sdreplTests", dependencies: ["TestSupport", "Diffusion", "Imaging"]),
+        .testTarget(name: "sdreplTests", dependencies: ["TestSupport", "Diffusion", "Imaging", "HostCheck"]),
     ],
     swiftLanguageModes: [.v5]
 )

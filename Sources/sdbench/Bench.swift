@@ -1,4 +1,5 @@
 import ArgumentParser
+import HostCheck
 import Diffusion
 
 /// sdrepl's benchmark. Each subcommand measures one thing and ends with one JSON line, so a
@@ -7,6 +8,12 @@ import Diffusion
 /// Later measurements (a UNet step, the VAE decode, issue 8) are added as further subcommands.
 @main
 struct Bench: ParsableCommand {
+    /// Checks the CPU before ArgumentParser runs any command (see `HostCheck`).
+    static func main() {
+        HostCheck.exitIfUnsupported(program: "sdbench")
+        main(nil)
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "sdbench",
         abstract: "sdrepl's benchmark: prints one JSON line of measurements.",

@@ -1,4 +1,5 @@
 import ArgumentParser
+import HostCheck
 import Diffusion
 import Foundation
 import Glibc
@@ -33,6 +34,12 @@ struct SessionOptions: ParsableArguments {
 
 @main
 struct SDRepl: ParsableCommand {
+    /// Checks the CPU before ArgumentParser runs any command (see `HostCheck`).
+    static func main() {
+        HostCheck.exitIfUnsupported(program: "sdrepl")
+        main(nil)
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "sdrepl",
         abstract: "A notebook-style text-to-image REPL for the terminal (Stable Diffusion 1.5 on the CPU).",
