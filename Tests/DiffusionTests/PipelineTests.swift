@@ -100,6 +100,23 @@ final class PipelineTests: XCTestCase {
         assertClose(pixels(again), expected.data, tolerance: 1.0 / 255 + 1e-6, "\(c.name) after a cancel: pixels in [0, 1]")
     }
 
+    /// Inside a step, the UNet checks the token between its blocks and the VAE between its levels,
+    /// so a cancel does not wait for a whole step or decode (many seconds each at 512×512).
+    func testTheUNetAndTheDecoderStopOnACancelledToken() throws {
+        let pipe = try pipeline()
+        let token = CancellationToken()
+        token.cancel()
+        let latents = Tensor(shape: [1, 4, 12, 12], repeating: 0.1)
+        let context = Tensor(shape: [1, 77, pipe.textEncoder.config.hiddenSize], repeating: 0.1)
+        XCTAssertThrowsError(try pipe.unet(latents, timestep: 500, context: context, cancellation: token)) {
+            XCTAssertEqual($0 as? PipelineError, .cancelled)
+        }
+        XCTAssertThrowsError(try pipe.vae.decode(latents, cancellation: token)) { XCTAssertEqual($0 as? PipelineError, .cancelled) }
+        token.reset()
+        XCTAssertEqual(try pipe.unet(latents, timestep: 500, context: context, cancellation: token),
+                       pipe.unet(latents, timestep: 500, context: context), "the checks do not change the result")
+    }
+
     /// Sizes outside 64…2048 or not multiples of 8 are refused before any work, naming the field.
     func testBadSizesAreRefusedClearly() throws {
         let pipe = try pipeline()

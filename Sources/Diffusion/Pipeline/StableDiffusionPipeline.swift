@@ -69,7 +69,8 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
     /// - Parameters:
     ///   - progress: called after every step of every image.
     ///   - previewEvery: when set, progress carries a `LatentPreview` every that many steps (and at the last).
-    ///   - cancellation: checked before every UNet evaluation; a cancel throws `PipelineError.cancelled`
+    ///   - cancellation: checked before every step, between the UNet's blocks and between the VAE
+    ///     decoder's levels; a cancel throws `PipelineError.cancelled`
     ///     within one step and leaves the pipeline ready for the next request.
     /// - Returns: one result per image, in seed order.
     /// - Throws: `PipelineError.invalidRequest` (checked before any work), `.cancelled`, or a prompt error.
@@ -109,11 +110,11 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
             let input = scheduler.scaleModelInput(latents, stepIndex: i)
             var noise: Tensor
             if guidance {
-                let both = unet(Tensor.concatBatch([input, input]), timestep: t, context: context)
+                let both = try unet(Tensor.concatBatch([input, input]), timestep: t, context: context, cancellation: cancellation)
                 let uncond = both.slice(batch: 0), cond = both.slice(batch: 1)
                 noise = uncond + (cond - uncond) * request.guidanceScale
             } else {
-                noise = unet(input, timestep: t, context: context)
+                noise = try unet(input, timestep: t, context: context, cancellation: cancellation)
             }
             latents = scheduler.step(modelOutput: noise, stepIndex: i, sample: latents, generator: &generator)
             let step = i + 1
@@ -123,6 +124,6 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
                                         preview: wantsPreview ? LatentPreview.image(from: latents) : nil))
         }
         try cancellation?.check()
-        return PixelImage(decoded: vae.decode(latents))
+        return PixelImage(decoded: try vae.decode(latents, cancellation: cancellation))
     }
 }

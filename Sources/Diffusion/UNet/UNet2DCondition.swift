@@ -59,6 +59,17 @@ public struct UNet2DConditionModel: Sendable {
     /// - Returns: `[B, outChannels, h, w]`.
     /// - Precondition: the shapes agree with the config (a programmer error otherwise).
     public func callAsFunction(_ latents: Tensor, timestep: Float, context: Tensor) -> Tensor {
+        forward(latents, timestep: timestep, context: context, checkpoint: {})
+    }
+
+    /// The same, checking `cancellation` between blocks, so a cancel takes effect within about a
+    /// twelfth of a step rather than at its end (a 512×512 step takes many seconds on a CPU).
+    /// - Throws: `PipelineError.cancelled`.
+    public func callAsFunction(_ latents: Tensor, timestep: Float, context: Tensor, cancellation: CancellationToken?) throws -> Tensor {
+        try forward(latents, timestep: timestep, context: context, checkpoint: { try cancellation?.check() })
+    }
+
+    private func forward(_ latents: Tensor, timestep: Float, context: Tensor, checkpoint: () throws -> Void) rethrows -> Tensor {
         precondition(latents.rank == 4 && latents.shape[1] == config.inChannels, "UNet input must be [B, \(config.inChannels), h, w], got \(latents.shape)")
         precondition(context.rank == 3 && context.shape[0] == latents.shape[0] && context.shape[2] == config.contextDim,
                      "UNet context must be [\(latents.shape[0]), T, \(config.contextDim)], got \(context.shape)")
@@ -73,15 +84,18 @@ public struct UNet2DConditionModel: Sendable {
         var h = convIn(latents)  // [B, C0, h, w]
         var skips = [h]
         for block in downBlocks {
+            try checkpoint()
             let (out, blockSkips) = block(h, timeEmbedding: timeEmbedding, context: context)
             h = out
             skips += blockSkips
         }
 
+        try checkpoint()
         h = midBlock(h, timeEmbedding: timeEmbedding, context: context)
 
         // up path: each level takes back as many skips as it has resnets
         for block in upBlocks {
+            try checkpoint()
             let blockSkips = Array(skips.suffix(block.resnets.count))
             skips.removeLast(block.resnets.count)
             let next = skips.last.map { (height: $0.shape[2], width: $0.shape[3]) }

@@ -51,6 +51,17 @@ public struct AutoencoderDecoder: Sendable {
     ///   image is `(x / 2 + 0.5)` clamped to [0, 1].
     /// - Precondition: `latents` has `latentChannels` channels (a programmer error otherwise).
     public func decode(_ latents: Tensor) -> Tensor {
+        decode(latents, checkpoint: {})
+    }
+
+    /// The same, checking `cancellation` between the decoder's levels (a 512×512 decode takes tens of
+    /// seconds on a CPU).
+    /// - Throws: `PipelineError.cancelled`.
+    public func decode(_ latents: Tensor, cancellation: CancellationToken?) throws -> Tensor {
+        try decode(latents, checkpoint: { try cancellation?.check() })
+    }
+
+    private func decode(_ latents: Tensor, checkpoint: () throws -> Void) rethrows -> Tensor {
         precondition(latents.rank == 4 && latents.shape[1] == config.latentChannels,
                      "VAE input must be [B, \(config.latentChannels), h, w], got \(latents.shape)")
         MemoryMode.returnFreedMemory()  // the UNet's freed blocks, before the decoder's larger ones
@@ -59,6 +70,7 @@ public struct AutoencoderDecoder: Sendable {
         h = convIn(h)  // [B, C, h, w]
         h = midBlock(h)
         for block in upBlocks {
+            try checkpoint()
             h = block(consume h)  // handed over, so each level's input is freed as soon as it is used
         }
         return convOut(normOut(h, silu: true))  // [B, outChannels, H, W]
