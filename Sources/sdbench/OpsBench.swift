@@ -14,7 +14,8 @@ struct OpCase {
         return OpCase(what: what, flops: 2 * Double(n * cout * cin * k * k) * Double(out * out)) {
             let x = Tensor(shape: [n, cin, size, size], repeating: 0.5)
             let w = Tensor(shape: [cout, cin, k, k], repeating: 0.01), b = Tensor(shape: [cout], repeating: 0.1)
-            if let forced = OpCase.convStrategy, forced != .direct || k == 1, forced != .shifted || stride == 1 {
+            if let forced = OpCase.convStrategy, forced != .direct || k == 1, forced != .shifted || stride == 1,
+               forced != .winograd || (k == 3 && stride == 1) {
                 return { _ = x.conv2d(weight: w, bias: b, stride: stride, padding: k / 2, strategy: forced) }
             }
             return { _ = x.conv2d(weight: w, bias: b, stride: stride, padding: k / 2) }
@@ -101,7 +102,7 @@ struct OpsBench: ParsableCommand {
     @Option(help: "Only cases whose description contains this text.")
     var filter: String?
 
-    @Option(help: "Force a convolution strategy where it applies: direct, shifted or im2col (default: by shape).")
+    @Option(help: "Force a convolution strategy where it applies: direct, shifted, im2col or winograd (default: by shape).")
     var conv: String?
 
     func validate() throws {

@@ -33,7 +33,7 @@ final class TensorGEMMTests: XCTestCase {
 
     // MARK: conv2d
 
-    func referenceConv(_ x: Tensor, _ w: Tensor, _ b: Tensor?, stride: Int, padding: Int) -> Tensor {
+    static func referenceConv(_ x: Tensor, _ w: Tensor, _ b: Tensor?, stride: Int, padding: Int) -> Tensor {
         let n = x.shape[0], cin = x.shape[1], h = x.shape[2], wd = x.shape[3]
         let cout = w.shape[0], k = w.shape[2]
         let ho = (h + 2 * padding - k) / stride + 1, wo = (wd + 2 * padding - k) / stride + 1
@@ -57,13 +57,14 @@ final class TensorGEMMTests: XCTestCase {
         let x = Tensor.random([n, cin, h, w], seed: seed)
         let wt = Tensor.random([cout, cin, k, k], seed: seed + 1)
         let b = bias ? Tensor.random([cout], seed: seed + 2) : nil
-        let want = referenceConv(x, wt, b, stride: stride, padding: padding)
+        let want = Self.referenceConv(x, wt, b, stride: stride, padding: padding)
         let tol = 1e-4 * Float(cin * k * k).squareRoot()
         let what = "\(n)×\(cin)×\(h)×\(w) → \(cout), k\(k) s\(stride) p\(padding)"
         assertClose(x.conv2d(weight: wt, bias: b, stride: stride, padding: padding), want, tolerance: tol, what, file: file, line: line)
         var strategies: [Tensor.ConvStrategy] = [.im2col]
         if stride == 1 { strategies.append(.shifted) }
         if k == 1 && stride == 1 && padding == 0 { strategies.append(.direct) }
+        if k == 3 && stride == 1 && padding == 1 { strategies.append(.winograd) }
         for strategy in strategies {
             // Budgets of one and three output rows (per-row scratch is at most 9·max(Cin, Cout)·(W + 2p)).
             let perRow = 9 * max(cin, cout) * (w + 2 * padding)

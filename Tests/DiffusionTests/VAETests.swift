@@ -12,6 +12,15 @@ final class VAETests: XCTestCase {
     func testMatchesDiffusersFromDiffusersFP16() throws { try checkParity(.diffusersFP16) }
     func testMatchesDiffusersFromSingleFile() throws { try checkParity(.singleFile) }
 
+    /// Every 3×3 stride-1 convolution through Winograd F(4×4, 3×3), as at full size, where the
+    /// decoder's maps all pass `conv2d`'s threshold; here only the last levels would by themselves.
+    func testMatchesDiffusersWithWinogradConvolutions() throws {
+        let saved = Tensor.winogradMinTiles
+        Tensor.winogradMinTiles = 1
+        defer { Tensor.winogradMinTiles = saved }
+        try checkParity(.diffusersFP32)
+    }
+
     private func checkParity(_ form: TinySD15Fixture.Form) throws {
         let vae = try TinySD15Fixture.vae(TinySD15Fixture.checkpoint(form))
         let references = try TinySD15Fixture.references(for: form)

@@ -32,9 +32,10 @@ enum Parallel {
 
     /// Runs `body(worker, items)` with a fixed, contiguous share of `0..<count` for each worker;
     /// for work that needs one scratch buffer per worker (attention's score block, conv's im2col band).
-    static func forEachWorker(_ count: Int, _ body: (_ worker: Int, _ items: Range<Int>) -> Void) {
+    /// `concurrently: false` runs it all as worker 0 on the calling thread.
+    static func forEachWorker(_ count: Int, concurrently: Bool = true, _ body: (_ worker: Int, _ items: Range<Int>) -> Void) {
         if count <= 0 { return }
-        let parts = min(workers, count)
+        let parts = concurrently ? min(workers, count) : 1
         if parts == 1 { body(0, 0..<count); return }
         withoutActuallyEscaping(body) { body in
             DispatchQueue.concurrentPerform(iterations: parts) { p in

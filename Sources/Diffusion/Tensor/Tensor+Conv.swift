@@ -1,8 +1,10 @@
 import Foundation
 
-// Convolution as GEMM, one band of output rows at a time, so scratch memory stays bounded (a full
-// im2col of the VAE's 512×512×128 convolution would be 1.2 GB; a band is at most
-// `convColumnBudget` floats, 16 MB). Three strategies, chosen by shape (`convStrategy`):
+// Convolution as GEMM. 3×3 stride-1 convolutions over enough 4×4 tiles go through Winograd
+// F(4×4, 3×3) (Tensor+Winograd.swift), a quarter of the multiplies. The rest runs one band of output
+// rows at a time, so scratch memory stays bounded (a full im2col of the VAE's 512×512×128
+// convolution would be 1.2 GB; a band is at most `convColumnBudget` floats, 16 MB). Three
+// strategies, chosen by shape (`convStrategy`):
 //   - direct: 1×1 stride 1 is one sgemm on the input as it lies;
 //   - shifted (stride 1, output rows ≥ 28 wide): k² GEMMs over shifted views of a zero-padded
 //     copy of the band, no im2col (`convShiftedBand`);
@@ -28,6 +30,20 @@ import Foundation
 // 0.90 of the 2-thread roof measured in the same run, vae 128ch 512×512 at 0.50.
 // The AVX2 release build (Package.swift) leaves these within noise (same command, same run as
 // main's build: 128ch 512×512 0.72 → 0.74, 8×8 0.73 → 0.78, s2 0.835 → 0.835): the time is sgemm's.
+//
+// Winograd F(4×4, 3×3) against the shifted path, `sdbench ops --threads 1 --clock cpu --filter
+// conv3x3 --conv winograd|shifted`, CPU seconds per call (load 3.6–4, roof 83–86 GFLOP/s in the
+// same runs; ratios on dense counts, so above 1), 2026-11-25:
+//                                shifted            winograd
+//   unet 320ch 64×64 batch 2     0.221 s  0.80      0.104–0.111 s  1.61–1.68
+//   unet 640ch 32×32 batch 2     0.223    0.79      0.123–0.132    1.35–1.43
+//   unet 1280ch 16×16 batch 2    0.337    0.52      0.322–0.352    0.51–0.54   (32 tiles: not used)
+//   unet 1280ch 8×8 batch 2      0.199    0.22      0.294–0.316    0.14–0.15   (8 tiles: not used)
+//   vae 512ch 128×128            1.07     0.84–0.87 0.420–0.465    1.96–2.13
+//   vae 256ch 256×256            1.04–1.09 0.83–0.90 0.440–0.554   1.65–2.04
+//   vae 128ch 512×512            1.26–1.32 0.68–0.74 0.572–0.800   1.14–1.57
+// Below ~96 tiles the 36 GEMMs are too narrow and the per-call weight transform (36/9 of the
+// kernel's size written and read back) costs more than the multiplies saved.
 
 extension Tensor {
     /// The most floats one im2col band may hold (16 MB).
@@ -55,12 +71,18 @@ extension Tensor {
         case shifted
         /// Any stride: im2col of a band, then one GEMM (see `im2colBand`).
         case im2col
+        /// 3×3, stride 1, padding 1: Winograd F(4×4, 3×3), a quarter of the multiplies
+        /// (see Tensor+Winograd.swift).
+        case winograd
     }
 
-    /// The strategy for a shape: shifted views when the output rows are wide enough that the
-    /// `k − 1` wasted columns per row stay under 7 %, im2col otherwise (small maps, stride 2).
-    static func convStrategy(kernel k: Int, stride: Int, padding: Int, outWidth: Int) -> ConvStrategy {
+    /// The strategy for a shape: Winograd for 3×3 stride-1 convolutions with enough 4×4 output
+    /// tiles; else shifted views when the output rows are wide enough that the `k − 1` wasted
+    /// columns per row stay under 7 %, im2col otherwise (small maps, stride 2).
+    static func convStrategy(kernel k: Int, stride: Int, padding: Int, batch: Int, outHeight: Int, outWidth: Int) -> ConvStrategy {
         if k == 1 && stride == 1 && padding == 0 { return .direct }
+        if k == 3 && stride == 1 && padding == 1
+            && batch * ((outHeight + 3) / 4) * ((outWidth + 3) / 4) >= winogradMinTiles { return .winograd }
         if stride == 1 && outWidth >= 14 * (k - 1) { return .shifted }
         return .im2col
     }
@@ -73,7 +95,7 @@ extension Tensor {
     /// `conv2d` with an explicit strategy and band budget (floats of scratch per band), so tests
     /// can force every path and many bands on small inputs.
     func conv2d(weight: Tensor, bias: Tensor?, stride: Int, padding: Int, columnBudget: Int,
-                strategy forced: ConvStrategy? = nil) -> Tensor {
+                strategy forced: ConvStrategy? = nil, winogradWeights transformed: [Float]? = nil) -> Tensor {
         precondition(rank == 4, "conv2d input must be NCHW, got \(shape)")
         precondition(weight.rank == 4 && weight.shape[2] == weight.shape[3],
                      "conv2d weight must be [Cout, Cin, k, k], got \(weight.shape)")
@@ -86,9 +108,28 @@ extension Tensor {
         let hout = (h + 2 * padding - k) / stride + 1
         let wout = (w + 2 * padding - k) / stride + 1
         let plane = hout * wout, kdim = cin * k * k
-        let strategy = forced ?? Tensor.convStrategy(kernel: k, stride: stride, padding: padding, outWidth: wout)
+        let strategy = forced ?? Tensor.convStrategy(kernel: k, stride: stride, padding: padding, batch: n,
+                                                     outHeight: hout, outWidth: wout)
         precondition(strategy != .shifted || stride == 1, "shifted convolution needs stride 1")
         precondition(strategy != .direct || (k == 1 && stride == 1 && padding == 0), "direct convolution needs 1×1, stride 1, no padding")
+        precondition(strategy != .winograd || (k == 3 && stride == 1 && padding == 1), "Winograd convolution needs 3×3, stride 1, padding 1")
+
+        if strategy == .winograd {
+            let u = transformed ?? Tensor.winogradWeights(weight)
+            // Every output element is written by the output transform.
+            var out = Tensor(uninitializedShape: [n, cout, hout, wout])
+            out.data.withUnsafeMutableBufferPointer { o in
+                data.withUnsafeBufferPointer { xb in
+                    u.withUnsafeBufferPointer { ub in
+                        (bias?.data ?? []).withUnsafeBufferPointer { bb in
+                            Tensor.convWinograd(xb.baseAddress!, batch: n, channels: cin, height: h, width: w,
+                                                transformedWeights: ub.baseAddress!, outChannels: cout, bias: bb, into: o.baseAddress!)
+                        }
+                    }
+                }
+            }
+            return out
+        }
 
         var out = Tensor(shape: [n, cout, hout, wout])
         let paddedWidth = w + 2 * padding
@@ -107,7 +148,7 @@ extension Tensor {
         let perWorker = strategy != .direct && workers > 1 && n * bands >= workers
         let scratchPerBand: Int
         switch strategy {
-        case .direct: scratchPerBand = 0
+        case .direct, .winograd: scratchPerBand = 0
         case .im2col: scratchPerBand = kdim * bandRows * wout
         case .shifted:
             scratchPerBand = cin * Tensor.shiftedChannelStride(rows: bandRows, kernel: k, paddedWidth: paddedWidth)

@@ -1,0 +1,71 @@
+import Foundation
+import XCTest
+@testable import Diffusion
+
+/// Winograd F(4×4, 3×3) convolution (Tensor+Winograd.swift) against direct convolution in Double.
+///
+/// Tolerance: max abs error ≤ 2e-5 × √(9·Cin) on inputs and weights uniform in [−1, 1] (outputs
+/// of order √(9·Cin)/3). Winograd's transforms in Float32 cost more than direct convolution's
+/// rounding (measured worst here: 1.0e-5 × √(9·Cin), 2.3e-4 on outputs of ±18 with 64 channels),
+/// still five times under `TensorGEMMTests`' 1e-4 × √(9·Cin), while an indexing mistake gives
+/// errors of order 1.
+final class WinogradTests: XCTestCase {
+    private func check(n: Int, cin: Int, cout: Int, h: Int, w: Int, bias: Bool, seed: UInt64,
+                       file: StaticString = #filePath, line: UInt = #line) {
+        let x = Tensor.random([n, cin, h, w], seed: seed)
+        let weight = Tensor.random([cout, cin, 3, 3], seed: seed + 1)
+        let b = bias ? Tensor.random([cout], seed: seed + 2) : nil
+        let want = TensorGEMMTests.referenceConv(x, weight, b, stride: 1, padding: 1)
+        let got = x.conv2d(weight: weight, bias: b, stride: 1, padding: 1, strategy: .winograd)
+        assertClose(got, want, tolerance: 2e-5 * Float(9 * cin).squareRoot(), "\(n)×\(cin)×\(h)×\(w) → \(cout)", file: file, line: line)
+    }
+
+    /// Sizes around the 4-pixel tiles and the 8-tile vector groups: one pixel, partial tiles,
+    /// exactly one group (32 px), a group and a ragged one (33, 67 px), non-square, batch 2.
+    func testMatchesDirectConvolutionAtEveryEdge() {
+        for (i, (h, w)) in [(1, 1), (3, 5), (4, 4), (5, 8), (8, 32), (13, 33), (6, 67), (36, 9)].enumerated() {
+            check(n: 1 + i % 2, cin: 3 + i, cout: 2 + 2 * i, h: h, w: w, bias: i % 3 != 0, seed: 300 + UInt64(10 * i))
+        }
+    }
+
+    /// Enough tiles for many blocks of tile rows over both images of a batch (a 67-px map has 17
+    /// tiles a row, so a block holds 7 rows and 34 rows make 5 blocks, split over the workers),
+    /// with channel counts that are not multiples of the 8 lanes of the weight transform.
+    func testManyBlocksAcrossTheBatch() {
+        check(n: 2, cin: 19, cout: 21, h: 67, w: 67, bias: true, seed: 400)
+        check(n: 1, cin: 64, cout: 32, h: 48, w: 64, bias: false, seed: 410)
+    }
+
+    /// The weight transform alone: U = G·g·Gᵀ for a kernel whose transform is known in closed form.
+    /// A kernel of all ones gives U[a][b] = (G·1)[a]·(G·1)[b] with G·1 = (1/4, −1/2, −1/6, 7/24, 1/8, 1).
+    func testWeightTransformOfAKernelOfOnes() {
+        let u = Tensor.winogradWeights(Tensor(shape: [1, 1, 3, 3], repeating: 1))
+        let g1: [Float] = [0.25, -0.5, -1.0 / 6, 7.0 / 24, 1.0 / 8, 1]
+        for a in 0..<6 { for b in 0..<6 {
+            XCTAssertEqual(u[6 * a + b], g1[a] * g1[b], accuracy: 1e-6, "U[\(a)][\(b)]")
+        } }
+    }
+
+    /// Blocks are split over the workers by a fixed partition, so results repeat bit for bit.
+    func testBitIdenticalAcrossRuns() {
+        let x = Tensor.random([2, 16, 40, 40], seed: 420), weight = Tensor.random([24, 16, 3, 3], seed: 421)
+        let b = Tensor.random([24], seed: 422)
+        let first = x.conv2d(weight: weight, bias: b, stride: 1, padding: 1, strategy: .winograd)
+        for _ in 0..<3 { XCTAssertEqual(x.conv2d(weight: weight, bias: b, stride: 1, padding: 1, strategy: .winograd).data, first.data) }
+    }
+
+    /// `conv2d` picks Winograd for SD1.5's 3×3 convolutions at 512×512 down to the UNet's 16×16
+    /// level with guidance, and the older paths for small maps, strides of 2 and 1×1 kernels.
+    func testStrategyByShape() {
+        func strategy(n: Int, k: Int = 3, stride: Int = 1, padding: Int = 1, size: Int) -> Tensor.ConvStrategy {
+            Tensor.convStrategy(kernel: k, stride: stride, padding: padding, batch: n, outHeight: size, outWidth: size)
+        }
+        XCTAssertEqual(strategy(n: 1, size: 512), .winograd)  // VAE's last level
+        XCTAssertEqual(strategy(n: 1, size: 64), .winograd)   // VAE's first level: 256 tiles
+        XCTAssertEqual(strategy(n: 2, size: 64), .winograd)
+        XCTAssertEqual(strategy(n: 2, size: 32), .winograd)
+        XCTAssertNotEqual(strategy(n: 2, size: 8), .winograd)
+        XCTAssertNotEqual(strategy(n: 1, stride: 2, size: 32), .winograd)
+        XCTAssertEqual(strategy(n: 2, k: 1, padding: 0, size: 64), .direct)
+    }
+}
