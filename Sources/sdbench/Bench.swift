@@ -11,6 +11,9 @@ struct Bench: ParsableCommand {
     /// Checks the CPU before ArgumentParser runs any command (see `HostCheck`).
     static func main() {
         HostCheck.exitIfUnsupported(program: "sdbench")
+        // As a pipeline does when it opens, so `sdbench gemm` and `ops` measure the ops as the
+        // engine runs them.
+        MemoryMode.keepFreedBlocksForReuse()
         main(nil)
     }
 

@@ -64,6 +64,10 @@ struct OpCase {
         attention("vae mid attn 64x64 1 head dim 512", batch: 1, queries: 4096, keys: 4096, heads: 1, dim: 512),
         attention("clip causal-size attn 77 tokens 12 heads dim 64 batch 2", batch: 2, queries: 77, keys: 77, heads: 12, dim: 64),
         linear("unet ff geglu proj 320->2560 64x64 batch 2", rows: 8192, inFeatures: 320, outFeatures: 2560),
+        timed("winograd weight transform 1280x1280") {
+            let w = Tensor(shape: [1280, 1280, 3, 3], repeating: 0.01)
+            return { _ = Tensor.winogradWeights(w) }
+        },
         timed("unet groupnorm+silu 320ch 64x64 batch 2") {
             let x = Tensor(shape: [2, 320, 64, 64], repeating: 0.5)
             let w = Tensor(shape: [320], repeating: 1), b = Tensor(shape: [320])

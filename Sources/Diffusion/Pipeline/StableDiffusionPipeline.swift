@@ -37,6 +37,7 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
 
     /// Builds the models over an open checkpoint. Nothing is converted yet in low-memory mode.
     public init(checkpoint: Checkpoint) throws {
+        MemoryMode.keepFreedBlocksForReuse()
         self.checkpoint = checkpoint
         tokenizer = try checkpoint.tokenizerDirectory.map { try CLIPTokenizer(directory: $0) } ?? CLIPTokenizer.bundled()
         chunker = PromptChunker(tokenizer: tokenizer)
@@ -77,6 +78,9 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
     public func generate(_ request: GenerationRequest, progress: (GenerationProgress) -> Void = { _ in },
                          previewEvery: Int? = nil, cancellation: CancellationToken? = nil) throws -> [GenerationResult] {
         try request.validate(textEncoderLayers: textEncoder.config.layerCount)
+        // The allocator keeps freed blocks for reuse; between generations (finished or cancelled)
+        // a low-memory session gives them back.
+        defer { if checkpoint.memoryMode == .low { MemoryMode.returnFreedMemory() } }
         let guidance = request.guidanceScale > 1
         try cancellation?.check()
         let (cond, uncond) = try encodeText(prompt: request.prompt, negativePrompt: request.negativePrompt,

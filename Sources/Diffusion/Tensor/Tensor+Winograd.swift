@@ -50,7 +50,7 @@ extension Tensor {
     /// Computed on each call rather than kept: one output channel's kernels are transposed to
     /// `[9][Cin]`, then transformed eight input channels at a time, ~4 ns per channel pair, 0.4 %
     /// of a UNet step; keeping U would cost four times the 3×3 weights in memory.
-    static func winogradWeights(_ weight: Tensor) -> [Float] {
+    public static func winogradWeights(_ weight: Tensor) -> [Float] {
         precondition(weight.rank == 4 && weight.shape[2] == 3 && weight.shape[3] == 3, "Winograd needs a 3×3 kernel, got \(weight.shape)")
         let cout = weight.shape[0], cin = weight.shape[1]
         let plane = cout * cin, lanesPadded = (cin + 7) / 8 * 8
