@@ -14,7 +14,7 @@ final class UNetTests: XCTestCase {
     func testMatchesDiffusersFromDiffusersFP16() throws { try checkParity(.diffusersFP16) }
     func testMatchesDiffusersFromSingleFile() throws { try checkParity(.singleFile) }
 
-    /// The fixture's maps are too small for `conv2d` to pick Winograd by itself (it needs 96 tiles
+    /// The fixture's maps are too small for `conv2d` to pick Winograd by itself (it needs 32 tiles
     /// of 4×4), so this runs every 3×3 stride-1 convolution through F(4×4, 3×3), as the full-size
     /// model's 64×64, 32×32 and 16×16 levels do, within the same tolerance.
     func testMatchesDiffusersWithWinogradConvolutions() throws {

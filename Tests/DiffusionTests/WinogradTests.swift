@@ -36,6 +36,13 @@ final class WinogradTests: XCTestCase {
         check(n: 1, cin: 64, cout: 32, h: 48, w: 64, bias: false, seed: 410)
     }
 
+    /// Kernels whose transformed weights exceed `winogradWeightBudget` (here 768 × 640 × 36 floats,
+    /// 70 MB) run in slices of output channels (606 and 34), each written into its place.
+    func testWideKernelsRunInSlicesOfOutputChannels() {
+        XCTAssertGreaterThan(36 * 768 * 640, Tensor.winogradWeightBudget)
+        check(n: 1, cin: 768, cout: 640, h: 5, w: 6, bias: true, seed: 430)
+    }
+
     /// The weight transform alone: U = G·g·Gᵀ for a kernel whose transform is known in closed form.
     /// A kernel of all ones gives U[a][b] = (G·1)[a]·(G·1)[b] with G·1 = (1/4, −1/2, −1/6, 7/24, 1/8, 1).
     func testWeightTransformOfAKernelOfOnes() {
@@ -55,7 +62,7 @@ final class WinogradTests: XCTestCase {
     }
 
     /// `conv2d` picks Winograd for SD1.5's 3×3 convolutions at 512×512 down to the UNet's 16×16
-    /// level with guidance, and the older paths for small maps, strides of 2 and 1×1 kernels.
+    /// level with guidance (32 tiles), and the older paths for small maps, strides of 2 and 1×1 kernels.
     func testStrategyByShape() {
         func strategy(n: Int, k: Int = 3, stride: Int = 1, padding: Int = 1, size: Int) -> Tensor.ConvStrategy {
             Tensor.convStrategy(kernel: k, stride: stride, padding: padding, batch: n, outHeight: size, outWidth: size)
@@ -64,6 +71,8 @@ final class WinogradTests: XCTestCase {
         XCTAssertEqual(strategy(n: 1, size: 64), .winograd)   // VAE's first level: 256 tiles
         XCTAssertEqual(strategy(n: 2, size: 64), .winograd)
         XCTAssertEqual(strategy(n: 2, size: 32), .winograd)
+        XCTAssertEqual(strategy(n: 2, size: 16), .winograd)   // 32 tiles
+        XCTAssertNotEqual(strategy(n: 1, size: 16), .winograd)
         XCTAssertNotEqual(strategy(n: 2, size: 8), .winograd)
         XCTAssertNotEqual(strategy(n: 1, stride: 2, size: 32), .winograd)
         XCTAssertEqual(strategy(n: 2, k: 1, padding: 0, size: 64), .direct)

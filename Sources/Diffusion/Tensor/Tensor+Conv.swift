@@ -37,13 +37,17 @@ import Foundation
 //                                shifted            winograd
 //   unet 320ch 64×64 batch 2     0.221 s  0.80      0.104–0.111 s  1.61–1.68
 //   unet 640ch 32×32 batch 2     0.223    0.79      0.123–0.132    1.35–1.43
-//   unet 1280ch 16×16 batch 2    0.337    0.52      0.322–0.352    0.51–0.54   (32 tiles: not used)
+//   unet 1280ch 16×16 batch 2    0.337    0.52      0.322–0.352    0.51–0.54   (32 tiles; see below)
 //   unet 1280ch 8×8 batch 2      0.199    0.22      0.294–0.316    0.14–0.15   (8 tiles: not used)
 //   vae 512ch 128×128            1.07     0.84–0.87 0.420–0.465    1.96–2.13
 //   vae 256ch 256×256            1.04–1.09 0.83–0.90 0.440–0.554   1.65–2.04
 //   vae 128ch 512×512            1.26–1.32 0.68–0.74 0.572–0.800   1.14–1.57
-// Below ~96 tiles the 36 GEMMs are too narrow and the per-call weight transform (36/9 of the
-// kernel's size written and read back) costs more than the multiplies saved.
+// Below ~32 tiles the 36 GEMMs are too narrow and the per-call weight transform (36/9 of the
+// kernel's size written and read back) costs more than the multiplies saved. Once the allocator
+// kept freed blocks (MemoryMode.keepFreedBlocksForReuse; the figures above still paid a page fault
+// per 4 KB of every new buffer), same command, load 2.5, roof 81–85: 1280ch 16×16 batch 2 (32
+// tiles) winograd 0.170 s (1.10), im2col 0.217 s (0.82), shifted 0.260 s; 8×8 (8 tiles) winograd
+// 0.121 s, im2col 0.066 s. The weight transform of a 1280×1280 kernel alone is 0.048 s.
 
 extension Tensor {
     /// The most floats one im2col band may hold (16 MB).
@@ -95,7 +99,7 @@ extension Tensor {
     /// `conv2d` with an explicit strategy and band budget (floats of scratch per band), so tests
     /// can force every path and many bands on small inputs.
     func conv2d(weight: Tensor, bias: Tensor?, stride: Int, padding: Int, columnBudget: Int,
-                strategy forced: ConvStrategy? = nil, winogradWeights transformed: [Float]? = nil) -> Tensor {
+                strategy forced: ConvStrategy? = nil) -> Tensor {
         precondition(rank == 4, "conv2d input must be NCHW, got \(shape)")
         precondition(weight.rank == 4 && weight.shape[2] == weight.shape[3],
                      "conv2d weight must be [Cout, Cin, k, k], got \(weight.shape)")
@@ -115,15 +119,21 @@ extension Tensor {
         precondition(strategy != .winograd || (k == 3 && stride == 1 && padding == 1), "Winograd convolution needs 3×3, stride 1, padding 1")
 
         if strategy == .winograd {
-            let u = transformed ?? Tensor.winogradWeights(weight)
             // Every output element is written by the output transform.
             var out = Tensor(uninitializedShape: [n, cout, hout, wout])
+            let slice = max(8, min(cout, Tensor.winogradWeightBudget / (36 * cin)))
             out.data.withUnsafeMutableBufferPointer { o in
                 data.withUnsafeBufferPointer { xb in
-                    u.withUnsafeBufferPointer { ub in
-                        (bias?.data ?? []).withUnsafeBufferPointer { bb in
-                            Tensor.convWinograd(xb.baseAddress!, batch: n, channels: cin, height: h, width: w,
-                                                transformedWeights: ub.baseAddress!, outChannels: cout, bias: bb, into: o.baseAddress!)
+                    (bias?.data ?? []).withUnsafeBufferPointer { bb in
+                        for first in Swift.stride(from: 0, to: cout, by: slice) {
+                            let outputs = first..<min(cout, first + slice)
+                            let u = Tensor.winogradWeights(weight, outputs: outputs)
+                            u.withUnsafeBufferPointer { ub in
+                                Tensor.convWinograd(xb.baseAddress!, batch: n, channels: cin, height: h, width: w,
+                                                    transformedWeights: ub.baseAddress!, outChannels: outputs.count,
+                                                    bias: bb.isEmpty ? bb : UnsafeBufferPointer(rebasing: bb[outputs]),
+                                                    into: o.baseAddress! + first * h * w, outChannelStride: cout)
+                            }
                         }
                     }
                 }

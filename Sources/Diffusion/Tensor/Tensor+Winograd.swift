@@ -33,16 +33,22 @@ extension Tensor {
     /// Winograd is used where a convolution has at least this many 4×4 output tiles over the batch;
     /// below it the 36 GEMMs are too narrow for sgemm and the weight transform's cost shows.
     /// Tests lower it to force the Winograd path on small fixture models.
-    nonisolated(unsafe) static var winogradMinTiles = 96
+    nonisolated(unsafe) static var winogradMinTiles = 32
 
     /// Output tiles per block (a block is whole tile rows): wide enough for sgemm's panels, small
-    /// enough that `V` and `M` of a 512-channel block (36 · 1024 · 128 floats, 19 MB) stay near
-    /// the core. Measured best in `sdbench ops` among 64, 96, 128, 192, 256.
+    /// enough that `V` and `M` of a 512-channel block (36 · 1024 · 128 floats, 19 MB) stay in the
+    /// shared 32 MB L3 cache. (Chosen by that reasoning; other sizes were not measured.)
     static let winogradBlockTiles = 128
 
     /// Blocks are not split below this many tiles to give every worker one: narrower GEMMs lose
     /// more than the single-threaded transforms of one block on all cores do.
     static let winogradMinBlockTiles = 64
+
+    /// The most floats of transformed weights held at once (64 MB). A 2560 → 1280 kernel's U is
+    /// 472 MB, more than low-memory mode's whole budget, so wide convolutions run in slices of
+    /// output channels, each with its own slice of U (the input transform is redone per slice,
+    /// a few percent at the 16×16 level where these kernels sit).
+    static let winogradWeightBudget = 1 << 24
 
     /// The transformed weights `U = G g Gᵀ` of a `[Cout, Cin, 3, 3]` kernel, laid out `[36][Cout][Cin]`
     /// so that each transform position is a row-major GEMM operand.
@@ -50,14 +56,18 @@ extension Tensor {
     /// Computed on each call rather than kept: one output channel's kernels are transposed to
     /// `[9][Cin]`, then transformed eight input channels at a time, ~4 ns per channel pair, 0.4 %
     /// of a UNet step; keeping U would cost four times the 3×3 weights in memory.
-    public static func winogradWeights(_ weight: Tensor) -> [Float] {
+    /// - Parameter outputs: the output channels to transform (all by default); the result then has
+    ///   `outputs.count` rows per position.
+    public static func winogradWeights(_ weight: Tensor, outputs: Range<Int>? = nil) -> [Float] {
         precondition(weight.rank == 4 && weight.shape[2] == 3 && weight.shape[3] == 3, "Winograd needs a 3×3 kernel, got \(weight.shape)")
-        let cout = weight.shape[0], cin = weight.shape[1]
+        let outputs = outputs ?? 0..<weight.shape[0]
+        precondition(outputs.lowerBound >= 0 && outputs.upperBound <= weight.shape[0], "output channels \(outputs) outside \(weight.shape)")
+        let cout = outputs.count, cin = weight.shape[1]
         let plane = cout * cin, lanesPadded = (cin + 7) / 8 * 8
         return [Float](unsafeUninitializedCapacity: 36 * plane) { buffer, initialized in
             let u = SharedPointer(buffer.baseAddress!)
             weight.data.withUnsafeBufferPointer { wb in
-                let g = wb.baseAddress!
+                let g = wb.baseAddress! + outputs.lowerBound * cin * 9
                 Parallel.forEach(cout, grain: max(1, 8192 / max(1, cin))) { range in
                     withUnsafeTemporaryAllocation(of: Float.self, capacity: 9 * lanesPadded) { tmp in
                         let taps = tmp.baseAddress!
@@ -153,10 +163,12 @@ extension Tensor {
     /// - Parameters:
     ///   - u: the transformed weights of `winogradWeights`, `[36][Cout][Cin]`.
     ///   - bias: `Cout` values, or empty.
+    ///   - outChannelStride: the output's channel count, when these `Cout` channels are a slice of
+    ///     it starting at `y`.
     static func convWinograd(
         _ x: UnsafePointer<Float>, batch n: Int, channels cin: Int, height h: Int, width w: Int,
         transformedWeights u: UnsafePointer<Float>, outChannels cout: Int, bias: UnsafeBufferPointer<Float>,
-        into y: UnsafeMutablePointer<Float>
+        into y: UnsafeMutablePointer<Float>, outChannelStride: Int? = nil
     ) {
         let tileRows = (h + 3) / 4, tileCols = (w + 3) / 4
         let groups = (tileCols + 7) / 8
@@ -217,7 +229,7 @@ extension Tensor {
                         let b = bias.isEmpty ? 0 : bias[co]
                         for r in 0..<rows {
                             let image = (row0 + r) / tileRows, tileRow = (row0 + r) % tileRows
-                            let plane = out.base + (image * cout + co) * h * w
+                            let plane = out.base + (image * (outChannelStride ?? cout) + co) * h * w
                             for g in 0..<groups {
                                 gatherOutputGroup(m + co * stride + r * tileCols + 8 * g, positionStride: cout * stride, bias: b,
                                                   into: plane, height: h, width: w, tileRow: tileRow, firstTile: 8 * g,
