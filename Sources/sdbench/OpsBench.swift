@@ -64,6 +64,10 @@ struct OpCase {
         attention("vae mid attn 64x64 1 head dim 512", batch: 1, queries: 4096, keys: 4096, heads: 1, dim: 512),
         attention("clip causal-size attn 77 tokens 12 heads dim 64 batch 2", batch: 2, queries: 77, keys: 77, heads: 12, dim: 64),
         linear("unet ff geglu proj 320->2560 64x64 batch 2", rows: 8192, inFeatures: 320, outFeatures: 2560),
+        linear("unet linear q/k/v/out 320->320 64x64 batch 2", rows: 8192, inFeatures: 320, outFeatures: 320),
+        linear("unet linear ff out 1280->320 64x64 batch 2", rows: 8192, inFeatures: 1280, outFeatures: 320),
+        linear("unet linear q/k/v/out 640->640 32x32 batch 2", rows: 2048, inFeatures: 640, outFeatures: 640),
+        linear("unet linear q/k/v/out 1280->1280 16x16 batch 2", rows: 512, inFeatures: 1280, outFeatures: 1280),
         timed("winograd weight transform 1280x1280") {
             let w = Tensor(shape: [1280, 1280, 3, 3], repeating: 0.01)
             return { _ = Tensor.winogradWeights(w) }
