@@ -147,16 +147,16 @@ final class TensorGEMMTests: XCTestCase {
         checkAttention(b: 2, nq: 50, nk: 77, heads: 2, d: 16, causal: false, seed: 100)
     }
 
-    func testHeadDim40FewKeys() {
-        // Head dim 40 with fewer than 256 keys (the UNet's cross-attention, 77 keys) stays on the
-        // sgemm path: partial query blocks, key counts that are not a multiple of 16.
+    func testFusedFewKeys() {
+        // Head dim 40 with few keys (the UNet's cross-attention, 77 keys) in FusedAttention: a
+        // single key block, key counts that are not a multiple of 16 (padding panels), partial tiles.
         checkAttention(b: 2, nq: 37, nk: 37, heads: 2, d: 40, causal: false, seed: 130)
         checkAttention(b: 1, nq: 100, nk: 77, heads: 3, d: 40, causal: false, seed: 133)
         checkAttention(b: 1, nq: 6, nk: 16, heads: 1, d: 40, causal: false, seed: 136)
     }
 
     func testFusedKernelTails() {
-        // Head dims that are multiples of 40 with ≥ 256 keys take FusedAttention (tiles of 6
+        // Head dims that are multiples of 40 take FusedAttention (tiles of 6
         // queries, chunks of 96, key blocks of 256, panels of 16 keys). 300 queries: three full
         // chunks and one of 12; 300 keys: a block of 256 and one of 44 real + 4 padding keys.
         checkAttention(b: 1, nq: 300, nk: 300, heads: 2, d: 40, causal: false, seed: 150)

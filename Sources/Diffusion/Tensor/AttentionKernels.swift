@@ -51,7 +51,7 @@ enum FusedAttention {
         let workers = min(Parallel.workers, tasks)
         // exp(x) = 2^(x · log₂e): folding log₂e into Q saves a multiply per score.
         let qScale = scale * 1.44269504088896341
-        let perWorker = 2 * nkPad * d + 2 * chunkRows * d + tileRows * keyBlock + tileRows * 8 + 2 * chunkRows
+        let perWorker = 2 * nkPad * d + 2 * chunkRows * d + tileRows * keyBlock + tileRows * 8 + 9 * chunkRows
         var scratch = [Float](repeating: 0, count: workers * perWorker)
 
         out.data.withUnsafeMutableBufferPointer { ob in
@@ -70,7 +70,7 @@ enum FusedAttention {
                                 let s = os + chunkRows * d                // [tileRows, keyBlock]
                                 let mx = s + tileRows * keyBlock          // [tileRows, 8], lane maxima
                                 let rowMax = mx + tileRows * 8            // [chunkRows], running m
-                                let rowSum = rowMax + chunkRows           // [chunkRows], running ℓ
+                                let rowSum = rowMax + chunkRows           // [chunkRows, 8], running ℓ as lane sums
                                 var currentHead = -1
                                 for task in range {
                                     let bh = task / chunks
@@ -109,7 +109,7 @@ enum FusedAttention {
                                     }
                                     os.update(repeating: 0, count: tiles * tileRows * d)
                                     rowMax.update(repeating: -.infinity, count: tiles * tileRows)
-                                    rowSum.update(repeating: 0, count: tiles * tileRows)
+                                    rowSum.update(repeating: 0, count: tiles * tileRows * 8)
 
                                     var k0 = 0
                                     while k0 < nkPad {
@@ -125,11 +125,14 @@ enum FusedAttention {
                                                 if blockMax > rowMax[i] {
                                                     // Rescale by 2^(m − m'); on the first block O and ℓ are 0.
                                                     let alpha = exp2(nonPositive: V8(repeating: rowMax[i] - blockMax))[0]
-                                                    rowSum[i] *= alpha
+                                                    multiply(rowSum + i * 8, count: 8, by: alpha)
                                                     multiply(os + i * d, count: d, by: alpha)
                                                     rowMax[i] = blockMax
                                                 }
-                                                rowSum[i] += exp2Sum(s + r * keyBlock, count: width, shift: rowMax[i])
+                                                // ℓ stays eight lane sums until the end: no horizontal sum per block.
+                                                let sums = UnsafeMutableRawPointer(rowSum + i * 8)
+                                                let blockSums = exp2Sum(s + r * keyBlock, count: width, shift: rowMax[i])
+                                                sums.storeBytes(of: sums.loadUnaligned(as: V8.self) + blockSums, as: V8.self)
                                             }
                                             accumulateTile(s, UnsafeRawPointer(vh + k0 * d), d: d, keys: width, into: os + r0 * d)
                                         }
@@ -139,7 +142,8 @@ enum FusedAttention {
                                     let outRows = o.base + (batch * nq + q0) * channels + head * d
                                     for r in 0..<rows {
                                         (outRows + r * channels).update(from: os + r * d, count: d)
-                                        multiply(outRows + r * channels, count: d, by: 1 / rowSum[r])
+                                        let total = UnsafeRawPointer(rowSum + r * 8).loadUnaligned(as: V8.self).sum()
+                                        multiply(outRows + r * channels, count: d, by: 1 / total)
                                     }
                                 }
                             }
@@ -303,10 +307,9 @@ enum FusedAttention {
     }
 
     /// Replaces each of `count` (a multiple of 8) scores `x` (log₂ units) by `2^(x − shift)` and
-    /// returns their sum (eight lane sums, then the lanes in a fixed order). `shift` is at least the
-    /// row's maximum, so the arguments are ≤ 0.
+    /// returns their eight lane sums. `shift` is at least the row's maximum, so the arguments are ≤ 0.
     @inline(__always)
-    static func exp2Sum(_ p: UnsafeMutablePointer<Float>, count: Int, shift: Float) -> Float {
+    static func exp2Sum(_ p: UnsafeMutablePointer<Float>, count: Int, shift: Float) -> V8 {
         let raw = UnsafeMutableRawPointer(p), m = V8(repeating: shift)
         var acc = V8()
         for i in stride(from: 0, to: count * 4, by: 32) {
@@ -314,6 +317,6 @@ enum FusedAttention {
             raw.storeBytes(of: e, toByteOffset: i, as: V8.self)
             acc += e
         }
-        return acc.sum()
+        return acc
     }
 }
