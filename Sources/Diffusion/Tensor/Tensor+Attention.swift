@@ -16,21 +16,24 @@ import Foundation
 // passes over the block (row max; exp and sum together) and the 1/Σ is applied to the D outputs of
 // a row rather than its Nk probabilities.
 //
-// Measured with `sdbench ops --threads 1 --clock cpu` (one core's CPU time on the shared 2-core
-// machine, load 5–9; roof = cblas_sgemm on a large conv shape in the same run, 98–101 GFLOP/s),
-// 2026-11-25, dense FLOPs (4·B·H·Nq·Nk·D). Before = main at 2b456dd (baseline x86-64 codegen,
-// sgemm path for all), after = this file with the AVX2 + FMA release build (Package.swift):
-//                                           before              after
-//   unet self-attn 64×64, 8 heads, D 40     46 GFLOP/s  0.46    67–70 GFLOP/s  0.69–0.70  (fused)
-//   unet cross-attn 64×64 × 77 keys, D 40   33          0.32    38–40          0.38–0.40  (0.8 GFLOP)
-//   unet self-attn 32×32, D 80              65          0.64    73–74          0.71–0.74
-//   unet self-attn 16×16, D 160             76          0.76    85             0.83–0.86
-//   vae mid attn 64×64, 1 head, D 512       81          0.80    84–87          0.84–0.86
-// Wall clock on both cores (load ~7, 2-thread roof 63–68): self-attn 64×64 0.49 → 0.69 of roof.
-// On the sgemm path at 64×64 (`SDREPL_ATTENTION_KERNEL=blas`) the AVX2 build alone gives 0.55–0.56:
-// the rest of the sgemm path's time is OpenBLAS at K = 40 / N = 40 and its packing of the score
-// block. In the fused kernel (perf, after): Q·Kᵀ ~30 %, softmax exp ~25 %, P·V ~40 %; the exp
-// stays unfused because LLVM scalarises chained `addingProduct`s on SIMD8 (see softmaxExpSum).
+// Measured with `sdbench ops --threads 1 --clock cpu --filter attn` (CPU time of the process,
+// roof = cblas_sgemm on a large conv shape in the same run), 2026-11-25, dense FLOPs
+// (4·B·H·Nq·Nk·D), on the 2-core EPYC (Zen 3: 32 KB L1d, 512 KB L2 per core) while quiet (load
+// < 1.3, roof 91–95 GFLOP/s single-core, 184–187 on both cores). Before = b4b882f (fused kernel
+// for D = 40 only, two-pass softmax over all 4096 keys per 6-query tile; sgemm path elsewhere),
+// after = FusedAttention as in AttentionKernels.swift:
+//                                           one core, before → after       both cores (wall), before → after
+//   unet self-attn 64×64, 8 heads, D 40     58 GFLOP/s 0.63 → 78  0.83–0.85   116 GFLOP/s 0.62 → 155  0.84
+//   unet cross-attn 64×64 × 77 keys, D 40   34         0.37 → 49  0.54         69         0.37 → 104  0.56
+//   unet self-attn 32×32, D 80              64         0.69 → 76–80 0.80–0.87  128        0.68 → 162  0.88
+//   unet self-attn 16×16, D 160             (11 ms: CPU clock too coarse)       145        0.78 → 154  0.84
+//   vae mid attn 64×64, 1 head, D 512       82         0.87 (sgemm path, unchanged)
+// Where the old kernel lost time: its per-tile pass over all of K and V (1.3 MB per head, more than
+// the L2) came from L3, and V was read three times per tile. Now 96 queries share each 256-key
+// block of K and V while it sits in L2. perf on the 64×64 case, after: Q·Kᵀ ~42 %, P·V ~39 %
+// (both at the sgemm roof's rate), exp2 ~11 %, packing and the online-softmax bookkeeping ~8 %.
+// The earlier note that LLVM scalarises chained `addingProduct`s did not hold for the exp2 here:
+// written as `V8(repeating: c).addingProduct(p, f)` it compiles to one vfmadd213ps per step.
 
 extension Tensor {
     /// The score-block budget per worker, in floats (2 MB): `queryBlock = budget / Nk`.
