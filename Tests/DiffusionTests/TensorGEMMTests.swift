@@ -148,16 +148,51 @@ final class TensorGEMMTests: XCTestCase {
         checkAttention(b: 2, nq: 50, nk: 77, heads: 2, d: 16, causal: false, seed: 100)
     }
 
-    func testFusedHeadDim40() {
-        // Head dim 40 (SD1.5's 64×64 blocks) takes the fused kernel: query counts that leave a
-        // partial 6-row tile, key counts that are not a multiple of 16 (CLIP's 77), one exact tile,
-        // and more tasks than workers so a worker moves on to the next head.
+    func testFusedFewKeys() {
+        // Head dim 40 with few keys (the UNet's cross-attention, 77 keys) in FusedAttention: a
+        // single key block, key counts that are not a multiple of 16 (padding panels), partial tiles.
         checkAttention(b: 2, nq: 37, nk: 37, heads: 2, d: 40, causal: false, seed: 130)
         checkAttention(b: 1, nq: 100, nk: 77, heads: 3, d: 40, causal: false, seed: 133)
         checkAttention(b: 1, nq: 6, nk: 16, heads: 1, d: 40, causal: false, seed: 136)
-        let q = Tensor.random([2, 300, 80], seed: 139), k = Tensor.random([2, 45, 80], seed: 140)
+    }
+
+    func testFusedKernelTails() {
+        // Head dims that are multiples of 40 take FusedAttention (tiles of 6
+        // queries, chunks of 96, key blocks of 256, panels of 16 keys). 300 queries: three full
+        // chunks and one of 12; 300 keys: a block of 256 and one of 44 real + 4 padding keys.
+        checkAttention(b: 1, nq: 300, nk: 300, heads: 2, d: 40, causal: false, seed: 150)
+        // Exactly one block (no padding); 97 queries: a chunk and a tile holding one query.
+        checkAttention(b: 1, nq: 97, nk: 256, heads: 1, d: 40, causal: false, seed: 153)
+        // 257 keys: the second block is one panel with a single real key; 8 heads, 2 batches.
+        checkAttention(b: 2, nq: 13, nk: 257, heads: 8, d: 40, causal: false, seed: 156)
+        // 600 queries (6 chunks + 24), 520 keys (blocks 256, 256, 8 + 8 padding).
+        checkAttention(b: 1, nq: 600, nk: 520, heads: 1, d: 40, causal: false, seed: 159)
+        // Head dim 80 (SD1.5's 32×32 blocks): two 40-column slabs in P·V.
+        checkAttention(b: 1, nq: 101, nk: 270, heads: 3, d: 80, causal: false, seed: 162)
+    }
+
+    func testFusedOnlineSoftmaxRescales() {
+        // Key norms growing with the key index: every block raises each row's running maximum,
+        // so O and the sum are rescaled at every block. Shrinking norms: the first block holds the
+        // maximum and later blocks' exponentials nearly vanish.
+        for growing in [true, false] {
+            let nk = 700, c = 80
+            var k = Tensor.random([1, nk, c], seed: 170)
+            for j in 0..<nk {
+                let norm = Float(growing ? j : nk - j) / Float(nk) * 4
+                for e in 0..<c { k.data[j * c + e] *= norm }
+            }
+            let q = Tensor.random([1, 50, c], in: -2...2, seed: 171), v = Tensor.random([1, nk, c], seed: 172)
+            let want = referenceAttention(q, k, v, heads: 2, causal: false)
+            assertClose(Tensor.attention(q: q, k: k, v: v, heads: 2), want, tolerance: 2e-5, growing ? "growing" : "shrinking")
+        }
+    }
+
+    func testFusedBitIdenticalAcrossRuns() {
+        // Many tasks over both workers; the output must not depend on scheduling.
+        let q = Tensor.random([2, 300, 80], seed: 139), k = Tensor.random([2, 290, 80], seed: 140)
         let att = Tensor.attention(q: q, k: k, v: k, heads: 2)
-        XCTAssertEqual(bits(Tensor.attention(q: q, k: k, v: k, heads: 2)), bits(att))
+        for _ in 0..<3 { XCTAssertEqual(bits(Tensor.attention(q: q, k: k, v: k, heads: 2)), bits(att)) }
     }
 
     func testCausalAttention() {
