@@ -27,9 +27,18 @@ struct OpCase {
 
     static func attention(_ what: String, batch: Int, queries: Int, keys: Int, heads: Int, dim: Int) -> OpCase {
         OpCase(what: what, flops: 4 * Double(batch * heads) * Double(queries * keys * dim)) {
-            let q = Tensor(shape: [batch, queries, heads * dim], repeating: 0.1)
-            let kv = Tensor(shape: [batch, keys, heads * dim], repeating: 0.2)
-            return { _ = Tensor.attention(q: q, k: kv, v: kv, heads: heads) }
+            // Varied values, as in a model: constant ones would never move a row's running max,
+            // and the online softmax would skip all its rescaling.
+            let scale = Float(ProcessInfo.processInfo.environment["SDBENCH_ATTN_SCALE"] ?? "1") ?? 1
+            func varied(_ n: Int, _ seed: UInt64) -> Tensor {
+                var state = seed
+                return Tensor(shape: [batch, n, heads * dim], data: (0..<(batch * n * heads * dim)).map { _ in
+                    state = state &* 6364136223846793005 &+ 1442695040888963407
+                    return (Float(state >> 40) / Float(1 << 24) - 0.5) * 2 * scale
+                })
+            }
+            let q = varied(queries, 1), k = varied(keys, 2), v = varied(keys, 3)
+            return { _ = Tensor.attention(q: q, k: k, v: v, heads: heads) }
         }
     }
 
