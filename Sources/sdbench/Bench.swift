@@ -8,9 +8,11 @@ import Diffusion
 /// Later measurements (a UNet step, the VAE decode, issue 8) are added as further subcommands.
 @main
 struct Bench: ParsableCommand {
-    /// Checks the CPU before ArgumentParser runs any command (see `HostCheck`).
+    /// Checks the CPU and sets the engine's environment (see `HostCheck`, `EngineEnvironment`) before
+    /// ArgumentParser runs any command.
     static func main() {
         HostCheck.exitIfUnsupported(program: "sdbench")
+        EngineEnvironment.restartWithEngineSettingsIfNeeded()
         // As a pipeline does when it opens, so `sdbench gemm` and `ops` measure the ops as the
         // engine runs them.
         MemoryMode.keepFreedBlocksForReuse()

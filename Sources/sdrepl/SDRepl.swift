@@ -34,9 +34,11 @@ struct SessionOptions: ParsableArguments {
 
 @main
 struct SDRepl: ParsableCommand {
-    /// Checks the CPU before ArgumentParser runs any command (see `HostCheck`).
+    /// Checks the CPU and sets the engine's environment (see `HostCheck`, `EngineEnvironment`) before
+    /// ArgumentParser runs any command.
     static func main() {
         HostCheck.exitIfUnsupported(program: "sdrepl")
+        EngineEnvironment.restartWithEngineSettingsIfNeeded()
         main(nil)
     }
 

@@ -1,3 +1,4 @@
+import Foundation
 import HostCheck
 import XCTest
 
@@ -19,5 +20,39 @@ final class HostCheckTests: XCTestCase {
     func testThisMachinePasses() throws {
         let cpuinfo = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
         XCTAssertEqual(HostCheck.missingFlags(cpuinfo: cpuinfo), [])
+    }
+
+    /// `sdrepl` restarts itself once with `OPENBLAS_THREAD_TIMEOUT=4` (see `EngineEnvironment`):
+    /// the environment of the running program (/proc/PID/environ, the one its last `execve` got)
+    /// has it, and a value the user set is kept.
+    func testTheProgramRunsWithOpenBLASsThreadTimeoutAndKeepsTheUsers() throws {
+        for (given, expected) in [(nil, "4"), ("9", "9")] as [(String?, String)] {
+            let sandbox = Sandbox()
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: try sdreplBinary())
+            process.arguments = ["--no-record"]
+            process.environment = sandbox.environment.merging(given.map { ["OPENBLAS_THREAD_TIMEOUT": $0] } ?? [:]) { $1 }
+            process.currentDirectoryURL = URL(fileURLWithPath: sandbox.path)
+            let input = Pipe(), output = Pipe()
+            process.standardInput = input
+            process.standardOutput = output
+            process.standardError = output
+            try process.run()
+            // It waits for commands on the open pipe; read its environment meanwhile.
+            var found: [String] = []
+            let deadline = Date().addingTimeInterval(20)
+            while Date() < deadline {
+                let environ = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(process.processIdentifier)/environ"))) ?? Data()
+                found = environ.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+                    .filter { $0.hasPrefix("OPENBLAS_THREAD_TIMEOUT=") }
+                if !found.isEmpty { break }
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+            try input.fileHandleForWriting.close()
+            _ = output.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            XCTAssertEqual(found, ["OPENBLAS_THREAD_TIMEOUT=\(expected)"], "given \(given ?? "nothing")")
+            XCTAssertEqual(process.terminationStatus, 0)
+        }
     }
 }
