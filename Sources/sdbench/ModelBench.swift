@@ -178,21 +178,10 @@ struct ModelBench: ParsableCommand {
         print(JSON.object(fields).text)
     }
 
-    /// The best of the timed runs after one warm-up, and the per-op profile of the last timed run.
+    /// The best of the timed runs after one warm-up, and the per-op profile of that run.
     func profiled(_ timing: Timing, _ body: () -> Void) -> (Double, [Profiler.Kind: Profiler.Entry]) {
         body()  // warm-up: fast mode converts the weights here
-        var best = Double.infinity
-        var profile: [Profiler.Kind: Profiler.Entry] = [:]
-        for _ in 0..<timing.repeats {
-            Profiler.reset()
-            Profiler.isEnabled = true
-            let start = timing.now()
-            body()
-            let seconds = timing.now() - start
-            Profiler.isEnabled = false
-            if seconds < best { best = seconds; profile = Profiler.totals }
-        }
-        return (best, profile)
+        return bestProfiled(repeats: timing.repeats, timing, body)
     }
 
     func printProfile(_ what: String, _ profile: [Profiler.Kind: Profiler.Entry], total: Double, roof: Double, reference: Double) {
@@ -302,17 +291,8 @@ struct ModelBenchChild: ParsableCommand {
         // Steps after the first (the warm-up) and decodes, the best of `repeats` as in fast mode,
         // profiled for the time spent converting weights, which is what low-memory mode adds.
         func profiledOnce(_ body: () -> Void) -> (seconds: Double, conversion: Double) {
-            var best = (seconds: Double.infinity, conversion: 0.0)
-            for _ in 0..<max(1, repeats) {
-                Profiler.reset()
-                Profiler.isEnabled = true
-                let begin = timing.now()
-                body()
-                let seconds = timing.now() - begin
-                Profiler.isEnabled = false
-                if seconds < best.seconds { best = (seconds, Profiler.totals[.weights]?.seconds ?? 0) }
-            }
-            return best
+            let (seconds, profile) = bestProfiled(repeats: repeats, timing, body)
+            return (seconds, profile[.weights]?.seconds ?? 0)
         }
         let (step, stepConversion) = profiledOnce { noise = pipeline.unet(latents, timestep: 500, context: context) }
         say(String(format: "  low: UNet step %.2f s (weight conversion %.2f s); ", step, stepConversion) + Machine.memory)
@@ -337,6 +317,22 @@ struct ModelBenchChild: ParsableCommand {
         fields.append(("peak_rss_mb", .number(Machine.status("VmHWM"), decimals: 0)))
         print(JSON.object(fields).text)
     }
+}
+
+/// The best of `repeats` timed runs of `body` (at least one), with the per-op profile of that run.
+func bestProfiled(repeats: Int, _ timing: Timing, _ body: () -> Void) -> (seconds: Double, profile: [Profiler.Kind: Profiler.Entry]) {
+    var best = Double.infinity
+    var profile: [Profiler.Kind: Profiler.Entry] = [:]
+    for _ in 0..<max(1, repeats) {
+        Profiler.reset()
+        Profiler.isEnabled = true
+        let start = timing.now()
+        body()
+        let seconds = timing.now() - start
+        Profiler.isEnabled = false
+        if seconds < best { best = seconds; profile = Profiler.totals }
+    }
+    return (best, profile)
 }
 
 /// The inputs every measurement uses.
