@@ -46,8 +46,8 @@ extension Tensor {
 
     /// The most floats of transformed weights held at once (64 MB). A 2560 → 1280 kernel's U is
     /// 472 MB, more than low-memory mode's whole budget, so wide convolutions run in slices of
-    /// output channels, each with its own slice of U (the input transform is redone per slice,
-    /// a few percent at the 16×16 level where these kernels sit).
+    /// output channels, each with its own slice of U. The input transform is redone per slice; it
+    /// costs ~36·Cin·tiles operations against the slice's 72·Cout·Cin·tiles of products.
     static let winogradWeightBudget = 1 << 24
 
     /// The transformed weights `U = G g Gᵀ` of a `[Cout, Cin, 3, 3]` kernel, laid out `[36][Cout][Cin]`
