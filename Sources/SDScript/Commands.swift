@@ -172,12 +172,12 @@ public struct Command {
             session.components.styles.listing().forEach(session.io.output)
             return .ok
         },
-        Command(name: "tokens", usage: "tokens", summary: "the token count and 75-token chunks of the current prompt",
+        Command(name: "tokens", usage: "tokens", summary: "the token count and 75-token chunks of the current prompt (of each text, with prompt editing)",
                 kind: .words, completion: .none) { session, argument, _ in
             guard argument.isEmpty else { throw ScriptError.unexpectedArgument(command: "tokens", argument: argument) }
             let request = try session.resolvedRequest(seed: 0)
             let generator = try session.loadedGenerator()
-            session.io.output(try generator.tokenReport(prompt: request.prompt))
+            session.io.output(try generator.tokenReport(prompt: request.prompt, steps: request.steps))
             return .ok
         },
         Command(name: "load", usage: "load FILE", summary: "set prompt, negative, seed, steps, cfg, size, sampler from an image's recipe",

@@ -59,8 +59,9 @@ public protocol ImageGenerator: AnyObject {
     /// Warnings to show once, when the model has loaded (tensors of the checkpoint no model part took).
     var loadWarnings: [String] { get }
 
-    /// The token count and the 75-token chunks of `prompt`, as text for the `tokens` command.
-    func tokenReport(prompt: String) throws -> String
+    /// The token count and the 75-token chunks of `prompt` (of each of its texts, when prompt editing
+    /// changes it during the `steps`), as text for the `tokens` command.
+    func tokenReport(prompt: String, steps: Int) throws -> String
 }
 
 /// Loads a generator for a model found by the `ModelCatalog`.

@@ -95,7 +95,29 @@ public final class PipelineGenerator: ImageGenerator {
                               model: identity)
     }
 
-    public func tokenReport(prompt: String) throws -> String {
+    public func tokenReport(prompt: String, steps: Int) throws -> String {
+        let schedule = PromptSchedule(prompt, steps: steps)
+        guard schedule.isScheduled else { return try chunkReport(prompt) }
+        // Sampling step s (1-based) is A1111's evaluation s - 1.
+        var ranges: [String] = []
+        var texts: [String] = []
+        var first = 1
+        for step in 1...steps {
+            let text = schedule.entries[schedule.entryIndex(forEvaluation: step - 1)].prompt
+            if step < steps, schedule.entries[schedule.entryIndex(forEvaluation: step)].prompt == text { continue }
+            ranges.append("  \(first == step ? "step \(step)" : "steps \(first)-\(step)"): \(text)")
+            if !texts.contains(text) { texts.append(text) }
+            first = step + 1
+        }
+        var lines = ["prompt editing: \(texts.count) text\(texts.count == 1 ? "" : "s") over \(steps) steps"] + ranges
+        for text in texts {
+            lines.append("\(text.isEmpty ? "(empty)" : text):")
+            lines += try chunkReport(text).split(separator: "\n").map { "  " + $0 }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    private func chunkReport(_ prompt: String) throws -> String {
         let chunked = try pipeline.chunks(of: prompt)
         let chunker = PromptChunker(tokenizer: pipeline.tokenizer)
         let count = chunked.chunks.count

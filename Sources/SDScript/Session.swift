@@ -73,10 +73,16 @@ public final class Session {
     public static let runDepthLimit = 8
 
     private var generator: (key: String, generator: ImageGenerator)?
-    /// Lines that go into the transcript before the current command (the seed a `gen` drew).
-    private var preamble: [String] = []
-    /// Result lines of the current command, for the transcript.
-    private var results: [ResultRecord] = []
+    /// What the transcript needs of the line being run.
+    private struct LineRecord {
+        /// Lines that go into the transcript before the line (the seed a `gen` drew).
+        var preamble: [String] = []
+        /// Its result lines.
+        var results: [ResultRecord] = []
+        /// A `run` whose file's lines were written into the transcript one by one.
+        var inlinedRun = false
+    }
+    private var line = LineRecord()
     private var frames: [Frame] = []
 
     /// One script file being run.
@@ -106,34 +112,44 @@ public final class Session {
 
     /// Runs one line typed by the user, records it in the transcript, and reports any error.
     public func execute(_ text: String) -> Outcome {
-        preamble = []
-        results = []
+        line = LineRecord()
         let outcome = process(text, at: nil)
-        recordInteractive(text, outcome: outcome)
+        record(text, outcome: outcome, at: nil)
         return outcome
     }
 
-    private func recordInteractive(_ text: String, outcome: Outcome) {
+    /// Writes a line that has run into the transcript, so that replaying the transcript anywhere
+    /// makes the same images: a random seed as the concrete seed each `gen` drew, input paths
+    /// (`model`, `load`, `set model`, `set styles`) made absolute, and a `run FILE` as the lines of
+    /// FILE that ran (recorded as each runs), so the transcript needs neither the file nor its folder.
+    private func record(_ text: String, outcome: Outcome, at location: SourceLocation?) {
         guard let transcript else { return }
-        let line = ScriptLine(text)
-        switch line {
+        switch ScriptLine(text) {
         case .blank, .result, .malformedResult: return
         case .comment: transcript.record(text.trimmingWhitespace())
         case .command(let command):
+            if line.inlinedRun {
+                // Its lines, and any error among them, are in the transcript already.
+                if outcome != .quit {
+                    let file = URL(fileURLWithPath: resolve(command.argument, relativeTo: location)).standardizedFileURL.path
+                    transcript.record("# end of run \(file)")
+                }
+                return
+            }
             switch outcome {
             case .quit: return
             case .ok:
-                preamble.forEach(transcript.record)
+                line.preamble.forEach(transcript.record)
                 if Self.choosesRandomSeed(command) {
                     // Replays use the concrete seed each `gen` drew, written just before it.
                     transcript.record("# " + text.trimmingWhitespace())
                 } else {
-                    transcript.record(text.trimmingWhitespace())
+                    transcript.record(replayable(command, typed: text, at: location))
                 }
             case .failed(let diagnostic):
-                preamble.forEach(transcript.record)
+                line.preamble.forEach(transcript.record)
                 let firstLine = diagnostic.error.description.split(separator: "\n").first.map(String.init) ?? ""
-                let made = results.filter { if case .image = $0 { return true } else { return false } }.count
+                let made = line.results.filter { if case .image = $0 { return true } else { return false } }.count
                 if made > 0 && Command.named(command.name)?.name == "gen" {
                     // A gen stopped part-way (Ctrl-C, a failed save): replay exactly the images it made.
                     transcript.record("gen \(made) # \(text.trimmingWhitespace()), stopped: \(firstLine)")
@@ -141,12 +157,35 @@ public final class Session {
                     transcript.record("# " + text.trimmingWhitespace())
                     transcript.record("# error: " + firstLine)
                     // Not replayable as they stand: kept for the reader, not for --check.
-                    results.forEach { transcript.record("# " + $0.description) }
+                    line.results.forEach { transcript.record("# " + $0.description) }
                     return
                 }
             }
-            results.forEach { transcript.record($0.description) }
+            line.results.forEach { transcript.record($0.description) }
         }
+    }
+
+    /// The command as the transcript keeps it: input paths absolute, resolved as the command resolved
+    /// them (a script's `model` and `load` relative to the script's folder), so a replay from
+    /// `sessions/` or any other folder reads the same files.
+    private func replayable(_ command: CommandText, typed text: String, at location: SourceLocation?) -> String {
+        func absolute(_ path: String) -> String {
+            URL(fileURLWithPath: path).standardizedFileURL.path
+        }
+        let name = Command.named(command.name)?.name
+        let argument = command.argument
+        switch name {
+        case "model" where argument.words.first != "download", "load":
+            return "\(name ?? command.name) \(absolute(resolve(argument, relativeTo: location)))"
+        case "set":
+            let setting = CommandText(argument)
+            if let key = SettingKey.named(setting.name), key.name == "model" || key.name == "styles", !setting.argument.isEmpty {
+                return "set \(key.name) \(absolute(NSString(string: setting.argument).expandingTildeInPath))"
+            }
+        default:
+            break
+        }
+        return text.trimmingWhitespace()
     }
 
     /// `seed random`, `set seed random`, `unset seed`: written as a comment, since each `gen` records
@@ -198,7 +237,13 @@ public final class Session {
         var number = 0
         for text in lines {
             number += 1
-            let outcome = process(text, at: SourceLocation(file: name, line: number))
+            let location = SourceLocation(file: name, line: number)
+            // In an interactive session, a `run` file's lines go into the transcript one by one.
+            let outer = line
+            line = LineRecord()
+            let outcome = process(text, at: location)
+            record(text, outcome: outcome, at: location)
+            line = outer
             switch outcome {
             case .ok: continue
             case .quit:
@@ -310,6 +355,10 @@ public final class Session {
             throw ScriptError.file(command: "run", path: resolved, reason: "no such file, or not readable")
         }
         let options = frames.last?.options ?? ScriptOptions()
+        if let transcript {
+            transcript.record("# run \(URL(fileURLWithPath: resolved).standardizedFileURL.path)")
+            line.inlinedRun = true
+        }
         let summary = runScript(at: resolved, options: options)
         frames.last?.summary.checked += summary.checked
         if summary.quit { throw QuitRequest() }
@@ -374,9 +423,7 @@ public final class Session {
         case .fixed(let seed): base = seed
         case .random:
             base = drawSeed()
-            // Only a command typed at the prompt can be preceded by its seed in the transcript; a
-            // random seed inside a `run` file is drawn anew when the transcript is replayed.
-            if frames.isEmpty { preamble.append("seed \(base) # random") }
+            line.preamble.append("seed \(base) # random")
         }
         lastBatch = []
         io.clearInterrupt()
@@ -402,7 +449,7 @@ public final class Session {
                                      sha256: pixelHash(pixels), savedPaths: [])
             images.append(entry)
             lastBatch.append(images.count - 1)
-            results.append(entry.record)
+            line.results.append(entry.record)
             var line = "image \(entry.index): seed \(request.seed), \(pixels.width)x\(pixels.height), sha256 \(entry.sha256.prefix(16))…"
             var saveError: ScriptError?
             if settings.autosave, !savingDisabled, components.saver != nil {
@@ -442,7 +489,7 @@ public final class Session {
                                    reason: "\(error); the image stays in the session, try 'save PATH' elsewhere")
         }
         images[position].savedPaths += paths
-        results += paths.map { .saved(index: image.index, path: $0) }
+        line.results += paths.map { .saved(index: image.index, path: $0) }
         return paths
     }
 }

@@ -86,7 +86,8 @@ struct SDRepl: ParsableCommand {
             session.recordComment("sdrepl \(SDReplVersion.string) session, started \(ISO8601DateFormatter().string(from: Date()))")
             session.recordComment("replay: sdrepl run \(transcript.path); check: sdrepl run --check \(transcript.path)")
         }
-        if let model = options.model { session.recordCommand("model \(model)") }
+        // Absolute, so the transcript replays from sessions/ or anywhere else.
+        if let model = options.model { session.recordCommand("model \(URL(fileURLWithPath: NSString(string: model).expandingTildeInPath).standardizedFileURL.path)") }
 
         // Ask the terminal about sixel now, before the user types: keys typed during the query would be
         // read as part of its answer (they are handed back to the line editor, but not echoed).

@@ -60,4 +60,15 @@ final class ExamplesTests: XCTestCase {
             "a cottage in a forest, ((red leaves)), [fog]", "a cottage in a (forest:0.6), autumn, (lanterns:1.3)",
         ])
     }
+
+    func testPromptEditing() throws {
+        let (_, loader, summary) = try run("prompt-editing.sdscript")
+        XCTAssertEqual(summary.errors, [])
+        XCTAssertEqual(loader.generator.requests.map(\.prompt), [
+            "portrait of a [lion:tiger:0.4], golden hour, detailed fur",
+            "a cottage in a forest[, heavy snow::0.5], autumn colours",
+            "a [cat|fox] sitting on a windowsill, soft light",
+        ])
+        XCTAssertEqual(Set(loader.generator.requests.map(\.steps)), [30])
+    }
 }

@@ -29,7 +29,7 @@ final class HashImageGenerator: ImageGenerator {
 
     var loadWarnings: [String] { [] }
 
-    func tokenReport(prompt: String) throws -> String {
+    func tokenReport(prompt: String, steps: Int) throws -> String {
         "\(prompt.split(separator: " ").count) tokens (test double)"
     }
 }

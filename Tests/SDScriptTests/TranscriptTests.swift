@@ -220,6 +220,58 @@ final class TranscriptTests: XCTestCase {
         XCTAssertEqual(summary.checked, 1)
     }
 
+    /// A `run` file's lines are recorded one by one (its random seeds as the seeds drawn, its model
+    /// path absolute), so the transcript replays and checks from another folder, with the file gone.
+    func testARunFileIsRecordedLineByLineAndReplaysWithoutIt() throws {
+        let folder = TemporaryFolder()
+        folder.write("sub/m.safetensors", "")
+        let inner = folder.write("sub/inner.sdscript", "# a cat, at random\nmodel m.safetensors\nseed random\nprompt a cat\ngen\n")
+        let (path, recorded) = try recordSession(in: folder, lines: [
+            "set size 64x64", "set steps 2", "run \(folder.path)/sub/inner.sdscript", "gen",
+        ])
+        let hashes = recorded.images.map(\.sha256)
+        XCTAssertEqual(try String(contentsOfFile: path, encoding: .utf8), """
+            # test session
+            set size 64x64
+            set steps 2
+            # run \(folder.path)/sub/inner.sdscript
+            # a cat, at random
+            model \(folder.path)/sub/m.safetensors
+            # seed random
+            prompt a cat
+            seed 1234 # random
+            gen
+            #=> image 1 seed=1234 size=64x64 sha256=\(hashes[0])
+            # end of run \(folder.path)/sub/inner.sdscript
+            seed 98765 # random
+            gen
+            #=> image 2 seed=98765 size=64x64 sha256=\(hashes[1])
+
+            """)
+        try FileManager.default.removeItem(atPath: inner)
+        let summary = makeSession(seeds: []).runScript(at: path, options: ScriptOptions(check: true))
+        XCTAssertEqual(summary.errors, [])
+        XCTAssertEqual(summary.checked, 2)
+    }
+
+    /// Paths typed at the prompt are relative to the current folder; the transcript, replayed from
+    /// `sessions/`, must not read them relative to that: they are recorded absolute.
+    func testTypedInputPathsAreRecordedAbsolute() throws {
+        let folder = TemporaryFolder()
+        let cwd = FileManager.default.currentDirectoryPath
+        let model = folder.write("m.safetensors", "")
+        // ../../tmp/…/m.safetensors from the current folder.
+        let relative = String(repeating: "../", count: URL(fileURLWithPath: cwd).pathComponents.count - 1) + model.dropFirst()
+        let (path, _) = try recordSession(in: folder, lines: ["model \(relative)", "set model ./\(relative)", "model download"])
+        XCTAssertEqual(try String(contentsOfFile: path, encoding: .utf8), """
+            # test session
+            model \(model)
+            set model \(model)
+            model download
+
+            """)
+    }
+
     func testTranscriptsNeverOverwriteEachOther() throws {
         let folder = TemporaryFolder()
         let date = Date(timeIntervalSince1970: 1_795_000_000)

@@ -395,4 +395,28 @@ final class ExampleRunTests: XCTestCase {
                        run.stdout)
         XCTAssertTrue(run.stdout.contains("chunk 1 ("), "tokens shows the chunks: \(run.stdout)")
     }
+
+    /// Prompt editing for real: `tokens` shows which text serves which steps (30 steps, the swap at
+    /// 0.4 = step 12, which A1111's counter serves with the first text through step 13).
+    func testPromptEditingExampleRunsOnTheFixtureModel() throws {
+        let sandbox = Sandbox()
+        let example = FixturePaths.repoRoot.appendingPathComponent("examples/prompt-editing.sdscript").path
+        sandbox.write("wrapper.sdscript", """
+            model \(EndToEndTests.diffusersModel)
+            set size 64x64
+            set autosave off
+            run \(example)
+
+            """)
+        let run = try PipeRun(["run", "wrapper.sdscript"], in: sandbox)
+        XCTAssertEqual(run.status, 0, run.stderr)
+        let hashes = run.stdout.split(separator: "\n").filter { $0.hasPrefix("image ") && $0.contains("sha256") }
+        XCTAssertEqual(hashes.count, 3, run.stdout)
+        XCTAssertEqual(Set(hashes.map { $0.split(separator: " ").last ?? "" }).count, 3, "three different pictures")
+        XCTAssertTrue(run.stdout.contains("""
+            prompt editing: 2 texts over 30 steps
+              steps 1-13: portrait of a lion, golden hour, detailed fur
+              steps 14-30: portrait of a tiger, golden hour, detailed fur
+            """), run.stdout)
+    }
 }

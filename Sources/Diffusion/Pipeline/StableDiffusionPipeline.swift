@@ -1,5 +1,19 @@
 import Foundation
 
+/// The UNet's text context for each model evaluation of one request.
+public struct TextConditioning {
+    /// One context per distinct pair of (prompt, negative) texts: `[2, 77·n, C]` (negative, then
+    /// prompt) with guidance, `[1, 77·n, C]` without.
+    public let contexts: [Tensor]
+    /// For evaluation `i`, the index into `contexts`.
+    let contextIndex: [Int]
+
+    /// The context of model evaluation `i` (0-based); past the schedule's end, the last one.
+    public func context(forEvaluation i: Int) -> Tensor {
+        contexts[contextIndex[min(i, contextIndex.count - 1)]]
+    }
+}
+
 /// One finished image and everything that made it.
 public struct GenerationResult: Sendable {
     public let image: PixelImage
@@ -11,7 +25,8 @@ public struct GenerationResult: Sendable {
 
 /// Text to image with a loaded SD1.x checkpoint, step for step as diffusers' `StableDiffusionPipeline`:
 ///
-///     text -> tokens (A1111 weighting, 75-token chunks) -> CLIP hidden states
+///     text -> A1111 prompt editing (the texts of each step) -> tokens (A1111 weighting, 75-token
+///          chunks) -> CLIP hidden states
 ///          -> latents = randn(seed) * init_noise_sigma
 ///          -> for each timestep: UNet on [uncond, cond], guidance, scheduler step
 ///          -> VAE decode -> RGB8
@@ -65,6 +80,38 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
         return (PromptConditioning.encode(cond, using: encode), PromptConditioning.encode(uncond, using: encode))
     }
 
+    /// The UNet's context for every model evaluation of `request`, with A1111's prompt editing and
+    /// alternation applied to the prompt and the negative prompt (see `PromptSchedule`).
+    ///
+    /// Each distinct pair of texts is encoded once, all before sampling starts, so a prompt error
+    /// surfaces before any work. A prompt without schedules gives one context, the same as
+    /// `encodeText`.
+    /// - Throws: a prompt error (`PromptError`).
+    public func conditioning(for request: GenerationRequest, guidance: Bool) throws -> TextConditioning {
+        let positive = PromptSchedule(request.prompt, steps: request.steps)
+        let negative = PromptSchedule(request.negativePrompt, steps: request.steps)
+        var contexts: [Tensor] = []
+        var known: [[String]: Int] = [:]
+        var forEvaluation: [Int] = []
+        // A sampler makes at most steps + 1 evaluations (PNDM's first timestep runs twice).
+        for evaluation in 0...request.steps {
+            let prompt = positive.entries[positive.entryIndex(forEvaluation: evaluation)].prompt
+            let negativePrompt = guidance ? negative.entries[negative.entryIndex(forEvaluation: evaluation)].prompt : ""
+            let key = [prompt, negativePrompt]
+            if let index = known[key] {
+                forEvaluation.append(index)
+                continue
+            }
+            let (cond, uncond) = try encodeText(prompt: prompt, negativePrompt: negativePrompt, clipSkip: request.clipSkip,
+                                                guidance: guidance)
+            // diffusers concatenates [negative, positive] and runs the UNet once on the batch of two.
+            contexts.append(uncond.map { Tensor.concatBatch([$0, cond]) } ?? cond)
+            known[key] = contexts.count - 1
+            forEvaluation.append(contexts.count - 1)
+        }
+        return TextConditioning(contexts: contexts, contextIndex: forEvaluation)
+    }
+
     /// Generates `request.batchCount` images with seeds `seed`, `seed + 1`, …
     ///
     /// - Parameters:
@@ -83,16 +130,13 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
         defer { if checkpoint.memoryMode == .low { MemoryMode.returnFreedMemory() } }
         let guidance = request.guidanceScale > 1
         try cancellation?.check()
-        let (cond, uncond) = try encodeText(prompt: request.prompt, negativePrompt: request.negativePrompt,
-                                            clipSkip: request.clipSkip, guidance: guidance)
-        // diffusers concatenates [negative, positive] and runs the UNet once on the batch of two.
-        let context = uncond.map { Tensor.concatBatch([$0, cond]) } ?? cond
+        let conditioning = try conditioning(for: request, guidance: guidance)
         var results: [GenerationResult] = []
         for index in 0..<request.batchCount {
             var single = request
             single.seed = request.seed + UInt64(index)
             single.batchCount = 1
-            let image = try denoiseAndDecode(single, context: context, guidance: guidance, index: index,
+            let image = try denoiseAndDecode(single, conditioning: conditioning, guidance: guidance, index: index,
                                              of: request.batchCount, progress: progress, previewEvery: previewEvery,
                                              cancellation: cancellation)
             results.append(GenerationResult(image: image, request: single, model: checkpoint.location))
@@ -100,7 +144,8 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
         return results
     }
 
-    private func denoiseAndDecode(_ request: GenerationRequest, context: Tensor, guidance: Bool, index: Int, of count: Int,
+    private func denoiseAndDecode(_ request: GenerationRequest, conditioning: TextConditioning,
+                                  guidance: Bool, index: Int, of count: Int,
                                   progress: (GenerationProgress) -> Void, previewEvery: Int?,
                                   cancellation: CancellationToken?) throws -> PixelImage {
         let start = Date()
@@ -112,6 +157,7 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
         for (i, t) in timesteps.enumerated() {
             try cancellation?.check()
             let input = scheduler.scaleModelInput(latents, stepIndex: i)
+            let context = conditioning.context(forEvaluation: i)
             var noise: Tensor
             if guidance {
                 let both = try unet(Tensor.concatBatch([input, input]), timestep: t, context: context, cancellation: cancellation)
