@@ -29,7 +29,7 @@ public struct Command {
 
     /// Every command, in the order `help` lists them.
     public static let table: [Command] = [
-        Command(name: "prompt", usage: "prompt TEXT", summary: "set the prompt (the rest of the line, verbatim; A1111 (weights:1.2) work)",
+        Command(name: "prompt", usage: "prompt TEXT", summary: "set the prompt (the rest of the line, verbatim; A1111's (word:1.2), [from:to:when], [a|b], AND work)",
                 kind: .text, completion: .none) { session, argument, _ in
             session.settings.prompt = argument
             return .ok

@@ -96,6 +96,17 @@ public final class PipelineGenerator: ImageGenerator {
     }
 
     public func tokenReport(prompt: String, steps: Int) throws -> String {
+        let parts = PromptComposition.parts(of: prompt)
+        guard !PromptComposition.isPlain(parts) else { return try scheduleReport(parts[0].text, steps: steps) }
+        var lines = ["\(parts.count) prompt\(parts.count == 1 ? "" : "s") composed with AND or a :weight; their guidance adds up"]
+        for (number, part) in parts.enumerated() {
+            lines.append("prompt \(number + 1) of \(parts.count), weight \(part.weight):")
+            lines += try scheduleReport(part.text, steps: steps).split(separator: "\n").map { "  " + $0 }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    private func scheduleReport(_ prompt: String, steps: Int) throws -> String {
         let schedule = PromptSchedule(prompt, steps: steps)
         guard schedule.isScheduled else { return try chunkReport(prompt) }
         // Sampling step s (1-based) is A1111's evaluation s - 1.

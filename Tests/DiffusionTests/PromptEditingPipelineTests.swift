@@ -19,19 +19,30 @@ final class PromptEditingPipelineTests: XCTestCase {
 
     /// The loop of `StableDiffusionPipeline`, with the texts of evaluation `i` given by `texts(i)`.
     func reference(_ request: GenerationRequest, texts: (Int) -> (prompt: String, negative: String)) throws -> [UInt8] {
+        try reference(request, weights: [1]) { i in let (p, n) = texts(i); return ([p], n) }
+    }
+
+    /// The loop with A1111's composable guidance: the UNet on [negative, part 1, …, part k], then
+    /// `uncond + Σ (condᵢ − uncond) · (weightᵢ · scale)` (`combine_denoised`).
+    func reference(_ request: GenerationRequest, weights: [Double],
+                   texts: (Int) -> (parts: [String], negative: String)) throws -> [UInt8] {
         let pipe = try pipeline()
         var generator = TorchGenerator(seed: request.seed)
         var scheduler = try request.sampler.makeScheduler(config: pipe.schedulerConfig, steps: request.steps)
         var latents = generator.randn([1, 4, request.height / 8, request.width / 8]) * scheduler.initNoiseSigma
         for (i, t) in scheduler.timesteps.enumerated() {
-            let (prompt, negative) = texts(i)
-            let (cond, uncond) = try pipe.encodeText(prompt: prompt, negativePrompt: negative, clipSkip: 1, guidance: true)
-            let context = Tensor.concatBatch([try XCTUnwrap(uncond), cond])
+            let (parts, negative) = texts(i)
+            let encode: ([Int]) -> Tensor = { pipe.textEncoder(tokens: $0, clipSkip: 1) }
+            let chunker = PromptChunker(tokenizer: pipe.tokenizer)
+            let context = Tensor.concatBatch(try ([negative] + parts).map { PromptConditioning.encode(try chunker.chunk($0), using: encode) })
             let input = scheduler.scaleModelInput(latents, stepIndex: i)
-            let both = try pipe.unet(Tensor.concatBatch([input, input]), timestep: t, context: context)
-            let u = both.slice(batch: 0), c = both.slice(batch: 1)
-            latents = scheduler.step(modelOutput: u + (c - u) * request.guidanceScale, stepIndex: i, sample: latents,
-                                     generator: &generator)
+            let out = try pipe.unet(Tensor.concatBatch(Array(repeating: input, count: 1 + parts.count)), timestep: t, context: context)
+            let u = out.slice(batch: 0)
+            var noise = u
+            for (k, weight) in weights.enumerated() {
+                noise = noise + (out.slice(batch: k + 1) - u) * Float(weight * Double(request.guidanceScale))
+            }
+            latents = scheduler.step(modelOutput: noise, stepIndex: i, sample: latents, generator: &generator)
         }
         return PixelImage(decoded: try pipe.vae.decode(latents)).rgb
     }
@@ -66,13 +77,42 @@ final class PromptEditingPipelineTests: XCTestCase {
         })
     }
 
+    /// `a red fox AND a blue bird:0.5`: both guide, the bird at half weight; each part keeps its own
+    /// prompt editing. A weight on a single prompt scales its guidance; `:1` is the plain prompt.
+    func testComposedPromptsAddTheirGuidance() throws {
+        let composed = request("a red fox AND a [blue:green:2] bird:0.5")
+        let got = try pixels(composed)
+        XCTAssertEqual(got, try reference(composed, weights: [1, 0.5]) { i in
+            (["a red fox", i <= 2 ? " a blue bird" : " a green bird"], "")
+        })
+        XCTAssertNotEqual(got, try pixels(request("a red fox")))
+        let weighted = request("a red fox:1.5")
+        XCTAssertEqual(try pixels(weighted), try reference(weighted, weights: [1.5]) { _ in (["a red fox"], "") })
+        XCTAssertEqual(try pixels(request("a red fox : 1")), try pixels(request("a red fox")))
+    }
+
+    /// Guidance 1 skips the negative prompt's pass, as diffusers does, unless the prompt is composed.
+    func testAComposedPromptIsGuidedEvenAtScaleOne() throws {
+        var plain = request("a red fox")
+        plain.guidanceScale = 1
+        XCTAssertFalse(try pipeline().conditioning(for: plain).guidance)
+        var composed = request("a red fox AND a hen")
+        composed.guidanceScale = 1
+        XCTAssertTrue(try pipeline().conditioning(for: composed).guidance)
+        XCTAssertEqual(try pixels(composed), try reference(composed, weights: [1, 1]) { _ in (["a red fox", " a hen"], "") })
+    }
+
     /// Each distinct pair of texts is encoded once, whatever the number of steps.
     func testEachDistinctPairOfTextsIsEncodedOnce() throws {
         let pipe = try pipeline()
-        XCTAssertEqual(try pipe.conditioning(for: request("[a|b] fox", steps: 30), guidance: true).contexts.count, 2)
-        XCTAssertEqual(try pipe.conditioning(for: request("a fox", negative: "[x:y:0.5]", steps: 30), guidance: true).contexts.count, 2)
-        XCTAssertEqual(try pipe.conditioning(for: request("a fox", negative: "[x:y:0.5]", steps: 30), guidance: false).contexts.count, 1)
-        XCTAssertEqual(try pipe.conditioning(for: request("a (red:1.2) fox", steps: 30), guidance: true).contexts.count, 1)
+        XCTAssertEqual(try pipe.conditioning(for: request("[a|b] fox", steps: 30)).contexts.count, 2)
+        XCTAssertEqual(try pipe.conditioning(for: request("a fox", negative: "[x:y:0.5]", steps: 30)).contexts.count, 2)
+        var unguided = request("a fox", negative: "[x:y:0.5]", steps: 30)
+        unguided.guidanceScale = 1
+        XCTAssertEqual(try pipe.conditioning(for: unguided).contexts.count, 1)
+        XCTAssertEqual(try pipe.conditioning(for: request("a (red:1.2) fox", steps: 30)).contexts.count, 1)
+        // (a, c) and (b, c) serve evaluations 0-3, then (b, d) and (a, d): four sets of three texts.
+        XCTAssertEqual(try pipe.conditioning(for: request("[a|b] fox AND [c:d:3] hen", steps: 30)).contexts.map(\.shape[0]), [3, 3, 3, 3])
     }
 
     /// A bad weight inside a scheduled text is refused before any step runs.

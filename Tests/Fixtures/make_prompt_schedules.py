@@ -8,31 +8,44 @@ only imports that file and records what it returns for a fixed corpus of (prompt
 
 Setup (outside the repo; only lark is needed, torch is replaced by an empty stub module):
 
-    python3 -m venv /tmp/oracle-venv
-    /tmp/oracle-venv/bin/pip install lark          # A1111 itself pins lark==1.1.2
+    python3 -m venv /tmp/oracle-venv && /tmp/oracle-venv/bin/pip install lark==1.3.1
+    python3 -m venv /tmp/oracle-venv-112 && /tmp/oracle-venv-112/bin/pip install lark==1.1.2
     # save A1111's modules/prompt_parser.py as /tmp/a1111/prompt_parser.py
 
-Run from the repo root:
+Run from the repo root (about a minute on 2 cores):
 
     /tmp/oracle-venv/bin/python Tests/Fixtures/make_prompt_schedules.py \
         --a1111 /tmp/a1111/prompt_parser.py \
+        --check-python /tmp/oracle-venv-112/bin/python \
         --out Tests/Fixtures/prompt_schedule/a1111_schedules.json
 
 Each case is called as `get_learned_conditioning_prompt_schedules([prompt], steps)[0]`
 (hires_steps=None, use_old_scheduling=False). Output:
 
-    {"source": "...", "cases": [{"prompt": str, "steps": int,
-                                 "schedule": [[end_at_step, text], ...]}, ...]}
+    {"source": "...",
+     "cases": [{"prompt": str, "steps": int, "schedule": [[end_at_step, text], ...]}, ...],
+     "errors": [{"prompt": str, "steps": int, "error": "OverflowError: ..."}, ...]}
+
+`schedule` is what the interpreter running this script returns (lark 1.3.1 for the committed file).
+The grammar is ambiguous: any `[ ] ( ) :` may also be read as a literal top-level character, and
+lark picks one reading. Where lark's pick is not stable, the corpus is re-run under this
+interpreter and each --check-python one (A1111 and Forge pin lark==1.1.2, whose pick depends on
+the string hash seed) with PYTHONHASHSEED 0..N-1, and a case whose result differs in any run gets
+`"unstable": true` and `"other_results": [{"run": "lark 1.1.2, PYTHONHASHSEED=0", "result": [...]}]`.
+`errors` holds the cases where A1111 raises instead of returning a schedule.
 
 The output is deterministic: fixed corpus order, random prompts from a fixed seed, duplicates of
-(prompt, steps) dropped keeping the first.
+(prompt, steps) dropped keeping the first, one case per line.
 """
 import argparse
 import hashlib
 import importlib.util
 import json
+import os
 import random
+import subprocess
 import sys
+import tempfile
 import types
 from pathlib import Path
 
@@ -321,6 +334,107 @@ REALISTIC = [
     ("[[[[a:b:1]:c:2]:d:3]:e:4] [f|g|h]", [6]),
     ("(((best quality))), [[worst quality]], (photo:1.2), [dog:cat:0.5], [red|green], "
      "\\(parenthesized\\) text, [a:b:1.], [c:d:1.0]", [20, 3]),
+
+    # a schedule directly followed by stray []():  characters: lark's choice between the
+    # structured and the all-literal reading (see "unstable" in the output)
+    ("[a:b:3]]", [4]),
+    ("[a:b:3]]]", [4]),
+    ("[a:b:3]]]]", [4]),
+    ("[a:b:3]]]]]", [4]),
+    ("[a:b:3]] ]", [4]),
+    ("[a:b:3]]x", [4]),
+    ("[a:b:3]]]x", [4]),
+    ("x[a:b:3]]", [4]),
+    ("[a:b:3](", [4]),
+    ("[a:b:3])", [4]),
+    ("[a:b:3]:", [4]),
+    ("[a:b:3]::", [4]),
+    ("[a:b:3][", [4]),
+    ("[a:b:3][[", [4]),
+    ("[a:b:3][x", [4]),
+    ("[a:b:3][[a]", [4]),
+    ("[a:b:3]()", [4]),
+    ("[a:b:3]()]", [4]),
+    ("[a:b:3]([)", [4]),
+    ("[b:3]]]", [4]),
+    ("([a:b:3])", [4]),
+    ("([a:b:3]))", [4]),
+    ("([a:b:3])]", [4]),
+    ("(([a:b:3])))", [4]),
+    ("[[a:b:3]]", [4]),
+    ("[[a:b:3]]]", [4]),
+    ("[a|b]]", [4]),
+    ("[a|b]]]", [4]),
+    ("[a|b]:(", [4]),
+    ("[[a|b]]", [4]),
+    ("]][a:b:3]", [4]),
+    ("::[a:b:3]", [4]),
+    ("[c:d:1] [a:b:3]]]", [4]),
+    ("[a:b:3]]] [c:d:1]", [4]),
+    ("[a:b:3][c:d:2]]]", [4]),
+    ("[a:b:3]]][c:d:2]", [4]),
+    ("(a:1.2)[a:b:3]]]", [4]),
+    # brackets that cannot close as written
+    ("[a:[b:3]", [4]),
+    ("[a:b:[c:3]]", [4]),
+    ("[[a]:b:3]", [4]),
+    ("[a:[b]:3]", [4]),
+    ("[a [b:c:3]", [4]),
+    ("[(a:b:3]", [4]),
+    ("([a:b:3]", [4]),
+    ("(a:[b:c:3]", [4]),
+    ("([a:b:3]:1.2", [4]),
+    ("[a:(b:3)]", [4]),
+    ("[a:b:(3)]", [4]),
+    ("[(a:b:3)]", [4]),
+    ("((a:b:3))", [4]),
+    ("((a:1.2):b:3)", [4]),
+    ("[a:b:5]:[c:d:3]", [10]),
+    ("[a:b:3]|", [4]),
+    ("|[a:b:3]", [4]),
+    ("a [b c:d e:3] f", [5]),
+    (r"[a\:b:3]", [5]),
+    ("[a:b: ]", [5]),
+    ("[a:b:3 3]", [5]),
+    ("[a:b:3.5.5]", [5]),
+    ("[ ]", [5]),
+    ("a\\\nb [c:d:3]", [4]),
+    ("a\\\tb [c:d:3]", [4]),
+    # alternation uses the global step, also when nested
+    ("[a|b|c]", [7]),
+    ("[a|[b|c]]", [8]),
+    ("[a|[b|c|d]]", [12]),
+    ("[[a:b:2]|c]", [6]),
+    ("[a:b:3] BREAK [c|d]", [2]),
+    # number forms and float truncation
+    ("[a:b:0.29]", [100]),
+    ("[a:b:0.57]", [100]),
+    ("[a:b:0.58]", [100]),
+    ("[a:b:0.1]", [30]),
+    ("[a:b:0.7]", [10]),
+    ("[a:b:0.5e1]", S),
+    ("[a:b:5e-1]", S),
+    ("[a:b:.5e1]", S),
+    ("[a:b:1.e1]", S),
+    ("[a:b:1e+1]", S),
+    ("[a:b:1e]", S),
+    ("[a:b:+-1]", S),
+    ("[a:b:-0]", [4]),
+    ("[a:b:-0.0]", [4]),
+    ("[a:b:99999999999999999999]", [4]),
+    ("[a:b:1e400]", [4]),
+    ("[a:b:-1e400]", [4]),
+    ("[a::0.5]", [1]),
+    ("[a:b:1]", [2]),
+    ("[a:b:1.5]", [1]),
+    ("[a:b:3][b:c:3]", [5]),
+    # which characters count as the whitespace around the number (Python's \s)
+    ("[a:b:\x1c3]", S),
+    ("[a:b:\x853]", S),
+    ("[a:b:\u200b3]", S),
+    ("[a:b:\u20283]", S),
+    ("[a:b:\ufeff3]", S),
+    ("[a:b:\x0b3\x0c]", S),
 ]
 
 
@@ -358,31 +472,86 @@ def load_a1111(path):
     return module
 
 
+def run_oracle(a1111_path):
+    """[(prompt, steps, result)] where result is a schedule list or the text of the exception."""
+    pp = load_a1111(a1111_path)
+    out = []
+    for prompt, steps in corpus():
+        try:
+            schedule = pp.get_learned_conditioning_prompt_schedules([prompt], steps)[0]
+            result = [[int(end), str(txt)] for end, txt in schedule]
+        except Exception as e:  # A1111 itself raises here (e.g. OverflowError for 1e400)
+            result = f"{type(e).__name__}: {e}"
+        out.append((prompt, steps, result))
+    return out
+
+
+def other_runs(a1111_path, pythons, seeds):
+    """The same corpus under other interpreters (other lark versions) and hash seeds."""
+    runs = []
+    for py in pythons:
+        for seed in seeds:
+            env = dict(os.environ, PYTHONHASHSEED=str(seed))
+            with tempfile.TemporaryDirectory() as tmp:
+                raw = Path(tmp) / "raw.json"
+                subprocess.run([py, __file__, "--worker", "--a1111", str(a1111_path), "--out", str(raw)],
+                               env=env, check=True)
+                data = json.loads(raw.read_text(encoding="utf-8"))
+            runs.append((f"lark {data['lark']}, PYTHONHASHSEED={seed}", data["results"]))
+    return runs
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--a1111", required=True, type=Path, help="path to A1111's modules/prompt_parser.py")
     ap.add_argument("--out", required=True, type=Path, help="JSON file to write")
     ap.add_argument("--source-label", default=DEFAULT_SOURCE,
                     help="which upstream file/commit the --a1111 copy is (recorded in the JSON)")
+    ap.add_argument("--check-python", action="append", default=[], metavar="PY",
+                    help="another interpreter (e.g. a venv with A1111's pinned lark==1.1.2) to re-run "
+                         "the corpus with; cases whose result differs get \"unstable\": true")
+    ap.add_argument("--hash-seeds", type=int, default=4,
+                    help="PYTHONHASHSEED values 0..N-1 used for this and each --check-python interpreter")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     import lark
-    pp = load_a1111(args.a1111)
+    results = run_oracle(args.a1111)
+    if args.worker:
+        args.out.write_text(json.dumps({"lark": lark.__version__, "results": [r for _, _, r in results]}),
+                            encoding="utf-8")
+        return
+
+    runs = other_runs(args.a1111, [sys.executable] + args.check_python, range(args.hash_seeds))
     text = args.a1111.read_bytes().replace(b"\r\n", b"\n")
     digest = hashlib.sha256(text).hexdigest()
 
-    cases = []
-    for prompt, steps in corpus():
-        schedule = pp.get_learned_conditioning_prompt_schedules([prompt], steps)[0]
-        cases.append({"prompt": prompt, "steps": steps,
-                      "schedule": [[int(end), str(txt)] for end, txt in schedule]})
+    cases, errors = [], []
+    for k, (prompt, steps, result) in enumerate(results):
+        others = []
+        for label, res in runs:
+            if res[k] != result and res[k] not in [o["result"] for o in others]:
+                others.append({"run": label, "result": res[k]})
+        if isinstance(result, str):
+            errors.append({"prompt": prompt, "steps": steps, "error": result})
+            continue
+        case = {"prompt": prompt, "steps": steps, "schedule": result}
+        if others:
+            case["unstable"] = True
+            case["other_results"] = others
+        cases.append(case)
 
+    checked = ", ".join(sorted({label.split(",")[0] for label, _ in runs}))
     doc = {
         "source": (f"{args.source_label} (sha256 of the file with LF line endings: {digest}); "
                    f"get_learned_conditioning_prompt_schedules([prompt], steps)[0] with "
                    f"hires_steps=None, use_old_scheduling=False; lark {lark.__version__}; "
-                   f"random cases from seed {SEED}; generated by Tests/Fixtures/make_prompt_schedules.py"),
+                   f"random cases from seed {SEED}; generated by Tests/Fixtures/make_prompt_schedules.py. "
+                   f"\"unstable\": the result differs under {checked} with PYTHONHASHSEED "
+                   f"0..{args.hash_seeds - 1} (other_results lists them). \"errors\": cases where "
+                   f"A1111 raises instead of returning a schedule."),
         "cases": cases,
+        "errors": errors,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w", encoding="utf-8", newline="\n") as f:
@@ -390,8 +559,12 @@ def main():
         dump = lambda x: json.dumps(x, ensure_ascii=False, separators=(",", ":"))
         f.write('{"source":' + dump(doc["source"]) + ',\n"cases":[\n')
         f.write(",\n".join(dump(c) for c in doc["cases"]))
+        f.write('\n],\n"errors":[\n')
+        f.write(",\n".join(dump(c) for c in doc["errors"]))
         f.write("\n]}\n")
-    print(f"{len(cases)} cases -> {args.out} ({args.out.stat().st_size} bytes)", file=sys.stderr)
+    unstable = sum(1 for c in cases if c.get("unstable"))
+    print(f"{len(cases)} cases ({unstable} unstable), {len(errors)} errors -> {args.out} "
+          f"({args.out.stat().st_size} bytes)", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -68,6 +68,7 @@ final class ExamplesTests: XCTestCase {
             "portrait of a [lion:tiger:0.4], golden hour, detailed fur",
             "a cottage in a forest[, heavy snow::0.5], autumn colours",
             "a [cat|fox] sitting on a windowsill, soft light",
+            "a stone castle on a hill AND a red dragon in the sky:0.7",
         ])
         XCTAssertEqual(Set(loader.generator.requests.map(\.steps)), [30])
     }

@@ -411,8 +411,15 @@ final class ExampleRunTests: XCTestCase {
         let run = try PipeRun(["run", "wrapper.sdscript"], in: sandbox)
         XCTAssertEqual(run.status, 0, run.stderr)
         let hashes = run.stdout.split(separator: "\n").filter { $0.hasPrefix("image ") && $0.contains("sha256") }
-        XCTAssertEqual(hashes.count, 3, run.stdout)
-        XCTAssertEqual(Set(hashes.map { $0.split(separator: " ").last ?? "" }).count, 3, "three different pictures")
+        XCTAssertEqual(hashes.count, 4, run.stdout)
+        XCTAssertEqual(Set(hashes.map { $0.split(separator: " ").last ?? "" }).count, 4, "four different pictures")
+        XCTAssertTrue(run.stdout.contains("""
+            2 prompts composed with AND or a :weight; their guidance adds up
+            prompt 1 of 2, weight 1.0:
+              6 tokens in 1 chunk of up to 75
+                chunk 1 (6 tokens): a stone castle on a hill
+            prompt 2 of 2, weight 0.7:
+            """), run.stdout)
         XCTAssertTrue(run.stdout.contains("""
             prompt editing: 2 texts over 30 steps
               steps 1-13: portrait of a lion, golden hour, detailed fur

@@ -2,11 +2,15 @@ import Foundation
 
 /// The UNet's text context for each model evaluation of one request.
 public struct TextConditioning {
-    /// One context per distinct pair of (prompt, negative) texts: `[2, 77·n, C]` (negative, then
-    /// prompt) with guidance, `[1, 77·n, C]` without.
+    /// One context per distinct set of texts: with guidance `[1 + k, 77·n, C]`, the negative prompt
+    /// and then the k parts of the prompt (k = 1 unless it uses `AND`); without, `[1, 77·n, C]`.
     public let contexts: [Tensor]
     /// For evaluation `i`, the index into `contexts`.
     let contextIndex: [Int]
+    /// Each prompt part's guidance weight (`PromptComposition`); `[1]` for a plain prompt.
+    public let weights: [Double]
+    /// Whether the UNet also runs on the negative prompt: guidance above 1, or a composed prompt.
+    public let guidance: Bool
 
     /// The context of model evaluation `i` (0-based); past the schedule's end, the last one.
     public func context(forEvaluation i: Int) -> Tensor {
@@ -80,36 +84,38 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
         return (PromptConditioning.encode(cond, using: encode), PromptConditioning.encode(uncond, using: encode))
     }
 
-    /// The UNet's context for every model evaluation of `request`, with A1111's prompt editing and
-    /// alternation applied to the prompt and the negative prompt (see `PromptSchedule`).
+    /// The UNet's context for every model evaluation of `request`: A1111's composition (`AND`,
+    /// `:weight`, see `PromptComposition`) splits the prompt into parts, and its prompt editing and
+    /// alternation (`PromptSchedule`) pick each part's text, and the negative prompt's, per evaluation.
     ///
-    /// Each distinct pair of texts is encoded once, all before sampling starts, so a prompt error
-    /// surfaces before any work. A prompt without schedules gives one context, the same as
-    /// `encodeText`.
+    /// Each distinct set of texts is encoded once, all before sampling starts, so a prompt error
+    /// surfaces before any work. The texts of one context are padded to the same number of chunks
+    /// with empty chunks. A plain prompt gives one context, the same as `encodeText`.
     /// - Throws: a prompt error (`PromptError`).
-    public func conditioning(for request: GenerationRequest, guidance: Bool) throws -> TextConditioning {
-        let positive = PromptSchedule(request.prompt, steps: request.steps)
+    public func conditioning(for request: GenerationRequest) throws -> TextConditioning {
+        let parts = PromptComposition.parts(of: request.prompt)
+        let guidance = request.guidanceScale > 1 || !PromptComposition.isPlain(parts)
+        let positives = parts.map { PromptSchedule($0.text, steps: request.steps) }
         let negative = PromptSchedule(request.negativePrompt, steps: request.steps)
+        let encode: ([Int]) -> Tensor = { self.textEncoder(tokens: $0, clipSkip: request.clipSkip) }
         var contexts: [Tensor] = []
         var known: [[String]: Int] = [:]
         var forEvaluation: [Int] = []
         // A sampler makes at most steps + 1 evaluations (PNDM's first timestep runs twice).
         for evaluation in 0...request.steps {
-            let prompt = positive.entries[positive.entryIndex(forEvaluation: evaluation)].prompt
-            let negativePrompt = guidance ? negative.entries[negative.entryIndex(forEvaluation: evaluation)].prompt : ""
-            let key = [prompt, negativePrompt]
-            if let index = known[key] {
+            // diffusers' batch order: [negative, positive]; the composed parts follow in order.
+            let schedules = guidance ? [negative] + positives : positives
+            let texts = schedules.map { $0.entries[$0.entryIndex(forEvaluation: evaluation)].prompt }
+            if let index = known[texts] {
                 forEvaluation.append(index)
                 continue
             }
-            let (cond, uncond) = try encodeText(prompt: prompt, negativePrompt: negativePrompt, clipSkip: request.clipSkip,
-                                                guidance: guidance)
-            // diffusers concatenates [negative, positive] and runs the UNet once on the batch of two.
-            contexts.append(uncond.map { Tensor.concatBatch([$0, cond]) } ?? cond)
-            known[key] = contexts.count - 1
+            let chunked = chunker.padToSameLength(try texts.map { try chunker.chunk($0) })
+            contexts.append(Tensor.concatBatch(chunked.map { PromptConditioning.encode($0, using: encode) }))
+            known[texts] = contexts.count - 1
             forEvaluation.append(contexts.count - 1)
         }
-        return TextConditioning(contexts: contexts, contextIndex: forEvaluation)
+        return TextConditioning(contexts: contexts, contextIndex: forEvaluation, weights: parts.map(\.weight), guidance: guidance)
     }
 
     /// Generates `request.batchCount` images with seeds `seed`, `seed + 1`, …
@@ -128,15 +134,14 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
         // The allocator keeps freed blocks for reuse; between generations (finished or cancelled)
         // a low-memory session gives them back.
         defer { if checkpoint.memoryMode == .low { MemoryMode.returnFreedMemory() } }
-        let guidance = request.guidanceScale > 1
         try cancellation?.check()
-        let conditioning = try conditioning(for: request, guidance: guidance)
+        let conditioning = try conditioning(for: request)
         var results: [GenerationResult] = []
         for index in 0..<request.batchCount {
             var single = request
             single.seed = request.seed + UInt64(index)
             single.batchCount = 1
-            let image = try denoiseAndDecode(single, conditioning: conditioning, guidance: guidance, index: index,
+            let image = try denoiseAndDecode(single, conditioning: conditioning, index: index,
                                              of: request.batchCount, progress: progress, previewEvery: previewEvery,
                                              cancellation: cancellation)
             results.append(GenerationResult(image: image, request: single, model: checkpoint.location))
@@ -145,7 +150,7 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
     }
 
     private func denoiseAndDecode(_ request: GenerationRequest, conditioning: TextConditioning,
-                                  guidance: Bool, index: Int, of count: Int,
+                                  index: Int, of count: Int,
                                   progress: (GenerationProgress) -> Void, previewEvery: Int?,
                                   cancellation: CancellationToken?) throws -> PixelImage {
         let start = Date()
@@ -159,10 +164,18 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
             let input = scheduler.scaleModelInput(latents, stepIndex: i)
             let context = conditioning.context(forEvaluation: i)
             var noise: Tensor
-            if guidance {
-                let both = try unet(Tensor.concatBatch([input, input]), timestep: t, context: context, cancellation: cancellation)
-                let uncond = both.slice(batch: 0), cond = both.slice(batch: 1)
-                noise = uncond + (cond - uncond) * request.guidanceScale
+            if conditioning.guidance {
+                // One UNet run on [negative, part 1, …, part k]; A1111's combine_denoised:
+                // uncond + Σᵢ (condᵢ − uncond) · (weightᵢ · scale), which for one part of weight 1 is
+                // diffusers' uncond + (cond − uncond) · scale.
+                let batch = 1 + conditioning.weights.count
+                let out = try unet(Tensor.concatBatch(Array(repeating: input, count: batch)), timestep: t, context: context,
+                                   cancellation: cancellation)
+                let uncond = out.slice(batch: 0)
+                noise = uncond
+                for (k, weight) in conditioning.weights.enumerated() {
+                    noise = noise + (out.slice(batch: k + 1) - uncond) * Float(weight * Double(request.guidanceScale))
+                }
             } else {
                 noise = try unet(input, timestep: t, context: context, cancellation: cancellation)
             }

@@ -130,13 +130,19 @@ public struct PromptChunker: Sendable {
     /// A1111 does this for the prompts of one batch (`forward`, with `empty_chunk()`) and, with its
     /// `pad_cond_uncond` option, between a prompt and its negative prompt.
     public func padToSameLength(_ a: ChunkedPrompt, _ b: ChunkedPrompt) -> (ChunkedPrompt, ChunkedPrompt) {
-        let count = max(a.chunks.count, b.chunks.count)
-        func padded(_ p: ChunkedPrompt) -> ChunkedPrompt {
-            var p = p
-            p.chunks += Array(repeating: PromptChunk.empty(tokenizer), count: count - p.chunks.count)
-            return p
+        let padded = padToSameLength([a, b])
+        return (padded[0], padded[1])
+    }
+
+    /// Pads every prompt with empty chunks to the chunk count of the longest, so they can share one
+    /// UNet batch (the negative prompt and the parts of an `AND` prompt).
+    public func padToSameLength(_ prompts: [ChunkedPrompt]) -> [ChunkedPrompt] {
+        let count = prompts.map(\.chunks.count).max() ?? 0
+        return prompts.map { prompt in
+            var prompt = prompt
+            prompt.chunks += Array(repeating: PromptChunk.empty(tokenizer), count: count - prompt.chunks.count)
+            return prompt
         }
-        return (padded(a), padded(b))
     }
 
     /// The chunk as readable text for the REPL: its prompt tokens decoded, each run of equal weight
