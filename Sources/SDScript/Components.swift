@@ -34,16 +34,23 @@ public struct GeneratedImage: Sendable {
     public var recipe: String
     /// The checkpoint, for the saved recipe's model name and hash (nil from test doubles).
     public var model: ModelIdentity?
+    /// The LoRAs the prompt's `<lora:NAME>` tags applied: each name and its file, for A1111's
+    /// `Lora hashes`.
+    public var loras: [(name: String, file: URL)]
 
-    public init(pixels: RGBImage, recipe: String, model: ModelIdentity? = nil) {
+    public init(pixels: RGBImage, recipe: String, model: ModelIdentity? = nil, loras: [(name: String, file: URL)] = []) {
         self.pixels = pixels
         self.recipe = recipe
         self.model = model
+        self.loras = loras
     }
 }
 
 /// A loaded model that turns requests into images. The session loads one on first use and keeps it.
 public protocol ImageGenerator: AnyObject {
+    /// Where `<lora:NAME>` tags of the next requests look for their files, in order.
+    func useLoRADirectories(_ directories: [URL])
+
     /// Generates one image.
     ///
     /// - Parameters:
@@ -62,6 +69,11 @@ public protocol ImageGenerator: AnyObject {
     /// The token count and the 75-token chunks of `prompt` (of each of its texts, when prompt editing
     /// changes it during the `steps`), as text for the `tokens` command.
     func tokenReport(prompt: String, steps: Int) throws -> String
+}
+
+extension ImageGenerator {
+    /// A generator without LoRA support ignores the folders.
+    public func useLoRADirectories(_ directories: [URL]) {}
 }
 
 /// Loads a generator for a model found by the `ModelCatalog`.

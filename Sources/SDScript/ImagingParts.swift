@@ -35,7 +35,13 @@ public struct ImagingSaver: ImageSaver {
         if let model = image.model {
             hash = try? hashes.shortHash(of: model.hashedFile, note: note)
         }
-        let recipe = Self.recipe(for: settings, model: image.model, modelHash: hash)
+        var recipe = Self.recipe(for: settings, model: image.model, modelHash: hash)
+        // A1111's `Lora hashes: "name: <first 12 hex digits of the file's SHA-256>, …"`, which civitai
+        // reads to link the resources.
+        let loraHashes = image.loras.compactMap { lora in
+            (try? FileHash.sha256(of: lora.file)).map { "\(lora.name): \($0.prefix(12))" }
+        }
+        if !loraHashes.isEmpty { recipe.extra.append(.init("Lora hashes", loraHashes.joined(separator: ", "))) }
         var all: [String: Any] = [
             "prompt": settings.prompt, "negative_prompt": settings.negative, "style": settings.style,
             "seed": NSNumber(value: settings.seed), "steps": settings.steps,

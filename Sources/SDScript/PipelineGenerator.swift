@@ -75,6 +75,10 @@ public final class PipelineGenerator: ImageGenerator {
                                  height: settings.height, sampler: sampler, batchCount: 1, clipSkip: settings.clipSkip)
     }
 
+    public func useLoRADirectories(_ directories: [URL]) {
+        pipeline.loraDirectories = directories
+    }
+
     public func generate(_ settings: GenerationSettings, progress: (StepProgress) -> Void,
                          isCancelled: () -> Bool) throws -> GeneratedImage {
         let request = try Self.request(for: settings)
@@ -90,12 +94,22 @@ public final class PipelineGenerator: ImageGenerator {
         }, previewEvery: 1, cancellation: token)
         guard let result = results.first else { throw PipelineError.invalidRequest("the engine returned no image") }
         let pixels = try RGBImage(width: result.image.width, height: result.image.height, pixels: result.image.rgb)
+        var loras: [(name: String, file: URL)] = []
+        for lora in try ExtraNetworks.parse(settings.prompt).loras where !loras.contains(where: { $0.name == lora.name }) {
+            loras.append((lora.name, try LoRALibrary.locate(lora.name, in: pipeline.loraDirectories)))
+        }
         return GeneratedImage(pixels: pixels, recipe: Infotext.render(ImagingSaver.recipe(for: settings, model: identity,
                                                                                        modelHash: nil)),
-                              model: identity)
+                              model: identity, loras: loras)
     }
 
     public func tokenReport(prompt: String, steps: Int) throws -> String {
+        let networks = try ExtraNetworks.parse(prompt)
+        let loras = networks.loras.map { "LoRA \($0.name): text encoder x\($0.textEncoderMultiplier), UNet x\($0.unetMultiplier)" }
+        return (loras + [try compositionReport(networks.prompt, steps: steps)]).joined(separator: "\n")
+    }
+
+    private func compositionReport(_ prompt: String, steps: Int) throws -> String {
         let parts = PromptComposition.parts(of: prompt)
         guard !PromptComposition.isPlain(parts) else { return try scheduleReport(parts[0].text, steps: steps) }
         var lines = ["\(parts.count) prompt\(parts.count == 1 ? "" : "s") composed with AND or a :weight; their guidance adds up"]

@@ -120,7 +120,7 @@ public final class Session {
 
     /// Writes a line that has run into the transcript, so that replaying the transcript anywhere
     /// makes the same images: a random seed as the concrete seed each `gen` drew, input paths
-    /// (`model`, `load`, `set model`, `set styles`) made absolute, and a `run FILE` as the lines of
+    /// (`model`, `load`, `set model`, `set styles`, `set lora-dir`) made absolute, and a `run FILE` as the lines of
     /// FILE that ran (recorded as each runs), so the transcript needs neither the file nor its folder.
     private func record(_ text: String, outcome: Outcome, at location: SourceLocation?) {
         guard let transcript else { return }
@@ -179,7 +179,7 @@ public final class Session {
             return "\(name ?? command.name) \(absolute(resolve(argument, relativeTo: location)))"
         case "set":
             let setting = CommandText(argument)
-            if let key = SettingKey.named(setting.name), key.name == "model" || key.name == "styles", !setting.argument.isEmpty {
+            if let key = SettingKey.named(setting.name), ["model", "styles", "lora-dir"].contains(key.name), !setting.argument.isEmpty {
                 return "set \(key.name) \(absolute(NSString(string: setting.argument).expandingTildeInPath))"
             }
         default:
@@ -415,9 +415,26 @@ public final class Session {
         return request
     }
 
+    /// Where `<lora:NAME>` looks: `lora-dir` when set, then `models/Lora` in the current folder and
+    /// `Lora` beside the model's folder (A1111 keeps checkpoints in `models/Stable-diffusion` and
+    /// LoRAs in `models/Lora`).
+    func loraDirectories() -> [URL] {
+        var folders: [URL] = []
+        if let chosen = settings.loraDir { folders.append(URL(fileURLWithPath: NSString(string: chosen).expandingTildeInPath)) }
+        folders.append(URL(fileURLWithPath: "models/Lora"))
+        if let model = try? components.models.locate(explicit: settings.model) {
+            let url = URL(fileURLWithPath: model.path)
+            let folder = (model.path.hasSuffix(".safetensors") ? url.deletingLastPathComponent() : url).deletingLastPathComponent()
+            folders.append(folder.appendingPathComponent("Lora"))
+        }
+        var seen = Set<String>()
+        return folders.map(\.standardizedFileURL).filter { seen.insert($0.path).inserted }
+    }
+
     /// Generates `count` images with seeds base … base+count-1.
     func generate(count: Int) throws {
         let generator = try loadedGenerator()
+        generator.useLoRADirectories(loraDirectories())
         let base: UInt64
         switch settings.seed {
         case .fixed(let seed): base = seed

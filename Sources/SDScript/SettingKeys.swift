@@ -110,6 +110,17 @@ public struct SettingKey {
                        }
                    },
                    show: { $0.autosave ? "on" : "off" }, reset: { $0.autosave = SessionSettings().autosave }),
+        SettingKey(name: "lora-dir", values: "DIR (where <lora:NAME> finds NAME.safetensors)", kind: .text,
+                   choices: { _ in nil }, completesPaths: true,
+                   apply: { session, value in
+                       var isDirectory: ObjCBool = false
+                       let path = NSString(string: value).expandingTildeInPath
+                       guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
+                           throw ScriptError.file(command: "set lora-dir", path: value, reason: "no such folder")
+                       }
+                       session.settings.loraDir = value
+                   },
+                   show: { $0.loraDir ?? "(models/Lora, and Lora beside the model's folder)" }, reset: { $0.loraDir = nil }),
     ]
 
     public static var names: [String] { all.map(\.name) }

@@ -80,6 +80,8 @@ public struct SessionSettings: Equatable, Sendable {
     public var jpegQuality = 92
     /// Whether `gen` saves each image at once (as `save` would).
     public var autosave = true
+    /// Where `<lora:NAME>` looks first; nil for the default folders only (`Session.loraDirectories`).
+    public var loraDir: String?
 
     public init() {}
 

@@ -49,13 +49,22 @@ final class PromptScheduleTests: XCTestCase {
     }
 
     /// Every case of `prompt_schedule/a1111_schedules.json`: A1111's function run on doctest,
-    /// realistic and fixed-seed random prompts (Tests/Fixtures/make_prompt_schedules.py).
+    /// realistic and fixed-seed random prompts (Tests/Fixtures/make_prompt_schedules.py) under
+    /// lark 1.3.1, and, for the cases marked unstable, also under lark 1.1.2 (A1111's pin) with
+    /// several hash seeds.
     func testCorpusMatchesA1111() throws {
         struct Corpus: Decodable {
             struct Case: Decodable {
                 let prompt: String
                 let steps: Int
                 let schedule: [Pair]
+                /// Set where A1111's grammar is ambiguous and lark's pick varies with its version
+                /// or the hash seed (`[a:b:3]]]`): any of the results it gave is A1111's behaviour.
+                let unstable: Bool?
+                let other_results: [Other]?
+            }
+            struct Other: Decodable {
+                let result: [Pair]
             }
             /// `[end_at_step, text]`.
             struct Pair: Decodable, Equatable, CustomStringConvertible {
@@ -72,11 +81,12 @@ final class PromptScheduleTests: XCTestCase {
             let cases: [Case]
         }
         let corpus = try Fixture.json(Corpus.self, "prompt_schedule/a1111_schedules.json")
-        XCTAssertGreaterThan(corpus.cases.count, 300)
+        XCTAssertGreaterThan(corpus.cases.count, 800)
         var failures = 0
         for item in corpus.cases {
             let got = PromptSchedule(item.prompt, steps: item.steps).entries.map { Corpus.Pair(step: $0.endAtStep, text: $0.prompt) }
-            if got != item.schedule {
+            let accepted = [item.schedule] + (item.other_results ?? []).map(\.result)
+            if !accepted.contains(got) {
                 failures += 1
                 XCTFail("\(item.prompt.debugDescription) at \(item.steps) steps: A1111 \(item.schedule), got \(got)")
                 if failures > 20 { return }

@@ -40,13 +40,19 @@ public struct GenerationResult: Sendable {
 public final class StableDiffusionPipeline: @unchecked Sendable {
     public let checkpoint: Checkpoint
     public let tokenizer: CLIPTokenizer
-    public let textEncoder: CLIPTextModel
-    public let unet: UNet2DConditionModel
+    /// The text encoder and the UNet, with the LoRAs of the last request applied.
+    public private(set) var textEncoder: CLIPTextModel
+    public private(set) var unet: UNet2DConditionModel
     public let vae: AutoencoderDecoder
     public let schedulerConfig: SchedulerConfig
     /// Tensors of the checkpoint that no model took (EMA copies and buffers excluded), for a warning.
     public let unexpectedKeys: [String]
+    /// Where `<lora:NAME>` tags look for `NAME.safetensors` (sub-folders too), in order.
+    public var loraDirectories: [URL] = []
     private let chunker: PromptChunker
+    /// What the text encoder and the UNet are built with now: each LoRA file (path, size, date) and
+    /// its two multipliers, in prompt order.
+    private var appliedLoRAs: [String] = []
 
     /// Opens the checkpoint at `url` (single file, diffusers folder or HF cache entry) and builds the models.
     /// - Throws: `CheckpointError` (unreadable, refused or incomplete checkpoint, wrong shapes) or a config error.
@@ -73,6 +79,34 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
     /// The chunks of `prompt` as the text encoder will see them, for the REPL's `tokens` command.
     public func chunks(of prompt: String) throws -> ChunkedPrompt { try chunker.chunk(prompt) }
 
+    /// Rebuilds the text encoder and the UNet over the checkpoint seen through `loras` (nothing to do
+    /// when they are the ones applied now). Building is cheap: weights convert on first use, the
+    /// LoRA deltas with them.
+    /// - Throws: `LoRAError` naming the tag, the file or the layer; the models stay as they were.
+    public func useLoRAs(_ loras: [LoRAReference]) throws {
+        let files = try loras.map { try LoRALibrary.locate($0.name, in: loraDirectories) }
+        let key = zip(files, loras).map { url, lora in
+            let attributes = try? FileManager.default.attributesOfItem(atPath: url.path)
+            let stamp = "\((attributes?[.size] as? Int) ?? -1)@\((attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0)"
+            return "\(url.path)|\(stamp)|\(lora.textEncoderMultiplier)|\(lora.unetMultiplier)"
+        }
+        guard key != appliedLoRAs else { return }
+        var source: TensorSource = checkpoint
+        if !loras.isEmpty {
+            source = try LoRAPatchedSource(base: checkpoint, loras: try zip(files, loras).map { url, lora in
+                (try LoRAFile(url: url), lora.textEncoderMultiplier, lora.unetMultiplier)
+            })
+        }
+        func weights(_ component: CheckpointComponent) -> Weights {
+            Weights(source: source, prefix: component.modelPrefix, keepConverted: checkpoint.memoryMode == .fast, usage: checkpoint.usage)
+        }
+        let newTextEncoder = try CLIPTextModel(config: textEncoder.config, weights: weights(.textEncoder))
+        let newUNet = try UNet2DConditionModel(config: unet.config, weights: weights(.unet))
+        textEncoder = newTextEncoder
+        unet = newUNet
+        appliedLoRAs = key
+    }
+
     /// The text conditioning: `cond` for the prompt and, when guidance is on, `uncond` for the negative
     /// prompt, both `[1, 77·n, C]` with the same `n` (the shorter is padded with empty chunks, as A1111).
     public func encodeText(prompt: String, negativePrompt: String, clipSkip: Int, guidance: Bool) throws -> (cond: Tensor, uncond: Tensor?) {
@@ -93,7 +127,8 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
     /// with empty chunks. A plain prompt gives one context, the same as `encodeText`.
     /// - Throws: a prompt error (`PromptError`).
     public func conditioning(for request: GenerationRequest) throws -> TextConditioning {
-        let parts = PromptComposition.parts(of: request.prompt)
+        // LoRA tags are not text (`useLoRAs` applies them); A1111 removes them before anything else.
+        let parts = PromptComposition.parts(of: try ExtraNetworks.parse(request.prompt).prompt)
         let guidance = request.guidanceScale > 1 || !PromptComposition.isPlain(parts)
         let positives = parts.map { PromptSchedule($0.text, steps: request.steps) }
         let negative = PromptSchedule(request.negativePrompt, steps: request.steps)
@@ -135,6 +170,8 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
         // a low-memory session gives them back.
         defer { if checkpoint.memoryMode == .low { MemoryMode.returnFreedMemory() } }
         try cancellation?.check()
+        if let tag = ExtraNetworks.tags(in: request.negativePrompt).first { throw LoRAError.inNegativePrompt(tag: tag) }
+        try useLoRAs(try ExtraNetworks.parse(request.prompt).loras)
         let conditioning = try conditioning(for: request)
         var results: [GenerationResult] = []
         for index in 0..<request.batchCount {

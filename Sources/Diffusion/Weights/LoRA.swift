@@ -1,0 +1,261 @@
+import Foundation
+
+/// What can go wrong with a `<lora:…>` tag or a LoRA file.
+public enum LoRAError: Error, Equatable, CustomStringConvertible {
+    case badTag(tag: String, reason: String)
+    case unsupportedNetwork(tag: String, kind: String)
+    case inNegativePrompt(tag: String)
+    case notFound(name: String, searched: [String])
+    case pickle(path: String)
+    case unreadable(path: String, reason: String)
+    /// LoHa, LoKr, SDXL or another kind of network this engine does not apply.
+    case unsupportedFormat(path: String, kind: String, evidence: String)
+    case missingPart(path: String, module: String, part: String)
+    case unmatchedModules(path: String, modules: [String])
+    case shapeMismatch(path: String, module: String, up: [Int], down: [Int], weight: [Int])
+
+    public var description: String {
+        switch self {
+        case let .badTag(tag, reason):
+            return "\(tag): \(reason)"
+        case let .unsupportedNetwork(tag, kind):
+            return "\(tag): '\(kind)' networks are not supported (only <lora:NAME:MULTIPLIER>); remove the tag"
+        case let .inNegativePrompt(tag):
+            return "\(tag) is in the negative prompt; LoRA tags work in the prompt only (as in A1111), move or remove it"
+        case let .notFound(name, searched):
+            let places = searched.isEmpty ? "no LoRA folder is set" : "looked for \(name).safetensors in " + searched.joined(separator: ", ")
+            return "no LoRA named '\(name)': \(places); put the file there or 'set lora-dir DIR'"
+        case let .pickle(path):
+            return "\(path) is a pickle file; LoRAs are read from .safetensors only (unpickling can run code). Use the LoRA's .safetensors release or convert it."
+        case let .unreadable(path, reason):
+            return "cannot read the LoRA \(path): \(reason)"
+        case let .unsupportedFormat(path, kind, evidence):
+            return "\(path) is \(kind) (\(evidence)); sdrepl applies LoRA and LoCon networks for SD1.x only"
+        case let .missingPart(path, module, part):
+            return "the LoRA \(path) has no '\(module).\(part)'; the file is incomplete"
+        case let .unmatchedModules(path, modules):
+            let shown = modules.prefix(3).joined(separator: ", ") + (modules.count > 3 ? ", …" : "")
+            return "the LoRA \(path) changes \(modules.count) layer\(modules.count == 1 ? "" : "s") that SD1.5 does not have (\(shown)); it is for another model (SD2.x, SDXL?)"
+        case let .shapeMismatch(path, module, up, down, weight):
+            return "the LoRA \(path) does not fit '\(module)': up \(up) · down \(down) cannot change a weight of shape \(weight); it is for another model"
+        }
+    }
+}
+
+/// A LoRA (or LoCon) file in the kohya-ss layout that A1111 and civitai use, or diffusers' PEFT
+/// layout, read through mmap.
+///
+/// kohya-ss: `lora_unet_<module>` / `lora_te_<module>` with the module's diffusers path written with
+/// `_` for `.`, each with `.lora_down.weight` `[r, in(, kh, kw)]`, `.lora_up.weight` `[out, r(, 1, 1)]`
+/// and an optional `.alpha`. PEFT: `unet.<path>.lora_A.weight` / `.lora_B.weight` (and
+/// `text_encoder.<path>`). A weight `W` of shape `[out, in(, kh, kw)]` becomes
+///
+///     W + multiplier · (alpha / r) · up · down          (alpha defaults to r)
+///
+/// as in A1111's `network_lora.py` and diffusers' `fuse_lora`.
+public final class LoRAFile: @unchecked Sendable {
+    /// One changed layer.
+    struct Module {
+        /// The name in the file, without the part suffix.
+        let name: String
+        let up: SafetensorsTensorInfo
+        let down: SafetensorsTensorInfo
+        let alpha: Float?
+    }
+
+    public let url: URL
+    let file: SafetensorsFile
+    let modules: [Module]
+
+    /// Opens and checks the layout of the LoRA at `url`; its weights are read when applied.
+    /// - Throws: `LoRAError`.
+    public init(url: URL) throws {
+        self.url = url
+        do {
+            file = try SafetensorsFile(url: url)
+        } catch {
+            throw LoRAError.unreadable(path: url.path, reason: "\(error)")
+        }
+        let names = file.names
+        if let key = names.first(where: { $0.contains("hada_w") || $0.contains("lokr_w") || $0.contains(".lora_mid.") }) {
+            let kind = key.contains("hada_") ? "a LoHa" : key.contains("lokr_") ? "a LoKr" : "a LoCon with CP decomposition"
+            throw LoRAError.unsupportedFormat(path: url.path, kind: kind, evidence: "it has '\(key)'")
+        }
+        if let key = names.first(where: { $0.hasPrefix("lora_te1_") || $0.hasPrefix("lora_te2_") || $0.contains("text_encoder_2.") }) {
+            throw LoRAError.unsupportedFormat(path: url.path, kind: "an SDXL LoRA", evidence: "it has '\(key)'")
+        }
+        // Group the parts by module: (suffix of up, suffix of down).
+        let layouts = [(".lora_up.weight", ".lora_down.weight"), (".lora_B.weight", ".lora_A.weight")]
+        var modules: [Module] = []
+        var claimed = Set<String>()
+        for info in file.tensors {
+            guard let (upSuffix, downSuffix) = layouts.first(where: { info.name.hasSuffix($0.1) }) else { continue }
+            let module = String(info.name.dropLast(downSuffix.count))
+            guard let up = file.info(module + upSuffix) else {
+                throw LoRAError.missingPart(path: url.path, module: module, part: String(upSuffix.dropFirst()))
+            }
+            var alpha: Float?
+            if let alphaInfo = file.info(module + ".alpha") {
+                guard alphaInfo.elementCount == 1, let value = try? file.tensor(alphaInfo.name).data.first else {
+                    throw LoRAError.unreadable(path: url.path, reason: "'\(alphaInfo.name)' is not one number")
+                }
+                alpha = value
+                claimed.insert(alphaInfo.name)
+            }
+            modules.append(Module(name: module, up: up, down: info, alpha: alpha))
+            claimed.formUnion([info.name, up.name])
+        }
+        if let stray = names.first(where: { !claimed.contains($0) && ($0.hasSuffix(".lora_up.weight") || $0.hasSuffix(".lora_B.weight")) }) {
+            throw LoRAError.missingPart(path: url.path, module: String(stray.prefix { $0 != "." }), part: "lora_down.weight")
+        }
+        guard !modules.isEmpty else {
+            throw LoRAError.unsupportedFormat(path: url.path, kind: "not a LoRA", evidence: "no '*.lora_down.weight' or '*.lora_A.weight' tensors")
+        }
+        self.modules = modules
+    }
+
+    /// The checkpoint key (`unet.…weight`, `text_encoder.text_model.…weight`) a module changes.
+    ///
+    /// kohya's names drop the dots, so they are matched against the checkpoint's own keys written
+    /// the same way (`index`); PEFT names are the keys themselves.
+    static func target(of module: String, index: [String: String]) -> String? {
+        if module.hasPrefix("unet.") || module.hasPrefix("text_encoder.") {
+            return module + ".weight"
+        }
+        return index[module]
+    }
+
+    /// kohya's name of each LoRA-able checkpoint weight: `unet.down_blocks.0.attentions.0.proj_in.weight`
+    /// is `lora_unet_down_blocks_0_attentions_0_proj_in`, `text_encoder.text_model.encoder.layers.0.mlp.fc1.weight`
+    /// is `lora_te_text_model_encoder_layers_0_mlp_fc1`.
+    static func kohyaIndex(of keys: [String]) -> [String: String] {
+        var index: [String: String] = [:]
+        for key in keys where key.hasSuffix(".weight") {
+            let path = key.dropLast(".weight".count)
+            let name: String
+            if path.hasPrefix("unet.") {
+                name = "lora_unet_" + path.dropFirst("unet.".count)
+            } else if path.hasPrefix("text_encoder.") {
+                name = "lora_te_" + path.dropFirst("text_encoder.".count)
+            } else {
+                continue
+            }
+            index[name.replacingOccurrences(of: ".", with: "_")] = key
+        }
+        return index
+    }
+}
+
+/// A checkpoint seen through one or more LoRAs: each weight they change gets their deltas added as it
+/// is read (converted to Float32), so `.low` mode stays lazy and the file is never modified.
+final class LoRAPatchedSource: TensorSource, @unchecked Sendable {
+    /// `W += scale · up[rows × rank] · down[rank × columns]`.
+    struct Patch {
+        let file: SafetensorsFile
+        let up: String
+        let down: String
+        let rows: Int
+        let rank: Int
+        let columns: Int
+        let scale: Float
+    }
+
+    let base: TensorSource
+    private let patches: [String: [Patch]]
+
+    /// - Parameters:
+    ///   - loras: each file with its multipliers for the text encoder and the UNet, applied in order.
+    /// - Throws: `LoRAError.unmatchedModules` when a file changes layers the checkpoint lacks, and
+    ///   `.shapeMismatch` when a delta does not fit its weight.
+    init(base: TensorSource, loras: [(file: LoRAFile, textEncoder: Double, unet: Double)]) throws {
+        self.base = base
+        let index = LoRAFile.kohyaIndex(of: base.keys)
+        var patches: [String: [Patch]] = [:]
+        for (lora, textEncoder, unet) in loras {
+            var unmatched: [String] = []
+            for module in lora.modules {
+                guard let key = LoRAFile.target(of: module.name, index: index), let weight = base.shape(of: key) else {
+                    unmatched.append(module.name)
+                    continue
+                }
+                let up = module.up.shape, down = module.down.shape
+                let rank = down.first ?? 0
+                let rows = weight.first ?? 0
+                let columns = weight.dropFirst().reduce(1, *)
+                // up [rows, rank(, 1, 1)], down [rank, columns…]: the kernel sizes must agree too.
+                let fits = rank > 0 && up.count >= 2 && up[0] == rows && up[1] == rank && up.dropFirst(2).allSatisfy { $0 == 1 }
+                    && down.dropFirst().reduce(1, *) == columns && (down.count == 2 || Array(down.dropFirst()) == Array(weight.dropFirst()))
+                guard fits else {
+                    throw LoRAError.shapeMismatch(path: lora.url.path, module: module.name, up: up, down: down, weight: weight)
+                }
+                let multiplier = key.hasPrefix("text_encoder.") ? textEncoder : unet
+                if multiplier == 0 { continue }
+                let alpha = Double(module.alpha ?? Float(rank))
+                patches[key, default: []].append(Patch(file: lora.file, up: module.up.name, down: module.down.name, rows: rows,
+                                                       rank: rank, columns: columns, scale: Float(multiplier * alpha / Double(rank))))
+            }
+            if !unmatched.isEmpty { throw LoRAError.unmatchedModules(path: lora.url.path, modules: unmatched) }
+        }
+        self.patches = patches
+    }
+
+    var sourceDescription: String { base.sourceDescription }
+    var keys: [String] { base.keys }
+    func shape(of key: String) -> [Int]? { base.shape(of: key) }
+
+    func read(_ key: String, into buffer: UnsafeMutableBufferPointer<Float>) throws {
+        try base.read(key, into: buffer)
+        for patch in patches[key] ?? [] {
+            let up = try patch.file.tensor(patch.up).data
+            let down = try patch.file.tensor(patch.down).data
+            up.withUnsafeBufferPointer { u in
+                down.withUnsafeBufferPointer { d in
+                    BLAS.sgemm(m: patch.rows, n: patch.columns, k: patch.rank, alpha: patch.scale,
+                               a: u.baseAddress!, lda: patch.rank, b: d.baseAddress!, ldb: patch.columns,
+                               beta: 1, c: buffer.baseAddress!, ldc: patch.columns)
+                }
+            }
+        }
+    }
+}
+
+/// Finds LoRA files by name, as A1111 does in its `models/Lora` folder.
+public enum LoRALibrary {
+    /// `NAME.safetensors` in the first of `directories` that has it, searching sub-folders too.
+    /// - Throws: `LoRAError.pickle` when only `NAME.pt` / `.ckpt` exists, `.notFound` otherwise.
+    public static func locate(_ name: String, in directories: [URL]) throws -> URL {
+        let fm = FileManager.default
+        for directory in directories {
+            let direct = directory.appendingPathComponent(name + ".safetensors")
+            if fm.fileExists(atPath: direct.path) { return direct }
+            guard let walker = fm.enumerator(at: directory, includingPropertiesForKeys: nil) else { continue }
+            var pickle: URL?
+            for case let url as URL in walker {
+                let stem = url.deletingPathExtension().lastPathComponent
+                guard stem == name else { continue }
+                switch url.pathExtension.lowercased() {
+                case "safetensors": return url
+                case "pt", "ckpt", "bin": pickle = url
+                default: continue
+                }
+            }
+            if let pickle { throw LoRAError.pickle(path: pickle.path) }
+            for ext in ["pt", "ckpt"] where fm.fileExists(atPath: directory.appendingPathComponent(name + "." + ext).path) {
+                throw LoRAError.pickle(path: directory.appendingPathComponent(name + "." + ext).path)
+            }
+        }
+        throw LoRAError.notFound(name: name, searched: directories.map(\.path))
+    }
+
+    /// The names (file stems) of the LoRAs in `directories`, sorted, for completion and listings.
+    public static func names(in directories: [URL]) -> [String] {
+        var names = Set<String>()
+        for directory in directories {
+            guard let walker = FileManager.default.enumerator(at: directory, includingPropertiesForKeys: nil) else { continue }
+            for case let url as URL in walker where url.pathExtension.lowercased() == "safetensors" {
+                names.insert(url.deletingPathExtension().lastPathComponent)
+            }
+        }
+        return names.sorted()
+    }
+}
