@@ -1,4 +1,5 @@
 import Foundation
+import Diffusion
 import Imaging
 
 /// What tab completion offers after a command word.
@@ -191,6 +192,17 @@ public struct Command {
                 throw ScriptError.file(command: "load", path: argument, reason: "\(error)")
             }
             try apply(recipe, to: session, file: argument)
+            return .ok
+        },
+        Command(name: "loras", usage: "loras", summary: "list the LoRAs that <lora:NAME:0.8> in a prompt can use, and where sdrepl looks",
+                kind: .words, completion: .none) { session, argument, _ in
+            guard argument.isEmpty else { throw ScriptError.unexpectedArgument(command: "loras", argument: argument) }
+            let folders = session.loraDirectories()
+            let names = LoRALibrary.names(in: folders)
+            names.forEach { session.io.output("<lora:\($0):1>") }
+            let places = folders.map(\.path).joined(separator: ", ")
+            session.io.output(names.isEmpty ? "no LoRAs (*.safetensors) in \(places); 'set lora-dir DIR' names another folder"
+                                            : "\(names.count) LoRA\(names.count == 1 ? "" : "s") in \(places)")
             return .ok
         },
         Command(name: "models", usage: "models", summary: "list the models found, and where sdrepl looks",

@@ -97,8 +97,8 @@ def make_lora(unet, te):
         sd[f"{kohya}.lora_down.weight"] = down.half()
         sd[f"{kohya}.lora_up.weight"] = up.half()
         sd[f"{kohya}.alpha"] = torch.tensor(alpha, dtype=torch.float16)
-    save_tensors(OUT / LORA_FILE, sd, {"ss_network_module": "networks.lora", "ss_network_dim": "4",
-                                       "ss_network_alpha": "2.0", "ss_base_model_version": "sd_v1"})
+    save_tensors(OUT / LORA_FILE, sd, {"ss_network_module": "networks.lora", "ss_base_model_version": "sd_v1",
+                                       "sdrepl": "tiny test LoRA; per-module rank and alpha in lora/manifest.json"})
     return sd
 
 

@@ -255,3 +255,27 @@ final class CommandTests: XCTestCase {
         XCTAssertTrue(io.lines.contains { $0.contains("sampler") && $0.contains("euler-a") && $0.contains("(default: pndm)") })
     }
 }
+
+final class LoRAFolderTests: XCTestCase {
+    /// `set lora-dir` comes first, then `models/Lora` here and `Lora` beside the model's folder, as
+    /// A1111 keeps them (`models/Stable-diffusion/x.safetensors`, `models/Lora/`).
+    func testLoRAFoldersAndTheListing() throws {
+        let folder = TemporaryFolder()
+        folder.write("mine/ink.safetensors", "")
+        folder.write("mine/sub/paper.safetensors", "")
+        folder.write("models/Stable-diffusion/m.safetensors", "")
+        let io = BufferIO()
+        let session = makeSession(io: io)
+        XCTAssertEqual(session.execute("set lora-dir \(folder.path)/nowhere"), .failed(Diagnostic(
+            .file(command: "set lora-dir", path: "\(folder.path)/nowhere", reason: "no such folder"), at: nil)))
+        XCTAssertEqual(session.execute("set lora-dir \(folder.path)/mine"), .ok)
+        XCTAssertEqual(session.execute("model \(folder.path)/models/Stable-diffusion/m.safetensors"), .ok)
+        let cwd = FileManager.default.currentDirectoryPath
+        XCTAssertEqual(session.loraDirectories().map(\.path), ["\(folder.path)/mine", "\(cwd)/models/Lora", "\(folder.path)/models/Lora"])
+        XCTAssertEqual(session.execute("loras"), .ok)
+        XCTAssertEqual(io.lines, ["<lora:ink:1>", "<lora:paper:1>",
+                                  "2 LoRAs in \(folder.path)/mine, \(cwd)/models/Lora, \(folder.path)/models/Lora"])
+        XCTAssertEqual(session.execute("unset lora-dir"), .ok)
+        XCTAssertNil(session.settings.loraDir)
+    }
+}
