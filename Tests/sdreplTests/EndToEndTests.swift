@@ -379,38 +379,33 @@ final class EndToEndTests: XCTestCase {
 /// SDScriptTests.ExamplesTests); one runs here for real on the tiny model, with its size set small
 /// first (the example sets steps and seeds but not the size).
 final class ExampleRunTests: XCTestCase {
-    func testPromptWeightingExampleRunsOnTheFixtureModel() throws {
+    /// Runs `examples/NAME` with `sdrepl run` on the tiny model at `size`; returns the run and its
+    /// `image N: … sha256 …` lines.
+    private func runExample(_ name: String, size: String) throws -> (PipeRun, [Substring]) {
         let sandbox = Sandbox()
-        let example = FixturePaths.repoRoot.appendingPathComponent("examples/prompt-weighting.sdscript").path
+        let example = FixturePaths.repoRoot.appendingPathComponent("examples/\(name)").path
         sandbox.write("wrapper.sdscript", """
             model \(EndToEndTests.diffusersModel)
-            set size 96x96
+            set size \(size)
             set autosave off
             run \(example)
 
             """)
         let run = try PipeRun(["run", "wrapper.sdscript"], in: sandbox)
         XCTAssertEqual(run.status, 0, run.stderr)
-        XCTAssertEqual(run.stdout.split(separator: "\n").filter { $0.hasPrefix("image ") && $0.contains("sha256") }.count, 4,
-                       run.stdout)
+        return (run, run.stdout.split(separator: "\n").filter { $0.hasPrefix("image ") && $0.contains("sha256") })
+    }
+
+    func testPromptWeightingExampleRunsOnTheFixtureModel() throws {
+        let (run, images) = try runExample("prompt-weighting.sdscript", size: "96x96")
+        XCTAssertEqual(images.count, 4, run.stdout)
         XCTAssertTrue(run.stdout.contains("chunk 1 ("), "tokens shows the chunks: \(run.stdout)")
     }
 
     /// Prompt editing for real: `tokens` shows which text serves which steps (30 steps, the swap at
     /// 0.4 = step 12, which A1111's counter serves with the first text through step 13).
     func testPromptEditingExampleRunsOnTheFixtureModel() throws {
-        let sandbox = Sandbox()
-        let example = FixturePaths.repoRoot.appendingPathComponent("examples/prompt-editing.sdscript").path
-        sandbox.write("wrapper.sdscript", """
-            model \(EndToEndTests.diffusersModel)
-            set size 64x64
-            set autosave off
-            run \(example)
-
-            """)
-        let run = try PipeRun(["run", "wrapper.sdscript"], in: sandbox)
-        XCTAssertEqual(run.status, 0, run.stderr)
-        let hashes = run.stdout.split(separator: "\n").filter { $0.hasPrefix("image ") && $0.contains("sha256") }
+        let (run, hashes) = try runExample("prompt-editing.sdscript", size: "64x64")
         XCTAssertEqual(hashes.count, 4, run.stdout)
         XCTAssertEqual(Set(hashes.map { $0.split(separator: " ").last ?? "" }).count, 4, "four different pictures")
         XCTAssertTrue(run.stdout.contains("""
