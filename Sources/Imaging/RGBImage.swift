@@ -66,6 +66,27 @@ public struct RGBImage: Equatable, Sendable {
         try self.init(width: width, height: height, pixels: pixels)
     }
 
+    /// The image `factor` times larger on each side, each pixel repeated (nearest neighbour): for
+    /// small previews, which a terminal would otherwise show at one screen pixel per latent.
+    /// - Throws: `ImagingError.invalidImage` for a factor below 1.
+    public func scaledUp(by factor: Int) throws -> RGBImage {
+        guard factor >= 1 else { throw ImagingError.invalidImage("scale factor \(factor) is below 1") }
+        if factor == 1 { return self }
+        let outWidth = width * factor
+        var out = [UInt8](repeating: 0, count: outWidth * height * factor * 3)
+        for y in 0..<(height * factor) {
+            let source = (y / factor) * width * 3
+            let row = y * outWidth * 3
+            for x in 0..<outWidth {
+                let from = source + (x / factor) * 3
+                out[row + 3 * x] = pixels[from]
+                out[row + 3 * x + 1] = pixels[from + 1]
+                out[row + 3 * x + 2] = pixels[from + 2]
+            }
+        }
+        return RGBImage(uncheckedWidth: outWidth, height: height * factor, pixels: out)
+    }
+
     /// `np.uint8(np.round(np.float32(x) * 255))` for x clamped to [0, 1].
     @inline(__always)
     static func unitToByte(_ x: Float) -> UInt8 {

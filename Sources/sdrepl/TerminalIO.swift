@@ -61,6 +61,11 @@ final class TerminalIO: SessionIO {
 
     func progressDone() {
         clearBar()
+        if livePreviewRows > 0 {
+            // The live preview has served: back to the top of its area and clear it, so the finished
+            // image (or the next message) takes its place instead of leaving it in the scrollback.
+            FileHandle.standardOutput.write(Data("\u{1B}8\u{1B}[J".utf8))
+        }
         livePreviewRows = 0
         lastPreviewStep = 0
     }
@@ -83,7 +88,11 @@ final class TerminalIO: SessionIO {
     /// Draws the engine's small preview in a fixed area, redrawn in place at each update: the area is
     /// reserved once per image (newlines, then back up) so drawing never scrolls the saved position.
     private func drawLivePreview(_ pixels: RGBImage) {
-        guard let sixelEncoder, let bytes = try? sixelEncoder(pixels, livePreviewSize, livePreviewSize) else { return }
+        // The engine's preview has one pixel per latent (64x64 for 512x512): scaled up by a whole
+        // factor, nearest neighbour, so it fills the area instead of a corner of it.
+        let factor = max(1, livePreviewSize / max(pixels.width, pixels.height, 1))
+        guard let sixelEncoder, let scaled = try? pixels.scaledUp(by: factor),
+              let bytes = try? sixelEncoder(scaled, livePreviewSize, livePreviewSize) else { return }
         clearBar()
         var cellHeight = 20
         if let size = Terminal.windowSize(), size.ws_row > 0, size.ws_ypixel > 0 {

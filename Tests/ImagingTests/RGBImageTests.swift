@@ -22,6 +22,15 @@ final class RGBImageTests: XCTestCase {
         XCTAssertEqual(image.pixels, [255, 0, 26, 0, 128, 178])
     }
 
+    func testScaledUpRepeatsEachPixel() throws {
+        let image = try RGBImage(width: 2, height: 1, pixels: [1, 2, 3, 4, 5, 6])
+        let big = try image.scaledUp(by: 2)
+        XCTAssertEqual([big.width, big.height], [4, 2])
+        XCTAssertEqual(big.pixels, [1, 2, 3, 1, 2, 3, 4, 5, 6, 4, 5, 6, 1, 2, 3, 1, 2, 3, 4, 5, 6, 4, 5, 6])
+        XCTAssertEqual(try image.scaledUp(by: 1), image)
+        XCTAssertThrowsError(try image.scaledUp(by: 0))
+    }
+
     func testSizeMismatchThrows() {
         XCTAssertThrowsError(try RGBImage(planarUnitFloats: [0, 0, 0], width: 2, height: 1))
         XCTAssertThrowsError(try RGBImage(width: 2, height: 2, pixels: [UInt8](repeating: 0, count: 11)))
