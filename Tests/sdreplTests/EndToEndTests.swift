@@ -171,6 +171,47 @@ final class EndToEndTests: XCTestCase {
         }
     }
 
+    /// A LoRA through the REPL: found in `models/Lora`, listed by `loras`, shown by `tokens`, applied
+    /// as diffusers applies it (the `full_0.8` case of `lora/references`), named in the saved
+    /// recipe's `Lora hashes`.
+    func testALoRATagThroughTheREPLMatchesDiffusers() throws {
+        let sandbox = Sandbox()
+        let lora = FixturePaths.root.appendingPathComponent("lora/tiny-lora.safetensors").path
+        try FileManager.default.createDirectory(atPath: sandbox.path + "/models/Lora/tiny", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: lora, toPath: sandbox.path + "/models/Lora/tiny/tiny-lora.safetensors")
+        sandbox.write("lora.sdscript", """
+            model \(Self.diffusersModel)
+            loras
+            prompt a red fox in the snow <lora:tiny-lora:0.8>
+            tokens
+            seed 33
+            set steps 4
+            set size 96x96
+            set autosave off
+            gen
+            save fox.png
+
+            """)
+        let run = try PipeRun(["run", "lora.sdscript"], in: sandbox)
+        XCTAssertEqual(run.status, 0, run.stderr)
+        XCTAssertTrue(run.stdout.contains("<lora:tiny-lora:1>\n1 LoRA in \(sandbox.path)/models/Lora"), run.stdout)
+        XCTAssertTrue(run.stdout.contains("LoRA tiny-lora: text encoder x0.8, UNet x0.8\n6 tokens in 1 chunk"), run.stdout)
+        let png = try decodePNG(sandbox.path + "/fox.png")
+        // pipe.load_lora_weights(...); pipe.fuse_lora(lora_scale=0.8); pipe(prompt, 4 steps, 7.5, 96x96, seed 33)
+        let expected = try SafetensorsFile(url: FixturePaths.root.appendingPathComponent("lora/references.safetensors"))
+            .tensor("full_0.8/image_every4th").data
+        var every4th: [Float] = []
+        for y in stride(from: 0, to: 96, by: 4) {
+            for x in stride(from: 0, to: 96, by: 4) {
+                for c in 0..<3 { every4th.append(Float(png.image.pixels[(y * 96 + x) * 3 + c]) / 255) }
+            }
+        }
+        XCTAssertLessThanOrEqual(zip(every4th, expected).map { abs($0 - $1) }.max() ?? 1, 1.0 / 255 + 1e-6)
+        let parameters = try XCTUnwrap(png.text("parameters"))
+        XCTAssertTrue(parameters.hasPrefix("a red fox in the snow <lora:tiny-lora:0.8>\n"), parameters)
+        XCTAssertTrue(parameters.contains("Lora hashes: \"tiny-lora: \(try sha256(of: lora).prefix(12))\""), parameters)
+    }
+
     // MARK: - save, load, info
 
     func testLoadOfASavedPNGAndJPEGRegeneratesTheSamePixels() throws {
