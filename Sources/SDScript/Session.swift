@@ -131,8 +131,7 @@ public final class Session {
             if line.inlinedRun {
                 // Its lines, and any error among them, are in the transcript already.
                 if outcome != .quit {
-                    let file = URL(fileURLWithPath: resolve(command.argument, relativeTo: location)).standardizedFileURL.path
-                    transcript.record("# end of run \(file)")
+                    transcript.record("# end of run \(Self.absolute(resolve(command.argument, relativeTo: location)))")
                 }
                 return
             }
@@ -169,23 +168,25 @@ public final class Session {
     /// them (a script's `model` and `load` relative to the script's folder), so a replay from
     /// `sessions/` or any other folder reads the same files.
     private func replayable(_ command: CommandText, typed text: String, at location: SourceLocation?) -> String {
-        func absolute(_ path: String) -> String {
-            URL(fileURLWithPath: path).standardizedFileURL.path
-        }
         let name = Command.named(command.name)?.name
         let argument = command.argument
         switch name {
         case "model" where argument.words.first != "download", "load":
-            return "\(name ?? command.name) \(absolute(resolve(argument, relativeTo: location)))"
+            return "\(name ?? command.name) \(Self.absolute(resolve(argument, relativeTo: location)))"
         case "set":
             let setting = CommandText(argument)
             if let key = SettingKey.named(setting.name), ["model", "styles", "lora-dir"].contains(key.name), !setting.argument.isEmpty {
-                return "set \(key.name) \(absolute(NSString(string: setting.argument).expandingTildeInPath))"
+                return "set \(key.name) \(Self.absolute(NSString(string: setting.argument).expandingTildeInPath))"
             }
         default:
             break
         }
         return text.trimmingWhitespace()
+    }
+
+    /// `path` made absolute against the current folder, `.` and `..` removed.
+    static func absolute(_ path: String) -> String {
+        URL(fileURLWithPath: path).standardizedFileURL.path
     }
 
     /// `seed random`, `set seed random`, `unset seed`: written as a comment, since each `gen` records
@@ -356,7 +357,7 @@ public final class Session {
         }
         let options = frames.last?.options ?? ScriptOptions()
         if let transcript {
-            transcript.record("# run \(URL(fileURLWithPath: resolved).standardizedFileURL.path)")
+            transcript.record("# run \(Self.absolute(resolved))")
             line.inlinedRun = true
         }
         let summary = runScript(at: resolved, options: options)

@@ -29,10 +29,11 @@ public struct GenerationResult: Sendable {
 
 /// Text to image with a loaded SD1.x checkpoint, step for step as diffusers' `StableDiffusionPipeline`:
 ///
-///     text -> A1111 prompt editing (the texts of each step) -> tokens (A1111 weighting, 75-token
+///     text -> <lora:…> tags (applied to the text encoder's and the UNet's weights), A1111's AND
+///          parts and prompt editing (the texts of each step) -> tokens (A1111 weighting, 75-token
 ///          chunks) -> CLIP hidden states
 ///          -> latents = randn(seed) * init_noise_sigma
-///          -> for each timestep: UNet on [uncond, cond], guidance, scheduler step
+///          -> for each timestep: UNet on [uncond, cond (one per AND part)], guidance, scheduler step
 ///          -> VAE decode -> RGB8
 ///
 /// The model parts load once, in `init`, and serve any number of requests. A pipeline runs one request
