@@ -136,11 +136,13 @@ public struct ImageWriter: Sendable {
 
     /// A short file-name-safe form of a prompt: ASCII letters and digits, lowercased, accents
     /// removed (`café` → `cafe`), every other run of characters one `-`, at most `maxLength`
-    /// characters cut at a word boundary where possible; `image` if nothing is left.
+    /// characters cut at a word boundary where possible; `image` if nothing is left. Extra-network
+    /// tags (`<lora:ink:0.8>`) are left out: they name files, not the picture.
     public static func slug(_ prompt: String, maxLength: Int = 40) -> String {
         var words: [String] = []
         var current = ""
-        for scalar in prompt.decomposedStringWithCanonicalMapping.unicodeScalars {
+        let untagged = prompt.replacingOccurrences(of: #"<\w+:[^>]+>"#, with: " ", options: .regularExpression)
+        for scalar in untagged.decomposedStringWithCanonicalMapping.unicodeScalars {
             if scalar.isASCII, scalar.properties.isAlphabetic || ("0"..."9").contains(scalar) {
                 current.unicodeScalars.append(scalar)
             } else if scalar.properties.generalCategory == .nonspacingMark {

@@ -457,6 +457,10 @@ public final class Session {
             } catch {
                 io.progressDone()
                 if io.isInterrupted { throw ScriptError.cancelled(completed: offset, requested: count) }
+                if case LoRAError.notFound(let name, _) = error,
+                   let near = closestWord(to: name, in: LoRALibrary.names(in: loraDirectories())) {
+                    throw ScriptError.generation("\(error) (did you mean '\(near)'?)")
+                }
                 throw ScriptError.generation("\(error)")
             }
             let pixels = image.pixels

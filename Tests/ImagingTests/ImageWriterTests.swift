@@ -30,6 +30,7 @@ final class ImageWriterTests: XCTestCase {
             "20261125-031522_s1234_a-red-fox-in-snow")
         XCTAssertEqual(ImageWriter.slug("Café — crème brûlée"), "cafe-creme-brulee")
         XCTAssertEqual(ImageWriter.slug("狐狸"), "image")
+        XCTAssertEqual(ImageWriter.slug("a red fox <lora:ink_v2:0.8>, snow"), "a-red-fox-snow")
         XCTAssertEqual(ImageWriter.slug("one two three four five six seven eight nine ten"), "one-two-three-four-five-six-seven-eight")
         XCTAssertEqual(ImageWriter.slug(String(repeating: "x", count: 60)).count, 40)
     }

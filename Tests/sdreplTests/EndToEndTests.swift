@@ -210,6 +210,13 @@ final class EndToEndTests: XCTestCase {
         let parameters = try XCTUnwrap(png.text("parameters"))
         XCTAssertTrue(parameters.hasPrefix("a red fox in the snow <lora:tiny-lora:0.8>\n"), parameters)
         XCTAssertTrue(parameters.contains("Lora hashes: \"tiny-lora: \(try sha256(of: lora).prefix(12))\""), parameters)
+
+        // A misspelt name: where sdrepl looked, and the closest name there.
+        let typo = try PipeRun([], stdin: "model \(Self.diffusersModel)\nset size 64x64\nprompt a fox <lora:tiny-lorra>\ngen\n", in: sandbox)
+        XCTAssertEqual(typo.status, 1)
+        XCTAssertTrue(typo.stderr.contains("gen: no LoRA named 'tiny-lorra': looked for tiny-lorra.safetensors in \(sandbox.path)/models/Lora"),
+                      typo.stderr)
+        XCTAssertTrue(typo.stderr.contains("(did you mean 'tiny-lora'?)"), typo.stderr)
     }
 
     // MARK: - save, load, info
