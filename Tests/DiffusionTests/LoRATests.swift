@@ -130,6 +130,21 @@ final class LoRATests: XCTestCase {
         assertClose(b, a.map { $0 + 0.25 }, tolerance: 1e-6, "up · down = 0.5 · 0.5 everywhere; no alpha: alpha = rank")
     }
 
+    /// A 1×1 kernel written on one side only still fits: `[r, in, 1, 1]` on a linear weight,
+    /// `[r, in]` on a 1×1 convolution (`proj_in`), as different trainers save them.
+    func testOneByOneKernelsFitEitherWay() throws {
+        let base = try checkpoint()
+        let q = try XCTUnwrap(base.shape(of: "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.weight"))
+        let proj = try XCTUnwrap(base.shape(of: "unet.down_blocks.0.attentions.0.proj_in.weight"))
+        let url = try write("kernels.safetensors", [
+            ("lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight", [2, q[1], 1, 1]),
+            ("lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_up.weight", [q[0], 2, 1, 1]),
+            ("lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight", [2, proj[1]]),
+            ("lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight", [proj[0], 2]),
+        ])
+        XCTAssertNoThrow(try LoRAPatchedSource(base: base, loras: [(try LoRAFile(url: url), 1, 1)]))
+    }
+
     func testWrongFilesAreRefusedClearly() throws {
         let base = try checkpoint()
         func refusal(_ url: URL) -> String {

@@ -182,9 +182,15 @@ final class LoRAPatchedSource: TensorSource, @unchecked Sendable {
                 let rank = down.first ?? 0
                 let rows = weight.first ?? 0
                 let columns = weight.dropFirst().reduce(1, *)
-                // up [rows, rank(, 1, 1)], down [rank, columns…]: the kernel sizes must agree too.
+                // up [rows, rank(, 1, 1)], down [rank, columns…]: the kernel sizes must agree too
+                // (a 1×1 kernel may be written or left out on either side).
+                func kernel(_ shape: [Int]) -> [Int] {
+                    var dims = Array(shape.dropFirst())
+                    while dims.count > 1, dims.last == 1 { dims.removeLast() }
+                    return dims
+                }
                 let fits = rank > 0 && up.count >= 2 && up[0] == rows && up[1] == rank && up.dropFirst(2).allSatisfy { $0 == 1 }
-                    && down.dropFirst().reduce(1, *) == columns && (down.count == 2 || Array(down.dropFirst()) == Array(weight.dropFirst()))
+                    && down.dropFirst().reduce(1, *) == columns && (down.count == 2 || kernel(down) == kernel(weight))
                 guard fits else {
                     throw LoRAError.shapeMismatch(path: lora.url.path, module: module.name, up: up, down: down, weight: weight)
                 }
