@@ -173,7 +173,7 @@ public struct Command {
             session.components.styles.listing().forEach(session.io.output)
             return .ok
         },
-        Command(name: "tokens", usage: "tokens", summary: "the token count and 75-token chunks of the current prompt (of each text, with prompt editing)",
+        Command(name: "tokens", usage: "tokens", summary: "the token count and 75-token chunks of the current prompt (per text with prompt editing, per AND part; its LoRAs)",
                 kind: .words, completion: .none) { session, argument, _ in
             guard argument.isEmpty else { throw ScriptError.unexpectedArgument(command: "tokens", argument: argument) }
             let request = try session.resolvedRequest(seed: 0)
