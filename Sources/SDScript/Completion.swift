@@ -1,3 +1,4 @@
+import Diffusion
 import Foundation
 
 /// What tab completion proposes for the text left of the cursor.
@@ -48,7 +49,16 @@ extension Session {
         guard let command = Command.named(commandWord) else { return Completion(word: rest, candidates: []) }
         switch command.completion {
         case .none:
-            return Completion(word: lastWord(rest), candidates: [])
+            let word = lastWord(rest)
+            // In a prompt, `<lora:` completes to the LoRAs found (`<lora:NAME:1>`).
+            if command.name == "prompt", let open = word.lastIndex(of: "<") {
+                let tag = String(word[open...])
+                if tag.count >= 2, "<lora:".hasPrefix(tag) || tag.hasPrefix("<lora:") {
+                    let tags = LoRALibrary.names(in: loraDirectories()).map { "<lora:\($0):1>" }
+                    return Completion(word: tag, candidates: matching(tag, tags))
+                }
+            }
+            return Completion(word: word, candidates: [])
         case .commands:
             return Completion(word: rest, candidates: matching(rest, Command.table.map(\.name)))
         case .settingKeys:

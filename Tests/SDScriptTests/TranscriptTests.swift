@@ -345,6 +345,17 @@ final class TranscriptTests: XCTestCase {
 }
 
 final class CompletionTests: XCTestCase {
+    func testLoRATagsCompleteInAPrompt() {
+        let folder = TemporaryFolder()
+        folder.write("ink.safetensors", "")
+        folder.write("sub/ink-wash.safetensors", "")
+        let session = makeSession()
+        XCTAssertEqual(session.execute("set lora-dir \(folder.path)"), .ok)
+        XCTAssertEqual(session.complete("prompt a fox, <lo").candidates, ["<lora:ink:1>", "<lora:ink-wash:1>"])
+        XCTAssertEqual(session.complete("prompt a fox,<lora:ink-").insertion, "wash:1> ")
+        XCTAssertEqual(session.complete("prompt a fox <x").candidates, [])
+    }
+
     func testCommandsSettingsAndValues() {
         let session = makeSession()
         XCTAssertEqual(session.complete("se").candidates, ["seed", "set"])
