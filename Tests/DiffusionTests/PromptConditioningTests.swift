@@ -76,7 +76,7 @@ final class PromptConditioningTests: XCTestCase {
         struct Failure: Error {}
         let tokenizer = try CLIPTokenizer.bundled()
         let prompt = try PromptChunker(tokenizer: tokenizer).chunk("cat")
-        XCTAssertThrowsError(try PromptConditioning.encode(prompt) { _ in throw Failure() }) { error in
+        XCTAssertThrowsError(try PromptConditioning.encode(prompt, using: { (_: [Int]) -> Tensor in throw Failure() })) { error in
             XCTAssertTrue(error is Failure)
         }
     }

@@ -50,7 +50,12 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
     public let unexpectedKeys: [String]
     /// Where `<lora:NAME>` tags look for `NAME.safetensors` (sub-folders too), in order.
     public var loraDirectories: [URL] = []
-    private let chunker: PromptChunker
+    /// Where textual-inversion embeddings are found (`NAME.safetensors`, sub-folders too): a prompt
+    /// that has the word NAME gets its vectors, as in A1111.
+    public var embeddingDirectories: [URL] = []
+    private var chunker: PromptChunker
+    /// The embedding files the chunker's library was read from (path, size, date).
+    private var loadedEmbeddings: [String]? = nil
     /// What the text encoder and the UNet are built with now: each LoRA file (path, size, date) and
     /// its two multipliers, in prompt order.
     private var appliedLoRAs: [String] = []
@@ -78,7 +83,27 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
     }
 
     /// The chunks of `prompt` as the text encoder will see them, for the REPL's `tokens` command.
-    public func chunks(of prompt: String) throws -> ChunkedPrompt { try chunker.chunk(prompt) }
+    public func chunks(of prompt: String) throws -> ChunkedPrompt {
+        useEmbeddings()
+        return try chunker.chunk(prompt)
+    }
+
+    /// Reads the embeddings in `embeddingDirectories` again when the files there changed.
+    public func useEmbeddings() {
+        var stamps: [String] = []
+        for directory in embeddingDirectories {
+            let walker = FileManager.default.enumerator(at: directory, includingPropertiesForKeys: [.fileSizeKey, .contentModificationDateKey])
+            for url in (walker?.allObjects as? [URL]) ?? [] where ["safetensors", "pt", "bin"].contains(url.pathExtension.lowercased()) {
+                let values = try? url.resourceValues(forKeys: [.fileSizeKey, .contentModificationDateKey])
+                stamps.append("\(url.path)|\(values?.fileSize ?? -1)|\(values?.contentModificationDate?.timeIntervalSince1970 ?? 0)")
+            }
+        }
+        stamps.sort()
+        guard stamps != loadedEmbeddings else { return }
+        chunker.embeddings = EmbeddingLibrary(directories: embeddingDirectories, tokenizer: tokenizer,
+                                              width: textEncoder.config.hiddenSize)
+        loadedEmbeddings = stamps
+    }
 
     /// Rebuilds the text encoder and the UNet over the checkpoint seen through `loras` (nothing to do
     /// when they are the ones applied now). Building is cheap: weights convert on first use, the
@@ -112,11 +137,11 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
     /// prompt, both `[1, 77·n, C]` with the same `n` (the shorter is padded with empty chunks, as A1111).
     public func encodeText(prompt: String, negativePrompt: String, clipSkip: Int, guidance: Bool) throws -> (cond: Tensor, uncond: Tensor?) {
         var cond = try chunker.chunk(prompt)
-        let encode: ([Int]) -> Tensor = { self.textEncoder(tokens: $0, clipSkip: clipSkip) }
-        guard guidance else { return (PromptConditioning.encode(cond, using: encode), nil) }
+        let encode: (PromptChunk) -> Tensor = { self.textEncoder(tokens: $0.tokens, fixes: $0.fixes, clipSkip: clipSkip) }
+        guard guidance else { return (PromptConditioning.encode(cond, chunks: encode), nil) }
         var uncond = try chunker.chunk(negativePrompt)
         (cond, uncond) = chunker.padToSameLength(cond, uncond)
-        return (PromptConditioning.encode(cond, using: encode), PromptConditioning.encode(uncond, using: encode))
+        return (PromptConditioning.encode(cond, chunks: encode), PromptConditioning.encode(uncond, chunks: encode))
     }
 
     /// The UNet's context for every model evaluation of `request`: A1111's composition (`AND`,
@@ -133,7 +158,7 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
         let guidance = request.guidanceScale > 1 || !PromptComposition.isPlain(parts)
         let positives = parts.map { PromptSchedule($0.text, steps: request.steps) }
         let negative = PromptSchedule(request.negativePrompt, steps: request.steps)
-        let encode: ([Int]) -> Tensor = { self.textEncoder(tokens: $0, clipSkip: request.clipSkip) }
+        let encode: (PromptChunk) -> Tensor = { self.textEncoder(tokens: $0.tokens, fixes: $0.fixes, clipSkip: request.clipSkip) }
         var contexts: [Tensor] = []
         var known: [[String]: Int] = [:]
         var forEvaluation: [Int] = []
@@ -147,7 +172,7 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
                 continue
             }
             let chunked = chunker.padToSameLength(try texts.map { try chunker.chunk($0) })
-            contexts.append(Tensor.concatBatch(chunked.map { PromptConditioning.encode($0, using: encode) }))
+            contexts.append(Tensor.concatBatch(chunked.map { PromptConditioning.encode($0, chunks: encode) }))
             known[texts] = contexts.count - 1
             forEvaluation.append(contexts.count - 1)
         }
@@ -173,6 +198,7 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
         try cancellation?.check()
         if let tag = ExtraNetworks.tags(in: request.negativePrompt).first { throw LoRAError.inNegativePrompt(tag: tag) }
         try useLoRAs(try ExtraNetworks.parse(request.prompt).loras)
+        useEmbeddings()
         let conditioning = try conditioning(for: request)
         var results: [GenerationResult] = []
         for index in 0..<request.batchCount {

@@ -118,10 +118,23 @@ public struct CLIPTextModel: Sendable {
     /// - Precondition: `1 ≤ clipSkip ≤ layerCount`, ids within the vocabulary and at most
     ///   `maxPositions` tokens; the REPL validates user input before it gets here.
     public func callAsFunction(tokens: [Int], clipSkip: Int = 1) -> Tensor {
+        self(tokens: tokens, fixes: [], clipSkip: clipSkip)
+    }
+
+    /// The same, with textual-inversion vectors in place of the token embeddings at each fix's
+    /// positions (`offset + 1`, after `BOS`), as A1111's `EmbeddingsWithFixes` puts them.
+    public func callAsFunction(tokens: [Int], fixes: [EmbeddingFix], clipSkip: Int = 1) -> Tensor {
         precondition((1...config.layerCount).contains(clipSkip), "clip skip \(clipSkip) outside 1...\(config.layerCount)")
         precondition(!tokens.isEmpty && tokens.count <= config.maxPositions, "\(tokens.count) tokens for \(config.maxPositions) positions")
         // embeddings
-        var h = tokenEmbedding(tokens) + positionEmbedding(Array(0..<tokens.count))  // [T, C]
+        var words = tokenEmbedding(tokens)  // [T, C]
+        for fix in fixes {
+            precondition(fix.vectors.count == fix.count * config.hiddenSize && fix.offset + 1 + fix.count <= tokens.count,
+                         "embedding '\(fix.name)' does not fit at \(fix.offset)")
+            let start = (fix.offset + 1) * config.hiddenSize
+            words.data.replaceSubrange(start..<(start + fix.vectors.count), with: fix.vectors)
+        }
+        var h = words + positionEmbedding(Array(0..<tokens.count))  // [T, C]
         h = h.reshaped([1, tokens.count, config.hiddenSize])  // [1, T, C]
         // transformer: A1111's hidden_states[-clipSkip] is the output of layer L - clipSkip + 1
         for layer in layers.prefix(config.layerCount - (clipSkip - 1)) {

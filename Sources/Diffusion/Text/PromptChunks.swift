@@ -9,6 +9,8 @@ public struct PromptChunk: Equatable, Sendable {
     public var weights: [Float]
     /// How many of the 75 inner positions hold prompt tokens; the rest are padding.
     public var promptTokenCount: Int
+    /// Textual-inversion vectors that replace the token embeddings at their positions.
+    public var fixes: [EmbeddingFix] = []
 
     /// A chunk of nothing: `BOS` then 76 × `EOS`, all weights 1 — what the empty prompt gives, and
     /// what A1111's `empty_chunk()` pads a shorter batch member with.
@@ -60,6 +62,8 @@ public struct PromptChunker: Sendable {
     /// A1111's `comma_padding_backtrack`: how far back from a full chunk's end a comma may be for the
     /// words after it to move to the next chunk. 0 disables it.
     public var commaBacktrack: Int
+    /// The textual-inversion embeddings whose names the prompt may use.
+    public var embeddings = EmbeddingLibrary.empty
 
     /// - Parameters:
     ///   - tokenizer: the CLIP tokenizer of the model.
@@ -73,17 +77,23 @@ public struct PromptChunker: Sendable {
     ///
     /// - Throws: `PromptError.invalidWeight` for a malformed `(text:weight)`.
     public func chunk(_ prompt: String) throws -> ChunkedPrompt {
-        chunk(try PromptParser.parse(prompt))
+        try chunk(try PromptParser.parse(prompt))
     }
 
     /// Chunks already parsed fragments.
-    public func chunk(_ fragments: [PromptFragment]) -> ChunkedPrompt {
+    ///
+    /// An embedding's name (matched by its tokens, see `EmbeddingLibrary`) becomes its vectors: as
+    /// many positions as it has vectors, holding token 0 and a fix, moved whole to the next chunk
+    /// when they do not fit (A1111's `tokenize_line`).
+    /// - Throws: `EmbeddingError.pickle` when the prompt calls an embedding that is a pickle.
+    public func chunk(_ fragments: [PromptFragment]) throws -> ChunkedPrompt {
         let length = Self.chunkLength
         var chunks: [PromptChunk] = []
         var tokens: [Int] = []
         var weights: [Float] = []
         var lastComma = -1
         var tokenCount = 0
+        var fixes: [EmbeddingFix] = []
 
         func finishChunk() {
             let count = tokens.count
@@ -91,9 +101,10 @@ public struct PromptChunker: Sendable {
             chunks.append(PromptChunk(
                 tokens: [tokenizer.startToken] + tokens + Array(repeating: tokenizer.endToken, count: padding) + [tokenizer.endToken],
                 weights: [1] + weights + Array(repeating: 1, count: padding) + [1],
-                promptTokenCount: count))
+                promptTokenCount: count, fixes: fixes))
             tokens.removeAll(keepingCapacity: true)
             weights.removeAll(keepingCapacity: true)
+            fixes.removeAll()
             lastComma = -1
         }
 
@@ -102,7 +113,10 @@ public struct PromptChunker: Sendable {
                 finishChunk()
                 continue
             }
-            for token in tokenizer.tokenize(text) {
+            let textTokens = tokenizer.tokenize(text)
+            var position = 0
+            while position < textTokens.count {
+                let token = textTokens[position]
                 tokenCount += 1
                 if token == tokenizer.commaToken {
                     lastComma = tokens.count
@@ -118,8 +132,18 @@ public struct PromptChunker: Sendable {
                     weights = movedWeights
                 }
                 if tokens.count == length { finishChunk() }
-                tokens.append(token)
-                weights.append(Float(weight))
+                guard let (embedding, nameLength) = try embeddings.match(textTokens, at: position) else {
+                    tokens.append(token)
+                    weights.append(Float(weight))
+                    position += 1
+                    continue
+                }
+                if tokens.count + embedding.count > length { finishChunk() }
+                fixes.append(EmbeddingFix(name: embedding.name, offset: tokens.count, vectors: embedding.vectors, count: embedding.count))
+                tokens += Array(repeating: 0, count: embedding.count)
+                weights += Array(repeating: Float(weight), count: embedding.count)
+                tokenCount += embedding.count - 1
+                position += nameLength
             }
         }
         if !tokens.isEmpty || chunks.isEmpty { finishChunk() }
@@ -152,8 +176,15 @@ public struct PromptChunker: Sendable {
         var runStart = 1
         let end = 1 + chunk.promptTokenCount
         while runStart < end {
+            if let fix = chunk.fixes.first(where: { $0.offset + 1 == runStart }) {
+                let weight = chunk.weights[runStart]
+                pieces.append(weight == 1 ? "<\(fix.name)>" : "(<\(fix.name)>:\(formatWeight(weight)))")
+                runStart += fix.count
+                continue
+            }
             var runEnd = runStart + 1
-            while runEnd < end, chunk.weights[runEnd] == chunk.weights[runStart] { runEnd += 1 }
+            while runEnd < end, chunk.weights[runEnd] == chunk.weights[runStart],
+                  !chunk.fixes.contains(where: { $0.offset + 1 == runEnd }) { runEnd += 1 }
             let text = tokenizer.decode(Array(chunk.tokens[runStart..<runEnd]), skippingSpecialTokens: false)
             let weight = chunk.weights[runStart]
             pieces.append(weight == 1 ? text : "(\(text):\(formatWeight(weight)))")

@@ -13,11 +13,16 @@ public enum PromptConditioning {
     ///   chunk gives exactly `encode` of its 77 ids: diffusers' embedding, bit for bit.
     /// - Throws: whatever `encode` throws.
     public static func encode(_ prompt: ChunkedPrompt, using encode: ([Int]) throws -> Tensor) rethrows -> Tensor {
+        try self.encode(prompt, chunks: { try encode($0.tokens) })
+    }
+
+    /// The same with the encoder given whole chunks, for textual-inversion vectors (`PromptChunk.fixes`).
+    public static func encode(_ prompt: ChunkedPrompt, chunks encode: (PromptChunk) throws -> Tensor) rethrows -> Tensor {
         precondition(!prompt.chunks.isEmpty, "a chunked prompt has at least one chunk")
         var data: [Float] = []
         var channels = 0
         for chunk in prompt.chunks {
-            let z = try encode(chunk.tokens)
+            let z = try encode(chunk)
             precondition(z.shape.count == 3 && z.shape[0] == 1 && z.shape[1] == chunk.tokens.count,
                          "the text encoder returned \(z.shape) for \(chunk.tokens.count) tokens; expected [1, \(chunk.tokens.count), C]")
             precondition(channels == 0 || z.shape[2] == channels, "the text encoder changed width between chunks")

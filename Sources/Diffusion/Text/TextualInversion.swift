@@ -1,0 +1,146 @@
+import Foundation
+
+/// A textual-inversion embedding: learned vectors that stand in for a word, used by writing its
+/// name in a prompt (A1111's `embeddings/NAME.safetensors`, `modules/textual_inversion`).
+public struct TextualInversion: Equatable, Sendable {
+    /// The file's name without extension: the word that calls it.
+    public let name: String
+    /// `count × width` values, one row per vector.
+    public let vectors: [Float]
+    public let count: Int
+
+    /// Reads an embedding: A1111's safetensors layout (`emb_params` `[n, C]`), or any file whose one
+    /// tensor is `[n, C]` or `[C]` (diffusers' `learned_embeds.safetensors`, `{"<token>": [C]}`).
+    /// - Parameter width: the text encoder's hidden size (768 for SD1.x).
+    /// - Throws: `EmbeddingError` naming the file and what does not fit.
+    public init(url: URL, width: Int) throws {
+        name = url.deletingPathExtension().lastPathComponent
+        let file: SafetensorsFile
+        do {
+            file = try SafetensorsFile(url: url)
+        } catch {
+            throw EmbeddingError.unreadable(path: url.path, reason: "\(error)")
+        }
+        let candidates = file.tensors.filter { $0.name == "emb_params" || $0.name.hasPrefix("string_to_param") }
+        guard let info = candidates.first ?? (file.tensors.count == 1 ? file.tensors.first : nil) else {
+            let found = file.names.prefix(3).joined(separator: ", ")
+            throw EmbeddingError.unsupported(path: url.path, reason: "it has no 'emb_params' tensor (found \(found)); SDXL embeddings ('clip_l'/'clip_g') are not for SD1.5")
+        }
+        guard info.shape.last == width, info.shape.count <= 2, info.elementCount > 0 else {
+            throw EmbeddingError.unsupported(path: url.path, reason: "'\(info.name)' has shape \(info.shape), but SD1.5's text encoder needs [n, \(width)]; it is for another model")
+        }
+        vectors = try file.tensor(info.name).data
+        count = info.elementCount / width
+    }
+
+    public init(name: String, vectors: [Float], count: Int) {
+        self.name = name
+        self.vectors = vectors
+        self.count = count
+    }
+}
+
+/// What can go wrong with an embedding.
+public enum EmbeddingError: Error, Equatable, CustomStringConvertible {
+    case unreadable(path: String, reason: String)
+    case unsupported(path: String, reason: String)
+    /// The prompt uses an embedding that exists only as a pickle.
+    case pickle(name: String, path: String)
+    /// The prompt uses an embedding whose file could not be used.
+    case unusable(name: String, reason: String)
+    /// More vectors than one 75-token chunk holds.
+    case tooLong(name: String, count: Int)
+
+    public var description: String {
+        switch self {
+        case let .unreadable(path, reason): return "cannot read the embedding \(path): \(reason)"
+        case let .unsupported(path, reason): return "the embedding \(path) does not fit: \(reason)"
+        case let .pickle(name, path):
+            return "the prompt uses the embedding '\(name)', but \(path) is a pickle file (unpickling can run code); use its .safetensors release or convert it"
+        case let .tooLong(name, count): return "the embedding '\(name)' has \(count) vectors, more than a 75-token chunk holds"
+        case let .unusable(name, reason): return "the prompt uses the embedding '\(name)', but \(reason)"
+        }
+    }
+}
+
+/// Where one embedding's vectors go in a chunk: `count` positions from `offset` (after `BOS`).
+public struct EmbeddingFix: Equatable, Sendable {
+    public var name: String
+    /// The position among the chunk's 75 prompt tokens (0-based, `BOS` not counted).
+    public var offset: Int
+    public var vectors: [Float]
+    public var count: Int
+}
+
+/// The embeddings a prompt can call, found by the token ids of their names as A1111's
+/// `EmbeddingDatabase.find_embedding_at_position` does: at each position, the longest name whose
+/// tokens follow.
+public struct EmbeddingLibrary: Sendable {
+    struct Entry: Sendable {
+        let name: String
+        let ids: [Int]
+        let embedding: TextualInversion?
+        /// Why a file of that name cannot be used (a pickle, another model's embedding): calling
+        /// it is then an error, not plain text.
+        let problem: EmbeddingError?
+    }
+    private let byFirstToken: [Int: [Entry]]
+    public let names: [String]
+
+    public static let empty = EmbeddingLibrary(byFirstToken: [:], names: [])
+
+    private init(byFirstToken: [Int: [Entry]], names: [String]) {
+        self.byFirstToken = byFirstToken
+        self.names = names
+    }
+
+    /// Every `*.safetensors` embedding in `directories` (sub-folders too; the first of a name wins).
+    /// Files that cannot be used (`*.pt` / `*.bin` pickles, other models' embeddings, other files)
+    /// are kept by name only: a prompt that uses one is refused with the reason, and one that does
+    /// not is unaffected, so a stray file never stops every generation.
+    public init(directories: [URL], tokenizer: CLIPTokenizer, width: Int) {
+        var entries: [Int: [Entry]] = [:]
+        var names: [String] = []
+        var seen = Set<String>()
+        for directory in directories {
+            let walker = FileManager.default.enumerator(at: directory, includingPropertiesForKeys: nil)
+            for url in ((walker?.allObjects as? [URL]) ?? []).sorted(by: { $0.path < $1.path }) {
+                let ext = url.pathExtension.lowercased()
+                guard ["safetensors", "pt", "bin"].contains(ext) else { continue }
+                let name = url.deletingPathExtension().lastPathComponent
+                guard seen.insert(name).inserted else { continue }
+                let ids = tokenizer.tokenize(name)
+                guard let first = ids.first else { continue }
+                var entry = Entry(name: name, ids: ids, embedding: nil, problem: .pickle(name: name, path: url.path))
+                if ext == "safetensors" {
+                    do {
+                        let embedding = try TextualInversion(url: url, width: width)
+                        entry = embedding.count > PromptChunker.chunkLength
+                            ? Entry(name: name, ids: ids, embedding: nil, problem: .tooLong(name: name, count: embedding.count))
+                            : Entry(name: name, ids: ids, embedding: embedding, problem: nil)
+                    } catch let error as EmbeddingError {
+                        entry = Entry(name: name, ids: ids, embedding: nil, problem: .unusable(name: name, reason: "\(error)"))
+                    } catch {
+                        entry = Entry(name: name, ids: ids, embedding: nil, problem: .unusable(name: name, reason: "\(error)"))
+                    }
+                }
+                entries[first, default: []].append(entry)
+                names.append(name)
+            }
+        }
+        for key in entries.keys { entries[key]?.sort { $0.ids.count > $1.ids.count } }
+        self.init(byFirstToken: entries, names: names.sorted())
+    }
+
+    /// The embedding whose name's tokens start at `position`, and how many tokens the name takes.
+    /// - Throws: `EmbeddingError.pickle` when the name is a pickle's.
+    func match(_ tokens: [Int], at position: Int) throws -> (TextualInversion, Int)? {
+        guard let candidates = byFirstToken[tokens[position]] else { return nil }
+        for entry in candidates where tokens.count - position >= entry.ids.count
+            && Array(tokens[position..<(position + entry.ids.count)]) == entry.ids {
+            if let embedding = entry.embedding { return (embedding, entry.ids.count) }
+            throw entry.problem ?? EmbeddingError.unusable(name: entry.name, reason: "it could not be read")
+        }
+        return nil
+    }
+}
