@@ -72,7 +72,7 @@ def lora_targets(unet, te):
     transformers = [n for n, _ in unet.named_modules() if n.split(".")[-2:-1] == ["attentions"]]
     partial = [t for t in transformers if t not in FULL]
     for t in transformers:
-        kinds = INNER if t in FULL else [INNER[(3 * partial.index(t) + j) % len(INNER)] for j in range(3)]
+        kinds = INNER if t in FULL else [INNER[(2 * partial.index(t) + j) % len(INNER)] for j in range(2)]
         names = [f"{t}.proj_in"] + [f"{t}.transformer_blocks.0.{k}" for k in kinds] + [f"{t}.proj_out"]
         out += [("unet", n, *RANK_ALPHA[kind_of(n)]) for n in names]
     for r, mods in RESNETS.items():
@@ -298,7 +298,7 @@ def main():
         "rank_alpha_by_kind": {k: {"rank": r, "alpha": a} for k, (r, a) in RANK_ALPHA.items()},
         "coverage": {"full_transformers": FULL, "inner_kinds": INNER, "locon_resnets": RESNETS,
                      "rule": "every transformer: proj_in, proj_out; FULL: all inner kinds; the other 13 (named_modules order, i): "
-                             "INNER[(3i+j) % 10], j = 0..2; every text-encoder layer: q/k/v/out_proj, fc1, fc2"},
+                             "INNER[(2i+j) % 10], j = 0..1; every text-encoder layer: q/k/v/out_proj, fc1, fc2"},
         "n_modules": {"unet": sum(t[1] == "unet" for t in targets), "text_encoder": sum(t[1] == "te" for t in targets)},
         "inputs": {"prompt": PROMPT, "ids": pipe.tokenizer(PROMPT, padding="max_length", max_length=77, truncation=True).input_ids,
                    "ids_python": 'pipe.tokenizer(prompt, padding="max_length", max_length=77, truncation=True).input_ids',
