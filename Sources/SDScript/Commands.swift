@@ -205,6 +205,17 @@ public struct Command {
                                             : "\(names.count) LoRA\(names.count == 1 ? "" : "s") in \(places)")
             return .ok
         },
+        Command(name: "embeddings", usage: "embeddings", summary: "list the textual-inversion embeddings a prompt can use by name, and where sdrepl looks",
+                kind: .words, completion: .none) { session, argument, _ in
+            guard argument.isEmpty else { throw ScriptError.unexpectedArgument(command: "embeddings", argument: argument) }
+            let folders = session.embeddingDirectories()
+            let names = LoRALibrary.names(in: folders)
+            names.forEach(session.io.output)
+            let places = folders.map(\.path).joined(separator: ", ")
+            session.io.output(names.isEmpty ? "no embeddings (*.safetensors) in \(places); 'set embeddings-dir DIR' names another folder"
+                                            : "\(names.count) embedding\(names.count == 1 ? "" : "s") in \(places); write a name in a prompt to use it")
+            return .ok
+        },
         Command(name: "models", usage: "models", summary: "list the models found, and where sdrepl looks",
                 kind: .words, completion: .none) { session, argument, _ in
             guard argument.isEmpty else { throw ScriptError.unexpectedArgument(command: "models", argument: argument) }

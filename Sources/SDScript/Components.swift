@@ -50,6 +50,8 @@ public struct GeneratedImage: Sendable {
 public protocol ImageGenerator: AnyObject {
     /// Where `<lora:NAME>` tags of the next requests look for their files, in order.
     func useLoRADirectories(_ directories: [URL])
+    /// Where the next requests' textual-inversion embeddings are found, in order.
+    func useEmbeddingDirectories(_ directories: [URL])
 
     /// Generates one image.
     ///
@@ -72,8 +74,9 @@ public protocol ImageGenerator: AnyObject {
 }
 
 extension ImageGenerator {
-    /// A generator without LoRA support ignores the folders.
+    /// A generator without LoRA or embedding support ignores the folders.
     public func useLoRADirectories(_ directories: [URL]) {}
+    public func useEmbeddingDirectories(_ directories: [URL]) {}
 }
 
 /// Loads a generator for a model found by the `ModelCatalog`.

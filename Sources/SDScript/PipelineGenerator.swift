@@ -79,6 +79,10 @@ public final class PipelineGenerator: ImageGenerator {
         pipeline.loraDirectories = directories
     }
 
+    public func useEmbeddingDirectories(_ directories: [URL]) {
+        pipeline.embeddingDirectories = directories
+    }
+
     public func generate(_ settings: GenerationSettings, progress: (StepProgress) -> Void,
                          isCancelled: () -> Bool) throws -> GeneratedImage {
         let request = try Self.request(for: settings)

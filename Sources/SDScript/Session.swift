@@ -175,7 +175,8 @@ public final class Session {
             return "\(name ?? command.name) \(Self.absolute(resolve(argument, relativeTo: location)))"
         case "set":
             let setting = CommandText(argument)
-            if let key = SettingKey.named(setting.name), ["model", "styles", "lora-dir"].contains(key.name), !setting.argument.isEmpty {
+            if let key = SettingKey.named(setting.name), ["model", "styles", "lora-dir", "embeddings-dir"].contains(key.name),
+               !setting.argument.isEmpty {
                 return "set \(key.name) \(Self.absolute(NSString(string: setting.argument).expandingTildeInPath))"
             }
         default:
@@ -377,8 +378,16 @@ public final class Session {
         return folder == "." ? expanded : folder + "/" + expanded
     }
 
-    /// The generator for the current model, loaded on first use and kept for the session.
+    /// The generator for the current model, loaded on first use and kept for the session, told
+    /// where the LoRAs and embeddings are now.
     func loadedGenerator() throws -> ImageGenerator {
+        let generator = try modelGenerator()
+        generator.useLoRADirectories(loraDirectories())
+        generator.useEmbeddingDirectories(embeddingDirectories())
+        return generator
+    }
+
+    private func modelGenerator() throws -> ImageGenerator {
         let location: ModelLocation
         do {
             location = try components.models.locate(explicit: settings.model)
@@ -420,13 +429,25 @@ public final class Session {
     /// `Lora` beside the model's folder (A1111 keeps checkpoints in `models/Stable-diffusion` and
     /// LoRAs in `models/Lora`).
     func loraDirectories() -> [URL] {
+        folders(chosen: settings.loraDir, here: "models/Lora", besideModels: "Lora")
+    }
+
+    /// Where textual-inversion embeddings are found: `embeddings-dir` when set, then `embeddings`
+    /// in the current folder and beside the models folder (A1111's `embeddings/` next to `models/`).
+    func embeddingDirectories() -> [URL] {
+        folders(chosen: settings.embeddingsDir, here: "embeddings", besideModels: "../embeddings")
+    }
+
+    /// `chosen`, then `here` in the current folder, then `besideModels` relative to the folder that
+    /// holds the model (`models/` for `models/Stable-diffusion/x.safetensors`), without repeats.
+    private func folders(chosen: String?, here: String, besideModels: String) -> [URL] {
         var folders: [URL] = []
-        if let chosen = settings.loraDir { folders.append(URL(fileURLWithPath: NSString(string: chosen).expandingTildeInPath)) }
-        folders.append(URL(fileURLWithPath: "models/Lora"))
+        if let chosen { folders.append(URL(fileURLWithPath: NSString(string: chosen).expandingTildeInPath)) }
+        folders.append(URL(fileURLWithPath: here))
         if let model = try? components.models.locate(explicit: settings.model) {
             let url = URL(fileURLWithPath: model.path)
             let folder = (model.path.hasSuffix(".safetensors") ? url.deletingLastPathComponent() : url).deletingLastPathComponent()
-            folders.append(folder.appendingPathComponent("Lora"))
+            folders.append(folder.appendingPathComponent(besideModels))
         }
         var seen = Set<String>()
         return folders.map(\.standardizedFileURL).filter { seen.insert($0.path).inserted }
@@ -435,7 +456,6 @@ public final class Session {
     /// Generates `count` images with seeds base … base+count-1.
     func generate(count: Int) throws {
         let generator = try loadedGenerator()
-        generator.useLoRADirectories(loraDirectories())
         let base: UInt64
         switch settings.seed {
         case .fixed(let seed): base = seed

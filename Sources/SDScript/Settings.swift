@@ -82,6 +82,8 @@ public struct SessionSettings: Equatable, Sendable {
     public var autosave = true
     /// Where `<lora:NAME>` looks first; nil for the default folders only (`Session.loraDirectories`).
     public var loraDir: String?
+    /// Where textual-inversion embeddings are looked for first; nil for the defaults only.
+    public var embeddingsDir: String?
 
     public init() {}
 

@@ -219,6 +219,50 @@ final class EndToEndTests: XCTestCase {
         XCTAssertTrue(typo.stderr.contains("(did you mean 'tiny-lora'?)"), typo.stderr)
     }
 
+    /// Textual-inversion embeddings through the REPL: found in `embeddings/`, listed, shown by
+    /// `tokens` as `<name>`, and applied as diffusers' `load_textual_inversion` does (`ti/references`).
+    func testEmbeddingsThroughTheREPLMatchDiffusers() throws {
+        let sandbox = Sandbox()
+        try FileManager.default.createDirectory(atPath: sandbox.path + "/embeddings", withIntermediateDirectories: true)
+        for name in ["tinyneg", "tinyglow"] {
+            try FileManager.default.copyItem(atPath: FixturePaths.root.appendingPathComponent("ti/\(name).safetensors").path,
+                                             toPath: sandbox.path + "/embeddings/\(name).safetensors")
+        }
+        sandbox.write("ti.sdscript", """
+            model \(Self.diffusersModel)
+            embeddings
+            prompt a tinyglow fox in the snow
+            tokens
+            seed 33
+            set steps 4
+            set size 96x96
+            set autosave off
+            gen
+            save glow.png
+            prompt a red fox in the snow
+            negative tinyneg, blurry
+            gen
+            save neg.png
+
+            """)
+        let run = try PipeRun(["run", "ti.sdscript"], in: sandbox)
+        XCTAssertEqual(run.status, 0, run.stderr)
+        XCTAssertTrue(run.stdout.contains("tinyglow\ntinyneg\n2 embeddings in \(sandbox.path)/embeddings"), run.stdout)
+        XCTAssertTrue(run.stdout.contains("chunk 1 (6 tokens): a <tinyglow> fox in the snow"), run.stdout)
+        let references = try SafetensorsFile(url: FixturePaths.root.appendingPathComponent("ti/references.safetensors"))
+        for (file, name) in [("glow.png", "pos"), ("neg.png", "neg")] {
+            let png = try decodePNG(sandbox.path + "/" + file)
+            var sub: [Float] = []
+            for y in stride(from: 0, to: 96, by: 16) {
+                for x in stride(from: 0, to: 96, by: 16) {
+                    for c in 0..<3 { sub.append(Float(png.image.pixels[(y * 96 + x) * 3 + c]) / 255) }
+                }
+            }
+            let expected = try references.tensor("\(name)/image_every16th").data
+            XCTAssertLessThanOrEqual(zip(sub, expected).map { abs($0 - $1) }.max() ?? 1, 1.0 / 255 + 1e-6, name)
+        }
+    }
+
     // MARK: - save, load, info
 
     func testLoadOfASavedPNGAndJPEGRegeneratesTheSamePixels() throws {
