@@ -212,7 +212,7 @@ public struct Command {
             let names = LoRALibrary.names(in: folders)
             names.forEach(session.io.output)
             let places = folders.map(\.path).joined(separator: ", ")
-            session.io.output(names.isEmpty ? "no embeddings (*.safetensors) in \(places); 'set embeddings-dir DIR' names another folder"
+            session.io.output(names.isEmpty ? "no embeddings (*.safetensors) in \(places); 'set embeddings DIR' names another folder"
                                             : "\(names.count) embedding\(names.count == 1 ? "" : "s") in \(places); write a name in a prompt to use it")
             return .ok
         },

@@ -175,7 +175,7 @@ public final class Session {
             return "\(name ?? command.name) \(Self.absolute(resolve(argument, relativeTo: location)))"
         case "set":
             let setting = CommandText(argument)
-            if let key = SettingKey.named(setting.name), ["model", "styles", "lora-dir", "embeddings-dir"].contains(key.name),
+            if let key = SettingKey.named(setting.name), ["model", "styles", "lora-dir", "embeddings"].contains(key.name),
                !setting.argument.isEmpty {
                 return "set \(key.name) \(Self.absolute(NSString(string: setting.argument).expandingTildeInPath))"
             }
@@ -432,7 +432,7 @@ public final class Session {
         folders(chosen: settings.loraDir, here: "models/Lora", besideModels: "Lora")
     }
 
-    /// Where textual-inversion embeddings are found: `embeddings-dir` when set, then `embeddings`
+    /// Where textual-inversion embeddings are found: `embeddings` when set, then `embeddings`
     /// in the current folder and beside the models folder (A1111's `embeddings/` next to `models/`).
     func embeddingDirectories() -> [URL] {
         folders(chosen: settings.embeddingsDir, here: "embeddings", besideModels: "../embeddings")

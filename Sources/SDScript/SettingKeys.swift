@@ -121,13 +121,13 @@ public struct SettingKey {
                        session.settings.loraDir = value
                    },
                    show: { $0.loraDir ?? "(models/Lora, and Lora beside the model's folder)" }, reset: { $0.loraDir = nil }),
-        SettingKey(name: "embeddings-dir", values: "DIR (textual-inversion NAME.safetensors, used by writing NAME)", kind: .text,
+        SettingKey(name: "embeddings", values: "DIR (textual-inversion NAME.safetensors, used by writing NAME)", kind: .text,
                    choices: { _ in nil }, completesPaths: true,
                    apply: { session, value in
                        var isDirectory: ObjCBool = false
                        let path = NSString(string: value).expandingTildeInPath
                        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
-                           throw ScriptError.file(command: "set embeddings-dir", path: value, reason: "no such folder")
+                           throw ScriptError.file(command: "set embeddings", path: value, reason: "no such folder")
                        }
                        session.settings.embeddingsDir = value
                    },

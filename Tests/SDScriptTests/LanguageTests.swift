@@ -277,5 +277,13 @@ final class LoRAFolderTests: XCTestCase {
                                   "2 LoRAs in \(folder.path)/mine, \(cwd)/models/Lora, \(folder.path)/models/Lora"])
         XCTAssertEqual(session.execute("unset lora-dir"), .ok)
         XCTAssertNil(session.settings.loraDir)
+        // Embeddings: `set embeddings`, then embeddings/ here, then embeddings/ beside models/.
+        folder.write("mine/neg.safetensors", "")
+        XCTAssertEqual(session.execute("set embeddings \(folder.path)/mine"), .ok)
+        XCTAssertEqual(session.embeddingDirectories().map(\.path), ["\(folder.path)/mine", "\(cwd)/embeddings", "\(folder.path)/embeddings"])
+        io.lines = []
+        XCTAssertEqual(session.execute("embeddings"), .ok)
+        XCTAssertEqual(io.lines.first, "ink")
+        XCTAssertTrue(io.lines.last?.hasPrefix("3 embeddings in \(folder.path)/mine") ?? false, "\(io.lines)")
     }
 }
