@@ -197,23 +197,15 @@ public struct Command {
         Command(name: "loras", usage: "loras", summary: "list the LoRAs that <lora:NAME:0.8> in a prompt can use, and where sdrepl looks",
                 kind: .words, completion: .none) { session, argument, _ in
             guard argument.isEmpty else { throw ScriptError.unexpectedArgument(command: "loras", argument: argument) }
-            let folders = session.loraDirectories()
-            let names = LoRALibrary.names(in: folders)
-            names.forEach { session.io.output("<lora:\($0):1>") }
-            let places = folders.map(\.path).joined(separator: ", ")
-            session.io.output(names.isEmpty ? "no LoRAs (*.safetensors) in \(places); 'set lora-dir DIR' names another folder"
-                                            : "\(names.count) LoRA\(names.count == 1 ? "" : "s") in \(places)")
+            listFiles(in: session.loraDirectories(), session: session, kind: ("LoRA", "LoRAs"), setting: "lora-dir",
+                      line: { "<lora:\($0):1>" }, hint: "")
             return .ok
         },
         Command(name: "embeddings", usage: "embeddings", summary: "list the textual-inversion embeddings a prompt can use by name, and where sdrepl looks",
                 kind: .words, completion: .none) { session, argument, _ in
             guard argument.isEmpty else { throw ScriptError.unexpectedArgument(command: "embeddings", argument: argument) }
-            let folders = session.embeddingDirectories()
-            let names = LoRALibrary.names(in: folders)
-            names.forEach(session.io.output)
-            let places = folders.map(\.path).joined(separator: ", ")
-            session.io.output(names.isEmpty ? "no embeddings (*.safetensors) in \(places); 'set embeddings DIR' names another folder"
-                                            : "\(names.count) embedding\(names.count == 1 ? "" : "s") in \(places); write a name in a prompt to use it")
+            listFiles(in: session.embeddingDirectories(), session: session, kind: ("embedding", "embeddings"), setting: "embeddings",
+                      line: { $0 }, hint: "; write a name in a prompt to use it")
             return .ok
         },
         Command(name: "models", usage: "models", summary: "list the models found, and where sdrepl looks",
@@ -324,4 +316,15 @@ public struct Command {
         session.settings = settings
         session.io.output("loaded the recipe of \(file)")
     }
+}
+
+/// `loras` and `embeddings`: each `*.safetensors` name found in `folders` as `line(name)`, then
+/// how many there are and where sdrepl looked.
+private func listFiles(in folders: [URL], session: Session, kind: (one: String, many: String), setting: String,
+                       line: (String) -> String, hint: String) {
+    let names = LoRALibrary.names(in: folders)
+    names.map(line).forEach(session.io.output)
+    let places = folders.map(\.path).joined(separator: ", ")
+    session.io.output(names.isEmpty ? "no \(kind.many) (*.safetensors) in \(places); 'set \(setting) DIR' names another folder"
+                                    : "\(names.count) \(names.count == 1 ? kind.one : kind.many) in \(places)\(hint)")
 }

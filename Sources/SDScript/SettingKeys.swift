@@ -110,28 +110,10 @@ public struct SettingKey {
                        }
                    },
                    show: { $0.autosave ? "on" : "off" }, reset: { $0.autosave = SessionSettings().autosave }),
-        SettingKey(name: "lora-dir", values: "DIR (where <lora:NAME> finds NAME.safetensors)", kind: .text,
-                   choices: { _ in nil }, completesPaths: true,
-                   apply: { session, value in
-                       var isDirectory: ObjCBool = false
-                       let path = NSString(string: value).expandingTildeInPath
-                       guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
-                           throw ScriptError.file(command: "set lora-dir", path: value, reason: "no such folder")
-                       }
-                       session.settings.loraDir = value
-                   },
-                   show: { $0.loraDir ?? "(models/Lora, and Lora beside the model's folder)" }, reset: { $0.loraDir = nil }),
-        SettingKey(name: "embeddings", values: "DIR (textual-inversion NAME.safetensors, used by writing NAME)", kind: .text,
-                   choices: { _ in nil }, completesPaths: true,
-                   apply: { session, value in
-                       var isDirectory: ObjCBool = false
-                       let path = NSString(string: value).expandingTildeInPath
-                       guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
-                           throw ScriptError.file(command: "set embeddings", path: value, reason: "no such folder")
-                       }
-                       session.settings.embeddingsDir = value
-                   },
-                   show: { $0.embeddingsDir ?? "(embeddings, and embeddings beside the models folder)" }, reset: { $0.embeddingsDir = nil }),
+        folder("lora-dir", "where <lora:NAME> finds NAME.safetensors", \.loraDir,
+               defaults: "(models/Lora, and Lora beside the model's folder)"),
+        folder("embeddings", "textual-inversion NAME.safetensors, used by writing NAME", \.embeddingsDir,
+               defaults: "(embeddings, and embeddings beside the models folder)"),
     ]
 
     public static var names: [String] { all.map(\.name) }
@@ -170,6 +152,21 @@ public struct SettingKey {
                    apply: { session, text in session.settings[keyPath: path] = text },
                    show: { $0[keyPath: path].isEmpty ? "(empty)" : $0[keyPath: path] },
                    reset: { $0[keyPath: path] = value })
+    }
+
+    /// A folder searched before the defaults; it must exist when set.
+    private static func folder(_ name: String, _ purpose: String, _ path: WritableKeyPath<SessionSettings, String?>,
+                               defaults: String) -> SettingKey {
+        SettingKey(name: name, values: "DIR (\(purpose))", kind: .text, choices: { _ in nil }, completesPaths: true,
+                   apply: { session, value in
+                       var isDirectory: ObjCBool = false
+                       let expanded = NSString(string: value).expandingTildeInPath
+                       guard FileManager.default.fileExists(atPath: expanded, isDirectory: &isDirectory), isDirectory.boolValue else {
+                           throw ScriptError.file(command: "set \(name)", path: value, reason: "no such folder")
+                       }
+                       session.settings[keyPath: path] = value
+                   },
+                   show: { $0[keyPath: path] ?? defaults }, reset: { $0[keyPath: path] = nil })
     }
 
     private static func integer(_ name: String, range: ClosedRange<Int>,

@@ -32,6 +32,17 @@ final class EndToEndTests: XCTestCase {
         try PNGFile.decode([UInt8](try Data(contentsOf: URL(fileURLWithPath: path))), path: path)
     }
 
+    /// `image[::step, ::step] / 255` of a decoded PNG, as the fixtures store diffusers' images.
+    private func subsampled(_ png: DecodedPNG, every step: Int) -> [Float] {
+        var values: [Float] = []
+        for y in stride(from: 0, to: png.image.height, by: step) {
+            for x in stride(from: 0, to: png.image.width, by: step) {
+                for c in 0..<3 { values.append(Float(png.image.pixels[(y * png.image.width + x) * 3 + c]) / 255) }
+            }
+        }
+        return values
+    }
+
     private func sha256(of path: String) throws -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
@@ -200,13 +211,7 @@ final class EndToEndTests: XCTestCase {
         // pipe.load_lora_weights(...); pipe.fuse_lora(lora_scale=0.8); pipe(prompt, 4 steps, 7.5, 96x96, seed 33)
         let expected = try SafetensorsFile(url: FixturePaths.root.appendingPathComponent("lora/references.safetensors"))
             .tensor("full_0.8/image_every4th").data
-        var every4th: [Float] = []
-        for y in stride(from: 0, to: 96, by: 4) {
-            for x in stride(from: 0, to: 96, by: 4) {
-                for c in 0..<3 { every4th.append(Float(png.image.pixels[(y * 96 + x) * 3 + c]) / 255) }
-            }
-        }
-        XCTAssertLessThanOrEqual(zip(every4th, expected).map { abs($0 - $1) }.max() ?? 1, 1.0 / 255 + 1e-6)
+        XCTAssertLessThanOrEqual(maxAbsDifference(subsampled(png, every: 4), expected), 1.0 / 255 + 1e-6)
         let parameters = try XCTUnwrap(png.text("parameters"))
         XCTAssertTrue(parameters.hasPrefix("a red fox in the snow <lora:tiny-lora:0.8>\n"), parameters)
         XCTAssertTrue(parameters.contains("Lora hashes: \"tiny-lora: \(try sha256(of: lora).prefix(12))\""), parameters)
@@ -252,14 +257,8 @@ final class EndToEndTests: XCTestCase {
         let references = try SafetensorsFile(url: FixturePaths.root.appendingPathComponent("ti/references.safetensors"))
         for (file, name) in [("glow.png", "pos"), ("neg.png", "neg")] {
             let png = try decodePNG(sandbox.path + "/" + file)
-            var sub: [Float] = []
-            for y in stride(from: 0, to: 96, by: 16) {
-                for x in stride(from: 0, to: 96, by: 16) {
-                    for c in 0..<3 { sub.append(Float(png.image.pixels[(y * 96 + x) * 3 + c]) / 255) }
-                }
-            }
             let expected = try references.tensor("\(name)/image_every16th").data
-            XCTAssertLessThanOrEqual(zip(sub, expected).map { abs($0 - $1) }.max() ?? 1, 1.0 / 255 + 1e-6, name)
+            XCTAssertLessThanOrEqual(maxAbsDifference(subsampled(png, every: 16), expected), 1.0 / 255 + 1e-6, name)
         }
     }
 
