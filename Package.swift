@@ -60,11 +60,11 @@ let package = Package(
         .target(name: "HostCheck"),
         .executableTarget(
             name: "sdrepl",
-            dependencies: ["HostCheck", "SDScript", "Imaging", "CEditline", "CSixel", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["HostCheck", "SDScript", "Diffusion", "ModelStore", "Imaging", "CEditline", "CSixel", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "sdbench",
-            dependencies: ["HostCheck", "Diffusion", "COpenBLAS", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["HostCheck", "Diffusion", "ModelStore", "COpenBLAS", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
 
         // Shared by every test target: fixture paths and the reference-data reader.

@@ -75,9 +75,9 @@ public struct ModelDiscovery: Sendable {
         var roots: [URL] = []
         if let v = environment["HF_HUB_CACHE"], !v.isEmpty { roots.append(URL(fileURLWithPath: v)) }
         if let v = environment["HF_HOME"], !v.isEmpty { roots.append(URL(fileURLWithPath: v).appendingPathComponent("hub")) }
-        if let v = environment["XDG_CACHE_HOME"], !v.isEmpty {
-            roots.append(URL(fileURLWithPath: v).appendingPathComponent("huggingface/hub"))
-        }
+        let xdg = XDGDirectories(environment: environment, home: homeDirectory.path)
+        roots.append(URL(fileURLWithPath: xdg.cache).appendingPathComponent("huggingface/hub"))
+        // Also the default one, for a cache filled before XDG_CACHE_HOME was set.
         roots.append(homeDirectory.appendingPathComponent(".cache/huggingface/hub"))
         var seen = Set<String>()
         return roots.filter { seen.insert($0.standardizedFileURL.path).inserted }

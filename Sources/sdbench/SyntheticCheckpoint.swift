@@ -1,5 +1,6 @@
 import Diffusion
 import Foundation
+import ModelStore
 
 /// A full-size SD1.5 checkpoint with random weights, in the original single-file LDM layout, fp16
 /// (about 2 GB), so the benchmark needs no download (issue 8).
@@ -22,10 +23,7 @@ enum SyntheticCheckpoint {
     static let version = 2
 
     static var defaultURL: URL {
-        let env = ProcessInfo.processInfo.environment
-        let cache = env["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : URL(fileURLWithPath: $0) }
-            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache")
-        return cache.appendingPathComponent("sdrepl/bench/sd15-random-fp16.safetensors")
+        URL(fileURLWithPath: XDGDirectories().cache).appendingPathComponent("sdrepl/bench/sd15-random-fp16.safetensors")
     }
 
     /// The cached file at `url`, written first when missing or not matching its sidecar.

@@ -2,6 +2,7 @@ import ArgumentParser
 import HostCheck
 import Diffusion
 import Foundation
+import ModelStore
 import Glibc
 import Imaging
 import SDScript
@@ -27,7 +28,7 @@ struct SessionOptions: ParsableArguments {
     /// A session on the terminal with `--model` applied.
     func makeSession(io: TerminalIO, transcript: TranscriptRecorder? = nil) -> Session {
         let session = Session(components: Wiring.components(io: io), io: io, transcript: transcript)
-        if let model { session.settings.model = model }
+        if let model { session.settings.resources.model = model }
         return session
     }
 }
@@ -39,6 +40,8 @@ struct SDRepl: ParsableCommand {
     static func main() {
         HostCheck.exitIfUnsupported(program: "sdrepl")
         EngineEnvironment.restartWithEngineSettingsIfNeeded()
+        // A process-wide allocator policy, chosen by the program rather than by opening a pipeline.
+        MemoryMode.keepFreedBlocksForReuse()
         main(nil)
     }
 
@@ -135,10 +138,7 @@ struct SDRepl: ParsableCommand {
     /// `$XDG_STATE_HOME/sdrepl/history`, by default `~/.local/state/sdrepl/history`; nil if the folder
     /// cannot be made.
     private func historyFile() -> String? {
-        let environment = ProcessInfo.processInfo.environment
-        let state = environment["XDG_STATE_HOME"].flatMap { $0.hasPrefix("/") ? $0 : nil }
-            ?? (environment["HOME"] ?? NSHomeDirectory()) + "/.local/state"
-        let folder = state + "/sdrepl"
+        let folder = XDGDirectories().state + "/sdrepl"
         guard (try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)) != nil
         else { return nil }
         return folder + "/history"

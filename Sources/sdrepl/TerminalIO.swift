@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Diffusion
 import Imaging
 import SDScript
 
@@ -24,19 +25,41 @@ final class TerminalIO: SessionIO {
         self.sixelEncoder = sixelEncoder
     }
 
-    func output(_ line: String) {
-        clearBar()
-        FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    /// Renders one event: text lines on stdout or stderr, the progress bar and live preview, images.
+    func emit(_ event: SessionEvent) {
+        switch event {
+        case .progress(let step, let index, let count, let preview):
+            progress(step, index: index, count: count, mode: preview)
+        case .status(let line):
+            status(line)
+        case .progressDone:
+            progressDone()
+        case .image(let image, let preview):
+            write(event)
+            display(image.pixels, mode: preview)
+        case .shown(let image, _, let preview):
+            display(image.pixels, mode: preview)
+            write(event)
+        case .output, .warning, .error, .saved:
+            write(event)
+        }
     }
 
-    func diagnostic(_ line: String) {
+    /// The event's plain text, on stderr for diagnostics.
+    private func write(_ event: SessionEvent) {
+        guard let text = event.text else { return }
         clearBar()
-        FileHandle.standardError.write(Data((line + "\n").utf8))
+        let data = Data(text.lines.map { $0 + "\n" }.joined().utf8)
+        (text.isDiagnostic ? FileHandle.standardError : FileHandle.standardOutput).write(data)
     }
 
-    func progress(_ progress: StepProgress, index: Int, count: Int, mode: PreviewMode) {
-        if let preview = progress.preview, wantsLivePreview(step: progress.step, total: progress.total, mode: mode) {
-            drawLivePreview(preview)
+    func output(_ line: String) { write(.output(line)) }
+    func diagnostic(_ line: String) { write(.warning(line)) }
+
+    private func progress(_ progress: GenerationProgress, index: Int, count: Int, mode: PreviewMode) {
+        if let preview = progress.preview, wantsLivePreview(step: progress.step, total: progress.total, mode: mode),
+           let pixels = try? RGBImage(width: preview.width, height: preview.height, pixels: preview.rgb) {
+            drawLivePreview(pixels)
             lastPreviewStep = progress.step
         }
         guard stderrEscapes, progress.total > 0 else { return }
@@ -44,7 +67,7 @@ final class TerminalIO: SessionIO {
         let filled = min(width, progress.step * width / progress.total)
         let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
         let perStep = progress.step > 0 ? progress.elapsed / Double(progress.step) : 0
-        let eta = progress.eta ?? perStep * Double(progress.total - progress.step)
+        let eta = progress.eta
         var line = "\r"
         if count > 1 { line += "image \(index)/\(count) " }
         line += "[\(bar)] \(progress.step)/\(progress.total)  "
@@ -53,13 +76,13 @@ final class TerminalIO: SessionIO {
         barShown = true
     }
 
-    func status(_ line: String) {
+    private func status(_ line: String) {
         guard stderrEscapes else { return }
         FileHandle.standardError.write(Data(("\r" + line + "\u{1B}[K").utf8))
         barShown = true
     }
 
-    func progressDone() {
+    private func progressDone() {
         clearBar()
         if livePreviewRows > 0 {
             // The live preview has served: back to the top of its area and clear it, so the finished

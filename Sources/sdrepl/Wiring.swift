@@ -12,8 +12,8 @@ enum Wiring {
     /// The session's parts, with the saver's notes (hashing a checkpoint) shown on `io`.
     static func components(io: SessionIO) -> Components {
         var components = Components()
-        components.saver = ImagingSaver(note: io.status)
-        if let problem = components.styles.loadProblem { io.diagnostic("styles: \(problem)") }
+        components.saver = ImagingSaver(note: { [weak io] in io?.status($0) })
+        if let problem = components.styles.loadProblem { io.emit(.warning("styles: \(problem)")) }
         return components
     }
 

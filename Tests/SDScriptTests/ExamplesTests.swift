@@ -14,8 +14,8 @@ final class ExamplesTests: XCTestCase {
                                     styles: StyleBook(environment: [:]), saver: RecordingSaver())
         let session = Session(components: components, io: BufferIO(), drawSeed: { 9 })
         // The examples use 512x512; the double's cost is in the pixels, so check the language at 64x64.
-        session.settings.width = 64
-        session.settings.height = 64
+        session.settings.request.width = 64
+        session.settings.request.height = 64
         let summary = session.runScript(at: path)
         return (session, loader, summary)
     }
@@ -23,33 +23,33 @@ final class ExamplesTests: XCTestCase {
     func testStyleTour() throws {
         let (session, loader, summary) = try run("style-tour.sdscript")
         XCTAssertEqual(summary.errors, [])
-        XCTAssertEqual(loader.generator.requests.map(\.style),
+        XCTAssertEqual(session.images.map(\.request.style),
                        ["none", "cinematic", "photographic", "anime", "watercolor", "oil-painting", "pixel-art", "line-art"])
         XCTAssertEqual(Set(loader.generator.requests.map(\.seed)), [1234])
         let cinematic = try XCTUnwrap(StyleLibrary().style(named: "cinematic"))
         XCTAssertEqual(loader.generator.requests[1].prompt,
                        cinematic.prompt.replacingOccurrences(of: "{prompt}", with: "a lighthouse on a rocky coast at dusk"))
-        XCTAssertEqual(loader.generator.requests[1].typedPrompt, "a lighthouse on a rocky coast at dusk")
-        XCTAssertEqual(session.settings.style, "none")
+        XCTAssertEqual(session.images[1].request.typedPrompt, "a lighthouse on a rocky coast at dusk")
+        XCTAssertEqual(session.settings.request.style, "none")
     }
 
     func testSeedSweep() throws {
         let (session, loader, summary) = try run("seed-sweep.sdscript")
         XCTAssertEqual(summary.errors, [])
         XCTAssertEqual(loader.generator.requests.map(\.seed), [100, 101, 102, 103, 100, 101, 102, 103, 102])
-        XCTAssertEqual(loader.generator.requests.map(\.sampler), Array(repeating: "pndm", count: 4)
-                       + Array(repeating: "euler-a", count: 4) + ["dpmpp-2m-karras"])
+        XCTAssertEqual(loader.generator.requests.map(\.sampler), Array(repeating: .pndm, count: 4)
+                       + Array(repeating: .eulerAncestral, count: 4) + [.dpmpp2mKarras])
         XCTAssertEqual(session.images.last?.savedPaths.last, "fox-102.png", "outputs are relative to the current directory")
     }
 
     func testNegativePrompts() throws {
         let (_, loader, summary) = try run("negative-prompts.sdscript")
         XCTAssertEqual(summary.errors, [])
-        XCTAssertEqual(loader.generator.requests.map(\.negative), [
+        XCTAssertEqual(loader.generator.requests.map(\.negativePrompt), [
             "", "blurry, lowres, deformed hands, extra fingers, watermark, text",
             "blurry, lowres, deformed hands, extra fingers, watermark, text",
         ])
-        XCTAssertEqual(loader.generator.requests.map(\.cfg), [7.5, 7.5, 11])
+        XCTAssertEqual(loader.generator.requests.map(\.guidanceScale), [7.5, 7.5, 11])
     }
 
     func testPromptWeighting() throws {

@@ -17,11 +17,11 @@ final class TokenizerTests: XCTestCase {
     func testHashIsPartOfFreeTextButEndsAWordArgument() {
         let session = makeSession()
         XCTAssertEqual(session.execute("prompt issue #42 # not a comment"), .ok)
-        XCTAssertEqual(session.settings.prompt, "issue #42 # not a comment")
+        XCTAssertEqual(session.settings.request.prompt, "issue #42 # not a comment")
         XCTAssertEqual(session.execute("seed 123456 # random"), .ok)
-        XCTAssertEqual(session.settings.seed, .fixed(123456))
+        XCTAssertEqual(session.settings.request.seed, .fixed(123456))
         XCTAssertEqual(session.execute("set steps 30   # fewer is blurry"), .ok)
-        XCTAssertEqual(session.settings.steps, 30)
+        XCTAssertEqual(session.settings.request.steps, 30)
         XCTAssertEqual(session.execute("set steps#30"), .failed(Diagnostic(.badArgument(
             command: "set", argument: "steps#30", reason: "unknown setting", suggestion: "steps"), at: nil)))
     }
@@ -39,27 +39,27 @@ final class TokenizerTests: XCTestCase {
         let expected = ["Euler a": "euler-a", "DPM++ 2M Karras": "dpmpp-2m-karras", "PLMS": "pndm", "ddim": "ddim",
                         "euler_a": "euler-a", "DPM++ 2M": "dpmpp-2m", "EULER": "euler", "LCM": "lcm",
                         "dpmpp_2m_karras": "dpmpp-2m-karras", "EulerAncestralDiscreteScheduler": "euler-a"]
-        for (name, canonical) in expected { XCTAssertEqual(SamplerNames.canonical(name), canonical, name) }
-        XCTAssertNil(SamplerNames.canonical("heun"))
-        for sampler in Sampler.allCases { XCTAssertEqual(SamplerNames.canonical(sampler.rawValue), sampler.rawValue) }
+        for (name, canonical) in expected { XCTAssertEqual(SamplerNames.sampler(named: name)?.rawValue, canonical, name) }
+        XCTAssertNil(SamplerNames.sampler(named: "heun"))
+        for sampler in Sampler.allCases { XCTAssertEqual(SamplerNames.sampler(named: sampler.rawValue), sampler) }
     }
 }
 
 final class CommandTests: XCTestCase {
     func testDefaultsAreThoseOfTheIssue() {
         let settings = SessionSettings()
-        XCTAssertEqual(settings.style, "none")
-        XCTAssertEqual(settings.sampler, "pndm")
-        XCTAssertEqual(settings.steps, 25)
-        XCTAssertEqual(settings.cfg, 7.5)
-        XCTAssertEqual(settings.width, 512)
-        XCTAssertEqual(settings.height, 512)
-        XCTAssertEqual(settings.batch, 1)
-        XCTAssertEqual(settings.clipSkip, 1)
-        XCTAssertEqual(settings.preview, .auto)
-        XCTAssertEqual(settings.outdir, "generated_images")
-        XCTAssertEqual(settings.memory, .auto)
-        XCTAssertEqual(settings.seed, .random)
+        XCTAssertEqual(settings.request.style, "none")
+        XCTAssertEqual(settings.request.sampler, .pndm)
+        XCTAssertEqual(settings.request.steps, 25)
+        XCTAssertEqual(settings.request.cfg, 7.5)
+        XCTAssertEqual(settings.request.width, 512)
+        XCTAssertEqual(settings.request.height, 512)
+        XCTAssertEqual(settings.request.batch, 1)
+        XCTAssertEqual(settings.request.clipSkip, 1)
+        XCTAssertEqual(settings.output.preview, .auto)
+        XCTAssertEqual(settings.output.outdir, "generated_images")
+        XCTAssertEqual(settings.resources.memory, .auto)
+        XCTAssertEqual(settings.request.seed, .random)
     }
 
     func testSetEveryKeyThenUnsetRestoresDefaults() {
@@ -72,21 +72,21 @@ final class CommandTests: XCTestCase {
                         "set prompt a cat", "set negative blurry"]
         for command in commands { XCTAssertEqual(session.execute(command), .ok, command) }
         var expected = SessionSettings()
-        expected.steps = 40
-        expected.cfg = 4
-        expected.height = 768
-        expected.sampler = "dpmpp-2m-karras"
-        expected.batch = 3
-        expected.model = model
-        expected.clipSkip = 2
-        expected.preview = .off
-        expected.outdir = "out dir"
-        expected.memory = .low
-        expected.jpegQuality = 80
-        expected.autosave = false
-        expected.seed = .fixed(5)
-        expected.prompt = "a cat"
-        expected.negative = "blurry"
+        expected.request.steps = 40
+        expected.request.cfg = 4
+        expected.request.height = 768
+        expected.request.sampler = .dpmpp2mKarras
+        expected.request.batch = 3
+        expected.resources.model = model
+        expected.request.clipSkip = 2
+        expected.output.preview = .off
+        expected.output.outdir = "out dir"
+        expected.resources.memory = .low
+        expected.output.jpegQuality = 80
+        expected.output.autosave = false
+        expected.request.seed = .fixed(5)
+        expected.request.prompt = "a cat"
+        expected.request.negative = "blurry"
         XCTAssertEqual(session.settings, expected)
         for key in SettingKey.names { XCTAssertEqual(session.execute("unset \(key)"), .ok, key) }
         XCTAssertEqual(session.settings, SessionSettings())
@@ -98,12 +98,14 @@ final class CommandTests: XCTestCase {
                      "set negative-prompt ugly"] {
             XCTAssertEqual(session.execute(line), .ok, line)
         }
-        XCTAssertEqual(session.settings.request(seed: 0), GenerationSettings(
-            negative: "ugly", cfg: 5, width: 640, height: 384, sampler: "ddim", clipSkip: 2))
+        var expected = RequestDefaults()
+        (expected.negative, expected.cfg, expected.width, expected.height, expected.sampler, expected.clipSkip)
+            = ("ugly", 5, 640, 384, .ddim, 2)
+        XCTAssertEqual(session.settings.request, expected)
         XCTAssertEqual(session.execute("set width 650"), .failed(Diagnostic(.badArgument(
             command: "set width", argument: "650", reason: "expected a multiple of 8 from 64 to 2048, got"), at: nil)))
         XCTAssertEqual(session.execute("unset width"), .ok)
-        XCTAssertEqual(session.settings.width, 512)
+        XCTAssertEqual(session.settings.request.width, 512)
     }
 
     func testSetAloneListsEverySetting() {
@@ -166,13 +168,13 @@ final class CommandTests: XCTestCase {
         let stopping = makeSession()
         let first = stopping.runScript(at: script)
         XCTAssertEqual(first.errors.map(\.location?.line), [1])
-        XCTAssertEqual(stopping.settings.steps, 25)
+        XCTAssertEqual(stopping.settings.request.steps, 25)
 
         let going = makeSession()
         let all = going.runScript(at: script, options: ScriptOptions(keepGoing: true))
         XCTAssertEqual(all.errors.map(\.location?.line), [1, 3])
-        XCTAssertEqual(going.settings.steps, 12)
-        XCTAssertEqual(going.settings.cfg, 3)
+        XCTAssertEqual(going.settings.request.steps, 12)
+        XCTAssertEqual(going.settings.request.cfg, 3)
     }
 
     func testInteractiveErrorsHaveNoLocationAndTheSessionGoesOn() {
@@ -193,9 +195,9 @@ final class CommandTests: XCTestCase {
         let main = folder.write("main.sdscript", "run lib/common.sdscript\nset batch 2\n")
         let session = makeSession()
         XCTAssertTrue(session.runScript(at: main).succeeded)
-        XCTAssertEqual(session.settings.steps, 11)
-        XCTAssertEqual(session.settings.cfg, 2.5)
-        XCTAssertEqual(session.settings.batch, 2)
+        XCTAssertEqual(session.settings.request.steps, 11)
+        XCTAssertEqual(session.settings.request.cfg, 2.5)
+        XCTAssertEqual(session.settings.request.batch, 2)
     }
 
     func testNestedErrorNamesTheInnerFileAndStopsTheOuter() {
@@ -207,7 +209,7 @@ final class CommandTests: XCTestCase {
         let summary = session.runScript(at: outer)
         XCTAssertEqual(io.diagnostics, ["\(inner):2: set: unknown setting 'stpes' (did you mean 'steps'?)"])
         XCTAssertEqual(summary.errors.count, 1)
-        XCTAssertEqual(session.settings.steps, 3)
+        XCTAssertEqual(session.settings.request.steps, 3)
     }
 
     func testRunCycleIsDetected() {
@@ -228,7 +230,7 @@ final class CommandTests: XCTestCase {
         let session = makeSession(io: io)
         XCTAssertFalse(session.runScript(at: folder.path + "/l0.sdscript").succeeded)
         XCTAssertEqual(io.diagnostics, ["\(folder.path)/l7.sdscript:1: run: \(folder.path)/l8.sdscript: 'run' files nest more than 8 deep"])
-        XCTAssertEqual(session.settings.steps, 25)
+        XCTAssertEqual(session.settings.request.steps, 25)
     }
 
     func testQuitInANestedScriptEndsEverything() {
@@ -239,7 +241,7 @@ final class CommandTests: XCTestCase {
         let summary = session.runScript(at: main)
         XCTAssertTrue(summary.quit)
         XCTAssertTrue(summary.succeeded)
-        XCTAssertEqual(session.settings.steps, 3)
+        XCTAssertEqual(session.settings.request.steps, 3)
     }
 
     func testHelpListsEveryCommandAndExplainsSet() {
@@ -276,7 +278,7 @@ final class LoRAFolderTests: XCTestCase {
         XCTAssertEqual(io.lines, ["<lora:ink:1>", "<lora:paper:1>",
                                   "2 LoRAs in \(folder.path)/mine, \(cwd)/models/Lora, \(folder.path)/models/Lora"])
         XCTAssertEqual(session.execute("unset lora-dir"), .ok)
-        XCTAssertNil(session.settings.loraDir)
+        XCTAssertNil(session.settings.resources.loraDir)
         // Embeddings: `set embeddings`, then embeddings/ here, then embeddings/ beside models/.
         folder.write("mine/neg.safetensors", "")
         XCTAssertEqual(session.execute("set embeddings \(folder.path)/mine"), .ok)

@@ -10,26 +10,38 @@ import Imaging
 /// Deterministic "pixels" from a SHA-256 of the request, so equal requests give equal images and any
 /// change of prompt, seed, size or sampler gives different ones.
 final class HashImageGenerator: ImageGenerator {
-    var requests: [GenerationSettings] = []
+    /// Every image's request (one per seed), in order.
+    var requests: [GenerationRequest] = []
+    /// The batches asked for, one per `generate` call.
+    var batches: [GenerationRequest] = []
+    let identity: ModelIdentity? = nil
 
-    func generate(_ settings: GenerationSettings, progress: (StepProgress) -> Void,
-                  isCancelled: () -> Bool) throws -> GeneratedImage {
-        for step in 1...settings.steps {
-            if isCancelled() { throw CancellationError() }
-            progress(StepProgress(step: step, total: settings.steps, elapsed: Double(step) * 0.01))
+    func generate(_ request: GenerationRequest, folders: ResourceFolders, progress: (GenerationProgress) -> Void,
+                  isCancelled: () -> Bool, image: (GenerationResult) throws -> Void) throws {
+        batches.append(request)
+        for index in 0..<request.batchCount {
+            var single = request
+            single.seed = request.seed + UInt64(index)
+            single.batchCount = 1
+            for step in 1...single.steps {
+                if isCancelled() { throw CancellationError() }
+                progress(GenerationProgress(image: index, images: request.batchCount, step: step, total: single.steps,
+                                            elapsed: Double(step) * 0.01))
+            }
+            requests.append(single)
+            let key = "\(single.prompt)|\(single.negativePrompt)|\(single.seed)|\(single.steps)|\(single.guidanceScale)|\(single.sampler)|\(single.clipSkip)"
+            let digest = Array(SHA256.hash(data: Data(key.utf8)))
+            let count = single.width * single.height * 3
+            let rgb = (0..<count).map { digest[$0 % digest.count] &+ UInt8(truncatingIfNeeded: $0 / digest.count) }
+            try image(GenerationResult(image: PixelImage(width: single.width, height: single.height, rgb: rgb), request: single,
+                                       model: URL(fileURLWithPath: "/test/double.safetensors")))
+            if isCancelled() && index + 1 < request.batchCount { throw CancellationError() }
         }
-        requests.append(settings)
-        let key = "\(settings.prompt)|\(settings.negative)|\(settings.seed)|\(settings.steps)|\(settings.cfg)|\(settings.sampler)|\(settings.clipSkip)"
-        let digest = Array(SHA256.hash(data: Data(key.utf8)))
-        let count = settings.width * settings.height * 3
-        let rgb = (0..<count).map { digest[$0 % digest.count] &+ UInt8(truncatingIfNeeded: $0 / digest.count) }
-        return GeneratedImage(pixels: try RGBImage(width: settings.width, height: settings.height, pixels: rgb),
-                              recipe: "\(settings.prompt)\nSteps: \(settings.steps), Seed: \(settings.seed)")
     }
 
     var loadWarnings: [String] { [] }
 
-    func tokenReport(prompt: String, steps: Int) throws -> String {
+    func tokenReport(prompt: String, steps: Int, folders: ResourceFolders) throws -> String {
         "\(prompt.split(separator: " ").count) tokens (test double)"
     }
 }
@@ -58,39 +70,42 @@ struct FixedModelCatalog: ModelCatalog {
 
 /// Records what `save` was asked to write; writes nothing.
 final class RecordingSaver: ImageSaver {
-    var saved: [(GenerationSettings, String?)] = []
-    func save(_ image: GeneratedImage, settings: GenerationSettings, to path: String?, directory: String,
-              jpegQuality: Int) throws -> [String] {
-        saved.append((settings, path))
-        return [path ?? "\(directory)/\(settings.seed).png"]
+    var saved: [(StyledRequest, String?)] = []
+    func save(_ image: SessionImage, to path: String?, output: OutputSettings) throws -> [String] {
+        saved.append((image.request, path))
+        return [path ?? "\(output.outdir)/\(image.request.engine.seed).png"]
     }
 }
 
-/// Output captured in memory; can press Ctrl-C after a given number of progress calls.
+/// Events captured in memory as the plain-text front end would print them; can press Ctrl-C after
+/// a given number of progress events.
 final class BufferIO: SessionIO {
     var lines: [String] = []
     var diagnostics: [String] = []
+    var events: [SessionEvent] = []
     var progressCalls = 0
     var displayed = 0
+    var statuses: [String] = []
     /// Set the interrupt flag once this many progress calls have happened.
     var interruptAfter: Int?
     private var interrupted = false
 
-    func output(_ line: String) { lines.append(line) }
-    func diagnostic(_ line: String) { diagnostics.append(line) }
-    func progress(_ progress: StepProgress, index: Int, count: Int, mode: PreviewMode) {
-        progressCalls += 1
-        if let interruptAfter, progressCalls >= interruptAfter {
-            interrupted = true
-            self.interruptAfter = nil
+    func emit(_ event: SessionEvent) {
+        events.append(event)
+        switch event {
+        case .progress:
+            progressCalls += 1
+            if let interruptAfter, progressCalls >= interruptAfter {
+                interrupted = true
+                self.interruptAfter = nil
+            }
+        case .status(let line): statuses.append(line)
+        case .image, .shown: displayed += 1
+        default: break
         }
-    }
-    var statuses: [String] = []
-    func status(_ line: String) { statuses.append(line) }
-    func progressDone() {}
-    func display(_ image: RGBImage, mode: PreviewMode) -> Bool {
-        displayed += 1
-        return false
+        if let text = event.text {
+            if text.isDiagnostic { diagnostics += text.lines } else { lines += text.lines }
+        }
     }
     func previewStatus(_ mode: PreviewMode) -> String { mode.rawValue }
     var isInterrupted: Bool { interrupted }

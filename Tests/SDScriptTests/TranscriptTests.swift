@@ -1,3 +1,4 @@
+import Diffusion
 import Foundation
 import Imaging
 import ModelStore
@@ -42,9 +43,10 @@ final class GenerationTests: XCTestCase {
         }
         XCTAssertEqual(loader.loads, 1, "the model loads once and stays loaded")
         XCTAssertEqual(loader.generator.requests.map(\.seed), [41, 42, 43, 41])
-        XCTAssertEqual(loader.generator.requests.first, GenerationSettings(
-            prompt: "a red fox", negative: "blurry", style: "none", seed: 41, steps: 3, cfg: 7.5, width: 64, height: 64,
-            sampler: "pndm", clipSkip: 1, model: nil))
+        XCTAssertEqual(loader.generator.requests.first, GenerationRequest(
+            prompt: "a red fox", negativePrompt: "blurry", seed: 41, steps: 3, guidanceScale: 7.5, width: 64, height: 64,
+            sampler: .pndm, batchCount: 1, clipSkip: 1))
+        XCTAssertEqual(loader.generator.batches.map(\.batchCount), [3, 1], "gen N is one engine batch")
         XCTAssertEqual(session.images.map(\.index), [1, 2, 3, 4])
         XCTAssertEqual(session.images[0].sha256, session.images[3].sha256, "same request, same pixels")
         XCTAssertNotEqual(session.images[0].sha256, session.images[1].sha256)
@@ -133,20 +135,24 @@ final class GenerationTests: XCTestCase {
 
     func testLoadAppliesTheRecipeOfASavedPNGAndJPEG() throws {
         let folder = TemporaryFolder()
-        let settings = GenerationSettings(prompt: "a fox, (snow:1.2)", negative: "ugly", seed: 77, steps: 30, cfg: 6,
-                                          width: 512, height: 768, sampler: "dpmpp-2m-karras", clipSkip: 2)
-        let image = GeneratedImage(pixels: try RGBImage(width: 8, height: 8, pixels: Array(repeating: 9, count: 192)),
-                                   recipe: "")
-        let paths = try ImagingSaver().save(image, settings: settings, to: nil, directory: folder.path, jpegQuality: 90)
+        let request = GenerationRequest(prompt: "a fox, (snow:1.2)", negativePrompt: "ugly", seed: 77, steps: 30,
+                                        guidanceScale: 6, width: 512, height: 768, sampler: .dpmpp2mKarras, clipSkip: 2)
+        let image = SessionImage(index: 1, request: StyledRequest(engine: request),
+                                 pixels: try RGBImage(width: 8, height: 8, pixels: Array(repeating: 9, count: 192)),
+                                 model: nil, loras: [], seconds: 1, sha256: "")
+        var output = OutputSettings()
+        (output.outdir, output.jpegQuality) = (folder.path, 90)
+        let paths = try ImagingSaver().save(image, to: nil, output: output)
         XCTAssertEqual(paths.map { ($0 as NSString).pathExtension }, ["png", "jpg"])
         for path in paths {
             let session = Session(components: Components(models: FixedModelCatalog(), styles: StyleBook(environment: [:])),
                                   io: BufferIO())
             XCTAssertEqual(session.execute("load \(path)"), .ok, path)
-            var expected = settings
-            expected.model = nil
-            XCTAssertEqual(session.settings.request(seed: 77), expected, path)
-            XCTAssertEqual(session.settings.seed, .fixed(77))
+            var expected = RequestDefaults()
+            (expected.prompt, expected.negative, expected.seed, expected.steps, expected.cfg) = ("a fox, (snow:1.2)", "ugly", .fixed(77), 30, 6)
+            (expected.width, expected.height, expected.sampler, expected.clipSkip) = (512, 768, .dpmpp2mKarras, 2)
+            XCTAssertEqual(session.settings.request, expected, path)
+            XCTAssertEqual(session.settings.request.seed, .fixed(77))
         }
     }
 }

@@ -37,28 +37,54 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
         self.clipSkip = clipSkip
     }
 
-    /// The accepted side lengths, in pixels (multiples of 8).
-    public static let sizeRange = 64...2048
-
-    /// Checks every field, naming the first bad one and the accepted values.
+    /// Checks every field against `RequestLimits`, naming the first bad one and the accepted values.
     /// - Throws: `PipelineError.invalidRequest`.
     public func validate(textEncoderLayers: Int = 12) throws {
-        for (name, value) in [("width", width), ("height", height)] {
-            guard Self.sizeRange.contains(value), value % 8 == 0 else {
-                throw PipelineError.invalidRequest("\(name) \(value) is not allowed: use a multiple of 8 from \(Self.sizeRange.lowerBound) to \(Self.sizeRange.upperBound)")
-            }
+        let limits = RequestLimits.self
+        for (name, value) in [("width", width), ("height", height)] where !limits.acceptsSide(value) {
+            throw PipelineError.invalidRequest("\(name) \(value) is not allowed: use \(limits.sideDescription)")
         }
-        guard (1...1000).contains(steps) else { throw PipelineError.invalidRequest("steps \(steps) is not allowed: use 1 to 1000") }
-        guard guidanceScale.isFinite, guidanceScale >= 0, guidanceScale <= 100 else {
-            throw PipelineError.invalidRequest("guidance scale \(guidanceScale) is not allowed: use 0 to 100 (7.5 is usual)")
+        guard limits.steps.contains(steps) else {
+            throw PipelineError.invalidRequest("steps \(steps) is not allowed: use \(limits.steps.lowerBound) to \(limits.steps.upperBound)")
         }
-        guard (1...1000).contains(batchCount) else { throw PipelineError.invalidRequest("batch \(batchCount) is not allowed: use 1 to 1000") }
+        guard guidanceScale.isFinite, limits.guidance.contains(guidanceScale) else {
+            throw PipelineError.invalidRequest("guidance scale \(guidanceScale) is not allowed: use \(limits.guidanceDescription) (7.5 is usual)")
+        }
+        guard limits.batch.contains(batchCount) else {
+            throw PipelineError.invalidRequest("batch \(batchCount) is not allowed: use \(limits.batch.lowerBound) to \(limits.batch.upperBound)")
+        }
         guard (1...textEncoderLayers).contains(clipSkip) else {
             throw PipelineError.invalidRequest("clip skip \(clipSkip) is not allowed: use 1 to \(textEncoderLayers) (1 = last layer, 2 is common for anime models)")
         }
         if seed > UInt64.max - UInt64(batchCount - 1) {
             throw PipelineError.invalidRequest("seed \(seed) + batch \(batchCount) would pass 2^64-1")
         }
+    }
+}
+
+/// The one table of what a request may ask for; the REPL's settings and the engine's validation
+/// both read it.
+public enum RequestLimits {
+    /// Inference steps. A sampler may accept fewer (`Scheduler` says which for its spacing).
+    public static let steps = 1...1000
+    /// Classifier-free guidance scale; at most 1 turns guidance off.
+    public static let guidance: ClosedRange<Float> = 0...50
+    /// Image side lengths, in pixels, multiples of `sideMultiple` (the VAE's factor).
+    public static let side = 64...2048
+    public static let sideMultiple = 8
+    /// Images in one batch (`gen N`).
+    public static let batch = 1...64
+
+    public static func acceptsSide(_ value: Int) -> Bool { side.contains(value) && value % sideMultiple == 0 }
+
+    /// "a multiple of 8 from 64 to 2048".
+    public static var sideDescription: String {
+        "a multiple of \(sideMultiple) from \(side.lowerBound) to \(side.upperBound)"
+    }
+
+    /// "0 to 50".
+    public static var guidanceDescription: String {
+        "\(Int(guidance.lowerBound)) to \(Int(guidance.upperBound))"
     }
 }
 

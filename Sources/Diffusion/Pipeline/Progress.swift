@@ -14,6 +14,15 @@ public struct GenerationProgress: Sendable {
     public var eta: Double { step > 0 ? elapsed / Double(step) * Double(total - step) : 0 }
     /// A small preview of the current latents (see `LatentPreview`), when asked for at this step.
     public let preview: PixelImage?
+
+    public init(image: Int, images: Int, step: Int, total: Int, elapsed: Double, preview: PixelImage? = nil) {
+        self.image = image
+        self.images = images
+        self.step = step
+        self.total = total
+        self.elapsed = elapsed
+        self.preview = preview
+    }
 }
 
 /// A cooperative cancellation flag, safe to set from a signal-watching thread.

@@ -116,6 +116,15 @@ public struct DPMSolverMultistepScheduler: Scheduler {
         log(pair.alpha) - log(pair.sigma)
     }
 
+    /// `α_t·x₀ + σ_t·ε` with α_t, σ_t from σ at `stepIndex` (diffusers' DPM-Solver `add_noise`).
+    public func addNoise(to original: Tensor, noise: Tensor, stepIndex: Int) -> Tensor {
+        let (alpha, sigma) = alphaSigma(sigmas[stepIndex])
+        return elementwise(original, noise) { x, e in
+            let a = alpha * x, b = sigma * e
+            return a + b
+        }
+    }
+
     public mutating func step(modelOutput: Tensor, stepIndex: Int, sample: Tensor, generator: inout TorchGenerator) -> Tensor {
         let count = timesteps.count
         let finalFirstOrder = stepIndex == count - 1 && (eulerAtFinal || (lowerOrderFinal && count < 15) || finalSigmaIsZero)

@@ -39,6 +39,15 @@ public struct EulerDiscreteScheduler: Scheduler {
         return elementwise(sample) { $0 / scale }
     }
 
+    /// `x₀ + ε·σ` (diffusers' Euler `add_noise`).
+    public func addNoise(to original: Tensor, noise: Tensor, stepIndex: Int) -> Tensor {
+        let sigma = sigmas[stepIndex]
+        return elementwise(original, noise) { x, e in
+            let spread = e * sigma
+            return x + spread
+        }
+    }
+
     public mutating func step(modelOutput: Tensor, stepIndex: Int, sample: Tensor, generator: inout TorchGenerator) -> Tensor {
         let sigma = sigmas[stepIndex]
         let sigmaHat = sigma * (0 + 1)  // no churn: gamma = 0

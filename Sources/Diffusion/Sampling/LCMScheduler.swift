@@ -49,6 +49,10 @@ public struct LCMScheduler: Scheduler {
 
     public func scaleModelInput(_ sample: Tensor, stepIndex: Int) -> Tensor { sample }
 
+    public func addNoise(to original: Tensor, noise: Tensor, stepIndex: Int) -> Tensor {
+        schedule.addNoise(to: original, noise: noise, timestep: integerTimesteps[stepIndex])
+    }
+
     public mutating func step(modelOutput: Tensor, stepIndex: Int, sample: Tensor, generator: inout TorchGenerator) -> Tensor {
         let timestep = integerTimesteps[stepIndex]
         let previous = stepIndex + 1 < integerTimesteps.count ? integerTimesteps[stepIndex + 1] : timestep

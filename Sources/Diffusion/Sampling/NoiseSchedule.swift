@@ -51,6 +51,19 @@ struct NoiseSchedule: Sendable {
     }
 }
 
+extension NoiseSchedule {
+    /// diffusers' `add_noise` of the DDPM-family schedulers (DDIM, PNDM, LCM):
+    /// `ᾱ_t ** 0.5 · x₀ + (1 − ᾱ_t) ** 0.5 · ε`, each product and the sum rounded to Float32 as torch does.
+    func addNoise(to original: Tensor, noise: Tensor, timestep: Int) -> Tensor {
+        let alphaProd = alphasCumprod[timestep]
+        let signal = alphaProd.squareRoot(), spread = (1 - alphaProd).squareRoot()
+        return elementwise(original, noise) { x, e in
+            let a = signal * x, b = spread * e
+            return a + b
+        }
+    }
+}
+
 /// The beta-schedule keys of a scheduler config after diffusers' defaulting for one class.
 struct ResolvedScheduleConfig {
     var numTrainTimesteps: Int

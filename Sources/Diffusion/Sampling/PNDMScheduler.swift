@@ -51,6 +51,10 @@ public struct PNDMScheduler: Scheduler {
 
     public func scaleModelInput(_ sample: Tensor, stepIndex: Int) -> Tensor { sample }
 
+    public func addNoise(to original: Tensor, noise: Tensor, stepIndex: Int) -> Tensor {
+        schedule.addNoise(to: original, noise: noise, timestep: integerTimesteps[stepIndex])
+    }
+
     public mutating func step(modelOutput: Tensor, stepIndex: Int, sample: Tensor, generator: inout TorchGenerator) -> Tensor {
         var timestep = integerTimesteps[stepIndex]
         var previous = timestep - stride

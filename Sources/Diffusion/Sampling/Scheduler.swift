@@ -40,6 +40,35 @@ public protocol Scheduler {
     ///   - generator: the generator that made the initial latents. Only the ancestral samplers
     ///     (`euler-a`, `lcm`) draw from it, with the shape and at the steps diffusers draws.
     mutating func step(modelOutput: Tensor, stepIndex: Int, sample: Tensor, generator: inout TorchGenerator) -> Tensor
+
+    /// Noises clean latents to the level of `timesteps[stepIndex]`, as diffusers' `add_noise` does for
+    /// image-to-image: `sqrt(ᾱ_t)·x₀ + sqrt(1 − ᾱ_t)·ε` for the DDPM-family samplers, `x₀ + σ·ε` for
+    /// the σ-parameterised ones.
+    /// - Parameters:
+    ///   - original: the encoded image's latents (already times the VAE's scaling factor).
+    ///   - noise: standard normal noise shaped like `original`.
+    ///   - stepIndex: the position in `timesteps` the sampling starts from.
+    func addNoise(to original: Tensor, noise: Tensor, stepIndex: Int) -> Tensor
+}
+
+extension Scheduler {
+    /// Where sampling starts for an image-to-image `strength` (0…1), as diffusers' img2img
+    /// `get_timesteps`: `init = min(int(steps · strength), steps)`, `start = max(steps − init, 0)`.
+    /// Every sampler here has diffusers' `order` 1, so the index is the step number itself.
+    /// - Parameters:
+    ///   - strength: 1 starts from pure noise (every step runs), 0 runs none.
+    ///   - steps: the inference steps the scheduler was made for (not `timesteps.count`, which is
+    ///     one more for PNDM).
+    public func firstStepIndex(strength: Double, steps: Int) -> Int {
+        let initSteps = min(Int(Double(steps) * strength), steps)
+        return max(steps - initSteps, 0)
+    }
+
+    /// The timesteps an image-to-image run at `strength` evaluates: `timesteps[firstStepIndex...]`.
+    /// The model of Apple's ml-stable-diffusion `calculateTimesteps(strength:)`.
+    public func timesteps(strength: Double, steps: Int) -> ArraySlice<Float> {
+        timesteps[min(firstStepIndex(strength: strength, steps: steps), timesteps.count)...]
+    }
 }
 
 // MARK: - Choosing a sampler

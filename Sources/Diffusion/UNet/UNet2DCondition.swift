@@ -59,17 +59,35 @@ public struct UNet2DConditionModel: Sendable {
     /// - Returns: `[B, outChannels, h, w]`.
     /// - Precondition: the shapes agree with the config (a programmer error otherwise).
     public func callAsFunction(_ latents: Tensor, timestep: Float, context: Tensor) -> Tensor {
-        forward(latents, timestep: timestep, context: context, checkpoint: {})
+        forward(latents, timestep: timestep, context: context, residuals: nil, checkpoint: {})
     }
 
     /// The same, checking `cancellation` between blocks, so a cancel takes effect within about a
     /// twelfth of a step rather than at its end (a 512×512 step takes many seconds on a CPU).
     /// - Throws: `PipelineError.cancelled`.
     public func callAsFunction(_ latents: Tensor, timestep: Float, context: Tensor, cancellation: CancellationToken?) throws -> Tensor {
-        try forward(latents, timestep: timestep, context: context, checkpoint: { try cancellation?.check() })
+        try forward(latents, timestep: timestep, context: context, residuals: nil, checkpoint: { try cancellation?.check() })
     }
 
-    private func forward(_ latents: Tensor, timestep: Float, context: Tensor, checkpoint: () throws -> Void) rethrows -> Tensor {
+    /// The same, with `residuals` added to the skip connections and the mid block's output, as
+    /// diffusers' `down_block_additional_residuals` / `mid_block_additional_residual` (what a
+    /// ControlNet produces).
+    /// - Precondition: `residuals.down` has `skipCount` tensors shaped like the skip connections and
+    ///   `mid` is shaped like the mid block's output (a programmer error otherwise).
+    /// - Throws: `PipelineError.cancelled`.
+    public func callAsFunction(_ latents: Tensor, timestep: Float, context: Tensor, residuals: UNetResiduals?,
+                               cancellation: CancellationToken?) throws -> Tensor {
+        try forward(latents, timestep: timestep, context: context, residuals: residuals, checkpoint: { try cancellation?.check() })
+    }
+
+    /// How many skip connections the down path leaves: `conv_in`'s output, then each resnet's and
+    /// each downsampler's (12 for SD1.x). `UNetResiduals.down` has one tensor per skip.
+    public var skipCount: Int {
+        1 + downBlocks.reduce(0) { $0 + $1.skipCount }
+    }
+
+    private func forward(_ latents: Tensor, timestep: Float, context: Tensor, residuals: UNetResiduals?,
+                         checkpoint: () throws -> Void) rethrows -> Tensor {
         precondition(latents.rank == 4 && latents.shape[1] == config.inChannels, "UNet input must be [B, \(config.inChannels), h, w], got \(latents.shape)")
         precondition(context.rank == 3 && context.shape[0] == latents.shape[0] && context.shape[2] == config.contextDim,
                      "UNet context must be [\(latents.shape[0]), T, \(config.contextDim)], got \(context.shape)")
@@ -90,8 +108,22 @@ public struct UNet2DConditionModel: Sendable {
             skips += blockSkips
         }
 
+        if let residuals {
+            precondition(residuals.down.count == skips.count,
+                         "\(residuals.down.count) down-block residuals for a UNet with \(skips.count) skip connections")
+            for (index, residual) in residuals.down.enumerated() {
+                precondition(residual.shape == skips[index].shape,
+                             "down-block residual \(index) is \(residual.shape), the skip connection \(skips[index].shape)")
+                skips[index] = skips[index] + residual
+            }
+        }
+
         try checkpoint()
         h = midBlock(h, timeEmbedding: timeEmbedding, context: context)
+        if let mid = residuals?.mid {
+            precondition(mid.shape == h.shape, "the mid-block residual is \(mid.shape), the mid block's output \(h.shape)")
+            h = h + mid
+        }
 
         // up path: each level takes back as many skips as it has resnets
         for block in upBlocks {
@@ -103,5 +135,18 @@ public struct UNet2DConditionModel: Sendable {
         }
 
         return convOut(normOut(h, silu: true))  // [B, outChannels, h, w]
+    }
+}
+
+/// Extra features added inside the UNet (diffusers' `down_block_additional_residuals` and
+/// `mid_block_additional_residual`): one tensor per skip connection, shaped like it, and one for
+/// the mid block's output. A ControlNet computes them each step from a control image.
+public struct UNetResiduals {
+    public var down: [Tensor]
+    public var mid: Tensor?
+
+    public init(down: [Tensor], mid: Tensor?) {
+        self.down = down
+        self.mid = mid
     }
 }

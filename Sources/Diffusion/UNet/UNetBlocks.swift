@@ -25,6 +25,9 @@ struct UNetDownBlock: Sendable {
         downsampler = isLast ? nil : try Downsample2D(weights.scoped("downsamplers.0"), channels: channels)
     }
 
+    /// How many skip connections the block leaves: one per resnet, and the downsampler's.
+    var skipCount: Int { resnets.count + (downsampler == nil ? 0 : 1) }
+
     /// - Returns: the block's output and the skip connections it leaves for the up path, in order
     ///   (each resnet's or transformer's output, then the downsampler's).
     func callAsFunction(_ x: Tensor, timeEmbedding: Tensor, context: Tensor) -> (Tensor, skips: [Tensor]) {

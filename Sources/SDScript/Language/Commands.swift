@@ -19,7 +19,20 @@ public struct Command {
     public let summary: String
     let kind: ArgumentKind
     public let completion: CompletionKind
+    /// How the transcript records the command once it has run.
+    var transcript: TranscriptRule = .asTyped
     let handler: (Session, String, SourceLocation?) throws -> Outcome
+
+    init(name: String, usage: String, summary: String, kind: ArgumentKind, completion: CompletionKind,
+         transcript: TranscriptRule = .asTyped, handler: @escaping (Session, String, SourceLocation?) throws -> Outcome) {
+        self.name = name
+        self.usage = usage
+        self.summary = summary
+        self.kind = kind
+        self.completion = completion
+        self.transcript = transcript
+        self.handler = handler
+    }
 
     public static func named(_ name: String) -> Command? {
         let key = name.lowercased()
@@ -32,23 +45,23 @@ public struct Command {
     public static let table: [Command] = [
         Command(name: "prompt", usage: "prompt TEXT", summary: "set the prompt (the rest of the line, verbatim; A1111's (word:1.2), [from:to:when], [a|b], AND work)",
                 kind: .text, completion: .none) { session, argument, _ in
-            session.settings.prompt = argument
+            session.settings.request.prompt = argument
             return .ok
         },
         Command(name: "negative", usage: "negative TEXT", summary: "set the negative prompt (empty clears it)",
                 kind: .text, completion: .none) { session, argument, _ in
-            session.settings.negative = argument
+            session.settings.request.negative = argument
             return .ok
         },
         Command(name: "seed", usage: "seed N | random", summary: "fix the seed, or draw a new one for each gen (the default)",
-                kind: .words, completion: .none) { session, argument, _ in
+                kind: .words, completion: .none, transcript: .seedChoice) { session, argument, _ in
             guard !argument.isEmpty else { throw ScriptError.missingArgument(command: "seed", usage: "seed N | random") }
-            session.settings.seed = try parseSeed(argument, command: "seed")
+            session.settings.request.seed = try parseSeed(argument, command: "seed")
             return .ok
         },
         Command(name: "model", usage: "model PATH | model download [REPO FILE]",
                 summary: "use the checkpoint at PATH, or download SD1.5 into the Hugging Face cache",
-                kind: .text, completion: .paths) { session, argument, location in
+                kind: .text, completion: .paths, transcript: .inputPath(except: ["download"])) { session, argument, location in
             guard !argument.isEmpty else {
                 throw ScriptError.missingArgument(command: "model", usage: "model PATH | model download [REPO FILE]")
             }
@@ -58,7 +71,7 @@ public struct Command {
                 defer { session.io.progressDone() }
                 do {
                     let path = try session.components.models.download(
-                        arguments: Array(words.dropFirst()), status: session.io.status,
+                        arguments: Array(words.dropFirst()), status: { [io = session.io] in io.status($0) },
                         isCancelled: { [io = session.io] in io.isInterrupted })
                     session.io.progressDone()
                     session.io.output("downloaded \(path)")
@@ -76,11 +89,11 @@ public struct Command {
             } catch {
                 throw ScriptError.unavailable(command: "model", reason: "\(error)")
             }
-            session.settings.model = path
+            session.settings.resources.model = path
             return .ok
         },
         Command(name: "set", usage: "set [KEY VALUE]", summary: "change a setting; alone, list them all ('help set' for the keys)",
-                kind: .text, completion: .setting) { session, argument, _ in
+                kind: .text, completion: .setting, transcript: .setting) { session, argument, _ in
             guard !argument.isEmpty else {
                 listSettings(session)
                 return .ok
@@ -98,7 +111,7 @@ public struct Command {
             return .ok
         },
         Command(name: "unset", usage: "unset KEY", summary: "restore a setting's default", kind: .words,
-                completion: .settingKeys) { session, argument, _ in
+                completion: .settingKeys, transcript: .setting) { session, argument, _ in
             guard !argument.isEmpty else { throw ScriptError.missingArgument(command: "unset", usage: "unset KEY") }
             guard let key = SettingKey.named(argument) else {
                 throw ScriptError.badArgument(command: "unset", argument: argument, reason: "unknown setting",
@@ -109,11 +122,11 @@ public struct Command {
         },
         Command(name: "gen", usage: "gen [N]", summary: "generate N images (default: the batch setting) with seeds s … s+N-1",
                 kind: .words, completion: .none) { session, argument, _ in
-            var count = session.settings.batch
+            var count = session.settings.request.batch
             if !argument.isEmpty {
-                guard let number = Int(argument), (1...64).contains(number) else {
+                guard let number = Int(argument), RequestLimits.batch.contains(number) else {
                     throw ScriptError.badArgument(command: "gen", argument: argument,
-                                                  reason: "expected a number of images from 1 to 64, got")
+                                                  reason: "expected a number of images from \(RequestLimits.batch.lowerBound) to \(RequestLimits.batch.upperBound), got")
                 }
                 count = number
             }
@@ -137,7 +150,7 @@ public struct Command {
                 }
                 let paths = try session.save(position, to: path)
                 if paths.isEmpty { continue }  // run --check writes nothing
-                session.io.output("image \(session.images[position].index): saved " + paths.joined(separator: " "))
+                session.io.emit(.saved(index: session.images[position].index, paths: paths))
             }
             return .ok
         },
@@ -155,34 +168,33 @@ public struct Command {
                 position = number - 1
             }
             let image = session.images[position]
-            session.io.display(image.image.pixels, mode: session.settings.preview)
-            session.io.output("image \(image.index): " + describe(image))
-            image.image.recipe.split(separator: "\n").forEach { session.io.output("  " + $0) }
+            let recipe = Infotext.render(ImagingSaver.recipe(for: image.request, model: image.model, modelHash: nil))
+            session.io.emit(.shown(image, recipe: recipe, preview: session.settings.output.preview))
             return .ok
         },
         Command(name: "history", usage: "history", summary: "list this session's images with their recipes",
                 kind: .words, completion: .none) { session, argument, _ in
             guard argument.isEmpty else { throw ScriptError.unexpectedArgument(command: "history", argument: argument) }
             if session.images.isEmpty { session.io.output("no images yet") }
-            for image in session.images { session.io.output("\(image.index)  " + describe(image)) }
+            for image in session.images { session.io.output("\(image.index)  " + image.description) }
             return .ok
         },
         Command(name: "styles", usage: "styles", summary: "list the styles ('set style NAME' applies one)",
                 kind: .words, completion: .none) { session, argument, _ in
             guard argument.isEmpty else { throw ScriptError.unexpectedArgument(command: "styles", argument: argument) }
-            session.components.styles.listing().forEach(session.io.output)
+            session.components.styles.listing().forEach { session.io.output($0) }
             return .ok
         },
         Command(name: "tokens", usage: "tokens", summary: "the token count and 75-token chunks of the current prompt (per text with prompt editing, per AND part; its LoRAs)",
                 kind: .words, completion: .none) { session, argument, _ in
             guard argument.isEmpty else { throw ScriptError.unexpectedArgument(command: "tokens", argument: argument) }
-            let request = try session.resolvedRequest(seed: 0)
+            let request = try session.resolvedRequest(seed: 0).engine
             let generator = try session.loadedGenerator()
-            session.io.output(try generator.tokenReport(prompt: request.prompt, steps: request.steps))
+            session.io.output(try generator.tokenReport(prompt: request.prompt, steps: request.steps, folders: session.folders()))
             return .ok
         },
         Command(name: "load", usage: "load FILE", summary: "set prompt, negative, seed, steps, cfg, size, sampler from an image's recipe",
-                kind: .text, completion: .paths) { session, argument, location in
+                kind: .text, completion: .paths, transcript: .inputPath()) { session, argument, location in
             guard !argument.isEmpty else { throw ScriptError.missingArgument(command: "load", usage: "load FILE") }
             let path = session.resolve(argument, relativeTo: location)
             let recipe: StoredRecipe
@@ -211,11 +223,12 @@ public struct Command {
         Command(name: "models", usage: "models", summary: "list the models found, and where sdrepl looks",
                 kind: .words, completion: .none) { session, argument, _ in
             guard argument.isEmpty else { throw ScriptError.unexpectedArgument(command: "models", argument: argument) }
-            let found = session.components.models.listing(explicit: session.settings.model, note: session.io.status)
+            let found = session.components.models.listing(explicit: session.settings.resources.model,
+                                                          note: { [io = session.io] in io.status($0) })
             session.io.progressDone()
-            found.forEach(session.io.output)
+            found.forEach { session.io.output($0) }
             do {
-                let location = try session.components.models.locate(explicit: session.settings.model)
+                let location = try session.components.models.locate(explicit: session.settings.resources.model)
                 session.io.output("using \(location.path) (\(location.source))")
             } catch {
                 "\(error)".split(separator: "\n").forEach { session.io.output(String($0)) }
@@ -244,20 +257,10 @@ public struct Command {
         let width = SettingKey.all.map(\.name.count).max() ?? 0
         for key in SettingKey.all {
             var value = key.show(session.settings)
-            if key.name == "preview" { value = session.io.previewStatus(session.settings.preview) }
+            if key.name == "preview" { value = session.io.previewStatus(session.settings.output.preview) }
             let marker = key.show(session.settings) == key.show(defaults) ? "" : "   (changed)"
             session.io.output(key.name.padding(toLength: width + 2, withPad: " ", startingAt: 0) + value + marker)
         }
-    }
-
-    private static func describe(_ image: SessionImage) -> String {
-        let s = image.settings
-        var text = "seed \(s.seed), \(s.width)x\(s.height), \(s.sampler), \(s.steps) steps, cfg \(formatNumber(s.cfg))"
-        if s.style != "none" { text += ", style \(s.style)" }
-        text += ", prompt \"\(s.prompt)\""
-        if !s.negative.isEmpty { text += ", negative \"\(s.negative)\"" }
-        if !image.savedPaths.isEmpty { text += ", saved " + image.savedPaths.joined(separator: " ") }
-        return text
     }
 
     private static func help(_ argument: String, session: Session) throws {
@@ -288,7 +291,7 @@ public struct Command {
     /// Sets everything that decides the pixels from a stored recipe. sdrepl's own keys give the prompt
     /// as typed with its style; otherwise (A1111, or a JPEG) the infotext's prompts, style applied.
     private static func apply(_ stored: StoredRecipe, to session: Session, file: String) throws {
-        var settings = session.settings
+        var settings = session.settings.request
         let recipe = stored.recipe
         var toLoad = stored.promptToLoad
         if session.components.styles.style(named: toLoad.style) == nil {
@@ -305,15 +308,15 @@ public struct Command {
             settings.width = width
             settings.height = height
         }
-        if let sampler = recipe.sampler {
-            guard let canonical = recipe.samplerID ?? SamplerNames.canonical(sampler) else {
-                throw ScriptError.badArgument(command: "load", argument: sampler, reason: "\(file): unknown sampler",
-                                              suggestion: closestWord(to: sampler, in: SamplerNames.completions))
+        if let name = recipe.sampler {
+            guard let sampler = recipe.samplerID.flatMap({ try? Sampler(name: $0) }) ?? SamplerNames.sampler(named: name) else {
+                throw ScriptError.badArgument(command: "load", argument: name, reason: "\(file): unknown sampler",
+                                              suggestion: closestWord(to: name, in: SamplerNames.completions))
             }
-            settings.sampler = canonical
+            settings.sampler = sampler
         }
         settings.clipSkip = recipe.clipSkip
-        session.settings = settings
+        session.settings.request = settings
         session.io.output("loaded the recipe of \(file)")
     }
 }
@@ -323,7 +326,7 @@ public struct Command {
 private func listFiles(in folders: [URL], session: Session, kind: (one: String, many: String), setting: String,
                        line: (String) -> String, hint: String) {
     let names = LoRALibrary.names(in: folders)
-    names.map(line).forEach(session.io.output)
+    names.map(line).forEach { session.io.output($0) }
     let places = folders.map(\.path).joined(separator: ", ")
     session.io.output(names.isEmpty ? "no \(kind.many) (*.safetensors) in \(places); 'set \(setting) DIR' names another folder"
                                     : "\(names.count) \(names.count == 1 ? kind.one : kind.many) in \(places)\(hint)")

@@ -1,4 +1,5 @@
 import Diffusion
+import Imaging
 import Foundation
 
 /// One key of `set KEY VALUE` / `unset KEY`: how to read, show and reset it.
@@ -14,11 +15,13 @@ public struct SettingKey {
     let apply: (Session, String) throws -> Void
     let show: (SessionSettings) -> String
     let reset: (inout SessionSettings) -> Void
+    /// How the transcript records `set KEY VALUE` (input paths absolute, a random seed as a comment).
+    var transcript: TranscriptRule = .asTyped
 
     /// The table, in the order `set` lists it.
     public static let all: [SettingKey] = [
-        text("prompt", values: "TEXT", \.prompt, default: ""),
-        text("negative", values: "TEXT", \.negative, default: ""),
+        text("prompt", values: "TEXT", \.request.prompt, default: ""),
+        text("negative", values: "TEXT", \.request.negative, default: ""),
         SettingKey(name: "style", values: "a name from 'styles'", kind: .words, choices: { $0.components.styles.names },
                    completesPaths: false,
                    apply: { session, value in
@@ -27,64 +30,66 @@ public struct SettingKey {
                            throw ScriptError.badArgument(command: "set style", argument: value, reason: "unknown style",
                                                          suggestion: closestWord(to: value, in: names))
                        }
-                       session.settings.style = match
+                       session.settings.request.style = match
                    },
-                   show: { $0.style }, reset: { $0.style = SessionSettings().style }),
+                   show: { $0.request.style }, reset: { $0.request.style = RequestDefaults().style }),
         SettingKey(name: "seed", values: "N|random", kind: .words, choices: { _ in ["random"] }, completesPaths: false,
-                   apply: { session, value in session.settings.seed = try parseSeed(value, command: "set seed") },
+                   apply: { session, value in session.settings.request.seed = try parseSeed(value, command: "set seed") },
                    show: { settings in
-                       if case .fixed(let seed) = settings.seed { return String(seed) }
+                       if case .fixed(let seed) = settings.request.seed { return String(seed) }
                        return "random"
                    },
-                   reset: { $0.seed = SessionSettings().seed }),
-        integer("steps", range: 1...1000, \.steps),
-        SettingKey(name: "cfg", values: "0…50", kind: .words, choices: { _ in nil }, completesPaths: false,
+                   reset: { $0.request.seed = RequestDefaults().seed }, transcript: .seedChoice),
+        integer("steps", range: RequestLimits.steps, \.request.steps),
+        SettingKey(name: "cfg", values: "\(Int(RequestLimits.guidance.lowerBound))…\(Int(RequestLimits.guidance.upperBound))",
+                   kind: .words, choices: { _ in nil }, completesPaths: false,
                    apply: { session, value in
-                       guard let cfg = Float(value), cfg.isFinite, (0...50).contains(cfg) else {
+                       guard let cfg = Float(value), cfg.isFinite, RequestLimits.guidance.contains(cfg) else {
                            throw ScriptError.badArgument(command: "set cfg", argument: value,
-                                                         reason: "expected a number from 0 to 50, got")
+                                                         reason: "expected a number from \(RequestLimits.guidanceDescription), got")
                        }
-                       session.settings.cfg = cfg
+                       session.settings.request.cfg = cfg
                    },
-                   show: { formatNumber($0.cfg) }, reset: { $0.cfg = SessionSettings().cfg }),
-        SettingKey(name: "size", values: "WxH, multiples of 8 from 64 to 2048", kind: .words,
-                   choices: { _ in ["512x512", "512x768", "768x512", "640x640", "256x256"] }, completesPaths: false,
+                   show: { formatNumber($0.request.cfg) }, reset: { $0.request.cfg = RequestDefaults().cfg }),
+        SettingKey(name: "size", values: "WxH, \(RequestLimits.sideDescription.replacingOccurrences(of: "a multiple", with: "multiples"))",
+                   kind: .words, choices: { _ in ["512x512", "512x768", "768x512", "640x640", "256x256"] }, completesPaths: false,
                    apply: { session, value in
                        guard let size = parseSize(value) else {
                            throw ScriptError.badArgument(command: "set size", argument: value,
                                                          reason: "expected WxH (e.g. 512x768), got")
                        }
-                       for side in [size.width, size.height] where !(64...2048).contains(side) || side % 8 != 0 {
+                       for side in [size.width, size.height] where !RequestLimits.acceptsSide(side) {
                            throw ScriptError.badArgument(command: "set size", argument: value,
-                                                         reason: "width and height must be multiples of 8 from 64 to 2048, got")
+                                                         reason: "width and height must be \(RequestLimits.sideDescription.replacingOccurrences(of: "a multiple", with: "multiples")), got")
                        }
-                       session.settings.width = size.width
-                       session.settings.height = size.height
+                       session.settings.request.width = size.width
+                       session.settings.request.height = size.height
                    },
-                   show: { "\($0.width)x\($0.height)" },
-                   reset: { $0.width = SessionSettings().width; $0.height = SessionSettings().height }),
+                   show: { "\($0.request.width)x\($0.request.height)" },
+                   reset: { $0.request.width = RequestDefaults().width; $0.request.height = RequestDefaults().height }),
         SettingKey(name: "sampler", values: Sampler.allCases.map(\.rawValue).joined(separator: "|") + " (or A1111's names)",
                    kind: .words, choices: { _ in Sampler.allCases.map(\.rawValue) }, completesPaths: false,
                    apply: { session, value in
-                       guard let canonical = SamplerNames.canonical(value) else {
+                       guard let sampler = SamplerNames.sampler(named: value) else {
                            throw ScriptError.badArgument(command: "set sampler", argument: value, reason: "unknown sampler",
                                                          suggestion: closestWord(to: value, in: SamplerNames.completions)
-                                                             .flatMap(SamplerNames.canonical))
+                                                             .flatMap { SamplerNames.sampler(named: $0)?.rawValue })
                        }
-                       session.settings.sampler = canonical
+                       session.settings.request.sampler = sampler
                    },
-                   show: { $0.sampler }, reset: { $0.sampler = SessionSettings().sampler }),
-        integer("batch", range: 1...64, \.batch),
+                   show: { $0.request.sampler.rawValue }, reset: { $0.request.sampler = RequestDefaults().sampler }),
+        integer("batch", range: RequestLimits.batch, \.request.batch),
         SettingKey(name: "model", values: "PATH (a .safetensors file or diffusers folder)", kind: .text,
                    choices: { _ in nil }, completesPaths: true,
-                   apply: { session, value in session.settings.model = try checkedModelPath(value, command: "set model") },
-                   show: { $0.model ?? "(found by discovery; see 'models')" }, reset: { $0.model = nil }),
-        integer("clip-skip", range: 1...12, \.clipSkip),
-        choice("preview", PreviewMode.self, \.preview),
+                   apply: { session, value in session.settings.resources.model = try checkedModelPath(value, command: "set model") },
+                   show: { $0.resources.model ?? "(found by discovery; see 'models')" }, reset: { $0.resources.model = nil },
+                   transcript: .inputPath()),
+        integer("clip-skip", range: 1...12, \.request.clipSkip),
+        choice("preview", PreviewMode.self, \.output.preview),
         SettingKey(name: "outdir", values: "DIR", kind: .text, choices: { _ in nil }, completesPaths: true,
-                   apply: { session, value in session.settings.outdir = value },
-                   show: { $0.outdir }, reset: { $0.outdir = SessionSettings().outdir }),
-        choice("memory", MemoryMode.self, \.memory),
+                   apply: { session, value in session.settings.output.outdir = value },
+                   show: { $0.output.outdir }, reset: { $0.output.outdir = OutputSettings().outdir }),
+        choice("memory", MemoryMode.self, \.resources.memory),
         SettingKey(name: "styles", values: "FILE (an A1111 styles.csv)", kind: .text, choices: { _ in nil },
                    completesPaths: true,
                    apply: { session, value in
@@ -95,24 +100,25 @@ public struct SettingKey {
                        } catch {
                            throw ScriptError.file(command: "set styles", path: value, reason: "\(error)")
                        }
-                       session.settings.stylesFile = value
+                       session.settings.resources.stylesFile = value
                    },
-                   show: { $0.stylesFile ?? "(built-in presets only)" }, reset: { $0.stylesFile = nil }),
-        integer("jpeg-quality", range: 1...100, \.jpegQuality),
+                   show: { $0.resources.stylesFile ?? "(built-in presets only)" }, reset: { $0.resources.stylesFile = nil },
+                   transcript: .inputPath()),
+        integer("jpeg-quality", range: 1...100, \.output.jpegQuality),
         SettingKey(name: "autosave", values: "on|off", kind: .words, choices: { _ in ["on", "off"] }, completesPaths: false,
                    apply: { session, value in
                        switch value.lowercased() {
-                       case "on", "yes", "true", "1": session.settings.autosave = true
-                       case "off", "no", "false", "0": session.settings.autosave = false
+                       case "on", "yes", "true", "1": session.settings.output.autosave = true
+                       case "off", "no", "false", "0": session.settings.output.autosave = false
                        default:
                            throw ScriptError.badArgument(command: "set autosave", argument: value, reason: "expected on or off, got",
                                                          suggestion: closestWord(to: value, in: ["on", "off"]))
                        }
                    },
-                   show: { $0.autosave ? "on" : "off" }, reset: { $0.autosave = SessionSettings().autosave }),
-        folder("lora-dir", "where <lora:NAME> finds NAME.safetensors", \.loraDir,
+                   show: { $0.output.autosave ? "on" : "off" }, reset: { $0.output.autosave = OutputSettings().autosave }),
+        folder("lora-dir", "where <lora:NAME> finds NAME.safetensors", \.resources.loraDir,
                defaults: "(models/Lora, and Lora beside the model's folder)"),
-        folder("embeddings", "textual-inversion NAME.safetensors, used by writing NAME", \.embeddingsDir,
+        folder("embeddings", "textual-inversion NAME.safetensors, used by writing NAME", \.resources.embeddingsDir,
                defaults: "(embeddings, and embeddings beside the models folder)"),
     ]
 
@@ -124,7 +130,7 @@ public struct SettingKey {
                           "scheduler": "sampler", "quality": "jpeg-quality", "output": "outdir", "n": "batch"]
 
     /// `set width N` / `set height N`: one side of `size`, hidden from the listing.
-    static let sides: [SettingKey] = [side("width", \.width), side("height", \.height)]
+    static let sides: [SettingKey] = [side("width", \.request.width), side("height", \.request.height)]
 
     public static func named(_ name: String) -> SettingKey? {
         let key = name.lowercased().replacingOccurrences(of: "_", with: "-")
@@ -133,12 +139,12 @@ public struct SettingKey {
     }
 
     private static func side(_ name: String, _ path: WritableKeyPath<SessionSettings, Int>) -> SettingKey {
-        SettingKey(name: name, values: "multiples of 8 from 64 to 2048", kind: .words, choices: { _ in nil },
-                   completesPaths: false,
+        SettingKey(name: name, values: RequestLimits.sideDescription.replacingOccurrences(of: "a multiple", with: "multiples"),
+                   kind: .words, choices: { _ in nil }, completesPaths: false,
                    apply: { session, value in
-                       guard let number = Int(value), (64...2048).contains(number), number % 8 == 0 else {
+                       guard let number = Int(value), RequestLimits.acceptsSide(number) else {
                            throw ScriptError.badArgument(command: "set \(name)", argument: value,
-                                                         reason: "expected a multiple of 8 from 64 to 2048, got")
+                                                         reason: "expected \(RequestLimits.sideDescription), got")
                        }
                        session.settings[keyPath: path] = number
                    },
@@ -166,7 +172,7 @@ public struct SettingKey {
                        }
                        session.settings[keyPath: path] = value
                    },
-                   show: { $0[keyPath: path] ?? defaults }, reset: { $0[keyPath: path] = nil })
+                   show: { $0[keyPath: path] ?? defaults }, reset: { $0[keyPath: path] = nil }, transcript: .inputPath())
     }
 
     private static func integer(_ name: String, range: ClosedRange<Int>,
@@ -223,7 +229,15 @@ func checkedModelPath(_ path: String, command: String) throws -> String {
     return path
 }
 
-/// 7.5 -> "7.5", 7 -> "7".
-func formatNumber(_ value: Float) -> String {
-    value == value.rounded() && abs(value) < 1e9 ? String(Int(value)) : String(value)
+/// Sampler names as the session reads them: the engine's `Sampler(name:)` (canonical names, A1111's
+/// and diffusers' spellings), then A1111's infotext names with a separate schedule type.
+enum SamplerNames {
+    /// Every name completion offers: the canonical names, then A1111's display names.
+    static var completions: [String] { Sampler.allCases.map(\.rawValue) + A1111SamplerName.table.map(\.name) }
+
+    /// The sampler called `name`, or nil.
+    static func sampler(named name: String) -> Sampler? {
+        if let sampler = try? Sampler(name: name) { return sampler }
+        return A1111SamplerName.samplerID(forDisplayName: name).flatMap { try? Sampler(name: $0) }
+    }
 }

@@ -43,18 +43,17 @@ public struct ModelIdentity: Equatable, Sendable {
     }
 }
 
-/// The session's generator over the engine: settings -> `GenerationRequest`, step progress with the
-/// latent preview, Ctrl-C -> `CancellationToken`, and the engine's `PixelImage` -> `RGBImage` once.
+/// The session's generator over the engine: one `prepare` per batch (LoRAs, embeddings, the text
+/// encoder), one `render` per seed, Ctrl-C -> `CancellationToken`.
 public final class PipelineGenerator: ImageGenerator {
     public let pipeline: StableDiffusionPipeline
-    public let identity: ModelIdentity
+    public let identity: ModelIdentity?
     public let loadWarnings: [String]
 
     public init(pipeline: StableDiffusionPipeline) {
         self.pipeline = pipeline
         identity = ModelIdentity(checkpoint: pipeline.checkpoint)
-        // sdrepl builds only the VAE's decoder: the encoder's tensors are expected to be left over.
-        let unexpected = pipeline.unexpectedKeys.filter { !$0.hasPrefix("vae.encoder.") && !$0.hasPrefix("vae.quant_conv.") }
+        let unexpected = pipeline.unexpectedKeys
         if unexpected.isEmpty {
             loadWarnings = []
         } else {
@@ -64,53 +63,35 @@ public final class PipelineGenerator: ImageGenerator {
         }
     }
 
-    /// The engine's request for one image of the session.
-    /// - Throws: `ScriptError.badArgument` for a sampler name the engine does not know.
-    public static func request(for settings: GenerationSettings) throws -> GenerationRequest {
-        guard let sampler = try? Sampler(name: settings.sampler) else {
-            throw ScriptError.badArgument(command: "gen", argument: settings.sampler, reason: "unknown sampler")
-        }
-        return GenerationRequest(prompt: settings.prompt, negativePrompt: settings.negative, seed: settings.seed,
-                                 steps: settings.steps, guidanceScale: settings.cfg, width: settings.width,
-                                 height: settings.height, sampler: sampler, batchCount: 1, clipSkip: settings.clipSkip)
-    }
-
-    public func useLoRADirectories(_ directories: [URL]) {
-        pipeline.loraDirectories = directories
-    }
-
-    public func useEmbeddingDirectories(_ directories: [URL]) {
-        pipeline.embeddingDirectories = directories
-    }
-
-    public func generate(_ settings: GenerationSettings, progress: (StepProgress) -> Void,
-                         isCancelled: () -> Bool) throws -> GeneratedImage {
-        let request = try Self.request(for: settings)
+    public func generate(_ request: GenerationRequest, folders: ResourceFolders, progress: (GenerationProgress) -> Void,
+                         isCancelled: () -> Bool, image: (GenerationResult) throws -> Void) throws {
+        use(folders)
         let token = CancellationToken()
         if isCancelled() { throw PipelineError.cancelled }
+        let prepared = try pipeline.prepare(request, cancellation: token)
         // The engine checks the token before every UNet evaluation; Ctrl-C is seen after each step,
         // so a cancel takes effect within one step. The cheap latent preview is made every step and
         // the terminal decides when to draw one.
-        let results = try pipeline.generate(request, progress: { step in
-            let preview = step.preview.flatMap { try? RGBImage(width: $0.width, height: $0.height, pixels: $0.rgb) }
-            progress(StepProgress(step: step.step, total: step.total, elapsed: step.elapsed, eta: step.eta, preview: preview))
-            if isCancelled() { token.cancel() }
-        }, previewEvery: 1, cancellation: token)
-        guard let result = results.first else { throw PipelineError.invalidRequest("the engine returned no image") }
-        let pixels = try RGBImage(width: result.image.width, height: result.image.height, pixels: result.image.rgb)
-        var loras: [(name: String, file: URL)] = []
-        for lora in try ExtraNetworks.parse(settings.prompt).loras where !loras.contains(where: { $0.name == lora.name }) {
-            loras.append((lora.name, try LoRALibrary.locate(lora.name, in: pipeline.loraDirectories)))
+        for index in 0..<request.batchCount {
+            let result = try pipeline.render(prepared, index: index, progress: { step in
+                progress(step)
+                if isCancelled() { token.cancel() }
+            }, previewEvery: 1, cancellation: token)
+            try image(result)
+            if isCancelled() && index + 1 < request.batchCount { throw PipelineError.cancelled }
         }
-        return GeneratedImage(pixels: pixels, recipe: Infotext.render(ImagingSaver.recipe(for: settings, model: identity,
-                                                                                       modelHash: nil)),
-                              model: identity, loras: loras)
     }
 
-    public func tokenReport(prompt: String, steps: Int) throws -> String {
+    public func tokenReport(prompt: String, steps: Int, folders: ResourceFolders) throws -> String {
+        use(folders)
         let networks = try ExtraNetworks.parse(prompt)
         let loras = networks.loras.map { "LoRA \($0.name): text encoder x\($0.textEncoderMultiplier), UNet x\($0.unetMultiplier)" }
         return (loras + [try compositionReport(networks.prompt, steps: steps)]).joined(separator: "\n")
+    }
+
+    private func use(_ folders: ResourceFolders) {
+        pipeline.loraDirectories = folders.loras
+        pipeline.embeddingDirectories = folders.embeddings
     }
 
     private func compositionReport(_ prompt: String, steps: Int) throws -> String {

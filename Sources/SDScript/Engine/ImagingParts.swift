@@ -20,22 +20,23 @@ public struct ImagingSaver: ImageSaver {
 
     /// The A1111 recipe of one image: the prompts the model saw (style applied), the sampler by
     /// A1111's name, the model's name and short hash, `Version: sdrepl X`.
-    public static func recipe(for settings: GenerationSettings, model: ModelIdentity?, modelHash: String?) -> Imaging.ImageRecipe {
-        Imaging.ImageRecipe(
-            prompt: settings.prompt, negativePrompt: settings.negative, steps: settings.steps,
-            sampler: A1111SamplerName.displayName(forSamplerID: settings.sampler) ?? settings.sampler,
-            cfgScale: Double(formatNumber(settings.cfg)) ?? Double(settings.cfg), seed: settings.seed,
-            width: settings.width, height: settings.height, modelHash: modelHash, modelName: model?.name,
-            clipSkip: settings.clipSkip, style: settings.style, version: "sdrepl \(SDReplVersion.string)")
+    public static func recipe(for request: StyledRequest, model: ModelIdentity?, modelHash: String?) -> Imaging.ImageRecipe {
+        let r = request.engine
+        return Imaging.ImageRecipe(
+            prompt: r.prompt, negativePrompt: r.negativePrompt, steps: r.steps,
+            sampler: A1111SamplerName.displayName(forSamplerID: r.sampler.rawValue) ?? r.sampler.rawValue,
+            cfgScale: Double(formatNumber(r.guidanceScale)) ?? Double(r.guidanceScale), seed: r.seed,
+            width: r.width, height: r.height, modelHash: modelHash, modelName: model?.name,
+            clipSkip: r.clipSkip, style: request.style, version: "sdrepl \(SDReplVersion.string)")
     }
 
-    public func save(_ image: GeneratedImage, settings: GenerationSettings, to path: String?, directory: String,
-                     jpegQuality: Int) throws -> [String] {
+    public func save(_ image: SessionImage, to path: String?, output: OutputSettings) throws -> [String] {
+        let request = image.request, r = request.engine
         var hash: String?
         if let model = image.model {
             hash = try? hashes.shortHash(of: model.hashedFile, note: note)
         }
-        var recipe = Self.recipe(for: settings, model: image.model, modelHash: hash)
+        var recipe = Self.recipe(for: request, model: image.model, modelHash: hash)
         // A1111's `Lora hashes: "name: <first 12 hex digits of the file's SHA-256>, …"`, which civitai
         // reads to link the resources.
         let loraHashes = image.loras.compactMap { lora in
@@ -43,22 +44,22 @@ public struct ImagingSaver: ImageSaver {
         }
         if !loraHashes.isEmpty { recipe.extra.append(.init("Lora hashes", loraHashes.joined(separator: ", "))) }
         var all: [String: Any] = [
-            "prompt": settings.prompt, "negative_prompt": settings.negative, "style": settings.style,
-            "seed": NSNumber(value: settings.seed), "steps": settings.steps,
-            "cfg_scale": Double(formatNumber(settings.cfg)) ?? Double(settings.cfg),
-            "width": settings.width, "height": settings.height, "sampler": settings.sampler,
-            "clip_skip": settings.clipSkip, "version": SDReplVersion.string,
+            "prompt": r.prompt, "negative_prompt": r.negativePrompt, "style": request.style,
+            "seed": NSNumber(value: r.seed), "steps": r.steps,
+            "cfg_scale": Double(formatNumber(r.guidanceScale)) ?? Double(r.guidanceScale),
+            "width": r.width, "height": r.height, "sampler": r.sampler.rawValue,
+            "clip_skip": r.clipSkip, "version": SDReplVersion.string,
         ]
         if let model = image.model {
             all["model"] = model.name
             all["model_file"] = model.hashedFile.path
         }
         if let hash { all["model_hash"] = hash }
-        let metadata = ImageMetadata(recipe: recipe, typedPrompt: settings.typedPrompt ?? settings.prompt,
-                                     typedNegativePrompt: settings.typedNegative ?? settings.negative,
-                                     style: settings.style, timestamp: Date(),
+        let metadata = ImageMetadata(recipe: recipe, typedPrompt: request.typedPrompt ?? r.prompt,
+                                     typedNegativePrompt: request.typedNegative ?? r.negativePrompt,
+                                     style: request.style, timestamp: Date(),
                                      settingsJSON: (try? ImageMetadata.settingsJSON(all)) ?? "{}")
-        let writer = ImageWriter(directory: URL(fileURLWithPath: directory), jpegQuality: jpegQuality)
+        let writer = ImageWriter(directory: URL(fileURLWithPath: output.outdir), jpegQuality: output.jpegQuality)
         if let path {
             try writer.save(image.pixels, metadata: metadata, to: URL(fileURLWithPath: path))
             return [path]
@@ -82,9 +83,7 @@ public final class StyleBook {
     /// - Parameter environment: where `XDG_CONFIG_HOME` and `HOME` are read from.
     public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
         library = StyleLibrary()
-        let config = environment["XDG_CONFIG_HOME"].flatMap { $0.hasPrefix("/") ? $0 : nil }
-            ?? (environment["HOME"] ?? NSHomeDirectory()) + "/.config"
-        let file = config + "/sdrepl/styles.csv"
+        let file = XDGDirectories(environment: environment).config + "/sdrepl/styles.csv"
         if FileManager.default.fileExists(atPath: file) {
             do {
                 try load(csv: file)
@@ -132,9 +131,7 @@ public struct ModelHashCache: Sendable {
     public var file: String
 
     public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
-        let cache = environment["XDG_CACHE_HOME"].flatMap { $0.hasPrefix("/") ? $0 : nil }
-            ?? (environment["HOME"] ?? NSHomeDirectory()) + "/.cache"
-        file = cache + "/sdrepl/model-hashes.tsv"
+        file = XDGDirectories(environment: environment).cache + "/sdrepl/model-hashes.tsv"
     }
 
     /// The first 10 hex digits of the SHA-256 of `url`.

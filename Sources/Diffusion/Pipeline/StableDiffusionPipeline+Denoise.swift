@@ -1,0 +1,72 @@
+import Foundation
+
+/// Called before each UNet evaluation with the step index, the timestep, the model input and its
+/// context; returns residuals to add inside the UNet (a ControlNet), or nil.
+public typealias UNetResidualsHook = (_ stepIndex: Int, _ timestep: Float, _ input: Tensor, _ context: Tensor) throws -> UNetResiduals?
+
+extension StableDiffusionPipeline {
+    /// Stage 2: the latents sampling starts from, `[1, 4, h/8, w/8]`: standard normal noise from the
+    /// request's generator times `initNoiseSigma`, as diffusers' `prepare_latents`.
+    public func initialLatents(for request: GenerationRequest, scheduler: any Scheduler,
+                               generator: inout TorchGenerator) -> Tensor {
+        let shape = [1, latentChannels, request.height / 8, request.width / 8]
+        return generator.randn(shape) * scheduler.initNoiseSigma
+    }
+
+    /// Stage 2 for image-to-image: clean latents noised to the level where sampling starts for
+    /// `strength` (`Scheduler.firstStepIndex`), drawing the noise from `generator` after whatever the
+    /// encoder drew, in diffusers' order.
+    /// - Returns: the noised latents and the step index to start `denoise` at.
+    public func initialLatents(from clean: Tensor, strength: Double, steps: Int, scheduler: any Scheduler,
+                               generator: inout TorchGenerator) -> (latents: Tensor, firstStep: Int) {
+        let first = scheduler.firstStepIndex(strength: strength, steps: steps)
+        guard first < scheduler.timesteps.count else { return (clean, first) }
+        let noise = generator.randn(clean.shape)
+        return (scheduler.addNoise(to: clean, noise: noise, stepIndex: first), first)
+    }
+
+    /// The latent channels the sampler works in: the UNet's output (its input has more for
+    /// inpainting checkpoints, where the mask and the masked image's latents are concatenated).
+    public var latentChannels: Int { unet.config.outChannels }
+
+    /// Stage 3: the sampler loop from `firstStep` to the end of the scheduler's timesteps.
+    ///
+    /// With guidance the UNet runs once per step on [negative, part 1, …, part k] and the outputs
+    /// combine as A1111's `combine_denoised`: `uncond + Σᵢ (condᵢ − uncond) · weightᵢ · scale`, which
+    /// for one part of weight 1 is diffusers' `uncond + (cond − uncond) · scale`.
+    /// - Parameters:
+    ///   - extraInput: channels concatenated to each model input (an inpainting UNet's mask and
+    ///     masked-image latents), or nil.
+    ///   - residuals: a hook adding residuals inside the UNet, or nil.
+    ///   - stepDone: called after each step with the 1-based step count and the new latents.
+    /// - Throws: `PipelineError.cancelled` (checked before every step and between UNet blocks).
+    public func denoise(_ latents: Tensor, conditioning: TextConditioning, guidanceScale: Float,
+                        scheduler: inout any Scheduler, generator: inout TorchGenerator, firstStep: Int = 0,
+                        extraInput: Tensor? = nil, residuals: UNetResidualsHook? = nil,
+                        cancellation: CancellationToken?, stepDone: (Int, Tensor) -> Void = { _, _ in }) throws -> Tensor {
+        var latents = latents
+        let timesteps = scheduler.timesteps
+        for i in timesteps.indices.dropFirst(firstStep) {
+            let t = timesteps[i]
+            try cancellation?.check()
+            var input = scheduler.scaleModelInput(latents, stepIndex: i)
+            if let extraInput { input = Tensor.concatChannels(input, extraInput) }
+            let context = conditioning.context(forEvaluation: i)
+            let batch = conditioning.guidance ? 1 + conditioning.weights.count : 1
+            let batched = batch == 1 ? input : Tensor.concatBatch(Array(repeating: input, count: batch))
+            let extra = try residuals?(i, t, batched, context)
+            let out = try unet(batched, timestep: t, context: context, residuals: extra, cancellation: cancellation)
+            var noise = out
+            if conditioning.guidance {
+                let uncond = out.slice(batch: 0)
+                noise = uncond
+                for (k, weight) in conditioning.weights.enumerated() {
+                    noise = noise + (out.slice(batch: k + 1) - uncond) * Float(weight * Double(guidanceScale))
+                }
+            }
+            latents = scheduler.step(modelOutput: noise, stepIndex: i, sample: latents, generator: &generator)
+            stepDone(i + 1 - firstStep, latents)
+        }
+        return latents
+    }
+}

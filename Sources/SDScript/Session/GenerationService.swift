@@ -1,0 +1,144 @@
+import Diffusion
+import Foundation
+import Imaging
+
+/// Turns the session's settings into images: finds and keeps the model's generator, resolves the
+/// request (seed, style), runs one batch through the engine and saves images with their recipes.
+final class GenerationService {
+    let components: Components
+    /// The generator for the model and memory mode it was loaded with; reloaded when either changes.
+    private var cached: (model: String, memory: MemoryMode, generator: ImageGenerator)?
+
+    init(components: Components) {
+        self.components = components
+    }
+
+    /// The generator for the current model, loaded on first use and kept for the session.
+    func generator(for resources: ResourceSettings, io: SessionIO) throws -> ImageGenerator {
+        let location: ModelLocation
+        do {
+            location = try components.models.locate(explicit: resources.model)
+        } catch {
+            throw ScriptError.noModel("\(error)")
+        }
+        if let cached, cached.model == location.path, cached.memory == resources.memory { return cached.generator }
+        guard let loader = components.generatorLoader else { throw ScriptError.noEngine(model: location.path) }
+        io.output("loading \(location.path) (\(location.source)) …")
+        let loaded: ImageGenerator
+        do {
+            loaded = try loader.load(model: location, memory: resources.memory)
+        } catch {
+            throw ScriptError.file(command: "model", path: location.path, reason: "\(error)")
+        }
+        loaded.loadWarnings.forEach(io.warning)
+        cached = (location.path, resources.memory, loaded)
+        return loaded
+    }
+
+    /// The request for `count` images from `seed`, with the style applied.
+    /// - Throws: `ScriptError.badArgument` for a style this session does not have.
+    func resolve(_ settings: RequestDefaults, seed: UInt64, count: Int) throws -> StyledRequest {
+        guard let styled = components.styles.apply(settings.style, prompt: settings.prompt, negative: settings.negative) else {
+            throw ScriptError.badArgument(command: "gen", argument: settings.style, reason: "unknown style",
+                                          suggestion: closestWord(to: settings.style, in: components.styles.names))
+        }
+        let engine = GenerationRequest(prompt: styled.prompt, negativePrompt: styled.negative, seed: seed,
+                                       steps: settings.steps, guidanceScale: settings.cfg, width: settings.width,
+                                       height: settings.height, sampler: settings.sampler, batchCount: count,
+                                       clipSkip: settings.clipSkip)
+        let changed = styled.prompt != settings.prompt || styled.negative != settings.negative
+        return StyledRequest(engine: engine, style: settings.style, typedPrompt: changed ? settings.prompt : nil,
+                             typedNegative: changed ? settings.negative : nil)
+    }
+
+    /// Where `<lora:NAME>` tags and embedding names are looked up for `resources`.
+    func folders(for resources: ResourceSettings) -> ResourceFolders {
+        ResourceFolders(loras: loraDirectories(resources), embeddings: embeddingDirectories(resources))
+    }
+
+    /// Where `<lora:NAME>` looks: `lora-dir` when set, then `models/Lora` in the current folder and
+    /// `Lora` beside the model's folder (A1111 keeps checkpoints in `models/Stable-diffusion` and
+    /// LoRAs in `models/Lora`).
+    func loraDirectories(_ resources: ResourceSettings) -> [URL] {
+        folders(chosen: resources.loraDir, here: "models/Lora", besideModels: "Lora", model: resources.model)
+    }
+
+    /// Where textual-inversion embeddings are found: `embeddings` when set, then `embeddings`
+    /// in the current folder and beside the models folder (A1111's `embeddings/` next to `models/`).
+    func embeddingDirectories(_ resources: ResourceSettings) -> [URL] {
+        folders(chosen: resources.embeddingsDir, here: "embeddings", besideModels: "../embeddings", model: resources.model)
+    }
+
+    /// `chosen`, then `here` in the current folder, then `besideModels` relative to the folder that
+    /// holds the model (`models/` for `models/Stable-diffusion/x.safetensors`), without repeats.
+    private func folders(chosen: String?, here: String, besideModels: String, model: String?) -> [URL] {
+        var folders: [URL] = []
+        if let chosen { folders.append(URL(fileURLWithPath: NSString(string: chosen).expandingTildeInPath)) }
+        folders.append(URL(fileURLWithPath: here))
+        if let location = try? components.models.locate(explicit: model) {
+            let url = URL(fileURLWithPath: location.path)
+            let folder = (location.path.hasSuffix(".safetensors") ? url.deletingLastPathComponent() : url).deletingLastPathComponent()
+            folders.append(folder.appendingPathComponent(besideModels))
+        }
+        var seen = Set<String>()
+        return folders.map(\.standardizedFileURL).filter { seen.insert($0.path).inserted }
+    }
+
+    /// Runs `request` (all its images) through the engine, handing each finished image to `made`.
+    /// - Throws: `ScriptError.cancelled` after Ctrl-C (with how many images were made), or
+    ///   `ScriptError.generation` naming what the engine refused.
+    func generate(_ request: StyledRequest, settings: SessionSettings, io: SessionIO,
+                  made: (GenerationResult, RGBImage, ModelIdentity?) throws -> Void) throws {
+        let generator = try self.generator(for: settings.resources, io: io)
+        let folders = self.folders(for: settings.resources)
+        let count = request.engine.batchCount
+        var finished = 0
+        io.clearInterrupt()
+        do {
+            try generator.generate(request.engine, folders: folders, progress: { step in
+                io.emit(.progress(step, index: finished + 1, count: count, preview: settings.output.preview))
+            }, isCancelled: { io.isInterrupted }, image: { result in
+                io.progressDone()
+                let pixels: RGBImage
+                do {
+                    pixels = try RGBImage(width: result.image.width, height: result.image.height, pixels: result.image.rgb)
+                } catch {
+                    throw ScriptError.generation("the engine returned a malformed image: \(error)")
+                }
+                guard pixels.width == request.engine.width, pixels.height == request.engine.height else {
+                    throw ScriptError.generation("the engine returned \(pixels.width)x\(pixels.height) for \(request.engine.width)x\(request.engine.height)")
+                }
+                finished += 1
+                try made(result, pixels, generator.identity)
+            })
+            io.progressDone()
+        } catch let error as ScriptError {
+            io.progressDone()
+            throw error
+        } catch {
+            io.progressDone()
+            if io.isInterrupted { throw ScriptError.cancelled(completed: finished, requested: count) }
+            if case LoRAError.notFound(let name, _) = error,
+               let near = closestWord(to: name, in: LoRALibrary.names(in: folders.loras)) {
+                throw ScriptError.generation("\(error) (did you mean '\(near)'?)")
+            }
+            throw ScriptError.generation("\(error)")
+        }
+    }
+
+    /// Writes `image` to `path` (or both formats in the output folder) with its recipe.
+    /// - Throws: `ScriptError.file` naming the path; the image stays in the session.
+    func save(_ image: SessionImage, to path: String?, output: OutputSettings) throws -> [String] {
+        guard let saver = components.saver else {
+            throw ScriptError.unavailable(command: "save", reason: "this session has no image writer")
+        }
+        do {
+            return try saver.save(image, to: path, output: output)
+        } catch let error as ScriptError {
+            throw error
+        } catch {
+            throw ScriptError.file(command: "save", path: path ?? output.outdir,
+                                   reason: "\(error); the image stays in the session, try 'save PATH' elsewhere")
+        }
+    }
+}

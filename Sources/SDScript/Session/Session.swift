@@ -1,0 +1,181 @@
+import Diffusion
+import Foundation
+import Imaging
+
+/// What one line did.
+public enum Outcome: Equatable {
+    case ok
+    case failed(Diagnostic)
+    /// `quit`: the session should end.
+    case quit
+}
+
+/// The REPL's state and its one processing loop, shared by interactive input and script files.
+///
+/// Each line is tokenised once (`ScriptLine`), dispatched through `Command.table`, and any error is
+/// reported through `report`, which adds FILE:LINE when the line came from a file. The session goes on
+/// after an error; a script stops unless `keepGoing`. The parts: the settings and the image history
+/// (data), `GenerationService` (model, engine, saving), `TranscriptLog` (what is recorded),
+/// `ScriptFrames` (the files being run and `--check`); everything the user sees leaves as a
+/// `SessionEvent` through `io`.
+public final class Session {
+    public var settings = SessionSettings()
+    public private(set) var history = ImageHistory()
+    public let io: SessionIO
+    let generation: GenerationService
+    let log: TranscriptLog
+    var frames = ScriptFrames()
+    /// Draws the seed for `seed random` (0 ..< 2^32, as A1111 does).
+    var drawSeed: () -> UInt64
+    /// `run --check` replays without writing image files.
+    var savingDisabled = false
+
+    public var components: Components { generation.components }
+    public var images: [SessionImage] { history.images }
+    public var lastBatch: [Int] { history.lastBatch }
+    /// Where interactive input is recorded; nil with `--no-record` and in scripts.
+    public var transcript: TranscriptRecorder? {
+        get { log.recorder }
+        set { log.recorder = newValue }
+    }
+
+    public init(components: Components = Components(), io: SessionIO, transcript: TranscriptRecorder? = nil,
+                drawSeed: @escaping () -> UInt64 = { UInt64.random(in: 0..<(1 << 32)) }) {
+        generation = GenerationService(components: components)
+        self.io = io
+        log = TranscriptLog(recorder: transcript)
+        self.drawSeed = drawSeed
+    }
+
+    // MARK: - Interactive input
+
+    /// Runs one line typed by the user, records it in the transcript, and reports any error.
+    public func execute(_ text: String) -> Outcome {
+        log.line = LineRecord()
+        let outcome = process(text, at: nil)
+        log.record(text, outcome: outcome, at: nil, resolve: resolve)
+        return outcome
+    }
+
+    /// Records a comment line in the transcript (session start, model given on the command line).
+    public func recordComment(_ text: String) { log.recordComment(text) }
+
+    /// Records a command line in the transcript as if typed (`model PATH` from `--model`).
+    public func recordCommand(_ text: String) { log.recordLine(text) }
+
+    // MARK: - The loop
+
+    /// Tokenises and runs one line; reports an error through `report`.
+    func process(_ text: String, at location: SourceLocation?) -> Outcome {
+        switch ScriptLine(text) {
+        case .blank, .comment:
+            return .ok
+        case .malformedResult(let line):
+            guard frames.checking else { return .ok }
+            return .failed(report(.checkMismatch("cannot read this result line: \(line)"), at: location))
+        case .result(let record):
+            guard frames.checking else { return .ok }
+            if let mismatch = frames.check(record, against: history.images) {
+                return .failed(report(.checkMismatch(mismatch), at: location))
+            }
+            return .ok
+        case .command(let command):
+            frames.commandStarts(imageCount: history.images.count)
+            return dispatch(command, at: location)
+        }
+    }
+
+    private func dispatch(_ text: CommandText, at location: SourceLocation?) -> Outcome {
+        guard let command = Command.named(text.name) else {
+            let suggestion = closestWord(to: text.name, in: Command.table.map(\.name))
+            return .failed(report(.unknownCommand(text.name, suggestion: suggestion), at: location))
+        }
+        let argument = command.kind == .words ? text.argument.droppingTrailingComment() : text.argument
+        do {
+            return try command.handler(self, argument, location)
+        } catch let error as ScriptError {
+            return .failed(report(error, at: location))
+        } catch let nested as NestedScriptFailure {
+            return .failed(nested.diagnostic)
+        } catch is QuitRequest {
+            return .quit
+        } catch {
+            return .failed(report(.generation("\(error)"), at: location))
+        }
+    }
+
+    /// The one place errors are shown: prefixed with FILE:LINE when the line came from a file.
+    @discardableResult
+    func report(_ error: ScriptError, at location: SourceLocation?) -> Diagnostic {
+        let diagnostic = Diagnostic(error, at: location)
+        io.emit(.error(diagnostic))
+        return diagnostic
+    }
+
+    /// A path in a script is relative to that script's folder; typed at the prompt, to the current one.
+    func resolve(_ path: String, relativeTo location: SourceLocation?) -> String {
+        let expanded = NSString(string: path).expandingTildeInPath
+        guard !expanded.hasPrefix("/"), let location, location.file != "<stdin>" else { return expanded }
+        let folder = URL(fileURLWithPath: location.file).deletingLastPathComponent().path
+        return folder == "." ? expanded : folder + "/" + expanded
+    }
+
+    // MARK: - What the commands use
+
+    /// The generator for the current model, loaded on first use and kept.
+    func loadedGenerator() throws -> ImageGenerator {
+        try generation.generator(for: settings.resources, io: io)
+    }
+
+    /// The request of the next `gen` with the style applied.
+    func resolvedRequest(seed: UInt64, count: Int = 1) throws -> StyledRequest {
+        try generation.resolve(settings.request, seed: seed, count: count)
+    }
+
+    func loraDirectories() -> [URL] { generation.loraDirectories(settings.resources) }
+    func embeddingDirectories() -> [URL] { generation.embeddingDirectories(settings.resources) }
+    func folders() -> ResourceFolders { generation.folders(for: settings.resources) }
+
+    /// Generates `count` images with seeds base … base+count-1, in one engine batch: the text is
+    /// encoded once. Each image is kept, autosaved and shown as it is finished.
+    func generate(count: Int) throws {
+        let base: UInt64
+        switch settings.request.seed {
+        case .fixed(let seed): base = seed
+        case .random:
+            base = drawSeed()
+            log.line.preamble.append("seed \(base) # random")
+        }
+        let request = try resolvedRequest(seed: base, count: count)
+        history.startBatch()
+        try generation.generate(request, settings: settings, io: io) { result, pixels, model in
+            let offset = Int(result.request.seed &- base)
+            var entry = SessionImage(index: history.nextIndex, request: request.image(offset), pixels: pixels, model: model,
+                                     loras: result.loras, seconds: result.seconds, sha256: pixelHash(pixels))
+            let position = history.append(entry)
+            log.line.results.append(entry.record)
+            var saveError: ScriptError?
+            if settings.output.autosave, !savingDisabled, components.saver != nil {
+                do {
+                    entry.savedPaths = try save(position, to: nil)
+                } catch let error as ScriptError {
+                    saveError = error
+                }
+            }
+            io.emit(.image(entry, preview: settings.output.preview))
+            if let saveError { throw saveError }
+        }
+    }
+
+    /// Saves image `position` (index into `images`); records `#=> saved` lines.
+    @discardableResult
+    func save(_ position: Int, to path: String?) throws -> [String] {
+        // `run --check` verifies a transcript; it writes no image files (its `save` lines included).
+        if savingDisabled { return [] }
+        let image = history.images[position]
+        let paths = try generation.save(image, to: path, output: settings.output)
+        history.addSavedPaths(paths, at: position)
+        log.line.results += paths.map { .saved(index: image.index, path: $0) }
+        return paths
+    }
+}

@@ -1,0 +1,85 @@
+import Diffusion
+import Foundation
+import Imaging
+
+/// What a session tells its front end. The terminal renders these as text, a progress bar and
+/// sixel images; a page export or a server can render the same stream.
+public enum SessionEvent {
+    /// A line of normal output (listings, confirmations).
+    case output(String)
+    /// Something the user should know that did not stop the command (a model's leftover tensors).
+    case warning(String)
+    /// A command failed; the diagnostic carries FILE:LINE when it came from a script.
+    case error(Diagnostic)
+    /// Progress of image `index` (1-based) of `count` in this `gen`; `preview` says whether the
+    /// engine's small latent preview (`progress.preview`) may be drawn.
+    case progress(GenerationProgress, index: Int, count: Int, preview: PreviewMode)
+    /// A transient one-line status (a download's bytes, rate and ETA; hashing), redrawn in place.
+    case status(String)
+    /// The current progress or status is over (clear the bar).
+    case progressDone
+    /// A new image was made (and maybe saved at once): show its summary and the picture.
+    case image(SessionImage, preview: PreviewMode)
+    /// `show N`: an earlier image, with its recipe.
+    case shown(SessionImage, recipe: String, preview: PreviewMode)
+    /// `save`: image `index` was written to `paths`.
+    case saved(index: Int, paths: [String])
+
+    /// The event as plain text: what a front end without pictures or a progress bar prints, with
+    /// `isDiagnostic` for what goes to standard error. Nil for events that are only transient.
+    public var text: (lines: [String], isDiagnostic: Bool)? {
+        switch self {
+        case .output(let line): return ([line], false)
+        case .warning(let line): return ([line], true)
+        case .error(let diagnostic): return ([diagnostic.description], true)
+        case .progress, .status, .progressDone: return nil
+        case .image(let image, _): return ([image.summary(withSavedPaths: true)], false)
+        case .shown(let image, let recipe, _):
+            return (["image \(image.index): " + image.description] + recipe.split(separator: "\n").map { "  " + $0 }, false)
+        case .saved(let index, let paths): return (["image \(index): saved " + paths.joined(separator: " ")], false)
+        }
+    }
+}
+
+extension SessionImage: CustomStringConvertible {
+    /// One line for `history` and `show`: the settings that decide the picture, and where it was saved.
+    public var description: String {
+        let r = request.engine
+        var text = "seed \(r.seed), \(r.width)x\(r.height), \(r.sampler), \(r.steps) steps, cfg \(formatNumber(r.guidanceScale))"
+        if request.style != "none" { text += ", style \(request.style)" }
+        text += ", prompt \"\(r.prompt)\""
+        if !r.negativePrompt.isEmpty { text += ", negative \"\(r.negativePrompt)\"" }
+        if !savedPaths.isEmpty { text += ", saved " + savedPaths.joined(separator: " ") }
+        return text
+    }
+
+    /// The line printed when the image is made.
+    func summary(withSavedPaths: Bool) -> String {
+        var line = "image \(index): seed \(request.engine.seed), \(pixels.width)x\(pixels.height), sha256 \(sha256.prefix(16))…"
+        if withSavedPaths && !savedPaths.isEmpty { line += ", saved " + savedPaths.joined(separator: " ") }
+        return line
+    }
+}
+
+/// Where the session's events go: the terminal in the executable, a buffer in tests.
+public protocol SessionIO: AnyObject {
+    func emit(_ event: SessionEvent)
+    /// What `preview auto` resolves to here, for the `set` listing ("sixel", "off: stdout is not a terminal").
+    func previewStatus(_ mode: PreviewMode) -> String
+    /// True once the user pressed Ctrl-C during the current long command.
+    var isInterrupted: Bool { get }
+    /// Forgets an earlier Ctrl-C; called as each long command starts.
+    func clearInterrupt()
+}
+
+extension SessionIO {
+    public func output(_ line: String) { emit(.output(line)) }
+    public func warning(_ line: String) { emit(.warning(line)) }
+    public func status(_ line: String) { emit(.status(line)) }
+    public func progressDone() { emit(.progressDone) }
+}
+
+/// 7.5 -> "7.5", 7 -> "7".
+func formatNumber(_ value: Float) -> String {
+    value == value.rounded() && abs(value) < 1e9 ? String(Int(value)) : String(value)
+}

@@ -1,0 +1,145 @@
+import Diffusion
+import Foundation
+import Imaging
+
+/// `seed N` or `seed random` (a fresh seed drawn for each `gen`).
+public enum SeedMode: Equatable, Sendable {
+    case fixed(UInt64)
+    case random
+}
+
+/// `set preview auto|sixel|off`.
+public enum PreviewMode: String, CaseIterable, Sendable {
+    /// Sixel when the terminal answers the DA1 query with attribute 4, and stdout is a terminal.
+    case auto
+    case sixel
+    case off
+}
+
+/// What the next `gen` asks for, before a seed is drawn and the style applied.
+public struct RequestDefaults: Equatable, Sendable {
+    public var prompt = ""
+    public var negative = ""
+    public var style = "none"
+    public var seed: SeedMode = .random
+    public var steps = 25
+    public var cfg: Float = 7.5
+    public var width = 512
+    public var height = 512
+    public var sampler = Sampler.default
+    /// 1 uses CLIP's last layer; 2 the one before it (A1111's "Clip skip").
+    public var clipSkip = 1
+    /// Images per `gen` when no count is given.
+    public var batch = 1
+
+    public init() {}
+}
+
+/// Where and how finished images go.
+public struct OutputSettings: Equatable, Sendable {
+    public var preview: PreviewMode = .auto
+    public var outdir = "generated_images"
+    public var jpegQuality = 92
+    /// Whether `gen` saves each image at once (as `save` would).
+    public var autosave = true
+
+    public init() {}
+}
+
+/// What the session reads: the model, how it is held in memory, and the files and folders that
+/// styles, LoRAs and embeddings come from.
+public struct ResourceSettings: Equatable, Sendable {
+    /// The model path the user asked for, or nil for discovery.
+    public var model: String?
+    public var memory: MemoryMode = .auto
+    /// A user `styles.csv` (A1111 format), or nil for the built-in presets only.
+    public var stylesFile: String?
+    /// Where `<lora:NAME>` looks first; nil for the default folders only.
+    public var loraDir: String?
+    /// Where textual-inversion embeddings are looked for first; nil for the defaults only.
+    public var embeddingsDir: String?
+
+    public init() {}
+}
+
+/// Everything `set` can change, in three groups kept apart: the request, the output, the resources.
+public struct SessionSettings: Equatable, Sendable {
+    public var request = RequestDefaults()
+    public var output = OutputSettings()
+    public var resources = ResourceSettings()
+
+    public init() {}
+}
+
+/// One `gen`'s request as the session resolved it: the engine's request (style applied, a concrete
+/// seed, `batchCount` images) and the style, which the engine never sees.
+public struct StyledRequest: Equatable, Sendable {
+    public var engine: GenerationRequest
+    /// The style that was applied, recorded in the recipe; `none` means the prompt is used as typed.
+    public var style: String
+    /// The prompt and negative as typed, when the style changed them (nil: the engine's are as typed).
+    public var typedPrompt: String?
+    public var typedNegative: String?
+
+    public init(engine: GenerationRequest, style: String = "none", typedPrompt: String? = nil, typedNegative: String? = nil) {
+        self.engine = engine
+        self.style = style
+        self.typedPrompt = typedPrompt
+        self.typedNegative = typedNegative
+    }
+
+    /// The request of image `offset` of the batch: its own seed, one image.
+    public func image(_ offset: Int) -> StyledRequest {
+        var single = self
+        single.engine.seed = engine.seed &+ UInt64(offset)
+        single.engine.batchCount = 1
+        return single
+    }
+}
+
+/// An image made in this session, with the request that made it and what the engine applied.
+public struct SessionImage: Sendable {
+    /// 1-based number in the session (`show N`, `#=> image N`).
+    public let index: Int
+    /// The resolved request of this one image (style applied, its own seed, one image).
+    public let request: StyledRequest
+    public let pixels: RGBImage
+    /// The checkpoint, for the saved recipe's model name and hash (nil from test doubles).
+    public let model: ModelIdentity?
+    /// The LoRAs the prompt's tags applied, with their files (A1111's `Lora hashes`).
+    public let loras: [AppliedLoRA]
+    /// Seconds the engine took for this image.
+    public let seconds: Double
+    /// SHA-256 of the RGB bytes, 64 hex digits.
+    public let sha256: String
+    public var savedPaths: [String] = []
+
+    public var record: ResultRecord {
+        .image(index: index, seed: request.engine.seed, width: pixels.width, height: pixels.height, sha256: sha256)
+    }
+}
+
+/// The session's images, and which of them the last `gen` made (what `save` writes).
+public struct ImageHistory: Sendable {
+    public private(set) var images: [SessionImage] = []
+    /// Indexes into `images` of the last `gen`'s images.
+    public private(set) var lastBatch: [Int] = []
+
+    public init() {}
+
+    mutating func startBatch() { lastBatch = [] }
+
+    /// Adds an image of the current batch; returns its position in `images`.
+    @discardableResult
+    mutating func append(_ image: SessionImage) -> Int {
+        images.append(image)
+        lastBatch.append(images.count - 1)
+        return images.count - 1
+    }
+
+    mutating func addSavedPaths(_ paths: [String], at position: Int) {
+        images[position].savedPaths += paths
+    }
+
+    var nextIndex: Int { images.count + 1 }
+}

@@ -1,0 +1,119 @@
+import Foundation
+
+/// How the transcript keeps a command that ran, declared by each command (and each setting) in its
+/// table, so that replaying the transcript from any folder makes the same images.
+public enum TranscriptRule: Sendable {
+    /// As typed.
+    case asTyped
+    /// The argument is an input path, recorded absolute as the command resolved it (a script's paths
+    /// are relative to the script's folder). A first word in `except` (`model download`) keeps the
+    /// line as typed.
+    case inputPath(except: Set<String> = [])
+    /// `set KEY VALUE` / `unset KEY`: as the key's own rule says.
+    case setting
+    /// May choose a random seed (`seed random`, `set seed -1`, `unset seed`): then written as a
+    /// comment, since each `gen` records the concrete seed it drew.
+    case seedChoice
+}
+
+/// What the transcript needs of the line being run, collected while it runs.
+struct LineRecord {
+    /// Lines that go into the transcript before the line (the seed a `gen` drew).
+    var preamble: [String] = []
+    /// Its result lines.
+    var results: [ResultRecord] = []
+    /// A `run` whose file's lines were written into the transcript one by one.
+    var inlinedRun = false
+}
+
+/// Writes the lines that ran into the transcript file: a random seed as the concrete seed each `gen`
+/// drew, input paths made absolute, and a `run FILE` as the lines of FILE that ran (recorded as each
+/// runs), so the transcript needs neither the file nor its folder.
+final class TranscriptLog {
+    var recorder: TranscriptRecorder?
+    var line = LineRecord()
+
+    init(recorder: TranscriptRecorder?) {
+        self.recorder = recorder
+    }
+
+    /// Records `text`, which ran with `outcome`; `resolve` resolves a path as the command did.
+    func record(_ text: String, outcome: Outcome, at location: SourceLocation?,
+                resolve: (String, SourceLocation?) -> String) {
+        guard let recorder else { return }
+        switch ScriptLine(text) {
+        case .blank, .result, .malformedResult: return
+        case .comment: recorder.record(text.trimmingWhitespace())
+        case .command(let command):
+            if line.inlinedRun {
+                // Its lines, and any error among them, are in the transcript already.
+                if outcome != .quit {
+                    recorder.record("# end of run \(absolute(resolve(command.argument, location)))")
+                }
+                return
+            }
+            switch outcome {
+            case .quit: return
+            case .ok:
+                line.preamble.forEach(recorder.record)
+                recorder.record(replayable(command, typed: text, at: location, resolve: resolve))
+            case .failed(let diagnostic):
+                line.preamble.forEach(recorder.record)
+                let firstLine = diagnostic.error.description.split(separator: "\n").first.map(String.init) ?? ""
+                let made = line.results.filter { if case .image = $0 { return true } else { return false } }.count
+                if made > 0 && Command.named(command.name)?.name == "gen" {
+                    // A gen stopped part-way (Ctrl-C, a failed save): replay exactly the images it made.
+                    recorder.record("gen \(made) # \(text.trimmingWhitespace()), stopped: \(firstLine)")
+                } else {
+                    recorder.record("# " + text.trimmingWhitespace())
+                    recorder.record("# error: " + firstLine)
+                    // Not replayable as they stand: kept for the reader, not for --check.
+                    line.results.forEach { recorder.record("# " + $0.description) }
+                    return
+                }
+            }
+            line.results.forEach { recorder.record($0.description) }
+        }
+    }
+
+    /// The command as the transcript keeps it, by the rule its table entry declares.
+    private func replayable(_ command: CommandText, typed text: String, at location: SourceLocation?,
+                            resolve: (String, SourceLocation?) -> String) -> String {
+        let typed = text.trimmingWhitespace()
+        guard let entry = Command.named(command.name) else { return typed }
+        var rule = entry.transcript
+        var name = entry.name
+        var argument = command.argument
+        if case .setting = rule {
+            let setting = CommandText(command.argument)
+            guard let key = SettingKey.named(setting.name) else { return typed }
+            rule = key.transcript
+            name = "\(entry.name) \(key.name)"
+            argument = setting.argument
+        }
+        switch rule {
+        case .asTyped, .setting:
+            return typed
+        case .seedChoice:
+            let words = argument.droppingTrailingComment().lowercased().words
+            let random = entry.name == "unset" || words == ["random"] || words == ["-1"]
+            return random ? "# " + typed : typed
+        case .inputPath(let except):
+            guard !argument.isEmpty, !except.contains(argument.words.first ?? "") else { return typed }
+            // `set` paths are taken as typed (relative to the current folder); commands resolve theirs.
+            let path = entry.name == "set" ? NSString(string: argument).expandingTildeInPath : resolve(argument, location)
+            return "\(name) \(absolute(path))"
+        }
+    }
+
+    /// Records a comment line (session start, model given on the command line).
+    func recordComment(_ text: String) { recorder?.record("# " + text) }
+
+    /// Records a line as if typed (`model PATH` from `--model`, `# run FILE`).
+    func recordLine(_ text: String) { recorder?.record(text) }
+}
+
+/// `path` made absolute against the current folder, `.` and `..` removed.
+func absolute(_ path: String) -> String {
+    URL(fileURLWithPath: path).standardizedFileURL.path
+}
