@@ -18,7 +18,8 @@ public struct ImageRecipe: Equatable, Sendable {
     public var prompt: String
     public var negativePrompt: String
     public var steps: Int?
-    /// A1111's display name, e.g. `Euler a`, `DPM++ 2M Karras` (see `A1111SamplerName`).
+    /// A1111's display name, e.g. `Euler a`, `DPM++ 2M Karras` (the engine's `Sampler` table reads it;
+    /// A1111 1.9+ may add a separate `Schedule type` field).
     public var sampler: String?
     public var cfgScale: Double?
     public var seed: UInt64?
@@ -61,53 +62,5 @@ public struct ImageRecipe: Equatable, Sendable {
     /// The value of an extra field, if present.
     public func extra(_ key: String) -> String? {
         extra.first { $0.key == key }?.value
-    }
-
-    /// sdrepl's sampler id (`pndm`, `euler-a`, ...) for `sampler`, taking A1111 1.9+'s separate
-    /// `Schedule type` field into account; nil for samplers sdrepl does not have.
-    public var samplerID: String? {
-        sampler.flatMap { A1111SamplerName.samplerID(forDisplayName: $0, scheduleType: extra("Schedule type")) }
-    }
-}
-
-/// sdrepl's sampler ids and the names A1111 gives the same methods in its infotext.
-///
-/// Karras variants are written in the combined legacy form, `Sampler: DPM++ 2M Karras`, not as
-/// A1111 1.9+'s `Sampler: DPM++ 2M, Schedule type: Karras`: A1111 1.9+ still reads the combined
-/// form (`sd_samplers.get_sampler_and_scheduler` strips a trailing scheduler label from the sampler
-/// name), and civitai and older prompt readers only know the combined names. Both forms are read.
-///
-/// diffusers' `PNDMScheduler` with SD1.5's `skip_prk_steps: true` runs only the linear multistep
-/// part of PNDM, which is the method A1111 (after the original CompVis code) calls `PLMS`.
-public enum A1111SamplerName {
-    /// (sdrepl id, A1111 display name), in the order `sampler` lists them.
-    public static let table: [(id: String, name: String)] = [
-        ("pndm", "PLMS"),
-        ("ddim", "DDIM"),
-        ("euler", "Euler"),
-        ("euler-a", "Euler a"),
-        ("dpmpp-2m", "DPM++ 2M"),
-        ("dpmpp-2m-karras", "DPM++ 2M Karras"),
-        ("lcm", "LCM"),
-    ]
-
-    /// The A1111 display name for an sdrepl sampler id, or nil if the id is unknown.
-    public static func displayName(forSamplerID id: String) -> String? {
-        table.first { $0.id == id.lowercased() }?.name
-    }
-
-    /// The sdrepl sampler id for an A1111 sampler name (case-insensitive; `PNDM` and sdrepl's own
-    /// ids are accepted too). A `scheduleType` other than `Automatic` is appended to the name
-    /// first, so `DPM++ 2M` + `Karras` gives `dpmpp-2m-karras`.
-    public static func samplerID(forDisplayName name: String, scheduleType: String? = nil) -> String? {
-        var full = name.trimmingCharacters(in: .whitespaces)
-        if let schedule = scheduleType?.trimmingCharacters(in: .whitespaces), !schedule.isEmpty,
-            schedule.lowercased() != "automatic", !full.lowercased().hasSuffix(" " + schedule.lowercased())
-        {
-            full += " " + schedule
-        }
-        let key = full.lowercased()
-        if key == "pndm" { return "pndm" }
-        return table.first { $0.name.lowercased() == key || $0.id == key }?.id
     }
 }

@@ -1,3 +1,4 @@
+import Diffusion
 import XCTest
 
 @testable import Imaging
@@ -25,7 +26,7 @@ final class ImageRecipeReaderTests: XCTestCase {
         let stored = try ImageRecipeReader.read(jpeg, path: "fox.jpg")
         XCTAssertEqual(stored.source, .infotext)
         XCTAssertEqual(stored.recipe, metadata.recipe)
-        XCTAssertEqual(stored.recipe.samplerID, "pndm")
+        XCTAssertEqual(samplerID(stored.recipe), "pndm")
         XCTAssertTrue(stored.declaresAIOrigin)
         XCTAssertEqual(stored.watermark, ImageMetadata.aiWatermark)
         // The infotext's prompts already carry the style: load them with style none.
@@ -54,7 +55,7 @@ final class ImageRecipeReaderTests: XCTestCase {
         XCTAssertEqual(stored.recipe.seed, 3_141_592_653)
         XCTAssertEqual(stored.recipe.steps, 20)
         XCTAssertEqual(stored.recipe.cfgScale, 7)
-        XCTAssertEqual(stored.recipe.samplerID, "dpmpp-2m-karras")
+        XCTAssertEqual(samplerID(stored.recipe), "dpmpp-2m-karras")
         XCTAssertEqual(stored.recipe.width, 2)
         XCTAssertFalse(stored.declaresAIOrigin)
         XCTAssertEqual(stored.promptToLoad.style, "none")
@@ -67,7 +68,7 @@ final class ImageRecipeReaderTests: XCTestCase {
             trailingChunks: [("iTXt", Array("parameters\0\0\0\0\0".utf8) + Array(infotext.utf8))])
         let stored = try ImageRecipeReader.read(png, path: "late.png")
         XCTAssertEqual(stored.recipe.prompt, "雪の小屋")
-        XCTAssertEqual(stored.recipe.samplerID, "euler")
+        XCTAssertEqual(samplerID(stored.recipe), "euler")
     }
 
     func testFilesWithoutRecipeOrUnknownFormat() throws {

@@ -1,3 +1,4 @@
+import Diffusion
 import XCTest
 
 @testable import Imaging
@@ -18,7 +19,7 @@ final class InfotextTests: XCTestCase {
         XCTAssertEqual(r.negativePrompt, "lowres, bad anatomy, (worst quality:1.4)")
         XCTAssertEqual(r.steps, 28)
         XCTAssertEqual(r.sampler, "DPM++ 2M Karras")
-        XCTAssertEqual(r.samplerID, "dpmpp-2m-karras")
+        XCTAssertEqual(samplerID(r), "dpmpp-2m-karras")
         XCTAssertEqual(r.cfgScale, 7)
         XCTAssertEqual(r.seed, 3_923_843_017)
         XCTAssertEqual(r.width, 512)
@@ -42,7 +43,7 @@ final class InfotextTests: XCTestCase {
         XCTAssertEqual(r.prompt, "a castle on a hill\nat sunset, golden hour")
         XCTAssertEqual(r.negativePrompt, "blurry,\nugly, watermark")
         XCTAssertEqual(r.sampler, "Euler a")
-        XCTAssertEqual(r.samplerID, "euler-a")
+        XCTAssertEqual(samplerID(r), "euler-a")
         XCTAssertEqual(r.cfgScale, 7.5)
         XCTAssertEqual(r.extra, [
             .init("Lora hashes", "add_detail: 7c6bad76eb54, epi_noise: 1a2b3c4d5e6f"),
@@ -59,7 +60,7 @@ final class InfotextTests: XCTestCase {
         XCTAssertEqual(r.prompt, "portrait photo of an old man")
         XCTAssertEqual(r.negativePrompt, "")
         XCTAssertEqual(r.sampler, "DPM++ 2M")
-        XCTAssertEqual(r.samplerID, "dpmpp-2m-karras", "A1111 1.9+ splits the scheduler into its own field")
+        XCTAssertEqual(samplerID(r), "dpmpp-2m-karras", "A1111 1.9+ splits the scheduler into its own field")
         XCTAssertEqual(r.clipSkip, 1, "absent Clip skip means 1, as in A1111")
         XCTAssertEqual(r.extra.map(\.key), [
             "Schedule type", "Denoising strength", "Hires upscale", "Hires upscaler", "Unknown Key",
@@ -85,7 +86,7 @@ final class InfotextTests: XCTestCase {
         let r = Infotext.parse(text)
         XCTAssertEqual(r.prompt, "cat, dog")
         XCTAssertEqual(r.negativePrompt, "")
-        XCTAssertEqual(r.samplerID, "ddim")
+        XCTAssertEqual(samplerID(r), "ddim")
         XCTAssertEqual(r.extra, [.init("Note", #"say "hi", ok"#)])
     }
 
@@ -144,11 +145,17 @@ final class InfotextTests: XCTestCase {
 
     func testSamplerNameTable() {
         XCTAssertEqual(
-            ["pndm", "ddim", "euler", "euler-a", "dpmpp-2m", "dpmpp-2m-karras", "lcm"].compactMap(A1111SamplerName.displayName),
+            ["pndm", "ddim", "euler", "euler-a", "dpmpp-2m", "dpmpp-2m-karras", "lcm"].compactMap { (try? Sampler(name: $0))?.a1111Name },
             ["PLMS", "DDIM", "Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "LCM"])
-        XCTAssertEqual(A1111SamplerName.samplerID(forDisplayName: "DPM++ 2M", scheduleType: "Automatic"), "dpmpp-2m")
-        XCTAssertEqual(A1111SamplerName.samplerID(forDisplayName: "DPM++ 2M Karras", scheduleType: "Karras"), "dpmpp-2m-karras")
-        XCTAssertEqual(A1111SamplerName.samplerID(forDisplayName: "pndm"), "pndm")
-        XCTAssertNil(A1111SamplerName.samplerID(forDisplayName: "DPM++ SDE"))
+        XCTAssertEqual(Sampler(a1111Name: "DPM++ 2M", scheduleType: "Automatic")?.rawValue, "dpmpp-2m")
+        XCTAssertEqual(Sampler(a1111Name: "DPM++ 2M Karras", scheduleType: "Karras")?.rawValue, "dpmpp-2m-karras")
+        XCTAssertEqual(Sampler(a1111Name: "pndm")?.rawValue, "pndm")
+        XCTAssertNil(Sampler(a1111Name: "DPM++ SDE")?.rawValue)
     }
+}
+
+/// The sampler an infotext names, read through the engine's one table of sampler names (with
+/// A1111 1.9+'s separate `Schedule type`).
+func samplerID(_ recipe: ImageRecipe) -> String? {
+    recipe.sampler.flatMap { Sampler(a1111Name: $0, scheduleType: recipe.extra("Schedule type"))?.rawValue }
 }

@@ -39,9 +39,9 @@ final class TokenizerTests: XCTestCase {
         let expected = ["Euler a": "euler-a", "DPM++ 2M Karras": "dpmpp-2m-karras", "PLMS": "pndm", "ddim": "ddim",
                         "euler_a": "euler-a", "DPM++ 2M": "dpmpp-2m", "EULER": "euler", "LCM": "lcm",
                         "dpmpp_2m_karras": "dpmpp-2m-karras", "EulerAncestralDiscreteScheduler": "euler-a"]
-        for (name, canonical) in expected { XCTAssertEqual(SamplerNames.sampler(named: name)?.rawValue, canonical, name) }
-        XCTAssertNil(SamplerNames.sampler(named: "heun"))
-        for sampler in Sampler.allCases { XCTAssertEqual(SamplerNames.sampler(named: sampler.rawValue), sampler) }
+        for (name, canonical) in expected { XCTAssertEqual((try? Sampler(name: name))?.rawValue, canonical, name) }
+        XCTAssertNil(try? Sampler(name: "heun"))
+        for sampler in Sampler.allCases { XCTAssertEqual(try? Sampler(name: sampler.rawValue), sampler) }
     }
 }
 

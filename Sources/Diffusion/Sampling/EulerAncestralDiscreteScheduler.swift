@@ -9,7 +9,7 @@ import Foundation
 /// ```
 /// `z` is drawn from the pipeline's generator at every step, the last one included (where
 /// σ_up = 0), shaped like the model output.
-public struct EulerAncestralDiscreteScheduler: Scheduler {
+public struct EulerAncestralDiscreteScheduler: SigmaScheduler {
     public let timesteps: [Float]
     public let initNoiseSigma: Float
     /// σ for each timestep, then 0: `timesteps.count + 1` values, Float32.
@@ -26,21 +26,6 @@ public struct EulerAncestralDiscreteScheduler: Scheduler {
         sigmas = sigmaSchedule.sigmas
         initNoiseSigma = sigmaSchedule.initNoiseSigma
         prediction = try PredictionType(config.predictionType, supported: [.epsilon, .vPrediction])
-    }
-
-    public func scaleModelInput(_ sample: Tensor, stepIndex: Int) -> Tensor {
-        let sigma = sigmas[stepIndex]
-        let scale = (sigma * sigma + 1).squareRoot()
-        return elementwise(sample) { $0 / scale }
-    }
-
-    /// `x₀ + ε·σ` (diffusers' Euler `add_noise`).
-    public func addNoise(to original: Tensor, noise: Tensor, stepIndex: Int) -> Tensor {
-        let sigma = sigmas[stepIndex]
-        return elementwise(original, noise) { x, e in
-            let spread = e * sigma
-            return x + spread
-        }
     }
 
     public mutating func step(modelOutput: Tensor, stepIndex: Int, sample: Tensor, generator: inout TorchGenerator) -> Tensor {

@@ -9,7 +9,7 @@ import Foundation
 /// The model sees `x / sqrt(σ_i² + 1)`, and the initial noise is scaled by σ_max (by
 /// `sqrt(σ_max² + 1)` with "leading" spacing). With the default "linspace" spacing the timesteps
 /// are fractional (`linspace(999, 0, steps)`) and σ is interpolated linearly between training steps.
-public struct EulerDiscreteScheduler: Scheduler {
+public struct EulerDiscreteScheduler: SigmaScheduler {
     public let timesteps: [Float]
     public let initNoiseSigma: Float
     /// σ for each timestep, then the final σ (0): `timesteps.count + 1` values, Float32.
@@ -33,21 +33,6 @@ public struct EulerDiscreteScheduler: Scheduler {
         prediction = try PredictionType(config.predictionType, supported: [.epsilon, .vPrediction, .sample])
     }
 
-    public func scaleModelInput(_ sample: Tensor, stepIndex: Int) -> Tensor {
-        let sigma = sigmas[stepIndex]
-        let scale = (sigma * sigma + 1).squareRoot()
-        return elementwise(sample) { $0 / scale }
-    }
-
-    /// `x₀ + ε·σ` (diffusers' Euler `add_noise`).
-    public func addNoise(to original: Tensor, noise: Tensor, stepIndex: Int) -> Tensor {
-        let sigma = sigmas[stepIndex]
-        return elementwise(original, noise) { x, e in
-            let spread = e * sigma
-            return x + spread
-        }
-    }
-
     public mutating func step(modelOutput: Tensor, stepIndex: Int, sample: Tensor, generator: inout TorchGenerator) -> Tensor {
         let sigma = sigmas[stepIndex]
         let sigmaHat = sigma * (0 + 1)  // no churn: gamma = 0
@@ -56,6 +41,29 @@ public struct EulerDiscreteScheduler: Scheduler {
         return elementwise(sample, predictedOriginal) { x, x0 in
             let derivative = (x - x0) / sigmaHat
             return x + derivative * dt
+        }
+    }
+}
+
+/// The samplers in the σ-parameterisation of Karras et al. (the Euler family): the model sees
+/// `x / sqrt(σ² + 1)`, and image-to-image noise is added as `x₀ + σ·ε` (diffusers' `add_noise`).
+public protocol SigmaScheduler: Scheduler {
+    /// σ for each timestep, then the final σ: `timesteps.count + 1` values, Float32.
+    var sigmas: [Float] { get }
+}
+
+extension SigmaScheduler {
+    public func scaleModelInput(_ sample: Tensor, stepIndex: Int) -> Tensor {
+        let sigma = sigmas[stepIndex]
+        let scale = (sigma * sigma + 1).squareRoot()
+        return elementwise(sample) { $0 / scale }
+    }
+
+    public func addNoise(to original: Tensor, noise: Tensor, stepIndex: Int) -> Tensor {
+        let sigma = sigmas[stepIndex]
+        return elementwise(original, noise) { x, e in
+            let spread = e * sigma
+            return x + spread
         }
     }
 }

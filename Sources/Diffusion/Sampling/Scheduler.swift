@@ -95,30 +95,54 @@ public enum Sampler: String, CaseIterable, Sendable, CustomStringConvertible {
     /// The sampler a model uses when none is asked for.
     public static let `default` = Sampler.pndm
 
-    /// Other accepted spellings, lower-cased: AUTOMATIC1111's sampler names and the diffusers
-    /// class names.
-    public static let aliases: [String: Sampler] = [
-        "plms": .pndm, "pndmscheduler": .pndm,
-        "ddimscheduler": .ddim,
-        "eulerdiscretescheduler": .euler,
-        "euler a": .eulerAncestral, "euler_a": .eulerAncestral, "eulera": .eulerAncestral,
-        "euler ancestral": .eulerAncestral, "eulerancestraldiscretescheduler": .eulerAncestral,
-        "dpm++ 2m": .dpmpp2m, "dpmpp_2m": .dpmpp2m, "dpmsolvermultistepscheduler": .dpmpp2m,
-        "dpm++ 2m karras": .dpmpp2mKarras, "dpmpp_2m_karras": .dpmpp2mKarras,
-        "lcmscheduler": .lcm,
+    /// The one table of sampler names: A1111's infotext name for each sampler, then the other
+    /// spellings accepted (diffusers' class names and common variants), lower-cased.
+    ///
+    /// diffusers' `PNDMScheduler` with SD1.5's `skip_prk_steps: true` runs only the linear multistep
+    /// part of PNDM, the method A1111 (after the original CompVis code) calls `PLMS`. Karras variants
+    /// are written in A1111's combined form (`DPM++ 2M Karras`), which A1111 1.9+ still reads and
+    /// older prompt readers require; 1.9+'s split form (`DPM++ 2M` + `Schedule type: Karras`) is read too.
+    static let names: [(sampler: Sampler, a1111: String, aliases: [String])] = [
+        (.pndm, "PLMS", ["pndmscheduler"]),
+        (.ddim, "DDIM", ["ddimscheduler"]),
+        (.euler, "Euler", ["eulerdiscretescheduler"]),
+        (.eulerAncestral, "Euler a", ["euler_a", "eulera", "euler ancestral", "eulerancestraldiscretescheduler"]),
+        (.dpmpp2m, "DPM++ 2M", ["dpmpp_2m", "dpmsolvermultistepscheduler"]),
+        (.dpmpp2mKarras, "DPM++ 2M Karras", ["dpmpp_2m_karras"]),
+        (.lcm, "LCM", ["lcmscheduler"]),
     ]
 
+    /// A1111's name for the sampler in an infotext (`Euler a`, `DPM++ 2M Karras`, `PLMS`).
+    public var a1111Name: String {
+        Self.names.first { $0.sampler == self }?.a1111 ?? rawValue
+    }
+
+    /// Every name a user may type: the canonical names, then A1111's.
+    public static var allNames: [String] { allCases.map(\.rawValue) + names.map(\.a1111) }
+
     /// Looks a sampler up by name, ignoring case and surrounding spaces: the names of `allCases`
-    /// (`pndm`, `ddim`, `euler`, `euler-a`, `dpmpp-2m`, `dpmpp-2m-karras`, `lcm`) and `aliases`
-    /// ("Euler a", "Euler", "DDIM", "PLMS", "DPM++ 2M", "DPM++ 2M Karras", "LCM", ...).
+    /// (`pndm`, `ddim`, `euler`, `euler-a`, `dpmpp-2m`, `dpmpp-2m-karras`, `lcm`), A1111's names
+    /// ("Euler a", "DPM++ 2M Karras", "PLMS", …) and the other spellings of `names`.
     /// - Throws: `SchedulerError.unknownSampler` listing the valid names.
     public init(name: String) throws {
         let key = name.trimmingCharacters(in: .whitespaces).lowercased()
-        if let sampler = Sampler(rawValue: key) ?? Self.aliases[key] {
-            self = sampler
-        } else {
-            throw SchedulerError.unknownSampler(name)
+        let found = Sampler(rawValue: key)
+            ?? Self.names.first { $0.a1111.lowercased() == key || $0.aliases.contains(key) }?.sampler
+        guard let found else { throw SchedulerError.unknownSampler(name) }
+        self = found
+    }
+
+    /// The sampler of an A1111 infotext: `Sampler` and, from A1111 1.9 on, a separate `Schedule type`
+    /// (`DPM++ 2M` + `Karras` is `dpmpp-2m-karras`; `Automatic` adds nothing). Nil for samplers
+    /// sdrepl does not have.
+    public init?(a1111Name name: String, scheduleType: String? = nil) {
+        var full = name.trimmingCharacters(in: .whitespaces)
+        if let schedule = scheduleType?.trimmingCharacters(in: .whitespaces), !schedule.isEmpty,
+           schedule.lowercased() != "automatic", !full.lowercased().hasSuffix(" " + schedule.lowercased()) {
+            full += " " + schedule
         }
+        guard let sampler = try? Sampler(name: full) else { return nil }
+        self = sampler
     }
 
     public var description: String { rawValue }

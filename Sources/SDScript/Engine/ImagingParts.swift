@@ -24,7 +24,7 @@ public struct ImagingSaver: ImageSaver {
         let r = request.engine
         return Imaging.ImageRecipe(
             prompt: r.prompt, negativePrompt: r.negativePrompt, steps: r.steps,
-            sampler: A1111SamplerName.displayName(forSamplerID: r.sampler.rawValue) ?? r.sampler.rawValue,
+            sampler: r.sampler.a1111Name,
             cfgScale: Double(formatNumber(r.guidanceScale)) ?? Double(r.guidanceScale), seed: r.seed,
             width: r.width, height: r.height, modelHash: modelHash, modelName: model?.name,
             clipSkip: r.clipSkip, style: request.style, version: "sdrepl \(SDReplVersion.string)")

@@ -309,9 +309,9 @@ public struct Command {
             settings.height = height
         }
         if let name = recipe.sampler {
-            guard let sampler = recipe.samplerID.flatMap({ try? Sampler(name: $0) }) ?? SamplerNames.sampler(named: name) else {
+            guard let sampler = Sampler(a1111Name: name, scheduleType: recipe.extra("Schedule type")) else {
                 throw ScriptError.badArgument(command: "load", argument: name, reason: "\(file): unknown sampler",
-                                              suggestion: closestWord(to: name, in: SamplerNames.completions))
+                                              suggestion: closestWord(to: name, in: Sampler.allNames))
             }
             settings.sampler = sampler
         }

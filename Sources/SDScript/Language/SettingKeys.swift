@@ -1,5 +1,4 @@
 import Diffusion
-import Imaging
 import Foundation
 
 /// One key of `set KEY VALUE` / `unset KEY`: how to read, show and reset it.
@@ -70,10 +69,10 @@ public struct SettingKey {
         SettingKey(name: "sampler", values: Sampler.allCases.map(\.rawValue).joined(separator: "|") + " (or A1111's names)",
                    kind: .words, choices: { _ in Sampler.allCases.map(\.rawValue) }, completesPaths: false,
                    apply: { session, value in
-                       guard let sampler = SamplerNames.sampler(named: value) else {
+                       guard let sampler = try? Sampler(name: value) else {
                            throw ScriptError.badArgument(command: "set sampler", argument: value, reason: "unknown sampler",
-                                                         suggestion: closestWord(to: value, in: SamplerNames.completions)
-                                                             .flatMap { SamplerNames.sampler(named: $0)?.rawValue })
+                                                         suggestion: closestWord(to: value, in: Sampler.allNames)
+                                                             .flatMap { try? Sampler(name: $0) }?.rawValue)
                        }
                        session.settings.request.sampler = sampler
                    },
@@ -227,17 +226,4 @@ func checkedModelPath(_ path: String, command: String) throws -> String {
         throw ScriptError.file(command: command, path: path, reason: "no such file or folder")
     }
     return path
-}
-
-/// Sampler names as the session reads them: the engine's `Sampler(name:)` (canonical names, A1111's
-/// and diffusers' spellings), then A1111's infotext names with a separate schedule type.
-enum SamplerNames {
-    /// Every name completion offers: the canonical names, then A1111's display names.
-    static var completions: [String] { Sampler.allCases.map(\.rawValue) + A1111SamplerName.table.map(\.name) }
-
-    /// The sampler called `name`, or nil.
-    static func sampler(named name: String) -> Sampler? {
-        if let sampler = try? Sampler(name: name) { return sampler }
-        return A1111SamplerName.samplerID(forDisplayName: name).flatMap { try? Sampler(name: $0) }
-    }
 }
