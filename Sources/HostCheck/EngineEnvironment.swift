@@ -10,9 +10,8 @@ public enum EngineEnvironment {
     ///
     /// The engine alternates OpenBLAS's threads (linear layers, 1×1 convolutions) with its own
     /// (attention, Winograd, norms), each using every core. With the default, an OpenBLAS thread
-    /// still spins on a core while the engine's next kernel wants both. Measured with `sdbench model
-    /// --skip-low`, same quiet machine (roof 186.5 GFLOP/s), 2026-11-25: UNet step 8.76 → 8.09 s,
-    /// VAE decode 6.71 → 6.54 s.
+    /// still spins on a core while the engine's next kernel wants both (what it saves: README
+    /// "Performance").
     public static let settings: [(name: String, value: String)] = [("OPENBLAS_THREAD_TIMEOUT", "4")]
 
     /// Puts every setting the environment does not have yet into it and, if one was missing, starts

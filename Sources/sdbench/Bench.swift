@@ -3,9 +3,8 @@ import HostCheck
 import Diffusion
 
 /// sdrepl's benchmark. Each subcommand measures one thing and ends with one JSON line, so a
-/// script can take the last line of any of them. `make bench` runs the default, `gemm`.
-///
-/// Later measurements (a UNet step, the VAE decode, issue 8) are added as further subcommands.
+/// script can take the last line of any of them. `sdbench` alone runs `gemm`; `make bench` runs
+/// `model` (`BENCH=gemm` or `BENCH=ops` another).
 @main
 struct Bench: ParsableCommand {
     /// Checks the CPU and sets the engine's environment (see `HostCheck`, `EngineEnvironment`) before

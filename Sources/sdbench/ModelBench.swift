@@ -3,7 +3,7 @@ import Diffusion
 import Foundation
 
 /// Dense FLOP counts of the reference (torch `FlopCounterMode` on diffusers' modules, a
-/// multiply-add = 2 FLOPs), at 512×512 with guidance: issue 8.
+/// multiply-add = 2 FLOPs), at 512×512 with guidance.
 enum ReferenceFLOPs {
     static let unetStep = 1606.5e9      // batch 2, 64×64 latent, 77-token context
     static let vaeDecode = 2514.5e9     // 64×64 latent -> 512×512
@@ -35,7 +35,7 @@ struct ModelBenchOptions: ParsableArguments {
 struct ModelBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model",
-        abstract: "Full-size SD1.5 at 512x512: text encoder, UNet step, VAE decode, first step, peak RSS (issue 8).")
+        abstract: "Full-size SD1.5 at 512x512: text encoder, UNet step, VAE decode, first step, peak RSS.")
 
     @OptionGroup var options: ModelBenchOptions
 

@@ -3,7 +3,7 @@ import Foundation
 import ModelStore
 
 /// A full-size SD1.5 checkpoint with random weights, in the original single-file LDM layout, fp16
-/// (about 2 GB), so the benchmark needs no download (issue 8).
+/// (about 2 GB), so the benchmark needs no download.
 ///
 /// The tensor list comes from the engine's own models (`ShapeRecorder.checkpointTensors()`) and the
 /// names from `KeyMap`'s table run backwards, so there is no second list of SD1.5's shapes. The VAE

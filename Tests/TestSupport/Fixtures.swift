@@ -37,6 +37,13 @@ public enum Fixture {
         try decoder.decode(T.self, from: Data(contentsOf: url(path)))
     }
 
+    /// The bytes of the file at `path` (relative to `Tests/Fixtures`), for data in a format of its
+    /// own, e.g. `Gzip.decompress(Fixture.bytes("reference/sd15_shapes.txt.gz"))`.
+    /// - Throws: the read error, naming the file.
+    public static func bytes(_ path: String) throws -> [UInt8] {
+        try [UInt8](Data(contentsOf: url(path)))
+    }
+
     // MARK: The tiny SD1.5-topology model (README "4. Tiny models")
 
     /// Format (a): the diffusers folder (fp32 files and `.fp16.` variants).

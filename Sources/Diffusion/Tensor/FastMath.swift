@@ -9,10 +9,6 @@ import Foundation
 /// full vector rather than sent through a scalar twin, so an element's value never depends on its
 /// position in the row.
 ///
-/// Measured (exp loop, release, baseline x86-64 SSE codegen): ~1.1–2.5 ns/element on a loaded
-/// 2-core EPYC, vs 6–10 ns for libm `expf`. Release builds now use AVX2 (`-target-cpu haswell`, see
-/// Package.swift): `sdbench ops --threads 1 --clock cpu`, 2026-11-25, VAE groupnorm+SiLU 128ch
-/// 512×512 148 → 108 ms, GEGLU 8192×2560 42 → 32 ms (both also lost their output's zero fill).
 /// The polynomials use separate multiplies and adds: written with `addingProduct`, LLVM scalarised
 /// some lanes of the chained FMAs, and an unoptimised build would call `fmaf` per lane.
 enum FastMath {

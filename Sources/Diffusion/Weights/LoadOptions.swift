@@ -74,9 +74,7 @@ extension MemoryMode {
     /// back as new pages that the kernel must fault in and zero: up to 80 % of a Winograd weight
     /// transform's time, and a fifth of the process's CPU time in `make bench` (sys time). Kept on
     /// the heap, the blocks are reused at once; `returnFreedMemory` still hands them back when
-    /// low-memory mode asks. Measured with `sdbench ops --threads 1 --clock cpu`, 2026-11-25:
-    /// Winograd weight transform of 1280×1280 0.234 → 0.048 s, UNet conv 320ch 64×64 0.104 → 0.082 s,
-    /// 1280ch 8×8 0.199 → 0.082 s.
+    /// low-memory mode asks.
     public static func keepFreedBlocksForReuse() { _ = allocatorConfigured }
 
     nonisolated(unsafe) private static let allocatorConfigured: Bool = {

@@ -2,7 +2,7 @@ import Diffusion
 import Foundation
 import ModelStore
 
-/// The session's models over ModelStore: discovery in issue 9's order, `models` with layout, dtype,
+/// The session's models over ModelStore: discovery in `ModelDiscovery`'s order, `models` with layout, dtype,
 /// size and short hash, and `model download` into the Hugging Face cache.
 public struct ModelStoreCatalog: ModelCatalog {
     public var environment: [String: String]

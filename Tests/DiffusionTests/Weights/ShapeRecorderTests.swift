@@ -9,7 +9,7 @@ import XCTest
 final class ShapeRecorderTests: XCTestCase {
     func testRecordedTensorsEqualDiffusersListingWithoutEncoder() throws {
         let recorded = try ShapeRecorder.checkpointTensors()
-        let listing = ShapeOnlySource(ModelSD15ShapesTests.sd15Shapes)
+        let listing = try ShapeOnlySource.sd15()
         let expected = listing.keys.filter { !$0.hasPrefix("vae.encoder.") && !$0.hasPrefix("vae.quant_conv.") }
         XCTAssertEqual(Set(recorded.map(\.key)), Set(expected))
         XCTAssertEqual(recorded.count, expected.count)
