@@ -23,6 +23,7 @@ let package = Package(
     products: [
         .executable(name: "sdrepl", targets: ["sdrepl"]),
         .executable(name: "sdbench", targets: ["sdbench"]),
+        .library(name: "NN", targets: ["NN"]),
         .library(name: "Diffusion", targets: ["Diffusion"]),
         .library(name: "Imaging", targets: ["Imaging"]),
     ],
@@ -38,10 +39,14 @@ let package = Package(
         systemLibrary("CSixel", pkgConfig: "libsixel", apt: "libsixel-dev"),
         systemLibrary("CZlib", pkgConfig: "zlib", apt: "zlib1g-dev"),
 
-        // The engine: tensors on OpenBLAS, weights, tokenizer, models, samplers, pipeline.
+        // The network core every model shares: Tensor and its kernels on OpenBLAS, safetensors and
+        // weight scopes, the generic layers (linear, conv, norms, attention, resnet, transformer).
+        .target(name: "NN", dependencies: ["COpenBLAS"], swiftSettings: engineCodegen),
+        // Stable Diffusion 1.x on NN: checkpoint layouts and the key table, LoRA and embeddings, the
+        // tokenizer and text encoder, UNet, VAE, samplers and the staged pipeline.
         .target(
             name: "Diffusion",
-            dependencies: ["COpenBLAS", "CZlib"],
+            dependencies: ["NN", "CZlib"],
             resources: [.copy("Resources")],
             swiftSettings: engineCodegen
         ),
@@ -64,12 +69,13 @@ let package = Package(
         ),
         .executableTarget(
             name: "sdbench",
-            dependencies: ["HostCheck", "Diffusion", "ModelStore", "COpenBLAS", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["HostCheck", "Diffusion", "NN", "ModelStore", "COpenBLAS", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
 
         // Shared by every test target: fixture paths and the reference-data reader.
-        .target(name: "TestSupport", dependencies: ["Diffusion"], path: "Tests/TestSupport"),
-        .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "TestSupport"]),
+        .target(name: "TestSupport", dependencies: ["Diffusion", "NN"], path: "Tests/TestSupport"),
+        .testTarget(name: "NNTests", dependencies: ["NN", "Diffusion", "TestSupport"]),
+        .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "NN", "TestSupport"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "Diffusion", "TestSupport"]),
         .testTarget(name: "ModelStoreTests", dependencies: ["ModelStore", "TestSupport"]),
         .testTarget(name: "SDScriptTests", dependencies: ["SDScript", "Diffusion", "Imaging", "ModelStore", "TestSupport"]),

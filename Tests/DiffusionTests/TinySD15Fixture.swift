@@ -2,6 +2,7 @@ import Foundation
 import TestSupport
 import XCTest
 @testable import Diffusion
+@testable import NN
 
 /// The tiny random-weight model with SD1.5's topology (`Tests/Fixtures/README.md`, "4. Tiny models") in the
 /// three forms the loader reads, and the diffusers/transformers references computed from it.

@@ -95,7 +95,7 @@ public struct CLIPTextModel: Sendable {
     ///   - weights: the checkpoint scoped at `text_model` (keys such as
     ///     `embeddings.token_embedding.weight`, `encoder.layers.0.self_attn.q_proj.weight`).
     /// - Throws: `ModelConfigError` for a config this engine cannot build;
-    ///   `CheckpointError.missingTensor` / `.shapeMismatch` naming the first tensor that is absent
+    ///   `WeightsError.missingTensor` / `.shapeMismatch` naming the first tensor that is absent
     ///   or shaped differently.
     public init(config: CLIPTextConfig = CLIPTextConfig(), weights: Weights) throws {
         try config.validate()

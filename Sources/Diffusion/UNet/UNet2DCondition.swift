@@ -20,7 +20,7 @@ public struct UNet2DConditionModel: Sendable {
     ///   - weights: the checkpoint scoped at the UNet (keys such as `conv_in.weight`,
     ///     `down_blocks.0.resnets.0.conv1.weight`), in diffusers module names.
     /// - Throws: `ModelConfigError` for a config that is not SD1.x or does not fit together;
-    ///   `CheckpointError.missingTensor` / `.shapeMismatch` naming the first tensor that is absent
+    ///   `WeightsError.missingTensor` / `.shapeMismatch` naming the first tensor that is absent
     ///   or shaped differently from what the config implies.
     public init(config: UNetConfig = UNetConfig(), weights: Weights) throws {
         try config.validate()

@@ -19,7 +19,7 @@ public struct AutoencoderDecoder: Sendable {
     ///   - weights: the checkpoint scoped at the VAE (keys such as `post_quant_conv.weight`,
     ///     `decoder.mid_block.attentions.0.to_q.weight`), in diffusers module names. The encoder's
     ///     tensors, if present, are not used.
-    /// - Throws: `ModelConfigError` for a config that is not SD1.x; `CheckpointError.missingTensor`
+    /// - Throws: `ModelConfigError` for a config that is not SD1.x; `WeightsError.missingTensor`
     ///   / `.shapeMismatch` naming the first tensor that is absent or shaped differently.
     public init(config: VAEConfig = VAEConfig(), weights: Weights) throws {
         try config.validate()

@@ -210,10 +210,10 @@ public final class Checkpoint: TensorSource, @unchecked Sendable {
     public func shape(of key: String) -> [Int]? { entries[key]?.shape }
 
     /// Converts `key` (a mapped name) to Float32 into `buffer`.
-    /// - Throws: `CheckpointError.missingTensor`, or the file's `SafetensorsError` (e.g. a wrong
+    /// - Throws: `WeightsError.missingTensor`, or the file's `SafetensorsError` (e.g. a wrong
     ///   buffer size or an unsupported dtype).
     public func read(_ key: String, into buffer: UnsafeMutableBufferPointer<Float>) throws {
-        guard let entry = entries[key] else { throw CheckpointError.missingTensor(key: key, source: sourceDescription) }
+        guard let entry = entries[key] else { throw WeightsError.missingTensor(key: key, source: sourceDescription) }
         try entry.file.read(entry.storedKey, into: buffer)
         entry.file.releasePages(of: entry.storedKey)  // converted: the mapped copy need not stay resident
     }

@@ -3,11 +3,7 @@ import Foundation
 /// Errors from opening a checkpoint and building a model from it. Each `description` says what is
 /// wrong, with which file or tensor, and what the user can do.
 public enum CheckpointError: Error, Equatable, CustomStringConvertible {
-    // Building a model (thrown by `Weights.parameter`).
-    case missingTensor(key: String, source: String)
-    case shapeMismatch(key: String, expected: [Int], actual: [Int], source: String)
-
-    // Opening a checkpoint.
+    // Opening a checkpoint. (Building a model from it throws `WeightsError`.)
     case notFound(path: String)
     /// The safetensors file itself is broken; `underlying` says how.
     case unreadable(path: String, underlying: SafetensorsError)
@@ -35,10 +31,6 @@ public enum CheckpointError: Error, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case let .missingTensor(key, source):
-            return "the checkpoint \(source) has no tensor '\(key)'; it is incomplete or not an SD1.5 model"
-        case let .shapeMismatch(key, expected, actual, source):
-            return "tensor '\(key)' in \(source) has shape \(actual) but SD1.5 needs \(expected); the checkpoint is not an SD1.5 model or its config does not match"
         case let .notFound(path):
             return "no checkpoint at \(path): the path does not exist"
         case let .unreadable(path, underlying):

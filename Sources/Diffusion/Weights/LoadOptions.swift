@@ -1,5 +1,15 @@
 import Foundation
 
+/// How model weights are held in memory once a checkpoint is open.
+public enum MemoryMode: String, Sendable, CaseIterable, Codable {
+    /// Pick `low` or `fast` from the RAM available when the model loads.
+    case auto
+    /// Weights stay in the mmap'd file and are converted to Float32 layer by layer, on each use.
+    case low
+    /// Every weight is converted to Float32 once, on first use, and kept.
+    case fast
+}
+
 /// How a checkpoint is loaded: kept apart from the model's config and from a generation's request.
 public struct LoadOptions: Sendable, Equatable {
     /// `.auto` resolves to `.fast` or `.low` when the checkpoint opens (see `MemoryMode.resolve`).

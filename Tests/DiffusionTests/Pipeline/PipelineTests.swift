@@ -2,6 +2,7 @@ import Foundation
 import TestSupport
 import XCTest
 @testable import Diffusion
+@testable import NN
 
 /// The whole pipeline against diffusers' `StableDiffusionPipeline` on the tiny SD1.5-topology model
 /// (`Tests/Fixtures/pipeline/manifest.json` holds each case's Python line).

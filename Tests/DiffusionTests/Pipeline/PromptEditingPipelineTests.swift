@@ -2,6 +2,7 @@ import Foundation
 import TestSupport
 import XCTest
 @testable import Diffusion
+@testable import NN
 
 /// Prompt editing and alternation in the pipeline, on the tiny SD1.5-topology model. diffusers has
 /// no prompt editing, so the reference is the sampling loop written out here with A1111's rule for

@@ -2,6 +2,7 @@ import Foundation
 import TestSupport
 import XCTest
 @testable import Diffusion
+@testable import NN
 
 /// The pipeline's public stages on the tiny SD1.5-topology model: a batch encodes its text once,
 /// rendering a prepared request gives the whole pipeline's pixels, and the UNet's residuals hook

@@ -1,5 +1,6 @@
 import XCTest
 @testable import Diffusion
+@testable import NN
 import TestSupport
 
 /// Image-to-image sampling against diffusers: where each sampler starts for a strength

@@ -1,5 +1,6 @@
 import XCTest
 @testable import Diffusion
+@testable import NN
 
 /// Every sampler, at the edges of its step range, either runs to the end or refuses the step count
 /// with an error: never a trap. (diffusers itself raises IndexError for PNDM/DDIM at 1000 steps.)

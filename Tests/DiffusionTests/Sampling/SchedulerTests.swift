@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Diffusion
+@testable import NN
 import TestSupport
 
 /// The samplers against diffusers 0.42.1 / torch 2.15 (`Tests/Fixtures/schedulers`, written by

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Diffusion
+@testable import NN
 import TestSupport
 
 /// `TorchGenerator` against numbers torch 2.15 produced on an AVX2/AVX-512 x86 CPU

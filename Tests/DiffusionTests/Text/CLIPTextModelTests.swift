@@ -2,6 +2,7 @@ import Foundation
 import TestSupport
 import XCTest
 @testable import Diffusion
+@testable import NN
 
 /// The CLIP text encoder against transformers 5.23's `CLIPTextModel` on the tiny fixture model, for
 /// the five reference prompts (empty, short, long, punctuation, non-Latin).

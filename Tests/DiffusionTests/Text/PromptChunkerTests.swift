@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import TestSupport
 @testable import Diffusion
+@testable import NN
 
 /// `PromptChunker` against hand-built expectations of A1111's `tokenize_line`
 /// (`modules/sd_hijack_clip.py`): 75 tokens per chunk, BOS/EOS around, EOS padding, weights 1 on

@@ -1,5 +1,6 @@
 import XCTest
 @testable import Diffusion
+@testable import NN
 
 /// `PromptComposition` against A1111's `get_multicond_prompt_list`: each expected value is what
 /// `[(m.group(1), float(m.group(2) or 1.0)) for m in map(re_weight.search, re_AND.split(prompt))]`

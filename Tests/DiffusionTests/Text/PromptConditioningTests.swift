@@ -1,5 +1,6 @@
 import XCTest
 @testable import Diffusion
+@testable import NN
 
 /// `PromptConditioning` with fake encoders whose outputs can be worked out by hand.
 final class PromptConditioningTests: XCTestCase {

@@ -1,5 +1,6 @@
 import XCTest
 @testable import Diffusion
+@testable import NN
 
 /// `PromptParser` against AUTOMATIC1111's `parse_prompt_attention`. Weights are compared exactly:
 /// the parser does A1111's double multiplications in A1111's order.

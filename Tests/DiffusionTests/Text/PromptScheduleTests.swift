@@ -2,6 +2,7 @@ import Foundation
 import TestSupport
 import XCTest
 @testable import Diffusion
+@testable import NN
 
 /// `PromptSchedule` against AUTOMATIC1111's `get_learned_conditioning_prompt_schedules`
 /// (`modules/prompt_parser.py`, current form: `use_old_scheduling` off, no hires pass). Texts and

@@ -2,6 +2,7 @@ import Foundation
 import TestSupport
 import XCTest
 @testable import Diffusion
+@testable import NN
 
 /// Textual-inversion embeddings against diffusers' `load_textual_inversion` on the tiny model
 /// (`ti/`, made by `Tests/Fixtures/make_ti_fixtures.py`; `ti/manifest.json` has the Python lines),

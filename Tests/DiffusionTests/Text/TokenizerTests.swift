@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import TestSupport
 @testable import Diffusion
+@testable import NN
 
 final class TokenizerTests: XCTestCase {
     // MARK: - The bundled vocabulary

@@ -2,6 +2,7 @@ import Foundation
 import TestSupport
 import XCTest
 @testable import Diffusion
+@testable import NN
 
 /// The UNet against diffusers 0.42.1's `UNet2DConditionModel` on the tiny fixture model:
 /// a batch of 2 at t = 999, t = 1, a fractional t = 749.25, a non-square 16×24 latent and an odd

@@ -2,6 +2,7 @@ import Foundation
 import TestSupport
 import XCTest
 @testable import Diffusion
+@testable import NN
 
 /// The VAE decoder against diffusers 0.42.1's `AutoencoderKL.decode` on the tiny fixture model, for
 /// a square 8×8 and a non-square 6×10 latent (64×64 and 48×80 pixels).

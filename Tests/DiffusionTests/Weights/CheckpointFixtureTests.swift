@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Diffusion
+@testable import NN
 import TestSupport
 
 /// The tiny SD1.5 fixture model (`Tests/Fixtures/models`, made by `make_fixtures.py` with diffusers and

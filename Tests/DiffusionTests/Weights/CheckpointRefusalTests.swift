@@ -1,6 +1,8 @@
 import Foundation
+import TestSupport
 import XCTest
 @testable import Diffusion
+@testable import NN
 
 /// Every input the loader refuses, through the public `Checkpoint` API, with the exact error.
 final class CheckpointRefusalTests: XCTestCase {

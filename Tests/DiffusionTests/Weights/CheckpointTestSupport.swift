@@ -1,6 +1,8 @@
 import Foundation
+import TestSupport
 import XCTest
 @testable import Diffusion
+@testable import NN
 
 /// Every weight name of SD1.5 in diffusers module names, grouped by component, built from the
 /// architecture (diffusers' `UNet2DConditionModel`, `AutoencoderKL`, transformers' `CLIPTextModel`

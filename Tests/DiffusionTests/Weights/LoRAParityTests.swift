@@ -2,6 +2,7 @@ import Foundation
 import TestSupport
 import XCTest
 @testable import Diffusion
+@testable import NN
 
 /// LoRA against diffusers: `lora/tiny-lora.safetensors` (kohya-ss layout, LoCon 3×3 convs, fp16) on
 /// the tiny SD1.5-topology model, loaded by diffusers 0.42.1 + peft 0.21.2 with

@@ -2,6 +2,7 @@ import Foundation
 import TestSupport
 import XCTest
 @testable import Diffusion
+@testable import NN
 
 /// `<lora:…>` tags (A1111's `extra_networks.parse_prompt` and the LoRA arguments of
 /// `extra_networks_lora.py`) and LoRA files: layouts, strictness, and the delta arithmetic.

@@ -2,6 +2,7 @@ import Foundation
 import TestSupport
 import XCTest
 @testable import Diffusion
+@testable import NN
 
 /// Building the models from checkpoints: strict shapes, every weight used, the same numbers from
 /// every layout and memory mode.
@@ -14,7 +15,7 @@ final class ModelLoadingTests: XCTestCase {
         XCTAssertEqual(config.blockOutChannels, [32, 32, 32, 64])
         config.blockOutChannels[3] = 128
         XCTAssertThrowsError(try UNet2DConditionModel(config: config, weights: checkpoint.weights(for: .unet))) { error in
-            guard case let .shapeMismatch(key, expected, actual, _) = error as? CheckpointError else { return XCTFail("\(error)") }
+            guard case let .shapeMismatch(key, expected, actual, _) = error as? WeightsError else { return XCTFail("\(error)") }
             XCTAssertEqual(key, "unet.down_blocks.3.resnets.0.conv1.weight")
             XCTAssertEqual(expected, [128, 32, 3, 3])
             XCTAssertEqual(actual, [64, 32, 3, 3])
@@ -26,7 +27,7 @@ final class ModelLoadingTests: XCTestCase {
     func testTextEncoderWithDefaultConfigIsRefusedNamingTheTensor() throws {
         let checkpoint = try TinySD15Fixture.checkpoint(.singleFile)
         XCTAssertThrowsError(try CLIPTextModel(weights: checkpoint.weights(for: .textEncoder))) { error in
-            XCTAssertEqual(error as? CheckpointError,
+            XCTAssertEqual(error as? WeightsError,
                            .shapeMismatch(key: "text_encoder.text_model.embeddings.token_embedding.weight",
                                           expected: [49408, 768], actual: [49408, 8], source: checkpoint.sourceDescription))
         }
@@ -37,7 +38,7 @@ final class ModelLoadingTests: XCTestCase {
         var config = try TinySD15Fixture.config(VAEConfig.self, .vae)
         config.latentChannels = 8
         XCTAssertThrowsError(try AutoencoderDecoder(config: config, weights: checkpoint.weights(for: .vae))) { error in
-            guard case let .shapeMismatch(key, expected, actual, _) = error as? CheckpointError else { return XCTFail("\(error)") }
+            guard case let .shapeMismatch(key, expected, actual, _) = error as? WeightsError else { return XCTFail("\(error)") }
             XCTAssertEqual(key, "vae.post_quant_conv.weight")
             XCTAssertEqual(expected, [8, 8, 1, 1])
             XCTAssertEqual(actual, [4, 4, 1, 1])
@@ -50,7 +51,7 @@ final class ModelLoadingTests: XCTestCase {
         var config = try TinySD15Fixture.config(UNetConfig.self, .unet)
         config.layersPerBlock = .all(3)
         XCTAssertThrowsError(try UNet2DConditionModel(config: config, weights: checkpoint.weights(for: .unet))) { error in
-            guard case let .missingTensor(key, _) = error as? CheckpointError else { return XCTFail("\(error)") }
+            guard case let .missingTensor(key, _) = error as? WeightsError else { return XCTFail("\(error)") }
             XCTAssertEqual(key, "unet.down_blocks.0.resnets.2.norm1.weight")
         }
     }

@@ -2,6 +2,7 @@ import Foundation
 import TestSupport
 import XCTest
 @testable import Diffusion
+@testable import NN
 
 /// The default configs describe Stable Diffusion 1.5 exactly: built over a source that has SD1.5's
 /// 1130 tensors with their real shapes (and no values), the three models find every tensor they ask

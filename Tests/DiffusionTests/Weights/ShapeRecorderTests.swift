@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Diffusion
+@testable import NN
 
 /// `ShapeRecorder` lists SD1.5's tensors from the models themselves (the benchmark's synthetic
 /// checkpoint is made from this list): it must equal diffusers' meta-device listing, and the

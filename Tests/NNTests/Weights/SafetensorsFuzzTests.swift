@@ -1,6 +1,8 @@
 import Foundation
+import TestSupport
 import XCTest
-@testable import Diffusion
+@testable import NN
+import Diffusion
 
 /// Mutates valid files at random (fixed seed, so a failure repeats) and checks that opening and
 /// reading every tensor either succeeds or throws a `SafetensorsError`: never a trap, a hang or

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
-@testable import Diffusion
+@testable import NN
+import Diffusion
 
 /// SplitMix64: a tiny seeded generator, so every test input is the same on every run.
 struct SeededGenerator: RandomNumberGenerator {

@@ -6,18 +6,18 @@
 ///     y = (shortcut(x) + h) / outputScaleFactor
 ///
 /// The shortcut is a 1×1 convolution (`conv_shortcut`) when the channel count changes.
-struct ResnetBlock2D: Sendable {
-    let norm1: GroupNorm
-    let conv1: Conv2d
-    let timeEmbeddingProjection: Linear?
-    let norm2: GroupNorm
-    let conv2: Conv2d
-    let shortcut: Conv2d?
-    let outputScaleFactor: Float
+public struct ResnetBlock2D: Sendable {
+    public let norm1: GroupNorm
+    public let conv1: Conv2d
+    public let timeEmbeddingProjection: Linear?
+    public let norm2: GroupNorm
+    public let conv2: Conv2d
+    public let shortcut: Conv2d?
+    public let outputScaleFactor: Float
 
     /// - Parameter timeEmbeddingChannels: width of the UNet's time embedding; nil in the VAE,
     ///   whose resnets have no `time_emb_proj`.
-    init(_ weights: Weights, inChannels: Int, outChannels: Int, timeEmbeddingChannels: Int?,
+    public init(_ weights: Weights, inChannels: Int, outChannels: Int, timeEmbeddingChannels: Int?,
          groups: Int, eps: Float, outputScaleFactor: Float = 1) throws {
         norm1 = try GroupNorm(weights.scoped("norm1"), groups: groups, channels: inChannels, eps: eps)
         conv1 = try Conv2d(weights.scoped("conv1"), inChannels: inChannels, outChannels: outChannels, kernel: 3)
@@ -40,7 +40,7 @@ struct ResnetBlock2D: Sendable {
     /// `x` is taken as `consuming`: a caller that hands it over (`h = resnet(consume h)`, as the VAE
     /// decoder does) has its buffer freed once the residual is formed, instead of holding it through
     /// the second half (at the VAE's 512×512 level that is 256 MB of peak memory).
-    func callAsFunction(_ x: consuming Tensor, timeEmbedding: Tensor? = nil) -> Tensor {
+    public func callAsFunction(_ x: consuming Tensor, timeEmbedding: Tensor? = nil) -> Tensor {
         precondition((timeEmbedding != nil) == (timeEmbeddingProjection != nil), "time embedding given to a block without time_emb_proj, or missing")
         var h = conv1(norm1(x, silu: true))
         if let projection = timeEmbeddingProjection, let timeEmbedding {

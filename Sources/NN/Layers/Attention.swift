@@ -4,9 +4,9 @@
 ///
 /// `softmax(q·kᵀ / √d)·v` per head, where `d` is the head size; the memory of the score matrix is
 /// bounded by `Tensor.attention`, so the VAE's single head over every pixel is safe.
-struct Attention: Sendable {
+public struct Attention: Sendable {
     /// The projection names of the two families of checkpoints.
-    enum Naming {
+    public enum Naming: Sendable {
         /// diffusers: `to_q`, `to_k`, `to_v`, `to_out.0`.
         case diffusers
         /// transformers CLIP: `q_proj`, `k_proj`, `v_proj`, `out_proj`.
@@ -20,11 +20,11 @@ struct Attention: Sendable {
         }
     }
 
-    let heads: Int
-    let query: Linear
-    let key: Linear
-    let value: Linear
-    let out: Linear
+    public let heads: Int
+    public let query: Linear
+    public let key: Linear
+    public let value: Linear
+    public let out: Linear
 
     /// - Parameters:
     ///   - queryDim: channels of the input (and of the output).
@@ -32,7 +32,7 @@ struct Attention: Sendable {
     ///   - heads: number of heads; `heads * headDim` is the width of q, k and v.
     ///   - projectionBias: whether q, k and v have biases (CLIP and the VAE do, the UNet does not;
     ///     the output projection always has one).
-    init(_ weights: Weights, queryDim: Int, contextDim: Int? = nil, heads: Int, headDim: Int,
+    public init(_ weights: Weights, queryDim: Int, contextDim: Int? = nil, heads: Int, headDim: Int,
          projectionBias: Bool, naming: Naming = .diffusers) throws {
         let inner = heads * headDim
         let names = naming.names
@@ -48,7 +48,7 @@ struct Attention: Sendable {
     ///   - context: `[B, Nk, contextDim]`, or nil to attend to `x` itself.
     ///   - causal: token `i` sees only tokens `0...i` (CLIP's text encoder).
     /// - Returns: `[B, Nq, queryDim]`.
-    func callAsFunction(_ x: Tensor, context: Tensor? = nil, causal: Bool = false) -> Tensor {
+    public func callAsFunction(_ x: Tensor, context: Tensor? = nil, causal: Bool = false) -> Tensor {
         let source = context ?? x
         let q = query(x)       // [B, Nq, H·D]
         let k = key(source)    // [B, Nk, H·D]

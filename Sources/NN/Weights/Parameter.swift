@@ -1,15 +1,5 @@
 import Foundation
 
-/// How model weights are held in memory once a checkpoint is open.
-public enum MemoryMode: String, Sendable, CaseIterable, Codable {
-    /// Pick `low` or `fast` from the RAM available when the model loads.
-    case auto
-    /// Weights stay in the mmap'd file and are converted to Float32 layer by layer, on each use.
-    case low
-    /// Every weight is converted to Float32 once, on first use, and kept.
-    case fast
-}
-
 /// Something that holds named tensors: a safetensors file, a diffusers folder, a remapped
 /// single-file checkpoint. Keys are the source's own (already mapped) names.
 public protocol TensorSource: AnyObject, Sendable {
@@ -118,15 +108,15 @@ public struct Weights: Sendable {
     }
 
     /// The parameter `prefix + name`, checked to exist with exactly `shape`.
-    /// - Throws: `CheckpointError.missingTensor` or `.shapeMismatch`, naming the key and both shapes.
+    /// - Throws: `WeightsError.missingTensor` or `.shapeMismatch`, naming the key and both shapes.
     public func parameter(_ name: String, shape: [Int]) throws -> Parameter {
         let key = prefix + name
         if let recorder = source as? ShapeRecorder { recorder.record(key, shape: shape) }  // lists shapes, see ShapeRecorder
         guard let actual = source.shape(of: key) else {
-            throw CheckpointError.missingTensor(key: key, source: source.sourceDescription)
+            throw WeightsError.missingTensor(key: key, source: source.sourceDescription)
         }
         guard actual == shape else {
-            throw CheckpointError.shapeMismatch(key: key, expected: shape, actual: actual, source: source.sourceDescription)
+            throw WeightsError.shapeMismatch(key: key, expected: shape, actual: actual, source: source.sourceDescription)
         }
         usage.mark(key)
         return Parameter(key: key, shape: shape, source: source, keep: keepConverted)

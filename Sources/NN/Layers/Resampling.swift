@@ -1,21 +1,21 @@
 /// Halves the spatial size with a strided 3×3 convolution (diffusers `Downsample2D` with
 /// `use_conv=True`, `padding=1`; key `conv`). An odd side `n` becomes `(n + 1) / 2`.
-struct Downsample2D: Sendable {
-    let conv: Conv2d
+public struct Downsample2D: Sendable {
+    public let conv: Conv2d
 
-    init(_ weights: Weights, channels: Int) throws {
+    public init(_ weights: Weights, channels: Int) throws {
         conv = try Conv2d(weights.scoped("conv"), inChannels: channels, outChannels: channels, kernel: 3, stride: 2)
     }
 
-    func callAsFunction(_ x: Tensor) -> Tensor { conv(x) }
+    public func callAsFunction(_ x: Tensor) -> Tensor { conv(x) }
 }
 
 /// Nearest-neighbour upsampling followed by a 3×3 convolution (diffusers `Upsample2D` with
 /// `use_conv=True`; key `conv`).
-struct Upsample2D: Sendable {
-    let conv: Conv2d
+public struct Upsample2D: Sendable {
+    public let conv: Conv2d
 
-    init(_ weights: Weights, channels: Int) throws {
+    public init(_ weights: Weights, channels: Int) throws {
         conv = try Conv2d(weights.scoped("conv"), inChannels: channels, outChannels: channels, kernel: 3)
     }
 
@@ -23,7 +23,7 @@ struct Upsample2D: Sendable {
     ///   passes the size of the skip connection it meets next, because downsampling rounds odd
     ///   sides up (3 → 2) and doubling would not give them back (2 → 4, not 3); diffusers does the
     ///   same with `upsample_size`.
-    func callAsFunction(_ x: Tensor, size: (height: Int, width: Int)? = nil) -> Tensor {
+    public func callAsFunction(_ x: Tensor, size: (height: Int, width: Int)? = nil) -> Tensor {
         let (height, width) = (x.shape[2], x.shape[3])
         let target = size ?? (2 * height, 2 * width)
         if target == (2 * height, 2 * width) {
@@ -37,7 +37,7 @@ extension Tensor {
     /// Nearest-neighbour resize of NCHW to any size, picking source index `⌊dst · in / out⌋` as
     /// torch's `F.interpolate(mode="nearest", size=…)` does. Used only on the UNet's odd-size path
     /// (small latents), so it is written plainly; the doubling case goes through `upsampleNearest2x`.
-    func resizedNearest(height: Int, width: Int) -> Tensor {
+    public func resizedNearest(height: Int, width: Int) -> Tensor {
         precondition(rank == 4, "resizedNearest expects NCHW, got \(shape)")
         let (planes, inHeight, inWidth) = (shape[0] * shape[1], shape[2], shape[3])
         // torch computes the scale in float: in / out, then floor(dst * scale), clamped.

@@ -3,16 +3,16 @@
 /// sizes; a missing tensor or a wrong shape throws from `init`, naming the tensor.
 
 /// `y = x·Wᵀ + b` over the last dimension (torch `nn.Linear`; keys `weight` [out, in], `bias` [out]).
-struct Linear: Sendable {
-    let weight: Parameter
-    let bias: Parameter?
+public struct Linear: Sendable {
+    public let weight: Parameter
+    public let bias: Parameter?
 
-    init(_ weights: Weights, inputs: Int, outputs: Int, bias: Bool = true) throws {
+    public init(_ weights: Weights, inputs: Int, outputs: Int, bias: Bool = true) throws {
         weight = try weights.parameter("weight", shape: [outputs, inputs])
         self.bias = bias ? try weights.parameter("bias", shape: [outputs]) : nil
     }
 
-    func callAsFunction(_ x: Tensor) -> Tensor {
+    public func callAsFunction(_ x: Tensor) -> Tensor {
         let w = weight.value, b = bias?.value
         return Profiler.measure(.linear, flops: 2 * Double(x.count) * Double(w.shape[0])) { x.linear(weight: w, bias: b) }
     }
@@ -20,20 +20,20 @@ struct Linear: Sendable {
 
 /// A square 2-D convolution over NCHW with "same" padding for odd kernels (torch `nn.Conv2d`;
 /// keys `weight` [out, in, k, k], `bias` [out]).
-struct Conv2d: Sendable {
-    let weight: Parameter
-    let bias: Parameter
-    let stride: Int
-    let padding: Int
+public struct Conv2d: Sendable {
+    public let weight: Parameter
+    public let bias: Parameter
+    public let stride: Int
+    public let padding: Int
 
-    init(_ weights: Weights, inChannels: Int, outChannels: Int, kernel: Int, stride: Int = 1) throws {
+    public init(_ weights: Weights, inChannels: Int, outChannels: Int, kernel: Int, stride: Int = 1) throws {
         weight = try weights.parameter("weight", shape: [outChannels, inChannels, kernel, kernel])
         bias = try weights.parameter("bias", shape: [outChannels])
         self.stride = stride
         padding = kernel / 2
     }
 
-    func callAsFunction(_ x: Tensor) -> Tensor {
+    public func callAsFunction(_ x: Tensor) -> Tensor {
         let w = weight.value, b = bias.value
         let k = w.shape[2], outH = (x.shape[2] + 2 * padding - k) / stride + 1, outW = (x.shape[3] + 2 * padding - k) / stride + 1
         let flops = 2 * Double(x.shape[0] * w.count) * Double(outH * outW)
@@ -44,13 +44,13 @@ struct Conv2d: Sendable {
 }
 
 /// Group normalisation over NCHW (torch `nn.GroupNorm` with affine; keys `weight`, `bias` [C]).
-struct GroupNorm: Sendable {
-    let groups: Int
-    let eps: Float
-    let weight: Parameter
-    let bias: Parameter
+public struct GroupNorm: Sendable {
+    public let groups: Int
+    public let eps: Float
+    public let weight: Parameter
+    public let bias: Parameter
 
-    init(_ weights: Weights, groups: Int, channels: Int, eps: Float) throws {
+    public init(_ weights: Weights, groups: Int, channels: Int, eps: Float) throws {
         precondition(channels % groups == 0, "\(channels) channels in \(groups) groups (configs are validated before this)")
         self.groups = groups
         self.eps = eps
@@ -60,37 +60,37 @@ struct GroupNorm: Sendable {
 
     /// - Parameter silu: apply SiLU to the result in the same pass (every GroupNorm in the UNet and
     ///   VAE except the attention blocks' is followed by one).
-    func callAsFunction(_ x: Tensor, silu: Bool = false) -> Tensor {
+    public func callAsFunction(_ x: Tensor, silu: Bool = false) -> Tensor {
         let w = weight.value, b = bias.value
         return Profiler.measure(.groupNorm) { x.groupNorm(groups: groups, weight: w, bias: b, eps: eps, fusedSiLU: silu) }
     }
 }
 
 /// Layer normalisation over the last dimension (torch `nn.LayerNorm`; keys `weight`, `bias` [C]).
-struct LayerNorm: Sendable {
-    let eps: Float
-    let weight: Parameter
-    let bias: Parameter
+public struct LayerNorm: Sendable {
+    public let eps: Float
+    public let weight: Parameter
+    public let bias: Parameter
 
-    init(_ weights: Weights, dim: Int, eps: Float) throws {
+    public init(_ weights: Weights, dim: Int, eps: Float) throws {
         self.eps = eps
         weight = try weights.parameter("weight", shape: [dim])
         bias = try weights.parameter("bias", shape: [dim])
     }
 
-    func callAsFunction(_ x: Tensor) -> Tensor {
+    public func callAsFunction(_ x: Tensor) -> Tensor {
         let w = weight.value, b = bias.value
         return Profiler.measure(.layerNorm) { x.layerNorm(weight: w, bias: b, eps: eps) }
     }
 }
 
 /// A lookup table of row vectors (torch `nn.Embedding`; key `weight` [count, dim]).
-struct Embedding: Sendable {
-    let weight: Parameter
-    let count: Int
-    let dim: Int
+public struct Embedding: Sendable {
+    public let weight: Parameter
+    public let count: Int
+    public let dim: Int
 
-    init(_ weights: Weights, count: Int, dim: Int) throws {
+    public init(_ weights: Weights, count: Int, dim: Int) throws {
         weight = try weights.parameter("weight", shape: [count, dim])
         self.count = count
         self.dim = dim
@@ -98,7 +98,7 @@ struct Embedding: Sendable {
 
     /// The rows `ids`, as `[ids.count, dim]`.
     /// - Precondition: every id is in `0..<count` (ids come from the tokenizer, not the user).
-    func callAsFunction(_ ids: [Int]) -> Tensor {
+    public func callAsFunction(_ ids: [Int]) -> Tensor {
         var out = [Float]()
         out.reserveCapacity(ids.count * dim)
         // withValue, not value: only a few rows of the table are read, so low-memory mode need not

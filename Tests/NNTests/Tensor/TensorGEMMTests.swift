@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
-@testable import Diffusion
+@testable import NN
+import Diffusion
 
 /// Linear, convolution and attention (the sgemm-backed ops) against naive loops in Double,
 /// plus run-to-run determinism. Tolerances: 1e-4 × sqrt(reduction length) on O(1) inputs,

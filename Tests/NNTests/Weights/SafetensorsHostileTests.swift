@@ -1,6 +1,8 @@
 import Foundation
+import TestSupport
 import XCTest
-@testable import Diffusion
+@testable import NN
+import Diffusion
 
 /// One test per way a safetensors file can be broken: each builds the file byte by byte and checks
 /// the exact typed error (and so that nothing crashed, hung or allocated without bound).

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
-@testable import Diffusion
+@testable import NN
+import Diffusion
 import TestSupport
 
 final class SafetensorsTests: XCTestCase {

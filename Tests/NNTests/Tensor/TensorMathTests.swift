@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
-@testable import Diffusion
+@testable import NN
+import Diffusion
 
 /// Activations, softmax, norms and FastMath against libm in Double.
 final class TensorMathTests: XCTestCase {

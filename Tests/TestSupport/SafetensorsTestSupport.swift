@@ -1,11 +1,11 @@
 import Foundation
 import XCTest
-@testable import Diffusion
+import NN
 
 /// A fresh temporary directory, removed when the test case ends.
 /// It lives in /dev/shm when there is one: the fuzz test writes thousands of small files, which on
 /// the CI machine's disk costs ~9 ms each and in tmpfs next to nothing.
-func makeWeightsTestDirectory(_ testCase: XCTestCase) throws -> URL {
+public func makeWeightsTestDirectory(_ testCase: XCTestCase) throws -> URL {
     var isDirectory: ObjCBool = false
     let shm = FileManager.default.fileExists(atPath: "/dev/shm", isDirectory: &isDirectory) && isDirectory.boolValue
         && FileManager.default.isWritableFile(atPath: "/dev/shm")
@@ -18,19 +18,19 @@ func makeWeightsTestDirectory(_ testCase: XCTestCase) throws -> URL {
 }
 
 /// The bytes of a safetensors file with the given header text (not padded) and data section.
-func safetensorsBytes(header: [UInt8], data: [UInt8] = []) -> [UInt8] {
+public func safetensorsBytes(header: [UInt8], data: [UInt8] = []) -> [UInt8] {
     var out: [UInt8] = []
     withUnsafeBytes(of: UInt64(header.count).littleEndian) { out.append(contentsOf: $0) }
     return out + header + data
 }
 
-func safetensorsBytes(header: String, data: [UInt8] = []) -> [UInt8] {
+public func safetensorsBytes(header: String, data: [UInt8] = []) -> [UInt8] {
     safetensorsBytes(header: Array(header.utf8), data: data)
 }
 
 /// Writes `bytes` to `name` in `dir`.
 @discardableResult
-func writeTestFile(_ bytes: [UInt8], _ name: String, in dir: URL) throws -> URL {
+public func writeTestFile(_ bytes: [UInt8], _ name: String, in dir: URL) throws -> URL {
     let url = dir.appendingPathComponent(name)
     try Data(bytes).write(to: url)
     return url
@@ -39,7 +39,7 @@ func writeTestFile(_ bytes: [UInt8], _ name: String, in dir: URL) throws -> URL 
 /// Writes a safetensors file with the writer: each tensor's values are given as Float32 and
 /// converted to its dtype (F32, F16, BF16, or I32/I64 by value).
 @discardableResult
-func writeSafetensors(_ url: URL, _ tensors: [(name: String, dtype: SafetensorsDType, shape: [Int], values: [Float])],
+public func writeSafetensors(_ url: URL, _ tensors: [(name: String, dtype: SafetensorsDType, shape: [Int], values: [Float])],
                       metadata: [String: String] = [:]) throws -> URL {
     let writer = try SafetensorsWriter(url: url, tensors: tensors.map { .init(name: $0.name, dtype: $0.dtype, shape: $0.shape) },
                                        metadata: metadata)
@@ -55,10 +55,10 @@ func writeSafetensors(_ url: URL, _ tensors: [(name: String, dtype: SafetensorsD
 }
 
 /// A small deterministic generator (WeightsTestRNG) so that fuzzing and random data repeat exactly.
-struct WeightsTestRNG: RandomNumberGenerator {
+public struct WeightsTestRNG: RandomNumberGenerator {
     var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
@@ -69,7 +69,7 @@ struct WeightsTestRNG: RandomNumberGenerator {
 
 /// Runs `body` and returns the `SafetensorsError` it throws, failing the test if it throws nothing
 /// or something else.
-func safetensorsError(_ body: () throws -> Void, file: StaticString = #filePath, line: UInt = #line) -> SafetensorsError? {
+public func safetensorsError(_ body: () throws -> Void, file: StaticString = #filePath, line: UInt = #line) -> SafetensorsError? {
     do {
         try body()
         XCTFail("expected a SafetensorsError, but nothing was thrown", file: file, line: line)

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Diffusion
+@testable import NN
 
 /// The model configs: diffusers/transformers JSON decodes to the SD1.5 defaults, unknown keys and
 /// `null`s are tolerated, and non-SD1.x settings are refused by name.

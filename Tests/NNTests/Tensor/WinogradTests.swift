@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
-@testable import Diffusion
+@testable import NN
+import Diffusion
 
 /// Winograd F(4×4, 3×3) convolution (Tensor+Winograd.swift) against direct convolution in Double.
 ///

@@ -38,7 +38,7 @@ public enum Profiler {
 
     /// Runs `body`, and when profiling is on adds its wall time and `flops` to `kind`.
     @inline(__always)
-    static func measure<R>(_ kind: Kind, flops: @autoclosure () -> Double = 0, _ body: () throws -> R) rethrows -> R {
+    public static func measure<R>(_ kind: Kind, flops: @autoclosure () -> Double = 0, _ body: () throws -> R) rethrows -> R {
         guard isEnabled else { return try body() }
         let start = DispatchTime.now().uptimeNanoseconds
         let result = try body()
