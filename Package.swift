@@ -46,7 +46,7 @@ let package = Package(
         // tokenizer and text encoder, UNet, VAE, samplers and the staged pipeline.
         .target(
             name: "Diffusion",
-            dependencies: ["NN", "CZlib"],
+            dependencies: ["NN", "HubLayout", "CZlib"],
             resources: [.copy("Resources")],
             swiftSettings: engineCodegen
         ),
@@ -54,12 +54,14 @@ let package = Package(
         .target(name: "CImagingShim", dependencies: ["CPNG", "CJPEG"]),
         // RGB images, PNG/JPEG with metadata, sixel.
         .target(name: "Imaging", dependencies: ["CImagingShim", "CPNG", "CJPEG", "CSixel"]),
+        // The Hugging Face cache layout, read by ModelStore, the engine's checkpoint opener and the session.
+        .target(name: "HubLayout"),
         // Finding, listing, downloading and verifying checkpoints.
-        .target(name: "ModelStore", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "ModelStore", dependencies: ["HubLayout", .product(name: "Crypto", package: "swift-crypto")]),
         // The command language, session state, transcripts, replay.
         .target(
             name: "SDScript",
-            dependencies: ["Diffusion", "Imaging", "ModelStore", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["Diffusion", "Imaging", "ModelStore", "HubLayout", .product(name: "Crypto", package: "swift-crypto")]
         ),
         // Runs before the engine: refuses a CPU without the instructions the engine is built for.
         .target(name: "HostCheck"),

@@ -1,4 +1,5 @@
 import Foundation
+import HubLayout
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -66,9 +67,9 @@ public final class HubDownloader: @unchecked Sendable {
             .appendingPathComponent(revision).appendingPathComponent(file)
         let meta = try head(resolveURL)
         let folder = cache.repoFolder(repo)
-        let blobs = folder.appendingPathComponent("blobs")
-        let blob = blobs.appendingPathComponent(meta.etag)
-        let snapshot = folder.appendingPathComponent("snapshots").appendingPathComponent(meta.commit).appendingPathComponent(file)
+        let blob = HubCacheLayout.blob(meta.etag, in: folder)
+        let blobs = blob.deletingLastPathComponent()
+        let snapshot = HubCacheLayout.snapshotFile(file, commit: meta.commit, in: folder)
         try makeDirectory(blobs)
         try makeDirectory(snapshot.deletingLastPathComponent())
 
@@ -82,7 +83,7 @@ public final class HubDownloader: @unchecked Sendable {
         }
         try link(snapshot, to: blob, depth: file.split(separator: "/").count)
         if revision != meta.commit {
-            let ref = folder.appendingPathComponent("refs").appendingPathComponent(revision)
+            let ref = HubCacheLayout.ref(revision, in: folder)
             try makeDirectory(ref.deletingLastPathComponent())
             do { try Data(meta.commit.utf8).write(to: ref, options: .atomic) } catch {
                 throw ModelStoreError.io(path: ref.path, message: error.localizedDescription)

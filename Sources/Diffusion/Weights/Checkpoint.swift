@@ -1,4 +1,5 @@
 import Foundation
+import HubLayout
 
 extension CheckpointComponent {
     /// Where the component's model begins in a `Checkpoint`: the prefix of `Checkpoint.weights(for:)`.
@@ -89,7 +90,7 @@ public final class Checkpoint: TensorSource, @unchecked Sendable {
 
         var location = url
         var viaCache = false
-        if isDirectory.boolValue, Self.isDirectory(url.appendingPathComponent("snapshots")) {
+        if isDirectory.boolValue, HubCacheLayout.isEntry(url) {
             location = try Self.resolveSnapshot(url)
             viaCache = true
         }
@@ -245,23 +246,11 @@ public final class Checkpoint: TensorSource, @unchecked Sendable {
 
     /// The snapshot of a Hugging Face cache entry: the one `refs/main` names, else the only one.
     private static func resolveSnapshot(_ entry: URL) throws -> URL {
-        let snapshots = entry.appendingPathComponent("snapshots")
-        if let ref = try? String(contentsOf: entry.appendingPathComponent("refs/main"), encoding: .utf8) {
-            let commit = ref.trimmingCharacters(in: .whitespacesAndNewlines)
-            let snapshot = snapshots.appendingPathComponent(commit)
-            guard !commit.isEmpty, !commit.contains("/"), isDirectory(snapshot) else {
-                throw CheckpointError.unresolvedSnapshot(path: entry.path, reason: "refs/main names '\(commit)', which is not in snapshots/")
-            }
-            return snapshot
+        do {
+            return try HubCacheLayout.snapshot(of: entry)
+        } catch let problem as HubCacheLayout.SnapshotProblem {
+            throw CheckpointError.unresolvedSnapshot(path: entry.path, reason: problem.description)
         }
-        let names = ((try? FileManager.default.contentsOfDirectory(atPath: snapshots.path)) ?? [])
-            .filter { isDirectory(snapshots.appendingPathComponent($0)) }.sorted()
-        guard names.count == 1 else {
-            throw CheckpointError.unresolvedSnapshot(path: entry.path, reason: names.isEmpty
-                ? "snapshots/ is empty"
-                : "there is no refs/main and several snapshots (\(names.joined(separator: ", ")))")
-        }
-        return snapshots.appendingPathComponent(names[0])
     }
 
     /// A folder that is not a diffusers folder may hold one single-file checkpoint.

@@ -1,5 +1,6 @@
 import Diffusion
 import Foundation
+import HubLayout
 import Imaging
 
 /// Loads `StableDiffusionPipeline` for the session: the model is read once and kept until the model
@@ -32,12 +33,8 @@ public struct ModelIdentity: Equatable, Sendable {
         let location = checkpoint.location
         var name = location.deletingPathExtension().lastPathComponent
         if checkpoint.layout != .singleFile {
-            name = location.lastPathComponent
             // …/models--owner--name/snapshots/<commit>: the repository's name says more than the commit.
-            let parts = location.pathComponents
-            if let index = parts.lastIndex(of: "snapshots"), index > 0, parts[index - 1].hasPrefix("models--") {
-                name = parts[index - 1].components(separatedBy: "--").last ?? name
-            }
+            name = HubCacheLayout.repositoryName(containing: location) ?? location.lastPathComponent
         }
         self.init(name: name, hashedFile: checkpoint.fileURL(for: .unet))
     }
