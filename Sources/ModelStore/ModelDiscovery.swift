@@ -156,7 +156,42 @@ public struct ModelDiscovery: Sendable {
         if url.lastPathComponent.hasPrefix("models--"), let m = HubCache(root: url.deletingLastPathComponent()).models(folder: url, origin: origin).first {
             return m
         }
-        throw ModelStoreError.notAModel(path: path, reason: "the folder has no model_index.json (not a diffusers folder) and is not a Hugging Face cache repository")
+        throw ModelStoreError.notAModel(path: path, reason: Self.diffusersFolderProblem(url)
+            ?? "the folder has no model_index.json (not a diffusers folder) and is not a Hugging Face cache repository")
+    }
+
+    /// What keeps a folder that looks like a diffusers folder (it has `model_index.json` or `unet/`)
+    /// from being one: a malformed `model_index.json`, or the parts without weights. Nil for any
+    /// other folder.
+    static func diffusersFolderProblem(_ url: URL) -> String? {
+        let fm = FileManager.default
+        let index = url.appendingPathComponent("model_index.json")
+        var isDir: ObjCBool = false
+        let hasUNet = fm.fileExists(atPath: url.appendingPathComponent("unet").path, isDirectory: &isDir) && isDir.boolValue
+        guard fm.fileExists(atPath: index.path) || hasUNet else { return nil }
+        var problems: [String] = []
+        if let data = fm.contents(atPath: index.path) {
+            if (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] == nil {
+                problems.append("its model_index.json is not a JSON object (diffusers writes one naming the pipeline's parts)")
+            }
+        } else {
+            problems.append(fm.fileExists(atPath: index.path) ? "its model_index.json cannot be read" : "it has no model_index.json")
+        }
+        let found = Set(weightFiles(inDiffusersFolder: url).map { $0.deletingLastPathComponent().lastPathComponent })
+        for part in ["unet", "vae", "text_encoder"] where !found.contains(part) {
+            let dir = url.appendingPathComponent(part)
+            let files = (try? fm.contentsOfDirectory(atPath: dir.path)) ?? []
+            if !fm.fileExists(atPath: dir.path) {
+                problems.append("it has no \(part)/ folder")
+            } else if let pickle = files.first(where: { [".bin", ".ckpt", ".pt"].contains(where: $0.hasSuffix) }) {
+                problems.append("\(part)/ holds only a pickle (\(pickle)), which sdrepl never unpickles")
+            } else {
+                problems.append("\(part)/ has no .safetensors weights")
+            }
+        }
+        guard !problems.isEmpty else { return nil }
+        return "it is not a complete diffusers folder: " + problems.joined(separator: "; ")
+            + "; fetch the missing parts, or the whole model again"
     }
 
     private func modelsDirectory() -> [FoundModel] {

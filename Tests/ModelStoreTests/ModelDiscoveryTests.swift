@@ -117,3 +117,45 @@ final class ModelDiscoveryTests: XCTestCase {
         XCTAssertEqual(found.layout, .singleFile)
     }
 }
+
+/// A folder that looks like a diffusers folder but is not one is described by what it lacks, not as
+/// "no model_index.json".
+final class BrokenDiffusersFolderTests: XCTestCase {
+    private func reason(_ setUp: (URL) throws -> Void) throws -> String {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("broken-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: root) }
+        try setUp(root)
+        let discovery = ModelDiscovery(environment: [:], currentDirectory: root, homeDirectory: root)
+        do {
+            _ = try discovery.model(atUserPath: root.path, origin: .explicit)
+            XCTFail("accepted \(root.path)")
+            return ""
+        } catch ModelStoreError.notAModel(_, let reason) {
+            return reason
+        }
+    }
+
+    func testAModelIndexAloneNamesEveryMissingPart() throws {
+        let text = try reason { root in
+            try Data(#"{"_class_name": "StableDiffusionPipeline"}"#.utf8).write(to: root.appendingPathComponent("model_index.json"))
+        }
+        XCTAssertEqual(text, "it is not a complete diffusers folder: it has no unet/ folder; it has no vae/ folder; "
+                       + "it has no text_encoder/ folder; fetch the missing parts, or the whole model again")
+    }
+
+    func testAMalformedModelIndexAndAPickledPartAreNamed() throws {
+        let text = try reason { root in
+            try Data("{not json".utf8).write(to: root.appendingPathComponent("model_index.json"))
+            for part in ["unet", "vae", "text_encoder"] {
+                try FileManager.default.createDirectory(at: root.appendingPathComponent(part), withIntermediateDirectories: true)
+            }
+            try Data([0]).write(to: root.appendingPathComponent("unet/diffusion_pytorch_model.safetensors"))
+            try Data([0]).write(to: root.appendingPathComponent("text_encoder/pytorch_model.bin"))
+        }
+        XCTAssertTrue(text.contains("its model_index.json is not a JSON object"), text)
+        XCTAssertTrue(text.contains("vae/ has no .safetensors weights"), text)
+        XCTAssertTrue(text.contains("text_encoder/ holds only a pickle (pytorch_model.bin)"), text)
+        XCTAssertFalse(text.contains("unet/"), text)
+    }
+}
