@@ -22,9 +22,15 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
     public var batchCount: Int
     /// CLIP skip numbered as in A1111: 1 is the last layer.
     public var clipSkip: Int
+    /// Image-to-image: the picture sampling starts from, already `width` x `height`; nil for text to image.
+    public var initImage: PixelImage?
+    /// Image-to-image: how much of the schedule runs (A1111's "Denoising strength"); 1 repaints
+    /// from pure noise, small values stay close to `initImage`.
+    public var strength: Double
 
     public init(prompt: String, negativePrompt: String = "", seed: UInt64, steps: Int = 25, guidanceScale: Float = 7.5,
-                width: Int = 512, height: Int = 512, sampler: Sampler = .pndm, batchCount: Int = 1, clipSkip: Int = 1) {
+                width: Int = 512, height: Int = 512, sampler: Sampler = .pndm, batchCount: Int = 1, clipSkip: Int = 1,
+                initImage: PixelImage? = nil, strength: Double = 0.75) {
         self.prompt = prompt
         self.negativePrompt = negativePrompt
         self.seed = seed
@@ -35,6 +41,8 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
         self.sampler = sampler
         self.batchCount = batchCount
         self.clipSkip = clipSkip
+        self.initImage = initImage
+        self.strength = strength
     }
 
     /// Checks every field against `RequestLimits`, naming the first bad one and the accepted values.
@@ -56,6 +64,14 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
         guard (1...textEncoderLayers).contains(clipSkip) else {
             throw PipelineError.invalidRequest("clip skip \(clipSkip) is not allowed: use 1 to \(textEncoderLayers) (1 = last layer, 2 is common for anime models)")
         }
+        if let initImage {
+            guard initImage.width == width, initImage.height == height else {
+                throw PipelineError.invalidRequest("the init image is \(initImage.width)x\(initImage.height) but the request is \(width)x\(height): resize it first")
+            }
+            guard strength.isFinite, limits.strength.contains(strength), strength > 0 else {
+                throw PipelineError.invalidRequest("strength \(strength) is not allowed: use more than 0 and at most 1 (0.75 is usual)")
+            }
+        }
         if seed > UInt64.max - UInt64(batchCount - 1) {
             throw PipelineError.invalidRequest("seed \(seed) + batch \(batchCount) would pass 2^64-1")
         }
@@ -74,6 +90,8 @@ public enum RequestLimits {
     public static let sideMultiple = 8
     /// Images in one batch (`gen N`).
     public static let batch = 1...64
+    /// Image-to-image strength; 0 would run no step at all and is refused.
+    public static let strength: ClosedRange<Double> = 0...1
 
     public static func acceptsSide(_ value: Int) -> Bool { side.contains(value) && value % sideMultiple == 0 }
 

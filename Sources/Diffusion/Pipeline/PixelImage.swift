@@ -1,7 +1,7 @@
 import Foundation
 
 /// An 8-bit RGB image, row-major, 3 bytes a pixel: what the pipeline hands to the app.
-public struct PixelImage: Sendable, Equatable {
+public struct PixelImage: Sendable, Equatable, Codable {
     public let width: Int
     public let height: Int
     public let rgb: [UInt8]
@@ -11,6 +11,18 @@ public struct PixelImage: Sendable, Equatable {
         self.width = width
         self.height = height
         self.rgb = rgb
+    }
+
+    private enum CodingKeys: String, CodingKey { case width, height, rgb }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let width = try c.decode(Int.self, forKey: .width), height = try c.decode(Int.self, forKey: .height)
+        let rgb = try c.decode([UInt8].self, forKey: .rgb)
+        guard width > 0, height > 0, rgb.count == width * height * 3 else {
+            throw DecodingError.dataCorruptedError(forKey: .rgb, in: c, debugDescription: "\(rgb.count) bytes for \(width)x\(height)")
+        }
+        self.init(width: width, height: height, rgb: rgb)
     }
 
     /// Converts the VAE's output `[1, 3, H, W]` in [-1, 1] the way diffusers' `VaeImageProcessor`
@@ -28,6 +40,22 @@ public struct PixelImage: Sendable, Equatable {
             }
         }
         self.init(width: w, height: h, rgb: rgb)
+    }
+
+    /// The image as the VAE encoder takes it, `[1, 3, H, W]` in [-1, 1], as diffusers'
+    /// `VaeImageProcessor.preprocess` makes it: `x / 255` then `2x - 1`, in Float32.
+    public var signedTensor: Tensor {
+        let plane = width * height
+        var out = Tensor(shape: [1, 3, height, width])
+        out.data.withUnsafeMutableBufferPointer { dst in
+            for i in 0..<plane {
+                for c in 0..<3 {
+                    let unit = Float(rgb[i * 3 + c]) / 255
+                    dst[c * plane + i] = 2 * unit - 1
+                }
+            }
+        }
+        return out
     }
 
     /// `(x / 2 + 0.5).clamp(0, 1)` in Float32, as torch computes it.

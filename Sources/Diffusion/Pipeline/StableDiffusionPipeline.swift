@@ -22,6 +22,9 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
     public internal(set) var unet: UNet2DConditionModel
     /// The checkpoint's own VAE decoder.
     public let vae: AutoencoderDecoder
+    /// The checkpoint's VAE encoder, for image-to-image; nil when the checkpoint has none (its
+    /// weights convert on first use, so text-to-image never pays for it).
+    public let vaeEncoder: AutoencoderEncoder?
     /// What turns latents into pixels: `vae` unless another decoder was chosen.
     public var decoder: any LatentDecoder
     public let schedulerConfig: SchedulerConfig
@@ -60,10 +63,12 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
         textEncoder = try CLIPTextModel(config: textConfig, weights: checkpoint.weights(for: .textEncoder))
         unet = try UNet2DConditionModel(config: unetConfig, weights: checkpoint.weights(for: .unet))
         vae = try AutoencoderDecoder(config: vaeConfig, weights: checkpoint.weights(for: .vae))
+        // Pruned checkpoints may leave the encoder out: image-to-image then says so when asked for.
+        let vaeWeights = checkpoint.weights(for: .vae)
+        vaeEncoder = vaeWeights.contains("encoder.conv_in.weight") ? try AutoencoderEncoder(config: vaeConfig, weights: vaeWeights) : nil
         decoder = vae
         schedulerConfig = try checkpoint.schedulerConfigData.map { try SchedulerConfig.decoder.decode(SchedulerConfig.self, from: $0) } ?? .sd15
-        // The VAE's encoder is a known part that text-to-image does not build: not a leftover.
-        unexpectedKeys = checkpoint.unexpectedKeys(ignoring: ["vae.encoder.", "vae.quant_conv."])
+        unexpectedKeys = checkpoint.unexpectedKeys()
     }
 
     // MARK: - The whole request
@@ -114,10 +119,21 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
         let start = Date()
         var generator = TorchGenerator(seed: single.seed)
         var scheduler = try single.sampler.makeScheduler(config: schedulerConfig, steps: single.steps)
-        let latents = initialLatents(for: single, scheduler: scheduler, generator: &generator)
-        let total = scheduler.timesteps.count
+        var latents: Tensor
+        var firstStep = 0
+        if let initImage = single.initImage {
+            guard let vaeEncoder else { throw PipelineError.invalidRequest("this checkpoint has no VAE encoder (vae.encoder.*), so it cannot start from an image") }
+            // diffusers' order: the posterior sample, then the noise, then the sampler's own draws.
+            let clean = try vaeEncoder.encode(initImage.signedTensor, generator: &generator, cancellation: cancellation)
+            (latents, firstStep) = initialLatents(from: clean, strength: single.strength, steps: single.steps,
+                                                  scheduler: scheduler, generator: &generator)
+        } else {
+            latents = initialLatents(for: single, scheduler: scheduler, generator: &generator)
+        }
+        let total = scheduler.timesteps.count - firstStep
         let denoised = try denoise(latents, conditioning: prepared.conditioning, guidanceScale: single.guidanceScale,
-                                   scheduler: &scheduler, generator: &generator, cancellation: cancellation) { step, latents in
+                                   scheduler: &scheduler, generator: &generator, firstStep: firstStep,
+                                   cancellation: cancellation) { step, latents in
             let wantsPreview = previewEvery.map { step % max($0, 1) == 0 || step == total } ?? false
             progress(GenerationProgress(image: index, images: prepared.request.batchCount, step: step, total: total,
                                         elapsed: Date().timeIntervalSince(start),

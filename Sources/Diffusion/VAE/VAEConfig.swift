@@ -5,6 +5,8 @@ import Foundation
 public struct VAEConfig: Codable, Equatable, Sendable {
     /// Channels of the latent space (`latent_channels`).
     public var latentChannels = 4
+    /// Channels of the encoded image (`in_channels`).
+    public var inChannels = 3
     /// Channels of the decoded image (`out_channels`).
     public var outChannels = 3
     /// Channels of each level, highest resolution first (`block_out_channels`); the decoder walks
@@ -26,6 +28,8 @@ public struct VAEConfig: Codable, Equatable, Sendable {
     public var midBlockAddAttention = true
     /// Whether a 1×1 `post_quant_conv` precedes the decoder (`use_post_quant_conv`).
     public var usePostQuantConv = true
+    /// Whether a 1×1 `quant_conv` follows the encoder (`use_quant_conv`).
+    public var useQuantConv = true
 
     // Settings of non-SD1.x autoencoders, kept only to refuse them by name.
     public var shiftFactor: Float?
@@ -34,6 +38,7 @@ public struct VAEConfig: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case latentChannels = "latent_channels"
+        case inChannels = "in_channels"
         case outChannels = "out_channels"
         case blockOutChannels = "block_out_channels"
         case layersPerBlock = "layers_per_block"
@@ -44,6 +49,7 @@ public struct VAEConfig: Codable, Equatable, Sendable {
         case activation = "act_fn"
         case midBlockAddAttention = "mid_block_add_attention"
         case usePostQuantConv = "use_post_quant_conv"
+        case useQuantConv = "use_quant_conv"
         case shiftFactor = "shift_factor"
         case latentsMean = "latents_mean"
         case latentsStd = "latents_std"
@@ -56,6 +62,7 @@ public struct VAEConfig: Codable, Equatable, Sendable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = VAEConfig()
         latentChannels = try c.decodeSetting(.latentChannels, default: d.latentChannels)
+        inChannels = try c.decodeSetting(.inChannels, default: d.inChannels)
         outChannels = try c.decodeSetting(.outChannels, default: d.outChannels)
         blockOutChannels = try c.decodeSetting(.blockOutChannels, default: d.blockOutChannels)
         layersPerBlock = try c.decodeSetting(.layersPerBlock, default: d.layersPerBlock)
@@ -66,6 +73,7 @@ public struct VAEConfig: Codable, Equatable, Sendable {
         activation = try c.decodeSetting(.activation, default: d.activation)
         midBlockAddAttention = try c.decodeSetting(.midBlockAddAttention, default: d.midBlockAddAttention)
         usePostQuantConv = try c.decodeSetting(.usePostQuantConv, default: d.usePostQuantConv)
+        useQuantConv = try c.decodeSetting(.useQuantConv, default: d.useQuantConv)
         shiftFactor = try c.decodeIfPresent(Float.self, forKey: .shiftFactor)
         latentsMean = try c.decodeIfPresent([Float].self, forKey: .latentsMean)
         latentsStd = try c.decodeIfPresent([Float].self, forKey: .latentsStd)

@@ -26,11 +26,12 @@ public struct Conv2d: Sendable {
     public let stride: Int
     public let padding: Int
 
-    public init(_ weights: Weights, inChannels: Int, outChannels: Int, kernel: Int, stride: Int = 1) throws {
+    /// - Parameter padding: zeros added on every side; `kernel / 2` ("same") when nil.
+    public init(_ weights: Weights, inChannels: Int, outChannels: Int, kernel: Int, stride: Int = 1, padding: Int? = nil) throws {
         weight = try weights.parameter("weight", shape: [outChannels, inChannels, kernel, kernel])
         bias = try weights.parameter("bias", shape: [outChannels])
         self.stride = stride
-        padding = kernel / 2
+        self.padding = padding ?? kernel / 2
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {

@@ -10,6 +10,19 @@ public struct Downsample2D: Sendable {
     public func callAsFunction(_ x: Tensor) -> Tensor { conv(x) }
 }
 
+/// Halves the spatial size as diffusers' `Downsample2D` with `use_conv=True`, `padding=0` (the VAE
+/// encoder's): one row and one column of zeros at the bottom and right, then a 3×3 stride-2
+/// convolution without padding (key `conv`). A side `n` becomes `n / 2` rounded down after the pad.
+public struct PaddedDownsample2D: Sendable {
+    public let conv: Conv2d
+
+    public init(_ weights: Weights, channels: Int) throws {
+        conv = try Conv2d(weights.scoped("conv"), inChannels: channels, outChannels: channels, kernel: 3, stride: 2, padding: 0)
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { conv(x.paddedBottomRight()) }
+}
+
 /// Nearest-neighbour upsampling followed by a 3×3 convolution (diffusers `Upsample2D` with
 /// `use_conv=True`; key `conv`).
 public struct Upsample2D: Sendable {
@@ -59,5 +72,25 @@ extension Tensor {
             }
         }
         return Tensor(shape: [shape[0], shape[1], height, width], data: out)
+    }
+}
+
+extension Tensor {
+    /// `F.pad(x, (0, 1, 0, 1))` on NCHW: one zero column on the right and one zero row at the bottom.
+    public func paddedBottomRight() -> Tensor {
+        precondition(rank == 4, "expected NCHW, got \(shape)")
+        let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
+        var out = Tensor(shape: [n, c, h + 1, w + 1])
+        data.withUnsafeBufferPointer { src in
+            out.data.withUnsafeMutableBufferPointer { dst in
+                for plane in 0..<(n * c) {
+                    for y in 0..<h {
+                        let from = plane * h * w + y * w, to = plane * (h + 1) * (w + 1) + y * (w + 1)
+                        for x in 0..<w { dst[to + x] = src[from + x] }
+                    }
+                }
+            }
+        }
+        return out
     }
 }

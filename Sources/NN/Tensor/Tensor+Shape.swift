@@ -55,6 +55,26 @@ extension Tensor {
         return out
     }
 
+    /// Splits NCHW along the channels into `[0, k)` and `[k, C)` (`torch.chunk` / `split` on dim 1),
+    /// the inverse of `concatChannels`.
+    public func splitChannels(at k: Int) -> (Tensor, Tensor) {
+        precondition(rank >= 2 && (0...shape[1]).contains(k), "splitChannels(at: \(k)) of \(shape)")
+        let n = shape[0], per = n == 0 ? 0 : count / n, plane = shape[1] == 0 ? 0 : per / shape[1]
+        var first = shape, second = shape
+        first[1] = k
+        second[1] = shape[1] - k
+        var a = Tensor(shape: first), b = Tensor(shape: second)
+        data.withUnsafeBufferPointer { src in
+            for i in 0..<n {
+                let base = i * per
+                a.data.replaceSubrange(i * k * plane..<(i + 1) * k * plane, with: src[base..<(base + k * plane)])
+                b.data.replaceSubrange(i * (shape[1] - k) * plane..<(i + 1) * (shape[1] - k) * plane,
+                                       with: src[(base + k * plane)..<(base + per)])
+            }
+        }
+        return (a, b)
+    }
+
     /// `[B, C, H, W]` → `[B, H·W, C]`: a feature map as a token sequence (diffusers'
     /// `permute(0, 2, 3, 1).reshape(B, H*W, C)`).
     public func nchwToTokens() -> Tensor {

@@ -1,0 +1,78 @@
+import Foundation
+import TestSupport
+import XCTest
+@testable import Diffusion
+
+/// Image-to-image against diffusers' `StableDiffusionImg2ImgPipeline` on the tiny SD1.5-topology
+/// model: the VAE encoder's posterior, and the whole pipeline for every sampler. The Python lines are
+/// in `img2img/manifest.json`, written by `make_img2img_pipeline_fixtures.py`.
+final class ImageToImagePipelineTests: XCTestCase {
+    private struct Manifest: Decodable {
+        struct Case: Decodable { let sampler: String; let file: String }
+        let prompt: String
+        let negative_prompt: String
+        let seed: UInt64
+        let steps: Int
+        let strength: Double
+        let guidance: Float
+        let cases: [Case]
+    }
+
+    private static let pipeline = Result { try StableDiffusionPipeline(url: Fixture.tinySD15Folder, options: LoadOptions(memoryMode: .fast)) }
+
+    /// The init image's bytes, from the processed tensor diffusers saved (`2 · b/255 − 1` inverts exactly).
+    private func initImage() throws -> PixelImage {
+        let pixels = try Fixture.tensors("img2img/encoder").tensor("pixels")  // [1, 3, 64, 64]
+        let (h, w) = (pixels.shape[2], pixels.shape[3])
+        var rgb = [UInt8](repeating: 0, count: h * w * 3)
+        for c in 0..<3 {
+            for i in 0..<(h * w) { rgb[i * 3 + c] = UInt8(((pixels.data[c * h * w + i] + 1) / 2 * 255).rounded()) }
+        }
+        let image = PixelImage(width: w, height: h, rgb: rgb)
+        XCTAssertEqual(image.signedTensor.data, pixels.data, "preprocessing is diffusers' to the bit")
+        return image
+    }
+
+    func testEncoderPosteriorMatchesDiffusers() throws {
+        let encoder = try XCTUnwrap(try Self.pipeline.get().vaeEncoder)
+        let reference = try Fixture.tensors("img2img/encoder")
+        let (mean, logvar) = try encoder.posterior(try initImage().signedTensor)
+        // Float32 convolutions in another order than torch's: relative to the largest magnitude.
+        assertParity(mean, try reference.tensor("mean"), relativeTolerance: 1e-4, "posterior mean")
+        assertParity(logvar, try reference.tensor("logvar"), relativeTolerance: 1e-4, "posterior log-variance")
+    }
+
+    func testEverySamplerMatchesDiffusers() throws {
+        let pipe = try Self.pipeline.get()
+        let manifest = try Fixture.json(Manifest.self, "img2img/manifest.json")
+        XCTAssertEqual(Set(manifest.cases.map(\.sampler)), Set(Sampler.allCases.map(\.rawValue)))
+        let image = try initImage()
+        for c in manifest.cases {
+            let request = GenerationRequest(prompt: manifest.prompt, negativePrompt: manifest.negative_prompt, seed: manifest.seed,
+                                            steps: manifest.steps, guidanceScale: manifest.guidance, width: image.width,
+                                            height: image.height, sampler: try Sampler(name: c.sampler),
+                                            initImage: image, strength: manifest.strength)
+            var steps = 0
+            let result = try pipe.generate(request, progress: { _ in steps += 1 })[0].image
+            let expected = try Fixture.tensors("img2img/\(c.file)").tensor("image")  // [H, W, 3] in [0, 1]
+            // The bound for image-to-image: within 2/255 of diffusers' float image.
+            assertClose(result.rgb.map { Float($0) / 255 }, expected.data, tolerance: 2.0 / 255, "\(c.sampler): pixels")
+            let first = try Sampler(name: c.sampler).makeScheduler(config: pipe.schedulerConfig, steps: manifest.steps)
+            XCTAssertEqual(steps, first.timesteps(strength: manifest.strength, steps: manifest.steps).count, c.sampler)
+        }
+    }
+
+    func testBadImageToImageRequestsAreRefused() throws {
+        let pipe = try Self.pipeline.get()
+        let image = try initImage()
+        var request = GenerationRequest(prompt: "x", seed: 1, steps: 2, width: 64, height: 64, initImage: image, strength: 0)
+        XCTAssertThrowsError(try pipe.generate(request)) {
+            XCTAssertEqual($0 as? PipelineError, .invalidRequest("strength 0.0 is not allowed: use more than 0 and at most 1 (0.75 is usual)"))
+        }
+        request.strength = 0.5
+        request.width = 128
+        XCTAssertThrowsError(try pipe.generate(request)) {
+            XCTAssertEqual($0 as? PipelineError, .invalidRequest("the init image is 64x64 but the request is 128x64: resize it first"))
+        }
+    }
+}
