@@ -68,9 +68,13 @@ extension CLIPTokenizer {
         merges.reserveCapacity(mergeList.count)
         for (index, entry) in mergeList.enumerated() {
             // "a b" (split on single spaces, as tokenizers does) or ["a", "b"].
-            let parts = (entry as? String).map { $0.split(separator: " ", omittingEmptySubsequences: false).map(String.init) }
-                ?? (entry as? [Any])?.compactMap { $0 as? String }
-            guard let parts, parts.count == 2, (entry as? [Any])?.count ?? 2 == 2 else {
+            var parts: [String] = []
+            if let line = entry as? String {
+                parts = line.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
+            } else if let pair = entry as? [Any], pair.count == 2 {
+                parts = pair.compactMap { $0 as? String }
+            }
+            guard parts.count == 2 else {
                 throw TokenizerError.badMergeEntry(path: path, index: index, text: Self.describe(entry))
             }
             merges.append((parts[0], parts[1]))

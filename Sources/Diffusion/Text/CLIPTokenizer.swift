@@ -59,7 +59,8 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
 /// The pipeline is that of transformers 5 (the `tokenizers`-backed `CLIPTokenizer`, identical to
 /// `CLIPTokenizerFast` in transformers 4):
 /// 1. the exact strings `<|startoftext|>` and `<|endoftext|>` in the raw text are the special
-///    tokens themselves (case-sensitive, before any normalisation);
+///    tokens themselves (case-sensitive, before any normalisation; a `tokenizer.json` that marks
+///    them `"normalized"` also has them matched after step 2);
 /// 2. each remaining piece is normalised: Unicode NFC, then every scalar lower-cased on its own
 ///    (full case mapping, so `İ` becomes `i̇`; no final-sigma rule); runs of white space only
 ///    separate words, so collapsing them changes nothing;
