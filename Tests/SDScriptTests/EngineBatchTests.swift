@@ -23,3 +23,21 @@ final class EngineBatchTests: XCTestCase {
         XCTAssertEqual(io.lines.filter { $0.hasPrefix("image ") }.count, 4, "each image is shown as it is finished")
     }
 }
+
+final class LoadWarningTests: XCTestCase {
+    /// A diffusers folder without `tokenizer/` loads with the built-in vocabulary, and says so once.
+    func testAFolderWithoutATokenizerSaysSoOnce() throws {
+        let folder = TemporaryFolder()
+        let model = folder.path + "/model"
+        try FileManager.default.copyItem(atPath: Fixture.tinySD15Folder.path, toPath: model)
+        try FileManager.default.removeItem(atPath: model + "/tokenizer")
+        let io = BufferIO()
+        let session = Session(components: Components(generatorLoader: PipelineLoader(), models: FixedModelCatalog(),
+                                                     styles: StyleBook(environment: [:]), saver: nil), io: io)
+        for line in ["model \(model)", "prompt a fox", "tokens", "tokens"] {
+            XCTAssertEqual(session.execute(line), .ok, line)
+        }
+        let warnings = io.diagnostics.filter { $0.contains("no tokenizer/ folder") }
+        XCTAssertEqual(warnings.count, 1, "\(io.diagnostics)")
+    }
+}

@@ -9,8 +9,16 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
     /// A line of `merges.txt` (or of the bundled merges) is not two symbols, or names a symbol the
     /// vocabulary lacks.
     case badMerge(path: String, line: Int, text: String)
+    /// An entry of `model.merges` in `tokenizer.json` is not two symbols of the vocabulary.
+    case badMergeEntry(path: String, index: Int, text: String)
     /// A required special token is missing from `vocab.json`.
     case missingSpecialToken(path: String, token: String)
+    /// A tokenizer folder holds neither `vocab.json` with `merges.txt` nor `tokenizer.json`;
+    /// `missing` lists the files it lacks.
+    case noTokenizerFiles(folder: String, missing: [String])
+    /// A `tokenizer.json` that is readable but describes a tokenizer other than CLIP's (another
+    /// model type, normaliser, word suffix or added tokens), which would give other ids.
+    case unsupportedTokenizer(path: String, reason: String)
     /// A token sequence does not fit the requested length and truncation was not asked for.
     case tooLong(tokens: Int, limit: Int)
 
@@ -20,12 +28,25 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
             return "the bundled CLIP vocabulary \(name) was not found in the Diffusion resource bundle; "
                 + "reinstall sdrepl together with its sdrepl_Diffusion.resources folder"
         case .unreadable(let path, let reason):
-            return "cannot read the tokenizer file \(path): \(reason)"
+            let fix = URL(fileURLWithPath: path).lastPathComponent == CLIPTokenizer.bundledName
+                ? "reinstall sdrepl together with its sdrepl_Diffusion.resources folder"
+                : "download the model's tokenizer/ folder again"
+            return "cannot read the tokenizer file \(path): \(reason); \(fix)"
         case .badMerge(let path, let line, let text):
             return "\(path):\(line): the BPE merge \"\(text)\" is not two symbols of the vocabulary; "
                 + "the tokenizer files are damaged or do not belong to a CLIP model"
+        case .badMergeEntry(let path, let index, let text):
+            return "\(path): model.merges[\(index)] (\(text)) is not two symbols of the vocabulary; "
+                + "the tokenizer file is damaged or does not belong to a CLIP model"
         case .missingSpecialToken(let path, let token):
             return "\(path) has no \(token) token; it is not a CLIP vocabulary"
+        case .noTokenizerFiles(let folder, let missing):
+            return "the tokenizer folder \(folder) lacks \(missing.joined(separator: ", ")): a CLIP tokenizer needs "
+                + "vocab.json with merges.txt, or tokenizer.json; download the model's tokenizer/ folder again, "
+                + "or remove the folder to use sdrepl's built-in SD1.x vocabulary"
+        case .unsupportedTokenizer(let path, let reason):
+            return "\(path) is not a CLIP tokenizer sdrepl can use: \(reason); SD1.x models use CLIP's tokenizer, "
+                + "so use the model's original tokenizer/ folder, or remove the folder to use the built-in vocabulary"
         case .tooLong(let tokens, let limit):
             return "the text is \(tokens) tokens long but at most \(limit) fit; shorten it, or use the "
                 + "prompt chunking that splits long prompts into several 77-token windows"
@@ -38,7 +59,8 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
 /// The pipeline is that of transformers 5 (the `tokenizers`-backed `CLIPTokenizer`, identical to
 /// `CLIPTokenizerFast` in transformers 4):
 /// 1. the exact strings `<|startoftext|>` and `<|endoftext|>` in the raw text are the special
-///    tokens themselves (case-sensitive, before any normalisation);
+///    tokens themselves (case-sensitive, before any normalisation; a `tokenizer.json` that marks
+///    them `"normalized"` also has them matched after step 2);
 /// 2. each remaining piece is normalised: Unicode NFC, then every scalar lower-cased on its own
 ///    (full case mapping, so `İ` becomes `i̇`; no final-sigma rule); runs of white space only
 ///    separate words, so collapsing them changes nothing;
@@ -76,6 +98,10 @@ public struct CLIPTokenizer: Sendable {
     private let byteSymbolAtEnd: [Int]
     /// For each mergeable pair of ids (`first << 32 | second`), its rank and the id of the merge.
     private let merges: [UInt64: (rank: Int32, id: Int32)]
+    /// The special tokens that are also matched in the normalised (lower-cased) text, with their
+    /// ids: those a `tokenizer.json` marks `"normalized": true`, so that `<|ENDOFTEXT|>` is then
+    /// the token too. Empty for vocab.json/merges.txt, whose specials transformers adds unnormalised.
+    private let normalisedSpecials: [(spelling: ArraySlice<Unicode.Scalar>, id: Int)]
 
     /// The number of merges CLIP uses: lines 1 ..< 49152 − 256 − 2 + 1 of the merges file, as
     /// transformers and open_clip slice them.
@@ -93,6 +119,12 @@ public struct CLIPTokenizer: Sendable {
     /// - Throws: `TokenizerError.badMerge` when a merge names a symbol the vocabulary lacks,
     ///   `.missingSpecialToken` when a special token or a byte symbol is missing.
     public init(vocabulary: [String: Int], merges: [(String, String)], source: String = "vocabulary") throws {
+        try self.init(vocabulary: vocabulary, merges: merges, source: source, normalisedSpecials: [])
+    }
+
+    /// The same, with the special tokens (`<|startoftext|>`, `<|endoftext|>`) that are also matched
+    /// after normalisation.
+    init(vocabulary: [String: Int], merges: [(String, String)], source: String, normalisedSpecials: [String]) throws {
         guard let start = vocabulary[Self.startOfText] else {
             throw TokenizerError.missingSpecialToken(path: source, token: Self.startOfText)
         }
@@ -138,26 +170,41 @@ public struct CLIPTokenizer: Sendable {
             table[UInt64(a) << 32 | UInt64(b)] = (Int32(rank), Int32(merged))
         }
         self.merges = table
+        self.normalisedSpecials = normalisedSpecials.compactMap { spelling in
+            vocabulary[spelling].map { (Array(spelling.unicodeScalars)[...], $0) }
+        }
     }
 
-    /// Loads a diffusers `tokenizer/` folder: `vocab.json` and `merges.txt`.
+    /// Loads a diffusers `tokenizer/` folder: `vocab.json` and `merges.txt` when both are there,
+    /// else `tokenizer.json` (what transformers 5's `save_pretrained` writes alone).
     ///
-    /// - Parameter directory: the folder holding both files.
-    /// - Throws: `TokenizerError.unreadable` when a file is missing or not valid JSON/UTF-8, and the
-    ///   errors of `init(vocabulary:merges:source:)`.
+    /// - Parameter directory: the `tokenizer/` folder.
+    /// - Throws: `TokenizerError.noTokenizerFiles` when the folder has neither form,
+    ///   `.unreadable` when a file cannot be read or is not valid JSON/UTF-8,
+    ///   `.unsupportedTokenizer` when `tokenizer.json` is not CLIP's, and the errors of
+    ///   `init(vocabulary:merges:source:)`.
     public init(directory: URL) throws {
         let vocabURL = directory.appendingPathComponent("vocab.json")
         let mergesURL = directory.appendingPathComponent("merges.txt")
+        let jsonURL = directory.appendingPathComponent("tokenizer.json")
+        let exists = { (url: URL) in FileManager.default.fileExists(atPath: url.path) }
+        guard exists(vocabURL), exists(mergesURL) else {
+            guard exists(jsonURL) else {
+                throw TokenizerError.noTokenizerFiles(folder: directory.path, missing: [vocabURL, mergesURL, jsonURL]
+                    .filter { !exists($0) }.map(\.lastPathComponent))
+            }
+            try self.init(tokenizerJSON: jsonURL)
+            return
+        }
         let vocabulary: [String: Int]
         do {
-            vocabulary = try JSONDecoder().decode([String: Int].self, from: Data(contentsOf: vocabURL))
+            vocabulary = try JSONDecoder().decode([String: Int].self, from: Self.contents(of: vocabURL))
+        } catch let error as TokenizerError {
+            throw error
         } catch {
-            throw TokenizerError.unreadable(path: vocabURL.path, reason: "\(error)")
+            throw TokenizerError.unreadable(path: vocabURL.path, reason: Self.reason(error, expected: "a JSON object of token → id"))
         }
-        guard let mergesData = try? Data(contentsOf: mergesURL) else {
-            throw TokenizerError.unreadable(path: mergesURL.path, reason: "no such file or not readable")
-        }
-        guard let text = String(data: mergesData, encoding: .utf8) else {
+        guard let text = String(data: try Self.contents(of: mergesURL), encoding: .utf8) else {
             throw TokenizerError.unreadable(path: mergesURL.path, reason: "not UTF-8 text")
         }
         let merges = try Self.parseMerges(text, path: mergesURL.path)
@@ -166,6 +213,36 @@ public struct CLIPTokenizer: Sendable {
         } catch TokenizerError.badMerge(_, let line, let text) {
             throw TokenizerError.badMerge(path: mergesURL.path, line: line, text: text)
         }
+    }
+
+    /// The bytes of a tokenizer file.
+    /// - Throws: `TokenizerError.unreadable` saying whether the file is missing or unreadable.
+    static func contents(of url: URL) throws -> Data {
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            throw TokenizerError.unreadable(path: url.path, reason: "no such file")
+        }
+        guard let data = FileManager.default.contents(atPath: url.path) else {
+            throw TokenizerError.unreadable(path: url.path, reason: "the file cannot be read (permissions, or a folder)")
+        }
+        return data
+    }
+
+    /// A one-line reason for a JSON parsing or decoding error, without Foundation's error dump
+    /// (`Error Domain=NSCocoaErrorDomain Code=3840 …`), which says nothing to a user.
+    static func reason(_ error: Error, expected: String) -> String {
+        var detail: String?
+        switch error {
+        case DecodingError.dataCorrupted(let context):
+            detail = (context.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String ?? context.debugDescription
+        case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
+            return "not \(expected) (\(context.debugDescription))"
+        case DecodingError.keyNotFound(let key, _):
+            return "not \(expected) (no \"\(key.stringValue)\")"
+        default:
+            detail = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String
+        }
+        let oneLine = detail?.split(whereSeparator: \.isNewline).joined(separator: " ")
+        return "not valid JSON" + (oneLine.map { " (\($0))" } ?? "")
     }
 
     /// The tokenizer built from the vocabulary bundled with the engine (OpenAI's
@@ -181,7 +258,7 @@ public struct CLIPTokenizer: Sendable {
         try bundledResult.get()
     }
 
-    private static let bundledName = "bpe_simple_vocab_16e6.txt.gz"
+    static let bundledName = "bpe_simple_vocab_16e6.txt.gz"
 
     /// Where the bundled vocabulary is: `Resources/` inside the Diffusion resource bundle.
     static var bundledVocabularyURL: URL? {
@@ -360,7 +437,25 @@ public struct CLIPTokenizer: Sendable {
                 normalised.append(scalar)
             }
         }
-        for word in Self.words(normalised) { bpe(word, into: &result) }
+        guard !normalisedSpecials.isEmpty else {
+            for word in Self.words(normalised) { bpe(word, into: &result) }
+            return
+        }
+        // Specials marked "normalized" are matched again in the normalised text, the text between
+        // them tokenised on its own, as the added-token splitter of `tokenizers` does.
+        var start = 0
+        var i = 0
+        while i < normalised.count {
+            if normalised[i] == "<", let special = normalisedSpecials.first(where: { normalised[i...].starts(with: $0.spelling) }) {
+                for word in Self.words(Array(normalised[start..<i])) { bpe(word, into: &result) }
+                result.append(special.id)
+                i += special.spelling.count
+                start = i
+            } else {
+                i += 1
+            }
+        }
+        for word in Self.words(Array(normalised[start...])) { bpe(word, into: &result) }
     }
 
     /// CLIP's word pattern, matched left to right with the alternatives in order:

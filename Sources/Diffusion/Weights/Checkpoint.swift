@@ -58,6 +58,9 @@ public final class Checkpoint: TensorSource, @unchecked Sendable {
     public let schedulerConfigData: Data?
     /// Stored keys that were deliberately dropped (EMA copies, DDPM buffers, `position_ids`).
     public let ignoredKeys: [String]
+    /// What the user should know about the checkpoint although it loads (a diffusers folder
+    /// without `tokenizer/`), in the order found; empty for a complete checkpoint.
+    public let warnings: [CheckpointWarning]
 
     private struct Entry {
         let file: SafetensorsFile
@@ -136,6 +139,9 @@ public final class Checkpoint: TensorSource, @unchecked Sendable {
             }
             let tokenizer = location.appendingPathComponent("tokenizer")
             tokenizerDirectory = Self.isDirectory(tokenizer) ? tokenizer : nil
+            // The pipeline falls back to the bundled vocabulary, which is right for SD1.x but
+            // should not happen silently: a missing folder can also mean an incomplete download.
+            warnings = tokenizerDirectory == nil ? [.noTokenizerFolder(folder: location.path)] : []
             schedulerConfigData = fm.contents(atPath: location.appendingPathComponent("scheduler/scheduler_config.json").path)
         } else {
             layout = .singleFile
@@ -156,6 +162,7 @@ public final class Checkpoint: TensorSource, @unchecked Sendable {
             }
             tokenizerDirectory = nil
             schedulerConfigData = nil
+            warnings = []
         }
 
         self.entries = entries

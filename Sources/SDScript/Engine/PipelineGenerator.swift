@@ -50,14 +50,14 @@ public final class PipelineGenerator: ImageGenerator {
     public init(pipeline: StableDiffusionPipeline) {
         self.pipeline = pipeline
         identity = ModelIdentity(checkpoint: pipeline.checkpoint)
+        var warnings = pipeline.checkpoint.warnings.map { "warning: \($0)" }
         let unexpected = pipeline.unexpectedKeys
-        if unexpected.isEmpty {
-            loadWarnings = []
-        } else {
+        if !unexpected.isEmpty {
             let shown = unexpected.prefix(5).joined(separator: ", ")
-            loadWarnings = ["warning: \(unexpected.count) tensor\(unexpected.count == 1 ? "" : "s") of \(pipeline.checkpoint.location.path) "
-                            + "belong to no part of SD1.5 and were ignored: \(shown)\(unexpected.count > 5 ? ", …" : "")"]
+            warnings.append("warning: \(unexpected.count) tensor\(unexpected.count == 1 ? "" : "s") of \(pipeline.checkpoint.location.path) "
+                            + "belong to no part of SD1.5 and were ignored: \(shown)\(unexpected.count > 5 ? ", …" : "")")
         }
+        loadWarnings = warnings
     }
 
     public func generate(_ request: GenerationRequest, folders: ResourceFolders, progress: (GenerationProgress) -> Void,
