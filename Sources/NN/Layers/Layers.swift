@@ -22,20 +22,23 @@ public struct Linear: Sendable {
 /// keys `weight` [out, in, k, k], `bias` [out]).
 public struct Conv2d: Sendable {
     public let weight: Parameter
-    public let bias: Parameter
+    public let bias: Parameter?
     public let stride: Int
     public let padding: Int
 
-    /// - Parameter padding: zeros added on every side; `kernel / 2` ("same") when nil.
-    public init(_ weights: Weights, inChannels: Int, outChannels: Int, kernel: Int, stride: Int = 1, padding: Int? = nil) throws {
+    /// - Parameters:
+    ///   - padding: zeros added on every side; `kernel / 2` ("same") when nil.
+    ///   - bias: whether the layer has a `bias` (torch's `bias=False` leaves it out).
+    public init(_ weights: Weights, inChannels: Int, outChannels: Int, kernel: Int, stride: Int = 1, padding: Int? = nil,
+                bias: Bool = true) throws {
         weight = try weights.parameter("weight", shape: [outChannels, inChannels, kernel, kernel])
-        bias = try weights.parameter("bias", shape: [outChannels])
+        self.bias = bias ? try weights.parameter("bias", shape: [outChannels]) : nil
         self.stride = stride
         self.padding = padding ?? kernel / 2
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        let w = weight.value, b = bias.value
+        let w = weight.value, b = bias?.value
         let k = w.shape[2], outH = (x.shape[2] + 2 * padding - k) / stride + 1, outW = (x.shape[3] + 2 * padding - k) / stride + 1
         let flops = 2 * Double(x.shape[0] * w.count) * Double(outH * outW)
         return Profiler.measure(k == 1 ? .conv1x1 : .conv3x3, flops: flops) {

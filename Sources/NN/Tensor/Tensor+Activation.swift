@@ -26,6 +26,9 @@ extension Tensor {
         return out
     }
 
+    /// ReLU, `max(x, 0)`.
+    public func relu() -> Tensor { mapElements { $0.replacing(with: 0, where: $0 .< 0) } }
+
     /// SiLU (swish): `x · sigmoid(x)`.
     public func silu() -> Tensor { mapElements { $0 * FastMath.sigmoid($0) } }
 
