@@ -22,6 +22,8 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
     public var batchCount: Int
     /// CLIP skip numbered as in A1111: 1 is the last layer.
     public var clipSkip: Int
+    /// The timestep spacing, overriding the model's scheduler config (nil: as the model's config says).
+    public var spacing: TimestepSpacing?
     /// Image-to-image: the picture sampling starts from, already `width` x `height`; nil for text to image.
     public var initImage: PixelImage?
     /// Image-to-image: how much of the schedule runs (A1111's "Denoising strength"); 1 repaints
@@ -30,7 +32,7 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
 
     public init(prompt: String, negativePrompt: String = "", seed: UInt64, steps: Int = 25, guidanceScale: Float = 7.5,
                 width: Int = 512, height: Int = 512, sampler: Sampler = .pndm, batchCount: Int = 1, clipSkip: Int = 1,
-                initImage: PixelImage? = nil, strength: Double = 0.75) {
+                initImage: PixelImage? = nil, strength: Double = 0.75, spacing: TimestepSpacing? = nil) {
         self.prompt = prompt
         self.negativePrompt = negativePrompt
         self.seed = seed
@@ -43,6 +45,7 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
         self.clipSkip = clipSkip
         self.initImage = initImage
         self.strength = strength
+        self.spacing = spacing
     }
 
     /// Checks every field against `RequestLimits`, naming the first bad one and the accepted values.

@@ -118,7 +118,7 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
         single.batchCount = 1
         let start = Date()
         var generator = TorchGenerator(seed: single.seed)
-        var scheduler = try single.sampler.makeScheduler(config: schedulerConfig, steps: single.steps)
+        var scheduler = try single.sampler.makeScheduler(config: schedulerConfig(for: single), steps: single.steps)
         var latents: Tensor
         var firstStep = 0
         if let initImage = single.initImage {
@@ -144,6 +144,13 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
         return GenerationResult(image: image, request: single, model: checkpoint.location, loras: prepared.loras,
                                 embeddings: prepared.conditioning.embeddings, decoder: decoder.decoderName,
                                 seconds: Date().timeIntervalSince(start))
+    }
+
+    /// The model's scheduler config with the request's overrides (its timestep spacing).
+    public func schedulerConfig(for request: GenerationRequest) -> SchedulerConfig {
+        var config = schedulerConfig
+        if let spacing = request.spacing { config.timestepSpacing = spacing.rawValue }
+        return config
     }
 
     // MARK: - LoRAs and embeddings

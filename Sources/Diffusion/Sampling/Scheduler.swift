@@ -258,7 +258,9 @@ enum PredictionType: String {
 }
 
 /// diffusers' `timestep_spacing`.
-enum TimestepSpacing: String {
+/// diffusers' `timestep_spacing`: how the inference timesteps are spread over the training ones.
+/// Few-step distilled models (Hyper-SD, PCM, TCD) want `trailing`, which starts at the last training step.
+public enum TimestepSpacing: String, CaseIterable, Codable, Sendable {
     case linspace, leading, trailing
 
     init(_ value: String?, default defaultValue: TimestepSpacing) throws {

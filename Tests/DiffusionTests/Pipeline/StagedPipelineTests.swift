@@ -67,4 +67,26 @@ final class StagedPipelineTests: XCTestCase {
         let changed = try unet(latents, timestep: 500, context: context, residuals: shifted, cancellation: nil)
         XCTAssertGreaterThan(maxAbsDifference(changed.data, plain.data), 1e-4, "a mid-block residual reaches the output")
     }
+
+    /// diffusers' `do_classifier_free_guidance`: with guidance at most 1 the negative prompt is not
+    /// encoded and the UNet runs on the prompt alone, batch 1; above 1, on [negative, prompt].
+    func testGuidanceOfOneRunsTheUNetAtBatchOne() throws {
+        for (scale, batch, chunks) in [(Float(1), 1, 1), (Float(1.5), 2, 2)] {
+            let pipe = try pipeline()
+            var single = request
+            (single.batchCount, single.guidanceScale) = (1, scale)
+            let prepared = try pipe.prepare(single)
+            XCTAssertEqual(pipe.textEncoderEvaluations, chunks, "guidance \(scale)")
+            var generator = TorchGenerator(seed: single.seed)
+            var scheduler = try single.sampler.makeScheduler(config: pipe.schedulerConfig, steps: single.steps)
+            let latents = pipe.initialLatents(for: single, scheduler: scheduler, generator: &generator)
+            var batches: [Int] = []
+            _ = try pipe.denoise(latents, conditioning: prepared.conditioning, guidanceScale: scale, scheduler: &scheduler,
+                                 generator: &generator, residuals: { _, _, input, _ in
+                                     batches.append(input.shape[0])
+                                     return nil
+                                 }, cancellation: nil)
+            XCTAssertEqual(batches, Array(repeating: batch, count: scheduler.timesteps.count), "guidance \(scale)")
+        }
+    }
 }
