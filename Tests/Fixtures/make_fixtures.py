@@ -350,18 +350,19 @@ def make_rng():
 # 3. Schedulers
 # ---------------------------------------------------------------------------------------------
 
-SAMPLERS = ["pndm", "ddim", "euler", "euler-a", "dpmpp-2m", "dpmpp-2m-karras", "lcm"]
+SAMPLERS = ["pndm", "ddim", "euler", "euler-a", "dpmpp-2m", "dpmpp-2m-karras", "lcm", "tcd"]
 SCHEDULE_STEPS = [1, 2, 3, 4, 5, 10, 20, 25, 50]
 
 
 def make_scheduler(name):
     from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
-                           EulerDiscreteScheduler, LCMScheduler, PNDMScheduler)
+                           EulerDiscreteScheduler, LCMScheduler, PNDMScheduler, TCDScheduler)
     cfg = dict(SD15_SCHEDULER_CONFIG)
     table = {
         "pndm": (PNDMScheduler, {}), "ddim": (DDIMScheduler, {}), "euler": (EulerDiscreteScheduler, {}),
         "euler-a": (EulerAncestralDiscreteScheduler, {}), "dpmpp-2m": (DPMSolverMultistepScheduler, {}),
         "dpmpp-2m-karras": (DPMSolverMultistepScheduler, {"use_karras_sigmas": True}), "lcm": (LCMScheduler, {}),
+        "tcd": (TCDScheduler, {}),
     }
     cls, extra = table[name]
     return cls.from_config(cfg, **extra)
@@ -855,6 +856,9 @@ PIPELINE_CASES = [
          negative_prompt="cartoon", seed=2**32 + 5, steps=12, guidance=6.0, height=96, width=128),
     dict(name="lcm_g1", sampler="lcm", prompt="a cozy cabin in the woods", negative_prompt=None,
          seed=9, steps=4, guidance=1.0, height=96, width=96),
+    # TCD's stochasticity, eta (the paper's gamma), at 0.3 as its authors recommend.
+    dict(name="tcd_g1_eta", sampler="tcd", prompt="a cozy cabin in the woods", negative_prompt=None,
+         seed=9, steps=4, guidance=1.0, height=96, width=96, eta=0.3),
 ]
 
 
@@ -871,7 +875,7 @@ def run_case(case, unet, vae, te, record=True):
     g = torch.Generator("cpu").manual_seed(case["seed"])
     out = pipe(case["prompt"], negative_prompt=case["negative_prompt"], num_inference_steps=case["steps"],
                guidance_scale=case["guidance"], height=case["height"], width=case["width"], generator=g,
-               output_type="np", callback_on_step_end=on_step if record else None)
+               output_type="np", callback_on_step_end=on_step if record else None, eta=case.get("eta", 0.0))
     img = torch.from_numpy(out.images[0].copy())
     if not record:
         return img
@@ -911,7 +915,8 @@ def make_pipeline_outputs():
         entry["python"] = (f'pipe = StableDiffusionPipeline(..., scheduler={entry["scheduler_class"]}.from_config(SD15_SCHEDULER_CONFIG{karras})); '
                            f'pipe({case["prompt"]!r}, negative_prompt={case["negative_prompt"]!r}, num_inference_steps={case["steps"]}, '
                            f'guidance_scale={case["guidance"]}, height={case["height"]}, width={case["width"]}, '
-                           f'generator=torch.Generator("cpu").manual_seed({case["seed"]}), output_type="np").images[0]')
+                           f'generator=torch.Generator("cpu").manual_seed({case["seed"]})'
+                           + (f', eta={case["eta"]}' if "eta" in case else "") + ', output_type="np").images[0]')
         manifest.append(entry)
         print(f"pipeline: {case['name']} mean {t['image'].mean():.3f}")
     write_json(OUT / "pipeline" / "manifest.json", {"diffusers_version": diffusers.__version__, "cases": manifest})

@@ -24,8 +24,8 @@ def main():
     pipe.set_progress_bar_config(disable=True)
     images, cases = {}, []
     for name in SAMPLERS:
-        if name == "lcm":
-            continue  # LCMScheduler has its own skipping schedule; timestep_spacing does not change it
+        if name in ("lcm", "tcd"):
+            continue  # LCM and TCD have their own skipping schedule; timestep_spacing does not change it
         for spacing in SPACINGS:
             base = make_scheduler(name)
             pipe.scheduler = type(base).from_config(base.config, timestep_spacing=spacing)

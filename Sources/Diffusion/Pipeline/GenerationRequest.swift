@@ -22,6 +22,8 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
     public var batchCount: Int
     /// CLIP skip numbered as in A1111: 1 is the last layer.
     public var clipSkip: Int
+    /// TCD's stochasticity γ, 0 ... 1 (diffusers' pipeline argument `eta`; the other samplers ignore it).
+    public var eta: Double
     /// The timestep spacing, overriding the model's scheduler config (nil: as the model's config says).
     public var spacing: TimestepSpacing?
     /// Image-to-image: the picture sampling starts from, already `width` x `height`; nil for text to image.
@@ -32,7 +34,7 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
 
     public init(prompt: String, negativePrompt: String = "", seed: UInt64, steps: Int = 25, guidanceScale: Float = 7.5,
                 width: Int = 512, height: Int = 512, sampler: Sampler = .pndm, batchCount: Int = 1, clipSkip: Int = 1,
-                initImage: PixelImage? = nil, strength: Double = 0.75, spacing: TimestepSpacing? = nil) {
+                initImage: PixelImage? = nil, strength: Double = 0.75, spacing: TimestepSpacing? = nil, eta: Double = 0) {
         self.prompt = prompt
         self.negativePrompt = negativePrompt
         self.seed = seed
@@ -46,6 +48,7 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
         self.initImage = initImage
         self.strength = strength
         self.spacing = spacing
+        self.eta = eta
     }
 
     /// Checks every field against `RequestLimits`, naming the first bad one and the accepted values.
@@ -74,6 +77,9 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
             guard strength.isFinite, limits.strength.contains(strength), strength > 0 else {
                 throw PipelineError.invalidRequest("strength \(strength) is not allowed: use more than 0 and at most 1 (0.75 is usual)")
             }
+        }
+        guard eta.isFinite, (0...1).contains(eta) else {
+            throw PipelineError.invalidRequest("eta \(eta) is not allowed: use 0 to 1 (TCD's authors recommend 0.3)")
         }
         if seed > UInt64.max - UInt64(batchCount - 1) {
             throw PipelineError.invalidRequest("seed \(seed) + batch \(batchCount) would pass 2^64-1")

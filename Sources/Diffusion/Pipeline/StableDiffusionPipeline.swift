@@ -118,7 +118,7 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
         single.batchCount = 1
         let start = Date()
         var generator = TorchGenerator(seed: single.seed)
-        var scheduler = try single.sampler.makeScheduler(config: schedulerConfig(for: single), steps: single.steps)
+        var scheduler = try single.sampler.makeScheduler(config: schedulerConfig(for: single), steps: single.steps, eta: single.eta)
         var latents: Tensor
         var firstStep = 0
         if let initImage = single.initImage {

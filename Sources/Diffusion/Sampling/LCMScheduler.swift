@@ -38,12 +38,7 @@ public struct LCMScheduler: Scheduler {
         prediction = try PredictionType(config.predictionType, supported: [.epsilon, .vPrediction, .sample])
         clipRange = config.clipSample ?? false ? Float(config.clipSampleRange ?? 1) : nil
         timestepScaling = Float(config.timestepScaling ?? 10)
-        // lcm_origin_timesteps = arange(1, original + 1) * (T // original) - 1, taken from the end
-        // at floor(linspace(0, original, steps, endpoint=False)).
-        let k = resolved.numTrainTimesteps / originalSteps
-        let origin = (1...originalSteps).map { $0 * k - 1 }.reversed() as [Int]
-        let indices = numpyLinspace(0, Double(origin.count), steps, endpoint: false).map { Int($0.rounded(.down)) }
-        integerTimesteps = indices.map { origin[$0] }
+        integerTimesteps = consistencyTimesteps(originalSteps: originalSteps, trainSteps: resolved.numTrainTimesteps, steps: steps)
         timesteps = integerTimesteps.map { Float($0) }
     }
 
@@ -83,4 +78,13 @@ public struct LCMScheduler: Scheduler {
         let sqrtAlphaPrev = alphaProdPrev.squareRoot(), sqrtBetaPrev = betaProdPrev.squareRoot()
         return elementwise(denoised, noise) { sqrtAlphaPrev * $0 + sqrtBetaPrev * $1 }
     }
+}
+
+/// The timesteps of the consistency samplers (LCM, TCD): `origin = arange(1, original + 1) · (T // original) − 1`,
+/// the distillation schedule, taken from the end at `floor(linspace(0, original, steps, endpoint=False))`.
+func consistencyTimesteps(originalSteps: Int, trainSteps: Int, steps: Int) -> [Int] {
+    let k = trainSteps / originalSteps
+    let origin = (1...originalSteps).map { $0 * k - 1 }.reversed() as [Int]
+    let indices = numpyLinspace(0, Double(origin.count), steps, endpoint: false).map { Int($0.rounded(.down)) }
+    return indices.map { origin[$0] }
 }

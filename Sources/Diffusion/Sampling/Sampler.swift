@@ -18,6 +18,9 @@ public enum Sampler: String, CaseIterable, Sendable, CustomStringConvertible {
     case dpmpp2mKarras = "dpmpp-2m-karras"
     /// `LCMScheduler`, for latent-consistency models and LCM-LoRA: draws noise between steps.
     case lcm
+    /// `TCDScheduler`, for TCD-LoRA and other trajectory-consistency models; `eta` (γ) sets how much
+    /// fresh noise each step draws.
+    case tcd
 
     /// The sampler a model uses when none is asked for.
     public static let `default` = Sampler.pndm
@@ -37,6 +40,7 @@ public enum Sampler: String, CaseIterable, Sendable, CustomStringConvertible {
         (.dpmpp2m, "DPM++ 2M", ["dpmpp_2m", "dpmsolvermultistepscheduler"]),
         (.dpmpp2mKarras, "DPM++ 2M Karras", ["dpmpp_2m_karras"]),
         (.lcm, "LCM", ["lcmscheduler"]),
+        (.tcd, "TCD", ["tcdscheduler"]),
     ]
 
     /// A1111's name for the sampler in an infotext (`Euler a`, `DPM++ 2M Karras`, `PLMS`).
@@ -82,7 +86,8 @@ public enum Sampler: String, CaseIterable, Sendable, CustomStringConvertible {
     ///     `original_inference_steps`).
     /// - Throws: `SchedulerError` for a step count out of range or a config option this port does
     ///   not implement (it never silently samples differently from diffusers).
-    public func makeScheduler(config: SchedulerConfig = .sd15, steps: Int) throws -> any Scheduler {
+    ///   - eta: TCD's γ (the other samplers ignore it); 0 as diffusers' pipelines pass by default.
+    public func makeScheduler(config: SchedulerConfig = .sd15, steps: Int, eta: Double = 0) throws -> any Scheduler {
         switch self {
         case .pndm: return try PNDMScheduler(config: config, steps: steps)
         case .ddim: return try DDIMScheduler(config: config, steps: steps)
@@ -91,6 +96,7 @@ public enum Sampler: String, CaseIterable, Sendable, CustomStringConvertible {
         case .dpmpp2m: return try DPMSolverMultistepScheduler(config: config, steps: steps)
         case .dpmpp2mKarras: return try DPMSolverMultistepScheduler(config: config, steps: steps, useKarrasSigmas: true)
         case .lcm: return try LCMScheduler(config: config, steps: steps)
+        case .tcd: return try TCDScheduler(config: config, steps: steps, eta: eta)
         }
     }
 }

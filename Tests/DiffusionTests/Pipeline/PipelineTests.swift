@@ -18,6 +18,8 @@ final class PipelineTests: XCTestCase {
         let height: Int
         let width: Int
         let file: String
+        /// TCD's γ (diffusers' `eta`), when the case sets it.
+        let eta: Double?
     }
 
     static let modelURL = Fixture.tinySD15Folder
@@ -40,7 +42,8 @@ final class PipelineTests: XCTestCase {
 
     func request(_ c: Case) throws -> GenerationRequest {
         GenerationRequest(prompt: c.prompt, negativePrompt: c.negative_prompt ?? "", seed: c.seed, steps: c.steps,
-                          guidanceScale: c.guidance, width: c.width, height: c.height, sampler: try Sampler(name: c.sampler))
+                          guidanceScale: c.guidance, width: c.width, height: c.height, sampler: try Sampler(name: c.sampler),
+                          eta: c.eta ?? 0)
     }
 
     /// Every sampler, in fp32: the largest pixel difference from diffusers' float image is at most 1/255.
