@@ -262,6 +262,29 @@ final class TranscriptTests: XCTestCase {
 
     /// Paths typed at the prompt are relative to the current folder; the transcript, replayed from
     /// `sessions/`, must not read them relative to that: they are recorded absolute.
+    /// A script saved on Windows (CRLF endings, a UTF-8 byte-order mark) runs line by line, and its
+    /// lines reach the transcript without a carriage return; nor does a CR typed inside a line.
+    func testACRLFFileWithAByteOrderMarkRunsAndItsTranscriptHasNoCarriageReturn() throws {
+        let folder = TemporaryFolder()
+        let script = folder.path + "/crlf.sdscript"
+        let bytes = [0xEF, 0xBB, 0xBF] + Array("prompt crlf test\r\nset steps 4\r\nset size 64x64\r\nseed 5\r\ngen\r\n".utf8)
+        XCTAssertTrue(FileManager.default.createFile(atPath: script, contents: Data(bytes)))
+        let (path, session) = try recordSession(in: folder, lines: ["run \(script)", "negative a\rb"])
+        XCTAssertEqual(session.images.count, 1)
+        XCTAssertEqual(session.images.first?.request.engine.prompt, "crlf test")
+        XCTAssertEqual(session.images.first?.request.engine.seed, 5)
+        XCTAssertEqual(session.settings.request.steps, 4)
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        XCTAssertFalse(text.contains("\r"), text.debugDescription)
+        XCTAssertFalse(text.unicodeScalars.contains("\u{FEFF}"), text.debugDescription)
+        XCTAssertTrue(text.contains("\nprompt crlf test\nset steps 4\nset size 64x64\nseed 5\ngen\n#=> image 1 seed=5 size=64x64"),
+                      text.debugDescription)
+        XCTAssertTrue(text.contains("\nnegative a b\n"), text.debugDescription)
+        let summary = makeSession(seeds: []).runScript(at: path, options: ScriptOptions(check: true))
+        XCTAssertEqual(summary.errors, [])
+        XCTAssertEqual(summary.checked, 1)
+    }
+
     func testTypedInputPathsAreRecordedAbsolute() throws {
         let folder = TemporaryFolder()
         let cwd = FileManager.default.currentDirectoryPath

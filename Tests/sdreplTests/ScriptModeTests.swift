@@ -48,6 +48,23 @@ final class ScriptModeTests: XCTestCase {
         XCTAssertEqual(missing.stderr, "run: nope.sdscript: no such file\n")
     }
 
+    /// A script saved by a Windows editor: CRLF line endings and a UTF-8 byte-order mark. Both
+    /// `sdrepl run FILE` and `sdrepl < FILE` run all of it, on the fixture model.
+    func testACRLFScriptWithAByteOrderMarkRunsFromAFileAndFromStandardInput() throws {
+        let sandbox = Sandbox()
+        let text = "prompt crlf test\r\nset steps 4\r\nset size 64x64\r\nseed 5\r\nset autosave off\r\ngen\r\n"
+        let bytes = Data([0xEF, 0xBB, 0xBF] + Array(text.utf8))
+        try bytes.write(to: URL(fileURLWithPath: sandbox.path + "/crlf.sdscript"))
+        let run = try PipeRun(["run", "--model", EndToEndTests.diffusersModel, "crlf.sdscript"], in: sandbox)
+        XCTAssertEqual(run.status, 0, run.stderr)
+        let lines = run.stdout.split(separator: "\n").filter { $0.hasPrefix("image 1: seed 5, 64x64, sha256 ") }
+        XCTAssertEqual(lines.count, 1, run.stdout + run.stderr)
+
+        let piped = try PipeRun(["--model", EndToEndTests.diffusersModel], stdin: "\u{FEFF}" + text, in: sandbox)
+        XCTAssertEqual(piped.status, 0, piped.stderr)
+        XCTAssertEqual(piped.stdout.split(separator: "\n").filter { $0.hasPrefix("image 1: ") }, lines, piped.stdout)
+    }
+
     func testCheckNamesTheLineOfAResultThatCannotBeVerified() throws {
         let sandbox = Sandbox()
         let hash = String(repeating: "a", count: 64)

@@ -105,9 +105,12 @@ public final class TranscriptRecorder {
         handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
     }
 
-    /// Writes `line` and a newline (unbuffered: one write(2) per line).
+    /// Writes `line` and a newline (unbuffered: one write(2) per line). A line break inside `line`
+    /// (a CR typed or pasted into a prompt, a classic-Mac line end) is written as a space: a
+    /// transcript holds one command per line, and CLIP reads any run of blanks as one space.
     public func record(_ line: String) {
+        let flat = String(line.map { $0.isNewline ? " " : $0 })
         // A transcript that cannot be written must not stop the session; the user was told at start.
-        try? handle.write(contentsOf: Data((line + "\n").utf8))
+        try? handle.write(contentsOf: Data((flat + "\n").utf8))
     }
 }
