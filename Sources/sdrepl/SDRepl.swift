@@ -96,13 +96,15 @@ struct SDRepl: ParsableCommand {
         // read as part of its answer (they are handed back to the line editor, but not echoed).
         if lineEditing { io.prepareTerminal() }
         io.output("sdrepl \(SDReplVersion.string): type 'help' for the commands, Ctrl-D or 'quit' to leave.")
-        if let transcript { io.output("recording this session to \(transcript.path)") }
+        // Not when its first lines could not be written: that was reported instead.
+        if let transcript, transcript.failure == nil { io.output("recording this session to \(transcript.path)") }
         guard lineEditing else {
             while true {
                 Interrupt.clear()
                 guard let line = readLine(strippingNewline: true) else {
                     // Ctrl-C at the (invisible) prompt interrupts the read: drop the line, go on.
-                    if Interrupt.take() {
+                    // Ctrl-D leaves, unless the transcript is only in memory (said once).
+                    if Interrupt.take() || !session.confirmLeave() {
                         clearerr(stdin)
                         continue
                     }
@@ -124,6 +126,7 @@ struct SDRepl: ParsableCommand {
             switch editor.read() {
             case .endOfInput:
                 io.output("")
+                if !session.confirmLeave() { continue }
                 return
             case .interrupted:
                 io.output("")

@@ -301,6 +301,56 @@ final class TranscriptTests: XCTestCase {
             """)
     }
 
+    /// A transcript on a full disk (/dev/full answers every write with ENOSPC): the failure is
+    /// reported once, when it happens; the lines stay in memory; `transcript save PATH` writes them
+    /// all and recording goes on there; until then `quit` warns once before leaving without them.
+    func testAFullDiskIsReportedOnceAndTheTranscriptCanBeSavedElsewhere() throws {
+        let folder = TemporaryFolder()
+        let full = try XCTUnwrap(FileHandle(forWritingAtPath: "/dev/full"))
+        let recorder = TranscriptRecorder(path: "/dev/full", handle: full)
+        let io = BufferIO()
+        let session = makeSession(io: io, transcript: recorder, seeds: [77])
+        session.recordComment("test session")
+        XCTAssertEqual(io.diagnostics, ["transcript: cannot write /dev/full: No space left on device; "
+                                        + "the session is kept in memory: 'transcript save PATH' writes it elsewhere"])
+        for line in ["prompt a fox", "set size 64x64", "set steps 2", "gen"] { XCTAssertEqual(session.execute(line), .ok, line) }
+        XCTAssertEqual(io.diagnostics.count, 1, "reported once: \(io.diagnostics)")
+
+        XCTAssertEqual(session.execute("quit"), .failed(Diagnostic(.notReady(
+            command: "quit", reason: "the transcript is only in memory (writing /dev/full failed: No space left on device); "
+                + "'transcript save PATH' writes it, 'quit' again leaves without it"), at: nil)))
+        let saved = folder.path + "/kept.sdscript"
+        XCTAssertEqual(session.execute("transcript save \(saved)"), .ok)
+        XCTAssertEqual(io.lines.last, "transcript: wrote 9 lines to \(saved); recording goes on there")
+        XCTAssertEqual(session.execute("seed 9"), .ok)
+        XCTAssertEqual(try String(contentsOfFile: saved, encoding: .utf8), """
+            # test session
+            prompt a fox
+            set size 64x64
+            set steps 2
+            seed 77 # random
+            gen
+            #=> image 1 seed=77 size=64x64 sha256=\(session.images[0].sha256)
+            # quit
+            # error: quit: the transcript is only in memory (writing /dev/full failed: No space left on device); 'transcript save PATH' writes it, 'quit' again leaves without it
+            # transcript save \(saved)
+            seed 9
+
+            """)
+        XCTAssertEqual(recorder.path, saved)
+        XCTAssertEqual(session.execute("transcript save \(saved)"), .failed(Diagnostic(.file(
+            command: "transcript save", path: saved, reason: "exists already; transcripts are never overwritten, give a new name"), at: nil)))
+        XCTAssertEqual(session.execute("quit"), .quit, "written: nothing to lose")
+
+        // Never saved: the second quit leaves.
+        let lost = makeSession(transcript: TranscriptRecorder(path: "/dev/full", handle: try XCTUnwrap(FileHandle(forWritingAtPath: "/dev/full"))))
+        _ = lost.execute("prompt x")
+        XCTAssertNotEqual(lost.execute("quit"), .quit)
+        XCTAssertEqual(lost.execute("quit"), .quit)
+        XCTAssertEqual(makeSession().execute("transcript save \(folder.path)/none.sdscript"), .failed(Diagnostic(.notReady(
+            command: "transcript save", reason: "this session is not recorded (a script, or --no-record)"), at: nil)))
+    }
+
     func testTranscriptsNeverOverwriteEachOther() throws {
         let folder = TemporaryFolder()
         let date = Date(timeIntervalSince1970: 1_795_000_000)

@@ -246,11 +246,47 @@ public struct Command {
             try help(argument, session: session)
             return .ok
         },
-        Command(name: "quit", usage: "quit", summary: "end the session (Ctrl-D too)", kind: .words, completion: .none) { _, argument, _ in
+        Command(name: "transcript", usage: "transcript [save PATH]",
+                summary: "where this session is recorded; save PATH writes it to a new file (after a failed write) and records there",
+                kind: .text, completion: .none, transcript: .comment) { session, argument, location in
+            try transcript(argument, session: session, at: location)
+            return .ok
+        },
+        Command(name: "quit", usage: "quit", summary: "end the session (Ctrl-D too)", kind: .words, completion: .none) { session, argument, _ in
             guard argument.isEmpty else { throw ScriptError.unexpectedArgument(command: "quit", argument: argument) }
+            if let refusal = session.log.leavingRefusal() { throw refusal }
             return .quit
         },
     ]
+
+    /// `transcript`: where the session is recorded and whether that works; `transcript save PATH`.
+    private static func transcript(_ argument: String, session: Session, at location: SourceLocation?) throws {
+        let words = CommandText(argument)
+        let notRecorded = "this session is not recorded (a script, or --no-record)"
+        if argument.isEmpty {
+            guard let recorder = session.transcript else {
+                session.io.output("transcript: " + notRecorded)
+                return
+            }
+            let count = recorder.lines.count
+            if let failure = recorder.failure {
+                session.io.output("transcript: writing \(recorder.path) failed (\(failure)); \(count) line\(count == 1 ? "" : "s") "
+                                  + "kept in memory; 'transcript save PATH' writes them")
+            } else {
+                session.io.output("transcript: recording to \(recorder.path) (\(count) line\(count == 1 ? "" : "s"))")
+            }
+            return
+        }
+        guard words.name.lowercased() == "save" else {
+            throw ScriptError.badArgument(command: "transcript", argument: words.name, reason: "expected nothing or 'save PATH', got",
+                                          suggestion: closestWord(to: words.name, in: ["save"]))
+        }
+        guard !words.argument.isEmpty else { throw ScriptError.missingArgument(command: "transcript save", usage: "transcript save PATH") }
+        guard let recorder = session.transcript else { throw ScriptError.notReady(command: "transcript save", reason: notRecorded) }
+        let path = session.resolve(words.argument, relativeTo: location)
+        let count = try recorder.save(to: path)
+        session.io.output("transcript: wrote \(count) line\(count == 1 ? "" : "s") to \(path); recording goes on there")
+    }
 
     private static func listSettings(_ session: Session) {
         let defaults = SessionSettings()

@@ -45,6 +45,7 @@ public final class Session {
         self.io = io
         log = TranscriptLog(recorder: transcript)
         self.drawSeed = drawSeed
+        log.warn = { [io] in io.warning($0) }
     }
 
     // MARK: - Interactive input
@@ -62,6 +63,14 @@ public final class Session {
 
     /// Records a command line in the transcript as if typed (`model PATH` from `--model`).
     public func recordCommand(_ text: String) { log.recordLine(text) }
+
+    /// Whether the session may end now (Ctrl-D): false once, with the reason shown, while the
+    /// transcript could not be written and was not saved elsewhere.
+    public func confirmLeave() -> Bool {
+        guard let refusal = log.leavingRefusal() else { return true }
+        report(refusal, at: nil)
+        return false
+    }
 
     // MARK: - The loop
 
