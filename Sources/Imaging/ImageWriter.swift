@@ -1,3 +1,4 @@
+import FileErrors
 import Foundation
 
 #if canImport(Glibc)
@@ -182,20 +183,12 @@ public struct ImageWriter: Sendable {
         do {
             try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         } catch {
-            throw ImagingError.cannotCreateDirectory(path: url.path, reason: Self.reason(of: error))
+            throw ImagingError.cannotCreateDirectory(path: url.path, reason: FileErrorText.reason(error))
         }
-    }
-
-    private static func reason(of error: Error) -> String {
-        let ns = error as NSError
-        if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
-            return String(cString: strerror(Int32(underlying.code)))
-        }
-        return ns.localizedDescription
     }
 
     private func failure(_ path: String, _ code: Int32) -> ImagingError {
-        .writeFailed(path: path, reason: String(cString: strerror(code)), errno: code)
+        .writeFailed(path: path, reason: FileErrorText.reason(errno: code), errno: code)
     }
 
     /// Writes `bytes` to a new file at `url` (temporary file, fsync, link). Throws

@@ -54,7 +54,7 @@ public enum ImagingError: Error, Equatable, CustomStringConvertible {
         case .encodeFailed(let format, let message):
             return "\(format) encoding failed: \(message)."
         case .readFailed(let path, let reason):
-            return "could not read \(path): \(reason)."
+            return "could not read \(path): \(reason)"
         case .metadataTooLarge(let what, let bytes, let limit):
             return "the \(what) is \(bytes) bytes, more than the \(limit) a JPEG segment can hold: "
                 + "shorten the prompt or save as PNG."

@@ -189,10 +189,10 @@ struct Info: ParsableCommand {
 
     func run() throws {
         do {
-            let stored = try ImageRecipeReader.read(URL(fileURLWithPath: file))
+            let stored = try readStoredRecipe(at: NSString(string: file).expandingTildeInPath, shownAs: file, command: "sdrepl info")
             print(Self.describe(stored))
         } catch {
-            FileHandle.standardError.write(Data("sdrepl info: \(error)\n".utf8))
+            FileHandle.standardError.write(Data("\(error)\n".utf8))
             throw ExitCode(1)
         }
     }

@@ -311,13 +311,13 @@ final class TranscriptTests: XCTestCase {
         let io = BufferIO()
         let session = makeSession(io: io, transcript: recorder, seeds: [77])
         session.recordComment("test session")
-        XCTAssertEqual(io.diagnostics, ["transcript: cannot write /dev/full: No space left on device; "
+        XCTAssertEqual(io.diagnostics, ["transcript: cannot write /dev/full: the disk is full; "
                                         + "the session is kept in memory: 'transcript save PATH' writes it elsewhere"])
         for line in ["prompt a fox", "set size 64x64", "set steps 2", "gen"] { XCTAssertEqual(session.execute(line), .ok, line) }
         XCTAssertEqual(io.diagnostics.count, 1, "reported once: \(io.diagnostics)")
 
         XCTAssertEqual(session.execute("quit"), .failed(Diagnostic(.notReady(
-            command: "quit", reason: "the transcript is only in memory (writing /dev/full failed: No space left on device); "
+            command: "quit", reason: "the transcript is only in memory (writing /dev/full failed: the disk is full); "
                 + "'transcript save PATH' writes it, 'quit' again leaves without it"), at: nil)))
         let saved = folder.path + "/kept.sdscript"
         XCTAssertEqual(session.execute("transcript save \(saved)"), .ok)
@@ -332,7 +332,7 @@ final class TranscriptTests: XCTestCase {
             gen
             #=> image 1 seed=77 size=64x64 sha256=\(session.images[0].sha256)
             # quit
-            # error: quit: the transcript is only in memory (writing /dev/full failed: No space left on device); 'transcript save PATH' writes it, 'quit' again leaves without it
+            # error: quit: the transcript is only in memory (writing /dev/full failed: the disk is full); 'transcript save PATH' writes it, 'quit' again leaves without it
             # transcript save \(saved)
             seed 9
 

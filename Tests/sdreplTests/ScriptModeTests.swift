@@ -45,7 +45,7 @@ final class ScriptModeTests: XCTestCase {
         XCTAssertTrue(good.stdout.contains("negative      blurry # of course   (changed)"), good.stdout)
         let missing = try PipeRun(["run", "nope.sdscript"], in: sandbox)
         XCTAssertEqual(missing.status, 1)
-        XCTAssertEqual(missing.stderr, "run: nope.sdscript: no such file\n")
+        XCTAssertEqual(missing.stderr, "run: nope.sdscript: no such file or folder\n")
     }
 
     /// A script saved by a Windows editor: CRLF line endings and a UTF-8 byte-order mark. Both
@@ -63,6 +63,32 @@ final class ScriptModeTests: XCTestCase {
         let piped = try PipeRun(["--model", EndToEndTests.diffusersModel], stdin: "\u{FEFF}" + text, in: sandbox)
         XCTAssertEqual(piped.status, 0, piped.stderr)
         XCTAssertEqual(piped.stdout.split(separator: "\n").filter { $0.hasPrefix("image 1: ") }, lines, piped.stdout)
+    }
+
+    /// File errors are one clean line naming the path as given: never Foundation's "The operation
+    /// could not be completed. (NSCocoaErrorDomain error 256.)" or "The file doesn’t exist..".
+    func testFileErrorsAreOneCleanLine() throws {
+        let sandbox = Sandbox()
+        try FileManager.default.createDirectory(atPath: sandbox.path + "/somedir", withIntermediateDirectories: true)
+        try Data([0xFF, 0xFE, 0x00, 0x80, 0x0A]).write(to: URL(fileURLWithPath: sandbox.path + "/binary.csv"))
+        let folder = try PipeRun(["info", "somedir"], in: sandbox)
+        XCTAssertEqual(folder.status, 1)
+        XCTAssertEqual(folder.stderr, "sdrepl info: somedir: is a folder, not a file\n")
+        let missing = try PipeRun(["info", "nothing.png"], in: sandbox)
+        XCTAssertEqual(missing.stderr, "sdrepl info: nothing.png: no such file or folder\n")
+
+        sandbox.write("s.sdscript", "load somedir\nload nonexist.png\nset styles somedir\nset styles binary.csv\nrun somedir\nrun binary.csv\n")
+        let run = try PipeRun(["run", "--keep-going", "s.sdscript"], in: sandbox)
+        XCTAssertEqual(run.status, 1)
+        XCTAssertEqual(run.stderr, """
+            s.sdscript:1: load: somedir: is a folder, not a file
+            s.sdscript:2: load: nonexist.png: no such file or folder
+            s.sdscript:3: set styles: somedir: is a folder, not a file
+            s.sdscript:4: set styles: binary.csv: not UTF-8 text
+            s.sdscript:5: run: \(sandbox.path)/somedir: is a folder, not a file
+            s.sdscript:6: run: \(sandbox.path)/binary.csv: not UTF-8 text; a script is a text file of commands
+
+            """)
     }
 
     func testCheckNamesTheLineOfAResultThatCannotBeVerified() throws {

@@ -1,4 +1,5 @@
 import Diffusion
+import FileErrors
 import Foundation
 import Imaging
 import ModelStore
@@ -88,7 +89,7 @@ public final class StyleBook {
             do {
                 try load(csv: file)
             } catch {
-                loadProblem = "\(error)"
+                loadProblem = "\(file): \(fileProblem(error))"
             }
         }
     }
@@ -121,6 +122,30 @@ public final class StyleBook {
     /// - Throws: Imaging's error naming the file and line.
     public func load(csv path: String) throws {
         library.add(try StyleLibrary.load(URL(fileURLWithPath: path)))
+    }
+}
+
+/// The recipe stored in the image at `path` (`load`, `info`).
+/// - Parameters:
+///   - shown: the path as the user gave it, for the message (default: `path`).
+///   - command: the command the message is labelled with.
+/// - Throws: `ScriptError.file` naming the path and what is wrong with the file.
+public func readStoredRecipe(at path: String, shownAs shown: String? = nil, command: String) throws -> StoredRecipe {
+    do {
+        return try ImageRecipeReader.read(URL(fileURLWithPath: path))
+    } catch {
+        throw ScriptError.file(command: command, path: shown ?? path, reason: fileProblem(error))
+    }
+}
+
+/// What went wrong reading an image or a styles file, without its path (the message names the
+/// path as the user gave it): Imaging's reason, or the file-system phrase.
+func fileProblem(_ error: Error) -> String {
+    switch error as? ImagingError {
+    case .readFailed(_, let reason)?: return reason
+    case .noRecipe?: return "carries no generation recipe (no A1111 parameters, sdrepl keys or EXIF UserComment)"
+    case .stylesFile(_, let line, let message)?: return "line \(line): \(message)"
+    default: return FileErrorText.reason(error)
     }
 }
 

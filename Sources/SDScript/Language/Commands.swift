@@ -1,3 +1,4 @@
+import FileErrors
 import Foundation
 import Diffusion
 import Imaging
@@ -78,7 +79,7 @@ public struct Command {
                 } catch let error as ScriptError {
                     throw error
                 } catch {
-                    throw ScriptError.unavailable(command: "model download", reason: "\(error)")
+                    throw ScriptError.unavailable(command: "model download", reason: FileErrorText.reason(error))
                 }
                 return .ok
             }
@@ -87,7 +88,7 @@ public struct Command {
                 // Names a usable checkpoint (not a pickle, not an empty folder); the engine checks the rest on load.
                 _ = try session.components.models.locate(explicit: path)
             } catch {
-                throw ScriptError.unavailable(command: "model", reason: "\(error)")
+                throw ScriptError.unavailable(command: "model", reason: FileErrorText.reason(error))
             }
             session.settings.resources.model = path
             return .ok
@@ -197,12 +198,7 @@ public struct Command {
                 kind: .text, completion: .paths, transcript: .inputPath()) { session, argument, location in
             guard !argument.isEmpty else { throw ScriptError.missingArgument(command: "load", usage: "load FILE") }
             let path = session.resolve(argument, relativeTo: location)
-            let recipe: StoredRecipe
-            do {
-                recipe = try ImageRecipeReader.read(URL(fileURLWithPath: path))
-            } catch {
-                throw ScriptError.file(command: "load", path: argument, reason: "\(error)")
-            }
+            let recipe = try readStoredRecipe(at: path, shownAs: argument, command: "load")
             try apply(recipe, to: session, file: argument)
             return .ok
         },
@@ -231,7 +227,7 @@ public struct Command {
                 let location = try session.components.models.locate(explicit: session.settings.resources.model)
                 session.io.output("using \(location.path) (\(location.source))")
             } catch {
-                "\(error)".split(separator: "\n").forEach { session.io.output(String($0)) }
+                FileErrorText.reason(error).split(separator: "\n").forEach { session.io.output(String($0)) }
             }
             return .ok
         },

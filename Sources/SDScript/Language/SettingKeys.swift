@@ -1,4 +1,5 @@
 import Diffusion
+import FileErrors
 import Foundation
 
 /// One key of `set KEY VALUE` / `unset KEY`: how to read, show and reset it.
@@ -97,7 +98,7 @@ public struct SettingKey {
                        } catch let error as ScriptError {
                            throw error
                        } catch {
-                           throw ScriptError.file(command: "set styles", path: value, reason: "\(error)")
+                           throw ScriptError.file(command: "set styles", path: value, reason: fileProblem(error))
                        }
                        session.settings.resources.stylesFile = value
                    },

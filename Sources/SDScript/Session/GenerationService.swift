@@ -1,4 +1,5 @@
 import Diffusion
+import FileErrors
 import Foundation
 import Imaging
 
@@ -19,7 +20,7 @@ final class GenerationService {
         do {
             location = try components.models.locate(explicit: resources.model)
         } catch {
-            throw ScriptError.noModel("\(error)")
+            throw ScriptError.noModel(FileErrorText.reason(error))
         }
         if let cached, cached.model == location.path, cached.memory == resources.memory { return cached.generator }
         guard let loader = components.generatorLoader else { throw ScriptError.noEngine(model: location.path) }
@@ -28,7 +29,7 @@ final class GenerationService {
         do {
             loaded = try loader.load(model: location, memory: resources.memory)
         } catch {
-            throw ScriptError.file(command: "model", path: location.path, reason: "\(error)")
+            throw ScriptError.file(command: "model", path: location.path, reason: FileErrorText.reason(error))
         }
         loaded.loadWarnings.forEach(io.warning)
         cached = (location.path, resources.memory, loaded)
@@ -122,7 +123,7 @@ final class GenerationService {
                let near = closestWord(to: name, in: LoRALibrary.names(in: folders.loras)) {
                 throw ScriptError.generation("\(error) (did you mean '\(near)'?)")
             }
-            throw ScriptError.generation("\(error)")
+            throw ScriptError.generation(FileErrorText.reason(error))
         }
     }
 
@@ -138,7 +139,7 @@ final class GenerationService {
             throw error
         } catch {
             throw ScriptError.file(command: "save", path: path ?? output.outdir,
-                                   reason: "\(error); the image stays in the session, try 'save PATH' elsewhere")
+                                   reason: "\(FileErrorText.reason(error)); the image stays in the session, try 'save PATH' elsewhere")
         }
     }
 }

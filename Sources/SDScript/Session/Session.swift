@@ -1,4 +1,5 @@
 import Diffusion
+import FileErrors
 import Foundation
 import Imaging
 
@@ -109,7 +110,7 @@ public final class Session {
         } catch is QuitRequest {
             return .quit
         } catch {
-            return .failed(report(.generation("\(error)"), at: location))
+            return .failed(report(.generation(FileErrorText.reason(error)), at: location))
         }
     }
 

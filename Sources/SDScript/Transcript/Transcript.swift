@@ -1,4 +1,5 @@
 import Crypto
+import FileErrors
 import Foundation
 import Glibc
 import Imaging
@@ -98,7 +99,7 @@ public final class TranscriptRecorder {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
-            throw ScriptError.file(command: "sdrepl", path: directory, reason: "cannot create the sessions directory (\(error.localizedDescription)); use --sessions DIR or --no-record")
+            throw ScriptError.file(command: "sdrepl", path: directory, reason: "cannot create the sessions directory (\(FileErrorText.reason(error))); use --sessions DIR or --no-record")
         }
         var candidate = stem + ".sdscript"
         var counter = 2
@@ -110,7 +111,8 @@ public final class TranscriptRecorder {
             descriptor = open(candidate, O_WRONLY | O_CREAT | O_EXCL, 0o644)
         }
         guard descriptor >= 0 else {
-            throw ScriptError.file(command: "sdrepl", path: candidate, reason: String(cString: strerror(errno)))
+            throw ScriptError.file(command: "sdrepl", path: candidate, reason: FileErrorText.reason(errno: errno)
+                                   + "; use --sessions DIR or --no-record")
         }
         path = candidate
         handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
@@ -133,7 +135,7 @@ public final class TranscriptRecorder {
         lines.append(flat)
         guard failure == nil else { return nil }
         if let code = Self.write([flat], to: handle.fileDescriptor) {
-            failure = String(cString: strerror(code))
+            failure = FileErrorText.reason(errno: code)
             return failure
         }
         return nil
@@ -148,13 +150,13 @@ public final class TranscriptRecorder {
         let descriptor = open(newPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else {
             let reason = errno == EEXIST ? "exists already; transcripts are never overwritten, give a new name"
-                                         : String(cString: strerror(errno))
+                                         : FileErrorText.reason(errno: errno)
             throw ScriptError.file(command: "transcript save", path: newPath, reason: reason)
         }
         let file = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
         if let code = Self.write(lines, to: descriptor) {
             unlink(newPath)
-            throw ScriptError.file(command: "transcript save", path: newPath, reason: String(cString: strerror(code)))
+            throw ScriptError.file(command: "transcript save", path: newPath, reason: FileErrorText.reason(errno: code))
         }
         path = newPath
         handle = file
