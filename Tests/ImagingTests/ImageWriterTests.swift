@@ -107,6 +107,19 @@ final class ImageWriterTests: XCTestCase {
         #endif
     }
 
+    /// A path without an extension: both formats under it, all or nothing.
+    func testAStemWritesEveryFormatOrNone() throws {
+        let stem = directory.appendingPathComponent("shots/fox")
+        let urls = try writer().save(makeTestImage(), metadata: sampleMetadata(), stem: stem)
+        XCTAssertEqual(urls.map(\.lastPathComponent), ["fox.png", "fox.jpg"])
+        XCTAssertEqual(try PNGFile.decode([UInt8](Data(contentsOf: urls[0]))).image, makeTestImage())
+        try FileManager.default.removeItem(at: urls[0])
+        XCTAssertThrowsError(try writer().save(makeTestImage(), metadata: sampleMetadata(), stem: stem)) { error in
+            XCTAssertEqual(error as? ImagingError, .fileExists(path: urls[1].path))
+        }
+        XCTAssertEqual(contents(stem.deletingLastPathComponent()), ["fox.jpg"], "the PNG was not written either")
+    }
+
     func testExplicitPathWritesExactlyThatFileAndNeverOverwrites() throws {
         let target = directory.appendingPathComponent("sub/dir/fox.jpeg")
         try writer().save(makeTestImage(), metadata: sampleMetadata(), to: target)

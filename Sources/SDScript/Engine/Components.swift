@@ -84,8 +84,8 @@ public protocol ImageSaver {
     /// Writes `image`.
     ///
     /// - Parameters:
-    ///   - path: the exact file to write (`.png` or `.jpg`), or nil for both a PNG and a JPEG in
-    ///     `output.outdir`, named from the timestamp, seed and prompt.
+    ///   - path: the exact file to write (`.png` or `.jpg`); without an extension, `PATH.png` and
+    ///     `PATH.jpg`; nil for both in `output.outdir`, named from the timestamp, seed and prompt.
     /// - Returns: the paths written.
     /// - Throws: with a message naming the file when it cannot be written; nothing partial is left.
     func save(_ image: SessionImage, to path: String?, output: OutputSettings) throws -> [String]

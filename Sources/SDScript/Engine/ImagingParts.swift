@@ -61,6 +61,12 @@ public struct ImagingSaver: ImageSaver {
                                      style: request.style, timestamp: Date(),
                                      settingsJSON: (try? ImageMetadata.settingsJSON(all)) ?? "{}")
         let writer = ImageWriter(directory: URL(fileURLWithPath: output.outdir), jpegQuality: output.jpegQuality)
+        if let path, (path as NSString).pathExtension.isEmpty {
+            // No extension: both formats, as `save` alone writes them.
+            return try writer.save(image.pixels, metadata: metadata, stem: URL(fileURLWithPath: path)).map { url in
+                path + "." + url.pathExtension
+            }
+        }
         if let path {
             try writer.save(image.pixels, metadata: metadata, to: URL(fileURLWithPath: path))
             return [path]

@@ -134,13 +134,20 @@ public struct Command {
             try session.generate(count: count)
             return .ok
         },
-        Command(name: "save", usage: "save [PATH]", summary: "save the last image(s): PNG and JPEG in outdir, or exactly PATH (.png/.jpg)",
+        Command(name: "save", usage: "save [PATH]",
+                summary: "save the last image(s): PNG and JPEG in outdir; PATH.png or PATH.jpg exactly; PATH without an extension: both",
                 kind: .text, completion: .paths) { session, argument, _ in
             guard !session.lastBatch.isEmpty else {
                 throw ScriptError.notReady(command: "save", reason: "no image yet; run 'gen' first, then save")
             }
             let batch = session.lastBatch
             for (number, position) in batch.enumerated() {
+                // Saved already (by autosave or an earlier save): say where, rather than write a copy.
+                let image = session.images[position]
+                if argument.isEmpty && !image.savedPaths.isEmpty {
+                    session.io.output("image \(image.index): already saved as \(image.savedPaths.joined(separator: " ")); 'save PATH' writes another copy")
+                    continue
+                }
                 // Outputs go where the user is, like outdir: relative to the current directory.
                 var path: String? = argument.isEmpty ? nil : NSString(string: argument).expandingTildeInPath
                 if let given = path, batch.count > 1 {

@@ -25,6 +25,9 @@ public enum ScriptError: Error, Equatable, Sendable {
     case unexpectedArgument(command: String, argument: String)
     /// A file could not be read or written.
     case file(command: String, path: String, reason: String)
+    /// An image could not be written (`save`, or `gen`'s autosave); `reason` names the file and what
+    /// to do. The image stays in the session.
+    case imageNotSaved(command: String, reason: String)
     /// No usable model: the model store's message (where it looked and how to get one, or why the
     /// given path is not a model).
     case noModel(String)
@@ -51,7 +54,7 @@ public enum ScriptError: Error, Equatable, Sendable {
         case .unknownCommand: return nil
         case .badArgument(let command, _, _, _), .missingArgument(let command, _),
              .unexpectedArgument(let command, _), .file(let command, _, _), .unavailable(let command, _),
-             .notReady(let command, _):
+             .notReady(let command, _), .imageNotSaved(let command, _):
             return command
         case .noModel, .noEngine, .generation, .cancelled: return "gen"
         case .runTooDeep, .runCycle: return "run"
@@ -74,6 +77,8 @@ extension ScriptError: CustomStringConvertible {
             body = "takes no argument, got '\(argument)'; see 'help \(command)'"
         case .file(_, let path, let reason):
             body = "\(path): \(reason)"
+        case .imageNotSaved(_, let reason):
+            body = reason + "; the image stays in the session"
         case .noModel(let message):
             body = message
         case .noEngine(let model):

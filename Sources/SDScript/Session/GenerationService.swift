@@ -128,7 +128,7 @@ final class GenerationService {
     }
 
     /// Writes `image` to `path` (or both formats in the output folder) with its recipe.
-    /// - Throws: `ScriptError.file` naming the path; the image stays in the session.
+    /// - Throws: `ScriptError.imageNotSaved` saying which file and why; the image stays in the session.
     func save(_ image: SessionImage, to path: String?, output: OutputSettings) throws -> [String] {
         guard let saver = components.saver else {
             throw ScriptError.unavailable(command: "save", reason: "this session has no image writer")
@@ -138,8 +138,7 @@ final class GenerationService {
         } catch let error as ScriptError {
             throw error
         } catch {
-            throw ScriptError.file(command: "save", path: path ?? output.outdir,
-                                   reason: "\(FileErrorText.reason(error)); the image stays in the session, try 'save PATH' elsewhere")
+            throw ScriptError.imageNotSaved(command: "save", reason: FileErrorText.reason(error))
         }
     }
 }

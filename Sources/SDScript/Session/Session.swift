@@ -168,6 +168,8 @@ public final class Session {
             if settings.output.autosave, !savingDisabled, components.saver != nil {
                 do {
                     entry.savedPaths = try save(position, to: nil)
+                } catch ScriptError.imageNotSaved(_, let reason) {
+                    saveError = .imageNotSaved(command: "gen", reason: "autosave: " + reason)
                 } catch let error as ScriptError {
                     saveError = error
                 }
