@@ -22,4 +22,22 @@ final class EngineBatchTests: XCTestCase {
         XCTAssertEqual(Set(session.images.map(\.sha256)).count, 4, "four seeds, four pictures")
         XCTAssertEqual(io.lines.filter { $0.hasPrefix("image ") }.count, 4, "each image is shown as it is finished")
     }
+
+    /// The progress counts the steps asked for: PNDM evaluates the UNet steps + 1 times (its first
+    /// step takes two), but `set steps 4` shows 0/4 … 4/4, never 5.
+    func testProgressCountsTheStepsAskedForWithPNDM() throws {
+        let io = BufferIO()
+        let session = Session(components: Components(generatorLoader: PipelineLoader(), models: FixedModelCatalog(),
+                                                     styles: StyleBook(environment: [:]), saver: nil), io: io)
+        for line in ["model \(Fixture.tinySD15Folder.path)", "prompt a red fox", "seed 9", "set size 64x64", "set steps 4",
+                     "set sampler pndm", "gen"] {
+            XCTAssertEqual(session.execute(line), .ok, line)
+        }
+        let steps = io.events.compactMap { event -> (Int, Int)? in
+            guard case .progress(let progress, _, _, _) = event else { return nil }
+            return (progress.step, progress.total)
+        }
+        XCTAssertEqual(steps.map(\.0), [0, 1, 2, 3, 4])
+        XCTAssertEqual(Set(steps.map(\.1)), [4])
+    }
 }

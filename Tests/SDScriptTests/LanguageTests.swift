@@ -92,6 +92,28 @@ final class CommandTests: XCTestCase {
         XCTAssertEqual(session.settings, SessionSettings())
     }
 
+    /// A step count the sampler cannot take is refused when it is set, not at `gen`: `set steps`
+    /// checks it against the sampler, `set sampler` against the steps (the ranges are the engine's).
+    func testStepsAreCheckedAgainstTheSamplerWhenSet() {
+        let io = BufferIO()
+        let session = makeSession(io: io)
+        XCTAssertEqual(session.execute("set steps 1000"), .failed(Diagnostic(.badArgument(
+            command: "set steps", argument: "1000", reason: "pndm takes 1 to 999 steps, got"), at: nil)))
+        XCTAssertEqual(io.diagnostics.last, "set steps: pndm takes 1 to 999 steps, got '1000'")
+        XCTAssertEqual(session.settings.request.steps, 25)
+        XCTAssertEqual(session.execute("set steps 999"), .ok)
+        XCTAssertEqual(session.execute("set sampler euler"), .ok)
+        XCTAssertEqual(session.execute("set steps 1000"), .ok)
+        XCTAssertEqual(session.execute("set sampler lcm"), .failed(Diagnostic(.notReady(
+            command: "set sampler", reason: "lcm takes 1 to 50 steps and steps is 1000: 'set steps 50' or fewer first"), at: nil)))
+        XCTAssertEqual(session.settings.request.sampler, .euler)
+        XCTAssertEqual(session.execute("set steps 50"), .ok)
+        XCTAssertEqual(session.execute("set sampler lcm"), .ok)
+        XCTAssertEqual(session.execute("set steps 51"), .failed(Diagnostic(.badArgument(
+            command: "set steps", argument: "51", reason: "lcm takes 1 to 50 steps, got"), at: nil)))
+        XCTAssertEqual(session.execute("unset sampler"), .ok, "pndm takes 50")
+    }
+
     func testSettingAliasesAndSides() {
         let session = makeSession()
         for line in ["set guidance 5", "set width 640", "set HEIGHT 384", "set clip_skip 2", "set scheduler DDIM",

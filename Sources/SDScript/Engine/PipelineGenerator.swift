@@ -74,7 +74,7 @@ public final class PipelineGenerator: ImageGenerator {
         // the terminal decides when to draw one.
         for index in 0..<request.batchCount {
             let result = try pipeline.render(prepared, index: index, progress: { step in
-                progress(step)
+                progress(step.counted(inSteps: request.steps))
                 if isCancelled() { token.cancel() }
             }, previewEvery: 1, cancellation: token)
             try image(result)
@@ -136,5 +136,17 @@ public final class PipelineGenerator: ImageGenerator {
             lines.append("  chunk \(number + 1) (\(chunk.promptTokenCount) tokens): \(chunker.text(of: chunk))")
         }
         return lines.joined(separator: "\n")
+    }
+}
+
+extension GenerationProgress {
+    /// This progress counted in the `steps` the request asked for. The engine counts UNet
+    /// evaluations (`total` is the sampler's timestep count), which for PNDM is steps + 1: its
+    /// first step evaluates twice (the PLMS warm-up), so evaluation k of steps + 1 finishes step
+    /// k - 1 (`k * steps / (steps + 1)`, rounded down). Other samplers are returned as they are.
+    func counted(inSteps steps: Int) -> GenerationProgress {
+        guard total > 0, steps > 0, total != steps else { return self }
+        return GenerationProgress(image: image, images: images, step: step * steps / total, total: steps,
+                                  elapsed: elapsed, preview: preview)
     }
 }

@@ -40,7 +40,12 @@ public struct SettingKey {
                        return "random"
                    },
                    reset: { $0.request.seed = RequestDefaults().seed }, transcript: .seedChoice),
-        integer("steps", range: RequestLimits.steps, \.request.steps),
+        integer("steps", range: RequestLimits.steps, \.request.steps) { session, steps in
+            if let range = acceptedSteps(steps, by: session.settings.request.sampler) {
+                throw ScriptError.badArgument(command: "set steps", argument: String(steps),
+                                              reason: "\(session.settings.request.sampler) takes \(range.lowerBound) to \(range.upperBound) steps, got")
+            }
+        },
         SettingKey(name: "cfg", values: "\(Int(RequestLimits.guidance.lowerBound))…\(Int(RequestLimits.guidance.upperBound))",
                    kind: .words, choices: { _ in nil }, completesPaths: false,
                    apply: { session, value in
@@ -74,6 +79,11 @@ public struct SettingKey {
                            throw ScriptError.badArgument(command: "set sampler", argument: value, reason: "unknown sampler",
                                                          suggestion: closestWord(to: value, in: Sampler.allNames)
                                                              .flatMap { try? Sampler(name: $0) }?.rawValue)
+                       }
+                       let steps = session.settings.request.steps
+                       if let range = acceptedSteps(steps, by: sampler) {
+                           throw ScriptError.notReady(command: "set sampler", reason: "\(sampler) takes \(range.lowerBound) to \(range.upperBound) steps "
+                                                      + "and steps is \(steps): 'set steps \(range.upperBound)' or fewer first")
                        }
                        session.settings.request.sampler = sampler
                    },
@@ -175,8 +185,9 @@ public struct SettingKey {
                    show: { $0[keyPath: path] ?? defaults }, reset: { $0[keyPath: path] = nil }, transcript: .inputPath())
     }
 
-    private static func integer(_ name: String, range: ClosedRange<Int>,
-                                _ path: WritableKeyPath<SessionSettings, Int>) -> SettingKey {
+    /// - Parameter check: a further check of a number in `range` (the sampler's steps).
+    private static func integer(_ name: String, range: ClosedRange<Int>, _ path: WritableKeyPath<SessionSettings, Int>,
+                                check: @escaping (Session, Int) throws -> Void = { _, _ in }) -> SettingKey {
         SettingKey(name: name, values: "\(range.lowerBound)…\(range.upperBound)", kind: .words, choices: { _ in nil },
                    completesPaths: false,
                    apply: { session, value in
@@ -184,6 +195,7 @@ public struct SettingKey {
                            throw ScriptError.badArgument(command: "set \(name)", argument: value,
                                                          reason: "expected a whole number from \(range.lowerBound) to \(range.upperBound), got")
                        }
+                       try check(session, number)
                        session.settings[keyPath: path] = number
                    },
                    show: { String($0[keyPath: path]) },
@@ -206,6 +218,20 @@ public struct SettingKey {
                           },
                           show: { $0[keyPath: path].rawValue },
                           reset: { $0[keyPath: path] = SessionSettings()[keyPath: path] })
+    }
+}
+
+/// The step counts `sampler` takes, when `steps` is not one of them; nil when it is. The engine's
+/// own check (`Sampler.makeScheduler`) with SD1.5's scheduler config, so `set` refuses what `gen`
+/// would.
+func acceptedSteps(_ steps: Int, by sampler: Sampler) -> ClosedRange<Int>? {
+    do {
+        _ = try sampler.makeScheduler(config: .sd15, steps: steps)
+        return nil
+    } catch SchedulerError.invalidSteps(_, _, let range) {
+        return range
+    } catch {
+        return nil  // a config option this port lacks is the model's problem, reported at gen
     }
 }
 
