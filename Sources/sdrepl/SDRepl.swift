@@ -21,7 +21,7 @@ struct SessionOptions: ParsableArguments {
 
     func validate() throws {
         if let model, !FileManager.default.fileExists(atPath: NSString(string: model).expandingTildeInPath) {
-            throw ValidationError("--model \(model): no such file or folder")
+            throw ValidationError("--model \(model.escapingControlCharacters): no such file or folder")
         }
     }
 
@@ -190,9 +190,9 @@ struct Info: ParsableCommand {
     func run() throws {
         do {
             let stored = try readStoredRecipe(at: NSString(string: file).expandingTildeInPath, shownAs: file, command: "sdrepl info")
-            print(Self.describe(stored))
+            print(Self.describe(stored).escapingControlCharacters)
         } catch {
-            FileHandle.standardError.write(Data("\(error)\n".utf8))
+            FileHandle.standardError.write(Data("\(error)\n".escapingControlCharacters.utf8))
             throw ExitCode(1)
         }
     }

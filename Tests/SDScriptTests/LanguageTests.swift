@@ -26,6 +26,18 @@ final class TokenizerTests: XCTestCase {
             command: "set", argument: "steps#30", reason: "unknown setting", suggestion: "steps"), at: nil)))
     }
 
+    /// Every event's text shows control characters escaped (ESC as \\e, others as \\xHH, C1 as
+    /// \\u{HH}); tabs and the line breaks of multi-line output stay.
+    func testEventTextEscapesControlCharacters() {
+        let event = SessionEvent.output("a\u{1B}[2Jb\u{07}c\u{9B}d\te\u{7F}f\rg\u{0}h\nnext é ☕")
+        XCTAssertEqual(event.text?.lines, ["a\\e[2Jb\\x07c\\u{9B}d\te\\x7Ff\\x0Dg\\x00h\nnext é ☕"])
+        let io = BufferIO()
+        let session = makeSession(io: io)
+        XCTAssertEqual(session.execute("set stpes\u{1B}[31m 3"), .failed(Diagnostic(.badArgument(
+            command: "set", argument: "stpes\u{1B}[31m", reason: "unknown setting"), at: nil)))
+        XCTAssertEqual(io.diagnostics, ["set: unknown setting 'stpes\\e[31m'"])
+    }
+
     func testEditDistanceAndSuggestions() {
         XCTAssertEqual(editDistance(Array("stpes"), Array("steps")), 1)
         XCTAssertEqual(editDistance(Array("kitten"), Array("sitting")), 3)

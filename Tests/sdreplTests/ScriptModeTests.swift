@@ -91,6 +91,44 @@ final class ScriptModeTests: XCTestCase {
             """)
     }
 
+    /// Text that comes back to the terminal (a typed line in an error, a prompt in `history`, a
+    /// recipe from `info`) shows control characters escaped, so a line cannot retitle the window,
+    /// clear the screen or ring the bell.
+    func testControlCharactersAreEscapedInEverythingEchoed() throws {
+        let sandbox = Sandbox()
+        let typed = try PipeRun([], stdin: "foo\u{1B}]0;PWNED\u{07}\n", in: sandbox)
+        XCTAssertEqual(typed.status, 1)
+        XCTAssertEqual(typed.stderr, "<stdin>:1: unknown command 'foo\\e]0;PWNED\\x07'; type 'help' for the list\n")
+
+        let script = """
+            prompt a \u{1B}[31mred\u{1B}[0m fox\u{9B}2J
+            set size 64x64
+            set steps 2
+            seed 3
+            set autosave off
+            gen
+            save fox.png
+            history
+
+            """
+        let run = try PipeRun(["--model", EndToEndTests.diffusersModel], stdin: script, in: sandbox)
+        XCTAssertEqual(run.status, 0, run.stderr)
+        XCTAssertTrue(run.stdout.contains("prompt \"a \\e[31mred\\e[0m fox\\u{9B}2J\""), run.stdout)
+        let info = try PipeRun(["info", "fox.png"], in: sandbox)
+        XCTAssertEqual(info.status, 0, info.stderr)
+        XCTAssertTrue(info.stdout.hasPrefix("a \\e[31mred\\e[0m fox\\u{9B}2J\n"), info.stdout)
+        for output in [typed.stderr, run.stdout, run.stderr, info.stdout] {
+            XCTAssertFalse(output.unicodeScalars.contains { $0.value < 0x20 && $0 != "\n" || (0x7F...0x9F).contains($0.value) },
+                           output.debugDescription)
+        }
+
+        // A binary file is not a script.
+        try Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0xFF, 0x00]).write(to: URL(fileURLWithPath: sandbox.path + "/image.sdscript"))
+        let binary = try PipeRun(["run", "image.sdscript"], in: sandbox)
+        XCTAssertEqual(binary.status, 1)
+        XCTAssertEqual(binary.stderr, "run: image.sdscript: not UTF-8 text; a script is a text file of commands\n")
+    }
+
     func testCheckNamesTheLineOfAResultThatCannotBeVerified() throws {
         let sandbox = Sandbox()
         let hash = String(repeating: "a", count: 64)
