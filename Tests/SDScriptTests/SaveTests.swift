@@ -77,4 +77,15 @@ final class SaveTests: XCTestCase {
         ])
         XCTAssertEqual(session.execute("save \(folder.path)/elsewhere.png"), .ok)
     }
+
+    /// A 1 MB prompt: both files are written, and one warning says the JPEG's comment is cut.
+    func testAPromptTooLongForTheJPEGSavesBothAndWarnsOnce() {
+        XCTAssertEqual(session.execute("prompt " + String(repeating: "a fox in the snow, ", count: 55_000)), .ok)
+        XCTAssertEqual(session.execute("gen"), .ok)
+        let saved = session.images[0].savedPaths
+        XCTAssertEqual(saved.map { ($0 as NSString).pathExtension }, ["png", "jpg"])
+        XCTAssertEqual(io.diagnostics.count, 1, "\(io.diagnostics)")
+        XCTAssertTrue(io.diagnostics[0].hasPrefix("warning: \(saved[1]): the prompt is too long for a JPEG's EXIF comment "), io.diagnostics[0])
+        XCTAssertTrue(io.diagnostics[0].hasSuffix(" characters of it; \(saved[0]) has all of it"), io.diagnostics[0])
+    }
 }

@@ -71,9 +71,9 @@ struct FixedModelCatalog: ModelCatalog {
 /// Records what `save` was asked to write; writes nothing.
 final class RecordingSaver: ImageSaver {
     var saved: [(StyledRequest, String?)] = []
-    func save(_ image: SessionImage, to path: String?, output: OutputSettings) throws -> [String] {
+    func save(_ image: SessionImage, to path: String?, output: OutputSettings) throws -> SavedFiles {
         saved.append((image.request, path))
-        return [path ?? "\(output.outdir)/\(image.request.engine.seed).png"]
+        return SavedFiles(paths: [path ?? "\(output.outdir)/\(image.request.engine.seed).png"])
     }
 }
 

@@ -142,7 +142,7 @@ final class GenerationTests: XCTestCase {
                                  model: nil, loras: [], seconds: 1, sha256: "")
         var output = OutputSettings()
         (output.outdir, output.jpegQuality) = (folder.path, 90)
-        let paths = try ImagingSaver().save(image, to: nil, output: output)
+        let paths = try ImagingSaver().save(image, to: nil, output: output).paths
         XCTAssertEqual(paths.map { ($0 as NSString).pathExtension }, ["png", "jpg"])
         for path in paths {
             let session = Session(components: Components(models: FixedModelCatalog(), styles: StyleBook(environment: [:])),

@@ -31,7 +31,21 @@ public struct ImagingSaver: ImageSaver {
             clipSkip: r.clipSkip, style: request.style, version: "sdrepl \(SDReplVersion.string)")
     }
 
-    public func save(_ image: SessionImage, to path: String?, output: OutputSettings) throws -> [String] {
+    public func save(_ image: SessionImage, to path: String?, output: OutputSettings) throws -> SavedFiles {
+        let (paths, metadata) = try write(image, to: path, output: output)
+        guard metadata.jpegUserCommentIsCut, let jpeg = paths.first(where: { ImageFormat(path: $0) == .jpeg }) else {
+            return SavedFiles(paths: paths)
+        }
+        let kept = metadata.jpegUserComment.count, whole = metadata.infotext.count
+        let png = paths.first { ImageFormat(path: $0) == .png }.map { "\($0) has all of it" } ?? "a PNG would keep all of it"
+        return SavedFiles(paths: paths, warnings: [
+            "warning: \(jpeg): the prompt is too long for a JPEG's EXIF comment (a recipe of \(whole) characters), "
+                + "which keeps the first \(kept) characters of it; \(png)",
+        ])
+    }
+
+    /// Writes the files; returns their paths and the metadata they carry.
+    private func write(_ image: SessionImage, to path: String?, output: OutputSettings) throws -> ([String], ImageMetadata) {
         let request = image.request, r = request.engine
         var hash: String?
         if let model = image.model {
@@ -63,15 +77,14 @@ public struct ImagingSaver: ImageSaver {
         let writer = ImageWriter(directory: URL(fileURLWithPath: output.outdir), jpegQuality: output.jpegQuality)
         if let path, (path as NSString).pathExtension.isEmpty {
             // No extension: both formats, as `save` alone writes them.
-            return try writer.save(image.pixels, metadata: metadata, stem: URL(fileURLWithPath: path)).map { url in
-                path + "." + url.pathExtension
-            }
+            let urls = try writer.save(image.pixels, metadata: metadata, stem: URL(fileURLWithPath: path))
+            return (urls.map { path + "." + $0.pathExtension }, metadata)
         }
         if let path {
             try writer.save(image.pixels, metadata: metadata, to: URL(fileURLWithPath: path))
-            return [path]
+            return ([path], metadata)
         }
-        return try writer.save(image.pixels, metadata: metadata).map { relativeIfBelowCurrent($0.path) }
+        return (try writer.save(image.pixels, metadata: metadata).map { relativeIfBelowCurrent($0.path) }, metadata)
     }
 
     private func relativeIfBelowCurrent(_ path: String) -> String {

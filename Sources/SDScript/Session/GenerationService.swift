@@ -129,7 +129,7 @@ final class GenerationService {
 
     /// Writes `image` to `path` (or both formats in the output folder) with its recipe.
     /// - Throws: `ScriptError.imageNotSaved` saying which file and why; the image stays in the session.
-    func save(_ image: SessionImage, to path: String?, output: OutputSettings) throws -> [String] {
+    func save(_ image: SessionImage, to path: String?, output: OutputSettings) throws -> SavedFiles {
         guard let saver = components.saver else {
             throw ScriptError.unavailable(command: "save", reason: "this session has no image writer")
         }

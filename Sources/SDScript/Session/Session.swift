@@ -185,7 +185,9 @@ public final class Session {
         // `run --check` verifies a transcript; it writes no image files (its `save` lines included).
         if savingDisabled { return [] }
         let image = history.images[position]
-        let paths = try generation.save(image, to: path, output: settings.output)
+        let saved = try generation.save(image, to: path, output: settings.output)
+        saved.warnings.forEach(io.warning)
+        let paths = saved.paths
         history.addSavedPaths(paths, at: position)
         log.line.results += paths.map { .saved(index: image.index, path: $0) }
         return paths
