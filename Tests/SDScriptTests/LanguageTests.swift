@@ -1,4 +1,5 @@
 import Diffusion
+import ModelStore
 import XCTest
 @testable import SDScript
 
@@ -126,6 +127,39 @@ final class CommandTests: XCTestCase {
         XCTAssertEqual(session.execute("unset sampler"), .ok, "pndm takes 50")
     }
 
+    /// `seed last` (and `set seed last`) reuses the last image's seed, as A1111's recycle button.
+    func testSeedLastReusesTheLastImagesSeed() {
+        let session = makeSession(seeds: [1234, 98765])
+        XCTAssertEqual(session.execute("seed last"), .failed(Diagnostic(.notReady(
+            command: "seed", reason: "no image yet; 'seed last' takes the seed of the last image made"), at: nil)))
+        for line in ["prompt x", "set size 64x64", "set steps 1", "gen 2"] { XCTAssertEqual(session.execute(line), .ok, line) }
+        XCTAssertEqual(session.execute("seed last"), .ok)
+        XCTAssertEqual(session.settings.request.seed, .fixed(1235))
+        XCTAssertEqual(session.execute("seed random"), .ok)
+        XCTAssertEqual(session.execute("set seed LAST"), .ok)
+        XCTAssertEqual(session.settings.request.seed, .fixed(1235))
+    }
+
+    /// `tokens` labels its own errors (not `gen:`).
+    func testTokensErrorsAreLabelledTokens() {
+        let folder = TemporaryFolder()
+        let catalog = ModelStoreCatalog(environment: ["HF_HOME": folder.path + "/hf", "HOME": folder.path + "/home"],
+                                        currentDirectory: folder.path)
+        let io = BufferIO()
+        let session = Session(components: Components(generatorLoader: CountingLoader(), models: catalog, styles: StyleBook(environment: [:])),
+                              io: io)
+        XCTAssertEqual(session.execute("prompt x"), .ok)
+        guard case .failed(let diagnostic) = session.execute("tokens") else { return XCTFail("tokens without a model") }
+        XCTAssertTrue(diagnostic.description.hasPrefix("tokens: no Stable Diffusion 1.5 model found."), diagnostic.description)
+        let noEngine = Session(components: Components(generatorLoader: nil, models: FixedModelCatalog(), styles: StyleBook(environment: [:])),
+                               io: io)
+        XCTAssertEqual(noEngine.execute("tokens").failure?.description,
+                       "tokens: found the model /test/double.safetensors, but this build of sdrepl has no generation engine wired in")
+        let styled = makeSession()
+        styled.settings.request.style = "nonesuch"
+        XCTAssertEqual(styled.execute("tokens").failure?.description, "tokens: unknown style 'nonesuch'")
+    }
+
     func testSettingAliasesAndSides() {
         let session = makeSession()
         for line in ["set guidance 5", "set width 640", "set HEIGHT 384", "set clip_skip 2", "set scheduler DDIM",
@@ -173,8 +207,8 @@ final class CommandTests: XCTestCase {
             ("set clip-skip 13", "set clip-skip: expected a whole number from 1 to 12, got '13'"),
             ("set jpeg-quality 101", "set jpeg-quality: expected a whole number from 1 to 100, got '101'"),
             ("set steps", "set steps: missing argument; usage: set steps 1…1000"),
-            ("seed randon", "seed: expected a whole number from 0 to 18446744073709551615 or 'random', got 'randon' (did you mean 'random'?)"),
-            ("seed", "seed: missing argument; usage: seed N | random"),
+            ("seed randon", "seed: expected a whole number from 0 to 18446744073709551615, 'random' or 'last', got 'randon' (did you mean 'random'?)"),
+            ("seed", "seed: missing argument; usage: seed N | random | last"),
             ("unset stepz", "unset: unknown setting 'stepz' (did you mean 'steps'?)"),
             ("gen 0", "gen: expected a number of images from 1 to 64, got '0'"),
             ("show 1", "show: no image yet; run 'gen' first"),
@@ -321,5 +355,13 @@ final class LoRAFolderTests: XCTestCase {
         XCTAssertEqual(session.execute("embeddings"), .ok)
         XCTAssertEqual(io.lines.first, "ink")
         XCTAssertTrue(io.lines.last?.hasPrefix("3 embeddings in \(folder.path)/mine") ?? false, "\(io.lines)")
+    }
+}
+
+extension Outcome {
+    /// The diagnostic of a failed line.
+    var failure: Diagnostic? {
+        if case .failed(let diagnostic) = self { return diagnostic }
+        return nil
     }
 }

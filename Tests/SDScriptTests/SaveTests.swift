@@ -88,4 +88,26 @@ final class SaveTests: XCTestCase {
         XCTAssertTrue(io.diagnostics[0].hasPrefix("warning: \(saved[1]): the prompt is too long for a JPEG's EXIF comment "), io.diagnostics[0])
         XCTAssertTrue(io.diagnostics[0].hasSuffix(" characters of it; \(saved[0]) has all of it"), io.diagnostics[0])
     }
+
+    /// `info FILE` in the session prints what `sdrepl info` prints; the time the image took is shown
+    /// after `gen` and kept in the PNG's `Parameters` (sdrepl's own key), which `info` shows.
+    func testInfoInTheSessionAndTheTimeEachImageTook() throws {
+        XCTAssertEqual(session.execute("gen"), .ok)
+        let image = session.images[0]
+        XCTAssertEqual(io.lines.last, "image 1: seed 3, 64x64, sha256 \(image.sha256.prefix(16))…, 0.25 s, saved \(image.savedPaths.joined(separator: " "))")
+        let png = image.savedPaths[0]
+        let stored = try ImageRecipeReader.read(URL(fileURLWithPath: png))
+        let settings = try XCTUnwrap(JSONSerialization.jsonObject(with: Data((stored.settingsJSON ?? "").utf8)) as? [String: Any])
+        XCTAssertEqual(settings["seconds"] as? Double, 0.25)
+
+        io.lines = []
+        XCTAssertEqual(session.execute("info \(png)"), .ok)
+        XCTAssertEqual(io.lines, describeStoredRecipe(stored).components(separatedBy: "\n"))
+        XCTAssertEqual(io.lines.first, "a red fox")
+        XCTAssertTrue(io.lines.contains("Generation time: 0.25 s"), "\(io.lines)")
+        XCTAssertTrue(io.lines.contains("Style: none"), "\(io.lines)")
+        XCTAssertEqual(session.execute("info \(folder.path)/nothing.png"), .failed(Diagnostic(.file(
+            command: "info", path: "\(folder.path)/nothing.png", reason: "no such file or folder"), at: nil)))
+        XCTAssertEqual(session.execute("info"), .failed(Diagnostic(.missingArgument(command: "info", usage: "info FILE"), at: nil)))
+    }
 }

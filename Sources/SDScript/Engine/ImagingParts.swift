@@ -64,6 +64,8 @@ public struct ImagingSaver: ImageSaver {
             "cfg_scale": Double(formatNumber(r.guidanceScale)) ?? Double(r.guidanceScale),
             "width": r.width, "height": r.height, "sampler": r.sampler.rawValue,
             "clip_skip": r.clipSkip, "version": SDReplVersion.string,
+            // Not a setting: how long the engine took for this image, to the millisecond.
+            "seconds": (image.seconds * 1000).rounded() / 1000,
         ]
         if let model = image.model {
             all["model"] = model.name
@@ -142,6 +144,27 @@ public final class StyleBook {
     public func load(csv path: String) throws {
         library.add(try StyleLibrary.load(URL(fileURLWithPath: path)))
     }
+}
+
+/// What `info FILE` and `sdrepl info FILE` print: the infotext as stored, then what sdrepl's own
+/// keys add (the prompt as typed, the style, when and how fast it was made), the watermark and
+/// the XMP's AI-origin field.
+public func describeStoredRecipe(_ stored: StoredRecipe) -> String {
+    var lines = [stored.infotext ?? Infotext.render(stored.recipe)]
+    if stored.source == .sdrepl {
+        if let typed = stored.typedPrompt { lines.append("Prompt as typed: \(typed)") }
+        if let typed = stored.typedNegativePrompt, !typed.isEmpty { lines.append("Negative prompt as typed: \(typed)") }
+        if let style = stored.style { lines.append("Style: \(style)") }
+        if let timestamp = stored.timestamp { lines.append("Timestamp: \(timestamp)") }
+        if let json = stored.settingsJSON,
+           let settings = (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [String: Any],
+           let seconds = (settings["seconds"] as? NSNumber)?.doubleValue {
+            lines.append("Generation time: " + String(format: "%.2f s", seconds))
+        }
+    }
+    if let watermark = stored.watermark { lines.append("Watermark: \(watermark)") }
+    if stored.declaresAIOrigin { lines.append("XMP: IPTC DigitalSourceType trainedAlgorithmicMedia") }
+    return lines.joined(separator: "\n")
 }
 
 /// The recipe stored in the image at `path` (`load`, `info`).

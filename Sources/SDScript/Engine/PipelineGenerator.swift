@@ -85,7 +85,18 @@ public final class PipelineGenerator: ImageGenerator {
     public func tokenReport(prompt: String, steps: Int, folders: ResourceFolders) throws -> String {
         use(folders)
         let networks = try ExtraNetworks.parse(prompt)
-        let loras = networks.loras.map { "LoRA \($0.name): text encoder x\($0.textEncoderMultiplier), UNet x\($0.unetMultiplier)" }
+        let loras = networks.loras.map { lora in
+            do {
+                _ = try LoRALibrary.locate(lora.name, in: folders.loras)
+            } catch LoRAError.notFound(let name, let searched) {
+                // `gen` would refuse the prompt: say so here, with the closest name found.
+                let near = closestWord(to: name, in: LoRALibrary.names(in: folders.loras)).map { "; did you mean '\($0)'?" } ?? ""
+                return "LoRA \(name): not found (looked for \(name).safetensors in \(searched.joined(separator: ", ")))\(near); gen refuses this prompt"
+            } catch {
+                return "LoRA \(lora.name): \(error); gen refuses this prompt"
+            }
+            return "LoRA \(lora.name): text encoder x\(lora.textEncoderMultiplier), UNet x\(lora.unetMultiplier)"
+        }
         return (loras + [try compositionReport(networks.prompt, steps: steps)]).joined(separator: "\n")
     }
 

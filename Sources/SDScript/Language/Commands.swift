@@ -54,10 +54,11 @@ public struct Command {
             session.settings.request.negative = argument
             return .ok
         },
-        Command(name: "seed", usage: "seed N | random", summary: "fix the seed, or draw a new one for each gen (the default)",
+        Command(name: "seed", usage: "seed N | random | last",
+                summary: "fix the seed, draw a new one for each gen (the default), or take the last image's",
                 kind: .words, completion: .none, transcript: .seedChoice) { session, argument, _ in
-            guard !argument.isEmpty else { throw ScriptError.missingArgument(command: "seed", usage: "seed N | random") }
-            session.settings.request.seed = try parseSeed(argument, command: "seed")
+            guard !argument.isEmpty else { throw ScriptError.missingArgument(command: "seed", usage: "seed N | random | last") }
+            session.settings.request.seed = try parseSeed(argument, command: "seed", session: session)
             return .ok
         },
         Command(name: "model", usage: "model PATH | model download [REPO FILE]",
@@ -196,8 +197,8 @@ public struct Command {
         Command(name: "tokens", usage: "tokens", summary: "the token count and 75-token chunks of the current prompt (per text with prompt editing, per AND part; its LoRAs)",
                 kind: .words, completion: .none) { session, argument, _ in
             guard argument.isEmpty else { throw ScriptError.unexpectedArgument(command: "tokens", argument: argument) }
-            let request = try session.resolvedRequest(seed: 0).engine
-            let generator = try session.loadedGenerator()
+            let request = try session.resolvedRequest(seed: 0, for: "tokens").engine
+            let generator = try session.loadedGenerator(for: "tokens")
             session.io.output(try generator.tokenReport(prompt: request.prompt, steps: request.steps, folders: session.folders()))
             return .ok
         },
@@ -207,6 +208,13 @@ public struct Command {
             let path = session.resolve(argument, relativeTo: location)
             let recipe = try readStoredRecipe(at: path, shownAs: argument, command: "load")
             try apply(recipe, to: session, file: argument)
+            return .ok
+        },
+        Command(name: "info", usage: "info FILE", summary: "print the recipe stored in a PNG or JPEG (as 'sdrepl info FILE')",
+                kind: .text, completion: .paths, transcript: .inputPath()) { session, argument, location in
+            guard !argument.isEmpty else { throw ScriptError.missingArgument(command: "info", usage: "info FILE") }
+            let stored = try readStoredRecipe(at: session.resolve(argument, relativeTo: location), shownAs: argument, command: "info")
+            describeStoredRecipe(stored).components(separatedBy: "\n").forEach { session.io.output($0) }
             return .ok
         },
         Command(name: "loras", usage: "loras", summary: "list the LoRAs that <lora:NAME:0.8> in a prompt can use, and where sdrepl looks",

@@ -33,8 +33,8 @@ public struct SettingKey {
                        session.settings.request.style = match
                    },
                    show: { $0.request.style }, reset: { $0.request.style = RequestDefaults().style }),
-        SettingKey(name: "seed", values: "N|random", kind: .words, choices: { _ in ["random"] }, completesPaths: false,
-                   apply: { session, value in session.settings.request.seed = try parseSeed(value, command: "set seed") },
+        SettingKey(name: "seed", values: "N|random|last", kind: .words, choices: { _ in ["random", "last"] }, completesPaths: false,
+                   apply: { session, value in session.settings.request.seed = try parseSeed(value, command: "set seed", session: session) },
                    show: { settings in
                        if case .fixed(let seed) = settings.request.seed { return String(seed) }
                        return "random"
@@ -235,13 +235,19 @@ func acceptedSteps(_ steps: Int, by sampler: Sampler) -> ClosedRange<Int>? {
     }
 }
 
-/// `N` (0 … 2^64-1) or `random`.
-func parseSeed(_ value: String, command: String) throws -> SeedMode {
+/// `N` (0 … 2^64-1), `random`, or `last`: the seed of the last image made (A1111's recycle button).
+func parseSeed(_ value: String, command: String, session: Session) throws -> SeedMode {
     if value.lowercased() == "random" || value == "-1" { return .random }
+    if value.lowercased() == "last" {
+        guard let last = session.images.last else {
+            throw ScriptError.notReady(command: command, reason: "no image yet; 'seed last' takes the seed of the last image made")
+        }
+        return .fixed(last.request.engine.seed)
+    }
     guard let seed = UInt64(value) else {
         throw ScriptError.badArgument(command: command, argument: value,
-                                      reason: "expected a whole number from 0 to \(UInt64.max) or 'random', got",
-                                      suggestion: closestWord(to: value, in: ["random"]))
+                                      reason: "expected a whole number from 0 to \(UInt64.max), 'random' or 'last', got",
+                                      suggestion: closestWord(to: value, in: ["random", "last"]))
     }
     return .fixed(seed)
 }

@@ -15,15 +15,16 @@ final class GenerationService {
     }
 
     /// The generator for the current model, loaded on first use and kept for the session.
-    func generator(for resources: ResourceSettings, io: SessionIO) throws -> ImageGenerator {
+    /// - Parameter command: the command that needs it, named in errors.
+    func generator(for resources: ResourceSettings, io: SessionIO, command: String = "gen") throws -> ImageGenerator {
         let location: ModelLocation
         do {
             location = try components.models.locate(explicit: resources.model)
         } catch {
-            throw ScriptError.noModel(FileErrorText.reason(error))
+            throw ScriptError.noModel(FileErrorText.reason(error), command: command)
         }
         if let cached, cached.model == location.path, cached.memory == resources.memory { return cached.generator }
-        guard let loader = components.generatorLoader else { throw ScriptError.noEngine(model: location.path) }
+        guard let loader = components.generatorLoader else { throw ScriptError.noEngine(model: location.path, command: command) }
         io.output("loading \(location.path) (\(location.source)) …")
         let loaded: ImageGenerator
         do {
@@ -38,9 +39,9 @@ final class GenerationService {
 
     /// The request for `count` images from `seed`, with the style applied.
     /// - Throws: `ScriptError.badArgument` for a style this session does not have.
-    func resolve(_ settings: RequestDefaults, seed: UInt64, count: Int) throws -> StyledRequest {
+    func resolve(_ settings: RequestDefaults, seed: UInt64, count: Int, command: String = "gen") throws -> StyledRequest {
         guard let styled = components.styles.apply(settings.style, prompt: settings.prompt, negative: settings.negative) else {
-            throw ScriptError.badArgument(command: "gen", argument: settings.style, reason: "unknown style",
+            throw ScriptError.badArgument(command: command, argument: settings.style, reason: "unknown style",
                                           suggestion: closestWord(to: settings.style, in: components.styles.names))
         }
         let engine = GenerationRequest(prompt: styled.prompt, negativePrompt: styled.negative, seed: seed,

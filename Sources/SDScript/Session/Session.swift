@@ -110,7 +110,7 @@ public final class Session {
         } catch is QuitRequest {
             return .quit
         } catch {
-            return .failed(report(.generation(FileErrorText.reason(error)), at: location))
+            return .failed(report(.generation(FileErrorText.reason(error), command: command.name), at: location))
         }
     }
 
@@ -132,14 +132,14 @@ public final class Session {
 
     // MARK: - What the commands use
 
-    /// The generator for the current model, loaded on first use and kept.
-    func loadedGenerator() throws -> ImageGenerator {
-        try generation.generator(for: settings.resources, io: io)
+    /// The generator for the current model, loaded on first use and kept; errors name `command`.
+    func loadedGenerator(for command: String = "gen") throws -> ImageGenerator {
+        try generation.generator(for: settings.resources, io: io, command: command)
     }
 
-    /// The request of the next `gen` with the style applied.
-    func resolvedRequest(seed: UInt64, count: Int = 1) throws -> StyledRequest {
-        try generation.resolve(settings.request, seed: seed, count: count)
+    /// The request of the next `gen` with the style applied; errors name `command`.
+    func resolvedRequest(seed: UInt64, count: Int = 1, for command: String = "gen") throws -> StyledRequest {
+        try generation.resolve(settings.request, seed: seed, count: count, command: command)
     }
 
     func loraDirectories() -> [URL] { generation.loraDirectories(settings.resources) }
