@@ -94,7 +94,7 @@ final class SaveTests: XCTestCase {
     func testInfoInTheSessionAndTheTimeEachImageTook() throws {
         XCTAssertEqual(session.execute("gen"), .ok)
         let image = session.images[0]
-        XCTAssertEqual(io.lines.last, "image 1: seed 3, 64x64, sha256 \(image.sha256.prefix(16))…, 0.25 s, saved \(image.savedPaths.joined(separator: " "))")
+        XCTAssertEqual(io.lines.last, "image 1: seed 3, 64x64, 0.25 s, sha256 \(image.sha256.prefix(16))…, saved \(image.savedPaths.joined(separator: " "))")
         let png = image.savedPaths[0]
         let stored = try ImageRecipeReader.read(URL(fileURLWithPath: png))
         let settings = try XCTUnwrap(JSONSerialization.jsonObject(with: Data((stored.settingsJSON ?? "").utf8)) as? [String: Any])

@@ -69,8 +69,12 @@ final class ScriptModeTests: XCTestCase {
         try bytes.write(to: URL(fileURLWithPath: sandbox.path + "/crlf.sdscript"))
         let run = try PipeRun(["run", "--model", EndToEndTests.diffusersModel, "crlf.sdscript"], in: sandbox)
         XCTAssertEqual(run.status, 0, run.stderr)
-        // "image 1: seed 5, 64x64, sha256 <16 hex digits>…", without the time it took.
-        let images = { (stdout: String) in stdout.split(separator: "\n").filter { $0.hasPrefix("image 1: seed 5, 64x64, sha256 ") }.map { $0.prefix(48) } }
+        // "image 1: seed 5, 64x64, 0.08 s, sha256 <16 hex digits>…": the hash, not the time it took.
+        let images = { (stdout: String) in
+            stdout.split(separator: "\n").filter { $0.hasPrefix("image 1: seed 5, 64x64, ") }.compactMap { line in
+                line.range(of: "sha256 ").map { line[$0.upperBound...].prefix(16) }
+            }
+        }
         XCTAssertEqual(images(run.stdout).count, 1, run.stdout + run.stderr)
 
         let piped = try PipeRun(["--model", EndToEndTests.diffusersModel], stdin: "\u{FEFF}" + text, in: sandbox)

@@ -62,8 +62,8 @@ extension SessionImage: CustomStringConvertible {
 
     /// The line printed when the image is made.
     func summary(withSavedPaths: Bool) -> String {
-        var line = "image \(index): seed \(request.engine.seed), \(pixels.width)x\(pixels.height), sha256 \(sha256.prefix(16))…, "
-            + String(format: "%.2f s", seconds)
+        var line = "image \(index): seed \(request.engine.seed), \(pixels.width)x\(pixels.height), "
+            + String(format: "%.2f s", seconds) + ", sha256 \(sha256.prefix(16))…"
         if withSavedPaths && !savedPaths.isEmpty { line += ", saved " + savedPaths.joined(separator: " ") }
         return line
     }
