@@ -50,24 +50,26 @@ let package = Package(
             resources: [.copy("Resources")],
             swiftSettings: engineCodegen
         ),
+        // One phrase for a failed file operation ("is a folder, not a file"), for every module's messages.
+        .target(name: "FileErrors"),
         // libpng/libjpeg calls wrapped in C so their setjmp/longjmp error handling never crosses Swift frames.
         .target(name: "CImagingShim", dependencies: ["CPNG", "CJPEG"]),
         // RGB images, PNG/JPEG with metadata, sixel.
-        .target(name: "Imaging", dependencies: ["CImagingShim", "CPNG", "CJPEG", "CSixel"]),
+        .target(name: "Imaging", dependencies: ["CImagingShim", "CPNG", "CJPEG", "CSixel", "FileErrors"]),
         // The Hugging Face cache layout, read by ModelStore, the engine's checkpoint opener and the session.
         .target(name: "HubLayout"),
         // Finding, listing, downloading and verifying checkpoints.
-        .target(name: "ModelStore", dependencies: ["HubLayout", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "ModelStore", dependencies: ["HubLayout", "FileErrors", .product(name: "Crypto", package: "swift-crypto")]),
         // The command language, session state, transcripts, replay.
         .target(
             name: "SDScript",
-            dependencies: ["Diffusion", "Imaging", "ModelStore", "HubLayout", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["Diffusion", "Imaging", "ModelStore", "HubLayout", "FileErrors", .product(name: "Crypto", package: "swift-crypto")]
         ),
         // Runs before the engine: refuses a CPU without the instructions the engine is built for.
         .target(name: "HostCheck"),
         .executableTarget(
             name: "sdrepl",
-            dependencies: ["HostCheck", "SDScript", "Diffusion", "ModelStore", "Imaging", "CEditline", "CSixel", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["HostCheck", "SDScript", "Diffusion", "ModelStore", "Imaging", "FileErrors", "CEditline", "CSixel", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "sdbench",
@@ -79,6 +81,7 @@ let package = Package(
         .testTarget(name: "NNTests", dependencies: ["NN", "Diffusion", "TestSupport"]),
         .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "NN", "TestSupport"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "Diffusion", "TestSupport"]),
+        .testTarget(name: "FileErrorsTests", dependencies: ["FileErrors"]),
         .testTarget(name: "ModelStoreTests", dependencies: ["ModelStore", "TestSupport"]),
         .testTarget(name: "SDScriptTests", dependencies: ["SDScript", "Diffusion", "Imaging", "ModelStore", "TestSupport"]),
         .testTarget(name: "sdreplTests", dependencies: ["TestSupport", "Diffusion", "Imaging", "HostCheck"]),

@@ -51,6 +51,9 @@ public enum EXIF {
         return header + tiff + comment
     }
 
+    /// The most UTF-16 units of text a UserComment can hold in one APP1 segment.
+    public static let maxCommentUnits = (JPEGSegment.maxPayload - app1(userComment: "").count) / 2
+
     /// The APP1 segment carrying `text` as UserComment.
     /// - Throws: `ImagingError.metadataTooLarge` when the text needs more than one segment
     ///   (about 32,700 UTF-16 units).

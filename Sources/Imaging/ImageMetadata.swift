@@ -16,7 +16,9 @@ import Foundation
 /// | `XML:com.adobe.xmp` | XMP packet (always iTXt, as the XMP spec asks)                   |
 ///
 /// JPEG: the infotext as EXIF UserComment (APP1), the XMP packet (APP1), the watermark (COM).
-/// JPEG has no room for the other keys; its infotext alone regenerates the image.
+/// JPEG has no room for the other keys; its infotext alone regenerates the image. A segment holds
+/// 64 KB, about 32,700 UTF-16 units of comment: a longer infotext is cut in the prompt (then the
+/// negative prompt), never in its parameters line (see `jpegUserComment`).
 ///
 /// The XMP packet carries IPTC `Iptc4xmpExt:DigitalSourceType` = `trainedAlgorithmicMedia`, the
 /// field platforms read to label AI-generated images, plus `xmp:CreatorTool`, `xmp:CreateDate`
@@ -103,11 +105,53 @@ public struct ImageMetadata: Equatable, Sendable {
         ]
     }
 
-    /// The JPEG segments: EXIF UserComment, XMP, COM watermark.
-    /// - Throws: `ImagingError.metadataTooLarge` when the infotext or XMP exceeds one segment.
+    /// The infotext as the JPEG's EXIF UserComment holds it: all of it when it fits one segment;
+    /// otherwise the prompt, then the negative prompt, is cut (ending in "…") to what fits, so the
+    /// parameters line (seed, steps, sampler: what `load` needs) is always whole.
+    public var jpegUserComment: String {
+        let budget = EXIF.maxCommentUnits
+        var cut = recipe
+        var text = infotext
+        // Each pass removes at least the excess; a second is needed only if the prompt was shorter.
+        for _ in 0..<4 {
+            let excess = text.utf16.count - budget
+            if excess <= 0 { return text }
+            if cut.prompt.utf16.count > excess {
+                cut.prompt = Self.shortened(cut.prompt, by: excess)
+            } else if cut.negativePrompt.utf16.count > excess {
+                cut.negativePrompt = Self.shortened(cut.negativePrompt, by: excess)
+            } else {
+                cut.prompt = Self.shortened(cut.prompt, by: cut.prompt.utf16.count)
+                cut.negativePrompt = Self.shortened(cut.negativePrompt, by: excess)
+            }
+            text = Infotext.render(cut)
+        }
+        // Only a parameters line over 32,000 characters gets here.
+        return String(decoding: text.utf16.prefix(budget), as: UTF16.self)
+    }
+
+    /// Whether the JPEG's UserComment holds less than the whole infotext.
+    public var jpegUserCommentIsCut: Bool { infotext.utf16.count > EXIF.maxCommentUnits }
+
+    /// `text` less at least `units` UTF-16 units, cut at a character and ended with "…".
+    private static func shortened(_ text: String, by units: Int) -> String {
+        let keep = text.utf16.count - units - 1
+        var result = ""
+        var count = 0
+        for character in text {
+            let size = character.utf16.count
+            if count + size > keep { break }
+            result.append(character)
+            count += size
+        }
+        return result + "…"
+    }
+
+    /// The JPEG segments: EXIF UserComment (cut to fit, see `jpegUserComment`), XMP, COM watermark.
+    /// - Throws: `ImagingError.metadataTooLarge` when the XMP exceeds one segment.
     public func jpegSegments() throws -> [JPEGSegment] {
         [
-            try EXIF.segment(userComment: infotext),
+            try EXIF.segment(userComment: jpegUserComment),
             try JPEGSegment.xmp(xmpPacket),
             JPEGSegment(marker: JPEGSegment.comment, data: Array(watermark.utf8)),
         ]

@@ -1,3 +1,4 @@
+import FileErrors
 import Foundation
 
 /// What an image file says about how it was made, from sdrepl's own keys or A1111's.
@@ -51,9 +52,7 @@ public enum ImageRecipeReader {
         do {
             data = [UInt8](try Data(contentsOf: url))
         } catch {
-            let code = ((error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError)?.code
-            throw ImagingError.readFailed(
-                path: url.path, reason: code.map { String(cString: strerror(Int32($0))) } ?? "\(error.localizedDescription)")
+            throw ImagingError.readFailed(path: url.path, reason: FileErrorText.reason(error))
         }
         return try read(data, path: url.path)
     }

@@ -1,3 +1,4 @@
+import FileErrors
 import Foundation
 
 #if canImport(Glibc)
@@ -85,22 +86,35 @@ public struct ImageWriter: Sendable {
                 (directory.appendingPathComponent("\(candidate).\(format.fileExtension)"), bytes)
             }
             if targets.contains(where: { FileManager.default.fileExists(atPath: $0.0.path) }) { continue }
-            var written: [URL] = []
             do {
-                for (url, bytes) in targets {
-                    try writeNew(bytes, to: url)
-                    written.append(url)
-                }
-                return written
+                return try writeAllNew(targets)
             } catch WriteOutcome.nameTaken {
                 // Another process took a name between the check and the link: try the next stem.
-                written.forEach { unlink($0.path) }
-            } catch {
-                written.forEach { unlink($0.path) }
-                throw error
             }
         }
         preconditionFailure("unreachable: the attempt loop only exits by returning or throwing")
+    }
+
+    /// Saves `image` in every format of `formats` as `stem` plus each format's extension
+    /// (`out/fox` -> `out/fox.png`, `out/fox.jpg`), creating missing parent directories. All or
+    /// nothing: when one of the names is taken, none is written.
+    /// - Returns: the files written, in the order of `formats`.
+    /// - Throws: `ImagingError.fileExists` naming the first file that exists, and the errors of
+    ///   `save(_:metadata:)`.
+    @discardableResult
+    public func save(_ image: RGBImage, metadata: ImageMetadata, stem: URL) throws -> [URL] {
+        let targets = try formats.map { format in
+            (stem.appendingPathExtension(format.fileExtension), try encode(image, metadata: metadata, as: format))
+        }
+        if let taken = targets.first(where: { FileManager.default.fileExists(atPath: $0.0.path) }) {
+            throw ImagingError.fileExists(path: taken.0.path)
+        }
+        try makeDirectory(stem.deletingLastPathComponent())
+        do {
+            return try writeAllNew(targets)
+        } catch WriteOutcome.nameTaken(let url) {
+            throw ImagingError.fileExists(path: url.path)
+        }
     }
 
     /// Saves `image` to exactly `url`, in the format its extension names, creating missing
@@ -116,6 +130,22 @@ public struct ImageWriter: Sendable {
             try writeNew(bytes, to: url)
         } catch WriteOutcome.nameTaken {
             throw ImagingError.fileExists(path: url.path)
+        }
+    }
+
+    /// Writes each of `targets` as a new file; on any failure removes the ones already written.
+    /// - Throws: `WriteOutcome.nameTaken` naming a file that appeared meanwhile, `ImagingError.writeFailed`.
+    private func writeAllNew(_ targets: [(URL, [UInt8])]) throws -> [URL] {
+        var written: [URL] = []
+        do {
+            for (url, bytes) in targets {
+                try writeNew(bytes, to: url)
+                written.append(url)
+            }
+            return written
+        } catch {
+            written.forEach { unlink($0.path) }
+            throw error
         }
     }
 
@@ -168,7 +198,7 @@ public struct ImageWriter: Sendable {
     // MARK: - Writing
 
     private enum WriteOutcome: Error {
-        case nameTaken
+        case nameTaken(URL)
     }
 
     private func makeDirectory(_ url: URL) throws {
@@ -182,20 +212,12 @@ public struct ImageWriter: Sendable {
         do {
             try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         } catch {
-            throw ImagingError.cannotCreateDirectory(path: url.path, reason: Self.reason(of: error))
+            throw ImagingError.cannotCreateDirectory(path: url.path, reason: FileErrorText.reason(error))
         }
-    }
-
-    private static func reason(of error: Error) -> String {
-        let ns = error as NSError
-        if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
-            return String(cString: strerror(Int32(underlying.code)))
-        }
-        return ns.localizedDescription
     }
 
     private func failure(_ path: String, _ code: Int32) -> ImagingError {
-        .writeFailed(path: path, reason: String(cString: strerror(code)), errno: code)
+        .writeFailed(path: path, reason: FileErrorText.reason(errno: code), errno: code)
     }
 
     /// Writes `bytes` to a new file at `url` (temporary file, fsync, link). Throws
@@ -229,12 +251,12 @@ public struct ImageWriter: Sendable {
             return
         }
         let linkError = errno
-        if linkError == EEXIST { throw WriteOutcome.nameTaken }
+        if linkError == EEXIST { throw WriteOutcome.nameTaken(url) }
         guard [EPERM, EOPNOTSUPP, EXDEV, EMLINK, ENOSYS].contains(linkError) else { throw failure(url.path, linkError) }
         // No hard links here: reserve the name exclusively, then rename onto our own reservation.
         let reservation = open(url.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666)
         guard reservation >= 0 else {
-            if errno == EEXIST { throw WriteOutcome.nameTaken }
+            if errno == EEXIST { throw WriteOutcome.nameTaken(url) }
             throw failure(url.path, errno)
         }
         close(reservation)

@@ -2,7 +2,7 @@ import Foundation
 
 /// Everything that can go wrong while turning an image into a file or a file back into a recipe.
 ///
-/// Each case's `description` says what failed, where, and what the user can do about it.
+/// Each case's `description` is one line: what failed, where, and what the user can do about it.
 public enum ImagingError: Error, Equatable, CustomStringConvertible {
     /// The pixel buffer does not describe an image (a programmer-facing size mismatch).
     case invalidImage(String)
@@ -12,7 +12,7 @@ public enum ImagingError: Error, Equatable, CustomStringConvertible {
     case writeFailed(path: String, reason: String, errno: Int32?)
     /// `save PATH` named a file that already exists; files are never overwritten.
     case fileExists(path: String)
-    /// The file name's extension is neither .png nor .jpg/.jpeg.
+    /// The file name's extension is none of .png, .jpg, .jpeg (and there is one).
     case unsupportedFormat(path: String)
     /// libpng or libjpeg refused to encode.
     case encodeFailed(format: String, message: String)
@@ -32,34 +32,31 @@ public enum ImagingError: Error, Equatable, CustomStringConvertible {
         case .invalidImage(let message):
             return "invalid image: \(message)"
         case .cannotCreateDirectory(let path, let reason):
-            return "cannot create the output directory \(path): \(reason). "
-                + "Choose another directory with `set outdir DIR`, or save to a path with `save PATH.png`."
+            return "cannot create the folder \(path): \(reason); choose another with 'set outdir DIR', or 'save PATH'"
         case .writeFailed(let path, let reason, let code):
             let hint: String
             switch code {
             case ENOSPC?, EDQUOT?:
-                hint = "The disk is full: free some space or save elsewhere with `save PATH.png`."
+                hint = "free some space, or 'save PATH' on another disk"
             case EACCES?, EPERM?, EROFS?:
-                hint = "The location is not writable: choose another with `set outdir DIR` or `save PATH.png`."
+                hint = "choose a writable place with 'set outdir DIR' or 'save PATH'"
             default:
-                hint = "Try another location with `set outdir DIR` or `save PATH.png`."
+                hint = "try another place with 'set outdir DIR' or 'save PATH'"
             }
-            return "could not write \(path): \(reason). No partial file was left. \(hint) "
-                + "The image is still in the session."
+            return "could not write \(path): \(reason) (nothing partial was left); \(hint)"
         case .fileExists(let path):
-            return "\(path) already exists and images are never overwritten: choose another name, "
-                + "or use `save` without a path for an automatic unique name."
+            return "\(path) exists already and images are never overwritten: give another name, or 'save' alone for a new one"
         case .unsupportedFormat(let path):
-            return "cannot tell the format of \(path): use a name ending in .png, .jpg or .jpeg."
+            return "cannot tell the format of \(path): end the name in .png, .jpg or .jpeg, or leave the extension out for both"
         case .encodeFailed(let format, let message):
-            return "\(format) encoding failed: \(message)."
+            return "\(format) encoding failed: \(message)"
         case .readFailed(let path, let reason):
-            return "could not read \(path): \(reason)."
+            return "could not read \(path): \(reason)"
         case .metadataTooLarge(let what, let bytes, let limit):
             return "the \(what) is \(bytes) bytes, more than the \(limit) a JPEG segment can hold: "
-                + "shorten the prompt or save as PNG."
+                + "shorten the prompt or save as PNG"
         case .noRecipe(let path):
-            return "\(path) carries no generation recipe (no `parameters` text, sdrepl keys or EXIF UserComment)."
+            return "\(path) carries no generation recipe (no `parameters` text, sdrepl keys or EXIF UserComment)"
         case .stylesFile(let path, let line, let message):
             return "\(path):\(line): \(message)"
         case .sixelFailed(let message):

@@ -1,3 +1,4 @@
+import FileErrors
 import Foundation
 
 /// A named prompt style: a template for the prompt and an addition to the negative prompt.
@@ -149,10 +150,10 @@ public struct StyleLibrary: Sendable {
         do {
             data = try Data(contentsOf: url)
         } catch {
-            throw ImagingError.readFailed(path: url.path, reason: "cannot read the styles file")
+            throw ImagingError.readFailed(path: url.path, reason: FileErrorText.reason(error))
         }
         guard let text = String(data: data, encoding: .utf8) else {
-            throw ImagingError.readFailed(path: url.path, reason: "the styles file is not UTF-8 text")
+            throw ImagingError.readFailed(path: url.path, reason: "not UTF-8 text")
         }
         return try parse(csv: text, path: url.path)
     }

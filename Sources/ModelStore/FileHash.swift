@@ -1,4 +1,5 @@
 import Crypto
+import FileErrors
 import Foundation
 
 /// SHA-256 of files, streamed in 8 MiB blocks so multi-gigabyte checkpoints hash in constant memory.
@@ -16,7 +17,7 @@ public enum FileHash {
         while true {
             let block: Data
             do { block = try handle.read(upToCount: 8 << 20) ?? Data() } catch {
-                throw ModelStoreError.io(path: url.path, message: "read failed: \(error.localizedDescription)")
+                throw ModelStoreError.io(path: url.path, message: "read failed: \(FileErrorText.reason(error))")
             }
             if block.isEmpty { break }
             hasher.update(data: block)

@@ -1,3 +1,4 @@
+import FileErrors
 import Foundation
 import HubLayout
 #if canImport(FoundationNetworking)
@@ -78,7 +79,7 @@ public final class HubDownloader: @unchecked Sendable {
             try fetch(meta, to: partial, progress: progress, isCancelled: isCancelled)
             try verify(partial, meta: meta, displayName: file)
             do { try FileManager.default.moveItem(at: partial, to: blob) } catch {
-                throw ModelStoreError.io(path: blob.path, message: "cannot move the verified download into place: \(error.localizedDescription)")
+                throw ModelStoreError.io(path: blob.path, message: "cannot move the verified download into place: \(FileErrorText.reason(error))")
             }
         }
         try link(snapshot, to: blob, depth: file.split(separator: "/").count)
@@ -86,7 +87,7 @@ public final class HubDownloader: @unchecked Sendable {
             let ref = HubCacheLayout.ref(revision, in: folder)
             try makeDirectory(ref.deletingLastPathComponent())
             do { try Data(meta.commit.utf8).write(to: ref, options: .atomic) } catch {
-                throw ModelStoreError.io(path: ref.path, message: error.localizedDescription)
+                throw ModelStoreError.io(path: ref.path, message: FileErrorText.reason(error))
             }
         }
         return snapshot
@@ -155,7 +156,7 @@ public final class HubDownloader: @unchecked Sendable {
             return true
         }, isCancelled: isCancelled)
         if let writeError {
-            throw ModelStoreError.io(path: partial.path, message: "write failed (disk full?): \(writeError.localizedDescription)")
+            throw ModelStoreError.io(path: partial.path, message: "write failed (disk full?): \(FileErrorText.reason(writeError))")
         }
         if response.statusCode == 416 { return }  // nothing left to fetch; verification decides
         guard response.statusCode == 200 || response.statusCode == 206 else {
@@ -186,7 +187,7 @@ public final class HubDownloader: @unchecked Sendable {
         if let existing = try? FileManager.default.destinationOfSymbolicLink(atPath: snapshot.path), existing == relative { return }
         try? FileManager.default.removeItem(at: snapshot)
         do { try FileManager.default.createSymbolicLink(atPath: snapshot.path, withDestinationPath: relative) } catch {
-            throw ModelStoreError.io(path: snapshot.path, message: "cannot link the snapshot to its blob: \(error.localizedDescription)")
+            throw ModelStoreError.io(path: snapshot.path, message: "cannot link the snapshot to its blob: \(FileErrorText.reason(error))")
         }
     }
 
@@ -197,7 +198,7 @@ public final class HubDownloader: @unchecked Sendable {
 
     private func makeDirectory(_ url: URL) throws {
         do { try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) } catch {
-            throw ModelStoreError.io(path: url.path, message: "cannot create the folder: \(error.localizedDescription)")
+            throw ModelStoreError.io(path: url.path, message: "cannot create the folder: \(FileErrorText.reason(error))")
         }
     }
 }

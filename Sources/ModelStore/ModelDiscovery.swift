@@ -142,7 +142,7 @@ public struct ModelDiscovery: Sendable {
             guard ext == "safetensors" else {
                 let pickle = ["ckpt", "pt", "pth", "bin"].contains(ext)
                 throw ModelStoreError.notAModel(path: path, reason: pickle
-                    ? "it is a pickle checkpoint (.\(ext)); sdrepl never unpickles files. Convert it to .safetensors first (see README: 'Converting a .ckpt')"
+                    ? "it is a pickle checkpoint (.\(ext)); sdrepl never unpickles files. Convert it to .safetensors first (README's \"Getting a model\" shows how)"
                     : "sdrepl reads .safetensors checkpoints or diffusers folders")
             }
             return FoundModel(url: url, layout: .singleFile, origin: origin, sizeBytes: Self.fileSize(url),

@@ -147,7 +147,7 @@ private func completeKey(_ editLine: OpaquePointer?, _ key: Int32) -> UInt8 {
         el_insertstr(editLine, insertion)
         return UInt8(CC_REFRESH)
     }
-    let names = completion.displayCandidates
+    let names = completion.displayCandidates.map(\.escapingControlCharacters)
     let width = (names.map(\.count).max() ?? 0) + 2
     let columns = max(1, 80 / width)
     var text = "\n"

@@ -19,9 +19,12 @@ struct SessionOptions: ParsableArguments {
     @Flag(name: .customLong("no-record"), help: "Do not record the session.")
     var noRecord = false
 
+    @Flag(help: "In a script (run FILE, or standard input): report errors and go on; exit 1 at the end if there were any.")
+    var keepGoing = false
+
     func validate() throws {
         if let model, !FileManager.default.fileExists(atPath: NSString(string: model).expandingTildeInPath) {
-            throw ValidationError("--model \(model): no such file or folder")
+            throw ValidationError("--model \(model.escapingControlCharacters): no such file or folder")
         }
     }
 
@@ -68,7 +71,7 @@ struct SDRepl: ParsableCommand {
             // Script mode: no prompt, no escape sequences, stop at the first error.
             let io = TerminalIO(allowEscapes: false, sixelEncoder: nil)
             let session = options.makeSession(io: io)
-            let summary = session.runScript(lines: StandardInputLines(), name: "<stdin>")
+            let summary = session.runScript(lines: StandardInputLines(), name: "<stdin>", options: ScriptOptions(keepGoing: options.keepGoing))
             if !summary.succeeded { throw ExitCode(1) }
         }
     }
@@ -96,13 +99,15 @@ struct SDRepl: ParsableCommand {
         // read as part of its answer (they are handed back to the line editor, but not echoed).
         if lineEditing { io.prepareTerminal() }
         io.output("sdrepl \(SDReplVersion.string): type 'help' for the commands, Ctrl-D or 'quit' to leave.")
-        if let transcript { io.output("recording this session to \(transcript.path)") }
+        // Not when its first lines could not be written: that was reported instead.
+        if let transcript, transcript.failure == nil { io.output("recording this session to \(transcript.path)") }
         guard lineEditing else {
             while true {
                 Interrupt.clear()
                 guard let line = readLine(strippingNewline: true) else {
                     // Ctrl-C at the (invisible) prompt interrupts the read: drop the line, go on.
-                    if Interrupt.take() {
+                    // Ctrl-D leaves, unless the transcript is only in memory (said once).
+                    if Interrupt.take() || !session.confirmLeave() {
                         clearerr(stdin)
                         continue
                     }
@@ -124,6 +129,7 @@ struct SDRepl: ParsableCommand {
             switch editor.read() {
             case .endOfInput:
                 io.output("")
+                if !session.confirmLeave() { continue }
                 return
             case .interrupted:
                 io.output("")
@@ -158,16 +164,13 @@ struct RunScript: ParsableCommand {
     @Flag(help: "Verify each recorded image hash; name FILE:LINE of any mismatch and exit 1.")
     var check = false
 
-    @Flag(help: "Report errors and go on; exit 1 at the end if there were any.")
-    var keepGoing = false
-
     @Argument(help: ArgumentHelp("The script to run.", valueName: "FILE"))
     var file: String
 
     func run() throws {
         let io = TerminalIO(allowEscapes: true, sixelEncoder: Wiring.sixelEncoder)
         let session = options.makeSession(io: io)
-        let summary = session.runScript(at: file, options: ScriptOptions(check: check, keepGoing: keepGoing))
+        let summary = session.runScript(at: file, options: ScriptOptions(check: check, keepGoing: options.keepGoing))
         if check {
             let mismatches = summary.errors.filter { if case .checkMismatch = $0.error { return true } else { return false } }
             io.diagnostic("check: \(summary.checked) image\(summary.checked == 1 ? "" : "s") matched, \(mismatches.count) mismatched"
@@ -186,27 +189,14 @@ struct Info: ParsableCommand {
 
     func run() throws {
         do {
-            let stored = try ImageRecipeReader.read(URL(fileURLWithPath: file))
-            print(Self.describe(stored))
+            let stored = try readStoredRecipe(at: NSString(string: file).expandingTildeInPath, shownAs: file, command: "sdrepl info")
+            print(describeStoredRecipe(stored).escapingControlCharacters)
         } catch {
-            FileHandle.standardError.write(Data("sdrepl info: \(error)\n".utf8))
+            FileHandle.standardError.write(Data("\(error)\n".escapingControlCharacters.utf8))
             throw ExitCode(1)
         }
     }
 
-    /// The infotext as stored, then what sdrepl's own keys add.
-    static func describe(_ stored: StoredRecipe) -> String {
-        var lines = [stored.infotext ?? Infotext.render(stored.recipe)]
-        if stored.source == .sdrepl {
-            if let typed = stored.typedPrompt { lines.append("Prompt as typed: \(typed)") }
-            if let typed = stored.typedNegativePrompt, !typed.isEmpty { lines.append("Negative prompt as typed: \(typed)") }
-            if let style = stored.style { lines.append("Style: \(style)") }
-            if let timestamp = stored.timestamp { lines.append("Timestamp: \(timestamp)") }
-        }
-        if let watermark = stored.watermark { lines.append("Watermark: \(watermark)") }
-        if stored.declaresAIOrigin { lines.append("XMP: IPTC DigitalSourceType trainedAlgorithmicMedia") }
-        return lines.joined(separator: "\n")
-    }
 }
 
 /// Standard input, one line at a time, read as it comes (a pipe may still be writing).

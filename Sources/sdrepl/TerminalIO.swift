@@ -78,7 +78,7 @@ final class TerminalIO: SessionIO {
 
     private func status(_ line: String) {
         guard stderrEscapes else { return }
-        FileHandle.standardError.write(Data(("\r" + line + "\u{1B}[K").utf8))
+        FileHandle.standardError.write(Data(("\r" + line.escapingControlCharacters + "\u{1B}[K").utf8))
         barShown = true
     }
 

@@ -78,7 +78,15 @@ final class ImageRecipeReaderTests: XCTestCase {
         }
         XCTAssertThrowsError(try ImageRecipeReader.read(Array("GIF89a".utf8), path: "x.gif"))
         XCTAssertThrowsError(try ImageRecipeReader.read(URL(fileURLWithPath: "/nonexistent/file.png"))) { error in
-            guard case ImagingError.readFailed(path: "/nonexistent/file.png", _) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(error as? ImagingError, .readFailed(path: "/nonexistent/file.png", reason: "no such file or folder"))
+            XCTAssertEqual("\(error)", "could not read /nonexistent/file.png: no such file or folder")
+        }
+        let folder = NSTemporaryDirectory()
+        XCTAssertThrowsError(try ImageRecipeReader.read(URL(fileURLWithPath: folder))) { error in
+            XCTAssertEqual(error as? ImagingError, .readFailed(path: URL(fileURLWithPath: folder).path, reason: "is a folder, not a file"))
+        }
+        XCTAssertThrowsError(try StyleLibrary.load(URL(fileURLWithPath: folder))) { error in
+            XCTAssertEqual(error as? ImagingError, .readFailed(path: URL(fileURLWithPath: folder).path, reason: "is a folder, not a file"))
         }
     }
 }

@@ -107,6 +107,46 @@ final class ImageWriterTests: XCTestCase {
         #endif
     }
 
+    /// A path without an extension: both formats under it, all or nothing.
+    func testAStemWritesEveryFormatOrNone() throws {
+        let stem = directory.appendingPathComponent("shots/fox")
+        let urls = try writer().save(makeTestImage(), metadata: sampleMetadata(), stem: stem)
+        XCTAssertEqual(urls.map(\.lastPathComponent), ["fox.png", "fox.jpg"])
+        XCTAssertEqual(try PNGFile.decode([UInt8](Data(contentsOf: urls[0]))).image, makeTestImage())
+        try FileManager.default.removeItem(at: urls[0])
+        XCTAssertThrowsError(try writer().save(makeTestImage(), metadata: sampleMetadata(), stem: stem)) { error in
+            XCTAssertEqual(error as? ImagingError, .fileExists(path: urls[1].path))
+        }
+        XCTAssertEqual(contents(stem.deletingLastPathComponent()), ["fox.jpg"], "the PNG was not written either")
+    }
+
+    /// A prompt too long for one JPEG segment (a 1 MB prompt) does not cost the PNG: the PNG keeps
+    /// the whole infotext, the JPEG's UserComment keeps the start of the prompt and the whole
+    /// parameters line (what `load` needs), through libpng and libjpeg.
+    func testAPromptTooLongForEXIFKeepsThePNGAndCutsTheJPEGComment() throws {
+        let prompt = String(repeating: "a fox in the snow, ", count: 55_000)  // 1,045,000 characters
+        let metadata = sampleMetadata(prompt: prompt)
+        XCTAssertTrue(metadata.jpegUserCommentIsCut)
+        XCTAssertFalse(sampleMetadata().jpegUserCommentIsCut)
+        let urls = try writer().save(makeTestImage(), metadata: metadata)
+        XCTAssertEqual(urls.map(\.pathExtension), ["png", "jpg"])
+
+        let png = try PNGFile.decode([UInt8](Data(contentsOf: urls[0])))
+        XCTAssertEqual(png.text("parameters"), metadata.infotext)
+        XCTAssertEqual(png.text("Prompt"), prompt)
+        let jpeg = try JPEGFile.decode([UInt8](Data(contentsOf: urls[1])))
+        XCTAssertEqual(jpeg.image.width, 64)
+        let comment = try XCTUnwrap(jpeg.userComment)
+        let parameters = try XCTUnwrap(metadata.infotext.split(separator: "\n").last)
+        XCTAssertTrue(comment.hasPrefix(String(prompt.prefix(20_000))), String(comment.prefix(100)))
+        XCTAssertTrue(comment.hasSuffix("\nNegative prompt: blurry\n" + parameters), String(comment.suffix(300)))
+        XCTAssertGreaterThan(comment.utf16.count, 32_000, "as much of the prompt as fits")
+        let recipe = Infotext.parse(comment)
+        XCTAssertEqual(recipe.seed, 1234)
+        XCTAssertEqual(recipe.steps, 25)
+        XCTAssertEqual(recipe.negativePrompt, "blurry")
+    }
+
     func testExplicitPathWritesExactlyThatFileAndNeverOverwrites() throws {
         let target = directory.appendingPathComponent("sub/dir/fox.jpeg")
         try writer().save(makeTestImage(), metadata: sampleMetadata(), to: target)

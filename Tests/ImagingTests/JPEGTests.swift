@@ -49,11 +49,18 @@ final class JPEGTests: XCTestCase {
         XCTAssertLessThan(small.count, large.count)
     }
 
-    func testOversizedInfotextIsAClearError() {
+    /// One segment cannot hold a comment that long (a clear error), so the metadata's segments cut
+    /// the prompt to what fits: the segment is full to within a character.
+    func testOversizedInfotextIsCutToFitOneSegment() throws {
         let metadata = sampleMetadata(prompt: String(repeating: "very long prompt ", count: 3000))
-        XCTAssertThrowsError(try metadata.jpegSegments()) { error in
+        XCTAssertThrowsError(try EXIF.segment(userComment: metadata.infotext)) { error in
             guard case ImagingError.metadataTooLarge(what: "EXIF UserComment", _, 65533) = error else { return XCTFail("\(error)") }
         }
+        let segment = try XCTUnwrap(try metadata.jpegSegments().first)
+        XCTAssertLessThanOrEqual(segment.data.count, JPEGSegment.maxPayload)
+        XCTAssertGreaterThan(segment.data.count, JPEGSegment.maxPayload - 4)
+        XCTAssertEqual(EXIF.userComment(inAPP1: segment.data), metadata.jpegUserComment)
+        XCTAssertTrue(metadata.jpegUserComment.contains("…\nNegative prompt: blurry\nSteps: 25, "), metadata.jpegUserComment.suffix(200).description)
     }
 
     func testCorruptJPEGThrowsInsteadOfExiting() throws {

@@ -1,5 +1,6 @@
 import Foundation
 @testable import ModelStore
+import TestSupport
 import XCTest
 
 /// Discovery on temporary folders laid out like the HF cache and like an A1111 models folder.
@@ -88,6 +89,23 @@ final class ModelDiscoveryTests: XCTestCase {
         let pickle = try touch("model.ckpt")
         XCTAssertThrowsError(try discovery().resolve(explicit: pickle.path)) { error in
             XCTAssertTrue("\(error)".contains("never unpickles"), "\(error)")
+        }
+    }
+
+    /// The pickle refusal points at a README section that exists (and shows the conversion).
+    func testThePickleRefusalNamesAREADMEHeadingThatExists() throws {
+        let pickle = try touch("model.ckpt")
+        XCTAssertThrowsError(try discovery().resolve(explicit: pickle.path)) { error in
+            let message = "\(error)"
+            guard let start = message.range(of: "README's \""), let end = message[start.upperBound...].firstIndex(of: "\"") else {
+                return XCTFail("no README heading named: \(message)")
+            }
+            let heading = message[start.upperBound..<end]
+            let readme = (try? String(contentsOf: FixturePaths.repoRoot.appendingPathComponent("README.md"), encoding: .utf8)) ?? ""
+            let headings = readme.split(separator: "\n").filter { $0.hasPrefix("#") }.map { $0.drop { $0 == "#" }.trimmingCharacters(in: .whitespaces) }
+            XCTAssertTrue(headings.contains(String(heading)), "'\(heading)' is not one of README's headings \(headings)")
+            let section = readme.components(separatedBy: "\n#").first { $0.drop { $0 == "#" }.trimmingCharacters(in: .whitespaces).hasPrefix(heading) } ?? ""
+            XCTAssertTrue(section.contains("safetensors.torch.save_file"), "the section shows the conversion")
         }
     }
 

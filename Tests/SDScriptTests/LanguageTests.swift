@@ -1,4 +1,5 @@
 import Diffusion
+import ModelStore
 import XCTest
 @testable import SDScript
 
@@ -24,6 +25,18 @@ final class TokenizerTests: XCTestCase {
         XCTAssertEqual(session.settings.request.steps, 30)
         XCTAssertEqual(session.execute("set steps#30"), .failed(Diagnostic(.badArgument(
             command: "set", argument: "steps#30", reason: "unknown setting", suggestion: "steps"), at: nil)))
+    }
+
+    /// Every event's text shows control characters escaped (ESC as \\e, others as \\xHH, C1 as
+    /// \\u{HH}); tabs and the line breaks of multi-line output stay.
+    func testEventTextEscapesControlCharacters() {
+        let event = SessionEvent.output("a\u{1B}[2Jb\u{07}c\u{9B}d\te\u{7F}f\rg\u{0}h\nnext é ☕")
+        XCTAssertEqual(event.text?.lines, ["a\\e[2Jb\\x07c\\u{9B}d\te\\x7Ff\\x0Dg\\x00h\nnext é ☕"])
+        let io = BufferIO()
+        let session = makeSession(io: io)
+        XCTAssertEqual(session.execute("set stpes\u{1B}[31m 3"), .failed(Diagnostic(.badArgument(
+            command: "set", argument: "stpes\u{1B}[31m", reason: "unknown setting"), at: nil)))
+        XCTAssertEqual(io.diagnostics, ["set: unknown setting 'stpes\\e[31m'"])
     }
 
     func testEditDistanceAndSuggestions() {
@@ -92,6 +105,61 @@ final class CommandTests: XCTestCase {
         XCTAssertEqual(session.settings, SessionSettings())
     }
 
+    /// A step count the sampler cannot take is refused when it is set, not at `gen`: `set steps`
+    /// checks it against the sampler, `set sampler` against the steps (the ranges are the engine's).
+    func testStepsAreCheckedAgainstTheSamplerWhenSet() {
+        let io = BufferIO()
+        let session = makeSession(io: io)
+        XCTAssertEqual(session.execute("set steps 1000"), .failed(Diagnostic(.badArgument(
+            command: "set steps", argument: "1000", reason: "pndm takes 1 to 999 steps, got"), at: nil)))
+        XCTAssertEqual(io.diagnostics.last, "set steps: pndm takes 1 to 999 steps, got '1000'")
+        XCTAssertEqual(session.settings.request.steps, 25)
+        XCTAssertEqual(session.execute("set steps 999"), .ok)
+        XCTAssertEqual(session.execute("set sampler euler"), .ok)
+        XCTAssertEqual(session.execute("set steps 1000"), .ok)
+        XCTAssertEqual(session.execute("set sampler lcm"), .failed(Diagnostic(.notReady(
+            command: "set sampler", reason: "lcm takes 1 to 50 steps and steps is 1000: 'set steps 50' or fewer first"), at: nil)))
+        XCTAssertEqual(session.settings.request.sampler, .euler)
+        XCTAssertEqual(session.execute("set steps 50"), .ok)
+        XCTAssertEqual(session.execute("set sampler lcm"), .ok)
+        XCTAssertEqual(session.execute("set steps 51"), .failed(Diagnostic(.badArgument(
+            command: "set steps", argument: "51", reason: "lcm takes 1 to 50 steps, got"), at: nil)))
+        XCTAssertEqual(session.execute("unset sampler"), .ok, "pndm takes 50")
+    }
+
+    /// `seed last` (and `set seed last`) reuses the last image's seed, as A1111's recycle button.
+    func testSeedLastReusesTheLastImagesSeed() {
+        let session = makeSession(seeds: [1234, 98765])
+        XCTAssertEqual(session.execute("seed last"), .failed(Diagnostic(.notReady(
+            command: "seed", reason: "no image yet; 'seed last' takes the seed of the last image made"), at: nil)))
+        for line in ["prompt x", "set size 64x64", "set steps 1", "gen 2"] { XCTAssertEqual(session.execute(line), .ok, line) }
+        XCTAssertEqual(session.execute("seed last"), .ok)
+        XCTAssertEqual(session.settings.request.seed, .fixed(1235))
+        XCTAssertEqual(session.execute("seed random"), .ok)
+        XCTAssertEqual(session.execute("set seed LAST"), .ok)
+        XCTAssertEqual(session.settings.request.seed, .fixed(1235))
+    }
+
+    /// `tokens` labels its own errors (not `gen:`).
+    func testTokensErrorsAreLabelledTokens() {
+        let folder = TemporaryFolder()
+        let catalog = ModelStoreCatalog(environment: ["HF_HOME": folder.path + "/hf", "HOME": folder.path + "/home"],
+                                        currentDirectory: folder.path)
+        let io = BufferIO()
+        let session = Session(components: Components(generatorLoader: CountingLoader(), models: catalog, styles: StyleBook(environment: [:])),
+                              io: io)
+        XCTAssertEqual(session.execute("prompt x"), .ok)
+        guard case .failed(let diagnostic) = session.execute("tokens") else { return XCTFail("tokens without a model") }
+        XCTAssertTrue(diagnostic.description.hasPrefix("tokens: no Stable Diffusion 1.5 model found."), diagnostic.description)
+        let noEngine = Session(components: Components(generatorLoader: nil, models: FixedModelCatalog(), styles: StyleBook(environment: [:])),
+                               io: io)
+        XCTAssertEqual(noEngine.execute("tokens").failure?.description,
+                       "tokens: found the model /test/double.safetensors, but this build of sdrepl has no generation engine wired in")
+        let styled = makeSession()
+        styled.settings.request.style = "nonesuch"
+        XCTAssertEqual(styled.execute("tokens").failure?.description, "tokens: unknown style 'nonesuch'")
+    }
+
     func testSettingAliasesAndSides() {
         let session = makeSession()
         for line in ["set guidance 5", "set width 640", "set HEIGHT 384", "set clip_skip 2", "set scheduler DDIM",
@@ -139,8 +207,8 @@ final class CommandTests: XCTestCase {
             ("set clip-skip 13", "set clip-skip: expected a whole number from 1 to 12, got '13'"),
             ("set jpeg-quality 101", "set jpeg-quality: expected a whole number from 1 to 100, got '101'"),
             ("set steps", "set steps: missing argument; usage: set steps 1…1000"),
-            ("seed randon", "seed: expected a whole number from 0 to 18446744073709551615 or 'random', got 'randon' (did you mean 'random'?)"),
-            ("seed", "seed: missing argument; usage: seed N | random"),
+            ("seed randon", "seed: expected a whole number from 0 to 18446744073709551615, 'random' or 'last', got 'randon' (did you mean 'random'?)"),
+            ("seed", "seed: missing argument; usage: seed N | random | last"),
             ("unset stepz", "unset: unknown setting 'stepz' (did you mean 'steps'?)"),
             ("gen 0", "gen: expected a number of images from 1 to 64, got '0'"),
             ("show 1", "show: no image yet; run 'gen' first"),
@@ -287,5 +355,13 @@ final class LoRAFolderTests: XCTestCase {
         XCTAssertEqual(session.execute("embeddings"), .ok)
         XCTAssertEqual(io.lines.first, "ink")
         XCTAssertTrue(io.lines.last?.hasPrefix("3 embeddings in \(folder.path)/mine") ?? false, "\(io.lines)")
+    }
+}
+
+extension Outcome {
+    /// The diagnostic of a failed line.
+    var failure: Diagnostic? {
+        if case .failed(let diagnostic) = self { return diagnostic }
+        return nil
     }
 }

@@ -34,7 +34,7 @@ final class HashImageGenerator: ImageGenerator {
             let count = single.width * single.height * 3
             let rgb = (0..<count).map { digest[$0 % digest.count] &+ UInt8(truncatingIfNeeded: $0 / digest.count) }
             try image(GenerationResult(image: PixelImage(width: single.width, height: single.height, rgb: rgb), request: single,
-                                       model: URL(fileURLWithPath: "/test/double.safetensors")))
+                                       model: URL(fileURLWithPath: "/test/double.safetensors"), seconds: 0.25 * Double(single.steps)))
             if isCancelled() && index + 1 < request.batchCount { throw CancellationError() }
         }
     }
@@ -71,9 +71,9 @@ struct FixedModelCatalog: ModelCatalog {
 /// Records what `save` was asked to write; writes nothing.
 final class RecordingSaver: ImageSaver {
     var saved: [(StyledRequest, String?)] = []
-    func save(_ image: SessionImage, to path: String?, output: OutputSettings) throws -> [String] {
+    func save(_ image: SessionImage, to path: String?, output: OutputSettings) throws -> SavedFiles {
         saved.append((image.request, path))
-        return [path ?? "\(output.outdir)/\(image.request.engine.seed).png"]
+        return SavedFiles(paths: [path ?? "\(output.outdir)/\(image.request.engine.seed).png"])
     }
 }
 

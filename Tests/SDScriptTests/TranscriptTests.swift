@@ -142,7 +142,7 @@ final class GenerationTests: XCTestCase {
                                  model: nil, loras: [], seconds: 1, sha256: "")
         var output = OutputSettings()
         (output.outdir, output.jpegQuality) = (folder.path, 90)
-        let paths = try ImagingSaver().save(image, to: nil, output: output)
+        let paths = try ImagingSaver().save(image, to: nil, output: output).paths
         XCTAssertEqual(paths.map { ($0 as NSString).pathExtension }, ["png", "jpg"])
         for path in paths {
             let session = Session(components: Components(models: FixedModelCatalog(), styles: StyleBook(environment: [:])),
@@ -262,6 +262,29 @@ final class TranscriptTests: XCTestCase {
 
     /// Paths typed at the prompt are relative to the current folder; the transcript, replayed from
     /// `sessions/`, must not read them relative to that: they are recorded absolute.
+    /// A script saved on Windows (CRLF endings, a UTF-8 byte-order mark) runs line by line, and its
+    /// lines reach the transcript without a carriage return; nor does a CR typed inside a line.
+    func testACRLFFileWithAByteOrderMarkRunsAndItsTranscriptHasNoCarriageReturn() throws {
+        let folder = TemporaryFolder()
+        let script = folder.path + "/crlf.sdscript"
+        let bytes = [0xEF, 0xBB, 0xBF] + Array("prompt crlf test\r\nset steps 4\r\nset size 64x64\r\nseed 5\r\ngen\r\n".utf8)
+        XCTAssertTrue(FileManager.default.createFile(atPath: script, contents: Data(bytes)))
+        let (path, session) = try recordSession(in: folder, lines: ["run \(script)", "negative a\rb"])
+        XCTAssertEqual(session.images.count, 1)
+        XCTAssertEqual(session.images.first?.request.engine.prompt, "crlf test")
+        XCTAssertEqual(session.images.first?.request.engine.seed, 5)
+        XCTAssertEqual(session.settings.request.steps, 4)
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        XCTAssertFalse(text.contains("\r"), text.debugDescription)
+        XCTAssertFalse(text.unicodeScalars.contains("\u{FEFF}"), text.debugDescription)
+        XCTAssertTrue(text.contains("\nprompt crlf test\nset steps 4\nset size 64x64\nseed 5\ngen\n#=> image 1 seed=5 size=64x64"),
+                      text.debugDescription)
+        XCTAssertTrue(text.contains("\nnegative a b\n"), text.debugDescription)
+        let summary = makeSession(seeds: []).runScript(at: path, options: ScriptOptions(check: true))
+        XCTAssertEqual(summary.errors, [])
+        XCTAssertEqual(summary.checked, 1)
+    }
+
     func testTypedInputPathsAreRecordedAbsolute() throws {
         let folder = TemporaryFolder()
         let cwd = FileManager.default.currentDirectoryPath
@@ -276,6 +299,56 @@ final class TranscriptTests: XCTestCase {
             model download
 
             """)
+    }
+
+    /// A transcript on a full disk (/dev/full answers every write with ENOSPC): the failure is
+    /// reported once, when it happens; the lines stay in memory; `transcript save PATH` writes them
+    /// all and recording goes on there; until then `quit` warns once before leaving without them.
+    func testAFullDiskIsReportedOnceAndTheTranscriptCanBeSavedElsewhere() throws {
+        let folder = TemporaryFolder()
+        let full = try XCTUnwrap(FileHandle(forWritingAtPath: "/dev/full"))
+        let recorder = TranscriptRecorder(path: "/dev/full", handle: full)
+        let io = BufferIO()
+        let session = makeSession(io: io, transcript: recorder, seeds: [77])
+        session.recordComment("test session")
+        XCTAssertEqual(io.diagnostics, ["transcript: cannot write /dev/full: the disk is full; "
+                                        + "the session is kept in memory: 'transcript save PATH' writes it elsewhere"])
+        for line in ["prompt a fox", "set size 64x64", "set steps 2", "gen"] { XCTAssertEqual(session.execute(line), .ok, line) }
+        XCTAssertEqual(io.diagnostics.count, 1, "reported once: \(io.diagnostics)")
+
+        XCTAssertEqual(session.execute("quit"), .failed(Diagnostic(.notReady(
+            command: "quit", reason: "the transcript is only in memory (writing /dev/full failed: the disk is full); "
+                + "'transcript save PATH' writes it, 'quit' again leaves without it"), at: nil)))
+        let saved = folder.path + "/kept.sdscript"
+        XCTAssertEqual(session.execute("transcript save \(saved)"), .ok)
+        XCTAssertEqual(io.lines.last, "transcript: wrote 9 lines to \(saved); recording goes on there")
+        XCTAssertEqual(session.execute("seed 9"), .ok)
+        XCTAssertEqual(try String(contentsOfFile: saved, encoding: .utf8), """
+            # test session
+            prompt a fox
+            set size 64x64
+            set steps 2
+            seed 77 # random
+            gen
+            #=> image 1 seed=77 size=64x64 sha256=\(session.images[0].sha256)
+            # quit
+            # error: quit: the transcript is only in memory (writing /dev/full failed: the disk is full); 'transcript save PATH' writes it, 'quit' again leaves without it
+            # transcript save \(saved)
+            seed 9
+
+            """)
+        XCTAssertEqual(recorder.path, saved)
+        XCTAssertEqual(session.execute("transcript save \(saved)"), .failed(Diagnostic(.file(
+            command: "transcript save", path: saved, reason: "exists already; transcripts are never overwritten, give a new name"), at: nil)))
+        XCTAssertEqual(session.execute("quit"), .quit, "written: nothing to lose")
+
+        // Never saved: the second quit leaves.
+        let lost = makeSession(transcript: TranscriptRecorder(path: "/dev/full", handle: try XCTUnwrap(FileHandle(forWritingAtPath: "/dev/full"))))
+        _ = lost.execute("prompt x")
+        XCTAssertNotEqual(lost.execute("quit"), .quit)
+        XCTAssertEqual(lost.execute("quit"), .quit)
+        XCTAssertEqual(makeSession().execute("transcript save \(folder.path)/none.sdscript"), .failed(Diagnostic(.notReady(
+            command: "transcript save", reason: "this session is not recorded (a script, or --no-record)"), at: nil)))
     }
 
     func testTranscriptsNeverOverwriteEachOther() throws {

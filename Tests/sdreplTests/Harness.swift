@@ -100,9 +100,18 @@ final class PseudoTerminal {
     /// - Parameters:
     ///   - stdoutPipe: when given, stdout goes there instead of the terminal.
     ///   - da1Reply: the terminal's answer to DA1 (`ESC [ ? 62 ; 4 c` has sixel), nil for none.
-    init(_ arguments: [String] = [], in sandbox: Sandbox, stdoutPipe: Int32? = nil, da1Reply: String? = nil) throws {
+    ///   - shellSetup: shell commands run before `sdrepl` replaces the shell (`ulimit -f 0` to make
+    ///     every file write fail as on a full disk), or nil to start `sdrepl` directly.
+    init(_ arguments: [String] = [], in sandbox: Sandbox, stdoutPipe: Int32? = nil, da1Reply: String? = nil,
+         shellSetup: String? = nil) throws {
         self.da1Reply = da1Reply
-        let binary = try sdreplBinary()
+        let sdrepl = try sdreplBinary()
+        var binary = sdrepl
+        var arguments = arguments
+        if let shellSetup {
+            binary = "/bin/sh"
+            arguments = ["-c", shellSetup + "; exec \"$0\" \"$@\"", sdrepl] + arguments
+        }
         master = PTYCalls.openpt(O_RDWR | O_NOCTTY)
         var name = [CChar](repeating: 0, count: 128)
         guard master >= 0, PTYCalls.grantpt(master) == 0, PTYCalls.unlockpt(master) == 0,

@@ -20,6 +20,34 @@ final class TerminalSessionTests: XCTestCase {
         XCTAssertEqual(terminal.waitForExit(), 0)
     }
 
+    /// Every file write failing (`ulimit -f 0` gives EFBIG, as a full disk gives ENOSPC): the
+    /// session says once that its transcript cannot be written instead of claiming to record it,
+    /// keeps the lines, and `quit` warns once before leaving without them.
+    func testATranscriptThatCannotBeWrittenIsReportedOnceAndQuitWarns() throws {
+        let sandbox = Sandbox()
+        let terminal = try PseudoTerminal([], in: sandbox, da1Reply: "\u{1B}[?62;22c", shellSetup: "trap '' XFSZ; ulimit -f 0")
+        terminal.expect("transcript: cannot write sessions/")
+        terminal.expect("sd> ")
+        for line in ["prompt a fox", "set steps 3", "seed 4"] {
+            terminal.type(line + "\r")
+            terminal.expect("sd> ")
+        }
+        terminal.type("transcript\r")
+        terminal.expect("lines kept in memory; 'transcript save PATH' writes them")
+        terminal.expect("sd> ")
+        terminal.type("quit\r")
+        terminal.expect("quit: the transcript is only in memory")
+        terminal.expect("sd> ")
+        terminal.type("quit\r")
+        XCTAssertEqual(terminal.waitForExit(), 0)
+        XCTAssertEqual(terminal.transcript.components(separatedBy: "transcript: cannot write").count, 2, terminal.transcript)
+        XCTAssertFalse(terminal.transcript.contains("recording this session to"), terminal.transcript)
+        let files = sandbox.files(in: "sessions")
+        XCTAssertEqual(files.count, 1)
+        let size = try FileManager.default.attributesOfItem(atPath: sandbox.path + "/sessions/" + files[0])[.size] as? NSNumber
+        XCTAssertEqual(size?.intValue, 0)
+    }
+
     func testEditingKeysMoveInsertAndDelete() throws {
         let sandbox = Sandbox()
         let terminal = try start(sandbox)

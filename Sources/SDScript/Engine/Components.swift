@@ -79,16 +79,29 @@ public protocol ModelCatalog {
                   isCancelled: @escaping () -> Bool) throws -> String
 }
 
+/// What a save wrote.
+public struct SavedFiles: Equatable, Sendable {
+    /// The paths written.
+    public var paths: [String]
+    /// What the user should know about them (a JPEG whose comment holds only part of the recipe).
+    public var warnings: [String]
+
+    public init(paths: [String], warnings: [String] = []) {
+        self.paths = paths
+        self.warnings = warnings
+    }
+}
+
 /// Writes images to files with their recipes.
 public protocol ImageSaver {
     /// Writes `image`.
     ///
     /// - Parameters:
-    ///   - path: the exact file to write (`.png` or `.jpg`), or nil for both a PNG and a JPEG in
-    ///     `output.outdir`, named from the timestamp, seed and prompt.
-    /// - Returns: the paths written.
+    ///   - path: the exact file to write (`.png` or `.jpg`); without an extension, `PATH.png` and
+    ///     `PATH.jpg`; nil for both in `output.outdir`, named from the timestamp, seed and prompt.
+    /// - Returns: the paths written, and any warnings about them.
     /// - Throws: with a message naming the file when it cannot be written; nothing partial is left.
-    func save(_ image: SessionImage, to path: String?, output: OutputSettings) throws -> [String]
+    func save(_ image: SessionImage, to path: String?, output: OutputSettings) throws -> SavedFiles
 }
 
 /// The parts the session is built from. The defaults are the real ones (the pipeline, ModelStore's

@@ -1,4 +1,5 @@
 import Diffusion
+import FileErrors
 import Foundation
 import Imaging
 import ModelStore
@@ -30,7 +31,21 @@ public struct ImagingSaver: ImageSaver {
             clipSkip: r.clipSkip, style: request.style, version: "sdrepl \(SDReplVersion.string)")
     }
 
-    public func save(_ image: SessionImage, to path: String?, output: OutputSettings) throws -> [String] {
+    public func save(_ image: SessionImage, to path: String?, output: OutputSettings) throws -> SavedFiles {
+        let (paths, metadata) = try write(image, to: path, output: output)
+        guard metadata.jpegUserCommentIsCut, let jpeg = paths.first(where: { ImageFormat(path: $0) == .jpeg }) else {
+            return SavedFiles(paths: paths)
+        }
+        let kept = metadata.jpegUserComment.count, whole = metadata.infotext.count
+        let png = paths.first { ImageFormat(path: $0) == .png }.map { "\($0) has all of it" } ?? "a PNG would keep all of it"
+        return SavedFiles(paths: paths, warnings: [
+            "warning: \(jpeg): the prompt is too long for a JPEG's EXIF comment (a recipe of \(whole) characters), "
+                + "which keeps the first \(kept) characters of it; \(png)",
+        ])
+    }
+
+    /// Writes the files; returns their paths and the metadata they carry.
+    private func write(_ image: SessionImage, to path: String?, output: OutputSettings) throws -> ([String], ImageMetadata) {
         let request = image.request, r = request.engine
         var hash: String?
         if let model = image.model {
@@ -49,6 +64,8 @@ public struct ImagingSaver: ImageSaver {
             "cfg_scale": Double(formatNumber(r.guidanceScale)) ?? Double(r.guidanceScale),
             "width": r.width, "height": r.height, "sampler": r.sampler.rawValue,
             "clip_skip": r.clipSkip, "version": SDReplVersion.string,
+            // Not a setting: how long the engine took for this image, to the millisecond.
+            "seconds": (image.seconds * 1000).rounded() / 1000,
         ]
         if let model = image.model {
             all["model"] = model.name
@@ -60,11 +77,16 @@ public struct ImagingSaver: ImageSaver {
                                      style: request.style, timestamp: Date(),
                                      settingsJSON: (try? ImageMetadata.settingsJSON(all)) ?? "{}")
         let writer = ImageWriter(directory: URL(fileURLWithPath: output.outdir), jpegQuality: output.jpegQuality)
+        if let path, (path as NSString).pathExtension.isEmpty {
+            // No extension: both formats, as `save` alone writes them.
+            let urls = try writer.save(image.pixels, metadata: metadata, stem: URL(fileURLWithPath: path))
+            return (urls.map { path + "." + $0.pathExtension }, metadata)
+        }
         if let path {
             try writer.save(image.pixels, metadata: metadata, to: URL(fileURLWithPath: path))
-            return [path]
+            return ([path], metadata)
         }
-        return try writer.save(image.pixels, metadata: metadata).map { relativeIfBelowCurrent($0.path) }
+        return (try writer.save(image.pixels, metadata: metadata).map { relativeIfBelowCurrent($0.path) }, metadata)
     }
 
     private func relativeIfBelowCurrent(_ path: String) -> String {
@@ -88,7 +110,7 @@ public final class StyleBook {
             do {
                 try load(csv: file)
             } catch {
-                loadProblem = "\(error)"
+                loadProblem = "\(file): \(fileProblem(error))"
             }
         }
     }
@@ -121,6 +143,51 @@ public final class StyleBook {
     /// - Throws: Imaging's error naming the file and line.
     public func load(csv path: String) throws {
         library.add(try StyleLibrary.load(URL(fileURLWithPath: path)))
+    }
+}
+
+/// What `info FILE` and `sdrepl info FILE` print: the infotext as stored, then what sdrepl's own
+/// keys add (the prompt as typed, the style, when and how fast it was made), the watermark and
+/// the XMP's AI-origin field.
+public func describeStoredRecipe(_ stored: StoredRecipe) -> String {
+    var lines = [stored.infotext ?? Infotext.render(stored.recipe)]
+    if stored.source == .sdrepl {
+        if let typed = stored.typedPrompt { lines.append("Prompt as typed: \(typed)") }
+        if let typed = stored.typedNegativePrompt, !typed.isEmpty { lines.append("Negative prompt as typed: \(typed)") }
+        if let style = stored.style { lines.append("Style: \(style)") }
+        if let timestamp = stored.timestamp { lines.append("Timestamp: \(timestamp)") }
+        if let json = stored.settingsJSON,
+           let settings = (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [String: Any],
+           let seconds = (settings["seconds"] as? NSNumber)?.doubleValue {
+            lines.append("Generation time: " + String(format: "%.2f s", seconds))
+        }
+    }
+    if let watermark = stored.watermark { lines.append("Watermark: \(watermark)") }
+    if stored.declaresAIOrigin { lines.append("XMP: IPTC DigitalSourceType trainedAlgorithmicMedia") }
+    return lines.joined(separator: "\n")
+}
+
+/// The recipe stored in the image at `path` (`load`, `info`).
+/// - Parameters:
+///   - shown: the path as the user gave it, for the message (default: `path`).
+///   - command: the command the message is labelled with.
+/// - Throws: `ScriptError.file` naming the path and what is wrong with the file.
+public func readStoredRecipe(at path: String, shownAs shown: String? = nil, command: String) throws -> StoredRecipe {
+    do {
+        return try ImageRecipeReader.read(URL(fileURLWithPath: path))
+    } catch {
+        throw ScriptError.file(command: command, path: shown ?? path, reason: fileProblem(error))
+    }
+}
+
+/// What went wrong reading an image or a styles file, without its path (the message names the
+/// path as the user gave it): Imaging's reason, or the file-system phrase.
+func fileProblem(_ error: Error) -> String {
+    switch error as? ImagingError {
+    case .readFailed(_, let reason)?: return reason
+    case .noRecipe?: return "carries no generation recipe (no A1111 parameters, sdrepl keys or EXIF UserComment)"
+    case .stylesFile(_, let line, let message)?: return "line \(line): \(message)"
+    default: return FileErrorText.reason(error)
     }
 }
 

@@ -1,4 +1,5 @@
 import Diffusion
+import FileErrors
 import Foundation
 import ModelStore
 
@@ -34,7 +35,7 @@ public struct ModelStoreCatalog: ModelCatalog {
         do {
             found = try discovery.findAll(explicit: explicit)
         } catch {
-            return ["\(error)"]
+            return [FileErrorText.reason(error)]
         }
         return found.map { model in
             var hash = "?"

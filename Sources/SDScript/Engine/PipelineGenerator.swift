@@ -71,7 +71,7 @@ public final class PipelineGenerator: ImageGenerator {
         // the terminal decides when to draw one.
         for index in 0..<request.batchCount {
             let result = try pipeline.render(prepared, index: index, progress: { step in
-                progress(step)
+                progress(step.counted(inSteps: request.steps))
                 if isCancelled() { token.cancel() }
             }, previewEvery: 1, cancellation: token)
             try image(result)
@@ -82,7 +82,18 @@ public final class PipelineGenerator: ImageGenerator {
     public func tokenReport(prompt: String, steps: Int, folders: ResourceFolders) throws -> String {
         use(folders)
         let networks = try ExtraNetworks.parse(prompt)
-        let loras = networks.loras.map { "LoRA \($0.name): text encoder x\($0.textEncoderMultiplier), UNet x\($0.unetMultiplier)" }
+        let loras = networks.loras.map { lora in
+            do {
+                _ = try LoRALibrary.locate(lora.name, in: folders.loras)
+            } catch LoRAError.notFound(let name, let searched) {
+                // `gen` would refuse the prompt: say so here, with the closest name found.
+                let near = closestWord(to: name, in: LoRALibrary.names(in: folders.loras)).map { "; did you mean '\($0)'?" } ?? ""
+                return "LoRA \(name): not found (looked for \(name).safetensors in \(searched.joined(separator: ", ")))\(near); gen refuses this prompt"
+            } catch {
+                return "LoRA \(lora.name): \(error); gen refuses this prompt"
+            }
+            return "LoRA \(lora.name): text encoder x\(lora.textEncoderMultiplier), UNet x\(lora.unetMultiplier)"
+        }
         return (loras + [try compositionReport(networks.prompt, steps: steps)]).joined(separator: "\n")
     }
 
@@ -133,5 +144,17 @@ public final class PipelineGenerator: ImageGenerator {
             lines.append("  chunk \(number + 1) (\(chunk.promptTokenCount) tokens): \(chunker.text(of: chunk))")
         }
         return lines.joined(separator: "\n")
+    }
+}
+
+extension GenerationProgress {
+    /// This progress counted in the `steps` the request asked for. The engine counts UNet
+    /// evaluations (`total` is the sampler's timestep count), which for PNDM is steps + 1: its
+    /// first step evaluates twice (the PLMS warm-up), so evaluation k of steps + 1 finishes step
+    /// k - 1 (`k * steps / (steps + 1)`, rounded down). Other samplers are returned as they are.
+    func counted(inSteps steps: Int) -> GenerationProgress {
+        guard total > 0, steps > 0, total != steps else { return self }
+        return GenerationProgress(image: image, images: images, step: step * steps / total, total: steps,
+                                  elapsed: elapsed, preview: preview)
     }
 }

@@ -1,3 +1,4 @@
+import FileErrors
 import Foundation
 import Diffusion
 import Imaging
@@ -53,10 +54,11 @@ public struct Command {
             session.settings.request.negative = argument
             return .ok
         },
-        Command(name: "seed", usage: "seed N | random", summary: "fix the seed, or draw a new one for each gen (the default)",
+        Command(name: "seed", usage: "seed N | random | last",
+                summary: "fix the seed, draw a new one for each gen (the default), or take the last image's",
                 kind: .words, completion: .none, transcript: .seedChoice) { session, argument, _ in
-            guard !argument.isEmpty else { throw ScriptError.missingArgument(command: "seed", usage: "seed N | random") }
-            session.settings.request.seed = try parseSeed(argument, command: "seed")
+            guard !argument.isEmpty else { throw ScriptError.missingArgument(command: "seed", usage: "seed N | random | last") }
+            session.settings.request.seed = try parseSeed(argument, command: "seed", session: session)
             return .ok
         },
         Command(name: "model", usage: "model PATH | model download [REPO FILE]",
@@ -78,7 +80,7 @@ public struct Command {
                 } catch let error as ScriptError {
                     throw error
                 } catch {
-                    throw ScriptError.unavailable(command: "model download", reason: "\(error)")
+                    throw ScriptError.unavailable(command: "model download", reason: FileErrorText.reason(error))
                 }
                 return .ok
             }
@@ -87,7 +89,7 @@ public struct Command {
                 // Names a usable checkpoint (not a pickle, not an empty folder); the engine checks the rest on load.
                 _ = try session.components.models.locate(explicit: path)
             } catch {
-                throw ScriptError.unavailable(command: "model", reason: "\(error)")
+                throw ScriptError.unavailable(command: "model", reason: FileErrorText.reason(error))
             }
             session.settings.resources.model = path
             return .ok
@@ -133,13 +135,20 @@ public struct Command {
             try session.generate(count: count)
             return .ok
         },
-        Command(name: "save", usage: "save [PATH]", summary: "save the last image(s): PNG and JPEG in outdir, or exactly PATH (.png/.jpg)",
+        Command(name: "save", usage: "save [PATH]",
+                summary: "save the last image(s): PNG and JPEG in outdir; PATH.png or PATH.jpg exactly; PATH without an extension: both",
                 kind: .text, completion: .paths) { session, argument, _ in
             guard !session.lastBatch.isEmpty else {
                 throw ScriptError.notReady(command: "save", reason: "no image yet; run 'gen' first, then save")
             }
             let batch = session.lastBatch
             for (number, position) in batch.enumerated() {
+                // Saved already (by autosave or an earlier save): say where, rather than write a copy.
+                let image = session.images[position]
+                if argument.isEmpty && !image.savedPaths.isEmpty {
+                    session.io.output("image \(image.index): already saved as \(image.savedPaths.joined(separator: " ")); 'save PATH' writes another copy")
+                    continue
+                }
                 // Outputs go where the user is, like outdir: relative to the current directory.
                 var path: String? = argument.isEmpty ? nil : NSString(string: argument).expandingTildeInPath
                 if let given = path, batch.count > 1 {
@@ -188,8 +197,8 @@ public struct Command {
         Command(name: "tokens", usage: "tokens", summary: "the token count and 75-token chunks of the current prompt (per text with prompt editing, per AND part; its LoRAs)",
                 kind: .words, completion: .none) { session, argument, _ in
             guard argument.isEmpty else { throw ScriptError.unexpectedArgument(command: "tokens", argument: argument) }
-            let request = try session.resolvedRequest(seed: 0).engine
-            let generator = try session.loadedGenerator()
+            let request = try session.resolvedRequest(seed: 0, for: "tokens").engine
+            let generator = try session.loadedGenerator(for: "tokens")
             session.io.output(try generator.tokenReport(prompt: request.prompt, steps: request.steps, folders: session.folders()))
             return .ok
         },
@@ -197,13 +206,15 @@ public struct Command {
                 kind: .text, completion: .paths, transcript: .inputPath()) { session, argument, location in
             guard !argument.isEmpty else { throw ScriptError.missingArgument(command: "load", usage: "load FILE") }
             let path = session.resolve(argument, relativeTo: location)
-            let recipe: StoredRecipe
-            do {
-                recipe = try ImageRecipeReader.read(URL(fileURLWithPath: path))
-            } catch {
-                throw ScriptError.file(command: "load", path: argument, reason: "\(error)")
-            }
+            let recipe = try readStoredRecipe(at: path, shownAs: argument, command: "load")
             try apply(recipe, to: session, file: argument)
+            return .ok
+        },
+        Command(name: "info", usage: "info FILE", summary: "print the recipe stored in a PNG or JPEG (as 'sdrepl info FILE')",
+                kind: .text, completion: .paths, transcript: .inputPath()) { session, argument, location in
+            guard !argument.isEmpty else { throw ScriptError.missingArgument(command: "info", usage: "info FILE") }
+            let stored = try readStoredRecipe(at: session.resolve(argument, relativeTo: location), shownAs: argument, command: "info")
+            describeStoredRecipe(stored).components(separatedBy: "\n").forEach { session.io.output($0) }
             return .ok
         },
         Command(name: "loras", usage: "loras", summary: "list the LoRAs that <lora:NAME:0.8> in a prompt can use, and where sdrepl looks",
@@ -231,7 +242,7 @@ public struct Command {
                 let location = try session.components.models.locate(explicit: session.settings.resources.model)
                 session.io.output("using \(location.path) (\(location.source))")
             } catch {
-                "\(error)".split(separator: "\n").forEach { session.io.output(String($0)) }
+                FileErrorText.reason(error).split(separator: "\n").forEach { session.io.output(String($0)) }
             }
             return .ok
         },
@@ -246,11 +257,47 @@ public struct Command {
             try help(argument, session: session)
             return .ok
         },
-        Command(name: "quit", usage: "quit", summary: "end the session (Ctrl-D too)", kind: .words, completion: .none) { _, argument, _ in
+        Command(name: "transcript", usage: "transcript [save PATH]",
+                summary: "where this session is recorded; save PATH writes it to a new file (after a failed write) and records there",
+                kind: .text, completion: .none, transcript: .comment) { session, argument, location in
+            try transcript(argument, session: session, at: location)
+            return .ok
+        },
+        Command(name: "quit", usage: "quit", summary: "end the session (Ctrl-D too)", kind: .words, completion: .none) { session, argument, _ in
             guard argument.isEmpty else { throw ScriptError.unexpectedArgument(command: "quit", argument: argument) }
+            if let refusal = session.log.leavingRefusal() { throw refusal }
             return .quit
         },
     ]
+
+    /// `transcript`: where the session is recorded and whether that works; `transcript save PATH`.
+    private static func transcript(_ argument: String, session: Session, at location: SourceLocation?) throws {
+        let words = CommandText(argument)
+        let notRecorded = "this session is not recorded (a script, or --no-record)"
+        if argument.isEmpty {
+            guard let recorder = session.transcript else {
+                session.io.output("transcript: " + notRecorded)
+                return
+            }
+            let count = recorder.lines.count
+            if let failure = recorder.failure {
+                session.io.output("transcript: writing \(recorder.path) failed (\(failure)); \(count) line\(count == 1 ? "" : "s") "
+                                  + "kept in memory; 'transcript save PATH' writes them")
+            } else {
+                session.io.output("transcript: recording to \(recorder.path) (\(count) line\(count == 1 ? "" : "s"))")
+            }
+            return
+        }
+        guard words.name.lowercased() == "save" else {
+            throw ScriptError.badArgument(command: "transcript", argument: words.name, reason: "expected nothing or 'save PATH', got",
+                                          suggestion: closestWord(to: words.name, in: ["save"]))
+        }
+        guard !words.argument.isEmpty else { throw ScriptError.missingArgument(command: "transcript save", usage: "transcript save PATH") }
+        guard let recorder = session.transcript else { throw ScriptError.notReady(command: "transcript save", reason: notRecorded) }
+        let path = session.resolve(words.argument, relativeTo: location)
+        let count = try recorder.save(to: path)
+        session.io.output("transcript: wrote \(count) line\(count == 1 ? "" : "s") to \(path); recording goes on there")
+    }
 
     private static func listSettings(_ session: Session) {
         let defaults = SessionSettings()

@@ -25,13 +25,16 @@ public enum ScriptError: Error, Equatable, Sendable {
     case unexpectedArgument(command: String, argument: String)
     /// A file could not be read or written.
     case file(command: String, path: String, reason: String)
+    /// An image could not be written (`save`, or `gen`'s autosave); `reason` names the file and what
+    /// to do. The image stays in the session.
+    case imageNotSaved(command: String, reason: String)
     /// No usable model: the model store's message (where it looked and how to get one, or why the
-    /// given path is not a model).
-    case noModel(String)
+    /// given path is not a model); `command` needed it (`gen`, `tokens`).
+    case noModel(String, command: String = "gen")
     /// A model was found but this build has no engine to run it.
-    case noEngine(model: String)
-    /// The generator failed.
-    case generation(String)
+    case noEngine(model: String, command: String = "gen")
+    /// The generator (or another part the command used) failed.
+    case generation(String, command: String = "gen")
     /// Ctrl-C interrupted a generation.
     case cancelled(completed: Int, requested: Int)
     /// `run` files nest deeper than `limit`.
@@ -51,9 +54,10 @@ public enum ScriptError: Error, Equatable, Sendable {
         case .unknownCommand: return nil
         case .badArgument(let command, _, _, _), .missingArgument(let command, _),
              .unexpectedArgument(let command, _), .file(let command, _, _), .unavailable(let command, _),
-             .notReady(let command, _):
+             .notReady(let command, _), .imageNotSaved(let command, _), .noModel(_, let command),
+             .noEngine(_, let command), .generation(_, let command):
             return command
-        case .noModel, .noEngine, .generation, .cancelled: return "gen"
+        case .cancelled: return "gen"
         case .runTooDeep, .runCycle: return "run"
         case .checkMismatch: return "check"
         }
@@ -74,11 +78,13 @@ extension ScriptError: CustomStringConvertible {
             body = "takes no argument, got '\(argument)'; see 'help \(command)'"
         case .file(_, let path, let reason):
             body = "\(path): \(reason)"
-        case .noModel(let message):
+        case .imageNotSaved(_, let reason):
+            body = reason + "; the image stays in the session"
+        case .noModel(let message, _):
             body = message
-        case .noEngine(let model):
+        case .noEngine(let model, _):
             body = "found the model \(model), but this build of sdrepl has no generation engine wired in"
-        case .generation(let message):
+        case .generation(let message, _):
             body = message
         case .cancelled(let completed, let requested):
             body = "cancelled (\(completed) of \(requested) image\(requested == 1 ? "" : "s") finished)"

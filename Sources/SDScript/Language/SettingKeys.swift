@@ -1,4 +1,5 @@
 import Diffusion
+import FileErrors
 import Foundation
 
 /// One key of `set KEY VALUE` / `unset KEY`: how to read, show and reset it.
@@ -32,14 +33,19 @@ public struct SettingKey {
                        session.settings.request.style = match
                    },
                    show: { $0.request.style }, reset: { $0.request.style = RequestDefaults().style }),
-        SettingKey(name: "seed", values: "N|random", kind: .words, choices: { _ in ["random"] }, completesPaths: false,
-                   apply: { session, value in session.settings.request.seed = try parseSeed(value, command: "set seed") },
+        SettingKey(name: "seed", values: "N|random|last", kind: .words, choices: { _ in ["random", "last"] }, completesPaths: false,
+                   apply: { session, value in session.settings.request.seed = try parseSeed(value, command: "set seed", session: session) },
                    show: { settings in
                        if case .fixed(let seed) = settings.request.seed { return String(seed) }
                        return "random"
                    },
                    reset: { $0.request.seed = RequestDefaults().seed }, transcript: .seedChoice),
-        integer("steps", range: RequestLimits.steps, \.request.steps),
+        integer("steps", range: RequestLimits.steps, \.request.steps) { session, steps in
+            if let range = acceptedSteps(steps, by: session.settings.request.sampler) {
+                throw ScriptError.badArgument(command: "set steps", argument: String(steps),
+                                              reason: "\(session.settings.request.sampler) takes \(range.lowerBound) to \(range.upperBound) steps, got")
+            }
+        },
         SettingKey(name: "cfg", values: "\(Int(RequestLimits.guidance.lowerBound))…\(Int(RequestLimits.guidance.upperBound))",
                    kind: .words, choices: { _ in nil }, completesPaths: false,
                    apply: { session, value in
@@ -74,6 +80,11 @@ public struct SettingKey {
                                                          suggestion: closestWord(to: value, in: Sampler.allNames)
                                                              .flatMap { try? Sampler(name: $0) }?.rawValue)
                        }
+                       let steps = session.settings.request.steps
+                       if let range = acceptedSteps(steps, by: sampler) {
+                           throw ScriptError.notReady(command: "set sampler", reason: "\(sampler) takes \(range.lowerBound) to \(range.upperBound) steps "
+                                                      + "and steps is \(steps): 'set steps \(range.upperBound)' or fewer first")
+                       }
                        session.settings.request.sampler = sampler
                    },
                    show: { $0.request.sampler.rawValue }, reset: { $0.request.sampler = RequestDefaults().sampler }),
@@ -97,7 +108,7 @@ public struct SettingKey {
                        } catch let error as ScriptError {
                            throw error
                        } catch {
-                           throw ScriptError.file(command: "set styles", path: value, reason: "\(error)")
+                           throw ScriptError.file(command: "set styles", path: value, reason: fileProblem(error))
                        }
                        session.settings.resources.stylesFile = value
                    },
@@ -174,8 +185,9 @@ public struct SettingKey {
                    show: { $0[keyPath: path] ?? defaults }, reset: { $0[keyPath: path] = nil }, transcript: .inputPath())
     }
 
-    private static func integer(_ name: String, range: ClosedRange<Int>,
-                                _ path: WritableKeyPath<SessionSettings, Int>) -> SettingKey {
+    /// - Parameter check: a further check of a number in `range` (the sampler's steps).
+    private static func integer(_ name: String, range: ClosedRange<Int>, _ path: WritableKeyPath<SessionSettings, Int>,
+                                check: @escaping (Session, Int) throws -> Void = { _, _ in }) -> SettingKey {
         SettingKey(name: name, values: "\(range.lowerBound)…\(range.upperBound)", kind: .words, choices: { _ in nil },
                    completesPaths: false,
                    apply: { session, value in
@@ -183,6 +195,7 @@ public struct SettingKey {
                            throw ScriptError.badArgument(command: "set \(name)", argument: value,
                                                          reason: "expected a whole number from \(range.lowerBound) to \(range.upperBound), got")
                        }
+                       try check(session, number)
                        session.settings[keyPath: path] = number
                    },
                    show: { String($0[keyPath: path]) },
@@ -208,13 +221,33 @@ public struct SettingKey {
     }
 }
 
-/// `N` (0 … 2^64-1) or `random`.
-func parseSeed(_ value: String, command: String) throws -> SeedMode {
+/// The step counts `sampler` takes, when `steps` is not one of them; nil when it is. The engine's
+/// own check (`Sampler.makeScheduler`) with SD1.5's scheduler config, so `set` refuses what `gen`
+/// would.
+func acceptedSteps(_ steps: Int, by sampler: Sampler) -> ClosedRange<Int>? {
+    do {
+        _ = try sampler.makeScheduler(config: .sd15, steps: steps)
+        return nil
+    } catch SchedulerError.invalidSteps(_, _, let range) {
+        return range
+    } catch {
+        return nil  // a config option this port lacks is the model's problem, reported at gen
+    }
+}
+
+/// `N` (0 … 2^64-1), `random`, or `last`: the seed of the last image made (A1111's recycle button).
+func parseSeed(_ value: String, command: String, session: Session) throws -> SeedMode {
     if value.lowercased() == "random" || value == "-1" { return .random }
+    if value.lowercased() == "last" {
+        guard let last = session.images.last else {
+            throw ScriptError.notReady(command: command, reason: "no image yet; 'seed last' takes the seed of the last image made")
+        }
+        return .fixed(last.request.engine.seed)
+    }
     guard let seed = UInt64(value) else {
         throw ScriptError.badArgument(command: command, argument: value,
-                                      reason: "expected a whole number from 0 to \(UInt64.max) or 'random', got",
-                                      suggestion: closestWord(to: value, in: ["random"]))
+                                      reason: "expected a whole number from 0 to \(UInt64.max), 'random' or 'last', got",
+                                      suggestion: closestWord(to: value, in: ["random", "last"]))
     }
     return .fixed(seed)
 }

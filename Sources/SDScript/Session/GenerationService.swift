@@ -1,4 +1,5 @@
 import Diffusion
+import FileErrors
 import Foundation
 import Imaging
 
@@ -14,21 +15,22 @@ final class GenerationService {
     }
 
     /// The generator for the current model, loaded on first use and kept for the session.
-    func generator(for resources: ResourceSettings, io: SessionIO) throws -> ImageGenerator {
+    /// - Parameter command: the command that needs it, named in errors.
+    func generator(for resources: ResourceSettings, io: SessionIO, command: String = "gen") throws -> ImageGenerator {
         let location: ModelLocation
         do {
             location = try components.models.locate(explicit: resources.model)
         } catch {
-            throw ScriptError.noModel("\(error)")
+            throw ScriptError.noModel(FileErrorText.reason(error), command: command)
         }
         if let cached, cached.model == location.path, cached.memory == resources.memory { return cached.generator }
-        guard let loader = components.generatorLoader else { throw ScriptError.noEngine(model: location.path) }
+        guard let loader = components.generatorLoader else { throw ScriptError.noEngine(model: location.path, command: command) }
         io.output("loading \(location.path) (\(location.source)) …")
         let loaded: ImageGenerator
         do {
             loaded = try loader.load(model: location, memory: resources.memory)
         } catch {
-            throw ScriptError.file(command: "model", path: location.path, reason: "\(error)")
+            throw ScriptError.file(command: "model", path: location.path, reason: FileErrorText.reason(error))
         }
         loaded.loadWarnings.forEach(io.warning)
         cached = (location.path, resources.memory, loaded)
@@ -37,9 +39,9 @@ final class GenerationService {
 
     /// The request for `count` images from `seed`, with the style applied.
     /// - Throws: `ScriptError.badArgument` for a style this session does not have.
-    func resolve(_ settings: RequestDefaults, seed: UInt64, count: Int) throws -> StyledRequest {
+    func resolve(_ settings: RequestDefaults, seed: UInt64, count: Int, command: String = "gen") throws -> StyledRequest {
         guard let styled = components.styles.apply(settings.style, prompt: settings.prompt, negative: settings.negative) else {
-            throw ScriptError.badArgument(command: "gen", argument: settings.style, reason: "unknown style",
+            throw ScriptError.badArgument(command: command, argument: settings.style, reason: "unknown style",
                                           suggestion: closestWord(to: settings.style, in: components.styles.names))
         }
         let engine = GenerationRequest(prompt: styled.prompt, negativePrompt: styled.negative, seed: seed,
@@ -122,13 +124,13 @@ final class GenerationService {
                let near = closestWord(to: name, in: LoRALibrary.names(in: folders.loras)) {
                 throw ScriptError.generation("\(error) (did you mean '\(near)'?)")
             }
-            throw ScriptError.generation("\(error)")
+            throw ScriptError.generation(FileErrorText.reason(error))
         }
     }
 
     /// Writes `image` to `path` (or both formats in the output folder) with its recipe.
-    /// - Throws: `ScriptError.file` naming the path; the image stays in the session.
-    func save(_ image: SessionImage, to path: String?, output: OutputSettings) throws -> [String] {
+    /// - Throws: `ScriptError.imageNotSaved` saying which file and why; the image stays in the session.
+    func save(_ image: SessionImage, to path: String?, output: OutputSettings) throws -> SavedFiles {
         guard let saver = components.saver else {
             throw ScriptError.unavailable(command: "save", reason: "this session has no image writer")
         }
@@ -137,8 +139,7 @@ final class GenerationService {
         } catch let error as ScriptError {
             throw error
         } catch {
-            throw ScriptError.file(command: "save", path: path ?? output.outdir,
-                                   reason: "\(error); the image stays in the session, try 'save PATH' elsewhere")
+            throw ScriptError.imageNotSaved(command: "save", reason: FileErrorText.reason(error))
         }
     }
 }

@@ -1,3 +1,4 @@
+import FileErrors
 import Foundation
 
 /// How a script file is replayed.
@@ -87,23 +88,27 @@ extension Session {
 
     /// Replays the script at `path` (`sdrepl run FILE`, the `run` command).
     public func runScript(at path: String, options: ScriptOptions = ScriptOptions()) -> ScriptSummary {
-        let text: String
         do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            let reason: String
-            if !FileManager.default.fileExists(atPath: path) {
-                reason = "no such file"
-            } else if FileManager.default.isReadableFile(atPath: path) {
-                reason = "not UTF-8 text; a script is a text file of commands"
-            } else {
-                reason = "cannot read it (permission denied)"
-            }
+            return runScript(lines: try Self.readScript(at: path), name: path, options: options)
+        } catch let error as ScriptError {
             var summary = ScriptSummary()
-            summary.errors.append(report(.file(command: "run", path: path, reason: reason), at: nil))
+            summary.errors.append(report(error, at: nil))
             return summary
+        } catch {
+            preconditionFailure("readScript throws ScriptError only")
         }
-        return runScript(lines: Self.lines(of: text), name: path, options: options)
+    }
+
+    /// The lines of the script at `path`.
+    /// - Throws: `ScriptError.file` saying why it cannot be read (no such file, a folder, not UTF-8).
+    static func readScript(at path: String) throws -> [String] {
+        do {
+            return lines(of: try String(contentsOfFile: path, encoding: .utf8))
+        } catch {
+            var reason = FileErrorText.reason(error)
+            if reason == "not UTF-8 text" { reason += "; a script is a text file of commands" }
+            throw ScriptError.file(command: "run", path: path, reason: reason)
+        }
     }
 
     /// Replays lines read from anywhere (`sdrepl < FILE` reads standard input lazily); `name` is used
@@ -164,15 +169,13 @@ extension Session {
         if frames.stack.count >= ScriptFrames.depthLimit {
             throw ScriptError.runTooDeep(path: resolved, limit: ScriptFrames.depthLimit)
         }
-        guard FileManager.default.isReadableFile(atPath: resolved) else {
-            throw ScriptError.file(command: "run", path: resolved, reason: "no such file, or not readable")
-        }
+        let lines = try Self.readScript(at: resolved)
         let options = frames.innermost?.options ?? ScriptOptions()
         if transcript != nil {
             log.recordLine("# run \(absolute(resolved))")
             log.line.inlinedRun = true
         }
-        let summary = runScript(at: resolved, options: options)
+        let summary = runScript(lines: lines, name: resolved, options: options)
         frames.innermost?.summary.checked += summary.checked
         if summary.quit { throw QuitRequest() }
         guard let last = summary.errors.last else { return }

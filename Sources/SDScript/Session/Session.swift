@@ -1,4 +1,5 @@
 import Diffusion
+import FileErrors
 import Foundation
 import Imaging
 
@@ -45,6 +46,7 @@ public final class Session {
         self.io = io
         log = TranscriptLog(recorder: transcript)
         self.drawSeed = drawSeed
+        log.warn = { [io] in io.warning($0) }
     }
 
     // MARK: - Interactive input
@@ -62,6 +64,14 @@ public final class Session {
 
     /// Records a command line in the transcript as if typed (`model PATH` from `--model`).
     public func recordCommand(_ text: String) { log.recordLine(text) }
+
+    /// Whether the session may end now (Ctrl-D): false once, with the reason shown, while the
+    /// transcript could not be written and was not saved elsewhere.
+    public func confirmLeave() -> Bool {
+        guard let refusal = log.leavingRefusal() else { return true }
+        report(refusal, at: nil)
+        return false
+    }
 
     // MARK: - The loop
 
@@ -100,7 +110,7 @@ public final class Session {
         } catch is QuitRequest {
             return .quit
         } catch {
-            return .failed(report(.generation("\(error)"), at: location))
+            return .failed(report(.generation(FileErrorText.reason(error), command: command.name), at: location))
         }
     }
 
@@ -122,14 +132,14 @@ public final class Session {
 
     // MARK: - What the commands use
 
-    /// The generator for the current model, loaded on first use and kept.
-    func loadedGenerator() throws -> ImageGenerator {
-        try generation.generator(for: settings.resources, io: io)
+    /// The generator for the current model, loaded on first use and kept; errors name `command`.
+    func loadedGenerator(for command: String = "gen") throws -> ImageGenerator {
+        try generation.generator(for: settings.resources, io: io, command: command)
     }
 
-    /// The request of the next `gen` with the style applied.
-    func resolvedRequest(seed: UInt64, count: Int = 1) throws -> StyledRequest {
-        try generation.resolve(settings.request, seed: seed, count: count)
+    /// The request of the next `gen` with the style applied; errors name `command`.
+    func resolvedRequest(seed: UInt64, count: Int = 1, for command: String = "gen") throws -> StyledRequest {
+        try generation.resolve(settings.request, seed: seed, count: count, command: command)
     }
 
     func loraDirectories() -> [URL] { generation.loraDirectories(settings.resources) }
@@ -158,6 +168,8 @@ public final class Session {
             if settings.output.autosave, !savingDisabled, components.saver != nil {
                 do {
                     entry.savedPaths = try save(position, to: nil)
+                } catch ScriptError.imageNotSaved(_, let reason) {
+                    saveError = .imageNotSaved(command: "gen", reason: "autosave: " + reason)
                 } catch let error as ScriptError {
                     saveError = error
                 }
@@ -173,7 +185,9 @@ public final class Session {
         // `run --check` verifies a transcript; it writes no image files (its `save` lines included).
         if savingDisabled { return [] }
         let image = history.images[position]
-        let paths = try generation.save(image, to: path, output: settings.output)
+        let saved = try generation.save(image, to: path, output: settings.output)
+        saved.warnings.forEach(io.warning)
+        let paths = saved.paths
         history.addSavedPaths(paths, at: position)
         log.line.results += paths.map { .saved(index: image.index, path: $0) }
         return paths

@@ -27,7 +27,14 @@ public enum SessionEvent {
 
     /// The event as plain text: what a front end without pictures or a progress bar prints, with
     /// `isDiagnostic` for what goes to standard error. Nil for events that are only transient.
+    /// Control characters are escaped (`escapingControlCharacters`): the text echoes what the user
+    /// typed and what files hold, which must not drive the terminal.
     public var text: (lines: [String], isDiagnostic: Bool)? {
+        guard let raw = rawText else { return nil }
+        return (raw.lines.map(\.escapingControlCharacters), raw.isDiagnostic)
+    }
+
+    private var rawText: (lines: [String], isDiagnostic: Bool)? {
         switch self {
         case .output(let line): return ([line], false)
         case .warning(let line): return ([line], true)
@@ -55,7 +62,8 @@ extension SessionImage: CustomStringConvertible {
 
     /// The line printed when the image is made.
     func summary(withSavedPaths: Bool) -> String {
-        var line = "image \(index): seed \(request.engine.seed), \(pixels.width)x\(pixels.height), sha256 \(sha256.prefix(16))…"
+        var line = "image \(index): seed \(request.engine.seed), \(pixels.width)x\(pixels.height), "
+            + String(format: "%.2f s", seconds) + ", sha256 \(sha256.prefix(16))…"
         if withSavedPaths && !savedPaths.isEmpty { line += ", saved " + savedPaths.joined(separator: " ") }
         return line
     }
@@ -77,6 +85,36 @@ extension SessionIO {
     public func warning(_ line: String) { emit(.warning(line)) }
     public func status(_ line: String) { emit(.status(line)) }
     public func progressDone() { emit(.progressDone) }
+}
+
+extension String {
+    /// The text with control characters made visible, so that echoing it cannot drive a terminal
+    /// (retitle the window, clear the screen, ring the bell, overwrite the line): ESC as `\e`, the
+    /// other C0 characters and DEL as `\xHH`, the C1 controls (U+0080–U+009F, which some terminals
+    /// read as ESC sequences: U+009B is CSI) as `\u{HH}`. Tabs and line feeds stay: they only move
+    /// the cursor on, and multi-line output (`tokens`) uses them.
+    public var escapingControlCharacters: String {
+        guard unicodeScalars.contains(where: Self.needsEscape) else { return self }
+        var out = String.UnicodeScalarView()
+        for scalar in unicodeScalars {
+            guard Self.needsEscape(scalar) else {
+                out.append(scalar)
+                continue
+            }
+            let hex = String(scalar.value, radix: 16, uppercase: true)
+            let escaped = scalar == "\u{1B}" ? "\\e" : scalar.value < 0x80 ? "\\x" + (hex.count == 1 ? "0" + hex : hex) : "\\u{\(hex)}"
+            out.append(contentsOf: escaped.unicodeScalars)
+        }
+        return String(out)
+    }
+
+    private static func needsEscape(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.value {
+        case 0x09, 0x0A: return false
+        case 0x00..<0x20, 0x7F...0x9F: return true
+        default: return false
+        }
+    }
 }
 
 /// 7.5 -> "7.5", 7 -> "7".

@@ -1,5 +1,7 @@
 import Crypto
+import FileErrors
 import Foundation
+import Glibc
 import Imaging
 
 /// A `#=>` result line of a transcript.
@@ -71,9 +73,19 @@ public func pixelHash(_ image: RGBImage) -> String {
 
 /// Appends a session's transcript to a file, one line at a time, each written through at once so a
 /// crash loses nothing already recorded.
+///
+/// Every line is also kept in memory: when a write fails (a full disk), the first failure is
+/// returned to the caller to report, later lines are kept without trying the file again, and
+/// `save(to:)` writes them all to a new file and records there from then on.
 public final class TranscriptRecorder {
-    public let path: String
-    private let handle: FileHandle
+    /// The file being written: the one made at the start, or the last one `save(to:)` wrote.
+    public private(set) var path: String
+    private var handle: FileHandle
+    /// Every line recorded in this session, written to the file or not.
+    public private(set) var lines: [String] = []
+    /// Why writing `path` failed, from the first failure until a `save(to:)`; nil while every
+    /// line has been written.
+    public private(set) var failure: String?
 
     /// Creates `directory` if needed and a new file in it named from `date` (`20261125-021500.sdscript`,
     /// with `-2`, `-3` … if taken).
@@ -87,7 +99,7 @@ public final class TranscriptRecorder {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
-            throw ScriptError.file(command: "sdrepl", path: directory, reason: "cannot create the sessions directory (\(error.localizedDescription)); use --sessions DIR or --no-record")
+            throw ScriptError.file(command: "sdrepl", path: directory, reason: "cannot create the sessions directory (\(FileErrorText.reason(error))); use --sessions DIR or --no-record")
         }
         var candidate = stem + ".sdscript"
         var counter = 2
@@ -99,15 +111,73 @@ public final class TranscriptRecorder {
             descriptor = open(candidate, O_WRONLY | O_CREAT | O_EXCL, 0o644)
         }
         guard descriptor >= 0 else {
-            throw ScriptError.file(command: "sdrepl", path: candidate, reason: String(cString: strerror(errno)))
+            throw ScriptError.file(command: "sdrepl", path: candidate, reason: FileErrorText.reason(errno: errno)
+                                   + "; use --sessions DIR or --no-record")
         }
         path = candidate
         handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
     }
 
-    /// Writes `line` and a newline (unbuffered: one write(2) per line).
-    public func record(_ line: String) {
-        // A transcript that cannot be written must not stop the session; the user was told at start.
-        try? handle.write(contentsOf: Data((line + "\n").utf8))
+    /// Records into a file that is open already (tests write to /dev/full).
+    init(path: String, handle: FileHandle) {
+        self.path = path
+        self.handle = handle
+    }
+
+    /// Writes `line` and a newline (unbuffered: one write(2) per line), and keeps it. A line break
+    /// inside `line` (a CR typed or pasted into a prompt, a classic-Mac line end) is written as a
+    /// space: a transcript holds one command per line, and CLIP reads any run of blanks as one space.
+    /// - Returns: why the file could not be written, when this line is the first that failed; nil
+    ///   otherwise (later lines are only kept: the session goes on, and was told once).
+    @discardableResult
+    public func record(_ line: String) -> String? {
+        let flat = String(line.map { $0.isNewline ? " " : $0 })
+        lines.append(flat)
+        guard failure == nil else { return nil }
+        if let code = Self.write([flat], to: handle.fileDescriptor) {
+            failure = FileErrorText.reason(errno: code)
+            return failure
+        }
+        return nil
+    }
+
+    /// Writes every line recorded so far to a new file at `newPath` and records there from now on.
+    /// - Returns: the number of lines written.
+    /// - Throws: `ScriptError.file` when `newPath` exists (a transcript never overwrites a file) or
+    ///   cannot be written; nothing is left behind then, and recording stays as it was.
+    @discardableResult
+    public func save(to newPath: String) throws -> Int {
+        let descriptor = open(newPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else {
+            let reason = errno == EEXIST ? "exists already; transcripts are never overwritten, give a new name"
+                                         : FileErrorText.reason(errno: errno)
+            throw ScriptError.file(command: "transcript save", path: newPath, reason: reason)
+        }
+        let file = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
+        if let code = Self.write(lines, to: descriptor) {
+            unlink(newPath)
+            throw ScriptError.file(command: "transcript save", path: newPath, reason: FileErrorText.reason(errno: code))
+        }
+        path = newPath
+        handle = file
+        failure = nil
+        return lines.count
+    }
+
+    /// Writes `lines`, each with a newline, in one write(2) per line; returns errno on failure.
+    private static func write(_ lines: [String], to descriptor: Int32) -> Int32? {
+        for line in lines {
+            let bytes = Array((line + "\n").utf8)
+            var offset = 0
+            while offset < bytes.count {
+                let written = bytes[offset...].withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    return errno
+                }
+                offset += written
+            }
+        }
+        return nil
     }
 }

@@ -14,6 +14,9 @@ public enum TranscriptRule: Sendable {
     /// May choose a random seed (`seed random`, `set seed -1`, `unset seed`): then written as a
     /// comment, since each `gen` records the concrete seed it drew.
     case seedChoice
+    /// About the session itself (`transcript save PATH`): written as a comment, as replaying it
+    /// would do nothing useful.
+    case comment
 }
 
 /// What the transcript needs of the line being run, collected while it runs.
@@ -32,47 +35,67 @@ struct LineRecord {
 final class TranscriptLog {
     var recorder: TranscriptRecorder?
     var line = LineRecord()
+    /// Shows a warning: the first failed write of the transcript file.
+    var warn: (String) -> Void = { _ in }
+    /// `quit` (or Ctrl-D) was refused once because the transcript is only in memory.
+    private var refusedLeaving = false
 
     init(recorder: TranscriptRecorder?) {
         self.recorder = recorder
     }
 
+    /// Records one line; the first write that fails is reported through `warn`, once.
+    private func write(_ text: String) {
+        guard let recorder, let failure = recorder.record(text) else { return }
+        warn("transcript: cannot write \(recorder.path): \(failure); "
+             + "the session is kept in memory: 'transcript save PATH' writes it elsewhere")
+    }
+
+    /// Why the session should not end yet: the transcript could not be written and was not saved
+    /// elsewhere. Said once; asking again leaves.
+    func leavingRefusal() -> ScriptError? {
+        guard let recorder, let failure = recorder.failure, !refusedLeaving else { return nil }
+        refusedLeaving = true
+        return .notReady(command: "quit", reason: "the transcript is only in memory (writing \(recorder.path) failed: \(failure)); "
+                         + "'transcript save PATH' writes it, 'quit' again leaves without it")
+    }
+
     /// Records `text`, which ran with `outcome`; `resolve` resolves a path as the command did.
     func record(_ text: String, outcome: Outcome, at location: SourceLocation?,
                 resolve: (String, SourceLocation?) -> String) {
-        guard let recorder else { return }
+        guard recorder != nil else { return }
         switch ScriptLine(text) {
         case .blank, .result, .malformedResult: return
-        case .comment: recorder.record(text.trimmingWhitespace())
+        case .comment: write(text.trimmingWhitespace())
         case .command(let command):
             if line.inlinedRun {
                 // Its lines, and any error among them, are in the transcript already.
                 if outcome != .quit {
-                    recorder.record("# end of run \(absolute(resolve(command.argument, location)))")
+                    write("# end of run \(absolute(resolve(command.argument, location)))")
                 }
                 return
             }
             switch outcome {
             case .quit: return
             case .ok:
-                line.preamble.forEach(recorder.record)
-                recorder.record(replayable(command, typed: text, at: location, resolve: resolve))
+                line.preamble.forEach(write)
+                write(replayable(command, typed: text, at: location, resolve: resolve))
             case .failed(let diagnostic):
-                line.preamble.forEach(recorder.record)
+                line.preamble.forEach(write)
                 let firstLine = diagnostic.error.description.split(separator: "\n").first.map(String.init) ?? ""
                 let made = line.results.filter { if case .image = $0 { return true } else { return false } }.count
                 if made > 0 && Command.named(command.name)?.name == "gen" {
                     // A gen stopped part-way (Ctrl-C, a failed save): replay exactly the images it made.
-                    recorder.record("gen \(made) # \(text.trimmingWhitespace()), stopped: \(firstLine)")
+                    write("gen \(made) # \(text.trimmingWhitespace()), stopped: \(firstLine)")
                 } else {
-                    recorder.record("# " + text.trimmingWhitespace())
-                    recorder.record("# error: " + firstLine)
+                    write("# " + text.trimmingWhitespace())
+                    write("# error: " + firstLine)
                     // Not replayable as they stand: kept for the reader, not for --check.
-                    line.results.forEach { recorder.record("# " + $0.description) }
+                    line.results.forEach { write("# " + $0.description) }
                     return
                 }
             }
-            line.results.forEach { recorder.record($0.description) }
+            line.results.forEach { write($0.description) }
         }
     }
 
@@ -94,6 +117,8 @@ final class TranscriptLog {
         switch rule {
         case .asTyped, .setting:
             return typed
+        case .comment:
+            return "# " + typed
         case .seedChoice:
             let words = argument.droppingTrailingComment().lowercased().words
             let random = entry.name == "unset" || words == ["random"] || words == ["-1"]
@@ -107,10 +132,10 @@ final class TranscriptLog {
     }
 
     /// Records a comment line (session start, model given on the command line).
-    func recordComment(_ text: String) { recorder?.record("# " + text) }
+    func recordComment(_ text: String) { write("# " + text) }
 
     /// Records a line as if typed (`model PATH` from `--model`, `# run FILE`).
-    func recordLine(_ text: String) { recorder?.record(text) }
+    func recordLine(_ text: String) { write(text) }
 }
 
 /// `path` made absolute against the current folder, `.` and `..` removed.
