@@ -1,5 +1,7 @@
 import Diffusion
 import Foundation
+import Imaging
+import ModelStore
 import TestSupport
 import XCTest
 @testable import SDScript
@@ -78,5 +80,46 @@ final class LoadWarningTests: XCTestCase {
         }
         let warnings = io.diagnostics.filter { $0.contains("no tokenizer/ folder") }
         XCTAssertEqual(warnings.count, 1, "\(io.diagnostics)")
+    }
+}
+
+final class ModelSwitchTests: XCTestCase {
+    /// `model PATH` opens the checkpoint at once, says what it loaded, and keeps the working model
+    /// when the new one is refused.
+    func testARefusedModelKeepsTheWorkingOne() throws {
+        let folder = TemporaryFolder()
+        let good = Fixture.tinySD15Folder.path
+        let single = try Data(contentsOf: Fixture.tinySD15SingleFile)
+        let truncated = folder.path + "/truncated.safetensors"
+        try single.prefix(single.count / 2).write(to: URL(fileURLWithPath: truncated))
+        let io = BufferIO()
+        let session = Session(components: Components(generatorLoader: PipelineLoader(), models: ModelStoreCatalog(),
+                                                     styles: StyleBook(environment: [:]), saver: nil), io: io)
+        XCTAssertEqual(session.execute("model \(good)"), .ok)
+        XCTAssertTrue(io.lines.contains { $0.hasPrefix("model: \(good)  diffusers  F32") }, "\(io.lines)")
+        guard case .failed(let diagnostic) = session.execute("model \(truncated)") else { return XCTFail("accepted a truncated file") }
+        XCTAssertTrue(diagnostic.description.hasPrefix("model: "), diagnostic.description)
+        XCTAssertEqual(diagnostic.description.components(separatedBy: truncated).count - 1, 1, "the path once: \(diagnostic)")
+        XCTAssertEqual(session.settings.resources.model, good, "the working model stays")
+        for line in ["prompt a fox", "seed 1", "set size 64x64", "set steps 1", "gen"] {
+            XCTAssertEqual(session.execute(line), .ok, line)
+        }
+    }
+
+    /// `load` of an A1111 image says in one line what `gen` will not reproduce.
+    func testLoadSaysWhatWillDiffer() throws {
+        let folder = TemporaryFolder()
+        let text = "a castle\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 5, Size: 64x64, Model hash: deadbeef00, "
+            + "Denoising strength: 0.7, Hires upscale: 2"
+        let png = try PNGFile.encode(try RGBImage(width: 8, height: 8, pixels: Array(repeating: 0, count: 192)),
+                                     chunks: [PNGTextChunk(kind: .tEXt, keyword: "parameters", text: text)])
+        let path = folder.path + "/a1111.png"
+        try Data(png).write(to: URL(fileURLWithPath: path))
+        let io = BufferIO()
+        let session = makeSession(io: io)
+        XCTAssertEqual(session.execute("load \(path)"), .ok)
+        XCTAssertEqual(session.settings.request.seed, .fixed(5))
+        XCTAssertEqual(io.diagnostics, ["load: \(path): gen will not reproduce Denoising strength: 0.7, Hires upscale: 2, "
+                                        + "Model hash: deadbeef00 (the current model's is 0123456789)"])
     }
 }

@@ -342,6 +342,7 @@ final class LoRAFolderTests: XCTestCase {
         XCTAssertEqual(session.execute("model \(folder.path)/models/Stable-diffusion/m.safetensors"), .ok)
         let cwd = FileManager.default.currentDirectoryPath
         XCTAssertEqual(session.loraDirectories().map(\.path), ["\(folder.path)/mine", "\(cwd)/models/Lora", "\(folder.path)/models/Lora"])
+        io.lines = []
         XCTAssertEqual(session.execute("loras"), .ok)
         XCTAssertEqual(io.lines, ["<lora:ink:1>", "<lora:paper:1>",
                                   "2 LoRAs in \(folder.path)/mine, \(cwd)/models/Lora, \(folder.path)/models/Lora"])

@@ -64,6 +64,7 @@ struct FixedModelCatalog: ModelCatalog {
         ModelLocation(path: explicit ?? "/test/double.safetensors", source: "test")
     }
     func listing(explicit: String?, note: (String) -> Void) -> [String] { ["/test/double.safetensors"] }
+    func shortHash(explicit: String?) -> String? { "0123456789" }
     func download(arguments: [String], status: @escaping (String) -> Void,
                   isCancelled: @escaping () -> Bool) throws -> String { "/test/downloaded" }
 }

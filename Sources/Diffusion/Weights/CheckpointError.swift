@@ -34,7 +34,9 @@ public enum CheckpointError: Error, Equatable, CustomStringConvertible {
         case let .notFound(path):
             return "no checkpoint at \(path): the path does not exist"
         case let .unreadable(path, underlying):
-            return "cannot load \(path): \(underlying)"
+            // The file's own error usually names the file already.
+            let reason = "\(underlying)"
+            return reason.contains(path) ? "cannot load it: \(reason)" : "cannot load \(path): \(reason)"
         case let .pickleFile(path, evidence):
             return "\(path) is a PyTorch pickle file (\(evidence)); sdrepl never opens pickles, because unpickling can run arbitrary code.\n" + Self.conversionHelp
         case let .ggufFile(path):

@@ -71,6 +71,9 @@ public protocol ModelCatalog {
     func locate(explicit: String?) throws -> ModelLocation
     /// One line per model found, for `models`; `note` shows what takes a while (hashing).
     func listing(explicit: String?, note: (String) -> Void) -> [String]
+    /// The short hash (A1111's first 10 hex digits of the SHA-256) of the model discovery finds now,
+    /// when it is known without reading the file (the hash cache, a Hugging Face blob); nil otherwise.
+    func shortHash(explicit: String?) -> String?
     /// `model download [REPO FILE]`; returns the path of the downloaded file.
     /// - Parameters:
     ///   - status: a transient one-line progress report (bytes, rate, ETA).

@@ -204,16 +204,12 @@ public struct ModelHashCache: Sendable {
     /// The first 10 hex digits of the SHA-256 of `url`.
     /// - Parameter note: told before a long hash starts, and as it goes.
     public func shortHash(of url: URL, note: (String) -> Void = { _ in }) throws -> String {
-        if let known = HubCache.blobSHA256(of: url) { return FileHash.shortHash(known) }
+        if let known = cachedShortHash(of: url) { return known }
         let real = url.resolvingSymlinksInPath()
         let attributes = try FileManager.default.attributesOfItem(atPath: real.path)
         let size = (attributes[.size] as? NSNumber)?.int64Value ?? 0
-        let mtime = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
-        let key = "\(real.path)\t\(size)\t\(Int64(mtime * 1000))"
+        let key = cacheKey(real, attributes: attributes)
         let lines = (try? String(contentsOfFile: file, encoding: .utf8))?.split(separator: "\n").map(String.init) ?? []
-        for line in lines where line.hasPrefix(key + "\t") {
-            return String(line.dropFirst(key.count + 1))
-        }
         if size > 64 << 20 { note("hashing \(real.lastPathComponent) (\(size >> 20) MiB) once for its model hash …") }
         let sha = try withoutActuallyEscaping(note) { note in
             try FileHash.sha256(of: real) { done in
@@ -229,5 +225,23 @@ public struct ModelHashCache: Sendable {
         let text = (lines.filter { !$0.hasPrefix(real.path + "\t") } + [key + "\t" + short]).joined(separator: "\n") + "\n"
         try? text.write(toFile: file, atomically: true, encoding: .utf8)
         return short
+    }
+
+    /// The short hash when it is known without reading the file: a Hugging Face blob's name, or this
+    /// cache's entry for the file's path, size and date.
+    public func cachedShortHash(of url: URL) -> String? {
+        if let known = HubCache.blobSHA256(of: url) { return FileHash.shortHash(known) }
+        let real = url.resolvingSymlinksInPath()
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: real.path) else { return nil }
+        let key = cacheKey(real, attributes: attributes)
+        let lines = (try? String(contentsOfFile: file, encoding: .utf8))?.split(separator: "\n") ?? []
+        return lines.first { $0.hasPrefix(key + "\t") }.map { String($0.dropFirst(key.count + 1)) }
+    }
+
+    /// `path<TAB>size<TAB>modification time in ms`: a file that changed is hashed again.
+    private func cacheKey(_ real: URL, attributes: [FileAttributeKey: Any]) -> String {
+        let size = (attributes[.size] as? NSNumber)?.int64Value ?? 0
+        let mtime = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+        return "\(real.path)\t\(size)\t\(Int64(mtime * 1000))"
     }
 }

@@ -49,6 +49,12 @@ public struct ModelStoreCatalog: ModelCatalog {
         }
     }
 
+    public func shortHash(explicit: String?) -> String? {
+        guard let model = try? discovery.resolve(explicit: explicit) else { return nil }
+        if let sha = model.knownSHA256 { return FileHash.shortHash(sha) }
+        return model.hashedFile.flatMap { hashes.cachedShortHash(of: $0) }
+    }
+
     /// The dtype most of the UNet's tensors are stored in, read from the safetensors header only.
     static func dtype(of model: FoundModel) -> String {
         guard let file = model.hashedFile, let header = try? SafetensorsFile(url: file) else { return "?" }

@@ -86,12 +86,22 @@ public struct Command {
             }
             let path = try checkedModelPath(session.resolve(argument, relativeTo: location), command: "model")
             do {
-                // Names a usable checkpoint (not a pickle, not an empty folder); the engine checks the rest on load.
+                // Names a usable checkpoint (not a pickle, not an empty folder).
                 _ = try session.components.models.locate(explicit: path)
             } catch {
                 throw ScriptError.unavailable(command: "model", reason: FileErrorText.reason(error))
             }
-            session.settings.resources.model = path
+            var resources = session.settings.resources
+            resources.model = path
+            // Opened now: the header, layout and every shape are checked (weights convert on first
+            // use), so a refused checkpoint never replaces the one that works.
+            if session.components.generatorLoader != nil {
+                _ = try session.generation.generator(for: resources, io: session.io)
+            }
+            session.settings.resources = resources
+            let described = session.components.models.listing(explicit: path, note: { [io = session.io] in io.status($0) }).first
+            session.io.progressDone()
+            session.io.output("model: " + (described ?? path))
             return .ok
         },
         Command(name: "set", usage: "set [KEY VALUE]", summary: "change a setting; alone, list them all ('help set' for the keys)",
@@ -365,6 +375,24 @@ public struct Command {
         settings.clipSkip = recipe.clipSkip
         session.settings.request = settings
         session.io.output("loaded the recipe of \(file)")
+        if let differences = notReproduced(recipe, session: session) {
+            session.io.warning("load: \(file): gen will not reproduce \(differences)")
+        }
+    }
+
+    /// Infotext keys that `load` applies or that do not change the pixels.
+    private static let reproducedKeys: Set<String> = ["Lora hashes", "Schedule type", "Version", "TI hashes", "Emphasis"]
+
+    /// What of a recipe the next `gen` will not reproduce, as one phrase: settings sdrepl does not
+    /// have (hires fix, denoising strength, ControlNet, …) and a different model; nil when nothing.
+    private static func notReproduced(_ recipe: Imaging.ImageRecipe, session: Session) -> String? {
+        var parts = recipe.extra.filter { !reproducedKeys.contains($0.key) }.map { "\($0.key): \($0.value)" }
+        if let hash = recipe.modelHash,
+           let current = session.components.models.shortHash(explicit: session.settings.resources.model),
+           hash.lowercased() != current.lowercased() {
+            parts.append("Model hash: \(hash) (the current model's is \(current))")
+        }
+        return parts.isEmpty ? nil : parts.joined(separator: ", ")
     }
 }
 

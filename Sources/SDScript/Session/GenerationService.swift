@@ -30,7 +30,10 @@ final class GenerationService {
         do {
             loaded = try loader.load(model: location, memory: resources.memory)
         } catch {
-            throw ScriptError.file(command: "model", path: location.path, reason: FileErrorText.reason(error))
+            // The engine's messages name the checkpoint already; the path is added only when they do not.
+            let reason = FileErrorText.reason(error)
+            throw reason.contains(location.path) ? ScriptError.unavailable(command: "model", reason: reason)
+                                                 : ScriptError.file(command: "model", path: location.path, reason: reason)
         }
         loaded.loadWarnings.forEach(io.warning)
         cached = (location.path, resources.memory, loaded)
