@@ -57,6 +57,20 @@ public enum ImageRecipeReader {
         return try read(data, path: url.path)
     }
 
+    /// The pixels of a PNG or JPEG (sniffed from its first bytes), for an init image or a mask.
+    /// - Throws: `ImagingError.readFailed` naming the file for a missing, unreadable or corrupt file.
+    public static func pixels(_ url: URL) throws -> RGBImage {
+        let data: [UInt8]
+        do {
+            data = [UInt8](try Data(contentsOf: url))
+        } catch {
+            throw ImagingError.readFailed(path: url.path, reason: FileErrorText.reason(error))
+        }
+        if data.starts(with: [0x89, 0x50, 0x4E, 0x47]) { return try PNGFile.decode(data, path: url.path).image }
+        if data.starts(with: [0xFF, 0xD8]) { return try JPEGFile.decode(data, path: url.path).image }
+        throw ImagingError.readFailed(path: url.path, reason: "not a PNG or JPEG file")
+    }
+
     /// Reads a recipe from file bytes. `path` is used in error messages.
     public static func read(_ data: [UInt8], path: String) throws -> StoredRecipe {
         if data.starts(with: [0x89, 0x50, 0x4E, 0x47]) {

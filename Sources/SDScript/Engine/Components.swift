@@ -6,14 +6,18 @@ import Imaging
 // the model store and the terminal. The REPL is written against these only; the executable plugs in
 // the real implementations (Diffusion's pipeline, Imaging's PNG/JPEG/styles, ModelStore's discovery).
 
-/// The folders a request's `<lora:NAME>` tags and embedding names are looked up in, in order.
+/// The folders a request's `<lora:NAME>` tags and embedding names are looked up in, in order, and
+/// the decoder file it uses.
 public struct ResourceFolders: Equatable, Sendable {
     public var loras: [URL]
     public var embeddings: [URL]
+    /// The decoder to use instead of the model's VAE (`set vae`); nil: the model's own.
+    public var decoder: URL?
 
-    public init(loras: [URL] = [], embeddings: [URL] = []) {
+    public init(loras: [URL] = [], embeddings: [URL] = [], decoder: URL? = nil) {
         self.loras = loras
         self.embeddings = embeddings
+        self.decoder = decoder
     }
 }
 

@@ -58,6 +58,7 @@ public struct ImagingSaver: ImageSaver {
             (try? FileHash.sha256(of: lora.file)).map { "\(lora.name): \($0.prefix(12))" }
         }
         if !loraHashes.isEmpty { recipe.extra.append(.init("Lora hashes", loraHashes.joined(separator: ", "))) }
+        if r.initImage != nil { recipe.extra.append(.init("Denoising strength", formatNumber(Float(r.strength)))) }
         var all: [String: Any] = [
             "prompt": r.prompt, "negative_prompt": r.negativePrompt, "style": request.style,
             "seed": NSNumber(value: r.seed), "steps": r.steps,
@@ -67,6 +68,13 @@ public struct ImagingSaver: ImageSaver {
             // Not a setting: how long the engine took for this image, to the millisecond.
             "seconds": (image.seconds * 1000).rounded() / 1000,
         ]
+        if let spacing = r.spacing { all["spacing"] = spacing.rawValue }
+        if r.sampler == .tcd { all["eta"] = r.eta }
+        if let initImage = r.initImage {
+            all["strength"] = r.strength
+            all["init_sha256"] = pixelHash(try RGBImage(width: initImage.width, height: initImage.height, pixels: initImage.rgb))
+        }
+        if image.decoder != "VAE" { all["decoder"] = image.decoder }
         if let model = image.model {
             all["model"] = model.name
             all["model_file"] = model.hashedFile.path

@@ -62,7 +62,7 @@ public final class PipelineGenerator: ImageGenerator {
 
     public func generate(_ request: GenerationRequest, folders: ResourceFolders, progress: (GenerationProgress) -> Void,
                          isCancelled: () -> Bool, image: (GenerationResult) throws -> Void) throws {
-        use(folders)
+        try use(folders)
         let token = CancellationToken()
         if isCancelled() { throw PipelineError.cancelled }
         let prepared = try pipeline.prepare(request, cancellation: token)
@@ -80,7 +80,7 @@ public final class PipelineGenerator: ImageGenerator {
     }
 
     public func tokenReport(prompt: String, steps: Int, folders: ResourceFolders) throws -> String {
-        use(folders)
+        try use(folders)
         let networks = try ExtraNetworks.parse(prompt)
         let loras = networks.loras.map { lora in
             do {
@@ -97,10 +97,22 @@ public final class PipelineGenerator: ImageGenerator {
         return (loras + [try compositionReport(networks.prompt, steps: steps)]).joined(separator: "\n")
     }
 
-    private func use(_ folders: ResourceFolders) {
+    private func use(_ folders: ResourceFolders) throws {
         pipeline.loraDirectories = folders.loras
         pipeline.embeddingDirectories = folders.embeddings
+        guard let file = folders.decoder else {
+            pipeline.decoder = pipeline.vae
+            loadedDecoder = nil
+            return
+        }
+        if loadedDecoder?.url != file {
+            loadedDecoder = (file, try TinyAutoencoderDecoder.load(file))
+        }
+        if let decoder = loadedDecoder?.decoder { pipeline.decoder = decoder }
     }
+
+    /// The TAESD decoder read for `set vae`, kept while the file stays the same.
+    private var loadedDecoder: (url: URL, decoder: TinyAutoencoderDecoder)?
 
     private func compositionReport(_ prompt: String, steps: Int) throws -> String {
         let parts = PromptComposition.parts(of: prompt)

@@ -104,6 +104,14 @@ public struct Command {
             session.io.output("model: " + (described ?? path))
             return .ok
         },
+        Command(name: "init", usage: "init FILE | N",
+                summary: "image-to-image: start the next gen from a PNG/JPEG or from image N ('set strength', 'unset init')",
+                kind: .text, completion: .paths, transcript: .inputPath()) { session, argument, location in
+            guard !argument.isEmpty else { throw ScriptError.missingArgument(command: "init", usage: "init FILE | N") }
+            let value = Int(argument) != nil ? argument : session.resolve(argument, relativeTo: location)
+            session.settings.request.initImage = try parseInit(value, session: session)
+            return .ok
+        },
         Command(name: "set", usage: "set [KEY VALUE]", summary: "change a setting; alone, list them all ('help set' for the keys)",
                 kind: .text, completion: .setting, transcript: .setting) { session, argument, _ in
             guard !argument.isEmpty else {

@@ -130,6 +130,42 @@ public struct SettingKey {
                defaults: "(models/Lora, and Lora beside the model's folder)"),
         folder("embeddings", "textual-inversion NAME.safetensors, used by writing NAME", \.resources.embeddingsDir,
                defaults: "(embeddings, and embeddings beside the models folder)"),
+        SettingKey(name: "init", values: "FILE (a PNG or JPEG) or N (image N of this session): image-to-image",
+                   kind: .text, choices: { _ in nil }, completesPaths: true,
+                   apply: { session, value in session.settings.request.initImage = try parseInit(value, session: session) },
+                   show: { $0.request.initImage.map { "\($0)" } ?? "(none: text to image)" },
+                   reset: { $0.request.initImage = nil }, transcript: .inputPath()),
+        fraction("strength", range: 0.01...1, \.request.strength, help: "image-to-image: how much is repainted"),
+        SettingKey(name: "spacing", values: "model|" + TimestepSpacing.allCases.map(\.rawValue).joined(separator: "|"),
+                   kind: .words, choices: { _ in ["model"] + TimestepSpacing.allCases.map(\.rawValue) }, completesPaths: false,
+                   apply: { session, value in
+                       let word = value.lowercased()
+                       guard word == "model" || TimestepSpacing(rawValue: word) != nil else {
+                           let options = ["model"] + TimestepSpacing.allCases.map(\.rawValue)
+                           throw ScriptError.badArgument(command: "set spacing", argument: value, reason: "unknown spacing",
+                                                         suggestion: closestWord(to: value, in: options))
+                       }
+                       session.settings.request.spacing = TimestepSpacing(rawValue: word)
+                   },
+                   show: { $0.request.spacing?.rawValue ?? "model" }, reset: { $0.request.spacing = nil }),
+        fraction("eta", range: 0...1, \.request.eta, help: "TCD's stochasticity (gamma)"),
+        SettingKey(name: "vae", values: "PATH (a TAESD decoder: taesd_decoder.safetensors or a diffusers AutoencoderTiny folder) | none",
+                   kind: .text, choices: { _ in nil }, completesPaths: true,
+                   apply: { session, value in
+                       if value.lowercased() == "none" || value.lowercased() == "auto" {
+                           session.settings.resources.vae = nil
+                           return
+                       }
+                       let path = NSString(string: value).expandingTildeInPath
+                       do {
+                           _ = try TinyAutoencoderDecoder.load(URL(fileURLWithPath: path))
+                       } catch {
+                           throw ScriptError.unavailable(command: "set vae", reason: "\(error)")
+                       }
+                       session.settings.resources.vae = path
+                   },
+                   show: { $0.resources.vae ?? "(the model's own VAE)" }, reset: { $0.resources.vae = nil },
+                   transcript: .inputPath(except: ["none", "auto"])),
     ]
 
     public static var names: [String] { all.map(\.name) }
@@ -186,6 +222,22 @@ public struct SettingKey {
     }
 
     /// - Parameter check: a further check of a number in `range` (the sampler's steps).
+    /// A number in `range` (strength, eta).
+    private static func fraction(_ name: String, range: ClosedRange<Double>, _ path: WritableKeyPath<SessionSettings, Double>,
+                                 help: String) -> SettingKey {
+        SettingKey(name: name, values: "\(formatNumber(Float(range.lowerBound)))…\(formatNumber(Float(range.upperBound))) (\(help))",
+                   kind: .words, choices: { _ in nil }, completesPaths: false,
+                   apply: { session, value in
+                       guard let number = Double(value), number.isFinite, range.contains(number) else {
+                           throw ScriptError.badArgument(command: "set \(name)", argument: value,
+                                                         reason: "expected a number from \(formatNumber(Float(range.lowerBound))) to \(formatNumber(Float(range.upperBound))), got")
+                       }
+                       session.settings[keyPath: path] = number
+                   },
+                   show: { formatNumber(Float($0[keyPath: path])) },
+                   reset: { $0[keyPath: path] = SessionSettings()[keyPath: path] })
+    }
+
     private static func integer(_ name: String, range: ClosedRange<Int>, _ path: WritableKeyPath<SessionSettings, Int>,
                                 check: @escaping (Session, Int) throws -> Void = { _, _ in }) -> SettingKey {
         SettingKey(name: name, values: "\(range.lowerBound)…\(range.upperBound)", kind: .words, choices: { _ in nil },
@@ -259,4 +311,20 @@ func checkedModelPath(_ path: String, command: String) throws -> String {
         throw ScriptError.file(command: command, path: path, reason: "no such file or folder")
     }
     return path
+}
+
+/// `init FILE` (a path, resolved as typed) or `init N` (image N of this session).
+func parseInit(_ value: String, session: Session) throws -> InitImage {
+    if let index = Int(value) {
+        guard (1...max(session.images.count, 1)).contains(index), index <= session.images.count else {
+            throw ScriptError.badArgument(command: "init", argument: value,
+                                          reason: "expected an image number from 1 to \(session.images.count), or a file, got")
+        }
+        return .history(index)
+    }
+    let path = NSString(string: value).expandingTildeInPath
+    guard FileManager.default.fileExists(atPath: path) else {
+        throw ScriptError.file(command: "init", path: value, reason: "no such file")
+    }
+    return .file(path)
 }

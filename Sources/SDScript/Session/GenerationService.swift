@@ -40,9 +40,12 @@ final class GenerationService {
         return loaded
     }
 
-    /// The request for `count` images from `seed`, with the style applied.
-    /// - Throws: `ScriptError.badArgument` for a style this session does not have.
-    func resolve(_ settings: RequestDefaults, seed: UInt64, count: Int, command: String = "gen") throws -> StyledRequest {
+    /// The request for `count` images from `seed`, with the style applied and the init image read.
+    /// - Parameter history: the session's images, for `init N`.
+    /// - Throws: `ScriptError.badArgument` for a style this session does not have or an init image
+    ///   that is not the request's size, `.file` for one that cannot be read.
+    func resolve(_ settings: RequestDefaults, seed: UInt64, count: Int, command: String = "gen",
+                 history: [SessionImage] = []) throws -> StyledRequest {
         guard let styled = components.styles.apply(settings.style, prompt: settings.prompt, negative: settings.negative) else {
             throw ScriptError.badArgument(command: command, argument: settings.style, reason: "unknown style",
                                           suggestion: closestWord(to: settings.style, in: components.styles.names))
@@ -50,15 +53,45 @@ final class GenerationService {
         let engine = GenerationRequest(prompt: styled.prompt, negativePrompt: styled.negative, seed: seed,
                                        steps: settings.steps, guidanceScale: settings.cfg, width: settings.width,
                                        height: settings.height, sampler: settings.sampler, batchCount: count,
-                                       clipSkip: settings.clipSkip)
+                                       clipSkip: settings.clipSkip,
+                                       initImage: try initPixels(settings, history: history),
+                                       strength: settings.strength, spacing: settings.spacing, eta: settings.eta)
         let changed = styled.prompt != settings.prompt || styled.negative != settings.negative
         return StyledRequest(engine: engine, style: settings.style, typedPrompt: changed ? settings.prompt : nil,
                              typedNegative: changed ? settings.negative : nil)
     }
 
-    /// Where `<lora:NAME>` tags and embedding names are looked up for `resources`.
+    /// The init image's pixels, checked to be the request's size (sdrepl does not resize: diffusers'
+    /// Lanczos resampling would have to be matched to give its pixels).
+    private func initPixels(_ settings: RequestDefaults, history: [SessionImage]) throws -> PixelImage? {
+        guard let source = settings.initImage else { return nil }
+        let image: RGBImage
+        switch source {
+        case .history(let index):
+            guard history.indices.contains(index - 1) else {
+                throw ScriptError.badArgument(command: "gen", argument: "init \(index)",
+                                              reason: "this session has \(history.count) image\(history.count == 1 ? "" : "s"); no such init")
+            }
+            image = history[index - 1].pixels
+        case .file(let path):
+            do {
+                image = try ImageRecipeReader.pixels(URL(fileURLWithPath: path))
+            } catch {
+                throw ScriptError.file(command: "gen", path: path, reason: "cannot read the init image: \(FileErrorText.reason(error))")
+            }
+        }
+        guard image.width == settings.width, image.height == settings.height else {
+            throw ScriptError.badArgument(command: "gen", argument: "\(source)",
+                                          reason: "the init image is \(image.width)x\(image.height) but size is \(settings.width)x\(settings.height); "
+                                              + "'set size \(image.width)x\(image.height)' (or resize the image) for")
+        }
+        return PixelImage(width: image.width, height: image.height, rgb: image.pixels)
+    }
+
+    /// Where `<lora:NAME>` tags and embedding names are looked up for `resources`, and its decoder.
     func folders(for resources: ResourceSettings) -> ResourceFolders {
-        ResourceFolders(loras: loraDirectories(resources), embeddings: embeddingDirectories(resources))
+        ResourceFolders(loras: loraDirectories(resources), embeddings: embeddingDirectories(resources),
+                        decoder: resources.vae.map { URL(fileURLWithPath: NSString(string: $0).expandingTildeInPath) })
     }
 
     /// Where `<lora:NAME>` looks: `lora-dir` when set, then `models/Lora` in the current folder and

@@ -139,7 +139,7 @@ public final class Session {
 
     /// The request of the next `gen` with the style applied; errors name `command`.
     func resolvedRequest(seed: UInt64, count: Int = 1, for command: String = "gen") throws -> StyledRequest {
-        try generation.resolve(settings.request, seed: seed, count: count, command: command)
+        try generation.resolve(settings.request, seed: seed, count: count, command: command, history: history.images)
     }
 
     func loraDirectories() -> [URL] { generation.loraDirectories(settings.resources) }
@@ -161,7 +161,8 @@ public final class Session {
         try generation.generate(request, settings: settings, io: io) { result, pixels, model in
             let offset = Int(result.request.seed &- base)
             var entry = SessionImage(index: history.nextIndex, request: request.image(offset), pixels: pixels, model: model,
-                                     loras: result.loras, seconds: result.seconds, sha256: pixelHash(pixels))
+                                     loras: result.loras, seconds: result.seconds, decoder: result.decoder,
+                                     sha256: pixelHash(pixels))
             let position = history.append(entry)
             log.line.results.append(entry.record)
             var saveError: ScriptError?

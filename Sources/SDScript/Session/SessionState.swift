@@ -31,8 +31,31 @@ public struct RequestDefaults: Equatable, Sendable {
     public var clipSkip = 1
     /// Images per `gen` when no count is given.
     public var batch = 1
+    /// Image-to-image: the picture sampling starts from (`init FILE` or `init N`); nil for text to image.
+    public var initImage: InitImage?
+    /// Image-to-image: A1111's "Denoising strength".
+    public var strength = 0.75
+    /// The timestep spacing, overriding the model's scheduler config; nil: the model's.
+    public var spacing: TimestepSpacing?
+    /// TCD's stochasticity γ (its authors' 0.3); the other samplers ignore it.
+    public var eta = 0.3
 
     public init() {}
+}
+
+/// Where an init image comes from.
+public enum InitImage: Equatable, Sendable, CustomStringConvertible {
+    /// A PNG or JPEG file (the path as resolved, absolute in transcripts).
+    case file(String)
+    /// Image N of this session's history.
+    case history(Int)
+
+    public var description: String {
+        switch self {
+        case .file(let path): return path
+        case .history(let index): return "image \(index)"
+        }
+    }
 }
 
 /// Where and how finished images go.
@@ -58,6 +81,8 @@ public struct ResourceSettings: Equatable, Sendable {
     public var loraDir: String?
     /// Where textual-inversion embeddings are looked for first; nil for the defaults only.
     public var embeddingsDir: String?
+    /// The decoder to use instead of the model's VAE (a TAESD file or folder); nil: the model's.
+    public var vae: String?
 
     public init() {}
 }
@@ -110,6 +135,8 @@ public struct SessionImage: Sendable {
     public let loras: [AppliedLoRA]
     /// Seconds the engine took for this image.
     public let seconds: Double
+    /// What decoded the latents ("VAE", "TAESD").
+    public var decoder = "VAE"
     /// SHA-256 of the RGB bytes, 64 hex digits.
     public let sha256: String
     public var savedPaths: [String] = []
