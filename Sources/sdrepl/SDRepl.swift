@@ -80,7 +80,7 @@ struct SDRepl: ParsableCommand {
             sdrepl < FILE.
             """,
         version: SDReplVersion.string,
-        subcommands: [RunScript.self, Info.self]
+        subcommands: [RunScript.self, OneShot.self, Info.self]
     )
 
     @OptionGroup var options: SessionOptions
