@@ -34,6 +34,29 @@ struct SessionOptions: ParsableArguments {
         if let model { session.settings.resources.model = model }
         return session
     }
+
+    /// A session recorded under `--sessions` unless `--no-record` (the interactive REPL and `gen`):
+    /// the transcript opens with when it started and how to replay it, then `model PATH` for
+    /// `--model`. A transcript that cannot be created is reported and the session goes on unrecorded.
+    /// - Parameter kind: what started, for the first comment ("session", "gen").
+    func makeRecordedSession(io: TerminalIO, kind: String) -> Session {
+        var transcript: TranscriptRecorder?
+        if !noRecord {
+            do {
+                transcript = try TranscriptRecorder(directory: sessions)
+            } catch {
+                io.diagnostic("\(error) (this session is not recorded)")
+            }
+        }
+        let session = makeSession(io: io, transcript: transcript)
+        if let transcript {
+            session.recordComment("sdrepl \(SDReplVersion.string) \(kind), started \(ISO8601DateFormatter().string(from: Date()))")
+            session.recordComment("replay: sdrepl run \(transcript.path); check: sdrepl run --check \(transcript.path)")
+        }
+        // Absolute, so the transcript replays from sessions/ or anywhere else.
+        if let model { session.recordCommand("model \(URL(fileURLWithPath: NSString(string: model).expandingTildeInPath).standardizedFileURL.path)") }
+        return session
+    }
 }
 
 @main
@@ -57,7 +80,7 @@ struct SDRepl: ParsableCommand {
             sdrepl < FILE.
             """,
         version: SDReplVersion.string,
-        subcommands: [RunScript.self, Info.self]
+        subcommands: [RunScript.self, OneShot.self, Info.self]
     )
 
     @OptionGroup var options: SessionOptions
@@ -79,28 +102,14 @@ struct SDRepl: ParsableCommand {
     private func interactive(lineEditing: Bool) throws {
         Interrupt.install()
         let io = TerminalIO(allowEscapes: true, sixelEncoder: Wiring.sixelEncoder)
-        var transcript: TranscriptRecorder?
-        if !options.noRecord {
-            do {
-                transcript = try TranscriptRecorder(directory: options.sessions)
-            } catch {
-                io.diagnostic("\(error) (this session is not recorded)")
-            }
-        }
-        let session = options.makeSession(io: io, transcript: transcript)
-        if let transcript {
-            session.recordComment("sdrepl \(SDReplVersion.string) session, started \(ISO8601DateFormatter().string(from: Date()))")
-            session.recordComment("replay: sdrepl run \(transcript.path); check: sdrepl run --check \(transcript.path)")
-        }
-        // Absolute, so the transcript replays from sessions/ or anywhere else.
-        if let model = options.model { session.recordCommand("model \(URL(fileURLWithPath: NSString(string: model).expandingTildeInPath).standardizedFileURL.path)") }
+        let session = options.makeRecordedSession(io: io, kind: "session")
 
         // Ask the terminal about sixel now, before the user types: keys typed during the query would be
         // read as part of its answer (they are handed back to the line editor, but not echoed).
         if lineEditing { io.prepareTerminal() }
         io.output("sdrepl \(SDReplVersion.string): type 'help' for the commands, Ctrl-D or 'quit' to leave.")
         // Not when its first lines could not be written: that was reported instead.
-        if let transcript, transcript.failure == nil { io.output("recording this session to \(transcript.path)") }
+        if let transcript = session.transcript, transcript.failure == nil { io.output("recording this session to \(transcript.path)") }
         guard lineEditing else {
             while true {
                 Interrupt.clear()

@@ -12,14 +12,6 @@ final class EndToEndTests: XCTestCase {
     static let diffusersModel = FixturePaths.root.appendingPathComponent("models/tiny-sd15-diffusers").path
     static let singleFileModel = FixturePaths.root.appendingPathComponent("models/tiny-sd15.safetensors").path
 
-    /// The 16-hex-digit hash prefixes of the `image N: … sha256 X…` lines, in order.
-    private func imageHashes(_ stdout: String) -> [String] {
-        stdout.split(separator: "\n").compactMap { line -> String? in
-            guard line.hasPrefix("image "), let range = line.range(of: "sha256 ") else { return nil }
-            return String(line[range.upperBound...].prefix(16))
-        }
-    }
-
     /// Paths after `saved` in the output, in order.
     private func savedPaths(_ stdout: String) -> [String] {
         stdout.split(separator: "\n").flatMap { line -> [String] in

@@ -24,6 +24,14 @@ func sdreplBinary(file: StaticString = #filePath, line: UInt = #line) throws -> 
     throw XCTSkip("no sdrepl binary")
 }
 
+/// The 16-hex-digit hash prefixes of the `image N: … sha256 X…` lines, in order.
+func imageHashes(_ stdout: String) -> [String] {
+    stdout.split(separator: "\n").compactMap { line -> String? in
+        guard line.hasPrefix("image "), let range = line.range(of: "sha256 ") else { return nil }
+        return String(line[range.upperBound...].prefix(16))
+    }
+}
+
 /// A scratch folder that is also the child's HOME, XDG_STATE_HOME root and current directory.
 final class Sandbox {
     let path: String

@@ -348,7 +348,7 @@ public struct Command {
             let width = SettingKey.all.map(\.name.count).max() ?? 0
             for key in SettingKey.all {
                 io.output("  " + key.name.padding(toLength: width + 2, withPad: " ", startingAt: 0) + key.values
-                          + "   (default: \(key.show(SessionSettings())))")
+                          + "   (default: \(key.defaultValue))")
             }
         }
     }

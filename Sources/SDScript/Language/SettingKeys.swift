@@ -170,6 +170,9 @@ public struct SettingKey {
 
     public static var names: [String] { all.map(\.name) }
 
+    /// The value a new session starts with, as `set` shows it.
+    public var defaultValue: String { show(SessionSettings()) }
+
     /// Other spellings `set` and `unset` accept (A1111's and diffusers' words).
     static let aliases = ["guidance": "cfg", "guidance-scale": "cfg", "cfg-scale": "cfg", "scale": "cfg",
                           "negative-prompt": "negative", "clipskip": "clip-skip", "sampler-name": "sampler",
