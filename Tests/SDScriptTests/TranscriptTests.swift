@@ -45,7 +45,7 @@ final class GenerationTests: XCTestCase {
         XCTAssertEqual(loader.generator.requests.map(\.seed), [41, 42, 43, 41])
         XCTAssertEqual(loader.generator.requests.first, GenerationRequest(
             prompt: "a red fox", negativePrompt: "blurry", seed: 41, steps: 3, guidanceScale: 7.5, width: 64, height: 64,
-            sampler: .pndm, batchCount: 1, clipSkip: 1))
+            sampler: .pndm, batchCount: 1, clipSkip: 1, eta: 0.3))
         XCTAssertEqual(loader.generator.batches.map(\.batchCount), [3, 1], "gen N is one engine batch")
         XCTAssertEqual(session.images.map(\.index), [1, 2, 3, 4])
         XCTAssertEqual(session.images[0].sha256, session.images[3].sha256, "same request, same pixels")
