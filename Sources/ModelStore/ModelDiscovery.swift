@@ -119,6 +119,36 @@ public struct ModelDiscovery: Sendable {
         return found.filter { seen.insert($0.url.resolvingSymlinksInPath().path).inserted }
     }
 
+    /// SD checkpoints in the Hugging Face cache outside the SD1.5 repositories discovery uses by
+    /// default (what `model download REPO FILE` fetched): a snapshot's top-level `.safetensors` whose
+    /// header holds a UNet (`model.diffusion_model.*`), or a complete diffusers snapshot. Listed by
+    /// `models`, never chosen without `model PATH`.
+    public func otherCachedCheckpoints() -> [FoundModel] {
+        let known = Set(Self.sd15Repositories.map(HubCache.folderName(repo:)))
+        var found: [FoundModel] = []
+        for root in huggingFaceCacheRoots {
+            let entries = (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []
+            for entry in entries.sorted() where entry.hasPrefix("models--") && !known.contains(entry) {
+                let repo = entry.dropFirst("models--".count).replacingOccurrences(of: "--", with: "/")
+                found += HubCache(root: root).models(repo: repo).filter { model in
+                    model.layout == .diffusersFolder || Self.headerHasUNet(model.url)
+                }
+            }
+        }
+        return found
+    }
+
+    /// Whether a safetensors file's JSON header names an LDM UNet tensor (a full checkpoint, not a
+    /// LoRA or a VAE). Reads the header only.
+    static func headerHasUNet(_ url: URL) -> Bool {
+        guard let handle = try? FileHandle(forReadingFrom: url) else { return false }
+        defer { try? handle.close() }
+        guard let prefix = try? handle.read(upToCount: 8), prefix.count == 8 else { return false }
+        let length = prefix.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }.littleEndian
+        guard length > 0, length < 100_000_000, let header = try? handle.read(upToCount: Int(length)) else { return false }
+        return header.range(of: Data("\"model.diffusion_model.".utf8)) != nil
+    }
+
     /// The model to use: the first found.
     /// - Throws: `ModelStoreError.noModelFound` listing every place searched, or `.notAModel`.
     public func resolve(explicit: String? = nil) throws -> FoundModel {

@@ -42,6 +42,24 @@ final class ModelDiscoveryTests: XCTestCase {
         ModelDiscovery(environment: env, currentDirectory: root.appendingPathComponent("cwd"), homeDirectory: root.appendingPathComponent("home"))
     }
 
+    /// A checkpoint fetched with `model download REPO FILE` from another repository is listed (not
+    /// chosen); a LoRA in the cache is not a checkpoint.
+    func testOtherCheckpointsInTheCacheAreListed() throws {
+        func safetensors(_ key: String) -> Data {
+            let header = Data(#"{"\#(key)":{"dtype":"F16","shape":[1],"data_offsets":[0,2]}}"#.utf8)
+            var length = UInt64(header.count).littleEndian
+            return Data(bytes: &length, count: 8) + header + Data([0, 0])
+        }
+        let snapshot = try makeHubRepo(cache: "home/.cache/huggingface/hub", repo: "someone/finetune", files: ["finetune.safetensors"])
+        try safetensors("model.diffusion_model.input_blocks.0.0.weight").write(to: snapshot.appendingPathComponent("finetune.safetensors").resolvingSymlinksInPath())
+        let lora = try makeHubRepo(cache: "home/.cache/huggingface/hub", repo: "someone/a-lora", files: ["lora.safetensors"])
+        try safetensors("lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight").write(to: lora.appendingPathComponent("lora.safetensors").resolvingSymlinksInPath())
+        let others = discovery().otherCachedCheckpoints()
+        XCTAssertEqual(others.map(\.url.lastPathComponent), ["finetune.safetensors"])
+        XCTAssertEqual(others.first?.origin, .huggingFaceCache(repo: "someone/finetune"))
+        XCTAssertTrue(try discovery().findAll().isEmpty, "listed, never chosen without 'model PATH'")
+    }
+
     func testFindsADiffusersSnapshotInTheDefaultCacheWithNoConfiguration() throws {
         let snap = try makeHubRepo(cache: "home/.cache/huggingface/hub", repo: "runwayml/stable-diffusion-v1-5", files: [
             "model_index.json", "unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",

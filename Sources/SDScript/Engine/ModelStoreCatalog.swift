@@ -31,12 +31,14 @@ public struct ModelStoreCatalog: ModelCatalog {
     }
 
     public func listing(explicit: String?, note: (String) -> Void) -> [String] {
-        let found: [FoundModel]
+        var found: [FoundModel]
         do {
             found = try discovery.findAll(explicit: explicit)
         } catch {
             return [FileErrorText.reason(error)]
         }
+        let listed = Set(found.map { $0.url.resolvingSymlinksInPath().path })
+        found += discovery.otherCachedCheckpoints().filter { !listed.contains($0.url.resolvingSymlinksInPath().path) }
         return found.map { model in
             var hash = "?"
             if let sha = model.knownSHA256 {
