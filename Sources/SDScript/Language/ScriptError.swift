@@ -1,3 +1,4 @@
+import FileErrors
 /// Where a line came from: a script file and a 1-based line number.
 public struct SourceLocation: Equatable, Sendable, CustomStringConvertible {
     public var file: String
@@ -35,6 +36,8 @@ public enum ScriptError: Error, Equatable, Sendable {
     case noEngine(model: String, command: String = "gen")
     /// The generator (or another part the command used) failed.
     case generation(String, command: String = "gen")
+    /// The engine (or a library under it) threw: the error kept whole, not flattened into text.
+    case engine(EngineFailure, command: String = "gen")
     /// Ctrl-C interrupted a generation.
     case cancelled(completed: Int, requested: Int)
     /// `run` files nest deeper than `limit`.
@@ -55,7 +58,7 @@ public enum ScriptError: Error, Equatable, Sendable {
         case .badArgument(let command, _, _, _), .missingArgument(let command, _),
              .unexpectedArgument(let command, _), .file(let command, _, _), .unavailable(let command, _),
              .notReady(let command, _), .imageNotSaved(let command, _), .noModel(_, let command),
-             .noEngine(_, let command), .generation(_, let command):
+             .noEngine(_, let command), .generation(_, let command), .engine(_, let command):
             return command
         case .cancelled: return "gen"
         case .runTooDeep, .runCycle: return "run"
@@ -84,6 +87,8 @@ extension ScriptError: CustomStringConvertible {
             body = message
         case .noEngine(let model, _):
             body = "found the model \(model), but this build of sdrepl has no generation engine wired in"
+        case .engine(let failure, _):
+            body = failure.description
         case .generation(let message, _):
             body = message
         case .cancelled(let completed, let requested):
@@ -160,4 +165,19 @@ func editDistance(_ a: [Character], _ b: [Character]) -> Int {
         (previous2, previous, current) = (previous, current, previous2)
     }
     return previous[b.count]
+}
+
+/// An error from the engine or a library, kept as the typed value (a caller can ask `error as?
+/// LoRAError`) with the one line the user sees. Two failures are equal when they read the same.
+public struct EngineFailure: Equatable, @unchecked Sendable, CustomStringConvertible {
+    public let error: any Error
+    public let description: String
+
+    /// - Parameter hint: added to the message (a did-you-mean).
+    public init(_ error: any Error, hint: String? = nil) {
+        self.error = error
+        description = FileErrorText.reason(error) + (hint.map { " (\($0))" } ?? "")
+    }
+
+    public static func == (a: EngineFailure, b: EngineFailure) -> Bool { a.description == b.description }
 }

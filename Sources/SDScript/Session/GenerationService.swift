@@ -158,9 +158,9 @@ final class GenerationService {
             if io.isInterrupted { throw ScriptError.cancelled(completed: finished, requested: count) }
             if case LoRAError.notFound(let name, _) = error,
                let near = closestWord(to: name, in: LoRALibrary.names(in: folders.loras)) {
-                throw ScriptError.generation("\(error) (did you mean '\(near)'?)")
+                throw ScriptError.engine(EngineFailure(error, hint: "did you mean '\(near)'?"))
             }
-            throw ScriptError.generation(FileErrorText.reason(error))
+            throw ScriptError.engine(EngineFailure(error))
         }
     }
 

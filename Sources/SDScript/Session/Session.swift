@@ -110,7 +110,7 @@ public final class Session {
         } catch is QuitRequest {
             return .quit
         } catch {
-            return .failed(report(.generation(FileErrorText.reason(error), command: command.name), at: location))
+            return .failed(report(.engine(EngineFailure(error), command: command.name), at: location))
         }
     }
 

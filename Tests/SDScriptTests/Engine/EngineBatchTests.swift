@@ -123,3 +123,20 @@ final class ModelSwitchTests: XCTestCase {
                                         + "Model hash: deadbeef00 (the current model's is 0123456789)"])
     }
 }
+
+final class EngineErrorTests: XCTestCase {
+    /// The engine's error reaches the session whole: its type for code, one line for the user.
+    func testAMissingLoRAIsTheEnginesTypedError() throws {
+        let session = Session(components: Components(generatorLoader: PipelineLoader(), models: FixedModelCatalog(),
+                                                     styles: StyleBook(environment: [:]), saver: nil), io: BufferIO())
+        for line in ["model \(Fixture.tinySD15Folder.path)", "set size 64x64", "set steps 1", "prompt a fox <lora:nowhere:1>"] {
+            XCTAssertEqual(session.execute(line), .ok, line)
+        }
+        guard case .failed(let diagnostic) = session.execute("gen"), case .engine(let failure, "gen") = diagnostic.error else {
+            return XCTFail("gen with a missing LoRA did not fail with the engine's error")
+        }
+        XCTAssertTrue(failure.error is LoRAError, "\(type(of: failure.error))")
+        XCTAssertTrue(diagnostic.description.hasPrefix("gen: "), diagnostic.description)
+        XCTAssertTrue(diagnostic.description.contains("nowhere"), diagnostic.description)
+    }
+}
