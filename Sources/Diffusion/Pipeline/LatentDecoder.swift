@@ -18,3 +18,20 @@ public protocol LatentDecoder {
 extension AutoencoderDecoder: LatentDecoder {
     public var decoderName: String { "VAE" }
 }
+
+/// Opens the decoder a user names with `set vae`: a TAESD decoder (either layout) or a full VAE
+/// (A1111's single file or a diffusers `AutoencoderKL`).
+/// - Throws: `VAEFileError.notAVAE` saying what the file is when it is neither, `WeightsError` for a
+///   VAE whose tensors do not fit SD1.x's.
+/// - Parameter vaeConfig: the sizes for a single-file VAE (the model's own VAE's).
+public func loadLatentDecoder(_ url: URL, vaeConfig: VAEConfig = VAEConfig()) throws -> any LatentDecoder {
+    do {
+        return try TinyAutoencoderDecoder.load(url)
+    } catch TinyAutoencoderError.notTAESD {
+        do {
+            return try VAEFile.decoder(url, config: vaeConfig)
+        } catch VAEFileError.notAVAE(let path, let reason) {
+            throw VAEFileError.notAVAE(path: path, reason: reason + "; nor a TAESD decoder")
+        }
+    }
+}

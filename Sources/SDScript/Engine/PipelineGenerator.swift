@@ -106,13 +106,13 @@ public final class PipelineGenerator: ImageGenerator {
             return
         }
         if loadedDecoder?.url != file {
-            loadedDecoder = (file, try TinyAutoencoderDecoder.load(file))
+            loadedDecoder = (file, try loadLatentDecoder(file, vaeConfig: pipeline.vae.config))
         }
         if let decoder = loadedDecoder?.decoder { pipeline.decoder = decoder }
     }
 
-    /// The TAESD decoder read for `set vae`, kept while the file stays the same.
-    private var loadedDecoder: (url: URL, decoder: TinyAutoencoderDecoder)?
+    /// The decoder read for `set vae` (TAESD or a VAE file), kept while the file stays the same.
+    private var loadedDecoder: (url: URL, decoder: any LatentDecoder)?
 
     private func compositionReport(_ prompt: String, steps: Int) throws -> String {
         let parts = PromptComposition.parts(of: prompt)

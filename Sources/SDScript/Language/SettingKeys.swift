@@ -149,7 +149,7 @@ public struct SettingKey {
                    },
                    show: { $0.request.spacing?.rawValue ?? "model" }, reset: { $0.request.spacing = nil }),
         fraction("eta", range: 0...1, \.request.eta, help: "TCD's stochasticity (gamma)"),
-        SettingKey(name: "vae", values: "PATH (a TAESD decoder: taesd_decoder.safetensors or a diffusers AutoencoderTiny folder) | none",
+        SettingKey(name: "vae", values: "PATH (a VAE: A1111's file or a diffusers folder; or TAESD: taesd_decoder.safetensors) | none",
                    kind: .text, choices: { _ in nil }, completesPaths: true,
                    apply: { session, value in
                        if value.lowercased() == "none" || value.lowercased() == "auto" {
@@ -158,7 +158,9 @@ public struct SettingKey {
                        }
                        let path = NSString(string: value).expandingTildeInPath
                        do {
-                           _ = try TinyAutoencoderDecoder.load(URL(fileURLWithPath: path))
+                           // Checked with the model's VAE sizes when a model is loaded (a VAE file replaces it).
+                           let config = (session.generation.cachedGenerator as? PipelineGenerator)?.pipeline.vae.config ?? VAEConfig()
+                           _ = try loadLatentDecoder(URL(fileURLWithPath: path), vaeConfig: config)
                        } catch {
                            throw ScriptError.unavailable(command: "set vae", reason: "\(error)")
                        }

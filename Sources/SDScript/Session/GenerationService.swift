@@ -10,6 +10,9 @@ final class GenerationService {
     /// The generator for the model and memory mode it was loaded with; reloaded when either changes.
     private var cached: (model: String, memory: MemoryMode, generator: ImageGenerator)?
 
+    /// The generator loaded now, if any (nothing is loaded to answer).
+    var cachedGenerator: ImageGenerator? { cached?.generator }
+
     init(components: Components) {
         self.components = components
     }

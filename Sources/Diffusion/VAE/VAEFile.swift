@@ -1,0 +1,84 @@
+import Foundation
+
+/// A full VAE kept apart from the checkpoint, as A1111 users keep them in `models/VAE`: a single file
+/// in the original LDM layout without the `first_stage_model.` prefix
+/// (`vae-ft-mse-840000-ema-pruned.safetensors`: `decoder.up.3.block.0.conv1.weight`, …), or a diffusers
+/// `AutoencoderKL` folder (`config.json` + `diffusion_pytorch_model.safetensors`) or file. Its decoder
+/// is read over the file through `KeyMap`, as the checkpoint's own VAE is.
+public enum VAEFile {
+    /// Opens the decoder of the VAE at `url`.
+    /// - Parameter config: the sizes of a single file, which carries none (the model's own VAE's:
+    ///   a VAE file replaces the VAE of the model it was made for); a folder's `config.json` wins.
+    /// - Throws: `TinyAutoencoderError.notTAESD`-style `VAEFileError` for a file that is no VAE,
+    ///   `WeightsError` naming the first tensor that does not fit SD1.x's VAE, `SafetensorsError` for
+    ///   an unreadable file.
+    public static func decoder(_ url: URL, config defaultConfig: VAEConfig = VAEConfig()) throws -> AutoencoderDecoder {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
+            throw VAEFileError.notFound(path: url.path)
+        }
+        var config = defaultConfig
+        var file = url
+        if isDirectory.boolValue {
+            file = url.appendingPathComponent("diffusion_pytorch_model.safetensors")
+            if let data = FileManager.default.contents(atPath: url.appendingPathComponent("config.json").path) {
+                config = try VAEConfig(json: data)
+            }
+        }
+        let source = try SafetensorsFile(url: file)
+        let keys = source.keys
+        if keys.contains(where: { $0.hasPrefix("decoder.up_blocks.") }) {
+            return try AutoencoderDecoder(config: config, weights: Weights(source: source, keepConverted: true))
+        }
+        if keys.contains(where: { $0.hasPrefix("decoder.up.") }) {
+            return try AutoencoderDecoder(config: config, weights: Weights(source: LDMVAESource(file: source), keepConverted: true))
+        }
+        if keys.contains(where: { $0.hasPrefix("first_stage_model.") }) {
+            throw VAEFileError.notAVAE(path: file.path, reason: "it is a whole checkpoint (first_stage_model.* is its VAE); give it with 'model' instead")
+        }
+        throw VAEFileError.notAVAE(path: file.path, reason: "its first tensor, '\(keys.sorted().first ?? "(none)")', is not a VAE decoder's")
+    }
+}
+
+/// An LDM-layout VAE file seen under diffusers' names through `KeyMap` (the same table that maps a
+/// single-file checkpoint's `first_stage_model.*`); 1×1 attention weights are seen flattened, as there.
+final class LDMVAESource: TensorSource, @unchecked Sendable {
+    private let file: SafetensorsFile
+    private let entries: [String: (stored: String, shape: [Int])]
+
+    init(file: SafetensorsFile) throws {
+        self.file = file
+        let levels = file.names.compactMap { KeyMap.match("decoder.up.#.", Substring($0))?.0.first }
+        let keyMap = KeyMap(vaeLevels: (levels.max() ?? 3) + 1)
+        var entries: [String: (stored: String, shape: [Int])] = [:]
+        for info in file.tensors {
+            guard case let .tensor(key, reshape) = keyMap.mapLDM("first_stage_model." + info.name),
+                  key.hasPrefix(CheckpointComponent.vae.prefix) else { continue }
+            var shape = info.shape
+            if reshape, shape.count == 4, shape[2] == 1, shape[3] == 1 { shape = Array(shape.prefix(2)) }
+            entries[String(key.dropFirst(CheckpointComponent.vae.prefix.count))] = (info.name, shape)
+        }
+        self.entries = entries
+    }
+
+    var sourceDescription: String { file.url.path }
+    var keys: [String] { entries.keys.sorted() }
+    func shape(of key: String) -> [Int]? { entries[key]?.shape }
+    func read(_ key: String, into buffer: UnsafeMutableBufferPointer<Float>) throws {
+        guard let entry = entries[key] else { throw WeightsError.missingTensor(key: key, source: sourceDescription) }
+        try file.read(entry.stored, into: buffer)
+    }
+}
+
+/// A file given as a VAE that is not one.
+public enum VAEFileError: Error, Equatable, CustomStringConvertible {
+    case notFound(path: String)
+    case notAVAE(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case let .notFound(path): return "no VAE at \(path): the path does not exist"
+        case let .notAVAE(path, reason): return "\(path) is not a VAE: \(reason)"
+        }
+    }
+}

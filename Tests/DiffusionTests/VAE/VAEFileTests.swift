@@ -1,0 +1,50 @@
+import Foundation
+import TestSupport
+import XCTest
+@testable import Diffusion
+
+/// A VAE kept apart from the checkpoint decodes as the checkpoint's own: the tiny model's `vae/`
+/// folder (diffusers), and its VAE in A1111's single-file layout (the single file's
+/// `first_stage_model.*` without the prefix, as `vae-ft-mse-840000-ema-pruned.safetensors` is written).
+final class VAEFileTests: XCTestCase {
+    func testBothLayoutsDecodeAsTheCheckpointsVAE() throws {
+        let pipe = try StableDiffusionPipeline(url: Fixture.tinySD15Folder, options: LoadOptions(memoryMode: .fast))
+        var generator = TorchGenerator(seed: 8)
+        let latents = generator.randn([1, 4, 8, 8])
+        let expected = try pipe.vae.decode(latents, cancellation: nil)
+
+        let folder = try makeWeightsTestDirectory(self)
+        let single = try SafetensorsFile(url: Fixture.tinySD15SingleFile)
+        let names = single.names.filter { $0.hasPrefix("first_stage_model.") && !$0.hasPrefix("first_stage_model.loss.") }
+        let file = folder.appendingPathComponent("vae-tiny.safetensors")
+        let writer = try SafetensorsWriter(url: file, tensors: try names.map { name in
+            .init(name: String(name.dropFirst("first_stage_model.".count)), dtype: .f32, shape: try XCTUnwrap(single.shape(of: name)))
+        })
+        for name in names {
+            let count = try XCTUnwrap(single.shape(of: name)).reduce(1, *)
+            var values = [Float](repeating: 0, count: count)
+            try values.withUnsafeMutableBufferPointer { try single.read(name, into: $0) }
+            try values.withUnsafeBufferPointer { try writer.append($0) }
+        }
+        try writer.finish()
+
+        for url in [Fixture.tinySD15Folder.appendingPathComponent("vae"), file] {
+            let decoder = try loadLatentDecoder(url, vaeConfig: pipe.vae.config)
+            XCTAssertEqual(decoder.decoderName, "VAE")
+            let image = try decoder.decode(latents, cancellation: nil)
+            // The single file is fp16 (its VAE converts exactly to fp32), the folder fp32: the same decoder.
+            assertClose(image, expected, tolerance: url == file ? 2e-2 : 0, url.lastPathComponent)
+        }
+    }
+
+    func testAFileThatIsNeitherSaysSo() throws {
+        XCTAssertThrowsError(try loadLatentDecoder(Fixture.url("lora/tiny-lora.safetensors"))) { error in
+            guard case .notAVAE(_, let reason)? = error as? VAEFileError else { return XCTFail("\(error)") }
+            XCTAssertTrue(reason.hasSuffix("nor a TAESD decoder"), reason)
+        }
+        XCTAssertThrowsError(try loadLatentDecoder(Fixture.tinySD15SingleFile)) { error in
+            guard case .notAVAE(_, let reason)? = error as? VAEFileError else { return XCTFail("\(error)") }
+            XCTAssertTrue(reason.contains("whole checkpoint"), reason)
+        }
+    }
+}
