@@ -11,7 +11,8 @@ The other seeds are copies:
                     prompt a red fox in snow, (highly detailed:1.2), [winter|autumn]
                     negative blurry, lowres / gen
                 with --model Tests/Fixtures/models/tiny-sd15-diffusers --no-record;
-                exif-sdrepl.bin is the EXIF APP1 payload of that JPEG.
+                exif-sdrepl.bin is the EXIF APP1 payload of that JPEG, and sdrepl-progressive.jpg
+                the same JPEG made progressive (jpegtran -progressive -copy all, libjpeg-turbo-progs).
 """
 import json
 import os
