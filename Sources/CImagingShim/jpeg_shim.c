@@ -165,11 +165,18 @@ int sdr_jpeg_decode(const uint8_t *data, size_t length, sdr_jpeg_image *image,
     jpeg_save_markers(cinfo, JPEG_COM, 0xFFFF);
     for (int m = 0; m < 16; m++) jpeg_save_markers(cinfo, JPEG_APP0 + m, 0xFFFF);
     jpeg_read_header(cinfo, TRUE);
+    // The size is checked before jpeg_start_decompress: for a progressive JPEG, libjpeg allocates
+    // and zeroes coefficient buffers for the whole image there, so a 4 KB file declaring 65500x65500
+    // took 12 GB and most of a minute before a check placed after it could refuse the image.
+    if ((size_t)cinfo->image_width * cinfo->image_height * 3 > SDR_MAX_PIXEL_BYTES) {
+        snprintf(err, err_cap, "the JPEG is %ux%u pixels; sdrepl reads images of up to %zu pixels (16384x16384)",
+                 (unsigned)cinfo->image_width, (unsigned)cinfo->image_height, SDR_MAX_PIXEL_BYTES / 3);
+        longjmp(ctx->jump, 1);
+    }
     cinfo->out_color_space = JCS_RGB;
     jpeg_start_decompress(cinfo);
     if (cinfo->output_components != 3) ERREXIT(cinfo, JERR_CONVERSION_NOTIMPL);
     size_t row_bytes = (size_t)cinfo->output_width * 3;
-    if (row_bytes * cinfo->output_height > SDR_MAX_PIXEL_BYTES) ERREXIT(cinfo, JERR_IMAGE_TOO_BIG);
     image->width = cinfo->output_width;
     image->height = cinfo->output_height;
     image->pixels = malloc(row_bytes * cinfo->output_height + 1);

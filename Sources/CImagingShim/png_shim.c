@@ -159,6 +159,31 @@ void sdr_png_image_free(sdr_png_image *image) {
     memset(image, 0, sizeof(*image));
 }
 
+// libpng allocates and zeroes a buffer of a chunk's declared length before it reads the chunk's
+// data, so a file of a few dozen bytes whose tEXt chunk declares 2 GB costs 2 GB of memory and
+// seconds of time before libpng finds the data missing. The whole file is in memory here, so every
+// chunk up to IEND is checked to fit in what is left of it before libpng sees any. (libpng reads
+// every chunk up to IEND, so a chunk that does not fit was an error anyway, only a costlier one.)
+static int check_chunk_lengths(const uint8_t *data, size_t length, char *err, size_t err_cap) {
+    size_t at = 8;
+    while (length - at >= 8) {
+        const uint8_t *p = data + at;
+        uint32_t declared = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+        size_t left = length - at - 8;  // after the length and the type: data and CRC
+        if (left < 4 || declared > left - 4) {
+            char type[5];
+            for (int i = 0; i < 4; i++) type[i] = (p[4 + i] >= 0x20 && p[4 + i] < 0x7F) ? (char)p[4 + i] : '?';
+            type[4] = 0;
+            snprintf(err, err_cap, "the PNG chunk '%s' at byte %zu declares %u bytes of data, but the file has only %zu more "
+                     "(truncated or damaged)", type, at, (unsigned)declared, left < 4 ? 0 : left - 4);
+            return -1;
+        }
+        if (memcmp(p + 4, "IEND", 4) == 0) return 0;
+        at += 12 + (size_t)declared;
+    }
+    return 0;  // a cut chunk header or a missing IEND: libpng reports it
+}
+
 int sdr_png_decode(const uint8_t *data, size_t length, sdr_png_image *image,
                    char *err, size_t err_cap) {
     memset(image, 0, sizeof(*image));
@@ -166,6 +191,7 @@ int sdr_png_decode(const uint8_t *data, size_t length, sdr_png_image *image,
         snprintf(err, err_cap, "not a PNG file (bad signature)");
         return -1;
     }
+    if (check_chunk_lengths(data, length, err, err_cap) != 0) return -1;
     png_ctx *ctx = calloc(1, sizeof(png_ctx));
     if (!ctx) {
         snprintf(err, err_cap, "out of memory");

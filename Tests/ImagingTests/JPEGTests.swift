@@ -70,4 +70,32 @@ final class JPEGTests: XCTestCase {
         XCTAssertThrowsError(try JPEGFile.decode([0xFF, 0xD8, 0xFF, 0xD9]))
         XCTAssertThrowsError(try JPEGFile.decode(Array("nope".utf8)))
     }
+
+    /// An image over the size limit is refused from its header, before libjpeg allocates anything
+    /// for it: a progressive JPEG's coefficient buffers for the whole image are allocated and zeroed
+    /// when decompression starts, which for a 4 KB file declaring 65500x65500 took 12 GB and 49 s.
+    /// Here an 8x8 baseline JPEG becomes progressive (SOF2, a DC-only first scan) of 16400x16400.
+    func testOversizedProgressiveJPEGIsRefusedBeforeLibjpegAllocatesIt() throws {
+        var bytes = try JPEGFile.encode(makeTestImage(width: 8, height: 8), segments: [])
+        var at = 2
+        while at + 4 <= bytes.count, bytes[at] == 0xFF {
+            let marker = bytes[at + 1], length = Int(bytes[at + 2]) << 8 | Int(bytes[at + 3])
+            if marker == 0xC0 {  // SOF0 -> SOF2; height and width follow the sample precision
+                bytes[at + 1] = 0xC2
+                bytes.replaceSubrange(at + 5..<at + 9, with: [0x40, 0x10, 0x40, 0x10])
+            }
+            if marker == 0xDA {  // SOS: Ss, Se, Ah/Al follow the component list; DC only is Ss = Se = 0
+                let components = Int(bytes[at + 4])
+                bytes.replaceSubrange(at + 5 + 2 * components..<at + 8 + 2 * components, with: [0, 0, 0])
+                break
+            }
+            at += 2 + length
+        }
+        let peakBefore = peakResidentBytes()
+        XCTAssertThrowsError(try JPEGFile.decode(bytes)) { error in
+            XCTAssertEqual(error as? ImagingError, .readFailed(
+                path: "JPEG data", reason: "the JPEG is 16400x16400 pixels; sdrepl reads images of up to 268435456 pixels (16384x16384)"))
+        }
+        XCTAssertLessThan(peakResidentBytes() - peakBefore, 256 << 20, "refusing the image raised the peak memory")
+    }
 }

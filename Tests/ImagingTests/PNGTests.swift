@@ -170,6 +170,25 @@ final class PNGTests: XCTestCase {
         XCTAssertThrowsError(try PNGFile.decode(Array("not a png".utf8)))
     }
 
+    /// A chunk that declares more bytes than the file has left is refused before libpng reads it:
+    /// libpng allocates and zeroes the declared length first, so this 100-byte file, whose tEXt chunk
+    /// declares 2 GB, took 2 GB of memory and seconds (found by Fuzz/run.sh image).
+    func testChunkLongerThanTheFileIsRefusedBeforeLibpngAllocatesIt() throws {
+        let whole = craftPNG(width: 1, height: 1, colorType: 2, rows: [[1, 2, 3]], chunks: [("tEXt", Array("parameters\0a fox".utf8))])
+        // Signature and IHDR take 33 bytes; the tEXt chunk's length field follows.
+        let bytes = Array(whole.prefix(33)) + [0x7F, 0xFF, 0xFF, 0xFF] + Array(whole.dropFirst(37))
+        let peakBefore = peakResidentBytes()
+        XCTAssertThrowsError(try PNGFile.decode(bytes)) { error in
+            let left = bytes.count - 33 - 12  // after the tEXt chunk's length, type and CRC
+            XCTAssertEqual(error as? ImagingError, .readFailed(
+                path: "PNG data",
+                reason: "the PNG chunk 'tEXt' at byte 33 declares 2147483647 bytes of data, but the file has only \(left) more (truncated or damaged)"))
+        }
+        XCTAssertLessThan(peakResidentBytes() - peakBefore, 256 << 20, "decoding a 100-byte file raised the peak memory")
+        // Bytes after IEND are not chunks and are not checked, as libpng never reads them.
+        XCTAssertEqual(try PNGFile.decode(whole + [0xFF, 0xFF, 0xFF, 0xFF, 0, 0]).image.pixels, [1, 2, 3])
+    }
+
     func testInvalidKeywordIsAnEncodeErrorNotACrash() {
         // PNG keywords are 1...79 printable Latin-1 characters; libpng would truncate silently.
         for key in [String(repeating: "k", count: 80), "", " lead", "two  spaces", "tab\tkey", "ключ"] {
@@ -210,4 +229,11 @@ func craftPNG(
     for (type, data) in trailingChunks { png += chunk(type, data) }
     png += chunk("IEND", [])
     return png
+}
+
+/// The process's peak resident set so far, in bytes (`ru_maxrss` is in kilobytes on Linux).
+func peakResidentBytes() -> Int {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return usage.ru_maxrss * 1024
 }
