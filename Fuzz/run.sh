@@ -52,6 +52,7 @@ imaging_module() {
         "$CLANG" -O1 -g -fsanitize=fuzzer-no-link,address "${c_flags[@]}" -I "$root/Sources/CImagingShim/include" \
             -c "$root/Sources/CImagingShim/$c.c" -o "$build/$c.o"
     done
+    swift_module FileErrors "$root"/Sources/FileErrors/*.swift
     swift_module Imaging "${imaging_includes[@]}" "$root"/Sources/Imaging/*.swift
 }
 
@@ -61,6 +62,7 @@ script)
     # why it is a stub) and Imaging, of which it needs RGBImage and so ImagingError: those two real
     # files make up the Imaging module of this build.
     swift_module Crypto "$root/Fuzz/Support/Crypto.swift"
+    swift_module FileErrors "$root"/Sources/FileErrors/*.swift
     swift_module Imaging "$root/Sources/Imaging/RGBImage.swift" "$root/Sources/Imaging/ImagingError.swift"
     "$SWIFTC" "${swift_flags[@]}" -module-name ScriptFuzzer -I "$modules" \
         "$root/Fuzz/ScriptFuzzer.swift" \
@@ -72,7 +74,7 @@ script)
         "$root/Sources/Diffusion/Text/PromptSchedule.swift" \
         "$root/Sources/Diffusion/Text/PromptParser.swift" \
         "$root/Fuzz/Support/LoRAError.swift" \
-        "$build/Crypto.o" "$build/Imaging.o" -o "$build/fuzz-script"
+        "$build/Crypto.o" "$build/FileErrors.o" "$build/Imaging.o" -o "$build/fuzz-script"
     ;;
 safetensors)
     nn=$root/Sources/NN
@@ -86,7 +88,7 @@ safetensors)
 image)
     imaging_module
     "$SWIFTC" "${swift_flags[@]}" -module-name ImageFuzzer -I "$modules" "${imaging_includes[@]}" -I "$root/Sources/CZlib" \
-        "$root/Fuzz/ImageFuzzer.swift" "$build/Imaging.o" "$build/png_shim.o" "$build/jpeg_shim.o" \
+        "$root/Fuzz/ImageFuzzer.swift" "$build/FileErrors.o" "$build/Imaging.o" "$build/png_shim.o" "$build/jpeg_shim.o" \
         -lpng16 -ljpeg -lsixel -lz -o "$build/fuzz-image"
     ;;
 *)
