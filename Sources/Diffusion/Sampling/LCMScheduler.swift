@@ -25,20 +25,11 @@ public struct LCMScheduler: Scheduler {
     /// - Throws: `SchedulerError` for steps outside 1 ... `original_inference_steps` (50) or an
     ///   unsupported option.
     public init(config: SchedulerConfig, steps: Int) throws {
-        try config.rejectUnsupported()
-        let resolved = config.schedule(betaStart: 0.00085, betaEnd: 0.012, betaSchedule: "scaled_linear")
-        let originalSteps = config.originalInferenceSteps ?? 50
-        guard (1...resolved.numTrainTimesteps).contains(originalSteps) else {
-            throw SchedulerError.invalidConfig(
-                "original_inference_steps \(originalSteps) must be 1...\(resolved.numTrainTimesteps)")
-        }
-        try validateSteps(steps, sampler: .lcm, range: 1...originalSteps)
-        schedule = try NoiseSchedule(config: resolved)
-        finalAlphaCumprod = config.setAlphaToOne ?? true ? 1 : schedule.alphasCumprod[0]
-        prediction = try PredictionType(config.predictionType, supported: [.epsilon, .vPrediction, .sample])
+        let shared = try ConsistencySchedule(config: config, steps: steps, sampler: .lcm)
+        (schedule, integerTimesteps, finalAlphaCumprod, prediction) =
+            (shared.schedule, shared.integerTimesteps, shared.finalAlphaCumprod, shared.prediction)
         clipRange = config.clipSample ?? false ? Float(config.clipSampleRange ?? 1) : nil
         timestepScaling = Float(config.timestepScaling ?? 10)
-        integerTimesteps = consistencyTimesteps(originalSteps: originalSteps, trainSteps: resolved.numTrainTimesteps, steps: steps)
         timesteps = integerTimesteps.map { Float($0) }
     }
 
@@ -80,11 +71,37 @@ public struct LCMScheduler: Scheduler {
     }
 }
 
-/// The timesteps of the consistency samplers (LCM, TCD): `origin = arange(1, original + 1) · (T // original) − 1`,
-/// the distillation schedule, taken from the end at `floor(linspace(0, original, steps, endpoint=False))`.
-func consistencyTimesteps(originalSteps: Int, trainSteps: Int, steps: Int) -> [Int] {
-    let k = trainSteps / originalSteps
-    let origin = (1...originalSteps).map { $0 * k - 1 }.reversed() as [Int]
-    let indices = numpyLinspace(0, Double(origin.count), steps, endpoint: false).map { Int($0.rounded(.down)) }
-    return indices.map { origin[$0] }
+/// What the consistency samplers (LCM, TCD) share: their noise schedule (the distillation's scaled
+/// linear betas by default), the final ᾱ, the prediction type, and the timesteps chosen among the
+/// `original_inference_steps` of the distillation schedule:
+/// `origin = arange(1, original + 1) · (T // original) − 1`, taken from the end at
+/// `floor(linspace(0, original, steps, endpoint=False))`.
+struct ConsistencySchedule: Sendable {
+    let schedule: NoiseSchedule
+    let integerTimesteps: [Int]
+    let finalAlphaCumprod: Float
+    let prediction: PredictionType
+
+    /// - Throws: `SchedulerError` for steps outside 1 ... `original_inference_steps` or an unsupported option.
+    init(config: SchedulerConfig, steps: Int, sampler: Sampler) throws {
+        try config.rejectUnsupported()
+        let resolved = config.schedule(betaStart: 0.00085, betaEnd: 0.012, betaSchedule: "scaled_linear")
+        let originalSteps = config.originalInferenceSteps ?? 50
+        guard (1...resolved.numTrainTimesteps).contains(originalSteps) else {
+            throw SchedulerError.invalidConfig(
+                "original_inference_steps \(originalSteps) must be 1...\(resolved.numTrainTimesteps)")
+        }
+        try validateSteps(steps, sampler: sampler, range: 1...originalSteps)
+        schedule = try NoiseSchedule(config: resolved)
+        finalAlphaCumprod = config.setAlphaToOne ?? true ? 1 : schedule.alphasCumprod[0]
+        prediction = try PredictionType(config.predictionType, supported: [.epsilon, .vPrediction, .sample])
+        let k = resolved.numTrainTimesteps / originalSteps
+        let origin = (1...originalSteps).map { $0 * k - 1 }.reversed() as [Int]
+        let indices = numpyLinspace(0, Double(origin.count), steps, endpoint: false).map { Int($0.rounded(.down)) }
+        integerTimesteps = indices.map { origin[$0] }
+    }
+
+    func addNoise(to original: Tensor, noise: Tensor, stepIndex: Int) -> Tensor {
+        schedule.addNoise(to: original, noise: noise, timestep: integerTimesteps[stepIndex])
+    }
 }

@@ -11,36 +11,27 @@ import Foundation
 public struct TCDScheduler: Scheduler {
     public let timesteps: [Float]
     public let initNoiseSigma: Float = 1
-    private let integerTimesteps: [Int]
-    private let schedule: NoiseSchedule
-    private let finalAlphaCumprod: Float
-    private let prediction: PredictionType
+    private let shared: ConsistencySchedule
+    private var integerTimesteps: [Int] { shared.integerTimesteps }
+    private var schedule: NoiseSchedule { shared.schedule }
+    private var finalAlphaCumprod: Float { shared.finalAlphaCumprod }
+    private var prediction: PredictionType { shared.prediction }
     /// γ, the stochasticity, in 0 ... 1.
     public let eta: Float
 
     /// - Throws: `SchedulerError` for steps outside 1 ... `original_inference_steps` (50), `eta`
     ///   outside 0 ... 1 or an unsupported option.
     public init(config: SchedulerConfig, steps: Int, eta: Double = 0.3) throws {
-        try config.rejectUnsupported()
-        let resolved = config.schedule(betaStart: 0.00085, betaEnd: 0.012, betaSchedule: "scaled_linear")
-        let originalSteps = config.originalInferenceSteps ?? 50
-        guard (1...resolved.numTrainTimesteps).contains(originalSteps) else {
-            throw SchedulerError.invalidConfig("original_inference_steps \(originalSteps) must be 1...\(resolved.numTrainTimesteps)")
-        }
         guard eta.isFinite, (0...1).contains(eta) else { throw SchedulerError.invalidConfig("eta \(eta) must be from 0 to 1") }
-        try validateSteps(steps, sampler: .tcd, range: 1...originalSteps)
-        schedule = try NoiseSchedule(config: resolved)
-        finalAlphaCumprod = config.setAlphaToOne ?? true ? 1 : schedule.alphasCumprod[0]
-        prediction = try PredictionType(config.predictionType, supported: [.epsilon, .vPrediction, .sample])
+        shared = try ConsistencySchedule(config: config, steps: steps, sampler: .tcd)
         self.eta = Float(eta)
-        integerTimesteps = consistencyTimesteps(originalSteps: originalSteps, trainSteps: resolved.numTrainTimesteps, steps: steps)
-        timesteps = integerTimesteps.map { Float($0) }
+        timesteps = shared.integerTimesteps.map { Float($0) }
     }
 
     public func scaleModelInput(_ sample: Tensor, stepIndex: Int) -> Tensor { sample }
 
     public func addNoise(to original: Tensor, noise: Tensor, stepIndex: Int) -> Tensor {
-        schedule.addNoise(to: original, noise: noise, timestep: integerTimesteps[stepIndex])
+        shared.addNoise(to: original, noise: noise, stepIndex: stepIndex)
     }
 
     public mutating func step(modelOutput: Tensor, stepIndex: Int, sample: Tensor, generator: inout TorchGenerator) -> Tensor {
