@@ -10,7 +10,7 @@ import Foundation
 /// | `Prompt`            | the prompt as typed, before the style                            |
 /// | `NegativePrompt`    | the negative prompt as typed                                     |
 /// | `Style`             | the style name (`none` when none)                                |
-/// | `Timestamp`         | ISO 8601, UTC, e.g. `2026-11-25T03:15:22Z`                       |
+/// | `Timestamp`         | ISO 8601, UTC, `YYYY-MM-DDThh:mm:ssZ`                           |
 /// | `Parameters`        | JSON of every setting                                            |
 /// | `AI_Watermark`      | `Generated using Stable Diffusion v1.5 (AI Origin Watermark)`    |
 /// | `XML:com.adobe.xmp` | XMP packet (always iTXt, as the XMP spec asks)                   |

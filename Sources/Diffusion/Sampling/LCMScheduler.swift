@@ -15,28 +15,27 @@ import Foundation
 public struct LCMScheduler: Scheduler {
     public let timesteps: [Float]
     public let initNoiseSigma: Float = 1
-    private let integerTimesteps: [Int]
-    private let schedule: NoiseSchedule
-    private let finalAlphaCumprod: Float
-    private let prediction: PredictionType
+    private let shared: ConsistencySchedule
+    private var integerTimesteps: [Int] { shared.integerTimesteps }
+    private var schedule: NoiseSchedule { shared.schedule }
+    private var finalAlphaCumprod: Float { shared.finalAlphaCumprod }
+    private var prediction: PredictionType { shared.prediction }
     private let clipRange: Float?
     private let timestepScaling: Float
 
     /// - Throws: `SchedulerError` for steps outside 1 ... `original_inference_steps` (50) or an
     ///   unsupported option.
     public init(config: SchedulerConfig, steps: Int) throws {
-        let shared = try ConsistencySchedule(config: config, steps: steps, sampler: .lcm)
-        (schedule, integerTimesteps, finalAlphaCumprod, prediction) =
-            (shared.schedule, shared.integerTimesteps, shared.finalAlphaCumprod, shared.prediction)
+        shared = try ConsistencySchedule(config: config, steps: steps, sampler: .lcm)
         clipRange = config.clipSample ?? false ? Float(config.clipSampleRange ?? 1) : nil
         timestepScaling = Float(config.timestepScaling ?? 10)
-        timesteps = integerTimesteps.map { Float($0) }
+        timesteps = shared.integerTimesteps.map { Float($0) }
     }
 
     public func scaleModelInput(_ sample: Tensor, stepIndex: Int) -> Tensor { sample }
 
     public func addNoise(to original: Tensor, noise: Tensor, stepIndex: Int) -> Tensor {
-        schedule.addNoise(to: original, noise: noise, timestep: integerTimesteps[stepIndex])
+        shared.addNoise(to: original, noise: noise, stepIndex: stepIndex)
     }
 
     public mutating func step(modelOutput: Tensor, stepIndex: Int, sample: Tensor, generator: inout TorchGenerator) -> Tensor {
