@@ -29,6 +29,12 @@ extension Tensor {
     /// ReLU, `max(x, 0)`.
     public func relu() -> Tensor { mapElements { $0.replacing(with: 0, where: $0 .< 0) } }
 
+    /// Leaky ReLU: `x` where `x ≥ 0`, `slope · x` below (torch `nn.LeakyReLU(negative_slope)`).
+    public func leakyReLU(slope: Float) -> Tensor {
+        let s = FastMath.V(repeating: slope)
+        return mapElements { $0.replacing(with: $0 * s, where: $0 .< 0) }
+    }
+
     /// SiLU (swish): `x · sigmoid(x)`.
     public func silu() -> Tensor { mapElements { $0 * FastMath.sigmoid($0) } }
 
