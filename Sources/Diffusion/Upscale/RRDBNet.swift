@@ -40,26 +40,38 @@ public struct RRDBNet: Sendable {
         convLast = try conv(layout.lastConv(upsamplings: u), f, config.imageChannels)
     }
 
+    /// The stages `callAsFunction` reports: each block, each upsampling and the last convolutions.
+    public var stages: Int { config.blocks + config.upsamplings + 1 }
+
     /// The network on `x`, `[1, 3, H, W]` in [0, 1]; H and W divisible by `config.unshuffle`.
+    /// - Parameter progress: called with the stages done (1…`stages`) after each.
     /// - Returns: `[1, 3, scale·H, scale·W]`.
-    /// - Throws: `PipelineError.cancelled` when `cancellation` is set (checked between blocks).
-    public func callAsFunction(_ x: Tensor, cancellation: CancellationToken? = nil) throws -> Tensor {
+    /// - Throws: `PipelineError.cancelled` when `cancellation` is set (checked between stages).
+    public func callAsFunction(_ x: Tensor, cancellation: CancellationToken? = nil, progress: (Int) -> Void = { _ in }) throws -> Tensor {
         precondition(x.rank == 4 && x.shape[1] == config.imageChannels, "RRDBNet takes [N, \(config.imageChannels), H, W], got \(x.shape)")
         // trunk, at 1/unshuffle of the image's size
         let input = config.unshuffle > 1 ? x.pixelUnshuffled(by: config.unshuffle) : x  // [N, 3·r², H/r, W/r]
         let first = convFirst(input)
         var h = first
-        for block in body {
+        for (done, block) in body.enumerated() {
             try cancellation?.check()
             h = block(h)
+            progress(done + 1)
         }
         h = first + convBody(h)
         // upsampling
-        for conv in upConvs {
+        // In place: at full resolution each map is the largest tensor of the pass.
+        for (done, conv) in upConvs.enumerated() {
             try cancellation?.check()
-            h = conv(h.upsampleNearest2x()).leakyReLU(slope: 0.2)  // [N, F, 2H, 2W]
+            h = conv(h.upsampleNearest2x())  // [N, F, 2H, 2W]
+            h.formLeakyReLU(slope: 0.2)
+            progress(body.count + done + 1)
         }
-        return convLast(convHR(h).leakyReLU(slope: 0.2))
+        h = convHR(h)
+        h.formLeakyReLU(slope: 0.2)
+        h = convLast(h)
+        progress(stages)
+        return h
     }
 }
 

@@ -23,19 +23,26 @@ public struct TileOptions: Equatable, Sendable {
     public static let untiled = TileOptions(tile: 0, tilePad: 0)
 }
 
-/// Progress after each tile.
+/// Progress within a tile (after each of the network's stages) and over the tiles.
 public struct UpscaleProgress: Sendable, Equatable {
-    /// Tiles done (1…total) and the tile count.
+    /// The tile being run (1…tiles) and the tile count.
     public let tile: Int
     public let tiles: Int
+    /// How much of this tile is done, 0…1 (1: the tile is finished).
+    public let fraction: Double
     /// Seconds since the upscale started.
     public let elapsed: Double
-    /// Estimated seconds left.
-    public var eta: Double { tile > 0 ? elapsed / Double(tile) * Double(tiles - tile) : 0 }
 
-    public init(tile: Int, tiles: Int, elapsed: Double) {
+    /// Tiles done, with the current one's fraction.
+    public var done: Double { Double(tile - 1) + fraction }
+    /// Estimated seconds left.
+    public var eta: Double { done > 0 ? elapsed / done * (Double(tiles) - done) : 0 }
+    public var tileFinished: Bool { fraction >= 1 }
+
+    public init(tile: Int, tiles: Int, fraction: Double = 1, elapsed: Double) {
         self.tile = tile
         self.tiles = tiles
+        self.fraction = fraction
         self.elapsed = elapsed
     }
 }
@@ -115,8 +122,9 @@ public final class Upscaler: Sendable {
     /// Upscales an RGB8 image by `scale` (RealESRGANer's `enhance` for an 8-bit RGB image: `x / 255`,
     /// the network over tiles, clamp to [0, 1], `round(x · 255)`).
     /// - Parameters:
-    ///   - progress: called after each tile, on the calling thread.
-    ///   - cancellation: checked before each tile and between the network's blocks.
+    ///   - progress: called after each stage of the network on each tile, on the calling thread (a
+    ///     caller can set `cancellation` from it).
+    ///   - cancellation: checked before each tile and between the network's stages.
     /// - Throws: `UpscalerError.tooLarge` when the result would pass `UpscaleLimits.maxSide`;
     ///   `PipelineError.cancelled`.
     public func upscale(_ image: PixelImage, tiling: TileOptions = TileOptions(), progress: (UpscaleProgress) -> Void = { _ in },
@@ -163,23 +171,26 @@ public final class Upscaler: Sendable {
         let (ph, pw) = (padded.shape[2], padded.shape[3])
         let (tile, pad) = aligned(tiling)
         var output: Tensor
-        if tile == 0 {
+        let stages = Double(network.stages)
+        func run(_ input: Tensor, tile: Int, of tiles: Int) throws -> Tensor {
             try cancellation?.check()
-            output = try network(padded, cancellation: cancellation)
-            progress(UpscaleProgress(tile: 1, tiles: 1, elapsed: Self.seconds(since: start)))
+            return try network(input, cancellation: cancellation) { done in
+                progress(UpscaleProgress(tile: tile, tiles: tiles, fraction: Double(done) / stages, elapsed: Self.seconds(since: start)))
+            }
+        }
+        if tile == 0 {
+            output = try run(padded, tile: 1, of: 1)
         } else {
             output = Tensor(shape: [1, 3, ph * s, pw * s])
             let (tilesX, tilesY) = ((pw + tile - 1) / tile, (ph + tile - 1) / tile)
             for ty in 0..<tilesY {
                 for tx in 0..<tilesX {
-                    try cancellation?.check()
                     let x0 = tx * tile, x1 = min(x0 + tile, pw), y0 = ty * tile, y1 = min(y0 + tile, ph)
                     let (px0, px1, py0, py1) = (max(x0 - pad, 0), min(x1 + pad, pw), max(y0 - pad, 0), min(y1 + pad, ph))
-                    let result = try network(padded.cropped(x: px0..<px1, y: py0..<py1), cancellation: cancellation)
+                    let result = try run(padded.cropped(x: px0..<px1, y: py0..<py1), tile: ty * tilesX + tx + 1, of: tilesX * tilesY)
                     // The tile's own pixels of the result, placed at the tile's place in the output.
                     output.place(result, from: ((x0 - px0) * s, (y0 - py0) * s), size: ((x1 - x0) * s, (y1 - y0) * s),
                                  at: (x0 * s, y0 * s))
-                    progress(UpscaleProgress(tile: ty * tilesX + tx + 1, tiles: tilesX * tilesY, elapsed: Self.seconds(since: start)))
                 }
             }
         }

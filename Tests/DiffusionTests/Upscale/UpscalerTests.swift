@@ -67,7 +67,8 @@ final class UpscalerTests: XCTestCase {
         var progress: [UpscaleProgress] = []
         let tiled = try x4.upscale(source, tiling: TileOptions(tile: 16, tilePad: 10)) { progress.append($0) }
         let whole = try x4.upscale(source, tiling: .untiled)
-        XCTAssertEqual(progress.map(\.tile), Array(1...9))
+        XCTAssertEqual(progress.filter(\.tileFinished).map(\.tile), Array(1...9))
+        XCTAssertEqual(progress.count, 9 * x4.network.stages)  // 2 blocks, 2 upsamplings, the last convolutions
         XCTAssertEqual(progress.last?.tiles, 9)
         XCTAssertEqual([tiled.width, tiled.height], [192, 160])
         let worst = zip(tiled.rgb, whole.rgb).map { abs(Int($0) - Int($1)) }.max() ?? 255
@@ -75,19 +76,20 @@ final class UpscalerTests: XCTestCase {
         XCTAssertNotEqual(tiled.rgb, PixelImage(width: 192, height: 160, rgb: [UInt8](repeating: 0, count: 192 * 160 * 3)).rgb)
     }
 
-    func testCancellationStopsBetweenTiles() throws {
+    func testCancellationStopsWithinATile() throws {
         let x4 = try load("tiny-x4")
         let token = CancellationToken()
-        var tiles = 0
+        var seen: [UpscaleProgress] = []
         let image = PixelImage(width: 32, height: 32, rgb: [UInt8](repeating: 128, count: 32 * 32 * 3))
-        let count: (UpscaleProgress) -> Void = { _ in
-            tiles += 1
-            if tiles == 2 { token.cancel() }
+        let watch: (UpscaleProgress) -> Void = { progress in
+            seen.append(progress)
+            if progress.tile == 2 && progress.fraction > 0.3 { token.cancel() }  // after tile 2's second block
         }
-        XCTAssertThrowsError(try x4.upscale(image, tiling: TileOptions(tile: 8, tilePad: 2), progress: count, cancellation: token)) {
+        XCTAssertThrowsError(try x4.upscale(image, tiling: TileOptions(tile: 8, tilePad: 2), progress: watch, cancellation: token)) {
             XCTAssertEqual($0 as? PipelineError, .cancelled)
         }
-        XCTAssertEqual(tiles, 2)
+        XCTAssertEqual(seen.last?.tile, 2)
+        XCTAssertEqual(seen.last?.fraction ?? 0, 2.0 / 5, accuracy: 1e-9)
     }
 
     func testTooLargeAResultIsRefused() throws {
