@@ -59,6 +59,11 @@ public struct ImagingSaver: ImageSaver {
         }
         if !loraHashes.isEmpty { recipe.extra.append(.init("Lora hashes", loraHashes.joined(separator: ", "))) }
         if r.initImage != nil { recipe.extra.append(.init("Denoising strength", formatNumber(Float(r.strength)))) }
+        if let upscale = image.upscale {
+            // A1111's extras tab writes these after the generation's own parameters.
+            recipe.extra.append(.init("Postprocess upscale by", formatNumber(Float(upscale.factor))))
+            recipe.extra.append(.init("Postprocess upscaler", upscale.upscaler))
+        }
         var all: [String: Any] = [
             "prompt": r.prompt, "negative_prompt": r.negativePrompt, "style": request.style,
             "seed": NSNumber(value: r.seed), "steps": r.steps,
@@ -75,6 +80,11 @@ public struct ImagingSaver: ImageSaver {
             all["init_sha256"] = pixelHash(try RGBImage(width: initImage.width, height: initImage.height, pixels: initImage.rgb))
         }
         if image.decoder != "VAE" { all["decoder"] = image.decoder }
+        if let upscale = image.upscale {
+            all["upscaler"] = upscale.upscaler
+            all["upscale_by"] = upscale.factor
+            if let resize = upscale.resize { all["upscale_resize"] = resize }
+        }
         if let model = image.model {
             all["model"] = model.name
             all["model_file"] = model.hashedFile.path

@@ -21,10 +21,11 @@ public enum Outcome: Equatable {
 /// `SessionEvent` through `io`.
 public final class Session {
     public var settings = SessionSettings()
-    public private(set) var history = ImageHistory()
+    public internal(set) var history = ImageHistory()
     public let io: SessionIO
     let generation: GenerationService
     let log: TranscriptLog
+    let upscaling = UpscaleService()
     var frames = ScriptFrames()
     /// Draws the seed for `seed random` (0 ..< 2^32, as A1111 does).
     var drawSeed: () -> UInt64

@@ -83,6 +83,8 @@ public struct ResourceSettings: Equatable, Sendable {
     public var embeddingsDir: String?
     /// The decoder to use instead of the model's VAE (a TAESD file or folder); nil: the model's.
     public var vae: String?
+    /// Where `upscale NAME` looks first; nil for A1111's folders only.
+    public var upscalerDir: String?
 
     public init() {}
 }
@@ -140,6 +142,8 @@ public struct SessionImage: Sendable {
     /// SHA-256 of the RGB bytes, 64 hex digits.
     public let sha256: String
     public var savedPaths: [String] = []
+    /// What upscaled this image from another (`upscale`); nil for a generated image.
+    public var upscale: UpscaleRecord?
 
     public var record: ResultRecord {
         .image(index: index, seed: request.engine.seed, width: pixels.width, height: pixels.height, sha256: sha256)
