@@ -22,9 +22,9 @@ struct UpscaleArguments: Equatable {
             image = number
             rest = String(rest.dropFirst(first.count)).trimmingWhitespace()
         }
-        if let last = rest.words.last, last.count > 1, last.first == "x" || last.first == "X" {
-            let digits = String(last.dropFirst())
-            guard let factor = Double(digits), factor.isFinite, UpscaleLimits.scale.contains(factor) else {
+        // A last word of x and a number is the scale (a model named x4plus stays a model).
+        if let last = rest.words.last, last.first == "x" || last.first == "X", let factor = Double(last.dropFirst()) {
+            guard factor.isFinite, UpscaleLimits.scale.contains(factor) else {
                 throw ScriptError.badArgument(command: "upscale", argument: last,
                                               reason: "expected a scale from x\(formatNumber(Float(UpscaleLimits.scale.lowerBound))) to x\(formatNumber(Float(UpscaleLimits.scale.upperBound))) (e.g. x4, x2.5), got")
             }
@@ -73,8 +73,8 @@ extension Session {
         let (width, height) = (source.pixels.width, source.pixels.height)
         let target = UpscaleService.targetSize(width: width, height: height, factor: factor, modelScale: upscaler.scale)
         let passes = UpscaleService.passes(width: width, height: height, target: target, modelScale: upscaler.scale)
-        let largest = passes.map { ($0.width * upscaler.scale, $0.height * upscaler.scale) }.max { $0.0 * $0.1 < $1.0 * $1.1 }
-            ?? (target.width, target.height)
+        // The last pass makes the largest image on the way.
+        let largest = passes.last.map { ($0.width * upscaler.scale, $0.height * upscaler.scale) } ?? (target.width, target.height)
         for (w, h) in [(target.width, target.height), largest] where max(w, h) > UpscaleLimits.maxSide {
             throw ScriptError.badArgument(command: "upscale", argument: "x\(formatNumber(Float(factor)))",
                                           reason: "image \(number) is \(width)x\(height); \(upscaler.name) would make \(w)x\(h), more than \(UpscaleLimits.maxSide) a side; a smaller scale than")

@@ -127,4 +127,18 @@ final class UpscaleTests: XCTestCase {
         XCTAssertEqual(summary.errors, [])
         XCTAssertEqual(summary.checked, 2)
     }
+
+    func testArgumentsAreImageModelAndScaleEachOptional() throws {
+        func parsed(_ text: String) throws -> [String] {
+            let a = try UpscaleArguments(text)
+            return [a.image.map(String.init) ?? "-", a.model ?? "-", a.factor.map { formatNumber(Float($0)) } ?? "-"]
+        }
+        XCTAssertEqual(try parsed(""), ["-", "-", "-"])
+        XCTAssertEqual(try parsed("2"), ["2", "-", "-"])
+        XCTAssertEqual(try parsed("x2"), ["-", "-", "2"])
+        XCTAssertEqual(try parsed("2 4x-UltraSharp x2.5"), ["2", "4x-UltraSharp", "2.5"])
+        XCTAssertEqual(try parsed("x4plus"), ["-", "x4plus", "-"])
+        XCTAssertEqual(try parsed("my models/an upscaler.safetensors X3"), ["-", "my models/an upscaler.safetensors", "3"])
+        XCTAssertThrowsError(try parsed("1 x0.5"))
+    }
 }
