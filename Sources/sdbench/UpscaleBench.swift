@@ -67,6 +67,33 @@ struct UpscaleBench: ParsableCommand {
         ]).text)
     }
 
+    /// The fields `sdbench model` takes from the child's JSON line, in order.
+    static let childFields = ["upscale_x4_seconds", "upscale_x4_floor_seconds", "upscale_x4_ratio", "upscale_x4_tile_work",
+                              "upscale_x4_peak_rss_mb"]
+
+    /// Runs `sdbench upscale` in a child process (its peak RSS is then the upscale's own) and returns
+    /// its figures for `sdbench model`'s JSON line.
+    static func runChild(threads: Int?) throws -> [(String, JSON)] {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: exe)
+        process.arguments = ["upscale"] + (threads.map { ["--threads", String($0)] } ?? [])
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        say("x4 upscale, in a child process (sdbench \(process.arguments?.joined(separator: " ") ?? ""))")
+        try process.run()
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let text = String(decoding: output, as: UTF8.self)
+        let lines = text.split(separator: "\n")
+        lines.dropLast().forEach { say("  " + $0) }
+        guard process.terminationStatus == 0, let last = lines.last,
+              let object = try? JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any] else {
+            throw BenchError("the upscale child failed (status \(process.terminationStatus)): \(text.suffix(500))")
+        }
+        return childFields.map { key in (key, .number((object[key] as? NSNumber)?.doubleValue ?? .nan, decimals: 3)) }
+    }
+
     /// The sgemm roof as `sdbench model` samples it.
     static func sampleRoof() -> Double {
         let sample = GEMMShape.sd15.filter { $0.what == "unet conv3x3 320ch 64x64" || $0.what == "vae conv3x3 512ch 64x64" }
