@@ -69,6 +69,7 @@ extension SessionImage: CustomStringConvertible {
     func summary(withSavedPaths: Bool) -> String {
         var line = "image \(index): seed \(request.engine.seed), \(pixels.width)x\(pixels.height), "
             + String(format: "%.2f s", seconds) + ", sha256 \(sha256.prefix(16))…"
+        if let upscale { line += ", upscaled x\(formatNumber(Float(upscale.factor))) from image \(upscale.source) by \(upscale.upscaler)" }
         if withSavedPaths && !savedPaths.isEmpty { line += ", saved " + savedPaths.joined(separator: " ") }
         return line
     }
