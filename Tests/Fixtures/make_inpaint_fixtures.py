@@ -90,10 +90,10 @@ def lanczos_cases(d):
 
 def blur_cases(d):
     """A1111's mask blur: cv2.GaussianBlur(mask, (2 * int(2.5 * r + 0.5) + 1, 1), r) across, then the
-    same down (processing.py, StableDiffusionProcessingImg2Img.init)."""
+    same down (processing.py, StableDiffusionProcessingImg2Img.init); with the mask itself as "mask"."""
     import cv2
     m = np.asarray(mask_image())
-    tensors = {}
+    tensors = {"mask": torch.from_numpy(m.copy())}
     for r in [1, 4, 7]:
         k = 2 * int(2.5 * r + 0.5) + 1
         b = cv2.GaussianBlur(m, (k, 1), r)

@@ -38,12 +38,14 @@ extension StableDiffusionPipeline {
     ///   - extraInput: channels concatenated to each model input (an inpainting UNet's mask and
     ///     masked-image latents), or nil.
     ///   - residuals: a hook adding residuals inside the UNet, or nil.
+    ///   - afterStep: given the step index and the scheduler's new latents, returns the latents to
+    ///     go on with (inpainting's latent blend), or nil.
     ///   - stepDone: called after each step with the 1-based step count and the new latents.
     /// - Throws: `PipelineError.cancelled` (checked before every step and between UNet blocks).
     public func denoise(_ latents: Tensor, conditioning: TextConditioning, guidanceScale: Float,
                         scheduler: inout any Scheduler, generator: inout TorchGenerator, firstStep: Int = 0,
                         extraInput: Tensor? = nil, residuals: UNetResidualsHook? = nil,
-                        cancellation: CancellationToken?, stepDone: (Int, Tensor) -> Void = { _, _ in }) throws -> Tensor {
+                        afterStep: ((Int, Tensor) -> Tensor)? = nil, cancellation: CancellationToken?, stepDone: (Int, Tensor) -> Void = { _, _ in }) throws -> Tensor {
         var latents = latents
         let timesteps = scheduler.timesteps
         for i in timesteps.indices.dropFirst(firstStep) {
@@ -65,6 +67,7 @@ extension StableDiffusionPipeline {
                 }
             }
             latents = scheduler.step(modelOutput: noise, stepIndex: i, sample: latents, generator: &generator)
+            if let afterStep { latents = afterStep(i, latents) }
             stepDone(i + 1 - firstStep, latents)
         }
         return latents

@@ -7,7 +7,8 @@ import Foundation
 ///                A1111's AND parts and prompt editing -> tokens (A1111 weighting, 75-token chunks)
 ///                -> CLIP hidden states, once for the whole batch          (`prepare`, `conditioning`)
 ///     latents:   randn(seed) · init_noise_sigma, or an encoded image noised to a strength
-///                                                                         (`initialLatents`)
+///                                                                         (`initialLatents`);
+///                inpainting adds the mask and the masked image's latents  (`inpaintingInputs`)
 ///     denoise:   for each timestep: UNet on [uncond, cond (one per AND part)], guidance,
 ///                scheduler step; an optional hook adds residuals inside the UNet  (`denoise`)
 ///     decode:    a `LatentDecoder` (the checkpoint's VAE by default) -> RGB8      (`render`)
@@ -58,7 +59,11 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
         tokenizer = try checkpoint.tokenizerDirectory.map { try CLIPTokenizer(directory: $0) } ?? CLIPTokenizer.bundled()
         chunker = PromptChunker(tokenizer: tokenizer)
         let textConfig = try checkpoint.configData(for: .textEncoder).map { try CLIPTextConfig(json: $0) } ?? CLIPTextConfig()
-        let unetConfig = try checkpoint.configData(for: .unet).map { try UNetConfig(json: $0) } ?? UNetConfig()
+        var unetConfig = try checkpoint.configData(for: .unet).map { try UNetConfig(json: $0) } ?? UNetConfig()
+        // A single file has no config: an inpainting UNet shows itself by conv_in's input channels.
+        if checkpoint.configData(for: .unet) == nil, let convIn = checkpoint.shape(of: "unet.conv_in.weight"), convIn.count == 4 {
+            unetConfig.inChannels = convIn[1]
+        }
         let vaeConfig = try checkpoint.configData(for: .vae).map { try VAEConfig(json: $0) } ?? VAEConfig()
         textEncoder = try CLIPTextModel(config: textConfig, weights: checkpoint.weights(for: .textEncoder))
         unet = try UNet2DConditionModel(config: unetConfig, weights: checkpoint.weights(for: .unet))
@@ -121,7 +126,11 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
         var scheduler = try single.sampler.makeScheduler(config: schedulerConfig(for: single), steps: single.steps, eta: single.eta)
         var latents: Tensor
         var firstStep = 0
-        if let initImage = single.initImage {
+        var inpainting: InpaintingInputs?
+        if inpaints(single) {
+            let inputs = try inpaintingInputs(for: single, scheduler: scheduler, generator: &generator, cancellation: cancellation)
+            (latents, firstStep, inpainting) = (inputs.latents, inputs.firstStep, inputs)
+        } else if let initImage = single.initImage {
             guard let vaeEncoder else { throw PipelineError.invalidRequest("this checkpoint has no VAE encoder (vae.encoder.*), so it cannot start from an image") }
             // diffusers' order: the posterior sample, then the noise, then the sampler's own draws.
             let clean = try vaeEncoder.encode(initImage.signedTensor, generator: &generator, cancellation: cancellation)
@@ -131,8 +140,13 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
             latents = initialLatents(for: single, scheduler: scheduler, generator: &generator)
         }
         let total = scheduler.timesteps.count - firstStep
+        let blendScheduler = scheduler
+        let blend = inpainting?.blend.map { blend in
+            { (step: Int, latents: Tensor) in self.blended(latents, stepIndex: step, blend: blend, scheduler: blendScheduler) }
+        }
         let denoised = try denoise(latents, conditioning: prepared.conditioning, guidanceScale: single.guidanceScale,
                                    scheduler: &scheduler, generator: &generator, firstStep: firstStep,
+                                   extraInput: inpainting?.extraInput, afterStep: blend,
                                    cancellation: cancellation) { step, latents in
             let wantsPreview = previewEvery.map { step % max($0, 1) == 0 || step == total } ?? false
             progress(GenerationProgress(image: index, images: prepared.request.batchCount, step: step, total: total,
@@ -140,7 +154,8 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
                                         preview: wantsPreview ? LatentPreview.image(from: latents) : nil))
         }
         try cancellation?.check()
-        let image = PixelImage(decoded: try decoder.decode(denoised, cancellation: cancellation))
+        var image = PixelImage(decoded: try decoder.decode(denoised, cancellation: cancellation))
+        if let overlay = inpainting?.overlay { image = image.pasting(original: overlay.original, outside: overlay.mask) }
         return GenerationResult(image: image, request: single, model: checkpoint.location, loras: prepared.loras,
                                 embeddings: prepared.conditioning.embeddings, decoder: decoder.decoderName,
                                 seconds: Date().timeIntervalSince(start))
