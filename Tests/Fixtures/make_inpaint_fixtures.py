@@ -6,7 +6,7 @@ A1111's mask blur (cv2.GaussianBlur, as modules/processing.py applies it).
 Run with the venv of make_fixtures.py (see README.md):
     HF_HUB_OFFLINE=1 /work/venv/bin/python Tests/Fixtures/make_inpaint_fixtures.py
 Writes models/tiny-sd15-inpainting/ (a 9-channel UNet in fp16, its other parts linked to
-tiny-sd15-diffusers), inpaint/mask.png, inpaint/<model>_<sampler>_<strength>.safetensors,
+tiny-sd15-diffusers), inpaint/mask.png and mask_alpha.png (the same mask as alpha), inpaint/<model>_<sampler>_<strength>.safetensors,
 inpaint/resize.safetensors, inpaint/blur.safetensors, inpaint/manifest.json.
 """
 import json
@@ -112,6 +112,11 @@ def main():
     make_inpainting_model()
     mask = mask_image()
     mask.save(d / "mask.png")
+    # The same mask as a PNG's alpha (A1111's convention for a drawn mask: opaque repaints), over
+    # colours that must not matter.
+    m = np.asarray(mask)
+    rgba = np.stack([np.full_like(m, 200), np.full_like(m, 30), m // 2, np.where(m >= 128, 255, 0).astype(np.uint8)], axis=-1)
+    Image.fromarray(rgba, "RGBA").save(d / "mask_alpha.png")
     image = init_image()
     white = Image.new("L", (64, 64), 255)
     cases = []

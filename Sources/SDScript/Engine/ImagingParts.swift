@@ -59,6 +59,7 @@ public struct ImagingSaver: ImageSaver {
         }
         if !loraHashes.isEmpty { recipe.extra.append(.init("Lora hashes", loraHashes.joined(separator: ", "))) }
         if r.initImage != nil { recipe.extra.append(.init("Denoising strength", formatNumber(Float(r.strength)))) }
+        if r.mask != nil { recipe.extra.append(.init("Mask blur", String(r.maskBlur))) }
         var all: [String: Any] = [
             "prompt": r.prompt, "negative_prompt": r.negativePrompt, "style": request.style,
             "seed": NSNumber(value: r.seed), "steps": r.steps,
@@ -73,6 +74,15 @@ public struct ImagingSaver: ImageSaver {
         if let initImage = r.initImage {
             all["strength"] = r.strength
             all["init_sha256"] = pixelHash(try RGBImage(width: initImage.width, height: initImage.height, pixels: initImage.rgb))
+            if let source = request.initSource { all["init"] = source }
+        }
+        if r.mask != nil {
+            all["mask_blur"] = r.maskBlur
+            all["inpaint_paste"] = r.inpaintPaste
+            if let path = request.maskSource {
+                all["mask"] = path
+                if let hash = try? FileHash.sha256(of: URL(fileURLWithPath: path)) { all["mask_sha256"] = hash }
+            }
         }
         if image.decoder != "VAE" { all["decoder"] = image.decoder }
         if let model = image.model {

@@ -115,17 +115,7 @@ public struct SettingKey {
                    show: { $0.resources.stylesFile ?? "(built-in presets only)" }, reset: { $0.resources.stylesFile = nil },
                    transcript: .inputPath()),
         integer("jpeg-quality", range: 1...100, \.output.jpegQuality),
-        SettingKey(name: "autosave", values: "on|off", kind: .words, choices: { _ in ["on", "off"] }, completesPaths: false,
-                   apply: { session, value in
-                       switch value.lowercased() {
-                       case "on", "yes", "true", "1": session.settings.output.autosave = true
-                       case "off", "no", "false", "0": session.settings.output.autosave = false
-                       default:
-                           throw ScriptError.badArgument(command: "set autosave", argument: value, reason: "expected on or off, got",
-                                                         suggestion: closestWord(to: value, in: ["on", "off"]))
-                       }
-                   },
-                   show: { $0.output.autosave ? "on" : "off" }, reset: { $0.output.autosave = OutputSettings().autosave }),
+        onOff("autosave", \.output.autosave, help: "gen saves each image at once"),
         folder("lora-dir", "where <lora:NAME> finds NAME.safetensors", \.resources.loraDir,
                defaults: "(models/Lora, and Lora beside the model's folder)"),
         folder("embeddings", "textual-inversion NAME.safetensors, used by writing NAME", \.resources.embeddingsDir,
@@ -136,6 +126,12 @@ public struct SettingKey {
                    show: { $0.request.initImage.map { "\($0)" } ?? "(none: text to image)" },
                    reset: { $0.request.initImage = nil }, transcript: .inputPath()),
         fraction("strength", range: 0.01...1, \.request.strength, help: "image-to-image: how much is repainted"),
+        SettingKey(name: "mask", values: "FILE (white repaints; a grayscale image or a PNG's alpha): inpainting, with 'init'",
+                   kind: .text, choices: { _ in nil }, completesPaths: true,
+                   apply: { session, value in session.settings.request.mask = try checkedMaskPath(value, command: "set mask") },
+                   show: { $0.request.mask ?? "(none)" }, reset: { $0.request.mask = nil }, transcript: .inputPath()),
+        integer("mask-blur", range: RequestLimits.maskBlur, \.request.maskBlur),
+        onOff("inpaint-paste", \.request.inpaintPaste, help: "inpainting: the original kept outside the blurred mask, as A1111"),
         SettingKey(name: "spacing", values: "model|" + TimestepSpacing.allCases.map(\.rawValue).joined(separator: "|"),
                    kind: .words, choices: { _ in ["model"] + TimestepSpacing.allCases.map(\.rawValue) }, completesPaths: false,
                    apply: { session, value in
@@ -259,6 +255,20 @@ public struct SettingKey {
                    reset: { $0[keyPath: path] = SessionSettings()[keyPath: path] })
     }
 
+    private static func onOff(_ name: String, _ path: WritableKeyPath<SessionSettings, Bool>, help: String) -> SettingKey {
+        SettingKey(name: name, values: "on|off (\(help))", kind: .words, choices: { _ in ["on", "off"] }, completesPaths: false,
+                   apply: { session, value in
+                       switch value.lowercased() {
+                       case "on", "yes", "true", "1": session.settings[keyPath: path] = true
+                       case "off", "no", "false", "0": session.settings[keyPath: path] = false
+                       default:
+                           throw ScriptError.badArgument(command: "set \(name)", argument: value, reason: "expected on or off, got",
+                                                         suggestion: closestWord(to: value, in: ["on", "off"]))
+                       }
+                   },
+                   show: { $0[keyPath: path] ? "on" : "off" }, reset: { $0[keyPath: path] = SessionSettings()[keyPath: path] })
+    }
+
     private static func choice<Mode: RawRepresentable & CaseIterable>(
         _ name: String, _ type: Mode.Type, _ path: WritableKeyPath<SessionSettings, Mode>
     ) -> SettingKey where Mode.RawValue == String {
@@ -314,6 +324,15 @@ func checkedModelPath(_ path: String, command: String) throws -> String {
     let expanded = NSString(string: path).expandingTildeInPath
     guard FileManager.default.fileExists(atPath: expanded) else {
         throw ScriptError.file(command: command, path: path, reason: "no such file or folder")
+    }
+    return path
+}
+
+/// A mask file's path, expanded, when a file is there.
+func checkedMaskPath(_ value: String, command: String) throws -> String {
+    let path = NSString(string: value).expandingTildeInPath
+    guard FileManager.default.fileExists(atPath: path) else {
+        throw ScriptError.file(command: command, path: value, reason: "no such file")
     }
     return path
 }

@@ -39,6 +39,12 @@ public struct RequestDefaults: Equatable, Sendable {
     public var spacing: TimestepSpacing?
     /// TCD's stochasticity γ (its authors' 0.3); the other samplers ignore it.
     public var eta = 0.3
+    /// Inpainting: the mask file (white repaints; a grayscale image or a PNG's alpha), absolute.
+    public var mask: String?
+    /// Inpainting: A1111's "Mask blur" in pixels (its default, 4).
+    public var maskBlur = 4
+    /// Inpainting: paste the original back outside the blurred mask, as A1111 does.
+    public var inpaintPaste = true
 
     public init() {}
 }
@@ -105,12 +111,18 @@ public struct StyledRequest: Equatable, Sendable {
     /// The prompt and negative as typed, when the style changed them (nil: the engine's are as typed).
     public var typedPrompt: String?
     public var typedNegative: String?
+    /// Where the engine's init image and mask came from (a file's path, or "image N"), for the recipe.
+    public var initSource: String?
+    public var maskSource: String?
 
-    public init(engine: GenerationRequest, style: String = "none", typedPrompt: String? = nil, typedNegative: String? = nil) {
+    public init(engine: GenerationRequest, style: String = "none", typedPrompt: String? = nil, typedNegative: String? = nil,
+                initSource: String? = nil, maskSource: String? = nil) {
         self.engine = engine
         self.style = style
         self.typedPrompt = typedPrompt
         self.typedNegative = typedNegative
+        self.initSource = initSource
+        self.maskSource = maskSource
     }
 
     /// The request of image `offset` of the batch: its own seed, one image.

@@ -119,8 +119,11 @@ final class ModelSwitchTests: XCTestCase {
         let session = makeSession(io: io)
         XCTAssertEqual(session.execute("load \(path)"), .ok)
         XCTAssertEqual(session.settings.request.seed, .fixed(5))
-        XCTAssertEqual(io.diagnostics, ["load: \(path): gen will not reproduce Denoising strength: 0.7, Hires upscale: 2, "
-                                        + "Model hash: deadbeef00 (the current model's is 0123456789)"])
+        XCTAssertEqual(io.diagnostics, ["load: \(path): gen will not reproduce Hires upscale: 2, "
+                                        + "Model hash: deadbeef00 (the current model's is 0123456789); "
+                                        + "it started from an init image (Denoising strength 0.7): 'init FILE' or 'init N' to give it again"])
+        XCTAssertEqual(session.settings.request.strength, 0.7)
+        XCTAssertNil(session.settings.request.initImage)
     }
 }
 
