@@ -40,11 +40,13 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
     /// Inpainting: whether the original pixels are pasted back outside the blurred mask, as A1111
     /// does (off gives diffusers' pixels).
     public var inpaintPaste: Bool
+    /// A second pass at a larger size (A1111's hires fix), text to image only; nil: none.
+    public var hires: HiresFix?
 
     public init(prompt: String, negativePrompt: String = "", seed: UInt64, steps: Int = 25, guidanceScale: Float = 7.5,
                 width: Int = 512, height: Int = 512, sampler: Sampler = .pndm, batchCount: Int = 1, clipSkip: Int = 1,
                 initImage: PixelImage? = nil, strength: Double = 0.75, spacing: TimestepSpacing? = nil, eta: Double = 0,
-                mask: InpaintMask? = nil, maskBlur: Int = 4, inpaintPaste: Bool = true) {
+                mask: InpaintMask? = nil, maskBlur: Int = 4, inpaintPaste: Bool = true, hires: HiresFix? = nil) {
         self.prompt = prompt
         self.negativePrompt = negativePrompt
         self.seed = seed
@@ -62,6 +64,7 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
         self.mask = mask
         self.maskBlur = maskBlur
         self.inpaintPaste = inpaintPaste
+        self.hires = hires
     }
 
     /// Checks every field against `RequestLimits`, naming the first bad one and the accepted values.
@@ -104,6 +107,20 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
         }
         guard limits.maskBlur.contains(maskBlur) else {
             throw PipelineError.invalidRequest("mask blur \(maskBlur) is not allowed: use \(limits.maskBlur.lowerBound) to \(limits.maskBlur.upperBound) pixels (4 is A1111's default)")
+        }
+        if let hires {
+            guard initImage == nil else {
+                throw PipelineError.invalidRequest("the hires fix is for text to image: 'unset init' or 'unset hires'")
+            }
+            for (name, value) in [("hires width", hires.width), ("hires height", hires.height)] where !limits.acceptsSide(value) {
+                throw PipelineError.invalidRequest("\(name) \(value) is not allowed: use \(limits.sideDescription)")
+            }
+            guard hires.strength.isFinite, hires.strength > 0, hires.strength <= 1 else {
+                throw PipelineError.invalidRequest("hires strength \(hires.strength) is not allowed: use more than 0 and at most 1 (0.7 is A1111's default)")
+            }
+            guard hires.steps == 0 || limits.steps.contains(hires.steps), hires.schedule(requestSteps: steps).total <= limits.steps.upperBound else {
+                throw PipelineError.invalidRequest("hires steps \(hires.steps) is not allowed: use 0 (as steps) to \(limits.steps.upperBound), fewer for a small strength")
+            }
         }
         guard eta.isFinite, (0...1).contains(eta) else {
             throw PipelineError.invalidRequest("eta \(eta) is not allowed: use 0 to 1 (TCD's authors recommend 0.3)")

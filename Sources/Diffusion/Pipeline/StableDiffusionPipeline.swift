@@ -107,7 +107,14 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
         if let tag = ExtraNetworks.tags(in: request.negativePrompt).first { throw LoRAError.inNegativePrompt(tag: tag) }
         let loras = try useLoRAs(try ExtraNetworks.parse(request.prompt).loras)
         useEmbeddings()
-        return PreparedRequest(request: request, conditioning: try conditioning(for: request), loras: loras)
+        let conditioning = try conditioning(for: request)
+        var prepared = PreparedRequest(request: request, conditioning: conditioning, loras: loras)
+        if let hires = request.hires, conditioning.contexts.count > 1 {
+            var second = request
+            second.steps = hires.steps == 0 ? request.steps : hires.steps
+            prepared.hiresConditioning = try self.conditioning(for: second)
+        }
+        return prepared
     }
 
     /// Stages 2–4 for image `index` of a prepared batch (seed `request.seed + index`): initial
@@ -139,19 +146,27 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
         } else {
             latents = initialLatents(for: single, scheduler: scheduler, generator: &generator)
         }
-        let total = scheduler.timesteps.count - firstStep
-        let blendScheduler = scheduler
-        let blend = inpainting?.blend.map { blend in
-            { (step: Int, latents: Tensor) in self.blended(latents, stepIndex: step, blend: blend, scheduler: blendScheduler) }
-        }
-        let denoised = try denoise(latents, conditioning: prepared.conditioning, guidanceScale: single.guidanceScale,
-                                   scheduler: &scheduler, generator: &generator, firstStep: firstStep,
-                                   extraInput: inpainting?.extraInput, afterStep: blend,
-                                   cancellation: cancellation) { step, latents in
+        let firstPass = scheduler.timesteps.count - firstStep
+        let hiresSchedule = single.hires.map { $0.schedule(requestSteps: single.steps) }
+        let total = firstPass + (hiresSchedule.map { $0.total - $0.firstStep } ?? 0)
+        func report(_ step: Int, _ latents: Tensor) {
             let wantsPreview = previewEvery.map { step % max($0, 1) == 0 || step == total } ?? false
             progress(GenerationProgress(image: index, images: prepared.request.batchCount, step: step, total: total,
                                         elapsed: Date().timeIntervalSince(start),
                                         preview: wantsPreview ? LatentPreview.image(from: latents) : nil))
+        }
+        let blendScheduler = scheduler
+        let blend = inpainting?.blend.map { blend in
+            { (step: Int, latents: Tensor) in self.blended(latents, stepIndex: step, blend: blend, scheduler: blendScheduler) }
+        }
+        var denoised = try denoise(latents, conditioning: prepared.conditioning, guidanceScale: single.guidanceScale,
+                                   scheduler: &scheduler, generator: &generator, firstStep: firstStep,
+                                   extraInput: inpainting?.extraInput, afterStep: blend,
+                                   cancellation: cancellation, stepDone: report)
+        if let hires = single.hires {
+            denoised = try hiresPass(from: denoised, hires: hires, prepared: prepared, request: single, cancellation: cancellation) {
+                report(firstPass + $0, $1)
+            }
         }
         try cancellation?.check()
         var image = PixelImage(decoded: try decoder.decode(denoised, cancellation: cancellation))
