@@ -107,6 +107,44 @@ final class ImageToImageEndToEndTests: XCTestCase {
         XCTAssertFalse(run.stderr.contains("load:"), run.stderr)
     }
 
+    func testHiresFixThroughTheREPLAndLoad() throws {
+        let sandbox = Sandbox()
+        sandbox.write("h.sdscript", """
+            model \(model)
+            prompt a red fox in the snow
+            negative blurry
+            seed 21
+            set size 64x64
+            set steps 6
+            set cfg 4
+            set sampler euler
+            set autosave off
+            set hires 2
+            set hires-steps 4
+            set hires-strength 0.5
+            gen
+            save hires.png
+            set hires off
+            load hires.png
+            gen
+            save again.png
+            set hires 4096x64
+
+            """)
+        let run = try PipeRun(["run", "--keep-going", "h.sdscript"], in: sandbox)
+        // make_hires_fixtures.py's case euler_latent_x2: A1111's two passes over diffusers' parts.
+        assertClose(try pixels(sandbox.path + "/hires.png"), try Fixture.tensors("hires/euler_latent_x2.safetensors").tensor("image").data,
+                    tolerance: 2.0 / 255, "hires fix through the REPL")
+        let recipe = try ImageRecipeReader.read(URL(fileURLWithPath: sandbox.path + "/hires.png")).recipe
+        XCTAssertEqual([recipe.width, recipe.height], [64, 64], "A1111's Size is the first pass's")
+        XCTAssertEqual(recipe.extra("Hires upscale"), "2")
+        XCTAssertEqual(recipe.extra("Hires steps"), "4")
+        XCTAssertEqual(recipe.extra("Hires upscaler"), "Latent")
+        XCTAssertEqual(recipe.extra("Denoising strength"), "0.5")
+        XCTAssertEqual(try pixels(sandbox.path + "/again.png"), try pixels(sandbox.path + "/hires.png"), "load restores the hires fix")
+        XCTAssertTrue(run.stderr.contains("h.sdscript:19: set hires: expected sides that are a multiple of 8 from 64 to 2048, got '4096x64'"), run.stderr)
+    }
+
     func testBadMasksAreClearErrors() throws {
         let sandbox = Sandbox()
         let initPNG = FixturePaths.root.appendingPathComponent("img2img/init.png").path

@@ -397,9 +397,10 @@ public struct Command {
         if !problems.isEmpty { session.io.warning("load: \(file): " + problems.joined(separator: "; ")) }
     }
 
-    /// Restores what sdrepl's own keys and A1111's `Denoising strength` and `Mask blur` say of the
-    /// sampling and of the pictures it started from: spacing, eta, the init image and mask files
-    /// (when they are still there, unchanged), strength, mask blur and paste.
+    /// Restores what sdrepl's own keys and A1111's `Denoising strength`, `Mask blur` and `Hires …`
+    /// keys say of the sampling, the second pass and the pictures it started from: spacing, eta, the
+    /// hires fix, the init image and mask files (when they are still there, unchanged), strength,
+    /// mask blur and paste.
     /// - Returns: what could not be restored, one phrase each.
     private static func applyImageInputs(_ stored: StoredRecipe, to settings: inout RequestDefaults) -> [String] {
         let recipe = stored.recipe
@@ -408,8 +409,24 @@ public struct Command {
         if let eta = own["eta"] as? Double, (0...1).contains(eta) { settings.eta = eta }
         settings.initImage = nil
         settings.mask = nil
-        guard let strength = recipe.extra("Denoising strength").flatMap(Double.init) else { return [] }
+        settings.hires = nil
         var missing: [String] = []
+        let hiresSize = recipe.extra("Hires upscale").flatMap(Double.init).map(HiresSize.scale)
+            ?? recipe.extra("Hires resize").flatMap { try? parseHires($0) }
+        if let hiresSize {
+            // A1111's txt2img: the Denoising strength is the second pass's.
+            settings.hires = hiresSize
+            settings.hiresSteps = recipe.extra("Hires steps").flatMap(Int.init) ?? 0
+            settings.hiresStrength = recipe.extra("Denoising strength").flatMap(Double.init) ?? RequestDefaults().hiresStrength
+            let upscaler = recipe.extra("Hires upscaler") ?? "Latent"
+            if let known = HiresUpscaler(a1111Name: upscaler) {
+                settings.hiresUpscaler = known
+            } else {
+                missing.append("its hires upscaler \(upscaler) is not one of sdrepl's (\(HiresUpscaler.allCases.map(\.rawValue).joined(separator: ", "))): 'set hires-upscaler' to choose")
+            }
+            return missing
+        }
+        guard let strength = recipe.extra("Denoising strength").flatMap(Double.init) else { return [] }
         settings.strength = strength
         if let blur = recipe.extra("Mask blur").flatMap(Int.init), RequestLimits.maskBlur.contains(blur) { settings.maskBlur = blur }
         if let paste = own["inpaint_paste"] as? Bool { settings.inpaintPaste = paste }
@@ -441,7 +458,8 @@ public struct Command {
 
     /// Infotext keys that `load` applies or that do not change the pixels.
     private static let reproducedKeys: Set<String> = ["Lora hashes", "Schedule type", "Version", "TI hashes", "Emphasis",
-                                                      "Denoising strength", "Mask blur"]
+                                                      "Denoising strength", "Mask blur", "Hires upscale", "Hires resize",
+                                                      "Hires steps", "Hires upscaler"]
 
     /// What of a recipe the next `gen` will not reproduce, as one phrase: settings sdrepl does not
     /// have (hires fix, denoising strength, ControlNet, …) and a different model; nil when nothing.

@@ -132,6 +132,13 @@ public struct SettingKey {
                    show: { $0.request.mask ?? "(none)" }, reset: { $0.request.mask = nil }, transcript: .inputPath()),
         integer("mask-blur", range: RequestLimits.maskBlur, \.request.maskBlur),
         onOff("inpaint-paste", \.request.inpaintPaste, help: "inpainting: the original kept outside the blurred mask, as A1111"),
+        SettingKey(name: "hires", values: "SCALE|WxH|off (hires fix: a second pass at a larger size)", kind: .words,
+                   choices: { _ in ["off", "1.5", "2"] }, completesPaths: false,
+                   apply: { session, value in session.settings.request.hires = try parseHires(value) },
+                   show: { $0.request.hires.map { "\($0)" } ?? "off" }, reset: { $0.request.hires = nil }),
+        integer("hires-steps", range: 0...RequestLimits.steps.upperBound, \.request.hiresSteps),
+        fraction("hires-strength", range: 0.01...1, \.request.hiresStrength, help: "hires fix: how much the second pass repaints"),
+        choice("hires-upscaler", HiresUpscaler.self, \.request.hiresUpscaler),
         SettingKey(name: "spacing", values: "model|" + TimestepSpacing.allCases.map(\.rawValue).joined(separator: "|"),
                    kind: .words, choices: { _ in ["model"] + TimestepSpacing.allCases.map(\.rawValue) }, completesPaths: false,
                    apply: { session, value in
@@ -326,6 +333,25 @@ func checkedModelPath(_ path: String, command: String) throws -> String {
         throw ScriptError.file(command: command, path: path, reason: "no such file or folder")
     }
     return path
+}
+
+/// `set hires`: a scale (`2`, `1.5`, `x2`), a size (`1024x768`), or `off`.
+func parseHires(_ value: String) throws -> HiresSize? {
+    let word = value.lowercased()
+    if ["off", "none", "0", "1"].contains(word) { return nil }
+    let parts = word.split(separator: "x", omittingEmptySubsequences: false)
+    if parts.count == 2, let w = Int(parts[0]), let h = Int(parts[1]) {
+        guard RequestLimits.acceptsSide(w), RequestLimits.acceptsSide(h) else {
+            throw ScriptError.badArgument(command: "set hires", argument: value, reason: "expected sides that are \(RequestLimits.sideDescription), got")
+        }
+        return .size(width: w, height: h)
+    }
+    let number = word.hasPrefix("x") ? String(word.dropFirst()) : word
+    guard let scale = Double(number), scale.isFinite, scale > 1, scale <= 8 else {
+        throw ScriptError.badArgument(command: "set hires", argument: value,
+                                      reason: "expected a scale above 1 and at most 8 (e.g. 2), a size WxH or off, got")
+    }
+    return .scale(scale)
 }
 
 /// A mask file's path, expanded, when a file is there.

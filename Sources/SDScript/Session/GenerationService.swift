@@ -63,11 +63,13 @@ final class GenerationService {
                                        height: settings.height, sampler: settings.sampler, batchCount: count,
                                        clipSkip: settings.clipSkip, initImage: initImage,
                                        strength: settings.strength, spacing: settings.spacing, eta: settings.eta,
-                                       mask: mask, maskBlur: settings.maskBlur, inpaintPaste: settings.inpaintPaste)
+                                       mask: mask, maskBlur: settings.maskBlur, inpaintPaste: settings.inpaintPaste,
+                                       hires: settings.hiresFix)
         let changed = styled.prompt != settings.prompt || styled.negative != settings.negative
         return StyledRequest(engine: engine, style: settings.style, typedPrompt: changed ? settings.prompt : nil,
                              typedNegative: changed ? settings.negative : nil,
-                             initSource: settings.initImage.map { "\($0)" }, maskSource: mask == nil ? nil : settings.mask)
+                             initSource: settings.initImage.map { "\($0)" }, maskSource: mask == nil ? nil : settings.mask,
+                             hiresSize: settings.hires)
     }
 
     /// The init image's pixels at the request's size: resized as diffusers' image processor does
@@ -183,8 +185,9 @@ final class GenerationService {
                 } catch {
                     throw ScriptError.generation("the engine returned a malformed image: \(error)")
                 }
-                guard pixels.width == request.engine.width, pixels.height == request.engine.height else {
-                    throw ScriptError.generation("the engine returned \(pixels.width)x\(pixels.height) for \(request.engine.width)x\(request.engine.height)")
+                let expected = request.engine.hires.map { ($0.width, $0.height) } ?? (request.engine.width, request.engine.height)
+                guard pixels.width == expected.0, pixels.height == expected.1 else {
+                    throw ScriptError.generation("the engine returned \(pixels.width)x\(pixels.height) for \(expected.0)x\(expected.1)")
                 }
                 finished += 1
                 try made(result, pixels, generator.identity)
