@@ -156,6 +156,7 @@ void sdr_png_image_free(sdr_png_image *image) {
     }
     free(image->texts);
     free(image->pixels);
+    free(image->alpha);
     memset(image, 0, sizeof(*image));
 }
 
@@ -221,11 +222,12 @@ int sdr_png_decode(const uint8_t *data, size_t length, sdr_png_image *image,
     png_set_read_fn(png, ctx, read_bytes);
     png_read_info(png, info);
 
-    // Normalise every colour type and depth to 8-bit RGB.
+    // Normalise every colour type and depth to 8-bit RGB, or RGBA when there is alpha (an alpha
+    // channel or tRNS), which is then moved to its own plane (masks are read from it).
     int color_type = png_get_color_type(png, info);
+    int has_alpha = (color_type & PNG_COLOR_MASK_ALPHA) != 0 || png_get_valid(png, info, PNG_INFO_tRNS) != 0;
     png_set_expand(png);
     png_set_strip_16(png);
-    png_set_strip_alpha(png);
     if (color_type == PNG_COLOR_TYPE_GRAY || color_type == PNG_COLOR_TYPE_GRAY_ALPHA) {
         png_set_gray_to_rgb(png);
     }
@@ -234,15 +236,26 @@ int sdr_png_decode(const uint8_t *data, size_t length, sdr_png_image *image,
 
     png_uint_32 width = png_get_image_width(png, info);
     png_uint_32 height = png_get_image_height(png, info);
-    if (png_get_rowbytes(png, info) != (size_t)width * 3) png_error(png, "unexpected row layout after conversion to RGB");
+    size_t channels = has_alpha ? 4 : 3;
+    if (png_get_rowbytes(png, info) != (size_t)width * channels) png_error(png, "unexpected row layout after conversion to RGB");
     if ((size_t)width * height * 3 > SDR_MAX_PIXEL_BYTES) png_error(png, "image too large");
     image->width = width;
     image->height = height;
-    image->pixels = malloc((size_t)width * height * 3 + 1);
+    image->pixels = malloc((size_t)width * height * channels + 1);
+    if (has_alpha) image->alpha = malloc((size_t)width * height + 1);
     ctx->rows = malloc(sizeof(png_bytep) * (height ? height : 1));
-    if (!image->pixels || !ctx->rows) png_error(png, "out of memory");
-    for (png_uint_32 y = 0; y < height; y++) ctx->rows[y] = image->pixels + (size_t)y * width * 3;
+    if (!image->pixels || !ctx->rows || (has_alpha && !image->alpha)) png_error(png, "out of memory");
+    for (png_uint_32 y = 0; y < height; y++) ctx->rows[y] = image->pixels + (size_t)y * width * channels;
     png_read_image(png, ctx->rows);
+    if (has_alpha) {
+        // RGBA to RGB in place (each pixel moves down, never past one not yet read) and alpha apart.
+        size_t count = (size_t)width * height;
+        for (size_t i = 0; i < count; i++) {
+            uint8_t *p = image->pixels + i * 4;
+            image->alpha[i] = p[3];
+            memmove(image->pixels + i * 3, p, 3);
+        }
+    }
     png_read_end(png, end_info);
 
     collect_texts(png, info, image);

@@ -57,17 +57,26 @@ public enum ImageRecipeReader {
         return try read(data, path: url.path)
     }
 
-    /// The pixels of a PNG or JPEG (sniffed from its first bytes), for an init image or a mask.
+    /// The pixels of a PNG or JPEG (sniffed from its first bytes), for an init image.
     /// - Throws: `ImagingError.readFailed` naming the file for a missing, unreadable or corrupt file.
     public static func pixels(_ url: URL) throws -> RGBImage {
+        try pixelsAndAlpha(url).image
+    }
+
+    /// The pixels of a PNG or JPEG and the PNG's alpha when it has any, for a mask.
+    /// - Throws: `ImagingError.readFailed` naming the file for a missing, unreadable or corrupt file.
+    public static func pixelsAndAlpha(_ url: URL) throws -> (image: RGBImage, alpha: [UInt8]?) {
         let data: [UInt8]
         do {
             data = [UInt8](try Data(contentsOf: url))
         } catch {
             throw ImagingError.readFailed(path: url.path, reason: FileErrorText.reason(error))
         }
-        if data.starts(with: [0x89, 0x50, 0x4E, 0x47]) { return try PNGFile.decode(data, path: url.path).image }
-        if data.starts(with: [0xFF, 0xD8]) { return try JPEGFile.decode(data, path: url.path).image }
+        if data.starts(with: [0x89, 0x50, 0x4E, 0x47]) {
+            let png = try PNGFile.decode(data, path: url.path)
+            return (png.image, png.alpha)
+        }
+        if data.starts(with: [0xFF, 0xD8]) { return (try JPEGFile.decode(data, path: url.path).image, nil) }
         throw ImagingError.readFailed(path: url.path, reason: "not a PNG or JPEG file")
     }
 

@@ -30,10 +30,12 @@ public struct PNGTextChunk: Equatable, Sendable {
     }
 }
 
-/// A decoded PNG: its pixels as RGB8 and all of its text chunks in file order.
+/// A decoded PNG: its pixels as RGB8, its alpha when it has any, and all of its text chunks in file order.
 public struct DecodedPNG: Sendable {
     public var image: RGBImage
     public var chunks: [PNGTextChunk]
+    /// One byte a pixel, row-major; nil when the PNG has no alpha channel and no tRNS chunk.
+    public var alpha: [UInt8]? = nil
 
     /// The text of the first chunk with this keyword.
     public func text(_ keyword: String) -> String? {
@@ -113,6 +115,7 @@ public enum PNGFile {
         defer { sdr_png_image_free(&decoded) }
         let count = Int(decoded.width) * Int(decoded.height) * 3
         let pixels = Array(UnsafeBufferPointer(start: decoded.pixels, count: count))
+        let alpha = decoded.alpha.map { Array(UnsafeBufferPointer(start: $0, count: count / 3)) }
         let image = try RGBImage(width: Int(decoded.width), height: Int(decoded.height), pixels: pixels)
         var chunks: [PNGTextChunk] = []
         for i in 0..<Int(decoded.text_count) {
@@ -135,7 +138,7 @@ public enum PNGFile {
                 kind: kind, keyword: latin1String(bytes(t.key)), text: text,
                 languageTag: String(cString: t.lang), translatedKeyword: String(cString: t.translated_key)))
         }
-        return DecodedPNG(image: image, chunks: chunks)
+        return DecodedPNG(image: image, chunks: chunks, alpha: alpha)
     }
 
     /// Why a keyword is invalid (PNG spec 11.3.4.2: 1-79 printable Latin-1 characters, no

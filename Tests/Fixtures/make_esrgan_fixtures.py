@@ -1,5 +1,4 @@
-"""Tiny random RRDBNet upscalers (RealESRGAN's and old ESRGAN's key layouts), their outputs, and PIL's
-Lanczos resize.
+"""Tiny random RRDBNet upscalers (RealESRGAN's and old ESRGAN's key layouts) and their outputs.
 
 Run with the venv of make_fixtures.py (see README.md):
     cd Tests/Fixtures && HF_HUB_OFFLINE=1 /work/venv/bin/python make_esrgan_fixtures.py
@@ -8,15 +7,12 @@ Writes esrgan/:
   tiny-x2.safetensors      basicsr RRDBNet(scale=2) (pixel-unshuffled input, 12 channels), same sizes, fp16
   tiny-old-x4.safetensors  the x4 weights renamed to old ESRGAN's `model.N` layout (as 4x-UltraSharp-style files)
   reference.safetensors    inputs and outputs (see reference.json for the Python of each)
-  lanczos.safetensors      PIL Image.resize(..., Image.LANCZOS) of a small random image to several sizes
 """
 import math
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from PIL import Image
 from safetensors.torch import save_file
 
 from make_fixtures import OUT, save_tensors, write_json
@@ -230,16 +226,6 @@ def main():
     }
     save_tensors(d / "reference.safetensors", refs)
 
-    # PIL's Lanczos (what A1111 resizes an upscaler's result with), on RGB8.
-    rgb = torch.randint(0, 256, (17, 23, 3), generator=g, dtype=torch.uint8).numpy().astype(np.uint8)
-    pil = Image.fromarray(rgb, "RGB")
-    lanczos = {"source": torch.from_numpy(rgb.astype(np.float32))}
-    sizes = [(40, 31), (11, 9), (23, 40), (5, 17)]
-    for w, h in sizes:
-        out = np.asarray(pil.resize((w, h), Image.LANCZOS)).astype(np.float32)
-        lanczos[f"{w}x{h}"] = torch.from_numpy(out)
-    save_tensors(d / "lanczos.safetensors", lanczos)
-
     write_json(d / "reference.json", {
         "sizes": {"num_feat": NUM_FEAT, "num_grow_ch": NUM_GROW, "num_block": NUM_BLOCK},
         "python": {
@@ -251,7 +237,6 @@ def main():
             "x2_net": "x2(image)",
             "x4_tiled": "realesrganer(x4, image, 4, tile=8, tile_pad=3, pre_pad=0)  # RealESRGANer's pre_process, tile_process, post_process, clamp",
             "x2_tiled_odd": "realesrganer(x2, odd, 2, tile=6, tile_pad=2, pre_pad=2)",
-            "lanczos": "np.asarray(Image.fromarray(source, 'RGB').resize((w, h), Image.LANCZOS)) for " + ", ".join(f"{w}x{h}" for w, h in sizes),
         },
     })
     print("esrgan:", sorted((p.name, p.stat().st_size) for p in d.rglob("*") if p.is_file()))

@@ -31,9 +31,11 @@ final class HashImageGenerator: ImageGenerator {
             requests.append(single)
             let key = "\(single.prompt)|\(single.negativePrompt)|\(single.seed)|\(single.steps)|\(single.guidanceScale)|\(single.sampler)|\(single.clipSkip)"
             let digest = Array(SHA256.hash(data: Data(key.utf8)))
-            let count = single.width * single.height * 3
+            // The engine's picture is the hires fix's size when there is one.
+            let (width, height) = single.hires.map { ($0.width, $0.height) } ?? (single.width, single.height)
+            let count = width * height * 3
             let rgb = (0..<count).map { digest[$0 % digest.count] &+ UInt8(truncatingIfNeeded: $0 / digest.count) }
-            try image(GenerationResult(image: PixelImage(width: single.width, height: single.height, rgb: rgb), request: single,
+            try image(GenerationResult(image: PixelImage(width: width, height: height, rgb: rgb), request: single,
                                        model: URL(fileURLWithPath: "/test/double.safetensors"), seconds: 0.25 * Double(single.steps)))
             if isCancelled() && index + 1 < request.batchCount { throw CancellationError() }
         }

@@ -508,4 +508,12 @@ final class ExampleRunTests: XCTestCase {
               steps 14-30: portrait of a tiger, golden hour, detailed fur
             """), run.stdout)
     }
+
+    /// Image-to-image from image 1, then inpainting with a 512x512 mask resized to the picture.
+    func testImageToImageAndInpaintingExampleRunsOnTheFixtureModel() throws {
+        let (run, hashes) = try runExample("img2img-inpaint.sdscript", size: "64x64")
+        XCTAssertEqual(hashes.count, 3, run.stdout)
+        XCTAssertEqual(Set(hashes.map { $0.split(separator: " ").last ?? "" }).count, 3, "three different pictures")
+        XCTAssertTrue(run.stdout.contains("masks/sky.png is 512x512; resized to 64x64"), run.stdout)
+    }
 }

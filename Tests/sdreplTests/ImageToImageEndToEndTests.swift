@@ -4,8 +4,8 @@ import Imaging
 import TestSupport
 import XCTest
 
-/// Image-to-image, timestep spacing and TAESD through the real binary on the tiny model, against
-/// diffusers' pixels (`img2img/manifest.json` and `spacing/manifest.json` hold the Python).
+/// Image-to-image, inpainting, timestep spacing and TAESD through the real binary on the tiny
+/// models, against diffusers' pixels (`img2img/`, `inpaint/` and `spacing/manifest.json` hold the Python).
 final class ImageToImageEndToEndTests: XCTestCase {
     private let model = FixturePaths.root.appendingPathComponent("models/tiny-sd15-diffusers").path
 
@@ -38,11 +38,147 @@ final class ImageToImageEndToEndTests: XCTestCase {
         assertClose(try pixels(sandbox.path + "/out.png"), expected.data, tolerance: 2.0 / 255, "img2img through the REPL")
         let recipe = try ImageRecipeReader.read(URL(fileURLWithPath: sandbox.path + "/out.png")).recipe
         XCTAssertEqual(recipe.extra("Denoising strength"), "0.6")
-        // A size that does not fit the init image is refused with what to do.
-        sandbox.write("bad.sdscript", "model \(model)\nprompt x\nset size 96x96\ninit \(initPNG)\ngen\n")
-        let bad = try PipeRun(["run", "bad.sdscript"], in: sandbox)
-        XCTAssertEqual(bad.status, 1)
-        XCTAssertTrue(bad.stderr.contains("bad.sdscript:5: gen: the init image is 64x64 but size is 96x96; 'set size 64x64'"), bad.stderr)
+        // An init image of another size is resized to the request's, with a note.
+        sandbox.write("resize.sdscript", "model \(model)\nprompt x\nset size 96x80\nset steps 2\ninit \(initPNG)\ngen\n")
+        let resized = try PipeRun(["run", "resize.sdscript"], in: sandbox)
+        XCTAssertEqual(resized.status, 0, resized.stderr)
+        XCTAssertTrue(resized.stdout.contains("init: \(initPNG) is 64x64; resized to 96x80 (Lanczos, as diffusers)"), resized.stdout)
+    }
+
+    func testMaskGivesDiffusersInpaintPixelsAndLoadRestoresIt() throws {
+        let sandbox = Sandbox()
+        let initPNG = FixturePaths.root.appendingPathComponent("img2img/init.png").path
+        let maskPNG = FixturePaths.root.appendingPathComponent("inpaint/mask.png").path
+        let alphaPNG = FixturePaths.root.appendingPathComponent("inpaint/mask_alpha.png").path
+        let nine = FixturePaths.root.appendingPathComponent("models/tiny-sd15-inpainting").path
+        sandbox.write("m.sdscript", """
+            model \(nine)
+            prompt a red fox in the snow
+            negative blurry
+            seed 21
+            set size 64x64
+            set steps 10
+            set cfg 4
+            set sampler euler
+            set autosave off
+            init \(initPNG)
+            set strength 0.75
+            mask \(maskPNG)
+            set mask-blur 0
+            set inpaint-paste off
+            gen
+            save nine.png
+            mask \(alphaPNG)
+            gen
+            save alpha.png
+            model \(model)
+            mask \(maskPNG)
+            gen
+            save four.png
+            set mask-blur 4
+            set inpaint-paste on
+            gen
+            save pasted.png
+            load pasted.png
+            gen
+            save reloaded.png
+
+            """)
+        let run = try PipeRun(["run", "m.sdscript"], in: sandbox)
+        XCTAssertEqual(run.status, 0, run.stderr)
+        // With no blur and no paste, the pixels are diffusers' (inpaint/manifest.json has the Python).
+        assertClose(try pixels(sandbox.path + "/nine.png"), try Fixture.tensors("inpaint/nine_euler_0.75.safetensors").tensor("image").data,
+                    tolerance: 2.0 / 255, "9-channel inpainting through the REPL")
+        assertClose(try pixels(sandbox.path + "/four.png"), try Fixture.tensors("inpaint/four_euler_0.75.safetensors").tensor("image").data,
+                    tolerance: 2.0 / 255, "4-channel inpainting through the REPL")
+        // A PNG's alpha is a mask too (opaque repaints), whatever its colours.
+        XCTAssertEqual(try pixels(sandbox.path + "/alpha.png"), try pixels(sandbox.path + "/nine.png"))
+        let recipe = try ImageRecipeReader.read(URL(fileURLWithPath: sandbox.path + "/pasted.png"))
+        XCTAssertEqual(recipe.recipe.extra("Mask blur"), "4")
+        XCTAssertEqual(recipe.recipe.extra("Denoising strength"), "0.75")
+        let own = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(XCTUnwrap(recipe.settingsJSON).utf8)) as? [String: Any])
+        XCTAssertEqual(own["mask"] as? String, maskPNG)
+        XCTAssertEqual(own["init"] as? String, initPNG)
+        XCTAssertEqual(own["inpaint_paste"] as? Bool, true)
+        XCTAssertEqual((own["mask_sha256"] as? String)?.count, 64)
+        // `load` restores the init image, the mask, the blur and the paste: the same picture again.
+        XCTAssertEqual(try pixels(sandbox.path + "/reloaded.png"), try pixels(sandbox.path + "/pasted.png"))
+        XCTAssertNotEqual(try pixels(sandbox.path + "/pasted.png"), try pixels(sandbox.path + "/four.png"))
+        XCTAssertFalse(run.stderr.contains("load:"), run.stderr)
+    }
+
+    func testHiresFixThroughTheREPLAndLoad() throws {
+        let sandbox = Sandbox()
+        sandbox.write("h.sdscript", """
+            model \(model)
+            prompt a red fox in the snow
+            negative blurry
+            seed 21
+            set size 64x64
+            set steps 6
+            set cfg 4
+            set sampler euler
+            set autosave off
+            set hires 2
+            set hires-steps 4
+            set hires-strength 0.5
+            gen
+            save hires.png
+            set hires off
+            load hires.png
+            gen
+            save again.png
+            set hires 4096x64
+
+            """)
+        let run = try PipeRun(["run", "--keep-going", "h.sdscript"], in: sandbox)
+        // make_hires_fixtures.py's case euler_latent_x2: A1111's two passes over diffusers' parts.
+        assertClose(try pixels(sandbox.path + "/hires.png"), try Fixture.tensors("hires/euler_latent_x2.safetensors").tensor("image").data,
+                    tolerance: 2.0 / 255, "hires fix through the REPL")
+        let recipe = try ImageRecipeReader.read(URL(fileURLWithPath: sandbox.path + "/hires.png")).recipe
+        XCTAssertEqual([recipe.width, recipe.height], [64, 64], "A1111's Size is the first pass's")
+        XCTAssertEqual(recipe.extra("Hires upscale"), "2")
+        XCTAssertEqual(recipe.extra("Hires steps"), "4")
+        XCTAssertEqual(recipe.extra("Hires upscaler"), "Latent")
+        XCTAssertEqual(recipe.extra("Denoising strength"), "0.5")
+        XCTAssertEqual(try pixels(sandbox.path + "/again.png"), try pixels(sandbox.path + "/hires.png"), "load restores the hires fix")
+        XCTAssertTrue(run.stderr.contains("h.sdscript:19: set hires: expected sides that are a multiple of 8 from 64 to 2048, got '4096x64'"), run.stderr)
+    }
+
+    func testBadMasksAreClearErrors() throws {
+        let sandbox = Sandbox()
+        let initPNG = FixturePaths.root.appendingPathComponent("img2img/init.png").path
+        let maskPNG = FixturePaths.root.appendingPathComponent("inpaint/mask.png").path
+        sandbox.write("notimage.png", "hello")
+        let black = try PNGFile.encode(try RGBImage(width: 8, height: 8, pixels: [UInt8](repeating: 0, count: 192)), chunks: [])
+        FileManager.default.createFile(atPath: sandbox.path + "/black.png", contents: Data(black))
+        sandbox.write("b.sdscript", """
+            model \(model)
+            prompt x
+            set size 64x64
+            set steps 2
+            set autosave off
+            mask \(maskPNG)
+            gen
+            init \(initPNG)
+            mask notimage.png
+            gen
+            mask black.png
+            gen
+            mask nosuch.png
+            set mask-blur 65
+
+            """)
+        let run = try PipeRun(["run", "--keep-going", "b.sdscript"], in: sandbox)
+        XCTAssertEqual(run.status, 1)
+        for line in ["b.sdscript:7: gen: a mask needs an init image to repaint: set one with 'init FILE' or 'init N'",
+                     "b.sdscript:10: gen: \(sandbox.path)/notimage.png: cannot read the mask: not a PNG or JPEG file",
+                     "b.sdscript:12: gen: the mask is all black: nothing to repaint (white marks what is repainted)",
+                     "b.sdscript:13: mask: \(sandbox.path)/nosuch.png: no such file",
+                     "b.sdscript:14: set mask-blur: expected a whole number from 0 to 64, got '65'"] {
+            XCTAssertTrue(run.stderr.contains(line), "\(line)\n\(run.stderr)")
+        }
+        XCTAssertTrue(run.stdout.contains("mask: \(sandbox.path)/black.png is 8x8; resized to 64x64"), run.stdout)
     }
 
     func testSpacingAndTAESDThroughTheREPL() throws {

@@ -17,7 +17,7 @@ final class ScriptModeTests: XCTestCase {
         let run = try PipeRun([], stdin: "help\nset\nquit\nset steps 0\n", in: sandbox)
         XCTAssertEqual(run.status, 0, run.stderr)
         XCTAssertTrue(run.stdout.contains("gen [N]"))
-        XCTAssertTrue(run.stdout.contains("preview       auto (off: stdout is not a terminal)"))
+        XCTAssertTrue(run.stdout.contains("preview         auto (off: stdout is not a terminal)"))
         XCTAssertFalse((run.stdout + run.stderr).contains("\u{1B}"))
     }
 
@@ -46,7 +46,7 @@ final class ScriptModeTests: XCTestCase {
             <stdin>:2: set steps: expected a whole number from 1 to 1000, got '0'
 
             """)
-        XCTAssertTrue(run.stdout.contains("steps         9   (changed)"), run.stdout)
+        XCTAssertTrue(run.stdout.contains("steps           9   (changed)"), run.stdout)
     }
 
     func testRunOfAGoodScriptAndAMissingFile() throws {
@@ -54,7 +54,7 @@ final class ScriptModeTests: XCTestCase {
         sandbox.write("good.sdscript", "prompt a fox, (snow:1.2)\nnegative blurry # of course\nset steps 30\nset\n")
         let good = try PipeRun(["run", "good.sdscript"], in: sandbox)
         XCTAssertEqual(good.status, 0, good.stderr)
-        XCTAssertTrue(good.stdout.contains("negative      blurry # of course   (changed)"), good.stdout)
+        XCTAssertTrue(good.stdout.contains("negative        blurry # of course   (changed)"), good.stdout)
         let missing = try PipeRun(["run", "nope.sdscript"], in: sandbox)
         XCTAssertEqual(missing.status, 1)
         XCTAssertEqual(missing.stderr, "run: nope.sdscript: no such file or folder\n")

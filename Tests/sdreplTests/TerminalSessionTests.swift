@@ -55,13 +55,13 @@ final class TerminalSessionTests: XCTestCase {
         terminal.type("set stepz 30" + left + left + left + backspace + "s\r")
         terminal.expect("sd> ")
         terminal.type("set\r")
-        terminal.expect("steps         30   (changed)")
+        terminal.expect("steps           30   (changed)")
         terminal.expect("sd> ")
         // Ctrl-A goes to the start of the line.
         terminal.type("steps 40\u{01}set \r")
         terminal.expect("sd> ")
         terminal.type("set\r")
-        terminal.expect("steps         40   (changed)")
+        terminal.expect("steps           40   (changed)")
         quit(terminal)
     }
 
@@ -71,7 +71,7 @@ final class TerminalSessionTests: XCTestCase {
         terminal.type("prompt café au lait ☕, 東京" + left + left + "x\r")
         terminal.expect("sd> ")
         terminal.type("set\r")
-        terminal.expect("prompt        café au lait ☕, x東京   (changed)")
+        terminal.expect("prompt          café au lait ☕, x東京   (changed)")
         quit(terminal)
     }
 
@@ -90,7 +90,7 @@ final class TerminalSessionTests: XCTestCase {
         second.type(up + up + up + "\r")  // back past "set cfg 3" and "quit" to the last session's line
         second.expect("sd> ")
         second.type("set\r")
-        second.expect("steps         17   (changed)")
+        second.expect("steps           17   (changed)")
         quit(second)
     }
 
@@ -109,7 +109,7 @@ final class TerminalSessionTests: XCTestCase {
         terminal.type("hist\t\r")
         terminal.expect("no images yet")
         terminal.type("set\r")
-        terminal.expect("sampler       euler-a   (changed)")
+        terminal.expect("sampler         euler-a   (changed)")
         quit(terminal)
     }
 
@@ -119,7 +119,7 @@ final class TerminalSessionTests: XCTestCase {
         terminal.type("set steps 99\u{03}")
         terminal.expect("sd> ")
         terminal.type("set\r")
-        terminal.expect("steps         25\r\n")
+        terminal.expect("steps           25\r\n")
         terminal.expect("sd> ")
         terminal.type("\u{04}")
         XCTAssertEqual(terminal.waitForExit(), 0)
@@ -129,7 +129,7 @@ final class TerminalSessionTests: XCTestCase {
         let sandbox = Sandbox()
         let terminal = try start(sandbox, da1Reply: "\u{1B}[?62;4;6;22c")
         terminal.type("set\r")
-        terminal.expect("preview       auto (sixel: the terminal lists attribute 4)")
+        terminal.expect("preview         auto (sixel: the terminal lists attribute 4)")
         XCTAssertEqual(terminal.da1Queries, 1)
         terminal.type("set\r")
         terminal.expect("auto (sixel")
@@ -143,7 +143,7 @@ final class TerminalSessionTests: XCTestCase {
         terminal.type("set steps 7\r")  // at once: typically while the program is still asking the terminal
         terminal.expect("sd> ")
         terminal.type("set\r")
-        terminal.expect("steps         7   (changed)")
+        terminal.expect("steps           7   (changed)")
         quit(terminal)
     }
 
@@ -151,11 +151,11 @@ final class TerminalSessionTests: XCTestCase {
         let sandbox = Sandbox()
         let terminal = try start(sandbox, da1Reply: "\u{1B}[?62;22c")
         terminal.type("set\r")
-        terminal.expect("preview       auto (off: the terminal does not list sixel)")
+        terminal.expect("preview         auto (off: the terminal does not list sixel)")
         terminal.type("set preview sixel\r")
         terminal.expect("sd> ")
         terminal.type("set\r")
-        terminal.expect("preview       sixel   (changed)")
+        terminal.expect("preview         sixel   (changed)")
         quit(terminal)
     }
 
@@ -163,7 +163,7 @@ final class TerminalSessionTests: XCTestCase {
         let sandbox = Sandbox()
         let terminal = try start(sandbox, da1Reply: nil)
         terminal.type("set\r")
-        terminal.expect("preview       auto (off: the terminal did not answer)")
+        terminal.expect("preview         auto (off: the terminal did not answer)")
         quit(terminal)
     }
 
@@ -178,7 +178,7 @@ final class TerminalSessionTests: XCTestCase {
         XCTAssertEqual(terminal.waitForExit(), 0)
         let text = String(decoding: output, as: UTF8.self)
         XCTAssertFalse(text.contains("\u{1B}"), text.debugDescription)
-        XCTAssertTrue(text.contains("preview       auto (off: stdout is not a terminal)"), text)
+        XCTAssertTrue(text.contains("preview         auto (off: stdout is not a terminal)"), text)
         XCTAssertEqual(terminal.da1Queries, 0, "no query is sent when stdout is not a terminal")
     }
 

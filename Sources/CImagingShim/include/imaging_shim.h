@@ -39,9 +39,11 @@ typedef struct {
     char *translated_key;
 } sdr_png_text_out;
 
-/// A decoded PNG: 8-bit RGB pixels, row-major, plus every tEXt, zTXt and iTXt chunk in file order.
+/// A decoded PNG: 8-bit RGB pixels, row-major, its alpha when it has any (an alpha channel or a
+/// tRNS chunk; NULL otherwise), plus every tEXt, zTXt and iTXt chunk in file order.
 typedef struct {
     uint8_t *pixels;
+    uint8_t *alpha;
     uint32_t width;
     uint32_t height;
     sdr_png_text_out *texts;
@@ -55,7 +57,7 @@ int sdr_png_encode(const uint8_t *rgb, uint32_t width, uint32_t height,
                    uint8_t **out, size_t *out_len, char *err, size_t err_cap);
 
 /// Decodes a PNG of any colour type/bit depth to 8-bit RGB (palette expanded, grey widened,
-/// alpha dropped, 16-bit reduced) and collects its text chunks. Returns 0 or -1 with err set.
+/// alpha kept apart, 16-bit reduced) and collects its text chunks. Returns 0 or -1 with err set.
 int sdr_png_decode(const uint8_t *data, size_t length, sdr_png_image *image,
                    char *err, size_t err_cap);
 void sdr_png_image_free(sdr_png_image *image);

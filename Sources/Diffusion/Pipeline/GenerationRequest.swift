@@ -31,10 +31,22 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
     /// Image-to-image: how much of the schedule runs (A1111's "Denoising strength"); 1 repaints
     /// from pure noise, small values stay close to `initImage`.
     public var strength: Double
+    /// Inpainting: where `initImage` is repainted (255) and kept (0), at the request's size; nil
+    /// repaints everywhere. An inpainting checkpoint (a 9-channel UNet) always inpaints, with a full
+    /// mask when there is none; an ordinary one blends its latents as diffusers does.
+    public var mask: InpaintMask?
+    /// Inpainting: A1111's "Mask blur", the Gaussian σ in pixels applied to the mask first.
+    public var maskBlur: Int
+    /// Inpainting: whether the original pixels are pasted back outside the blurred mask, as A1111
+    /// does (off gives diffusers' pixels).
+    public var inpaintPaste: Bool
+    /// A second pass at a larger size (A1111's hires fix), text to image only; nil: none.
+    public var hires: HiresFix?
 
     public init(prompt: String, negativePrompt: String = "", seed: UInt64, steps: Int = 25, guidanceScale: Float = 7.5,
                 width: Int = 512, height: Int = 512, sampler: Sampler = .pndm, batchCount: Int = 1, clipSkip: Int = 1,
-                initImage: PixelImage? = nil, strength: Double = 0.75, spacing: TimestepSpacing? = nil, eta: Double = 0) {
+                initImage: PixelImage? = nil, strength: Double = 0.75, spacing: TimestepSpacing? = nil, eta: Double = 0,
+                mask: InpaintMask? = nil, maskBlur: Int = 4, inpaintPaste: Bool = true, hires: HiresFix? = nil) {
         self.prompt = prompt
         self.negativePrompt = negativePrompt
         self.seed = seed
@@ -49,6 +61,10 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
         self.strength = strength
         self.spacing = spacing
         self.eta = eta
+        self.mask = mask
+        self.maskBlur = maskBlur
+        self.inpaintPaste = inpaintPaste
+        self.hires = hires
     }
 
     /// Checks every field against `RequestLimits`, naming the first bad one and the accepted values.
@@ -78,6 +94,34 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
                 throw PipelineError.invalidRequest("strength \(strength) is not allowed: use more than 0 and at most 1 (0.75 is usual)")
             }
         }
+        if let mask {
+            guard initImage != nil else {
+                throw PipelineError.invalidRequest("a mask needs an init image to repaint: set one with 'init FILE' or 'init N'")
+            }
+            guard mask.width == width, mask.height == height else {
+                throw PipelineError.invalidRequest("the mask is \(mask.width)x\(mask.height) but the request is \(width)x\(height): resize it first")
+            }
+            guard mask.blurred(radius: maskBlur).repaintedCount > 0 else {
+                throw PipelineError.invalidRequest("the mask is all black: nothing to repaint (white marks what is repainted)")
+            }
+        }
+        guard limits.maskBlur.contains(maskBlur) else {
+            throw PipelineError.invalidRequest("mask blur \(maskBlur) is not allowed: use \(limits.maskBlur.lowerBound) to \(limits.maskBlur.upperBound) pixels (4 is A1111's default)")
+        }
+        if let hires {
+            guard initImage == nil else {
+                throw PipelineError.invalidRequest("the hires fix is for text to image: 'unset init' or 'unset hires'")
+            }
+            for (name, value) in [("hires width", hires.width), ("hires height", hires.height)] where !limits.acceptsSide(value) {
+                throw PipelineError.invalidRequest("\(name) \(value) is not allowed: use \(limits.sideDescription)")
+            }
+            guard hires.strength.isFinite, hires.strength > 0, hires.strength <= 1 else {
+                throw PipelineError.invalidRequest("hires strength \(hires.strength) is not allowed: use more than 0 and at most 1 (0.7 is A1111's default)")
+            }
+            guard hires.steps == 0 || limits.steps.contains(hires.steps), hires.schedule(requestSteps: steps).total <= limits.steps.upperBound else {
+                throw PipelineError.invalidRequest("hires steps \(hires.steps) is not allowed: use 0 (as steps) to \(limits.steps.upperBound), fewer for a small strength")
+            }
+        }
         guard eta.isFinite, (0...1).contains(eta) else {
             throw PipelineError.invalidRequest("eta \(eta) is not allowed: use 0 to 1 (TCD's authors recommend 0.3)")
         }
@@ -101,6 +145,8 @@ public enum RequestLimits {
     public static let batch = 1...64
     /// Image-to-image strength; 0 would run no step at all and is refused.
     public static let strength: ClosedRange<Double> = 0...1
+    /// Inpainting mask blur σ, in pixels.
+    public static let maskBlur = 0...64
 
     public static func acceptsSide(_ value: Int) -> Bool { side.contains(value) && value % sideMultiple == 0 }
 

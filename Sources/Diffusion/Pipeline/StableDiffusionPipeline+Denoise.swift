@@ -38,12 +38,16 @@ extension StableDiffusionPipeline {
     ///   - extraInput: channels concatenated to each model input (an inpainting UNet's mask and
     ///     masked-image latents), or nil.
     ///   - residuals: a hook adding residuals inside the UNet, or nil.
+    ///   - contextOffset: subtracted from the step index to pick the prompt schedule's context
+    ///     (a second pass counts its own steps).
+    ///   - afterStep: given the step index and the scheduler's new latents, returns the latents to
+    ///     go on with (inpainting's latent blend), or nil.
     ///   - stepDone: called after each step with the 1-based step count and the new latents.
     /// - Throws: `PipelineError.cancelled` (checked before every step and between UNet blocks).
     public func denoise(_ latents: Tensor, conditioning: TextConditioning, guidanceScale: Float,
                         scheduler: inout any Scheduler, generator: inout TorchGenerator, firstStep: Int = 0,
                         extraInput: Tensor? = nil, residuals: UNetResidualsHook? = nil,
-                        cancellation: CancellationToken?, stepDone: (Int, Tensor) -> Void = { _, _ in }) throws -> Tensor {
+                        contextOffset: Int = 0, afterStep: ((Int, Tensor) -> Tensor)? = nil, cancellation: CancellationToken?, stepDone: (Int, Tensor) -> Void = { _, _ in }) throws -> Tensor {
         var latents = latents
         let timesteps = scheduler.timesteps
         for i in timesteps.indices.dropFirst(firstStep) {
@@ -51,7 +55,7 @@ extension StableDiffusionPipeline {
             try cancellation?.check()
             var input = scheduler.scaleModelInput(latents, stepIndex: i)
             if let extraInput { input = Tensor.concatChannels(input, extraInput) }
-            let context = conditioning.context(forEvaluation: i)
+            let context = conditioning.context(forEvaluation: i - contextOffset)
             let batch = conditioning.guidance ? 1 + conditioning.weights.count : 1
             let batched = batch == 1 ? input : Tensor.concatBatch(Array(repeating: input, count: batch))
             let extra = try residuals?(i, t, batched, context)
@@ -65,8 +69,42 @@ extension StableDiffusionPipeline {
                 }
             }
             latents = scheduler.step(modelOutput: noise, stepIndex: i, sample: latents, generator: &generator)
+            if let afterStep { latents = afterStep(i, latents) }
             stepDone(i + 1 - firstStep, latents)
         }
         return latents
+    }
+}
+
+extension StableDiffusionPipeline {
+    /// A1111's hires fix second pass (`sample_hr_pass`) over the first pass's `latents`: resized in
+    /// latent space by the upscaler's `F.interpolate` mode, or decoded by the checkpoint's VAE,
+    /// resized with Lanczos and encoded again; then img2img at the new size on A1111's schedule
+    /// (`HiresFix.schedule`) with a fresh generator from the request's seed (the encoder's posterior,
+    /// then the noise, then the sampler's draws).
+    /// - Throws: `PipelineError.invalidRequest` for a pixel upscaler on a checkpoint without a VAE
+    ///   encoder; `.cancelled`.
+    public func hiresPass(from latents: Tensor, hires: HiresFix, prepared: PreparedRequest, request: GenerationRequest,
+                          cancellation: CancellationToken?, stepDone: (Int, Tensor) -> Void = { _, _ in }) throws -> Tensor {
+        let (total, firstStep) = hires.schedule(requestSteps: request.steps)
+        var scheduler = try request.sampler.makeScheduler(config: schedulerConfig(for: request), steps: total, eta: request.eta)
+        var generator = TorchGenerator(seed: request.seed)
+        let clean: Tensor
+        if let mode = hires.upscaler.latentMode {
+            clean = latents.interpolated(height: hires.height / 8, width: hires.width / 8, mode: mode)
+        } else {
+            guard let vaeEncoder else {
+                throw PipelineError.invalidRequest("this checkpoint has no VAE encoder (vae.encoder.*): use a latent hires upscaler")
+            }
+            let image = PixelImage(decoded: try vae.decode(latents, cancellation: cancellation))
+            let resized = image.resized(width: hires.width, height: hires.height)
+            clean = try vaeEncoder.encode(resized.signedTensor, generator: &generator, cancellation: cancellation)
+        }
+        let noise = generator.randn(clean.shape)
+        let start = scheduler.addNoise(to: clean, noise: noise, stepIndex: firstStep)
+        return try denoise(start, conditioning: prepared.hiresConditioning ?? prepared.conditioning, guidanceScale: request.guidanceScale,
+                           scheduler: &scheduler, generator: &generator, firstStep: firstStep,
+                           contextOffset: prepared.hiresConditioning == nil ? 0 : firstStep,
+                           cancellation: cancellation, stepDone: stepDone)
     }
 }

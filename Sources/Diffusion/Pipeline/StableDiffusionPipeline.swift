@@ -7,7 +7,8 @@ import Foundation
 ///                A1111's AND parts and prompt editing -> tokens (A1111 weighting, 75-token chunks)
 ///                -> CLIP hidden states, once for the whole batch          (`prepare`, `conditioning`)
 ///     latents:   randn(seed) · init_noise_sigma, or an encoded image noised to a strength
-///                                                                         (`initialLatents`)
+///                                                                         (`initialLatents`);
+///                inpainting adds the mask and the masked image's latents  (`inpaintingInputs`)
 ///     denoise:   for each timestep: UNet on [uncond, cond (one per AND part)], guidance,
 ///                scheduler step; an optional hook adds residuals inside the UNet  (`denoise`)
 ///     decode:    a `LatentDecoder` (the checkpoint's VAE by default) -> RGB8      (`render`)
@@ -58,7 +59,11 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
         tokenizer = try checkpoint.tokenizerDirectory.map { try CLIPTokenizer(directory: $0) } ?? CLIPTokenizer.bundled()
         chunker = PromptChunker(tokenizer: tokenizer)
         let textConfig = try checkpoint.configData(for: .textEncoder).map { try CLIPTextConfig(json: $0) } ?? CLIPTextConfig()
-        let unetConfig = try checkpoint.configData(for: .unet).map { try UNetConfig(json: $0) } ?? UNetConfig()
+        var unetConfig = try checkpoint.configData(for: .unet).map { try UNetConfig(json: $0) } ?? UNetConfig()
+        // A single file has no config: an inpainting UNet shows itself by conv_in's input channels.
+        if checkpoint.configData(for: .unet) == nil, let convIn = checkpoint.shape(of: "unet.conv_in.weight"), convIn.count == 4 {
+            unetConfig.inChannels = convIn[1]
+        }
         let vaeConfig = try checkpoint.configData(for: .vae).map { try VAEConfig(json: $0) } ?? VAEConfig()
         textEncoder = try CLIPTextModel(config: textConfig, weights: checkpoint.weights(for: .textEncoder))
         unet = try UNet2DConditionModel(config: unetConfig, weights: checkpoint.weights(for: .unet))
@@ -102,7 +107,14 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
         if let tag = ExtraNetworks.tags(in: request.negativePrompt).first { throw LoRAError.inNegativePrompt(tag: tag) }
         let loras = try useLoRAs(try ExtraNetworks.parse(request.prompt).loras)
         useEmbeddings()
-        return PreparedRequest(request: request, conditioning: try conditioning(for: request), loras: loras)
+        let conditioning = try conditioning(for: request)
+        var prepared = PreparedRequest(request: request, conditioning: conditioning, loras: loras)
+        if let hires = request.hires, conditioning.contexts.count > 1 {
+            var second = request
+            second.steps = hires.steps == 0 ? request.steps : hires.steps
+            prepared.hiresConditioning = try self.conditioning(for: second)
+        }
+        return prepared
     }
 
     /// Stages 2–4 for image `index` of a prepared batch (seed `request.seed + index`): initial
@@ -121,7 +133,11 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
         var scheduler = try single.sampler.makeScheduler(config: schedulerConfig(for: single), steps: single.steps, eta: single.eta)
         var latents: Tensor
         var firstStep = 0
-        if let initImage = single.initImage {
+        var inpainting: InpaintingInputs?
+        if inpaints(single) {
+            let inputs = try inpaintingInputs(for: single, scheduler: scheduler, generator: &generator, cancellation: cancellation)
+            (latents, firstStep, inpainting) = (inputs.latents, inputs.firstStep, inputs)
+        } else if let initImage = single.initImage {
             guard let vaeEncoder else { throw PipelineError.invalidRequest("this checkpoint has no VAE encoder (vae.encoder.*), so it cannot start from an image") }
             // diffusers' order: the posterior sample, then the noise, then the sampler's own draws.
             let clean = try vaeEncoder.encode(initImage.signedTensor, generator: &generator, cancellation: cancellation)
@@ -130,17 +146,31 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
         } else {
             latents = initialLatents(for: single, scheduler: scheduler, generator: &generator)
         }
-        let total = scheduler.timesteps.count - firstStep
-        let denoised = try denoise(latents, conditioning: prepared.conditioning, guidanceScale: single.guidanceScale,
-                                   scheduler: &scheduler, generator: &generator, firstStep: firstStep,
-                                   cancellation: cancellation) { step, latents in
+        let firstPass = scheduler.timesteps.count - firstStep
+        let hiresSchedule = single.hires.map { $0.schedule(requestSteps: single.steps) }
+        let total = firstPass + (hiresSchedule.map { $0.total - $0.firstStep } ?? 0)
+        func report(_ step: Int, _ latents: Tensor) {
             let wantsPreview = previewEvery.map { step % max($0, 1) == 0 || step == total } ?? false
             progress(GenerationProgress(image: index, images: prepared.request.batchCount, step: step, total: total,
                                         elapsed: Date().timeIntervalSince(start),
                                         preview: wantsPreview ? LatentPreview.image(from: latents) : nil))
         }
+        let blendScheduler = scheduler
+        let blend = inpainting?.blend.map { blend in
+            { (step: Int, latents: Tensor) in self.blended(latents, stepIndex: step, blend: blend, scheduler: blendScheduler) }
+        }
+        var denoised = try denoise(latents, conditioning: prepared.conditioning, guidanceScale: single.guidanceScale,
+                                   scheduler: &scheduler, generator: &generator, firstStep: firstStep,
+                                   extraInput: inpainting?.extraInput, afterStep: blend,
+                                   cancellation: cancellation, stepDone: report)
+        if let hires = single.hires {
+            denoised = try hiresPass(from: denoised, hires: hires, prepared: prepared, request: single, cancellation: cancellation) {
+                report(firstPass + $0, $1)
+            }
+        }
         try cancellation?.check()
-        let image = PixelImage(decoded: try decoder.decode(denoised, cancellation: cancellation))
+        var image = PixelImage(decoded: try decoder.decode(denoised, cancellation: cancellation))
+        if let overlay = inpainting?.overlay { image = image.pasting(original: overlay.original, outside: overlay.mask) }
         return GenerationResult(image: image, request: single, model: checkpoint.location, loras: prepared.loras,
                                 embeddings: prepared.conditioning.embeddings, decoder: decoder.decoderName,
                                 seconds: Date().timeIntervalSince(start))

@@ -43,6 +43,9 @@ public struct PreparedRequest {
     public let conditioning: TextConditioning
     /// The LoRAs the prompt's tags applied, in prompt order, each once.
     public let loras: [AppliedLoRA]
+    /// The hires fix's second pass conditioning, when its prompt schedule differs (prompt editing
+    /// counts the second pass's own steps, as A1111's); nil: `conditioning`.
+    public var hiresConditioning: TextConditioning? = nil
 }
 
 /// One finished image and everything that made it.

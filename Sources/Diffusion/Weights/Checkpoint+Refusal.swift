@@ -1,6 +1,6 @@
 import Foundation
 
-// Recognising the models a Checkpoint refuses (SD2.x, SDXL, inpainting, LoRAs), by stored keys,
+// Recognising the models a Checkpoint refuses (SD2.x, SDXL, InstructPix2Pix, LoRAs), by stored keys,
 // model_index.json and shapes, so each is named instead of failing later at a missing tensor.
 extension Checkpoint {
     /// SD2.x, SDXL and LoRA files by their keys.
@@ -22,7 +22,7 @@ extension Checkpoint {
         }
     }
 
-    /// SDXL and inpainting pipelines by their `model_index.json`.
+    /// SDXL, InstructPix2Pix and upscaler pipelines by their `model_index.json`.
     static func refuseByModelIndex(_ folder: URL) throws {
         let indexURL = folder.appendingPathComponent("model_index.json")
         guard let data = FileManager.default.contents(atPath: indexURL.path),
@@ -32,7 +32,7 @@ extension Checkpoint {
             throw CheckpointError.unsupportedModel(path: folder.path, kind: "an SDXL pipeline",
                                                    evidence: "model_index.json names \(className.isEmpty ? "a second text encoder" : className)")
         }
-        if className.contains("Inpaint") || className.contains("InstructPix2Pix") || className.contains("Upscale") {
+        if className.contains("InstructPix2Pix") || className.contains("Upscale") {
             throw CheckpointError.unsupportedModel(path: folder.path, kind: "a \(className)", evidence: "model_index.json says so")
         }
     }
@@ -40,15 +40,11 @@ extension Checkpoint {
     /// Non-SD1.x models by their shapes, in both layouts: the UNet's input channels, the
     /// cross-attention context width, the text encoder's width.
     static func refuseByShapes(_ shapes: [String: [Int]], path: String) throws {
-        if let convIn = shapes["unet.conv_in.weight"], convIn.count == 4, convIn[1] != 4 {
-            let kind: String
-            switch convIn[1] {
-            case 9: kind = "an inpainting checkpoint"
-            case 8: kind = "an InstructPix2Pix checkpoint"
-            default: kind = "a UNet with \(convIn[1]) input channels"
-            }
+        // 4 channels: text to image; 9: inpainting (the latents, the mask, the masked image's latents).
+        if let convIn = shapes["unet.conv_in.weight"], convIn.count == 4, convIn[1] != 4, convIn[1] != 9 {
+            let kind = convIn[1] == 8 ? "an InstructPix2Pix checkpoint" : "a UNet with \(convIn[1]) input channels"
             throw CheckpointError.unsupportedModel(path: path, kind: kind,
-                                                   evidence: "its UNet's conv_in takes \(convIn[1]) channels, not the 4 latent channels of text-to-image")
+                                                   evidence: "its UNet's conv_in takes \(convIn[1]) channels, not 4 (text to image) or 9 (inpainting)")
         }
         // Only widths that identify a known other model are refused: tiny test models and configs
         // with other widths are SD1.x-shaped and their config.json decides.

@@ -59,6 +59,18 @@ public struct ImagingSaver: ImageSaver {
         }
         if !loraHashes.isEmpty { recipe.extra.append(.init("Lora hashes", loraHashes.joined(separator: ", "))) }
         if r.initImage != nil { recipe.extra.append(.init("Denoising strength", formatNumber(Float(r.strength)))) }
+        if r.mask != nil { recipe.extra.append(.init("Mask blur", String(r.maskBlur))) }
+        if let hires = r.hires {
+            // A1111's keys: its Size stays the first pass's; the strength is the second pass's.
+            recipe.extra.append(.init("Denoising strength", formatNumber(Float(hires.strength))))
+            if case .scale(let factor)? = request.hiresSize {
+                recipe.extra.append(.init("Hires upscale", formatNumber(Float(factor))))
+            } else {
+                recipe.extra.append(.init("Hires resize", "\(hires.width)x\(hires.height)"))
+            }
+            if hires.steps > 0 { recipe.extra.append(.init("Hires steps", String(hires.steps))) }
+            recipe.extra.append(.init("Hires upscaler", hires.upscaler.a1111Name))
+        }
         if let upscale = image.upscale {
             // A1111's extras tab writes these after the generation's own parameters.
             recipe.extra.append(.init("Postprocess upscale by", formatNumber(Float(upscale.factor))))
@@ -78,6 +90,22 @@ public struct ImagingSaver: ImageSaver {
         if let initImage = r.initImage {
             all["strength"] = r.strength
             all["init_sha256"] = pixelHash(try RGBImage(width: initImage.width, height: initImage.height, pixels: initImage.rgb))
+            if let source = request.initSource { all["init"] = source }
+        }
+        if let hires = r.hires {
+            all["hires_width"] = hires.width
+            all["hires_height"] = hires.height
+            all["hires_steps"] = hires.steps
+            all["hires_strength"] = hires.strength
+            all["hires_upscaler"] = hires.upscaler.rawValue
+        }
+        if r.mask != nil {
+            all["mask_blur"] = r.maskBlur
+            all["inpaint_paste"] = r.inpaintPaste
+            if let path = request.maskSource {
+                all["mask"] = path
+                if let hash = try? FileHash.sha256(of: URL(fileURLWithPath: path)) { all["mask_sha256"] = hash }
+            }
         }
         if image.decoder != "VAE" { all["decoder"] = image.decoder }
         if let upscale = image.upscale {

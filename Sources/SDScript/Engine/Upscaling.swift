@@ -4,7 +4,7 @@ import Imaging
 
 // The session's upscalers over the engine's `Upscaler`: where their files are found, the one kept
 // loaded, and an upscale by any factor (the model's passes, then Pillow's Lanczos to the size asked,
-// as A1111's `Upscaler.upscale` does).
+// as A1111's `Upscaler.upscale` does; `PixelImage.resized`, which init images use too).
 
 /// Upscaler files in folders, by name (the file name without its extension).
 enum UpscalerLibrary {
@@ -97,8 +97,8 @@ final class UpscaleService {
             }, cancellation: cancellation)
             before += count
         }
-        let upscaled = try RGBImage(width: current.width, height: current.height, pixels: current.rgb)
-        guard upscaled.width != target.width || upscaled.height != target.height else { return (upscaled, false) }
-        return (upscaled.resizedLanczos(width: target.width, height: target.height), true)
+        let resized = current.width != target.width || current.height != target.height
+        let final = current.resized(width: target.width, height: target.height)
+        return (try RGBImage(width: final.width, height: final.height, pixels: final.rgb), resized)
     }
 }

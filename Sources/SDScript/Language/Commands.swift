@@ -2,6 +2,7 @@ import FileErrors
 import Foundation
 import Diffusion
 import Imaging
+import ModelStore
 
 /// What tab completion offers after a command word.
 public enum CompletionKind: Sendable {
@@ -112,6 +113,13 @@ public struct Command {
             guard !argument.isEmpty else { throw ScriptError.missingArgument(command: "init", usage: "init FILE | N") }
             let value = Int(argument) != nil ? argument : session.resolve(argument, relativeTo: location)
             session.settings.request.initImage = try parseInit(value, session: session)
+            return .ok
+        },
+        Command(name: "mask", usage: "mask FILE",
+                summary: "inpainting: repaint where FILE is white (a grayscale image or a PNG's alpha) in the init image ('unset mask')",
+                kind: .text, completion: .paths, transcript: .inputPath()) { session, argument, location in
+            guard !argument.isEmpty else { throw ScriptError.missingArgument(command: "mask", usage: "mask FILE") }
+            session.settings.request.mask = try checkedMaskPath(session.resolve(argument, relativeTo: location), command: "mask")
             return .ok
         },
         Command(name: "set", usage: "set [KEY VALUE]", summary: "change a setting; alone, list them all ('help set' for the keys)",
@@ -395,15 +403,77 @@ public struct Command {
             settings.sampler = sampler
         }
         settings.clipSkip = recipe.clipSkip
+        let missing = applyImageInputs(stored, to: &settings)
         session.settings.request = settings
         session.io.output("loaded the recipe of \(file)")
-        if let differences = notReproduced(recipe, session: session) {
-            session.io.warning("load: \(file): gen will not reproduce \(differences)")
+        // One line for all of it: what gen will not reproduce, then the inputs that need giving again.
+        let problems = (notReproduced(recipe, session: session).map { ["gen will not reproduce \($0)"] } ?? []) + missing
+        if !problems.isEmpty { session.io.warning("load: \(file): " + problems.joined(separator: "; ")) }
+    }
+
+    /// Restores what sdrepl's own keys and A1111's `Denoising strength`, `Mask blur` and `Hires …`
+    /// keys say of the sampling, the second pass and the pictures it started from: spacing, eta, the
+    /// hires fix, the init image and mask files (when they are still there, unchanged), strength,
+    /// mask blur and paste.
+    /// - Returns: what could not be restored, one phrase each.
+    private static func applyImageInputs(_ stored: StoredRecipe, to settings: inout RequestDefaults) -> [String] {
+        let recipe = stored.recipe
+        let own = stored.settingsJSON.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) } as? [String: Any] ?? [:]
+        settings.spacing = (own["spacing"] as? String).flatMap(TimestepSpacing.init(rawValue:))
+        if let eta = own["eta"] as? Double, (0...1).contains(eta) { settings.eta = eta }
+        settings.initImage = nil
+        settings.mask = nil
+        settings.hires = nil
+        var missing: [String] = []
+        let hiresSize = recipe.extra("Hires upscale").flatMap(Double.init).map(HiresSize.scale)
+            ?? recipe.extra("Hires resize").flatMap { try? parseHires($0) }
+        if let hiresSize {
+            // A1111's txt2img: the Denoising strength is the second pass's.
+            settings.hires = hiresSize
+            settings.hiresSteps = recipe.extra("Hires steps").flatMap(Int.init) ?? 0
+            settings.hiresStrength = recipe.extra("Denoising strength").flatMap(Double.init) ?? RequestDefaults().hiresStrength
+            let upscaler = recipe.extra("Hires upscaler") ?? "Latent"
+            if let known = HiresUpscaler(a1111Name: upscaler) {
+                settings.hiresUpscaler = known
+            } else {
+                missing.append("its hires upscaler \(upscaler) is not one of sdrepl's (\(HiresUpscaler.allCases.map(\.rawValue).joined(separator: ", "))): 'set hires-upscaler' to choose")
+            }
+            return missing
         }
+        guard let strength = recipe.extra("Denoising strength").flatMap(Double.init) else { return [] }
+        settings.strength = strength
+        if let blur = recipe.extra("Mask blur").flatMap(Int.init), RequestLimits.maskBlur.contains(blur) { settings.maskBlur = blur }
+        if let paste = own["inpaint_paste"] as? Bool { settings.inpaintPaste = paste }
+        let source = own["init"] as? String
+        if let source, source.hasPrefix("/"), FileManager.default.fileExists(atPath: source) {
+            settings.initImage = .file(source)
+            if let expected = own["init_sha256"] as? String, let pixels = try? ImageRecipeReader.pixels(URL(fileURLWithPath: source)),
+               pixels.width == settings.width, pixels.height == settings.height, pixelHash(pixels) != expected {
+                missing.append("the init image \(source) has changed since (its pixels' SHA-256 differs)")
+            }
+        } else {
+            missing.append("it started from \(source ?? "an init image") (Denoising strength \(formatNumber(Float(strength)))): "
+                           + "'init FILE' or 'init N' to give it again")
+        }
+        if let mask = own["mask"] as? String {
+            if FileManager.default.fileExists(atPath: mask) {
+                settings.mask = mask
+                if let expected = own["mask_sha256"] as? String, let hash = try? FileHash.sha256(of: URL(fileURLWithPath: mask)), hash != expected {
+                    missing.append("the mask \(mask) has changed since (its SHA-256 differs)")
+                }
+            } else {
+                missing.append("its mask \(mask) is gone: 'mask FILE' to give it again")
+            }
+        } else if recipe.extra("Mask blur") != nil {
+            missing.append("it was inpainted with a mask this file does not name: 'mask FILE' to give it again")
+        }
+        return missing
     }
 
     /// Infotext keys that `load` applies or that do not change the pixels.
-    private static let reproducedKeys: Set<String> = ["Lora hashes", "Schedule type", "Version", "TI hashes", "Emphasis"]
+    private static let reproducedKeys: Set<String> = ["Lora hashes", "Schedule type", "Version", "TI hashes", "Emphasis",
+                                                      "Denoising strength", "Mask blur", "Hires upscale", "Hires resize",
+                                                      "Hires steps", "Hires upscaler"]
 
     /// What of a recipe the next `gen` will not reproduce, as one phrase: settings sdrepl does not
     /// have (hires fix, denoising strength, ControlNet, …) and a different model; nil when nothing.

@@ -115,17 +115,7 @@ public struct SettingKey {
                    show: { $0.resources.stylesFile ?? "(built-in presets only)" }, reset: { $0.resources.stylesFile = nil },
                    transcript: .inputPath()),
         integer("jpeg-quality", range: 1...100, \.output.jpegQuality),
-        SettingKey(name: "autosave", values: "on|off", kind: .words, choices: { _ in ["on", "off"] }, completesPaths: false,
-                   apply: { session, value in
-                       switch value.lowercased() {
-                       case "on", "yes", "true", "1": session.settings.output.autosave = true
-                       case "off", "no", "false", "0": session.settings.output.autosave = false
-                       default:
-                           throw ScriptError.badArgument(command: "set autosave", argument: value, reason: "expected on or off, got",
-                                                         suggestion: closestWord(to: value, in: ["on", "off"]))
-                       }
-                   },
-                   show: { $0.output.autosave ? "on" : "off" }, reset: { $0.output.autosave = OutputSettings().autosave }),
+        onOff("autosave", \.output.autosave, help: "gen saves each image at once"),
         folder("lora-dir", "where <lora:NAME> finds NAME.safetensors", \.resources.loraDir,
                defaults: "(models/Lora, and Lora beside the model's folder)"),
         folder("embeddings", "textual-inversion NAME.safetensors, used by writing NAME", \.resources.embeddingsDir,
@@ -138,6 +128,19 @@ public struct SettingKey {
                    show: { $0.request.initImage.map { "\($0)" } ?? "(none: text to image)" },
                    reset: { $0.request.initImage = nil }, transcript: .inputPath()),
         fraction("strength", range: 0.01...1, \.request.strength, help: "image-to-image: how much is repainted"),
+        SettingKey(name: "mask", values: "FILE (white repaints; a grayscale image or a PNG's alpha): inpainting, with 'init'",
+                   kind: .text, choices: { _ in nil }, completesPaths: true,
+                   apply: { session, value in session.settings.request.mask = try checkedMaskPath(value, command: "set mask") },
+                   show: { $0.request.mask ?? "(none)" }, reset: { $0.request.mask = nil }, transcript: .inputPath()),
+        integer("mask-blur", range: RequestLimits.maskBlur, \.request.maskBlur),
+        onOff("inpaint-paste", \.request.inpaintPaste, help: "inpainting: the original kept outside the blurred mask, as A1111"),
+        SettingKey(name: "hires", values: "SCALE|WxH|off (hires fix: a second pass at a larger size)", kind: .words,
+                   choices: { _ in ["off", "1.5", "2"] }, completesPaths: false,
+                   apply: { session, value in session.settings.request.hires = try parseHires(value) },
+                   show: { $0.request.hires.map { "\($0)" } ?? "off" }, reset: { $0.request.hires = nil }),
+        integer("hires-steps", range: 0...RequestLimits.steps.upperBound, \.request.hiresSteps),
+        fraction("hires-strength", range: 0.01...1, \.request.hiresStrength, help: "hires fix: how much the second pass repaints"),
+        choice("hires-upscaler", HiresUpscaler.self, \.request.hiresUpscaler),
         SettingKey(name: "spacing", values: "model|" + TimestepSpacing.allCases.map(\.rawValue).joined(separator: "|"),
                    kind: .words, choices: { _ in ["model"] + TimestepSpacing.allCases.map(\.rawValue) }, completesPaths: false,
                    apply: { session, value in
@@ -261,6 +264,20 @@ public struct SettingKey {
                    reset: { $0[keyPath: path] = SessionSettings()[keyPath: path] })
     }
 
+    private static func onOff(_ name: String, _ path: WritableKeyPath<SessionSettings, Bool>, help: String) -> SettingKey {
+        SettingKey(name: name, values: "on|off (\(help))", kind: .words, choices: { _ in ["on", "off"] }, completesPaths: false,
+                   apply: { session, value in
+                       switch value.lowercased() {
+                       case "on", "yes", "true", "1": session.settings[keyPath: path] = true
+                       case "off", "no", "false", "0": session.settings[keyPath: path] = false
+                       default:
+                           throw ScriptError.badArgument(command: "set \(name)", argument: value, reason: "expected on or off, got",
+                                                         suggestion: closestWord(to: value, in: ["on", "off"]))
+                       }
+                   },
+                   show: { $0[keyPath: path] ? "on" : "off" }, reset: { $0[keyPath: path] = SessionSettings()[keyPath: path] })
+    }
+
     private static func choice<Mode: RawRepresentable & CaseIterable>(
         _ name: String, _ type: Mode.Type, _ path: WritableKeyPath<SessionSettings, Mode>
     ) -> SettingKey where Mode.RawValue == String {
@@ -316,6 +333,34 @@ func checkedModelPath(_ path: String, command: String) throws -> String {
     let expanded = NSString(string: path).expandingTildeInPath
     guard FileManager.default.fileExists(atPath: expanded) else {
         throw ScriptError.file(command: command, path: path, reason: "no such file or folder")
+    }
+    return path
+}
+
+/// `set hires`: a scale (`2`, `1.5`, `x2`), a size (`1024x768`), or `off`.
+func parseHires(_ value: String) throws -> HiresSize? {
+    let word = value.lowercased()
+    if ["off", "none", "0", "1"].contains(word) { return nil }
+    let parts = word.split(separator: "x", omittingEmptySubsequences: false)
+    if parts.count == 2, let w = Int(parts[0]), let h = Int(parts[1]) {
+        guard RequestLimits.acceptsSide(w), RequestLimits.acceptsSide(h) else {
+            throw ScriptError.badArgument(command: "set hires", argument: value, reason: "expected sides that are \(RequestLimits.sideDescription), got")
+        }
+        return .size(width: w, height: h)
+    }
+    let number = word.hasPrefix("x") ? String(word.dropFirst()) : word
+    guard let scale = Double(number), scale.isFinite, scale > 1, scale <= 8 else {
+        throw ScriptError.badArgument(command: "set hires", argument: value,
+                                      reason: "expected a scale above 1 and at most 8 (e.g. 2), a size WxH or off, got")
+    }
+    return .scale(scale)
+}
+
+/// A mask file's path, expanded, when a file is there.
+func checkedMaskPath(_ value: String, command: String) throws -> String {
+    let path = NSString(string: value).expandingTildeInPath
+    guard FileManager.default.fileExists(atPath: path) else {
+        throw ScriptError.file(command: command, path: value, reason: "no such file")
     }
     return path
 }

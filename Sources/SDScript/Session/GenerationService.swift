@@ -43,36 +43,45 @@ final class GenerationService {
         return loaded
     }
 
-    /// The request for `count` images from `seed`, with the style applied and the init image read.
-    /// - Parameter history: the session's images, for `init N`.
-    /// - Throws: `ScriptError.badArgument` for a style this session does not have or an init image
-    ///   that is not the request's size, `.file` for one that cannot be read.
+    /// The request for `count` images from `seed`, with the style applied and the init image and
+    /// mask read and brought to the request's size.
+    /// - Parameters:
+    ///   - history: the session's images, for `init N`.
+    ///   - note: told when an image is resized.
+    /// - Throws: `ScriptError.badArgument` for a style this session does not have or an `init N`
+    ///   past the history, `.file` for an init image or mask that cannot be read.
     func resolve(_ settings: RequestDefaults, seed: UInt64, count: Int, command: String = "gen",
-                 history: [SessionImage] = []) throws -> StyledRequest {
+                 history: [SessionImage] = [], note: (String) -> Void = { _ in }) throws -> StyledRequest {
         guard let styled = components.styles.apply(settings.style, prompt: settings.prompt, negative: settings.negative) else {
             throw ScriptError.badArgument(command: command, argument: settings.style, reason: "unknown style",
                                           suggestion: closestWord(to: settings.style, in: components.styles.names))
         }
+        let initImage = try initPixels(settings, history: history, command: command, note: note)
+        let mask = try maskValues(settings, command: command, note: note)
         let engine = GenerationRequest(prompt: styled.prompt, negativePrompt: styled.negative, seed: seed,
                                        steps: settings.steps, guidanceScale: settings.cfg, width: settings.width,
                                        height: settings.height, sampler: settings.sampler, batchCount: count,
-                                       clipSkip: settings.clipSkip,
-                                       initImage: try initPixels(settings, history: history),
-                                       strength: settings.strength, spacing: settings.spacing, eta: settings.eta)
+                                       clipSkip: settings.clipSkip, initImage: initImage,
+                                       strength: settings.strength, spacing: settings.spacing, eta: settings.eta,
+                                       mask: mask, maskBlur: settings.maskBlur, inpaintPaste: settings.inpaintPaste,
+                                       hires: settings.hiresFix)
         let changed = styled.prompt != settings.prompt || styled.negative != settings.negative
         return StyledRequest(engine: engine, style: settings.style, typedPrompt: changed ? settings.prompt : nil,
-                             typedNegative: changed ? settings.negative : nil)
+                             typedNegative: changed ? settings.negative : nil,
+                             initSource: settings.initImage.map { "\($0)" }, maskSource: mask == nil ? nil : settings.mask,
+                             hiresSize: settings.hires)
     }
 
-    /// The init image's pixels, checked to be the request's size (sdrepl does not resize: diffusers'
-    /// Lanczos resampling would have to be matched to give its pixels).
-    private func initPixels(_ settings: RequestDefaults, history: [SessionImage]) throws -> PixelImage? {
+    /// The init image's pixels at the request's size: resized as diffusers' image processor does
+    /// (Pillow's Lanczos) when the file is another size, with a note.
+    private func initPixels(_ settings: RequestDefaults, history: [SessionImage], command: String,
+                            note: (String) -> Void) throws -> PixelImage? {
         guard let source = settings.initImage else { return nil }
         let image: RGBImage
         switch source {
         case .history(let index):
             guard history.indices.contains(index - 1) else {
-                throw ScriptError.badArgument(command: "gen", argument: "init \(index)",
+                throw ScriptError.badArgument(command: command, argument: "init \(index)",
                                               reason: "this session has \(history.count) image\(history.count == 1 ? "" : "s"); no such init")
             }
             image = history[index - 1].pixels
@@ -80,15 +89,45 @@ final class GenerationService {
             do {
                 image = try ImageRecipeReader.pixels(URL(fileURLWithPath: path))
             } catch {
-                throw ScriptError.file(command: "gen", path: path, reason: "cannot read the init image: \(FileErrorText.reason(error))")
+                throw ScriptError.file(command: command, path: path, reason: "cannot read the init image: \(Self.readProblem(error))")
             }
         }
-        guard image.width == settings.width, image.height == settings.height else {
-            throw ScriptError.badArgument(command: "gen", argument: "\(source)",
-                                          reason: "the init image is \(image.width)x\(image.height) but size is \(settings.width)x\(settings.height); "
-                                              + "'set size \(image.width)x\(image.height)' (or resize the image) for")
+        let pixels = PixelImage(width: image.width, height: image.height, rgb: image.pixels)
+        guard image.width != settings.width || image.height != settings.height else { return pixels }
+        note("init: \(source) is \(image.width)x\(image.height); resized to \(settings.width)x\(settings.height) (Lanczos, as diffusers)"
+             + " — 'set size \(image.width)x\(image.height)' keeps its size")
+        return pixels.resized(width: settings.width, height: settings.height)
+    }
+
+    /// Why an image file could not be read, without its path (the message names it already).
+    private static func readProblem(_ error: Error) -> String {
+        if case ImagingError.readFailed(_, let reason) = error { return reason }
+        return FileErrorText.reason(error)
+    }
+
+    /// The mask at the request's size, as A1111 reads one: a PNG's alpha when it is not all opaque
+    /// (opaque repaints, thresholded at 128 as A1111's `create_binary_mask`), otherwise the image's
+    /// luma (white repaints); resized with Lanczos when it is another size, with a note.
+    private func maskValues(_ settings: RequestDefaults, command: String, note: (String) -> Void) throws -> InpaintMask? {
+        guard let path = settings.mask else { return nil }
+        let read: (image: RGBImage, alpha: [UInt8]?)
+        do {
+            read = try ImageRecipeReader.pixelsAndAlpha(URL(fileURLWithPath: path))
+        } catch {
+            throw ScriptError.file(command: command, path: path, reason: "cannot read the mask: \(Self.readProblem(error))")
         }
-        return PixelImage(width: image.width, height: image.height, rgb: image.pixels)
+        let (w, h) = (read.image.width, read.image.height)
+        var mask: InpaintMask
+        if let alpha = read.alpha, alpha.contains(where: { $0 != 255 }) {
+            mask = InpaintMask(width: w, height: h, values: alpha.map { $0 > 128 ? 255 : 0 })
+        } else {
+            mask = InpaintMask(luma: PixelImage(width: w, height: h, rgb: read.image.pixels))
+        }
+        if w != settings.width || h != settings.height {
+            note("mask: \(path) is \(w)x\(h); resized to \(settings.width)x\(settings.height) (Lanczos) to match the init image")
+            mask = mask.resized(width: settings.width, height: settings.height)
+        }
+        return mask
     }
 
     /// Where `<lora:NAME>` tags and embedding names are looked up for `resources`, and its decoder.
@@ -146,8 +185,9 @@ final class GenerationService {
                 } catch {
                     throw ScriptError.generation("the engine returned a malformed image: \(error)")
                 }
-                guard pixels.width == request.engine.width, pixels.height == request.engine.height else {
-                    throw ScriptError.generation("the engine returned \(pixels.width)x\(pixels.height) for \(request.engine.width)x\(request.engine.height)")
+                let expected = request.engine.hires.map { ($0.width, $0.height) } ?? (request.engine.width, request.engine.height)
+                guard pixels.width == expected.0, pixels.height == expected.1 else {
+                    throw ScriptError.generation("the engine returned \(pixels.width)x\(pixels.height) for \(expected.0)x\(expected.1)")
                 }
                 finished += 1
                 try made(result, pixels, generator.identity)

@@ -140,7 +140,8 @@ public final class Session {
 
     /// The request of the next `gen` with the style applied; errors name `command`.
     func resolvedRequest(seed: UInt64, count: Int = 1, for command: String = "gen") throws -> StyledRequest {
-        try generation.resolve(settings.request, seed: seed, count: count, command: command, history: history.images)
+        try generation.resolve(settings.request, seed: seed, count: count, command: command, history: history.images,
+                               note: { [io] in io.output($0) })
     }
 
     func loraDirectories() -> [URL] { generation.loraDirectories(settings.resources) }

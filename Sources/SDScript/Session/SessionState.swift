@@ -39,8 +39,53 @@ public struct RequestDefaults: Equatable, Sendable {
     public var spacing: TimestepSpacing?
     /// TCD's stochasticity γ (its authors' 0.3); the other samplers ignore it.
     public var eta = 0.3
+    /// Inpainting: the mask file (white repaints; a grayscale image or a PNG's alpha), absolute.
+    public var mask: String?
+    /// Inpainting: A1111's "Mask blur" in pixels (its default, 4).
+    public var maskBlur = 4
+    /// Inpainting: paste the original back outside the blurred mask, as A1111 does.
+    public var inpaintPaste = true
+    /// The hires fix: the final size as a scale of `size` or as a size; nil: off.
+    public var hires: HiresSize?
+    /// The hires fix's second pass steps; 0: as `steps`.
+    public var hiresSteps = 0
+    /// The hires fix's "Denoising strength" (A1111's default 0.7).
+    public var hiresStrength = 0.7
+    public var hiresUpscaler = HiresUpscaler.latent
+
+    /// The hires fix for a first pass of `width` x `height`, or nil when it is off.
+    public var hiresFix: HiresFix? {
+        hires.map { size in
+            let (w, h) = size.target(width: width, height: height)
+            return HiresFix(width: w, height: h, steps: hiresSteps, strength: hiresStrength, upscaler: hiresUpscaler)
+        }
+    }
 
     public init() {}
+}
+
+/// `set hires 2` (a scale) or `set hires 1024x768` (a size).
+public enum HiresSize: Equatable, Sendable, CustomStringConvertible {
+    case scale(Double)
+    case size(width: Int, height: Int)
+
+    /// The final size: a scale multiplies the first pass's sides and rounds them down to the
+    /// latents' multiple of 8, as A1111's latent size `int(side · scale) // 8` does.
+    public func target(width: Int, height: Int) -> (width: Int, height: Int) {
+        switch self {
+        case .scale(let factor):
+            return (Int(Double(width) * factor) / 8 * 8, Int(Double(height) * factor) / 8 * 8)
+        case .size(let w, let h):
+            return (w, h)
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .scale(let factor): return formatNumber(Float(factor))
+        case .size(let w, let h): return "\(w)x\(h)"
+        }
+    }
 }
 
 /// Where an init image comes from.
@@ -107,12 +152,21 @@ public struct StyledRequest: Equatable, Sendable {
     /// The prompt and negative as typed, when the style changed them (nil: the engine's are as typed).
     public var typedPrompt: String?
     public var typedNegative: String?
+    /// Where the engine's init image and mask came from (a file's path, or "image N"), for the recipe.
+    public var initSource: String?
+    public var maskSource: String?
+    /// The hires fix's size as set (a scale or a size), for A1111's `Hires upscale` or `Hires resize`.
+    public var hiresSize: HiresSize?
 
-    public init(engine: GenerationRequest, style: String = "none", typedPrompt: String? = nil, typedNegative: String? = nil) {
+    public init(engine: GenerationRequest, style: String = "none", typedPrompt: String? = nil, typedNegative: String? = nil,
+                initSource: String? = nil, maskSource: String? = nil, hiresSize: HiresSize? = nil) {
         self.engine = engine
         self.style = style
         self.typedPrompt = typedPrompt
         self.typedNegative = typedNegative
+        self.initSource = initSource
+        self.maskSource = maskSource
+        self.hiresSize = hiresSize
     }
 
     /// The request of image `offset` of the batch: its own seed, one image.

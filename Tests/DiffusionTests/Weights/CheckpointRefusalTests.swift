@@ -119,13 +119,20 @@ final class CheckpointRefusalTests: XCTestCase {
                        .unsupportedModel(path: folder.path, kind: "an SDXL pipeline", evidence: "model_index.json names StableDiffusionXLPipeline"))
     }
 
-    func testInpaintingByConvInChannels() throws {
-        let model = TinySD15(unetInChannels: 9)
+    func testInpaintingCheckpointsOpenAndOtherInputWidthsAreRefused() throws {
+        // 9 input channels: an inpainting UNet (sd-v1-5-inpainting), opened in both layouts (the
+        // pipeline on a real one is in InpaintingPipelineTests).
+        let inpainting = TinySD15(unetInChannels: 9)
         for layout in ["single", "folder"] {
-            let location = layout == "single" ? try model.writeSingleFile(url("inpaint.safetensors")) : try model.writeDiffusersFolder(url("inpaint"))
+            let location = layout == "single" ? try inpainting.writeSingleFile(url("inpaint.safetensors")) : try inpainting.writeDiffusersFolder(url("inpaint"))
+            XCTAssertEqual(try Checkpoint(url: location).shape(of: "unet.conv_in.weight")?[1], 9, layout)
+        }
+        let pix2pix = TinySD15(unetInChannels: 8)
+        for layout in ["single", "folder"] {
+            let location = layout == "single" ? try pix2pix.writeSingleFile(url("p2p.safetensors")) : try pix2pix.writeDiffusersFolder(url("p2p"))
             XCTAssertEqual(checkpointError { _ = try Checkpoint(url: location) },
-                           .unsupportedModel(path: location.path, kind: "an inpainting checkpoint",
-                                             evidence: "its UNet's conv_in takes 9 channels, not the 4 latent channels of text-to-image"), layout)
+                           .unsupportedModel(path: location.path, kind: "an InstructPix2Pix checkpoint",
+                                             evidence: "its UNet's conv_in takes 8 channels, not 4 (text to image) or 9 (inpainting)"), layout)
         }
     }
 

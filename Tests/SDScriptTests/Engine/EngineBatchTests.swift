@@ -119,8 +119,20 @@ final class ModelSwitchTests: XCTestCase {
         let session = makeSession(io: io)
         XCTAssertEqual(session.execute("load \(path)"), .ok)
         XCTAssertEqual(session.settings.request.seed, .fixed(5))
-        XCTAssertEqual(io.diagnostics, ["load: \(path): gen will not reproduce Denoising strength: 0.7, Hires upscale: 2, "
-                                        + "Model hash: deadbeef00 (the current model's is 0123456789)"])
+        // A1111's txt2img hires keys are the hires fix; its Denoising strength is the second pass's.
+        XCTAssertEqual(io.diagnostics, ["load: \(path): gen will not reproduce Model hash: deadbeef00 (the current model's is 0123456789)"])
+        XCTAssertEqual(session.settings.request.hires, .scale(2))
+        XCTAssertEqual(session.settings.request.hiresStrength, 0.7)
+        XCTAssertEqual(session.settings.request.hiresUpscaler, .latent)
+        XCTAssertNil(session.settings.request.initImage)
+        // An img2img recipe whose init image is not named: said in the same one line.
+        let img2img = "a castle\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 5, Size: 64x64, Denoising strength: 0.6"
+        try Data(try PNGFile.encode(try RGBImage(width: 8, height: 8, pixels: Array(repeating: 0, count: 192)),
+                                    chunks: [PNGTextChunk(kind: .tEXt, keyword: "parameters", text: img2img)])).write(to: URL(fileURLWithPath: path))
+        XCTAssertEqual(session.execute("load \(path)"), .ok)
+        XCTAssertEqual(io.diagnostics.last, "load: \(path): it started from an init image (Denoising strength 0.6): 'init FILE' or 'init N' to give it again")
+        XCTAssertEqual(session.settings.request.strength, 0.6)
+        XCTAssertNil(session.settings.request.hires)
     }
 }
 

@@ -182,8 +182,8 @@ final class CommandTests: XCTestCase {
         _ = session.execute("set steps 30")
         _ = session.execute("set")
         XCTAssertEqual(io.lines.count, SettingKey.all.count)
-        XCTAssertTrue(io.lines.contains("steps         30   (changed)"), "\(io.lines)")
-        XCTAssertTrue(io.lines.contains("sampler       pndm"), "\(io.lines)")
+        XCTAssertTrue(io.lines.contains("steps           30   (changed)"), "\(io.lines)")
+        XCTAssertTrue(io.lines.contains("sampler         pndm"), "\(io.lines)")
     }
 
     /// Each validation error, as the user sees it in a script: FILE:LINE, the command, the argument,

@@ -1,3 +1,4 @@
+import Diffusion
 import Foundation
 import Imaging
 import TestSupport
@@ -72,6 +73,30 @@ final class ExamplesTests: XCTestCase {
             "a stone castle on a hill AND a red dragon in the sky:0.7",
         ])
         XCTAssertEqual(Set(loader.generator.requests.map(\.steps)), [30])
+    }
+
+    func testImageToImageAndInpainting() throws {
+        let (_, loader, summary) = try run("img2img-inpaint.sdscript")
+        XCTAssertEqual(summary.errors, [])
+        let requests = loader.generator.requests
+        XCTAssertEqual(requests.map { $0.initImage != nil }, [false, true, true])
+        XCTAssertEqual(requests.map(\.strength), [0.75, 0.6, 0.9])
+        XCTAssertEqual(requests.map { $0.mask != nil }, [false, false, true])
+        // masks/sky.png is 512x512, white over its top 201 rows: resized to the session's 64x64.
+        let mask = try XCTUnwrap(requests[2].mask)
+        XCTAssertEqual([mask.width, mask.height], [64, 64])
+        XCTAssertEqual(mask.values[0], 255)
+        XCTAssertEqual(mask.values[63 * 64], 0)
+    }
+
+    func testHiresFix() throws {
+        let (session, loader, summary) = try run("hires-fix.sdscript")
+        XCTAssertEqual(summary.errors, [])
+        XCTAssertEqual(loader.generator.requests.map(\.hires), [
+            HiresFix(width: 128, height: 128, steps: 10, strength: 0.5, upscaler: .latent),
+            HiresFix(width: 128, height: 128, steps: 10, strength: 0.5, upscaler: .lanczos),
+        ])
+        XCTAssertNil(session.settings.request.hires)
     }
 
     func testUpscale() throws {
