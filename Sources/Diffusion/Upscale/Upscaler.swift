@@ -120,7 +120,9 @@ public final class Upscaler: Sendable {
     }
 
     /// Upscales an RGB8 image by `scale` (RealESRGANer's `enhance` for an 8-bit RGB image: `x / 255`,
-    /// the network over tiles, clamp to [0, 1], `round(x · 255)`).
+    /// the network over tiles, clamp to [0, 1], `round(x · 255)`). Each tile's output goes straight
+    /// into the bytes, so besides a tile's work only the result's bytes are held (201 MB at the
+    /// largest, 8192 × 8192), never the whole result in floats.
     /// - Parameters:
     ///   - progress: called after each stage of the network on each tile, on the calling thread (a
     ///     caller can set `cancellation` from it).
@@ -140,27 +142,48 @@ public final class Upscaler: Sendable {
                 for c in 0..<3 { dst[c * plane + i] = Float(image.rgb[i * 3 + c]) / 255 }
             }
         }
-        let y = try upscale(x, tiling: tiling, progress: progress, cancellation: cancellation)
-        let outPlane = outWidth * outHeight
-        var rgb = [UInt8](repeating: 0, count: outPlane * 3)
-        y.data.withUnsafeBufferPointer { src in
-            for c in 0..<3 {
-                for i in 0..<outPlane { rgb[i * 3 + c] = PixelImage.byte(fromUnit: src[c * outPlane + i]) }
+        var rgb = [UInt8](repeating: 0, count: outWidth * outHeight * 3)
+        try forEachTile(of: x, tiling: tiling, progress: progress, cancellation: cancellation) { result, from, size, at in
+            let (rh, rw) = (result.shape[2], result.shape[3])
+            result.data.withUnsafeBufferPointer { src in
+                rgb.withUnsafeMutableBufferPointer { dst in
+                    for c in 0..<3 {
+                        for row in 0..<size.height {
+                            let s = (c * rh + from.y + row) * rw + from.x, d = ((at.y + row) * outWidth + at.x) * 3 + c
+                            for x in 0..<size.width {
+                                let v = src[s + x]
+                                // The clamp, with NaN (from a broken model) as 0 rather than a trap.
+                                dst[d + 3 * x] = PixelImage.byte(fromUnit: v.isNaN ? 0 : min(max(v, 0), 1))
+                            }
+                        }
+                    }
+                }
             }
         }
         return PixelImage(width: outWidth, height: outHeight, rgb: rgb)
     }
 
-    /// Upscales `[1, 3, H, W]` in [0, 1] to `[1, 3, scale·H, scale·W]`, clamped to [0, 1].
-    ///
-    /// As RealESRGANer: `prePad` reflected columns and rows at the right and bottom, then as many
-    /// more as make the sides multiples of the unshuffle factor; then tiles (each run with up to
-    /// `tilePad` pixels of context, its output cropped to the tile and placed); then the pads'
-    /// share of the output cropped away. The tile and its pad are rounded up to multiples of the
-    /// unshuffle factor so every tile can be unshuffled (RealESRGANer leaves that to the caller).
+    /// Upscales `[1, 3, H, W]` in [0, 1] to `[1, 3, scale·H, scale·W]`, clamped to [0, 1] (NaN stays NaN).
     public func upscale(_ image: Tensor, tiling: TileOptions = TileOptions(), progress: (UpscaleProgress) -> Void = { _ in },
                         cancellation: CancellationToken? = nil) throws -> Tensor {
         precondition(image.rank == 4 && image.shape[0] == 1 && image.shape[1] == 3, "upscale takes [1, 3, H, W], got \(image.shape)")
+        var output = Tensor(shape: [1, 3, image.shape[2] * scale, image.shape[3] * scale])
+        try forEachTile(of: image, tiling: tiling, progress: progress, cancellation: cancellation) { result, from, size, at in
+            output.place(result, from: from, size: size, at: at)
+        }
+        return output.clamped(to: 0...1)
+    }
+
+    /// Runs the network over `image`'s tiles and hands `place` each tile's own output: the `size`
+    /// window at `from` of the network's result, which goes at `at` in the `scale·H × scale·W` image.
+    ///
+    /// As RealESRGANer: `prePad` reflected columns and rows at the right and bottom, then as many
+    /// more as make the sides multiples of the unshuffle factor; then tiles (each run with up to
+    /// `tilePad` pixels of context, its output cropped to the tile); the pads' share of the output is
+    /// never placed. The tile and its pad are rounded up to multiples of the unshuffle factor so every
+    /// tile can be unshuffled (RealESRGANer leaves that to the caller).
+    private func forEachTile(of image: Tensor, tiling: TileOptions, progress: (UpscaleProgress) -> Void, cancellation: CancellationToken?,
+                             place: (_ result: Tensor, _ from: (x: Int, y: Int), _ size: (width: Int, height: Int), _ at: (x: Int, y: Int)) -> Void) throws {
         let start = DispatchTime.now().uptimeNanoseconds
         let (height, width) = (image.shape[2], image.shape[3])
         let r = network.config.unshuffle, s = scale
@@ -169,33 +192,28 @@ public final class Upscaler: Sendable {
         let (ih, iw) = (prePadded.shape[2], prePadded.shape[3])
         let padded = prePadded.reflectPadded(right: roundUp(iw, r) - iw, bottom: roundUp(ih, r) - ih)  // [1, 3, H', W']
         let (ph, pw) = (padded.shape[2], padded.shape[3])
-        let (tile, pad) = aligned(tiling)
-        var output: Tensor
+        var (tile, pad) = aligned(tiling)
+        if tile == 0 { (tile, pad) = (max(pw, ph), 0) }  // one tile: the whole padded image
         let stages = Double(network.stages)
-        func run(_ input: Tensor, tile: Int, of tiles: Int) throws -> Tensor {
-            try cancellation?.check()
-            return try network(input, cancellation: cancellation) { done in
-                progress(UpscaleProgress(tile: tile, tiles: tiles, fraction: Double(done) / stages, elapsed: Self.seconds(since: start)))
-            }
-        }
-        if tile == 0 {
-            output = try run(padded, tile: 1, of: 1)
-        } else {
-            output = Tensor(shape: [1, 3, ph * s, pw * s])
-            let (tilesX, tilesY) = ((pw + tile - 1) / tile, (ph + tile - 1) / tile)
-            for ty in 0..<tilesY {
-                for tx in 0..<tilesX {
-                    let x0 = tx * tile, x1 = min(x0 + tile, pw), y0 = ty * tile, y1 = min(y0 + tile, ph)
-                    let (px0, px1, py0, py1) = (max(x0 - pad, 0), min(x1 + pad, pw), max(y0 - pad, 0), min(y1 + pad, ph))
-                    let result = try run(padded.cropped(x: px0..<px1, y: py0..<py1), tile: ty * tilesX + tx + 1, of: tilesX * tilesY)
-                    // The tile's own pixels of the result, placed at the tile's place in the output.
-                    output.place(result, from: ((x0 - px0) * s, (y0 - py0) * s), size: ((x1 - x0) * s, (y1 - y0) * s),
-                                 at: (x0 * s, y0 * s))
+        let (tilesX, tilesY) = ((pw + tile - 1) / tile, (ph + tile - 1) / tile)
+        for ty in 0..<tilesY {
+            for tx in 0..<tilesX {
+                try cancellation?.check()
+                let number = ty * tilesX + tx + 1
+                let x0 = tx * tile, x1 = min(x0 + tile, pw), y0 = ty * tile, y1 = min(y0 + tile, ph)
+                let (px0, px1, py0, py1) = (max(x0 - pad, 0), min(x1 + pad, pw), max(y0 - pad, 0), min(y1 + pad, ph))
+                let input = px0 == 0 && py0 == 0 && px1 == pw && py1 == ph ? padded : padded.cropped(x: px0..<px1, y: py0..<py1)
+                let result = try network(input, cancellation: cancellation) { done in
+                    progress(UpscaleProgress(tile: number, tiles: tilesX * tilesY, fraction: Double(done) / stages,
+                                             elapsed: Self.seconds(since: start)))
+                }
+                // The tile's own pixels, less what falls in the pads.
+                let size = (width: min(x1, width) * s - x0 * s, height: min(y1, height) * s - y0 * s)
+                if size.width > 0 && size.height > 0 {
+                    place(result, ((x0 - px0) * s, (y0 - py0) * s), size, (x0 * s, y0 * s))
                 }
             }
         }
-        if ph != height || pw != width { output = output.cropped(x: 0..<(width * s), y: 0..<(height * s)) }
-        return output.clamped(to: 0...1)
     }
 
     /// The tile and its context rounded up to multiples of the unshuffle factor.

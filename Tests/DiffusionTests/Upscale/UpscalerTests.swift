@@ -146,6 +146,18 @@ final class UpscalerTests: XCTestCase {
                     tolerance: networkTolerance, "params_ema. prefix")
     }
 
+    func testNaNFromABrokenModelIsBlackNotATrap() throws {
+        let dir = try makeWeightsTestDirectory(self)
+        let source = try Fixture.tensors("esrgan/tiny-x4")
+        let tensors = try source.names.map { name -> (name: String, dtype: SafetensorsDType, shape: [Int], values: [Float]) in
+            let values = try source.tensor(name).data
+            return (name, .f32, source.shape(of: name)!, name == "conv_last.bias" ? values.map { _ in .nan } : values)
+        }
+        let broken = try Upscaler.load(try writeSafetensors(dir.appendingPathComponent("nan.safetensors"), tensors))
+        let out = try broken.upscale(PixelImage(width: 8, height: 8, rgb: [UInt8](repeating: 77, count: 8 * 8 * 3)))
+        XCTAssertEqual(Set(out.rgb), [0])
+    }
+
     func testFilesThatCannotBeReadSaySo() throws {
         let dir = try makeWeightsTestDirectory(self)
         XCTAssertThrowsError(try Upscaler.load(dir.appendingPathComponent("none.safetensors"))) {
