@@ -171,7 +171,7 @@ struct ModelBench: ParsableCommand {
             ]
         }
         if !skipUpscale {
-            fields += try UpscaleBench.runChild(threads: options.threads)
+            fields += try UpscaleBench.runChild(threads: options.threads, clock: options.clock)
         }
         fields += [
             ("unet_profile", profileJSON(unetProfile, total: unetSeconds)),

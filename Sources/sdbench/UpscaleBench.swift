@@ -24,11 +24,18 @@ struct UpscaleBench: ParsableCommand {
     @Option(help: "Context pixels around each tile.")
     var tilePad = TileOptions().tilePad
 
+    @Option(help: "wall: elapsed time; cpu: the process's CPU time (for a loaded machine; use with --threads 1).")
+    var clock: Timing.Clock = .wall
+
+    @Flag(help: "Print where the time goes (wall time per op kind) after the run.")
+    var profile = false
+
     func run() throws {
         if let threads { BLAS.threads = threads }
-        let timing = Timing(repeats: 1, minSeconds: 0)
-        say("machine: \(Machine.cpuModel), \(ProcessInfo.processInfo.activeProcessorCount) cores, load \(Machine.loadAverage); BLAS threads \(BLAS.threads)")
-        let roofBefore = UpscaleBench.sampleRoof()
+        let timing = Timing(repeats: 1, minSeconds: 0, clock: clock)
+        say("machine: \(Machine.cpuModel), \(ProcessInfo.processInfo.activeProcessorCount) cores, load \(Machine.loadAverage); "
+            + "BLAS threads \(BLAS.threads), \(clock.rawValue) clock")
+        let roofBefore = UpscaleBench.sampleRoof(clock: clock)
 
         let config = RRDBNetConfig()  // RealESRGAN_x4plus
         let upscaler = try Upscaler(source: RandomWeights(config: config), name: "RealESRGAN_x4plus (random)")
@@ -37,13 +44,23 @@ struct UpscaleBench: ParsableCommand {
         let tiling = TileOptions(tile: tile, tilePad: tilePad)
         let tiles = upscaler.tileCount(width: side, height: side, tiling: tiling)
         say("upscaling \(side)x\(side) -> \(4 * side)x\(4 * side) in \(tiles) tile\(tiles == 1 ? "" : "s") of \(tile) (context \(tilePad)); " + Machine.memory)
+        Profiler.isEnabled = profile
         let start = timing.now()
         let result = try upscaler.upscale(image, tiling: tiling) { p in
             guard p.tileFinished else { return }
             say(String(format: "  tile %d/%d, %.1f s; ", p.tile, p.tiles, p.elapsed) + Machine.memory)
         }
         let seconds = timing.now() - start
-        let roof = max(roofBefore, UpscaleBench.sampleRoof())
+        Profiler.isEnabled = false
+        if profile {
+            let wall = Profiler.totals.values.reduce(0) { $0 + $1.seconds }
+            for (kind, entry) in Profiler.totals.sorted(by: { $0.value.seconds > $1.value.seconds }) {
+                say(String(format: "  %@: %d calls, %.1f s, %.1f GFLOP/s on dense counts", kind.rawValue, entry.calls, entry.seconds,
+                           entry.flops / max(entry.seconds, 1e-9) / 1e9))
+            }
+            say(String(format: "  the rest (concatenations, activations, residual sums, tiling): %.1f s", seconds - wall))
+        }
+        let roof = max(roofBefore, UpscaleBench.sampleRoof(clock: clock))
         let flops = config.flops(height: side, width: side)
         let tiledFlops = UpscaleBench.tiledFlops(config, side: side, tiling: tiling)
         let floor = flops / (roof * 1e9)
@@ -63,6 +80,7 @@ struct UpscaleBench: ParsableCommand {
             ("upscale_x4_pixels_vary", .string(varied ? "yes" : "no")),
             ("roof_gflops", .number(roof, decimals: 1)),
             ("blas_threads", .int(BLAS.threads)),
+            ("clock", .string(clock.rawValue)),
             ("load_average", .string(Machine.loadAverage)),
         ]).text)
     }
@@ -73,11 +91,11 @@ struct UpscaleBench: ParsableCommand {
 
     /// Runs `sdbench upscale` in a child process (its peak RSS is then the upscale's own) and returns
     /// its figures for `sdbench model`'s JSON line.
-    static func runChild(threads: Int?) throws -> [(String, JSON)] {
+    static func runChild(threads: Int?, clock: Timing.Clock) throws -> [(String, JSON)] {
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         let process = Process()
         process.executableURL = URL(fileURLWithPath: exe)
-        process.arguments = ["upscale"] + (threads.map { ["--threads", String($0)] } ?? [])
+        process.arguments = ["upscale", "--clock", clock.rawValue] + (threads.map { ["--threads", String($0)] } ?? [])
         let pipe = Pipe()
         process.standardOutput = pipe
         say("x4 upscale, in a child process (sdbench \(process.arguments?.joined(separator: " ") ?? ""))")
@@ -95,9 +113,9 @@ struct UpscaleBench: ParsableCommand {
     }
 
     /// The sgemm roof as `sdbench model` samples it.
-    static func sampleRoof() -> Double {
+    static func sampleRoof(clock: Timing.Clock = .wall) -> Double {
         let sample = GEMMShape.sd15.filter { $0.what == "unet conv3x3 320ch 64x64" || $0.what == "vae conv3x3 512ch 64x64" }
-            .map { GEMMBench.measure($0, timing: Timing(repeats: 5, minSeconds: 0.5)) }.max() ?? 0
+            .map { GEMMBench.measure($0, timing: Timing(repeats: 5, minSeconds: 0.5, clock: clock)) }.max() ?? 0
         say(String(format: "roof sample: cblas_sgemm %.1f GFLOP/s", sample))
         return sample
     }

@@ -43,14 +43,16 @@ public struct RRDBNet: Sendable {
     /// The stages `callAsFunction` reports: each block, each upsampling and the last convolutions.
     public var stages: Int { config.blocks + config.upsamplings + 1 }
 
-    /// The network on `x`, `[1, 3, H, W]` in [0, 1]; H and W divisible by `config.unshuffle`.
+    /// The network on `x`, `[1, 3, H, W]` in [0, 1] (one image: the dense blocks grow their input in
+    /// place); H and W divisible by `config.unshuffle`.
     /// - Parameter progress: called with the stages done (1…`stages`) after each.
     /// - Returns: `[1, 3, scale·H, scale·W]`.
     /// - Throws: `PipelineError.cancelled` when `cancellation` is set (checked between stages).
     public func callAsFunction(_ x: Tensor, cancellation: CancellationToken? = nil, progress: (Int) -> Void = { _ in }) throws -> Tensor {
-        precondition(x.rank == 4 && x.shape[1] == config.imageChannels, "RRDBNet takes [N, \(config.imageChannels), H, W], got \(x.shape)")
+        precondition(x.rank == 4 && x.shape[0] == 1 && x.shape[1] == config.imageChannels,
+                     "RRDBNet takes [1, \(config.imageChannels), H, W], got \(x.shape)")
         // trunk, at 1/unshuffle of the image's size
-        let input = config.unshuffle > 1 ? x.pixelUnshuffled(by: config.unshuffle) : x  // [N, 3·r², H/r, W/r]
+        let input = config.unshuffle > 1 ? x.pixelUnshuffled(by: config.unshuffle) : x  // [1, 3·r², H/r, W/r]
         let first = convFirst(input)
         var h = first
         for (done, block) in body.enumerated() {
@@ -63,7 +65,7 @@ public struct RRDBNet: Sendable {
         // In place: at full resolution each map is the largest tensor of the pass.
         for (done, conv) in upConvs.enumerated() {
             try cancellation?.check()
-            h = conv(h.upsampleNearest2x())  // [N, F, 2H, 2W]
+            h = conv(h.upsampleNearest2x())  // [1, F, 2H, 2W]
             h.formLeakyReLU(slope: 0.2)
             progress(body.count + done + 1)
         }
@@ -88,7 +90,9 @@ struct RRDB: Sendable {
     }
 
     func callAsFunction(_ x: Tensor) -> Tensor {
-        dense[2](dense[1](dense[0](x))) * 0.2 + x
+        var h = dense[2](dense[1](dense[0](x)))
+        h.formScaledSum(0.2, plus: x)
+        return h
     }
 }
 
@@ -103,11 +107,17 @@ struct ResidualDenseBlock: Sendable {
     }
 
     func callAsFunction(_ x: Tensor) -> Tensor {
-        var features = x  // [N, F + k·G, H, W]: the input and the k outputs so far
+        // [1, F + k·G, H, W]: the input and the k outputs so far, grown in place in one buffer
+        var features = x
+        features.reserveChannels(x.shape[1] + 4 * convs[0].weight.shape[0])
         for conv in convs.prefix(4) {
-            features = Tensor.concatChannels(features, conv(features).leakyReLU(slope: 0.2))
+            var grown = conv(features)
+            grown.formLeakyReLU(slope: 0.2)
+            features.appendChannels(grown)
         }
-        return convs[4](features) * 0.2 + x
+        var out = convs[4](features)
+        out.formScaledSum(0.2, plus: x)
+        return out
     }
 }
 
