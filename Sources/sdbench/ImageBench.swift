@@ -76,24 +76,10 @@ struct ImageBench: ParsableCommand {
 
     /// Runs `sdbench images-child` for `workload` and returns its JSON line.
     func runChild(_ workload: ImageWorkload, url: URL) throws -> [String: Any] {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         var arguments = ["images-child", workload.rawValue, "--checkpoint", url.path, "--clock", options.clock.rawValue]
         if let threads = options.threads { arguments += ["--threads", String(threads)] }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: exe)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
         say("low-memory \(workload.rawValue), in a child process (\(arguments.joined(separator: " ")))")
-        try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: output, as: UTF8.self)
-        guard process.terminationStatus == 0, let line = text.split(separator: "\n").last,
-              let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
-            throw BenchError("the \(workload.rawValue) child failed (status \(process.terminationStatus)): \(text.suffix(500))")
-        }
-        return object
+        return try runBenchChild(arguments, what: "the \(workload.rawValue) child")
     }
 }
 
