@@ -4,7 +4,7 @@ import Diffusion
 
 /// sdrepl's benchmark. Each subcommand measures one thing and ends with one JSON line, so a
 /// script can take the last line of any of them. `sdbench` alone runs `gemm`; `make bench` runs
-/// `model` (`BENCH=gemm` or `BENCH=ops` another).
+/// `model` (`BENCH=gemm`, `BENCH=ops` or `BENCH=images` another).
 @main
 struct Bench: ParsableCommand {
     /// Checks the CPU and sets the engine's environment (see `HostCheck`, `EngineEnvironment`) before
@@ -21,7 +21,8 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sdbench",
         abstract: "sdrepl's benchmark: prints one JSON line of measurements.",
-        subcommands: [GEMMBench.self, OpsBench.self, ModelBench.self, ModelBenchChild.self, UpscaleBench.self],
+        subcommands: [GEMMBench.self, OpsBench.self, ModelBench.self, ModelBenchChild.self, ImageBench.self, ImageBenchChild.self,
+                      UpscaleBench.self],
         defaultSubcommand: GEMMBench.self
     )
 }

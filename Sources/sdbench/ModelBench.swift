@@ -225,27 +225,34 @@ struct ModelBench: ParsableCommand {
 
     /// Runs `sdbench model-child` on `url` and returns its JSON line.
     func runChild(url: URL) throws -> [String: Any] {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         var arguments = ["model-child", "--checkpoint", url.path, "--clock", options.clock.rawValue, "--repeats", String(repeats)]
         if let threads = options.threads { arguments += ["--threads", String(threads)] }
         if full { arguments += ["--full", "--steps", String(fullSteps)] }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: exe)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
         say("low-memory mode, in a child process (\(arguments.joined(separator: " ")))")
-        try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: output, as: UTF8.self)
-        guard process.terminationStatus == 0,
-              let line = text.split(separator: "\n").last,
-              let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
-            throw BenchError("the low-memory child failed (status \(process.terminationStatus)): \(text.suffix(500))")
-        }
-        return object
+        return try runBenchChild(arguments, what: "the low-memory child")
     }
+}
+
+/// Runs this executable with `arguments` (a hidden child subcommand: its peak RSS is its own) and
+/// returns the JSON object of its last output line; its progress goes to our stderr.
+/// - Throws: `BenchError` naming `what` with the end of its output when it fails.
+func runBenchChild(_ arguments: [String], what: String) throws -> [String: Any] {
+    let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: exe)
+    process.arguments = arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    try process.run()
+    let output = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    let text = String(decoding: output, as: UTF8.self)
+    guard process.terminationStatus == 0,
+          let line = text.split(separator: "\n").last,
+          let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+        throw BenchError("\(what) failed (status \(process.terminationStatus)): \(text.suffix(500))")
+    }
+    return object
 }
 
 /// `sdbench model-child` (hidden): the low-memory half of `sdbench model`, in its own process so

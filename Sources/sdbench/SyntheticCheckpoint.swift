@@ -7,7 +7,7 @@ import ModelStore
 ///
 /// The tensor list comes from the engine's own models (`ShapeRecorder.checkpointTensors()`) and the
 /// names from `KeyMap`'s table run backwards, so there is no second list of SD1.5's shapes. The VAE
-/// encoder is absent: the engine builds only the decoder.
+/// encoder is there, for the image-to-image measurements.
 ///
 /// Values are deterministic: each tensor draws from its own SplitMix64 stream, seeded from its name.
 /// - weights of convolutions and linear layers: uniform with standard deviation `1/√fan_in`, which
@@ -20,7 +20,7 @@ import ModelStore
 /// `.partial` file, never a short one under the final name.
 enum SyntheticCheckpoint {
     /// Bumped whenever the values or the tensor list change, so an old cache is rebuilt.
-    static let version = 2
+    static let version = 3
 
     static var defaultURL: URL {
         URL(fileURLWithPath: XDGDirectories().cache).appendingPathComponent("sdrepl/bench/sd15-random-fp16.safetensors")
@@ -49,7 +49,7 @@ enum SyntheticCheckpoint {
 
     /// The single-file tensors: LDM name, LDM shape, and the `Checkpoint` key it maps to.
     static func tensors() throws -> [(name: String, shape: [Int])] {
-        let tensors = try ShapeRecorder.checkpointTensors()
+        let tensors = try ShapeRecorder.checkpointTensors(vaeEncoder: true)
         guard let names = ShapeRecorder.singleFileNames(for: tensors) else {
             throw BenchError("a tensor has no single-file name (KeyMap and the models disagree)")
         }

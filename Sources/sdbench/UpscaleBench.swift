@@ -10,7 +10,9 @@ import Foundation
 struct UpscaleBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "upscale",
-        abstract: "RealESRGAN_x4plus (random weights) on a 512x512 image, tiled: seconds, floor, peak RSS.")
+        abstract: "RealESRGAN_x4plus (random weights) on a 512x512 image, tiled: seconds, floor, peak RSS.",
+        // `sdbench model` runs it by this name, which sends its progress to stderr.
+        aliases: ["upscale-child"])
 
     @Option(help: "OpenBLAS threads (default: OpenBLAS's own choice).")
     var threads: Int?
@@ -92,26 +94,12 @@ struct UpscaleBench: ParsableCommand {
     static let childFields = ["upscale_x4_seconds", "upscale_x4_floor_seconds", "upscale_x4_ratio", "upscale_x4_tile_work",
                               "upscale_x4_peak_rss_mb"]
 
-    /// Runs `sdbench upscale` in a child process (its peak RSS is then the upscale's own) and returns
-    /// its figures for `sdbench model`'s JSON line.
+    /// Runs `sdbench upscale-child` (this command, its progress on stderr) in a child process, so its
+    /// peak RSS is the upscale's own, and returns its figures for `sdbench model`'s JSON line.
     static func runChild(threads: Int?, clock: Timing.Clock) throws -> [(String, JSON)] {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: exe)
-        process.arguments = ["upscale", "--clock", clock.rawValue] + (threads.map { ["--threads", String($0)] } ?? [])
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        say("x4 upscale, in a child process (sdbench \(process.arguments?.joined(separator: " ") ?? ""))")
-        try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: output, as: UTF8.self)
-        let lines = text.split(separator: "\n")
-        lines.dropLast().forEach { say("  " + $0) }
-        guard process.terminationStatus == 0, let last = lines.last,
-              let object = try? JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any] else {
-            throw BenchError("the upscale child failed (status \(process.terminationStatus)): \(text.suffix(500))")
-        }
+        let arguments = ["upscale-child", "--clock", clock.rawValue] + (threads.map { ["--threads", String($0)] } ?? [])
+        say("x4 upscale, in a child process (\(arguments.joined(separator: " ")))")
+        let object = try runBenchChild(arguments, what: "the upscale child")
         return childFields.map { key in (key, .number((object[key] as? NSNumber)?.doubleValue ?? .nan, decimals: 3)) }
     }
 

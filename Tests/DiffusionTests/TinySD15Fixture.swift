@@ -22,6 +22,18 @@ enum TinySD15Fixture {
     static let folder = Fixture.tinySD15Folder
     static let singleFile = Fixture.tinySD15SingleFile
 
+    /// The img2img and inpainting fixtures' init picture, from the processed tensor diffusers saved
+    /// (`2 · b/255 − 1` inverts exactly, which the test of the encoder checks).
+    static func initImage() throws -> PixelImage {
+        let pixels = try Fixture.tensors("img2img/encoder").tensor("pixels")  // [1, 3, 64, 64]
+        let (h, w) = (pixels.shape[2], pixels.shape[3])
+        var rgb = [UInt8](repeating: 0, count: h * w * 3)
+        for c in 0..<3 {
+            for i in 0..<(h * w) { rgb[i * 3 + c] = UInt8(((pixels.data[c * h * w + i] + 1) / 2 * 255).rounded()) }
+        }
+        return PixelImage(width: w, height: h, rgb: rgb)
+    }
+
     /// Opens the fixture in `form`.
     static func checkpoint(_ form: Form, memory: MemoryMode = .fast) throws -> Checkpoint {
         switch form {

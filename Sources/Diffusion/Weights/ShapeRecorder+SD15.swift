@@ -3,15 +3,16 @@ import Foundation
 extension ShapeRecorder {
     /// The tensors of an SD1.x checkpoint as `Checkpoint` names them (`unet.…`, `vae.…`,
     /// `text_encoder.text_model.…`), from the models built with the given configs (SD1.5's by
-    /// default). The VAE encoder is not listed: the engine builds only the decoder.
+    /// default). The VAE encoder is listed only when asked for: text to image builds only the decoder.
     /// - Throws: `ModelConfigError` for an invalid config.
     public static func checkpointTensors(text: CLIPTextConfig = CLIPTextConfig(), unet: UNetConfig = UNetConfig(),
-                                         vae: VAEConfig = VAEConfig()) throws -> [(key: String, shape: [Int])] {
+                                         vae: VAEConfig = VAEConfig(), vaeEncoder: Bool = false) throws -> [(key: String, shape: [Int])] {
         let recorder = ShapeRecorder()
         func weights(_ c: CheckpointComponent) -> Weights { Weights(source: recorder, prefix: c.modelPrefix, keepConverted: false) }
         _ = try CLIPTextModel(config: text, weights: weights(.textEncoder))
         _ = try UNet2DConditionModel(config: unet, weights: weights(.unet))
         _ = try AutoencoderDecoder(config: vae, weights: weights(.vae))
+        if vaeEncoder { _ = try AutoencoderEncoder(config: vae, weights: weights(.vae)) }
         return recorder.tensors
     }
 

@@ -68,6 +68,7 @@ extension Session {
             if command.name == "model", "download".hasPrefix(rest), !rest.isEmpty || candidates.isEmpty {
                 candidates.insert("download", at: 0)
             }
+            if command.name == "init" { candidates = imageNumbers(matching: rest) + candidates }
             return Completion(word: rest, candidates: candidates)
         case .upscalers:
             // `upscale [N] [MODEL] [xS]`: the model word, by name or path.
@@ -80,9 +81,18 @@ extension Session {
             }
             let value = String(rest[keyEnd...].drop(while: { $0 == " " || $0 == "\t" }))
             guard let key = SettingKey.named(String(rest[..<keyEnd])) else { return Completion(word: value, candidates: []) }
-            if key.completesPaths { return Completion(word: value, candidates: completePath(value)) }
+            if key.completesPaths {
+                let numbers = key.name == "init" ? imageNumbers(matching: value) : []
+                return Completion(word: value, candidates: numbers + completePath(value))
+            }
             return Completion(word: value, candidates: matching(value, key.choices(self) ?? []))
         }
+    }
+
+    /// This session's image numbers that start with `word` (for `init N`), when `word` is a number or empty.
+    private func imageNumbers(matching word: String) -> [String] {
+        guard word.allSatisfy(\.isNumber), !images.isEmpty else { return [] }
+        return (1...images.count).map(String.init).filter { $0.hasPrefix(word) }
     }
 
     private func lastWord(_ text: String) -> String {

@@ -20,16 +20,10 @@ final class ImageToImagePipelineTests: XCTestCase {
 
     private static let pipeline = Result { try StableDiffusionPipeline(url: Fixture.tinySD15Folder, options: LoadOptions(memoryMode: .fast)) }
 
-    /// The init image's bytes, from the processed tensor diffusers saved (`2 · b/255 − 1` inverts exactly).
+    /// The init image; preprocessing it must give diffusers' tensor to the bit.
     private func initImage() throws -> PixelImage {
-        let pixels = try Fixture.tensors("img2img/encoder").tensor("pixels")  // [1, 3, 64, 64]
-        let (h, w) = (pixels.shape[2], pixels.shape[3])
-        var rgb = [UInt8](repeating: 0, count: h * w * 3)
-        for c in 0..<3 {
-            for i in 0..<(h * w) { rgb[i * 3 + c] = UInt8(((pixels.data[c * h * w + i] + 1) / 2 * 255).rounded()) }
-        }
-        let image = PixelImage(width: w, height: h, rgb: rgb)
-        XCTAssertEqual(image.signedTensor.data, pixels.data, "preprocessing is diffusers' to the bit")
+        let image = try TinySD15Fixture.initImage()
+        XCTAssertEqual(image.signedTensor.data, try Fixture.tensors("img2img/encoder").tensor("pixels").data, "preprocessing is diffusers' to the bit")
         return image
     }
 

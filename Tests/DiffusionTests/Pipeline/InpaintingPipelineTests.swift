@@ -23,16 +23,7 @@ final class InpaintingPipelineTests: XCTestCase {
     private static let nine = Result { try StableDiffusionPipeline(url: Fixture.url("models/tiny-sd15-inpainting"), options: LoadOptions(memoryMode: .fast)) }
     private static let four = Result { try StableDiffusionPipeline(url: Fixture.tinySD15Folder, options: LoadOptions(memoryMode: .fast)) }
 
-    /// The init picture's bytes, from the processed tensor diffusers saved (`2 · b/255 − 1` inverts exactly).
-    private func initImage() throws -> PixelImage {
-        let pixels = try Fixture.tensors("img2img/encoder").tensor("pixels")  // [1, 3, 64, 64]
-        let (h, w) = (pixels.shape[2], pixels.shape[3])
-        var rgb = [UInt8](repeating: 0, count: h * w * 3)
-        for c in 0..<3 {
-            for i in 0..<(h * w) { rgb[i * 3 + c] = UInt8(((pixels.data[c * h * w + i] + 1) / 2 * 255).rounded()) }
-        }
-        return PixelImage(width: w, height: h, rgb: rgb)
-    }
+    private func initImage() throws -> PixelImage { try TinySD15Fixture.initImage() }
 
     private func mask() throws -> InpaintMask {
         let values = try Fixture.tensors("inpaint/blur").tensor("mask")  // [64, 64] uint8, 255 repaints

@@ -464,5 +464,16 @@ final class CompletionTests: XCTestCase {
         XCTAssertEqual(both.displayCandidates, ["tone.sdscript", "tour.sdscript"])
         XCTAssertEqual(session.complete("set outdir \(folder.path)/s").candidates, ["\(folder.path)/scripts/"])
         XCTAssertEqual(session.complete("model d").candidates.first, "download")
+        XCTAssertEqual(session.complete("mask \(folder.path)/scripts/tou").candidates, ["\(folder.path)/scripts/tour.sdscript"])
+        XCTAssertEqual(session.complete("set mask \(folder.path)/scr").candidates, ["\(folder.path)/scripts/"])
+    }
+
+    func testInitCompletesImageNumbersAndPaths() {
+        let session = makeSession()
+        XCTAssertEqual(session.complete("init 1").candidates, [], "no images yet")
+        for _ in 0..<12 { XCTAssertEqual(session.execute("gen"), .ok) }
+        XCTAssertEqual(session.complete("init 1").candidates, ["1", "10", "11", "12"])
+        XCTAssertEqual(session.complete("set init 9").candidates, ["9"])
+        XCTAssertEqual(session.complete("set hires-upscaler latent-n").candidates, ["latent-nearest", "latent-nearest-exact"])
     }
 }
