@@ -100,7 +100,9 @@ struct UpscaleBench: ParsableCommand {
         let arguments = ["upscale-child", "--clock", clock.rawValue] + (threads.map { ["--threads", String($0)] } ?? [])
         say("x4 upscale, in a child process (\(arguments.joined(separator: " ")))")
         let object = try runBenchChild(arguments, what: "the upscale child")
-        return childFields.map { key in (key, .number((object[key] as? NSNumber)?.doubleValue ?? .nan, decimals: 3)) }
+        return childFields.map { key in
+            (key, .number((object[key] as? NSNumber)?.doubleValue ?? .nan, decimals: key.hasSuffix("_mb") ? 0 : 3))
+        }
     }
 
     /// The sgemm roof as `sdbench model` samples it.
