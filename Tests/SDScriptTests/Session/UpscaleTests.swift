@@ -80,6 +80,7 @@ final class UpscaleTests: XCTestCase {
     }
 
     func testBadInputIsOneLineAndTheSessionGoesOn() throws {
+        _ = folder.write("esrgan/broken.safetensors", "abc")
         let fresh = makeSession(io: BufferIO())
         XCTAssertEqual(fresh.execute("upscale \(x4)"),
                        .failed(Diagnostic(.notReady(command: "upscale", reason: "no image yet; run 'gen' first, then upscale"), at: nil)))
@@ -88,13 +89,17 @@ final class UpscaleTests: XCTestCase {
             ("upscale 1 \(x4) x9", "upscale: expected a scale from x1 to x8 (e.g. x4, x2.5), got 'x9'"),
             ("upscale 1 nosuch", "upscale: no such file, and no upscaler of that name in"),
             ("upscale 1 \(Fixture.url("lora/tiny-lora.safetensors").path)", "is not an RRDBNet (ESRGAN/Real-ESRGAN) upscaler: it has no 'conv_first.weight'"),
-            ("upscale 1", "upscale: no upscaler found in"),
+            ("upscale 1 broken", "broken.safetensors"),
+            ("upscale 1 \(folder.path)", "is a folder; give the model file"),
         ]
         for (line, message) in cases {
             guard case .failed(let diagnostic) = session.execute(line) else { return XCTFail("\(line) did not fail") }
             XCTAssertTrue(diagnostic.description.contains(message), "\(line): \(diagnostic)")
             XCTAssertFalse(diagnostic.description.contains("\n"), diagnostic.description)
         }
+        try FileManager.default.removeItem(atPath: folder.path + "/esrgan/broken.safetensors")
+        guard case .failed(let none) = session.execute("upscale 1") else { return XCTFail("upscale without an upscaler ran") }
+        XCTAssertTrue(none.description.hasPrefix("upscale: no upscaler found in"), none.description)
         // Too large a result is refused before any work: 2048 x 8 would be 16384 a side.
         for line in ["set size 2048x2048", "gen"] { XCTAssertEqual(session.execute(line), .ok, line) }
         let calls = io.progressCalls
