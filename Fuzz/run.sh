@@ -80,7 +80,7 @@ safetensors)
     nn=$root/Sources/NN
     "$SWIFTC" "${swift_flags[@]}" -module-name SafetensorsFuzzer \
         "$root/Fuzz/SafetensorsFuzzer.swift" \
-        "$nn/Weights/Safetensors.swift" "$nn/Weights/HeaderJSON.swift" "$nn/Weights/SafetensorsError.swift" \
+        "$nn/Weights/Safetensors.swift" "$nn/Weights/MappedFile.swift" "$nn/Weights/HeaderJSON.swift" "$nn/Weights/SafetensorsError.swift" \
         "$nn/Weights/FloatConversion.swift" "$nn/Weights/Parameter.swift" "$nn/Weights/ShapeRecorder.swift" \
         "$nn/Weights/WeightsError.swift" "$nn/Tensor/Tensor.swift" "$nn/Tensor/Profiler.swift" \
         -o "$build/fuzz-safetensors"
