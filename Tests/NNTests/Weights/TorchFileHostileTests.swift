@@ -416,6 +416,20 @@ final class TorchFileHostileTests: XCTestCase {
         }
     }
 
+    /// Names from the file with newlines or of any length still give a one-line message (found by the fuzzer:
+    /// a local header's name with a newline).
+    func testMessagesStayOnOneLine() throws {
+        let name = "archive/a\nb\u{2028}c" + String(repeating: "x", count: 10_000)
+        var entries = validArchive()
+        entries[1].name = name
+        entries[1].localName = "archive/other"
+        let (e, _) = try openError(ZipBuilder(entries).bytes)
+        let text = try XCTUnwrap(e).description
+        XCTAssertFalse(text.contains("\n") || text.contains("\u{2028}"), text)
+        XCTAssertTrue(text.contains("archive/a\\nb\\u{2028}cxxx"), text)
+        XCTAssertLessThan(text.count, 600)
+    }
+
     func testDuplicateNames() throws {
         let (e, path) = try openError(ZipBuilder(validArchive() + [validArchive()[0]]).bytes)
         XCTAssertEqual(e, .duplicateEntry(path: path, name: "archive/data.pkl"))

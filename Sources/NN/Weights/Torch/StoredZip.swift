@@ -118,11 +118,11 @@ struct StoredZip {
             let extraEnd = extra + extraLength
             while extraEnd - extra >= 4 {
                 let id = reader.u16(extra), length = Int(reader.u16(extra + 2))
-                guard length <= extraEnd - extra - 4 else { throw Failure.damaged("the extra field of '\(name)' is truncated") }
+                guard length <= extraEnd - extra - 4 else { throw Failure.damaged("the extra field of '\(shown(name))' is truncated") }
                 if id == 0x0001 {
                     var field = extra + 4
                     func next64() throws -> UInt64 {
-                        guard field + 8 <= extra + 4 + length else { throw Failure.damaged("the zip64 field of '\(name)' is truncated") }
+                        guard field + 8 <= extra + 4 + length else { throw Failure.damaged("the zip64 field of '\(shown(name))' is truncated") }
                         defer { field += 8 }
                         return reader.u64(field)
                     }
@@ -130,7 +130,7 @@ struct StoredZip {
                     if compressed == 0xFFFF_FFFF { compressed = try next64() }
                     if local == 0xFFFF_FFFF { local = try next64() }
                     if disk == 0xFFFF {
-                        guard field + 4 <= extra + 4 + length else { throw Failure.damaged("the zip64 field of '\(name)' is truncated") }
+                        guard field + 4 <= extra + 4 + length else { throw Failure.damaged("the zip64 field of '\(shown(name))' is truncated") }
                         disk = UInt64(reader.u32(field))
                     }
                 }
@@ -139,29 +139,29 @@ struct StoredZip {
             at = extraEnd + commentLength
 
             try Self.checkName(name)
-            guard disk == 0 else { throw Failure.damaged("'\(name)' starts on another disk") }
+            guard disk == 0 else { throw Failure.damaged("'\(shown(name))' starts on another disk") }
             guard flags & 0x41 == 0 else { throw Failure.encrypted(entry: name) }  // bit 0: encrypted, bit 6: strong encryption
             guard method == 0 else { throw Failure.compressed(entry: name, method: method) }
             guard compressed == uncompressed else {
-                throw Failure.damaged("'\(name)' is stored but its sizes differ (\(compressed) and \(uncompressed) bytes)")
+                throw Failure.damaged("'\(shown(name))' is stored but its sizes differ (\(compressed) and \(uncompressed) bytes)")
             }
 
             // The local header: where the data starts, after its own name and extra field.
             let directoryStart = UInt64(directory.lowerBound)
             guard local <= directoryStart, directoryStart - local >= UInt64(Self.localHeaderSize) else {
-                throw Failure.damaged("the local header of '\(name)' (at \(local)) is past the entries")
+                throw Failure.damaged("the local header of '\(shown(name))' (at \(local)) is past the entries")
             }
             let header = Int(local)
-            guard reader.u32(header) == 0x0403_4B50 else { throw Failure.damaged("the local header of '\(name)' is missing") }
+            guard reader.u32(header) == 0x0403_4B50 else { throw Failure.damaged("the local header of '\(shown(name))' is missing") }
             guard reader.u16(header + 8) == 0 else { throw Failure.compressed(entry: name, method: Int(reader.u16(header + 8))) }
             let localNameLength = Int(reader.u16(header + 26)), localExtraLength = Int(reader.u16(header + 28))
             let dataStart = header + Self.localHeaderSize + localNameLength + localExtraLength
             guard dataStart <= directory.lowerBound, compressed <= UInt64(directory.lowerBound - dataStart) else {
-                throw Failure.damaged("'\(name)' (\(compressed) bytes at \(header)) reaches past the entries into the central directory or past the end of the file")
+                throw Failure.damaged("'\(shown(name))' (\(compressed) bytes at \(header)) reaches past the entries into the central directory or past the end of the file")
             }
             guard localNameLength == nameLength,
                   memcmp(bytes.baseAddress! + header + Self.localHeaderSize, nameBytes.baseAddress!, nameLength) == 0 else {
-                throw Failure.damaged("the local header of '\(name)' names another entry")
+                throw Failure.damaged("the local header of '\(shown(name))' names another entry")
             }
             guard index.updateValue(entries.count, forKey: name) == nil else { throw Failure.duplicate(name) }
             entries.append(Entry(name: name, data: dataStart..<(dataStart + Int(compressed)), crc32: crc, localHeader: header))
@@ -171,7 +171,7 @@ struct StoredZip {
         // name another's data).
         let byStart = entries.sorted { $0.localHeader < $1.localHeader }
         for (a, b) in zip(byStart, byStart.dropFirst()) where a.data.upperBound > b.localHeader {
-            throw Failure.damaged("entries '\(a.name)' and '\(b.name)' overlap")
+            throw Failure.damaged("entries '\(shown(a.name))' and '\(shown(b.name))' overlap")
         }
         self.entries = entries
         self.index = index

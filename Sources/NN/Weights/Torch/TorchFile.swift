@@ -95,7 +95,7 @@ public final class TorchFile: TensorFile, @unchecked Sendable {
         guard pickles.count == 1, let pickle = pickles.first else {
             throw TorchFileError.notATorchArchive(path: path, reason: pickles.isEmpty
                 ? "it has no data.pkl in a top folder"
-                : "it has several data.pkl (\(pickles.map(\.name).joined(separator: ", ")))")
+                : "it has several data.pkl (\(pickles.prefix(3).map { shown($0.name) }.joined(separator: ", ")))")
         }
         let prefix = String(pickle.name.dropLast("data.pkl".count))
         archiveName = String(prefix.dropLast())
@@ -104,7 +104,7 @@ public final class TorchFile: TensorFile, @unchecked Sendable {
             let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[order.data]), as: UTF8.self)
                 .trimmingCharacters(in: .whitespacesAndNewlines)
             guard text == "little" else {
-                throw TorchFileError.notATorchArchive(path: path, reason: "its byteorder is '\(text.prefix(16))', and sdrepl reads little-endian files only; re-save it on a little-endian machine")
+                throw TorchFileError.notATorchArchive(path: path, reason: "its byteorder is '\(shown(text))', and sdrepl reads little-endian files only; re-save it on a little-endian machine")
             }
         }
         guard pickle.data.count <= Self.maxPickleLength else {
@@ -262,10 +262,10 @@ private struct Listing {
 
     private mutating func walk(_ id: Int, prefix: String, displayPrefix: String, ancestors: inout Set<Int>, depth: Int) throws {
         guard depth < TorchFile.maxNesting else {
-            throw TorchFileError.badStructure(path: path, reason: "dictionaries nest more than \(TorchFile.maxNesting) deep at '\(prefix)'")
+            throw TorchFileError.badStructure(path: path, reason: "dictionaries nest more than \(TorchFile.maxNesting) deep at '\(shown(prefix))'")
         }
         guard ancestors.insert(id).inserted else {
-            throw TorchFileError.badStructure(path: path, reason: "a dictionary contains itself at '\(prefix)'")
+            throw TorchFileError.badStructure(path: path, reason: "a dictionary contains itself at '\(shown(prefix))'")
         }
         defer { ancestors.remove(id) }
         let dict = document.dicts[id]
@@ -327,7 +327,7 @@ private struct Listing {
             }
         }
         guard count == 0 ? tensor.offset <= storageElements : last < storageElements else {
-            throw bad("reaches element \(count == 0 ? tensor.offset : last) of storage '\(storage.key)', which holds \(storageElements) \(tensor.type.name) elements")
+            throw bad("reaches element \(count == 0 ? tensor.offset : last) of storage '\(shown(storage.key))', which holds \(storageElements) \(tensor.type.name) elements")
         }
         var contiguous = true, expected = 1
         for (size, stride) in zip(shape, strides).reversed() where size != 1 {

@@ -54,10 +54,32 @@ public enum TorchFileError: Error, Equatable, CustomStringConvertible {
     case unsupportedDtype(path: String, tensor: String, dtype: String)
     case bufferSizeMismatch(path: String, tensor: String, elements: Int, bufferCount: Int)
 
+    static func oneLine(_ text: String) -> String {
+        var out = ""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if scalar.properties.generalCategory == .control || scalar.properties.generalCategory == .lineSeparator
+                    || scalar.properties.generalCategory == .paragraphSeparator {
+                    out += "\\u{" + String(scalar.value, radix: 16) + "}"
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return out
+    }
+
     private static let damaged = "the file is damaged (an interrupted download?) or was not written by torch.save"
     private static let notWeights = "nothing was run; sdrepl reads only the weights of a pickle, and this one holds more: use the model's .safetensors release"
 
-    public var description: String {
+    /// One line however hostile the names in it: control characters escaped, long names shortened.
+    public var description: String { Self.oneLine(message) }
+
+    private var message: String {
         switch self {
         case let .cannotOpen(path, reason):
             return "cannot open \(path): \(reason)"
@@ -72,17 +94,17 @@ public enum TorchFileError: Error, Equatable, CustomStringConvertible {
         case let .damagedZip(path, reason):
             return "\(path) is not a readable zip archive: \(reason); \(Self.damaged)"
         case let .unsafeEntryName(path, name):
-            return "\(path) holds an entry named '\(name)', which points outside the archive; refused (torch.save never writes such names)"
+            return "\(path) holds an entry named '\(shown(name))', which points outside the archive; refused (torch.save never writes such names)"
         case let .duplicateEntry(path, name):
-            return "\(path) holds the entry '\(name)' more than once, so it is ambiguous which to read; refused (torch.save never writes that)"
+            return "\(path) holds the entry '\(shown(name))' more than once, so it is ambiguous which to read; refused (torch.save never writes that)"
         case let .compressedEntry(path, entry, method):
-            return "\(path) holds '\(entry)' compressed (zip method \(method)); torch.save stores every entry uncompressed and sdrepl reads only such archives (so a zip bomb cannot be inflated); re-save it with torch.save"
+            return "\(path) holds '\(shown(entry))' compressed (zip method \(method)); torch.save stores every entry uncompressed and sdrepl reads only such archives (so a zip bomb cannot be inflated); re-save it with torch.save"
         case let .encryptedEntry(path, entry):
-            return "\(path) holds '\(entry)' encrypted; torch.save never encrypts, so the file cannot be read"
+            return "\(path) holds '\(shown(entry))' encrypted; torch.save never encrypts, so the file cannot be read"
         case let .notATorchArchive(path, reason):
             return "\(path) is a zip archive but not one torch.save wrote: \(reason)"
         case let .refusedGlobal(path, opcode, global, offset):
-            return "\(path): refused \(opcode) \(global) at byte \(offset) of its pickle: not on the weights-only allow-list (\(Self.notWeights))"
+            return "\(path): refused \(opcode) \(shown(global)) at byte \(offset) of its pickle: not on the weights-only allow-list (\(Self.notWeights))"
         case let .refusedCall(path, opcode, target, offset):
             return "\(path): refused \(opcode) on \(target) at byte \(offset) of its pickle: only tensors and plain containers are built (\(Self.notWeights))"
         case let .refusedOpcode(path, opcode, offset, reason):
@@ -92,19 +114,25 @@ public enum TorchFileError: Error, Equatable, CustomStringConvertible {
         case let .pickleLimit(path, what, limit):
             return "the pickle in \(path) has more than \(limit) \(what), beyond what any weights file needs; refused"
         case let .badStorage(path, key, reason):
-            return "storage '\(key)' of \(path) \(reason); \(Self.damaged)"
+            return "storage '\(shown(key))' of \(path) \(reason); \(Self.damaged)"
         case let .badStructure(path, reason):
             return "the tensors of \(path) cannot be listed: \(reason); refused"
         case let .badTensor(path, tensor, reason):
-            return "tensor '\(tensor)' in \(path) \(reason); \(Self.damaged)"
+            return "tensor '\(shown(tensor))' in \(path) \(reason); \(Self.damaged)"
         case let .duplicateName(path, name):
-            return "\(path) holds two tensors named '\(name)' (one in a nested dictionary), so it is ambiguous which to use; refused"
+            return "\(path) holds two tensors named '\(shown(name))' (one in a nested dictionary), so it is ambiguous which to use; refused"
         case let .noSuchTensor(path, tensor):
-            return "\(path) has no tensor named '\(tensor)'"
+            return "\(path) has no tensor named '\(shown(tensor))'"
         case let .unsupportedDtype(path, tensor, dtype):
-            return "tensor '\(tensor)' in \(path) is \(dtype), which cannot be read as Float32 (float32, float16, bfloat16, float64 and the integer types can); convert the file to fp16 or fp32"
+            return "tensor '\(shown(tensor))' in \(path) is \(dtype), which cannot be read as Float32 (float32, float16, bfloat16, float64 and the integer types can); convert the file to fp16 or fp32"
         case let .bufferSizeMismatch(path, tensor, elements, bufferCount):
-            return "tensor '\(tensor)' in \(path) has \(elements) elements but the buffer given holds \(bufferCount)"
+            return "tensor '\(shown(tensor))' in \(path) has \(elements) elements but the buffer given holds \(bufferCount)"
         }
     }
+}
+
+/// A name from a file as a message shows it: at most 160 characters, the middle elided.
+func shown(_ name: String) -> String {
+    guard name.count > 160 else { return name }
+    return String(name.prefix(120)) + "…" + String(name.suffix(30))
 }
