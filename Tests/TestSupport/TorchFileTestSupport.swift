@@ -209,20 +209,22 @@ public func torchStorageType(_ dtype: TensorDType) -> String {
     }
 }
 
-/// Writes the tensors of `source` (every one, or those `include` keeps) as a torch.save-style
-/// pickle: `{wrapper: {name: tensor}}`, or the state dict itself when `wrapper` is nil. Storage
-/// bytes are copied as they are, so the twin holds exactly the source's values.
+/// Writes the tensors of `source` as a torch.save-style pickle (`PickleBuilder.tensor`, protocol 2):
+/// `{wrapper: {name: tensor}}`, or the state dict itself when `wrapper` is nil. `rename` gives each
+/// tensor's name in the twin, or nil to leave it out. Storage bytes are copied as they are, so the
+/// twin holds exactly the source's values.
 @discardableResult
 public func writeTorchTwin(of source: SafetensorsFile, to url: URL, wrapper: String? = "state_dict",
-                           include: (String) -> Bool = { _ in true }) throws -> URL {
+                           rename: (String) -> String? = { $0 }) throws -> URL {
     var p = PickleBuilder()
     if let wrapper { p.emptyDict(); p.string(wrapper) }
     p.emptyDict()
     p.mark()
     var storages: [(key: String, bytes: [UInt8])] = []
-    for info in source.tensors where include(info.name) {
+    for info in source.tensors {
+        guard let name = rename(info.name) else { continue }
         let key = String(storages.count)
-        p.string(info.name)
+        p.string(name)
         p.tensor(storageType: torchStorageType(info.dtype), key: key, numel: info.elementCount, shape: info.shape)
         storages.append((key, try source.withRawBytes(of: info.name) { Array($0) }))
     }

@@ -65,6 +65,11 @@ public enum PicklePolicy: String, CaseIterable, Sendable {
     /// The environment variable that sets the policy a process starts with (`off` refuses).
     public static let environmentVariable = "SDREPL_PICKLES"
 
+    /// The policy `SDREPL_PICKLES` gives: `.refuse` for `off` (or `no`, `false`, `0`), else `.read`.
+    public static var environmentDefault: PicklePolicy {
+        ProcessInfo.processInfo.environment[environmentVariable].flatMap(PicklePolicy.init(word:)) ?? .read
+    }
+
     /// The policy loaders apply when they are not given one: from `SDREPL_PICKLES` at first use,
     /// then whatever was last assigned.
     public static var current: PicklePolicy {
@@ -88,10 +93,8 @@ public enum PicklePolicy: String, CaseIterable, Sendable {
             get {
                 lock.lock(); defer { lock.unlock() }
                 if let stored { return stored }
-                let fromEnvironment = ProcessInfo.processInfo.environment[PicklePolicy.environmentVariable]
-                    .flatMap(PicklePolicy.init(word:)) ?? .read
-                stored = fromEnvironment
-                return fromEnvironment
+                stored = PicklePolicy.environmentDefault
+                return stored!
             }
             set { lock.lock(); stored = newValue; lock.unlock() }
         }
@@ -124,7 +127,7 @@ public enum TensorFileKind: Equatable, Sendable {
             head = Array((try? handle.read(upToCount: 9)) ?? Data())
             try? handle.close()
         }
-        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue ?? 0
+        let size = fileSize(url) ?? 0
         // A safetensors file starts with the header length and then '{'. Checking this first keeps a
         // header length whose low bytes happen to read 0x80 0x02 from being taken for a pickle.
         if head.count == 9, head[8] == UInt8(ascii: "{"),
@@ -136,6 +139,11 @@ public enum TensorFileKind: Equatable, Sendable {
         if head.count >= 2, head[0] == 0x80, (2...5).contains(head[1]) { return .rawPickle(protocol: Int(head[1])) }
         if head.starts(with: Array("GGUF".utf8)) { return .gguf }
         return .unknown(pickleName: pickleExtensions.contains(url.pathExtension.lowercased()))
+    }
+
+    /// The size of the file `url` names, through symbolic links (a Hugging Face cache snapshot links to its blob).
+    static func fileSize(_ url: URL) -> Int? {
+        (try? FileManager.default.attributesOfItem(atPath: url.resolvingSymlinksInPath().path)[.size] as? NSNumber)?.intValue
     }
 }
 
@@ -160,10 +168,10 @@ public func openTensorFile(_ url: URL, pickles: PicklePolicy = .current) throws 
         throw TorchFileError.notZipFormat(path: url.path, evidence: "it starts with a pickle protocol \(version) header")
     case .unknown(pickleName: true):
         // An empty or unreadable file gets the reader's own message ("is empty", "cannot open").
-        guard let size = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? NSNumber)?.intValue, size > 0 else {
+        guard let size = TensorFileKind.fileSize(url), size > 0 else {
             return try TorchFile(url: url, pickles: pickles)
         }
-        throw TorchFileError.notZipFormat(path: url.path, evidence: "its name ends in .\(url.pathExtension) but it is not a zip archive")
+        throw TorchFileError.notZipFormat(path: url.path, evidence: "its name ends in .\(url.pathExtension)")
     case .safetensors, .gguf, .unknown(pickleName: false):
         return try SafetensorsFile(url: url)
     }
