@@ -168,6 +168,22 @@ public struct SettingKey {
                    },
                    show: { $0.resources.vae ?? "(the model's own VAE)" }, reset: { $0.resources.vae = nil },
                    transcript: .inputPath(except: ["none", "auto"])),
+        // Process-wide, as the environment variable it overrides: loaders consult PicklePolicy.current.
+        SettingKey(name: "pickles", values: "on|off (read .ckpt/.pt/.pth weights without running anything in them, or refuse every pickle)",
+                   kind: .words, choices: { _ in ["on", "off"] }, completesPaths: false,
+                   apply: { session, value in
+                       guard let policy = PicklePolicy(word: value) else {
+                           throw ScriptError.badArgument(command: "set pickles", argument: value, reason: "expected on or off, got",
+                                                         suggestion: closestWord(to: value, in: ["on", "off"]))
+                       }
+                       session.settings.resources.pickles = policy
+                       PicklePolicy.current = policy
+                   },
+                   show: { $0.resources.pickles.rawValue },
+                   reset: {
+                       $0.resources.pickles = .environmentDefault
+                       PicklePolicy.current = .environmentDefault
+                   }),
     ]
 
     public static var names: [String] { all.map(\.name) }
