@@ -40,12 +40,12 @@ bench: deps
 	$(SWIFT) build -c release --product sdbench
 	"$$($(SWIFT) build -c release --show-bin-path)/sdbench" $(BENCH) $(ARGS)
 
-# `make fuzz FUZZ=script|safetensors|image SECONDS=n`: builds one libFuzzer target with AddressSanitizer
+# `make fuzz FUZZ=script|safetensors|pickle|image SECONDS=n`: builds one libFuzzer target with AddressSanitizer
 # and runs it for n seconds (Fuzz/run.sh; crashes land in .build-fuzz/FUZZ/artifacts). ARGS go to
 # libFuzzer. Fuzzing is not part of `make test`.
 SECONDS      ?= 60
 fuzz: deps
-	@[ -n "$(FUZZ)" ] || { echo "make: name the target: make fuzz FUZZ=script|safetensors|image SECONDS=60" >&2; exit 2; }
+	@[ -n "$(FUZZ)" ] || { echo "make: name the target: make fuzz FUZZ=script|safetensors|pickle|image SECONDS=60" >&2; exit 2; }
 	Fuzz/run.sh $(FUZZ) $(SECONDS) $(ARGS)
 
 clean:

@@ -77,7 +77,7 @@ let package = Package(
         ),
 
         // Shared by every test target: fixture paths and the reference-data reader.
-        .target(name: "TestSupport", dependencies: ["Diffusion", "NN"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["Diffusion", "NN", .product(name: "Crypto", package: "swift-crypto")], path: "Tests/TestSupport"),
         .testTarget(name: "NNTests", dependencies: ["NN", "Diffusion", "TestSupport"]),
         .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "NN", "TestSupport"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "Diffusion", "TestSupport"]),

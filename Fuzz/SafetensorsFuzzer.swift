@@ -1,6 +1,6 @@
 // libFuzzer harness: arbitrary bytes opened as a safetensors file, and every tensor of a header
 // that validates read back. Built by Fuzz/run.sh together with Sources/NN/Weights/{Safetensors,
-// HeaderJSON,SafetensorsError,FloatConversion,Parameter,ShapeRecorder,WeightsError}.swift and
+// MappedFile,HeaderJSON,SafetensorsError,FloatConversion,Parameter,ShapeRecorder,WeightsError}.swift and
 // Sources/NN/Tensor/{Tensor,Profiler}.swift.
 //
 // `SafetensorsFile` promises that a hostile file ends in a `SafetensorsError` and that, once the

@@ -6,6 +6,7 @@ Python's standard library only. Run from anywhere: python3 Fuzz/make_seeds.py
 The other seeds are copies:
   script/       examples/*.sdscript and Tests/Fixtures/transcripts/recorded-by-0.1.0.sdscript
   safetensors/  Tests/Fixtures/ti/tinyglow.safetensors and tinyneg.safetensors
+  pickle/       Tests/Fixtures/pickle/*.ckpt, *.pt, *.pth (torch.save's files, for the harness's file mode)
   image/        sdrepl-written.png and .jpg, saved by sdrepl itself from this script on stdin:
                     seed 1234 / set size 64x64 / set steps 2 / set outdir out
                     prompt a red fox in snow, (highly detailed:1.2), [winter|autumn]
@@ -16,7 +17,9 @@ The other seeds are copies:
 """
 import json
 import os
+import shutil
 import struct
+import zipfile
 import zlib
 
 CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
@@ -66,6 +69,23 @@ write("safetensors", "unreadable-dtypes.safetensors", safetensors([
     ("c64", "C64", [1], struct.pack("<2f", 1, 2)),
 ]))
 
+
+# --- pickle ------------------------------------------------------------------------------------
+# The fixtures as files (first byte 'P', even: file mode), and each one's data.pkl behind an odd
+# byte (pickle mode: the harness wraps it in an archive with storages "0" to "3" of 64 bytes).
+
+FIXTURES = os.path.join(os.path.dirname(CORPUS), "..", "Tests", "Fixtures", "pickle")
+for name in sorted(os.listdir(FIXTURES)):
+    if name.endswith((".ckpt", ".pt", ".pth")):
+        shutil.copyfile(os.path.join(FIXTURES, name), os.path.join(CORPUS, "pickle", name))
+        with zipfile.ZipFile(os.path.join(FIXTURES, name)) as z:
+            pkl = next(n for n in z.namelist() if n.endswith("/data.pkl"))
+            write("pickle", name.rsplit(".", 1)[0] + ".pkl", b"\x01" + z.read(pkl))
+
+# A tensor over storage "0" as the wrapped archive has it (16 float32), a view with an offset and strides.
+tensor = (b"\x80\x02}X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\n"
+          b"X\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x10tQK\x02K\x03K\x02\x86K\x01K\x04\x86\x89ccollections\nOrderedDict\n)RtRs.")
+write("pickle", "strided-view.pkl", b"\x01" + tensor)
 
 # --- images ------------------------------------------------------------------------------------
 

@@ -7,6 +7,8 @@
 #   script       .sdscript lines (ScriptLine, ResultRecord, CommandText) and the prompt parsers
 #                (ExtraNetworks, PromptComposition, PromptSchedule, PromptParser)
 #   safetensors  the safetensors header parser, and reading each tensor of a header that validates
+#   pickle       PyTorch zip files (TorchFile: the stored-zip reader, the weights-only pickle machine,
+#                the tensor listing), and reading each tensor of a file that opens
 #   image        the PNG/JPEG recipe reader over libpng/libjpeg (C shim), EXIF, the infotext
 #
 # The harness is compiled with swiftc over the real source files it needs (no SwiftPM), into
@@ -16,7 +18,7 @@
 # Extra options go to libFuzzer, e.g. -jobs=1 -workers=1 (then its log is .build-fuzz/TARGET/fuzz-0.log).
 set -euo pipefail
 
-usage() { echo "usage: $0 script|safetensors|image SECONDS [libFuzzer options...]" >&2; exit 2; }
+usage() { echo "usage: $0 script|safetensors|pickle|image SECONDS [libFuzzer options...]" >&2; exit 2; }
 [ $# -ge 2 ] || usage
 target=$1 seconds=$2
 shift 2
@@ -80,10 +82,20 @@ safetensors)
     nn=$root/Sources/NN
     "$SWIFTC" "${swift_flags[@]}" -module-name SafetensorsFuzzer \
         "$root/Fuzz/SafetensorsFuzzer.swift" \
-        "$nn/Weights/Safetensors.swift" "$nn/Weights/HeaderJSON.swift" "$nn/Weights/SafetensorsError.swift" \
+        "$nn/Weights/Safetensors.swift" "$nn/Weights/MappedFile.swift" "$nn/Weights/HeaderJSON.swift" "$nn/Weights/SafetensorsError.swift" \
         "$nn/Weights/FloatConversion.swift" "$nn/Weights/Parameter.swift" "$nn/Weights/ShapeRecorder.swift" \
         "$nn/Weights/WeightsError.swift" "$nn/Tensor/Tensor.swift" "$nn/Tensor/Profiler.swift" \
         -o "$build/fuzz-safetensors"
+    ;;
+pickle)
+    nn=$root/Sources/NN
+    "$SWIFTC" "${swift_flags[@]}" -module-name PickleFuzzer \
+        "$root/Fuzz/PickleFuzzer.swift" "$nn"/Weights/Torch/*.swift \
+        "$nn/Weights/TensorFile.swift" "$nn/Weights/MappedFile.swift" "$nn/Weights/Safetensors.swift" \
+        "$nn/Weights/HeaderJSON.swift" "$nn/Weights/SafetensorsError.swift" "$nn/Weights/FloatConversion.swift" \
+        "$nn/Weights/Parameter.swift" "$nn/Weights/ShapeRecorder.swift" "$nn/Weights/WeightsError.swift" \
+        "$nn/Tensor/Tensor.swift" "$nn/Tensor/Profiler.swift" \
+        -o "$build/fuzz-pickle"
     ;;
 image)
     imaging_module
@@ -98,6 +110,9 @@ esac
 
 dict=()
 [ -f "$root/Fuzz/$target.dict" ] && dict=(-dict="$root/Fuzz/$target.dict")
+# Swift's own crash backtracer, under AddressSanitizer, can hang after a trap instead of exiting;
+# libFuzzer prints the stack and keeps the input anyway.
+export SWIFT_BACKTRACE=${SWIFT_BACKTRACE:-enable=no}
 # With -jobs, libFuzzer writes its log (fuzz-N.log) to the working directory: keep it in the build folder.
 cd "$build"
 exec "$build/fuzz-$target" -max_total_time="$seconds" -timeout=30 -print_final_stats=1 \

@@ -23,9 +23,10 @@ public struct HubCache: Sendable {
         var out: [FoundModel] = []
         for snap in HubCacheLayout.snapshots(of: folder) {
             let files = ((try? FileManager.default.contentsOfDirectory(atPath: snap.path)) ?? []).sorted()
-            // Prefer the smaller fp16 single file, as `model download` fetches it.
-            for name in files.sorted(by: { ($0.contains("fp16") ? 0 : 1, $0) < ($1.contains("fp16") ? 0 : 1, $1) })
-            where name.hasSuffix(".safetensors") {
+            // Prefer the smaller fp16 single file, as `model download` fetches it, and safetensors to
+            // the `.ckpt` beside it (the SD1.5 repositories hold both).
+            let rank = { (name: String) in (name.contains("fp16") ? 0 : 1, name.hasSuffix(".ckpt") ? 1 : 0, name) }
+            for name in files.sorted(by: { rank($0) < rank($1) }) where name.hasSuffix(".safetensors") || name.hasSuffix(".ckpt") {
                 let url = snap.appendingPathComponent(name)
                 guard FileManager.default.fileExists(atPath: url.path) else { continue }  // dangling link
                 out.append(FoundModel(url: url, layout: .singleFile, origin: origin,

@@ -2,7 +2,8 @@ import Foundation
 
 /// How a model is laid out on disk.
 public enum ModelLayout: String, Sendable, Codable {
-    /// One safetensors file in the original LDM layout (`v1-5-pruned-emaonly.safetensors`).
+    /// One file in the original LDM layout: safetensors (`v1-5-pruned-emaonly.safetensors`) or a
+    /// PyTorch `.ckpt`.
     case singleFile = "single-file"
     /// A diffusers folder (`model_index.json`, `unet/`, `vae/`, `text_encoder/`, …).
     case diffusersFolder = "diffusers"
@@ -48,7 +49,7 @@ public struct FoundModel: Sendable, Equatable {
 /// Finds SD1.5 checkpoints where users keep them, in this order:
 /// 1. an explicit path (`model PATH`, `--model PATH`);
 /// 2. `$SDREPL_MODEL`;
-/// 3. `models/` in the current directory (any `*.safetensors`, or a diffusers folder);
+/// 3. `models/` in the current directory (any `*.safetensors` or `*.ckpt`, or a diffusers folder);
 /// 4. the Hugging Face cache (`$HF_HUB_CACHE`, `$HF_HOME/hub`, `$XDG_CACHE_HOME/huggingface/hub`,
 ///    `~/.cache/huggingface/hub`) for the SD1.5 repositories under both names they have had.
 public struct ModelDiscovery: Sendable {
@@ -91,7 +92,7 @@ public struct ModelDiscovery: Sendable {
         var out: [String] = []
         if let explicit { out.append("\(explicit) (given path)") }
         out.append("$SDREPL_MODEL" + (environment["SDREPL_MODEL"].map { " = \($0)" } ?? " (not set)"))
-        out.append(currentDirectory.appendingPathComponent("models").path + "/ (*.safetensors or a diffusers folder)")
+        out.append(currentDirectory.appendingPathComponent("models").path + "/ (*.safetensors, *.ckpt or a diffusers folder)")
         for root in huggingFaceCacheRoots {
             for repo in Self.sd15Repositories {
                 out.append(root.appendingPathComponent(HubCache.folderName(repo: repo)).path)
@@ -168,12 +169,10 @@ public struct ModelDiscovery: Sendable {
             throw ModelStoreError.notAModel(path: path, reason: "no such file or directory")
         }
         if !isDir.boolValue {
-            let ext = url.pathExtension.lowercased()
-            guard ext == "safetensors" else {
-                let pickle = ["ckpt", "pt", "pth", "bin"].contains(ext)
-                throw ModelStoreError.notAModel(path: path, reason: pickle
-                    ? "it is a pickle checkpoint (.\(ext)); sdrepl never unpickles files. Convert it to .safetensors first (README's \"Getting a model\" shows how)"
-                    : "sdrepl reads .safetensors checkpoints or diffusers folders")
+            // A pickle is taken by its name here; the engine reads its first bytes and refuses it
+            // if it is not PyTorch's zip format (or pickles are turned off).
+            guard Self.singleFileExtensions.contains(url.pathExtension.lowercased()) else {
+                throw ModelStoreError.notAModel(path: path, reason: "sdrepl reads .safetensors and .ckpt checkpoints or diffusers folders")
             }
             return FoundModel(url: url, layout: .singleFile, origin: origin, sizeBytes: Self.fileSize(url),
                               knownSHA256: HubCache.blobSHA256(of: url))
@@ -214,7 +213,7 @@ public struct ModelDiscovery: Sendable {
             if !fm.fileExists(atPath: dir.path) {
                 problems.append("it has no \(part)/ folder")
             } else if let pickle = files.first(where: { [".bin", ".ckpt", ".pt"].contains(where: $0.hasSuffix) }) {
-                problems.append("\(part)/ holds only a pickle (\(pickle)), which sdrepl never unpickles")
+                problems.append("\(part)/ holds only a pickle (\(pickle)), and sdrepl reads a diffusers folder's .safetensors weights only")
             } else {
                 problems.append("\(part)/ has no .safetensors weights")
             }
@@ -229,7 +228,7 @@ public struct ModelDiscovery: Sendable {
         guard let entries = try? FileManager.default.contentsOfDirectory(at: dir, includingPropertiesForKeys: nil) else { return [] }
         var out: [FoundModel] = []
         for url in entries.sorted(by: { $0.lastPathComponent < $1.lastPathComponent }) {
-            if url.pathExtension.lowercased() == "safetensors" {
+            if ["safetensors", "ckpt"].contains(url.pathExtension.lowercased()) {
                 out.append(FoundModel(url: url, layout: .singleFile, origin: .modelsDirectory,
                                       sizeBytes: Self.fileSize(url), knownSHA256: HubCache.blobSHA256(of: url)))
             } else if Self.isDiffusersFolder(url) {
@@ -262,6 +261,10 @@ public struct ModelDiscovery: Sendable {
                 .prefix(1).map { dir.appendingPathComponent($0) }
         }
     }
+
+    /// The extensions a single-file checkpoint given by path may have: safetensors, and the names
+    /// PyTorch pickles go by.
+    static let singleFileExtensions: Set<String> = ["safetensors", "ckpt", "pt", "pth", "bin"]
 
     static func fileSize(_ url: URL) -> Int64 {
         let attrs = try? FileManager.default.attributesOfItem(atPath: url.resolvingSymlinksInPath().path)

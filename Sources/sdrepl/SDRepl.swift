@@ -9,7 +9,7 @@ import SDScript
 
 /// Options shared by the interactive session and `run`.
 struct SessionOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("The checkpoint to use (a .safetensors file or diffusers folder); default: discovery.",
+    @Option(help: ArgumentHelp("The checkpoint to use (a .safetensors or .ckpt file, or a diffusers folder); default: discovery.",
                                valueName: "PATH"))
     var model: String?
 

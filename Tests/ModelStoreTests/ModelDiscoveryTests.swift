@@ -104,27 +104,28 @@ final class ModelDiscoveryTests: XCTestCase {
         XCTAssertThrowsError(try discovery().findAll(explicit: root.appendingPathComponent("missing.safetensors").path)) { error in
             XCTAssertTrue("\(error)".contains("no such file or directory"), "\(error)")
         }
-        let pickle = try touch("model.ckpt")
-        XCTAssertThrowsError(try discovery().resolve(explicit: pickle.path)) { error in
-            XCTAssertTrue("\(error)".contains("never unpickles"), "\(error)")
+        let gguf = try touch("model.gguf")
+        XCTAssertThrowsError(try discovery().resolve(explicit: gguf.path)) { error in
+            XCTAssertTrue("\(error)".contains("sdrepl reads .safetensors and .ckpt checkpoints or diffusers folders"), "\(error)")
         }
     }
 
-    /// The pickle refusal points at a README section that exists (and shows the conversion).
-    func testThePickleRefusalNamesAREADMEHeadingThatExists() throws {
-        let pickle = try touch("model.ckpt")
-        XCTAssertThrowsError(try discovery().resolve(explicit: pickle.path)) { error in
-            let message = "\(error)"
-            guard let start = message.range(of: "README's \""), let end = message[start.upperBound...].firstIndex(of: "\"") else {
-                return XCTFail("no README heading named: \(message)")
-            }
-            let heading = message[start.upperBound..<end]
-            let readme = (try? String(contentsOf: FixturePaths.repoRoot.appendingPathComponent("README.md"), encoding: .utf8)) ?? ""
-            let headings = readme.split(separator: "\n").filter { $0.hasPrefix("#") }.map { $0.drop { $0 == "#" }.trimmingCharacters(in: .whitespaces) }
-            XCTAssertTrue(headings.contains(String(heading)), "'\(heading)' is not one of README's headings \(headings)")
-            let section = readme.components(separatedBy: "\n#").first { $0.drop { $0 == "#" }.trimmingCharacters(in: .whitespaces).hasPrefix(heading) } ?? ""
-            XCTAssertTrue(section.contains("safetensors.torch.save_file"), "the section shows the conversion")
+    /// Pickled checkpoints are found by name (the engine reads their first bytes and decides): given
+    /// by path under any pickle name, in `models/` as `.ckpt`, and in the cache after the
+    /// safetensors file beside them, as the SD1.5 repositories hold both.
+    func testPickledCheckpointsAreFoundByName() throws {
+        for name in ["model.ckpt", "model.pt", "model.pth", "model.bin"] {
+            let pickle = try touch(name)
+            XCTAssertEqual(try discovery().resolve(explicit: pickle.path).layout, .singleFile, name)
         }
+        _ = try makeHubRepo(cache: "home/.cache/huggingface/hub", repo: "runwayml/stable-diffusion-v1-5",
+                            files: ["v1-5-pruned-emaonly.ckpt", "v1-5-pruned-emaonly.safetensors", "v1-5-pruned.ckpt"])
+        let local = try touch("cwd/models/old-model.ckpt")
+        _ = try touch("cwd/models/embedding.pt")
+        let all = try discovery().findAll()
+        XCTAssertEqual(all.map(\.url.lastPathComponent), ["old-model.ckpt", "v1-5-pruned-emaonly.safetensors", "v1-5-pruned-emaonly.ckpt",
+                                                           "v1-5-pruned.ckpt"])
+        XCTAssertEqual(all.first?.url.path, local.path)
     }
 
     func testWithNoModelTheErrorSaysWhereItLookedAndHowToGetOne() throws {

@@ -85,7 +85,7 @@ public struct PromptChunker: Sendable {
     /// An embedding's name (matched by its tokens, see `EmbeddingLibrary`) becomes its vectors: as
     /// many positions as it has vectors, holding token 0 and a fix, moved whole to the next chunk
     /// when they do not fit (A1111's `tokenize_line`).
-    /// - Throws: `EmbeddingError.pickle` when the prompt calls an embedding that is a pickle.
+    /// - Throws: the `EmbeddingError` of an embedding the prompt calls whose file cannot be used.
     public func chunk(_ fragments: [PromptFragment]) throws -> ChunkedPrompt {
         let length = Self.chunkLength
         var chunks: [PromptChunk] = []

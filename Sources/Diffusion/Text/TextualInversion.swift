@@ -1,7 +1,7 @@
 import Foundation
 
 /// A textual-inversion embedding: learned vectors that stand in for a word, used by writing its
-/// name in a prompt (A1111's `embeddings/NAME.safetensors`, `modules/textual_inversion`).
+/// name in a prompt (A1111's `embeddings/NAME.safetensors` or `NAME.pt`, `modules/textual_inversion`).
 public struct TextualInversion: Equatable, Sendable {
     /// The file's name without extension: the word that calls it.
     public let name: String
@@ -9,20 +9,22 @@ public struct TextualInversion: Equatable, Sendable {
     public let vectors: [Float]
     public let count: Int
 
-    /// Reads an embedding: A1111's safetensors layout (`emb_params` `[n, C]`), or any file whose one
-    /// tensor is `[n, C]` or `[C]` (diffusers' `learned_embeds.safetensors`, `{"<token>": [C]}`).
+    /// Reads an embedding: A1111's safetensors layout (`emb_params` `[n, C]`), its `.pt` layout
+    /// (`string_to_param` `{"*": [n, C]}`, read without running anything), or any file whose one
+    /// tensor is `[n, C]` or `[C]` (diffusers' `learned_embeds.safetensors` or `.bin`, `{"<token>": [C]}`).
     /// - Parameter width: the text encoder's hidden size (768 for SD1.x).
     /// - Throws: `EmbeddingError` naming the file and what does not fit.
     public init(url: URL, width: Int) throws {
         name = url.deletingPathExtension().lastPathComponent
-        let file: SafetensorsFile
+        let file: any TensorFile
         do {
-            file = try SafetensorsFile(url: url)
+            file = try openTensorFile(url)
         } catch {
             throw EmbeddingError.unreadable(path: url.path, reason: "\(error)")
         }
-        let candidates = file.tensors.filter { $0.name == "emb_params" || $0.name.hasPrefix("string_to_param") }
-        guard let info = candidates.first ?? (file.tensors.count == 1 ? file.tensors.first : nil) else {
+        let tensors = file.tensorInfos
+        let candidates = tensors.filter { $0.name == "emb_params" || $0.name.hasPrefix("string_to_param") }
+        guard let info = candidates.first ?? (tensors.count == 1 ? tensors.first : nil) else {
             let found = file.names.prefix(3).joined(separator: ", ")
             throw EmbeddingError.unsupported(path: url.path, reason: "it has no 'emb_params' tensor (found \(found)); SDXL embeddings ('clip_l'/'clip_g') are not for SD1.5")
         }
@@ -44,8 +46,6 @@ public struct TextualInversion: Equatable, Sendable {
 public enum EmbeddingError: Error, Equatable, CustomStringConvertible {
     case unreadable(path: String, reason: String)
     case unsupported(path: String, reason: String)
-    /// The prompt uses an embedding that exists only as a pickle.
-    case pickle(name: String, path: String)
     /// The prompt uses an embedding whose file could not be used.
     case unusable(name: String, reason: String)
     /// More vectors than one 75-token chunk holds.
@@ -55,8 +55,6 @@ public enum EmbeddingError: Error, Equatable, CustomStringConvertible {
         switch self {
         case let .unreadable(path, reason): return "cannot read the embedding \(path): \(reason)"
         case let .unsupported(path, reason): return "the embedding \(path) does not fit: \(reason)"
-        case let .pickle(name, path):
-            return "the prompt uses the embedding '\(name)', but \(path) is a pickle file (unpickling can run code); use its .safetensors release or convert it"
         case let .tooLong(name, count): return "the embedding '\(name)' has \(count) vectors, more than a 75-token chunk holds"
         case let .unusable(name, reason): return "the prompt uses the embedding '\(name)', but \(reason)"
         }
@@ -80,8 +78,8 @@ public struct EmbeddingLibrary: Sendable {
         let name: String
         let ids: [Int]
         let embedding: TextualInversion?
-        /// Why a file of that name cannot be used (a pickle, another model's embedding): calling
-        /// it is then an error, not plain text.
+        /// Why a file of that name cannot be used (a refused pickle, another model's embedding):
+        /// calling it is then an error, not plain text.
         let problem: EmbeddingError?
     }
     private let byFirstToken: [Int: [Entry]]
@@ -94,10 +92,10 @@ public struct EmbeddingLibrary: Sendable {
         self.names = names
     }
 
-    /// Every `*.safetensors` embedding in `directories` (sub-folders too; the first of a name wins).
-    /// Files that cannot be used (`*.pt` / `*.bin` pickles, other models' embeddings, other files)
-    /// are kept by name only: a prompt that uses one is refused with the reason, and one that does
-    /// not is unaffected, so a stray file never stops every generation.
+    /// Every `*.safetensors`, `*.pt` and `*.bin` embedding in `directories` (sub-folders too; the
+    /// first of a name wins). Files that cannot be used (refused pickles, other models' embeddings,
+    /// other files) are kept by name only: a prompt that uses one is refused with the reason, and one
+    /// that does not is unaffected, so a stray file never stops every generation.
     public init(directories: [URL], tokenizer: CLIPTokenizer, width: Int) {
         var entries: [Int: [Entry]] = [:]
         var names: [String] = []
@@ -111,18 +109,14 @@ public struct EmbeddingLibrary: Sendable {
                 guard seen.insert(name).inserted else { continue }
                 let ids = tokenizer.tokenize(name)
                 guard let first = ids.first else { continue }
-                var entry = Entry(name: name, ids: ids, embedding: nil, problem: .pickle(name: name, path: url.path))
-                if ext == "safetensors" {
-                    do {
-                        let embedding = try TextualInversion(url: url, width: width)
-                        entry = embedding.count > PromptChunker.chunkLength
-                            ? Entry(name: name, ids: ids, embedding: nil, problem: .tooLong(name: name, count: embedding.count))
-                            : Entry(name: name, ids: ids, embedding: embedding, problem: nil)
-                    } catch let error as EmbeddingError {
-                        entry = Entry(name: name, ids: ids, embedding: nil, problem: .unusable(name: name, reason: "\(error)"))
-                    } catch {
-                        entry = Entry(name: name, ids: ids, embedding: nil, problem: .unusable(name: name, reason: "\(error)"))
-                    }
+                let entry: Entry
+                do {
+                    let embedding = try TextualInversion(url: url, width: width)
+                    entry = embedding.count > PromptChunker.chunkLength
+                        ? Entry(name: name, ids: ids, embedding: nil, problem: .tooLong(name: name, count: embedding.count))
+                        : Entry(name: name, ids: ids, embedding: embedding, problem: nil)
+                } catch {
+                    entry = Entry(name: name, ids: ids, embedding: nil, problem: .unusable(name: name, reason: "\(error)"))
                 }
                 entries[first, default: []].append(entry)
                 names.append(name)
@@ -133,7 +127,7 @@ public struct EmbeddingLibrary: Sendable {
     }
 
     /// The embedding whose name's tokens start at `position`, and how many tokens the name takes.
-    /// - Throws: `EmbeddingError.pickle` when the name is a pickle's.
+    /// - Throws: the `EmbeddingError` of a file that cannot be used, when the name is its.
     func match(_ tokens: [Int], at position: Int) throws -> (TextualInversion, Int)? {
         guard let candidates = byFirstToken[tokens[position]] else { return nil }
         for entry in candidates where tokens.count - position >= entry.ids.count

@@ -53,9 +53,10 @@ public struct TinyAutoencoderDecoder: LatentDecoder, Sendable {
     }
 
     /// Opens TAESD weights: a diffusers `AutoencoderTiny` folder (its `config.json` gives the sizes),
-    /// a diffusers `diffusion_pytorch_model.safetensors`, or madebyollin's `taesd_decoder.safetensors`.
+    /// a diffusers `diffusion_pytorch_model.safetensors`, or madebyollin's `taesd_decoder.safetensors`
+    /// (or its `.pth`, read without running anything).
     /// - Throws: `TinyAutoencoderError` for a file that is neither, or `WeightsError` for a tensor that
-    ///   does not fit; `SafetensorsError` for an unreadable file.
+    ///   does not fit; `SafetensorsError` or `TorchFileError` for an unreadable or refused file.
     public static func load(_ url: URL) throws -> TinyAutoencoderDecoder {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
@@ -72,7 +73,7 @@ public struct TinyAutoencoderDecoder: LatentDecoder, Sendable {
                 latentChannels = config["latent_channels"] as? Int ?? latentChannels
             }
         }
-        let source = try SafetensorsFile(url: file)
+        let source = try openTensorFile(file)
         let keys = Set(source.keys)
         if keys.contains("decoder.layers.0.weight") {
             if !isDirectory.boolValue, let width = source.shape(of: "decoder.layers.0.weight")?.first {

@@ -2,16 +2,17 @@ import Foundation
 
 /// A full VAE kept apart from the checkpoint, as A1111 users keep them in `models/VAE`: a single file
 /// in the original LDM layout without the `first_stage_model.` prefix
-/// (`vae-ft-mse-840000-ema-pruned.safetensors`: `decoder.up.3.block.0.conv1.weight`, …), or a diffusers
-/// `AutoencoderKL` folder (`config.json` + `diffusion_pytorch_model.safetensors`) or file. Its decoder
-/// is read over the file through `KeyMap`, as the checkpoint's own VAE is.
+/// (`vae-ft-mse-840000-ema-pruned.safetensors`: `decoder.up.3.block.0.conv1.weight`, …, or the same
+/// as a `.ckpt`, whose `state_dict` holds those keys), or a diffusers `AutoencoderKL` folder
+/// (`config.json` + `diffusion_pytorch_model.safetensors`) or file. Its decoder is read over the file
+/// through `KeyMap`, as the checkpoint's own VAE is.
 public enum VAEFile {
     /// Opens the decoder of the VAE at `url`.
     /// - Parameter config: the sizes of a single file, which carries none (the model's own VAE's:
     ///   a VAE file replaces the VAE of the model it was made for); a folder's `config.json` wins.
     /// - Throws: `TinyAutoencoderError.notTAESD`-style `VAEFileError` for a file that is no VAE,
-    ///   `WeightsError` naming the first tensor that does not fit SD1.x's VAE, `SafetensorsError` for
-    ///   an unreadable file.
+    ///   `WeightsError` naming the first tensor that does not fit SD1.x's VAE, `SafetensorsError` or
+    ///   `TorchFileError` for an unreadable or refused file.
     public static func decoder(_ url: URL, config defaultConfig: VAEConfig = VAEConfig()) throws -> AutoencoderDecoder {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
@@ -25,7 +26,7 @@ public enum VAEFile {
                 config = try VAEConfig(json: data)
             }
         }
-        let source = try SafetensorsFile(url: file)
+        let source = try openTensorFile(file)
         let keys = source.keys
         if keys.contains(where: { $0.hasPrefix("decoder.up_blocks.") }) {
             return try AutoencoderDecoder(config: config, weights: Weights(source: source, keepConverted: true))
@@ -43,15 +44,15 @@ public enum VAEFile {
 /// An LDM-layout VAE file seen under diffusers' names through `KeyMap` (the same table that maps a
 /// single-file checkpoint's `first_stage_model.*`); 1×1 attention weights are seen flattened, as there.
 final class LDMVAESource: TensorSource, @unchecked Sendable {
-    private let file: SafetensorsFile
+    private let file: any TensorFile
     private let entries: [String: (stored: String, shape: [Int])]
 
-    init(file: SafetensorsFile) throws {
+    init(file: any TensorFile) throws {
         self.file = file
         let levels = file.names.compactMap { KeyMap.match("decoder.up.#.", Substring($0))?.0.first }
         let keyMap = KeyMap(vaeLevels: (levels.max() ?? 3) + 1)
         var entries: [String: (stored: String, shape: [Int])] = [:]
-        for info in file.tensors {
+        for info in file.tensorInfos {
             guard case let .tensor(key, reshape) = keyMap.mapLDM("first_stage_model." + info.name),
                   key.hasPrefix(CheckpointComponent.vae.prefix) else { continue }
             var shape = info.shape

@@ -4,7 +4,7 @@ import Foundation
 // model_index.json and shapes, so each is named instead of failing later at a missing tensor.
 extension Checkpoint {
     /// SD2.x, SDXL and LoRA files by their keys.
-    static func refuseByStoredKeys(_ file: SafetensorsFile) throws {
+    static func refuseByStoredKeys(_ file: any TensorFile) throws {
         let path = file.url.path
         let names = file.names
         if let key = names.first(where: { $0.hasPrefix("conditioner.embedders.") }) {

@@ -16,18 +16,20 @@ extension CheckpointComponent {
 /// the component prefixes `unet.`, `vae.` and `text_encoder.text_model.`, whatever the layout on disk.
 ///
 /// Layouts:
-/// - a single-file safetensors in the original LDM layout (`model.diffusion_model.*`,
-///   `first_stage_model.*`, `cond_stage_model.transformer.*`), fp32, fp16 or bf16; EMA copies
-///   (`model_ema.*`) and DDPM buffers are ignored. Keys are renamed by `KeyMap`, a view over the
-///   mapped file: nothing is copied.
+/// - a single file in the original LDM layout (`model.diffusion_model.*`, `first_stage_model.*`,
+///   `cond_stage_model.transformer.*`), fp32, fp16 or bf16: safetensors, or a `.ckpt` PyTorch zip
+///   file read without running anything (`TorchFile`; its `state_dict` holds the same keys). EMA
+///   copies (`model_ema.*`) and DDPM buffers are ignored. Keys are renamed by `KeyMap`, a view over
+///   the mapped file: nothing is copied.
 /// - a diffusers folder (`model_index.json`, `unet/`, `vae/`, `text_encoder/`, optional
 ///   `tokenizer/` and `scheduler/`), with `.fp16.` variants chosen by `LoadOptions.variant`.
 /// - a Hugging Face cache entry (`models--org--name`, with `refs/main` naming the snapshot), holding
 ///   either layout.
 ///
 /// Refused, with a `CheckpointError` saying what the file is: SD2.x, SDXL, inpainting and other
-/// non-4-channel UNets, LoRAs, pickles (`.ckpt`, `.pt`, `.bin`, or pickle/zip bytes under any name:
-/// they are recognised by their first bytes and never unpickled) and GGUF files.
+/// non-4-channel UNets, LoRAs, GGUF files, pickles outside PyTorch's zip format (recognised by their
+/// first bytes or name and never unpickled), a diffusers folder's `.bin` weights, and every pickle
+/// under `PicklePolicy.refuse`.
 ///
 /// The library never prints: after building the models, ask `unexpectedKeys(used:ignoring:)` for the
 /// tensors no model took and show them as a warning.
@@ -63,7 +65,7 @@ public final class Checkpoint: TensorSource, @unchecked Sendable {
     public let warnings: [CheckpointWarning]
 
     private struct Entry {
-        let file: SafetensorsFile
+        let file: any TensorFile
         let storedKey: String
         let shape: [Int]
     }
@@ -71,17 +73,18 @@ public final class Checkpoint: TensorSource, @unchecked Sendable {
     private let sortedKeys: [String]
     /// Stored keys that belong to no SD1.x component, under their stored names.
     private let unknownKeys: [String]
-    private let componentFiles: [CheckpointComponent: SafetensorsFile]
+    private let componentFiles: [CheckpointComponent: any TensorFile]
     private let configs: [CheckpointComponent: Data]
 
     /// Opens the checkpoint at `url`, detects its layout, maps its names and checks that it is a
     /// complete SD1.x text-to-image model.
     /// - Parameters:
-    ///   - url: a `.safetensors` file, a diffusers folder, a Hugging Face cache entry
-    ///     (`models--*`), or a folder holding exactly one `.safetensors` file.
+    ///   - url: a `.safetensors` or `.ckpt` file, a diffusers folder, a Hugging Face cache entry
+    ///     (`models--*`), or a folder holding exactly one such file.
     ///   - options: memory mode (resolved here), threads, preferred diffusers variant.
     /// - Throws: `CheckpointError` naming the file and the problem: `.notFound`, `.pickleFile`,
     ///   `.ggufFile`, `.unreadable` (wrapping the `SafetensorsError` of a damaged file),
+    ///   `.unreadablePickle` (wrapping the `TorchFileError` of a damaged or refused pickle),
     ///   `.unsupportedModel`, `.missingComponent`, `.unknownLayout`, `.unresolvedSnapshot`,
     ///   `.conflictingKeys`.
     public init(url: URL, options: LoadOptions = LoadOptions()) throws {
@@ -103,11 +106,11 @@ public final class Checkpoint: TensorSource, @unchecked Sendable {
         var entries: [String: Entry] = [:]
         var ignored: [String] = []
         var unknown: [String] = []
-        var componentFiles: [CheckpointComponent: SafetensorsFile] = [:]
+        var componentFiles: [CheckpointComponent: any TensorFile] = [:]
         var configs: [CheckpointComponent: Data] = [:]
         var keyMap = KeyMap()
 
-        func add(_ mapping: KeyMap.Mapping, _ info: SafetensorsTensorInfo, _ file: SafetensorsFile) throws {
+        func add(_ mapping: KeyMap.Mapping, _ info: TensorInfo, _ file: any TensorFile) throws {
             switch mapping {
             case let .tensor(key, reshape):
                 var shape = info.shape
@@ -128,9 +131,9 @@ public final class Checkpoint: TensorSource, @unchecked Sendable {
             try Self.refuseByModelIndex(location)
             for component in CheckpointComponent.allCases {
                 let fileURL = try Self.componentFile(component, in: location, variant: options.variant)
-                let file = try Self.openSafetensors(fileURL)
+                let file = try Self.openWeightsFile(fileURL)
                 componentFiles[component] = file
-                for info in file.tensors {
+                for info in file.tensorInfos {
                     try add(keyMap.mapDiffusers(info.name, component: component), info, file)
                 }
                 if let data = fm.contents(atPath: location.appendingPathComponent(component.rawValue).appendingPathComponent("config.json").path) {
@@ -146,12 +149,12 @@ public final class Checkpoint: TensorSource, @unchecked Sendable {
         } else {
             layout = .singleFile
             let fileURL = Self.isDirectory(location) ? try Self.singleFileInFolder(location) : location
-            let file = try Self.openSafetensors(fileURL)
+            let file = try Self.openWeightsFile(fileURL)
             try Self.refuseByStoredKeys(file)
             // LDM numbers the decoder's levels from the bottom, so the mapping needs their count.
             let levels = file.names.compactMap { KeyMap.match("first_stage_model.decoder.up.#.", Substring($0))?.0.first }
             if let top = levels.max() { keyMap = KeyMap(vaeLevels: top + 1) }
-            for info in file.tensors { try add(keyMap.mapLDM(info.name), info, file) }
+            for info in file.tensorInfos { try add(keyMap.mapLDM(info.name), info, file) }
             for component in CheckpointComponent.allCases { componentFiles[component] = file }
             let present = Set(entries.keys.compactMap { key in CheckpointComponent.allCases.first { key.hasPrefix($0.prefix) } })
             if present.isEmpty {
@@ -189,7 +192,7 @@ public final class Checkpoint: TensorSource, @unchecked Sendable {
     /// folder has none (the models then use SD1.5 defaults).
     public func configData(for component: CheckpointComponent) -> Data? { configs[component] }
 
-    /// The safetensors file that holds `component` (the same file for all three in a single file).
+    /// The weights file that holds `component` (the same file for all three in a single file).
     /// The app hashes it for the image metadata (A1111's model hash is the first 10 hex digits of the
     /// SHA-256 of the single file).
     public func fileURL(for component: CheckpointComponent) -> URL {
@@ -218,8 +221,8 @@ public final class Checkpoint: TensorSource, @unchecked Sendable {
     public func shape(of key: String) -> [Int]? { entries[key]?.shape }
 
     /// Converts `key` (a mapped name) to Float32 into `buffer`.
-    /// - Throws: `WeightsError.missingTensor`, or the file's `SafetensorsError` (e.g. a wrong
-    ///   buffer size or an unsupported dtype).
+    /// - Throws: `WeightsError.missingTensor`, or the file's `SafetensorsError` or `TorchFileError`
+    ///   (e.g. a wrong buffer size or an unsupported dtype).
     public func read(_ key: String, into buffer: UnsafeMutableBufferPointer<Float>) throws {
         guard let entry = entries[key] else { throw WeightsError.missingTensor(key: key, source: sourceDescription) }
         try entry.file.read(entry.storedKey, into: buffer)
@@ -260,17 +263,16 @@ public final class Checkpoint: TensorSource, @unchecked Sendable {
         }
     }
 
-    /// A folder that is not a diffusers folder may hold one single-file checkpoint.
+    /// A folder that is not a diffusers folder may hold one single-file checkpoint: its one
+    /// `.safetensors` file, or else its one `.ckpt`.
     private static func singleFileInFolder(_ folder: URL) throws -> URL {
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).sorted()
         let safetensors = names.filter { $0.hasSuffix(".safetensors") }
-        if safetensors.count == 1 { return folder.appendingPathComponent(safetensors[0]) }
-        if safetensors.isEmpty, let pickle = names.first(where: { pickleExtensions.contains(($0 as NSString).pathExtension.lowercased()) }) {
-            throw CheckpointError.pickleFile(path: folder.appendingPathComponent(pickle).path, evidence: "its name ends in .\((pickle as NSString).pathExtension)")
-        }
-        throw CheckpointError.unknownLayout(path: folder.path, reason: safetensors.isEmpty
+        let candidates = safetensors.isEmpty ? names.filter { $0.lowercased().hasSuffix(".ckpt") } : safetensors
+        if candidates.count == 1 { return folder.appendingPathComponent(candidates[0]) }
+        throw CheckpointError.unknownLayout(path: folder.path, reason: candidates.isEmpty
             ? "the folder has no model_index.json, no unet/ and no .safetensors file"
-            : "the folder has no model_index.json and several .safetensors files (\(safetensors.joined(separator: ", "))); give the path of one")
+            : "the folder has no model_index.json and several checkpoint files (\(candidates.joined(separator: ", "))); give the path of one")
     }
 
     /// The weights file of `component` in a diffusers folder. The plain file is preferred unless a
@@ -315,40 +317,18 @@ public final class Checkpoint: TensorSource, @unchecked Sendable {
 
     // MARK: Opening files
 
-    static let pickleExtensions: Set<String> = ["ckpt", "pt", "pth", "bin", "pkl", "pickle"]
-
-    /// Opens a safetensors file after making sure, from its first bytes and its name, that it is not
-    /// a pickle or a GGUF file. A pickle is never parsed, let alone unpickled.
-    static func openSafetensors(_ url: URL) throws -> SafetensorsFile {
-        let path = url.path
-        var head = [UInt8]()
-        if let handle = FileHandle(forReadingAtPath: path) {
-            head = Array((try? handle.read(upToCount: 9)) ?? Data())
-            try? handle.close()
-        }
-        var st = stat()
-        let size = stat(path, &st) == 0 ? Int(st.st_size) : 0  // stat follows symlinks (HF cache snapshots)
-        // A safetensors file starts with the header length and then '{'. Checking this first keeps a
-        // header length whose low bytes happen to read 0x80 0x02 from being taken for a pickle.
-        let plausibleSafetensors = head.count == 9 && head[8] == UInt8(ascii: "{")
-            && head.prefix(8).withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) } <= UInt64(max(0, size - 8))
-        if !plausibleSafetensors {
-            if head.starts(with: [0x50, 0x4B, 0x03, 0x04]) {
-                throw CheckpointError.pickleFile(path: path, evidence: "it is a zip archive, the format of torch.save")
-            }
-            if head.count >= 2, head[0] == 0x80, (2...5).contains(head[1]) {
-                throw CheckpointError.pickleFile(path: path, evidence: "it starts with a pickle protocol \(head[1]) header")
-            }
-            if head.starts(with: Array("GGUF".utf8)) { throw CheckpointError.ggufFile(path: path) }
-            let ext = url.pathExtension.lowercased()
-            if pickleExtensions.contains(ext) {
-                throw CheckpointError.pickleFile(path: path, evidence: "its name ends in .\(url.pathExtension)")
-            }
-        }
+    /// Opens a weights file through `openTensorFile` (safetensors or a PyTorch zip file, told apart
+    /// by their first bytes), refusing GGUF files and, without parsing them, pickles outside the zip format.
+    static func openWeightsFile(_ url: URL) throws -> any TensorFile {
+        if TensorFileKind.of(url) == .gguf { throw CheckpointError.ggufFile(path: url.path) }
         do {
-            return try SafetensorsFile(url: url)
+            return try openTensorFile(url)
         } catch let error as SafetensorsError {
-            throw CheckpointError.unreadable(path: path, underlying: error)
+            throw CheckpointError.unreadable(path: url.path, underlying: error)
+        } catch let TorchFileError.notZipFormat(path, evidence) {
+            throw CheckpointError.pickleFile(path: path, evidence: evidence)
+        } catch let error as TorchFileError {
+            throw CheckpointError.unreadablePickle(path: url.path, underlying: error)
         }
     }
 }

@@ -7,7 +7,10 @@ public enum CheckpointError: Error, Equatable, CustomStringConvertible {
     case notFound(path: String)
     /// The safetensors file itself is broken; `underlying` says how.
     case unreadable(path: String, underlying: SafetensorsError)
-    /// A PyTorch pickle (`.ckpt`, `.pt`, `.bin`, or zip/pickle bytes under any name). Never unpickled.
+    /// The PyTorch zip file is broken, or refused (pickles turned off, something beyond weights in it).
+    case unreadablePickle(path: String, underlying: TorchFileError)
+    /// A pickle that is never read: outside PyTorch's zip format (a raw pickle stream, or a file named
+    /// like one that is no zip), or the `.bin` weights of a diffusers folder.
     case pickleFile(path: String, evidence: String)
     /// A GGUF file (stable-diffusion.cpp / llama.cpp quantised weights).
     case ggufFile(path: String)
@@ -37,16 +40,19 @@ public enum CheckpointError: Error, Equatable, CustomStringConvertible {
             // The file's own error usually names the file already.
             let reason = "\(underlying)"
             return reason.contains(path) ? "cannot load it: \(reason)" : "cannot load \(path): \(reason)"
+        case let .unreadablePickle(path, underlying):
+            let reason = "\(underlying)"
+            return reason.contains(path) ? "cannot load it: \(reason)" : "cannot load \(path): \(reason)"
         case let .pickleFile(path, evidence):
-            return "\(path) is a PyTorch pickle file (\(evidence)); sdrepl never opens pickles, because unpickling can run arbitrary code.\n" + Self.conversionHelp
+            return "\(path) is a pickle sdrepl does not read (\(evidence)): it reads the zip files torch.save writes since PyTorch 1.6 as single-file checkpoints, without running anything in them, and never unpickles anything else, because unpickling can run arbitrary code.\n" + Self.conversionHelp
         case let .ggufFile(path):
-            return "\(path) is a GGUF file (quantised weights for stable-diffusion.cpp); sdrepl reads only safetensors. Use the model's .safetensors release."
+            return "\(path) is a GGUF file (quantised weights for stable-diffusion.cpp); sdrepl reads safetensors and PyTorch's zip files. Use the model's .safetensors release."
         case let .unsupportedModel(path, kind, evidence):
             return "\(path) is \(kind) (\(evidence)); sdrepl runs only Stable Diffusion 1.x text-to-image models. Use an SD1.5-based checkpoint."
         case let .missingComponent(path, component, lookedFor):
             return "\(path) has no \(component) weights (looked for \(lookedFor.joined(separator: ", "))); the download is incomplete — fetch the missing part or the whole model again"
         case let .unknownLayout(path, reason):
-            return "\(path) is not a Stable Diffusion checkpoint sdrepl understands: \(reason). Give a single-file .safetensors checkpoint, a diffusers folder (with model_index.json), or a Hugging Face cache folder (models--*)."
+            return "\(path) is not a Stable Diffusion checkpoint sdrepl understands: \(reason). Give a single-file .safetensors or .ckpt checkpoint, a diffusers folder (with model_index.json), or a Hugging Face cache folder (models--*)."
         case let .unresolvedSnapshot(path, reason):
             return "cannot choose a snapshot in the Hugging Face cache folder \(path): \(reason); give the path of one snapshot (\(path)/snapshots/<commit>)"
         case let .conflictingKeys(path, first, second, mappedTo):

@@ -6,7 +6,6 @@ public enum LoRAError: Error, Equatable, CustomStringConvertible {
     case unsupportedNetwork(tag: String, kind: String)
     case inNegativePrompt(tag: String)
     case notFound(name: String, searched: [String])
-    case pickle(path: String)
     case unreadable(path: String, reason: String)
     /// LoHa, LoKr, SDXL or another kind of network this engine does not apply.
     case unsupportedFormat(path: String, kind: String, evidence: String)
@@ -23,10 +22,9 @@ public enum LoRAError: Error, Equatable, CustomStringConvertible {
         case let .inNegativePrompt(tag):
             return "\(tag) is in the negative prompt; LoRA tags work in the prompt only (as in A1111), move or remove it"
         case let .notFound(name, searched):
-            let places = searched.isEmpty ? "no LoRA folder is set" : "looked for \(name).safetensors in " + searched.joined(separator: ", ")
+            let places = searched.isEmpty ? "no LoRA folder is set"
+                : "looked for \(name).safetensors in " + searched.joined(separator: ", ") + " (and .pt, .ckpt, .pth, .bin there)"
             return "no LoRA named '\(name)': \(places); put the file there or 'set lora-dir DIR'"
-        case let .pickle(path):
-            return "\(path) is a pickle file; LoRAs are read from .safetensors only (unpickling can run code). Use the LoRA's .safetensors release or convert it."
         case let .unreadable(path, reason):
             return "cannot read the LoRA \(path): \(reason)"
         case let .unsupportedFormat(path, kind, evidence):
@@ -43,7 +41,7 @@ public enum LoRAError: Error, Equatable, CustomStringConvertible {
 }
 
 /// A LoRA (or LoCon) file in the kohya-ss layout that A1111 and civitai use, or diffusers' PEFT
-/// layout, read through mmap.
+/// layout, read through mmap: safetensors, or a PyTorch `.pt` read without running anything.
 ///
 /// kohya-ss: `lora_unet_<module>` / `lora_te_<module>` with the module's diffusers path written with
 /// `_` for `.`, each with `.lora_down.weight` `[r, in(, kh, kw)]`, `.lora_up.weight` `[out, r(, 1, 1)]`
@@ -58,13 +56,13 @@ public final class LoRAFile: @unchecked Sendable {
     struct Module {
         /// The name in the file, without the part suffix.
         let name: String
-        let up: SafetensorsTensorInfo
-        let down: SafetensorsTensorInfo
+        let up: TensorInfo
+        let down: TensorInfo
         let alpha: Float?
     }
 
     public let url: URL
-    let file: SafetensorsFile
+    let file: any TensorFile
     let modules: [Module]
 
     /// Opens and checks the layout of the LoRA at `url`; its weights are read when applied.
@@ -72,7 +70,7 @@ public final class LoRAFile: @unchecked Sendable {
     public init(url: URL) throws {
         self.url = url
         do {
-            file = try SafetensorsFile(url: url)
+            file = try openTensorFile(url)
         } catch {
             throw LoRAError.unreadable(path: url.path, reason: "\(error)")
         }
@@ -88,14 +86,14 @@ public final class LoRAFile: @unchecked Sendable {
         let layouts = [(".lora_up.weight", ".lora_down.weight"), (".lora_B.weight", ".lora_A.weight")]
         var modules: [Module] = []
         var claimed = Set<String>()
-        for info in file.tensors {
+        for info in file.tensorInfos {
             guard let (upSuffix, downSuffix) = layouts.first(where: { info.name.hasSuffix($0.1) }) else { continue }
             let module = String(info.name.dropLast(downSuffix.count))
-            guard let up = file.info(module + upSuffix) else {
+            guard let up = file.tensorInfo(module + upSuffix) else {
                 throw LoRAError.missingPart(path: url.path, module: module, part: String(upSuffix.dropFirst()))
             }
             var alpha: Float?
-            if let alphaInfo = file.info(module + ".alpha") {
+            if let alphaInfo = file.tensorInfo(module + ".alpha") {
                 guard alphaInfo.elementCount == 1, let value = try? file.tensor(alphaInfo.name).data.first else {
                     throw LoRAError.unreadable(path: url.path, reason: "'\(alphaInfo.name)' is not one number")
                 }
@@ -151,7 +149,7 @@ public final class LoRAFile: @unchecked Sendable {
 final class LoRAPatchedSource: TensorSource, @unchecked Sendable {
     /// `W += scale · up[rows × rank] · down[rank × columns]`.
     struct Patch {
-        let file: SafetensorsFile
+        let file: any TensorFile
         let up: String
         let down: String
         let rows: Int
@@ -227,28 +225,25 @@ final class LoRAPatchedSource: TensorSource, @unchecked Sendable {
 
 /// Finds LoRA files by name, as A1111 does in its `models/Lora` folder.
 public enum LoRALibrary {
-    /// `NAME.safetensors` in the first of `directories` that has it, searching sub-folders too.
-    /// - Throws: `LoRAError.pickle` when only `NAME.pt` / `.ckpt` exists, `.notFound` otherwise.
+    /// The extensions of LoRA files: safetensors first, then the pickles `LoRAFile` reads (or refuses
+    /// with the reason, under `PicklePolicy.refuse`).
+    static let extensions = ["safetensors", "pt", "ckpt", "pth", "bin"]
+
+    /// `NAME.safetensors` in the first of `directories` that has it, searching sub-folders too, or
+    /// else the first `NAME.pt`, `.ckpt`, `.pth` or `.bin` there.
+    /// - Throws: `LoRAError.notFound`.
     public static func locate(_ name: String, in directories: [URL]) throws -> URL {
         let fm = FileManager.default
         for directory in directories {
             let direct = directory.appendingPathComponent(name + ".safetensors")
             if fm.fileExists(atPath: direct.path) { return direct }
             guard let walker = fm.enumerator(at: directory, includingPropertiesForKeys: nil) else { continue }
-            var pickle: URL?
-            for case let url as URL in walker {
-                let stem = url.deletingPathExtension().lastPathComponent
-                guard stem == name else { continue }
-                switch url.pathExtension.lowercased() {
-                case "safetensors": return url
-                case "pt", "ckpt", "bin": pickle = url
-                default: continue
-                }
+            var found: [String: URL] = [:]
+            for case let url as URL in walker where url.deletingPathExtension().lastPathComponent == name {
+                let ext = url.pathExtension.lowercased()
+                if extensions.contains(ext), found[ext] == nil { found[ext] = url }
             }
-            if let pickle { throw LoRAError.pickle(path: pickle.path) }
-            for ext in ["pt", "ckpt"] where fm.fileExists(atPath: directory.appendingPathComponent(name + "." + ext).path) {
-                throw LoRAError.pickle(path: directory.appendingPathComponent(name + "." + ext).path)
-            }
+            if let best = extensions.lazy.compactMap({ found[$0] }).first { return best }
         }
         throw LoRAError.notFound(name: name, searched: directories.map(\.path))
     }
@@ -258,7 +253,7 @@ public enum LoRALibrary {
         var names = Set<String>()
         for directory in directories {
             guard let walker = FileManager.default.enumerator(at: directory, includingPropertiesForKeys: nil) else { continue }
-            for case let url as URL in walker where url.pathExtension.lowercased() == "safetensors" {
+            for case let url as URL in walker where extensions.contains(url.pathExtension.lowercased()) {
                 names.insert(url.deletingPathExtension().lastPathComponent)
             }
         }

@@ -66,49 +66,6 @@ public struct SafetensorsTensorInfo: Sendable, Equatable {
     public let elementCount: Int
 }
 
-/// A read-only, private memory mapping of a whole file, unmapped when the last reference goes.
-final class MappedFile: @unchecked Sendable {
-    let path: String
-    let base: UnsafeRawPointer?
-    let size: Int
-
-    init(path: String) throws {
-        self.path = path
-        // Refuse FIFOs, devices and directories before opening: opening a FIFO would block, and
-        // mmap of /dev/zero would pretend to be an endless file.
-        var st = stat()
-        guard stat(path, &st) == 0 else {
-            throw SafetensorsError.cannotOpen(path: path, reason: String(cString: strerror(errno)))
-        }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw SafetensorsError.notARegularFile(path: path) }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw SafetensorsError.cannotOpen(path: path, reason: String(cString: strerror(errno)))
-        }
-        defer { close(fd) }
-        guard fstat(fd, &st) == 0 else {
-            throw SafetensorsError.cannotOpen(path: path, reason: String(cString: strerror(errno)))
-        }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw SafetensorsError.notARegularFile(path: path) }
-        size = Int(st.st_size)
-        if size == 0 {
-            base = nil  // mmap refuses length 0; an empty file is reported by the caller
-            return
-        }
-        let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
-        guard let p, p != MAP_FAILED else {
-            throw SafetensorsError.cannotOpen(path: path, reason: "mmap failed: " + String(cString: strerror(errno)))
-        }
-        base = UnsafeRawPointer(p)
-    }
-
-    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: size) }
-
-    deinit {
-        if let base { munmap(UnsafeMutableRawPointer(mutating: base), size) }
-    }
-}
-
 /// A safetensors file, memory-mapped and validated.
 ///
 /// Opening maps the file read-only and checks the whole header: the JSON, every tensor's dtype,
@@ -139,7 +96,14 @@ public final class SafetensorsFile: TensorSource, @unchecked Sendable {
     public init(url: URL) throws {
         self.url = url
         let path = url.path
-        file = try MappedFile(path: path)
+        do {
+            file = try MappedFile(path: path)
+        } catch let failure as MappedFile.Failure {
+            switch failure {
+            case let .cannotOpen(reason): throw SafetensorsError.cannotOpen(path: path, reason: reason)
+            case .notARegularFile: throw SafetensorsError.notARegularFile(path: path)
+            }
+        }
         let bytes = file.bytes
         guard file.size > 0 else { throw SafetensorsError.emptyFile(path: path) }
         guard file.size >= 8 else { throw SafetensorsError.fileTooShort(path: path, size: file.size) }
@@ -202,22 +166,11 @@ public final class SafetensorsFile: TensorSource, @unchecked Sendable {
         }
     }
 
-    /// Drops the mapped pages of tensor `name` from this process's resident set (the kernel's page
-    /// cache keeps them, so a later read faults them back in cheaply). A tensor that was converted
-    /// to Float32 is not needed in mapped form any more; without this every page ever read counts
-    /// towards the resident set, so low-memory mode would end up holding the whole fp16 file (1.7 GB
-    /// of UNet weights after one step). The range is widened by 64 KB on each side because a page
-    /// fault maps its already-cached neighbours too (the kernel's fault-around); dropping a page
-    /// that is still needed only costs a minor fault, since the mapping is read-only.
+    /// Drops the mapped pages of tensor `name` from this process's resident set once it has been
+    /// converted (`MappedFile.releasePages` says why and how).
     public func releasePages(of name: String) {
-        guard let info = info(name), let base = file.base else { return }
-        let page = Int(sysconf(Int32(_SC_PAGESIZE))), margin = 64 << 10
-        let start = max(0, info.fileRange.lowerBound - margin) / page * page
-        let end = min(file.size, (info.fileRange.upperBound + margin + page - 1) / page * page)
-        guard end > start else { return }
-        withExtendedLifetime(file) {
-            _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
-        }
+        guard let info = info(name) else { return }
+        file.releasePages(info.fileRange)
     }
 
     /// The tensor `name` as a new Float32 `Tensor`.

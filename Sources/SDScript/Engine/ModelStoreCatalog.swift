@@ -57,11 +57,12 @@ public struct ModelStoreCatalog: ModelCatalog {
         return model.hashedFile.flatMap { hashes.cachedShortHash(of: $0) }
     }
 
-    /// The dtype most of the UNet's tensors are stored in, read from the safetensors header only.
+    /// The dtype most of the UNet's tensors are stored in, read from the safetensors header or the
+    /// pickle only (no tensor data); "?" when the file cannot be opened (or pickles are refused).
     static func dtype(of model: FoundModel) -> String {
-        guard let file = model.hashedFile, let header = try? SafetensorsFile(url: file) else { return "?" }
+        guard let file = model.hashedFile, let header = try? openTensorFile(file) else { return "?" }
         var counts: [String: Int] = [:]
-        for tensor in header.tensors { counts[tensor.dtype.rawValue, default: 0] += tensor.elementCount }
+        for tensor in header.tensorInfos { counts[tensor.dtype.rawValue, default: 0] += tensor.elementCount }
         return counts.max { $0.value < $1.value }?.key ?? "?"
     }
 

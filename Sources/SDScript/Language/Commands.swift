@@ -89,7 +89,7 @@ public struct Command {
             }
             let path = try checkedModelPath(session.resolve(argument, relativeTo: location), command: "model")
             do {
-                // Names a usable checkpoint (not a pickle, not an empty folder).
+                // Names a checkpoint file or folder (not another kind of file, not an empty folder).
                 _ = try session.components.models.locate(explicit: path)
             } catch {
                 throw ScriptError.unavailable(command: "model", reason: FileErrorText.reason(error))
@@ -488,13 +488,13 @@ public struct Command {
     }
 }
 
-/// `loras` and `embeddings`: each `*.safetensors` name found in `folders` as `line(name)`, then
+/// `loras` and `embeddings`: each `*.safetensors` or pickle (`*.pt`, …) name found in `folders` as `line(name)`, then
 /// how many there are and where sdrepl looked.
 private func listFiles(in folders: [URL], session: Session, kind: (one: String, many: String), setting: String,
                        line: (String) -> String, hint: String) {
     let names = LoRALibrary.names(in: folders)
     names.map(line).forEach { session.io.output($0) }
     let places = folders.map(\.path).joined(separator: ", ")
-    session.io.output(names.isEmpty ? "no \(kind.many) (*.safetensors) in \(places); 'set \(setting) DIR' names another folder"
+    session.io.output(names.isEmpty ? "no \(kind.many) (*.safetensors, *.pt) in \(places); 'set \(setting) DIR' names another folder"
                                     : "\(names.count) \(names.count == 1 ? kind.one : kind.many) in \(places)\(hint)")
 }

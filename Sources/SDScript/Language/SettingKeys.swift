@@ -89,7 +89,7 @@ public struct SettingKey {
                    },
                    show: { $0.request.sampler.rawValue }, reset: { $0.request.sampler = RequestDefaults().sampler }),
         integer("batch", range: RequestLimits.batch, \.request.batch),
-        SettingKey(name: "model", values: "PATH (a .safetensors file or diffusers folder)", kind: .text,
+        SettingKey(name: "model", values: "PATH (a .safetensors or .ckpt file, or a diffusers folder)", kind: .text,
                    choices: { _ in nil }, completesPaths: true,
                    apply: { session, value in session.settings.resources.model = try checkedModelPath(value, command: "set model") },
                    show: { $0.resources.model ?? "(found by discovery; see 'models')" }, reset: { $0.resources.model = nil },
@@ -116,9 +116,9 @@ public struct SettingKey {
                    transcript: .inputPath()),
         integer("jpeg-quality", range: 1...100, \.output.jpegQuality),
         onOff("autosave", \.output.autosave, help: "gen saves each image at once"),
-        folder("lora-dir", "where <lora:NAME> finds NAME.safetensors", \.resources.loraDir,
+        folder("lora-dir", "where <lora:NAME> finds NAME.safetensors (or .pt)", \.resources.loraDir,
                defaults: "(models/Lora, and Lora beside the model's folder)"),
-        folder("embeddings", "textual-inversion NAME.safetensors, used by writing NAME", \.resources.embeddingsDir,
+        folder("embeddings", "textual-inversion NAME.safetensors or .pt, used by writing NAME", \.resources.embeddingsDir,
                defaults: "(embeddings, and embeddings beside the models folder)"),
         folder("upscaler-dir", "where 'upscale NAME' finds NAME.safetensors", \.resources.upscalerDir,
                defaults: "(models/ESRGAN, models/RealESRGAN, and ESRGAN, RealESRGAN beside the model's folder)"),
@@ -173,6 +173,22 @@ public struct SettingKey {
                    },
                    show: { $0.resources.vae ?? "(the model's own VAE)" }, reset: { $0.resources.vae = nil },
                    transcript: .inputPath(except: ["none", "auto"])),
+        // Process-wide, as the environment variable it overrides: loaders consult PicklePolicy.current.
+        SettingKey(name: "pickles", values: "on|off (read .ckpt/.pt/.pth weights without running anything in them, or refuse every pickle)",
+                   kind: .words, choices: { _ in ["on", "off"] }, completesPaths: false,
+                   apply: { session, value in
+                       guard let policy = PicklePolicy(word: value) else {
+                           throw ScriptError.badArgument(command: "set pickles", argument: value, reason: "expected on or off, got",
+                                                         suggestion: closestWord(to: value, in: ["on", "off"]))
+                       }
+                       session.settings.resources.pickles = policy
+                       PicklePolicy.current = policy
+                   },
+                   show: { $0.resources.pickles.rawValue },
+                   reset: {
+                       $0.resources.pickles = .environmentDefault
+                       PicklePolicy.current = .environmentDefault
+                   }),
     ]
 
     public static var names: [String] { all.map(\.name) }

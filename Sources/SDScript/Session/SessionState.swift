@@ -128,6 +128,9 @@ public struct ResourceSettings: Equatable, Sendable {
     public var embeddingsDir: String?
     /// The decoder to use instead of the model's VAE (a TAESD file or folder); nil: the model's.
     public var vae: String?
+    /// Whether PyTorch pickles are read (never run) or refused; `set pickles` also makes it the
+    /// process's `PicklePolicy.current`, which every loader consults.
+    public var pickles: PicklePolicy = .environmentDefault
     /// Where `upscale NAME` looks first; nil for A1111's folders only.
     public var upscalerDir: String?
 

@@ -61,8 +61,8 @@ final class CheckpointRefusalTests: XCTestCase {
 
     func testPickleByNameOrZipMagic() throws {
         let zip = try writeTestFile([0x50, 0x4B, 0x03, 0x04] + [UInt8](repeating: 0, count: 60), "model.pt", in: dir)
-        XCTAssertEqual(checkpointError { _ = try Checkpoint(url: zip) },
-                       .pickleFile(path: zip.path, evidence: "it is a zip archive, the format of torch.save"))
+        XCTAssertEqual(checkpointError { _ = try Checkpoint(url: zip) }, .unreadablePickle(path: zip.path, underlying: .damagedZip(
+            path: zip.path, reason: "it has no end-of-central-directory record (truncated, or not a zip archive)")))
         // A protocol-0 pickle has no magic bytes; its name gives it away.
         let old = try writeTestFile(Array("cos\nsystem\n(S'true'\ntR.".utf8), "model.bin", in: dir)
         XCTAssertEqual(checkpointError { _ = try Checkpoint(url: old) }, .pickleFile(path: old.path, evidence: "its name ends in .bin"))

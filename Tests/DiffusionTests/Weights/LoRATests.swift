@@ -175,7 +175,8 @@ final class LoRATests: XCTestCase {
         XCTAssertTrue(refusal(empty).contains("is not a LoRA"), refusal(empty))
     }
 
-    func testFilesAreFoundByNameInSubFoldersAndPicklesAreRefused() throws {
+    /// Found by stem, safetensors before pickles; a pickle outside PyTorch's zip format is refused when read.
+    func testFilesAreFoundByNameInSubFoldersPicklesToo() throws {
         let styles = folder.appendingPathComponent("Lora/styles")
         try FileManager.default.createDirectory(at: styles, withIntermediateDirectories: true)
         try write("Lora/styles/ink.safetensors", [("x", [1])])
@@ -183,11 +184,15 @@ final class LoRATests: XCTestCase {
         let lora = folder.appendingPathComponent("Lora")
         XCTAssertEqual(try LoRALibrary.locate("ink", in: [lora]).lastPathComponent, "ink.safetensors")
         XCTAssertEqual(try LoRALibrary.locate("styles/ink", in: [lora]).lastPathComponent, "ink.safetensors")
-        XCTAssertThrowsError(try LoRALibrary.locate("old", in: [lora])) { XCTAssertTrue("\($0)".contains("is a pickle file"), "\($0)") }
-        XCTAssertThrowsError(try LoRALibrary.locate("nope", in: [lora, folder.appendingPathComponent("missing")])) {
-            XCTAssertEqual("\($0)", "no LoRA named 'nope': looked for nope.safetensors in \(lora.path), \(folder.path)/missing; put the file there or 'set lora-dir DIR'")
+        let old = try LoRALibrary.locate("old", in: [lora])
+        XCTAssertEqual(old.lastPathComponent, "old.pt")
+        XCTAssertThrowsError(try LoRAFile(url: old)) {
+            XCTAssertTrue("\($0)".contains("is a pickle outside PyTorch's zip format (it starts with a pickle protocol 2 header)"), "\($0)")
         }
-        XCTAssertEqual(LoRALibrary.names(in: [lora]), ["ink"])
+        XCTAssertThrowsError(try LoRALibrary.locate("nope", in: [lora, folder.appendingPathComponent("missing")])) {
+            XCTAssertEqual("\($0)", "no LoRA named 'nope': looked for nope.safetensors in \(lora.path), \(folder.path)/missing (and .pt, .ckpt, .pth, .bin there); put the file there or 'set lora-dir DIR'")
+        }
+        XCTAssertEqual(LoRALibrary.names(in: [lora]), ["ink", "old"])
     }
 
     /// In the pipeline: a LoRA whose up weights are all zero changes nothing, bit for bit; a tag that

@@ -95,9 +95,12 @@ final class GenerationTests: XCTestCase {
         let local = folder.write("models/mine.safetensors", "x")
         XCTAssertEqual(try catalog.locate(explicit: nil), ModelLocation(path: local, source: "./models"))
         XCTAssertEqual(try catalog.locate(explicit: local), ModelLocation(path: local, source: "given path"))
+        // A .ckpt is found by its name; the engine reads its bytes when it loads it.
         let pickle = folder.write("old.ckpt", "x")
-        XCTAssertThrowsError(try catalog.locate(explicit: pickle)) { error in
-            XCTAssertTrue("\(error)".contains("pickle"), "\(error)")
+        XCTAssertEqual(try catalog.locate(explicit: pickle), ModelLocation(path: pickle, source: "given path"))
+        let text = folder.write("notes.txt", "x")
+        XCTAssertThrowsError(try catalog.locate(explicit: text)) { error in
+            XCTAssertTrue("\(error)".contains("sdrepl reads .safetensors and .ckpt checkpoints"), "\(error)")
         }
     }
 

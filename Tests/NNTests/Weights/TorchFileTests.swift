@@ -1,0 +1,156 @@
+import Foundation
+import TestSupport
+import XCTest
+@testable import NN
+
+/// Files written by torch.save (`Tests/Fixtures/pickle`, made by `make_pickle_fixtures.py`; its
+/// `manifest.json` has each file's Python line) read back to exactly the tensors torch holds:
+/// `reference.safetensors` has each one `.contiguous()` in its stored dtype, and both files are
+/// widened to Float32 exactly, so the comparison is of bit patterns (NaN payloads included).
+final class TorchFileTests: XCTestCase {
+    private func reference() throws -> SafetensorsFile { try Fixture.tensors("pickle/reference") }
+
+    private func open(_ name: String) throws -> TorchFile {
+        try TorchFile(url: Fixture.url("pickle/\(name)"), pickles: .read)
+    }
+
+    /// Every tensor of `file` equals `reference/<prefix>/<name>` in dtype, shape and bits.
+    private func assertMatchesReference(_ file: TorchFile, prefix: String, file path: StaticString = #filePath, line: UInt = #line) throws {
+        let reference = try reference()
+        let expected = reference.names.filter { $0.hasPrefix(prefix + "/") }
+        XCTAssertEqual(Set(file.names), Set(expected.map { String($0.dropFirst(prefix.count + 1)) }), file: path, line: line)
+        for name in file.names {
+            let ref = try XCTUnwrap(reference.info(prefix + "/" + name), file: path, line: line)
+            let info = try XCTUnwrap(file.tensorInfo(name), file: path, line: line)
+            XCTAssertEqual(info.dtype, ref.dtype, name, file: path, line: line)
+            XCTAssertEqual(info.shape, ref.shape, name, file: path, line: line)
+            let values = try file.tensor(name), expectedValues = try reference.tensor(ref.name)
+            XCTAssertEqual(values.shape, ref.shape, name, file: path, line: line)
+            XCTAssertEqual(values.data.map(\.bitPattern), expectedValues.data.map(\.bitPattern), name, file: path, line: line)
+        }
+    }
+
+    /// `torch.save({'state_dict': sd, 'global_step': 5, 'epoch': 1, 'callbacks': {ModelCheckpoint: {...}}}, path)`:
+    /// fp32, fp16 (subnormals, infinities, a NaN payload), bf16 and int64 tensors, a transposed view,
+    /// a row slice at a storage offset, a strided column, a 0-dim and an empty tensor, a Parameter and
+    /// a module's `state_dict()` (an OrderedDict whose `_metadata` the pickle sets with BUILD).
+    func testAStateDictCheckpointReadsAsTorchHoldsIt() throws {
+        let file = try open("state_dict.ckpt")
+        XCTAssertEqual(file.archiveName, "state_dict")
+        XCTAssertEqual(file.weightsPath, ["state_dict"])
+        // In the pickle's order; global_step, epoch and the callbacks (keyed by Lightning's class) are not weights.
+        XCTAssertEqual(file.names, ["f32", "f16", "bf16", "big", "rows", "column", "base", "transposed", "position_ids",
+                                    "scalar", "empty", "param", "sub.weight", "sub.bias", "subnormal"])
+        try assertMatchesReference(file, prefix: "state_dict")
+        XCTAssertEqual(file.tensorInfo("transposed")?.shape, [5, 3])
+        XCTAssertEqual(file.tensorInfo("rows")?.shape, [4, 4])
+        XCTAssertEqual(file.tensorInfo("position_ids")?.dtype, .i64)
+        XCTAssertEqual(file.tensorInfo("scalar")?.shape, [])
+        XCTAssertEqual(file.tensorInfo("empty")?.elementCount, 0)
+        XCTAssertTrue(file.skipped.isEmpty)
+    }
+
+    /// The same state dict with `pickle_protocol=4` and `5` (STACK_GLOBAL, MEMOIZE, FRAME, SHORT_BINUNICODE).
+    func testProtocolsFourAndFive() throws {
+        for name in ["protocol4.pt", "protocol5.pt"] {
+            let file = try open(name)
+            XCTAssertEqual(file.weightsPath, [], name)
+            XCTAssertEqual(file.names.count, 15, name)
+            try assertMatchesReference(file, prefix: "state_dict")
+        }
+    }
+
+    /// BasicSR's `{'params_ema': ema, 'params': params}`: the EMA weights are the ones read.
+    func testParamsEmaIsPreferredOverParams() throws {
+        let file = try open("params_ema.pth")
+        XCTAssertEqual(file.weightsPath, ["params_ema"])
+        XCTAssertEqual(file.names, ["conv_first.weight", "conv_first.bias"])
+        try assertMatchesReference(file, prefix: "params_ema")
+    }
+
+    /// An A1111 textual-inversion `.pt`: the vectors under `string_to_param.*`; the ints and strings beside them are not tensors.
+    func testAnA1111Embedding() throws {
+        let file = try open("embedding.pt")
+        XCTAssertEqual(file.names, ["string_to_param.*"])
+        try assertMatchesReference(file, prefix: "embedding")
+    }
+
+    /// `torch.save({'state_dict': {...}, 'epoch': np.float64(1.0)})`: numpy's scalar is refused by name, as
+    /// `torch.load(weights_only=True)` refuses it ("Unsupported global: GLOBAL numpy._core.multiarray.scalar").
+    func testANumpyScalarIsRefusedAsTorchRefusesIt() throws {
+        let url = Fixture.url("pickle/numpy_scalar.ckpt")
+        let error = torchFileError { _ = try TorchFile(url: url, pickles: .read) }
+        guard case let .refusedGlobal(path, opcode, global, _) = error else { return XCTFail("\(String(describing: error))") }
+        XCTAssertEqual([path, opcode, global], [url.path, "GLOBAL", "numpy._core.multiarray.scalar"])
+        XCTAssertTrue(error!.description.contains("nothing was run"), error!.description)
+        XCTAssertFalse(error!.description.contains("\n"))
+    }
+
+    /// `openTensorFile` goes by the first bytes, not the name.
+    func testTheOpenerDispatchesOnTheFirstBytes() throws {
+        let dir = try makeWeightsTestDirectory(self)
+        let pickleNamedSafetensors = dir.appendingPathComponent("really-a-pickle.safetensors")
+        try FileManager.default.copyItem(at: Fixture.url("pickle/embedding.pt"), to: pickleNamedSafetensors)
+        XCTAssertTrue(try openTensorFile(pickleNamedSafetensors, pickles: .read) is TorchFile)
+        let safetensorsNamedCkpt = dir.appendingPathComponent("really-safetensors.ckpt")
+        try FileManager.default.copyItem(at: Fixture.url("pickle/reference.safetensors"), to: safetensorsNamedCkpt)
+        XCTAssertTrue(try openTensorFile(safetensorsNamedCkpt, pickles: .refuse) is SafetensorsFile)
+        XCTAssertEqual(TensorFileKind.of(Fixture.url("pickle/state_dict.ckpt")), .torchZip)
+        // Through a symbolic link, as a Hugging Face cache snapshot links to its blob.
+        let link = dir.appendingPathComponent("link.ckpt")
+        try FileManager.default.createSymbolicLink(at: link, withDestinationURL: safetensorsNamedCkpt)
+        XCTAssertEqual(TensorFileKind.of(link), .safetensors)
+
+        // A pickle outside the zip format is never parsed.
+        var legacy = PickleBuilder()
+        legacy.none(); legacy.stop()
+        let raw = try writeTestFile(legacy.bytes, "legacy.pt", in: dir)
+        XCTAssertEqual(torchFileError { _ = try openTensorFile(raw, pickles: .read) },
+                       .notZipFormat(path: raw.path, evidence: "it starts with a pickle protocol 2 header"))
+        let text = try writeTestFile(Array("(dp0\n.".utf8), "protocol0.bin", in: dir)
+        XCTAssertEqual(torchFileError { _ = try openTensorFile(text, pickles: .read) },
+                       .notZipFormat(path: text.path, evidence: "its name ends in .bin"))
+        let missing = dir.appendingPathComponent("missing.ckpt")
+        guard case .cannotOpen? = torchFileError({ _ = try openTensorFile(missing, pickles: .read) }) else { return XCTFail() }
+    }
+
+    /// With pickles refused, a pickle is refused before any of it is parsed, naming how to allow it;
+    /// safetensors files are unaffected.
+    func testPicklesCanBeRefusedEntirely() throws {
+        let url = Fixture.url("pickle/state_dict.ckpt")
+        let error = torchFileError { _ = try openTensorFile(url, pickles: .refuse) }
+        XCTAssertEqual(error, .picklesRefused(path: url.path))
+        XCTAssertTrue(error!.description.contains("'set pickles on'"), error!.description)
+        XCTAssertTrue(error!.description.contains("SDREPL_PICKLES=off"), error!.description)
+        XCTAssertNoThrow(try openTensorFile(Fixture.url("pickle/reference.safetensors"), pickles: .refuse))
+        XCTAssertEqual(PicklePolicy(word: "OFF"), .refuse)
+        XCTAssertEqual(PicklePolicy(word: "on"), .read)
+        XCTAssertNil(PicklePolicy(word: "maybe"))
+    }
+
+    func testReadingChecksTheNameAndTheBuffer() throws {
+        let file = try open("state_dict.ckpt")
+        XCTAssertEqual(torchFileError { _ = try file.tensor("nope") }, .noSuchTensor(path: file.url.path, tensor: "nope"))
+        var small = [Float](repeating: 0, count: 3)
+        XCTAssertEqual(torchFileError { try small.withUnsafeMutableBufferPointer { try file.read("f32", into: $0) } },
+                       .bufferSizeMismatch(path: file.url.path, tensor: "f32", elements: 12, bufferCount: 3))
+        // Dropping pages of a read tensor leaves it readable.
+        let before = try file.tensor("big")
+        file.releasePages(of: "big")
+        XCTAssertEqual(try file.tensor("big"), before)
+    }
+}
+
+/// Runs `body` and returns the `TorchFileError` it throws, failing the test if it throws nothing
+/// or something else.
+func torchFileError(_ body: () throws -> Void, file: StaticString = #filePath, line: UInt = #line) -> TorchFileError? {
+    do {
+        try body()
+        XCTFail("expected a TorchFileError, but nothing was thrown", file: file, line: line)
+    } catch let e as TorchFileError {
+        return e
+    } catch {
+        XCTFail("expected a TorchFileError, got \(error)", file: file, line: line)
+    }
+    return nil
+}
