@@ -6,6 +6,7 @@ Writes esrgan/:
   tiny-x4.safetensors      basicsr RRDBNet(scale=4), 2 blocks, num_feat 8, num_grow_ch 4, fp32
   tiny-x2.safetensors      basicsr RRDBNet(scale=2) (pixel-unshuffled input, 12 channels), same sizes, fp16
   tiny-old-x4.safetensors  the x4 weights renamed to old ESRGAN's `model.N` layout (as 4x-UltraSharp-style files)
+  tiny-x4.pth              the x4 weights as Real-ESRGAN releases them: torch.save({'params_ema': ema, 'params': ema + 1})
   reference.safetensors    inputs and outputs (see reference.json for the Python of each)
 """
 import math
@@ -205,6 +206,11 @@ def main():
     save_file({k: v.contiguous() for k, v in x4.state_dict().items()}, str(d / "tiny-x4.safetensors"))
     save_file({k: v.contiguous() for k, v in old_layout(x4.state_dict(), NUM_BLOCK).items()},
               str(d / "tiny-old-x4.safetensors"))
+    # RealESRGAN_x4plus.pth's layout; `params` differs so that reading it instead of the EMA weights shows.
+    ema = {k: v.clone() for k, v in x4.state_dict().items()}
+    torch.save({"params_ema": ema, "params": {k: v + 1 for k, v in ema.items()}}, str(d / "tiny-x4.pth"))
+    loaded = torch.load(str(d / "tiny-x4.pth"), map_location="cpu", weights_only=True)
+    assert all(torch.equal(loaded["params_ema"][k], v) for k, v in ema.items())
 
     x2 = RRDBNet(3, 3, scale=2, num_feat=NUM_FEAT, num_block=NUM_BLOCK, num_grow_ch=NUM_GROW).eval()
     randomize(x2, 22)
@@ -233,7 +239,7 @@ def main():
                       "conv_last weight * 0.3 and bias + 0.5; x2 stored in fp16",
             "image": "torch.randint(0, 256, (1, 3, 20, 24), generator=torch.Generator().manual_seed(5)).float() / 255",
             "odd": "torch.randint(0, 256, (1, 3, 15, 13), generator=g).float() / 255  # the same generator, next draw",
-            "x4_net": "x4(image)",
+            "x4_net": "x4(image)  # also tiny-x4.pth's params_ema",
             "x2_net": "x2(image)",
             "x4_tiled": "realesrganer(x4, image, 4, tile=8, tile_pad=3, pre_pad=0)  # RealESRGANer's pre_process, tile_process, post_process, clamp",
             "x2_tiled_odd": "realesrganer(x2, odd, 2, tile=6, tile_pad=2, pre_pad=2)",

@@ -86,9 +86,11 @@ public final class Upscaler: Sendable {
         self.init(network: network, name: name)
     }
 
-    /// Opens an upscaler file: `.safetensors` (the state dict as saved, `params_ema.` nesting flattened).
-    /// - Throws: `UpscalerError` for a missing file, a format this build does not read, or weights that
-    ///   are not an RRDBNet's; `SafetensorsError` for an unreadable file.
+    /// Opens an upscaler file: `.safetensors`, or a PyTorch `.pth` read by the weights-only pickle
+    /// reader (Real-ESRGAN's `params_ema` nesting taken off by it), told apart by their bytes.
+    /// - Throws: `UpscalerError` for a missing file, a folder, or weights that are not an RRDBNet's;
+    ///   `SafetensorsError` or `TorchFileError` for a file that cannot be read (a pickle refused by
+    ///   `set pickles off` included).
     public static func load(_ url: URL) throws -> Upscaler {
         try Upscaler(source: openSource(url), name: url.deletingPathExtension().lastPathComponent)
     }
@@ -100,14 +102,7 @@ public final class Upscaler: Sendable {
             throw UpscalerError.notFound(path: url.path)
         }
         guard !isDirectory.boolValue else { throw UpscalerError.unsupportedFormat(path: url.path, reason: "it is a folder; give the model file") }
-        switch url.pathExtension.lowercased() {
-        case "safetensors":
-            return try SafetensorsFile(url: url)
-        case "pth", "pt", "ckpt", "bin":
-            throw UpscalerError.unsupportedFormat(path: url.path, reason: "it is a PyTorch pickle, which this build does not read; use a .safetensors copy")
-        default:
-            throw UpscalerError.unsupportedFormat(path: url.path, reason: "expected a .safetensors file")
-        }
+        return try openTensorFile(url)
     }
 
     /// The number of tiles `upscale` runs over a `width × height` image.

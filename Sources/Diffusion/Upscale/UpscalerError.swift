@@ -4,7 +4,7 @@ import Foundation
 /// line saying what is wrong and, where there is one, what to do.
 public enum UpscalerError: Error, Equatable, CustomStringConvertible {
     case notFound(path: String)
-    /// A file sdrepl cannot read as an upscaler at all (a folder, a pickle, another extension).
+    /// A path sdrepl cannot read as an upscaler at all (a folder).
     case unsupportedFormat(path: String, reason: String)
     /// The weights are some other network's; `reason` names the key that shows it.
     case notRRDBNet(path: String, reason: String)

@@ -146,4 +146,17 @@ final class UpscaleTests: XCTestCase {
         XCTAssertEqual(try parsed("my models/an upscaler.safetensors X3"), ["-", "my models/an upscaler.safetensors", "3"])
         XCTAssertThrowsError(try parsed("1 x0.5"))
     }
+
+    func testAPthUpscalerIsReadUnlessPicklesAreOff() throws {
+        let pth = Fixture.url("esrgan/tiny-x4.pth").path
+        XCTAssertEqual(session.execute("upscale 1 \(pth)"), .ok)
+        XCTAssertEqual(session.images.last?.pixels.pixels, try expected(x4))
+        XCTAssertEqual(session.images.last?.upscale?.upscaler, "tiny-x4")
+        defer { _ = session.execute("unset pickles") }
+        XCTAssertEqual(session.execute("set pickles off"), .ok)
+        XCTAssertEqual(session.execute("upscale 1 \(x4)"), .ok)
+        guard case .failed(let diagnostic) = session.execute("upscale 1 \(pth)") else { return XCTFail("a pickle was read with pickles off") }
+        XCTAssertTrue(diagnostic.description.hasPrefix("upscale: "), diagnostic.description)
+        XCTAssertFalse(diagnostic.description.contains("\n"), diagnostic.description)
+    }
 }
