@@ -8,7 +8,7 @@ import Imaging
 
 /// Upscaler files in folders, by name (the file name without its extension).
 enum UpscalerLibrary {
-    /// What A1111 keeps upscalers as. Pickles are listed (and refused when used) so a user sees them.
+    /// What A1111 keeps upscalers as: safetensors, and PyTorch's pickles (read by the weights-only reader).
     static let extensions: Set<String> = ["safetensors", "pth", "pt"]
 
     /// Every upscaler file in `folders`, sorted by name; a name in an earlier folder hides a later one.

@@ -121,7 +121,7 @@ extension Session {
             let found = UpscalerLibrary.files(in: folders)
             if found.count == 1 { return found[0].url }
             if found.isEmpty {
-                throw ScriptError.notReady(command: "upscale", reason: "no upscaler found in \(places); put one there (RealESRGAN_x4plus.safetensors), 'set upscaler-dir DIR', or give its path: upscale PATH")
+                throw ScriptError.notReady(command: "upscale", reason: "no upscaler found in \(places); put one there (RealESRGAN_x4plus.pth or .safetensors), 'set upscaler-dir DIR', or give its path: upscale PATH")
             }
             let names = found.prefix(5).map(\.name).joined(separator: ", ") + (found.count > 5 ? ", …" : "")
             throw ScriptError.notReady(command: "upscale", reason: "\(found.count) upscalers found (\(names)); name one: upscale NAME")
@@ -150,7 +150,7 @@ extension Session {
             io.output("\(name)  (\(what))")
         }
         let places = folders.map(\.path).joined(separator: ", ")
-        io.output(found.isEmpty ? "no upscalers (*.safetensors) in \(places); 'set upscaler-dir DIR' names another folder"
+        io.output(found.isEmpty ? "no upscalers (*.safetensors, *.pth) in \(places); 'set upscaler-dir DIR' names another folder"
                                 : "\(found.count) upscaler\(found.count == 1 ? "" : "s") in \(places); 'upscale [N] NAME' uses one")
     }
 }
