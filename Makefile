@@ -34,7 +34,7 @@ test: deps
 
 # `make bench`: full-size SD1.5 (random weights, synthesised once into ~/.cache/sdrepl/bench) at
 # 512x512; the last line is one JSON object. ARGS=--full adds a whole 20-step generation;
-# BENCH=gemm or BENCH=ops runs another sdbench subcommand.
+# BENCH=gemm, BENCH=ops or BENCH=upscale (the x4 upscale alone) runs another sdbench subcommand.
 BENCH        ?= model
 bench: deps
 	$(SWIFT) build -c release --product sdbench

@@ -21,7 +21,8 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sdbench",
         abstract: "sdrepl's benchmark: prints one JSON line of measurements.",
-        subcommands: [GEMMBench.self, OpsBench.self, ModelBench.self, ModelBenchChild.self, ImageBench.self, ImageBenchChild.self],
+        subcommands: [GEMMBench.self, OpsBench.self, ModelBench.self, ModelBenchChild.self, ImageBench.self, ImageBenchChild.self,
+                      UpscaleBench.self],
         defaultSubcommand: GEMMBench.self
     )
 }

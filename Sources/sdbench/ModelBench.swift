@@ -53,6 +53,9 @@ struct ModelBench: ParsableCommand {
     @Flag(help: "Skip the low-memory child process (first step, peak RSS).")
     var skipLow = false
 
+    @Flag(help: "Skip the x4 upscale (a child process running `sdbench upscale`, about 1 minute).")
+    var skipUpscale = false
+
     func run() throws {
         options.apply()
         let url = try options.checkpoint.map { URL(fileURLWithPath: $0) }
@@ -166,6 +169,9 @@ struct ModelBench: ParsableCommand {
                 ("generation_floor_ratio", .number(generation.seconds / floor, decimals: 3)),
                 ("generation_finite", .string(generation.varied ? "yes" : "no")),
             ]
+        }
+        if !skipUpscale {
+            fields += try UpscaleBench.runChild(threads: options.threads, clock: options.clock)
         }
         fields += [
             ("unet_profile", profileJSON(unetProfile, total: unetSeconds)),

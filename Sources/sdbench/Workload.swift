@@ -84,4 +84,4 @@ func say(_ line: String) {
     }
 }
 
-let isChildProcess = CommandLine.arguments.dropFirst().first == "model-child"
+let isChildProcess = CommandLine.arguments.dropFirst().first?.hasSuffix("-child") ?? false

@@ -30,6 +30,8 @@ final class TerminalIO: SessionIO {
         switch event {
         case .progress(let step, let index, let count, let preview):
             progress(step, index: index, count: count, mode: preview)
+        case .upscaleProgress(let progress):
+            upscaleProgress(progress)
         case .status(let line):
             status(line)
         case .progressDone:
@@ -72,6 +74,18 @@ final class TerminalIO: SessionIO {
         if count > 1 { line += "image \(index)/\(count) " }
         line += "[\(bar)] \(progress.step)/\(progress.total)  "
         line += String(format: "%.2f s/step  ETA %@", perStep, formatDuration(eta))
+        FileHandle.standardError.write(Data((line + "\u{1B}[K").utf8))
+        barShown = true
+    }
+
+    private func upscaleProgress(_ progress: UpscaleProgress) {
+        guard stderrEscapes, progress.tiles > 0 else { return }
+        let width = 24
+        let filled = min(width, Int(progress.done * Double(width) / Double(progress.tiles)))
+        let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+        let perTile = progress.done > 0 ? progress.elapsed / progress.done : 0
+        let line = "\rupscale [\(bar)] tile \(progress.tile)/\(progress.tiles)  "
+            + String(format: "%.1f s/tile  ETA %@", perTile, formatDuration(progress.eta))
         FileHandle.standardError.write(Data((line + "\u{1B}[K").utf8))
         barShown = true
     }

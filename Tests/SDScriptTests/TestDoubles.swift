@@ -96,7 +96,7 @@ final class BufferIO: SessionIO {
     func emit(_ event: SessionEvent) {
         events.append(event)
         switch event {
-        case .progress:
+        case .progress, .upscaleProgress:
             progressCalls += 1
             if let interruptAfter, progressCalls >= interruptAfter {
                 interrupted = true

@@ -29,6 +29,25 @@ extension Tensor {
     /// ReLU, `max(x, 0)`.
     public func relu() -> Tensor { mapElements { $0.replacing(with: 0, where: $0 .< 0) } }
 
+    /// Leaky ReLU: `x` where `x ≥ 0`, `slope · x` below (torch `nn.LeakyReLU(negative_slope)`).
+    public func leakyReLU(slope: Float) -> Tensor {
+        let s = FastMath.V(repeating: slope)
+        return mapElements { $0.replacing(with: $0 * s, where: $0 .< 0) }
+    }
+
+    /// `leakyReLU(slope:)` in place: no second buffer, for maps too large to hold twice (an upscaler's
+    /// full-resolution features are 184 MB a tile).
+    public mutating func formLeakyReLU(slope: Float) {
+        let s = FastMath.V(repeating: slope), n = count
+        data.withUnsafeMutableBufferPointer { buffer in
+            let x = SharedPointer(buffer.baseAddress!)
+            Parallel.forEach((n + 7) / 8, grain: Tensor.elementGrain / 8) { range in
+                let start = range.lowerBound * 8, end = min(n, range.upperBound * 8)
+                FastMath.map(x.base + start, x.base + start, count: end - start) { $0.replacing(with: $0 * s, where: $0 .< 0) }
+            }
+        }
+    }
+
     /// SiLU (swish): `x · sigmoid(x)`.
     public func silu() -> Tensor { mapElements { $0 * FastMath.sigmoid($0) } }
 

@@ -229,3 +229,46 @@ extension Tensor {
     /// Sample `index` of the batch dimension, keeping the batch dimension: `[1, ...]` (`x[i:i+1]`).
     public func slice(batch index: Int) -> Tensor { slice(batch: index..<(index + 1)) }
 }
+
+// In-place forms for networks whose feature maps are large and many (RRDBNet's dense blocks): no
+// allocation, one pass.
+extension Tensor {
+    /// `self = self · scale + other` element-wise, in place (a residual scaled before it is added).
+    /// - Precondition: equal shapes.
+    public mutating func formScaledSum(_ scale: Float, plus other: Tensor) {
+        precondition(shape == other.shape, "formScaledSum: shapes \(shape) and \(other.shape) differ")
+        let s = FastMath.V(repeating: scale), n = count
+        data.withUnsafeMutableBufferPointer { xb in
+            let x = SharedPointer(xb.baseAddress!)
+            other.data.withUnsafeBufferPointer { yb in
+                let y = yb.baseAddress!
+                Parallel.forEach((n + 7) / 8, grain: Tensor.elementGrain / 8) { range in
+                    let start = range.lowerBound * 8, end = min(n, range.upperBound * 8)
+                    FastMath.zip(x.base + start, y + start, x.base + start, count: end - start) { $0 * s + $1 }
+                }
+            }
+        }
+    }
+
+    /// Appends `other`'s channels after this tensor's, in place (`torch.cat([self, other], dim=1)`
+    /// for a batch of one). With `reserveChannels` called first the existing channels are not
+    /// copied again, so a dense block's growing input costs one copy of each new map.
+    /// - Precondition: a batch of one; equal sizes past the channels.
+    public mutating func appendChannels(_ other: Tensor) {
+        precondition(rank >= 2 && shape[0] == 1 && other.rank == rank && other.shape[0] == 1
+                     && other.shape.dropFirst(2) == shape.dropFirst(2),
+                     "appendChannels: \(other.shape) onto \(shape)")
+        var grown = shape
+        grown[1] += other.shape[1]
+        var buffer = data
+        data = []  // the buffer's only reference is now `buffer`: appending does not copy it
+        buffer.append(contentsOf: other.data)
+        self = Tensor(shape: grown, data: buffer)
+    }
+
+    /// Makes room for `channels` channels in all without moving the data again (see `appendChannels`).
+    public mutating func reserveChannels(_ channels: Int) {
+        let plane = shape.dropFirst(2).reduce(1, *) * shape[0]
+        data.reserveCapacity(channels * plane)
+    }
+}

@@ -71,6 +71,11 @@ public struct ImagingSaver: ImageSaver {
             if hires.steps > 0 { recipe.extra.append(.init("Hires steps", String(hires.steps))) }
             recipe.extra.append(.init("Hires upscaler", hires.upscaler.a1111Name))
         }
+        if let upscale = image.upscale {
+            // A1111's extras tab writes these after the generation's own parameters.
+            recipe.extra.append(.init("Postprocess upscale by", formatNumber(Float(upscale.factor))))
+            recipe.extra.append(.init("Postprocess upscaler", upscale.upscaler))
+        }
         var all: [String: Any] = [
             "prompt": r.prompt, "negative_prompt": r.negativePrompt, "style": request.style,
             "seed": NSNumber(value: r.seed), "steps": r.steps,
@@ -103,6 +108,11 @@ public struct ImagingSaver: ImageSaver {
             }
         }
         if image.decoder != "VAE" { all["decoder"] = image.decoder }
+        if let upscale = image.upscale {
+            all["upscaler"] = upscale.upscaler
+            all["upscale_by"] = upscale.factor
+            if let resize = upscale.resize { all["upscale_resize"] = resize }
+        }
         if let model = image.model {
             all["model"] = model.name
             all["model_file"] = model.hashedFile.path

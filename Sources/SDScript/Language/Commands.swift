@@ -12,6 +12,8 @@ public enum CompletionKind: Sendable {
     /// `set KEY VALUE`: keys, then that key's values.
     case setting
     case paths
+    /// `upscale`: upscaler names found, and paths.
+    case upscalers
 }
 
 /// One command of the language: the table below drives dispatch, `help` and completion.
@@ -270,6 +272,18 @@ public struct Command {
             } catch {
                 FileErrorText.reason(error).split(separator: "\n").forEach { session.io.output(String($0)) }
             }
+            return .ok
+        },
+        Command(name: "upscale", usage: UpscaleArguments.usage,
+                summary: "upscale image N (default: the last) with an ESRGAN/Real-ESRGAN model (a path or a name from 'upscalers'), by its scale or xS",
+                kind: .words, completion: .upscalers, transcript: .resolved) { session, argument, location in
+            try session.upscale(UpscaleArguments(argument), at: location)
+            return .ok
+        },
+        Command(name: "upscalers", usage: "upscalers", summary: "list the upscalers 'upscale NAME' can use, and where sdrepl looks",
+                kind: .words, completion: .none) { session, argument, _ in
+            guard argument.isEmpty else { throw ScriptError.unexpectedArgument(command: "upscalers", argument: argument) }
+            session.listUpscalers()
             return .ok
         },
         Command(name: "run", usage: "run FILE", summary: "run the commands of an .sdscript file (relative to the running script's folder)",

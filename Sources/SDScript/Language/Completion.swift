@@ -70,6 +70,11 @@ extension Session {
             }
             if command.name == "init" { candidates = imageNumbers(matching: rest) + candidates }
             return Completion(word: rest, candidates: candidates)
+        case .upscalers:
+            // `upscale [N] [MODEL] [xS]`: the model word, by name or path.
+            let word = lastWord(rest)
+            let names = UpscalerLibrary.files(in: upscalerDirectories()).map(\.name)
+            return Completion(word: word, candidates: matching(word, names) + (word.isEmpty ? [] : completePath(word)))
         case .setting:
             guard let keyEnd = rest.firstIndex(where: { $0 == " " || $0 == "\t" }) else {
                 return Completion(word: rest, candidates: matching(rest, SettingKey.names))

@@ -120,6 +120,8 @@ public struct SettingKey {
                defaults: "(models/Lora, and Lora beside the model's folder)"),
         folder("embeddings", "textual-inversion NAME.safetensors or .pt, used by writing NAME", \.resources.embeddingsDir,
                defaults: "(embeddings, and embeddings beside the models folder)"),
+        folder("upscaler-dir", "where 'upscale NAME' finds NAME.safetensors", \.resources.upscalerDir,
+               defaults: "(models/ESRGAN, models/RealESRGAN, and ESRGAN, RealESRGAN beside the model's folder)"),
         SettingKey(name: "init", values: "FILE (a PNG or JPEG) or N (image N of this session): image-to-image",
                    kind: .text, choices: { _ in nil }, completesPaths: true,
                    apply: { session, value in session.settings.request.initImage = try parseInit(value, session: session) },

@@ -151,7 +151,7 @@ final class GenerationService {
 
     /// `chosen`, then `here` in the current folder, then `besideModels` relative to the folder that
     /// holds the model (`models/` for `models/Stable-diffusion/x.safetensors`), without repeats.
-    private func folders(chosen: String?, here: String, besideModels: String, model: String?) -> [URL] {
+    func folders(chosen: String?, here: String, besideModels: String, model: String?) -> [URL] {
         var folders: [URL] = []
         if let chosen { folders.append(URL(fileURLWithPath: NSString(string: chosen).expandingTildeInPath)) }
         folders.append(URL(fileURLWithPath: here))

@@ -21,10 +21,11 @@ public enum Outcome: Equatable {
 /// `SessionEvent` through `io`.
 public final class Session {
     public var settings = SessionSettings()
-    public private(set) var history = ImageHistory()
+    public internal(set) var history = ImageHistory()
     public let io: SessionIO
     let generation: GenerationService
     let log: TranscriptLog
+    let upscaling = UpscaleService()
     var frames = ScriptFrames()
     /// Draws the seed for `seed random` (0 ..< 2^32, as A1111 does).
     var drawSeed: () -> UInt64
@@ -161,24 +162,32 @@ public final class Session {
         history.startBatch()
         try generation.generate(request, settings: settings, io: io) { result, pixels, model in
             let offset = Int(result.request.seed &- base)
-            var entry = SessionImage(index: history.nextIndex, request: request.image(offset), pixels: pixels, model: model,
+            let entry = SessionImage(index: history.nextIndex, request: request.image(offset), pixels: pixels, model: model,
                                      loras: result.loras, seconds: result.seconds, decoder: result.decoder,
                                      sha256: pixelHash(pixels))
-            let position = history.append(entry)
-            log.line.results.append(entry.record)
-            var saveError: ScriptError?
-            if settings.output.autosave, !savingDisabled, components.saver != nil {
-                do {
-                    entry.savedPaths = try save(position, to: nil)
-                } catch ScriptError.imageNotSaved(_, let reason) {
-                    saveError = .imageNotSaved(command: "gen", reason: "autosave: " + reason)
-                } catch let error as ScriptError {
-                    saveError = error
-                }
-            }
-            io.emit(.image(entry, preview: settings.output.preview))
-            if let saveError { throw saveError }
+            try keep(entry, command: "gen")
         }
+    }
+
+    /// Adds a finished image to the history (in the current batch) and the transcript's results,
+    /// autosaves it when that is on, and shows it.
+    /// - Throws: the autosave's error, after the image is kept and shown.
+    func keep(_ image: SessionImage, command: String) throws {
+        var entry = image
+        let position = history.append(entry)
+        log.line.results.append(entry.record)
+        var saveError: ScriptError?
+        if settings.output.autosave, !savingDisabled, components.saver != nil {
+            do {
+                entry.savedPaths = try save(position, to: nil)
+            } catch ScriptError.imageNotSaved(_, let reason) {
+                saveError = .imageNotSaved(command: command, reason: "autosave: " + reason)
+            } catch let error as ScriptError {
+                saveError = error
+            }
+        }
+        io.emit(.image(entry, preview: settings.output.preview))
+        if let saveError { throw saveError }
     }
 
     /// Saves image `position` (index into `images`); records `#=> saved` lines.

@@ -14,6 +14,8 @@ public enum SessionEvent {
     /// Progress of image `index` (1-based) of `count` in this `gen`; `preview` says whether the
     /// engine's small latent preview (`progress.preview`) may be drawn.
     case progress(GenerationProgress, index: Int, count: Int, preview: PreviewMode)
+    /// Progress of an `upscale` over its tiles.
+    case upscaleProgress(UpscaleProgress)
     /// A transient one-line status (a download's bytes, rate and ETA; hashing), redrawn in place.
     case status(String)
     /// The current progress or status is over (clear the bar).
@@ -39,7 +41,7 @@ public enum SessionEvent {
         case .output(let line): return ([line], false)
         case .warning(let line): return ([line], true)
         case .error(let diagnostic): return ([diagnostic.description], true)
-        case .progress, .status, .progressDone: return nil
+        case .progress, .upscaleProgress, .status, .progressDone: return nil
         case .image(let image, _): return ([image.summary(withSavedPaths: true)], false)
         case .shown(let image, let recipe, _):
             return (["image \(image.index): " + image.description] + recipe.split(separator: "\n").map { "  " + $0 }, false)
@@ -56,6 +58,9 @@ extension SessionImage: CustomStringConvertible {
         if request.style != "none" { text += ", style \(request.style)" }
         text += ", prompt \"\(r.prompt)\""
         if !r.negativePrompt.isEmpty { text += ", negative \"\(r.negativePrompt)\"" }
+        if let upscale {
+            text += ", upscaled x\(formatNumber(Float(upscale.factor))) from image \(upscale.source) by \(upscale.upscaler) to \(pixels.width)x\(pixels.height)"
+        }
         if !savedPaths.isEmpty { text += ", saved " + savedPaths.joined(separator: " ") }
         return text
     }
@@ -64,6 +69,7 @@ extension SessionImage: CustomStringConvertible {
     func summary(withSavedPaths: Bool) -> String {
         var line = "image \(index): seed \(request.engine.seed), \(pixels.width)x\(pixels.height), "
             + String(format: "%.2f s", seconds) + ", sha256 \(sha256.prefix(16))…"
+        if let upscale { line += ", upscaled x\(formatNumber(Float(upscale.factor))) from image \(upscale.source) by \(upscale.upscaler)" }
         if withSavedPaths && !savedPaths.isEmpty { line += ", saved " + savedPaths.joined(separator: " ") }
         return line
     }

@@ -131,6 +131,8 @@ public struct ResourceSettings: Equatable, Sendable {
     /// Whether PyTorch pickles are read (never run) or refused; `set pickles` also makes it the
     /// process's `PicklePolicy.current`, which every loader consults.
     public var pickles: PicklePolicy = .environmentDefault
+    /// Where `upscale NAME` looks first; nil for A1111's folders only.
+    public var upscalerDir: String?
 
     public init() {}
 }
@@ -197,6 +199,8 @@ public struct SessionImage: Sendable {
     /// SHA-256 of the RGB bytes, 64 hex digits.
     public let sha256: String
     public var savedPaths: [String] = []
+    /// What upscaled this image from another (`upscale`); nil for a generated image.
+    public var upscale: UpscaleRecord?
 
     public var record: ResultRecord {
         .image(index: index, seed: request.engine.seed, width: pixels.width, height: pixels.height, sha256: sha256)

@@ -17,6 +17,9 @@ public enum TranscriptRule: Sendable {
     /// About the session itself (`transcript save PATH`): written as a comment, as replaying it
     /// would do nothing useful.
     case comment
+    /// As the command resolved it (`LineRecord.replay`: `upscale` with its image number, the
+    /// upscaler's absolute path and the scale), so a replay uses the same image and file.
+    case resolved
 }
 
 /// What the transcript needs of the line being run, collected while it runs.
@@ -27,6 +30,8 @@ struct LineRecord {
     var results: [ResultRecord] = []
     /// A `run` whose file's lines were written into the transcript one by one.
     var inlinedRun = false
+    /// The line to record instead of the typed one (`TranscriptRule.resolved`).
+    var replay: String?
 }
 
 /// Writes the lines that ran into the transcript file: a random seed as the concrete seed each `gen`
@@ -119,6 +124,8 @@ final class TranscriptLog {
             return typed
         case .comment:
             return "# " + typed
+        case .resolved:
+            return line.replay ?? typed
         case .seedChoice:
             let words = argument.droppingTrailingComment().lowercased().words
             let random = entry.name == "unset" || words == ["random"] || words == ["-1"]

@@ -7,7 +7,7 @@ import XCTest
 
 /// Every example in examples/ runs without an error, with the real styles and the test-double engine.
 final class ExamplesTests: XCTestCase {
-    private func run(_ name: String) throws -> (Session, CountingLoader, ScriptSummary) {
+    private func run(_ name: String, prepare: (Session) -> Void = { _ in }) throws -> (Session, CountingLoader, ScriptSummary) {
         let path = FixturePaths.repoRoot.appendingPathComponent("examples/\(name)").path
         XCTAssertTrue(FileManager.default.fileExists(atPath: path), path)
         let loader = CountingLoader()
@@ -17,6 +17,7 @@ final class ExamplesTests: XCTestCase {
         // The examples use 512x512; the double's cost is in the pixels, so check the language at 64x64.
         session.settings.request.width = 64
         session.settings.request.height = 64
+        prepare(session)
         let summary = session.runScript(at: path)
         return (session, loader, summary)
     }
@@ -96,5 +97,17 @@ final class ExamplesTests: XCTestCase {
             HiresFix(width: 128, height: 128, steps: 10, strength: 0.5, upscaler: .lanczos),
         ])
         XCTAssertNil(session.settings.request.hires)
+    }
+
+    func testUpscale() throws {
+        // The tiny fixture upscaler under the released model's name.
+        let folder = TemporaryFolder()
+        try FileManager.default.createSymbolicLink(atPath: folder.path + "/RealESRGAN_x4plus.safetensors",
+                                                   withDestinationPath: Fixture.url("esrgan/tiny-x4.safetensors").path)
+        let (session, _, summary) = try run("upscale.sdscript") { $0.settings.resources.upscalerDir = folder.path }
+        XCTAssertEqual(summary.errors, [])
+        XCTAssertEqual(session.images.map { [$0.pixels.width, $0.pixels.height] }, [[64, 64], [256, 256], [128, 128]])
+        XCTAssertEqual(session.images.compactMap(\.upscale?.factor), [4, 2])
+        XCTAssertEqual(Set(session.images.compactMap(\.upscale?.upscaler)), ["RealESRGAN_x4plus"])
     }
 }
