@@ -151,7 +151,7 @@ final class ImageToImageEndToEndTests: XCTestCase {
         let maskPNG = FixturePaths.root.appendingPathComponent("inpaint/mask.png").path
         sandbox.write("notimage.png", "hello")
         let black = try PNGFile.encode(try RGBImage(width: 8, height: 8, pixels: [UInt8](repeating: 0, count: 192)), chunks: [])
-        FileManager.default.createFile(atPath: sandbox.path + "/black.png", contents: Data(black))
+        XCTAssertTrue(FileManager.default.createFile(atPath: sandbox.path + "/black.png", contents: Data(black)))
         sandbox.write("b.sdscript", """
             model \(model)
             prompt x
