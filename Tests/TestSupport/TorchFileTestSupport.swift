@@ -31,6 +31,8 @@ public struct ZipBuilder {
         public var declaredSize: UInt64?
         /// The name the local header gives (default: `name`).
         public var localName: String?
+        /// The checksum recorded (default: the data's CRC-32).
+        public var crc32: UInt32?
         public init(_ name: String, _ data: [UInt8]) {
             self.name = name
             self.data = data
@@ -63,7 +65,7 @@ public struct ZipBuilder {
             var padding = 64 - (out.count + 30 + name.count + 4) % 64
             if padding == 64 { padding = 0 }
             u32(0x0403_4B50); u16(20); u16(e.flags); u16(e.method); u16(0); u16(0x21)
-            u32(zipCRC32(e.data)); u32(UInt32(e.data.count)); u32(UInt32(min(e.declaredSize ?? UInt64(e.data.count), 0xFFFF_FFFF)))
+            u32(e.crc32 ?? zipCRC32(e.data)); u32(UInt32(e.data.count)); u32(UInt32(min(e.declaredSize ?? UInt64(e.data.count), 0xFFFF_FFFF)))
             u16(UInt16(name.count)); u16(UInt16(4 + padding))
             out += name
             u16(0x4246); u16(UInt16(padding)); out += [UInt8](repeating: 0, count: padding)
@@ -75,7 +77,7 @@ public struct ZipBuilder {
             let declared = e.declaredSize ?? UInt64(e.data.count)
             let big = declared > 0xFFFF_FFFE
             u32(0x0201_4B50); u16(0x031E); u16(20); u16(e.flags); u16(e.method); u16(0); u16(0x21)
-            u32(zipCRC32(e.data)); u32(UInt32(e.data.count)); u32(big ? 0xFFFF_FFFF : UInt32(declared))
+            u32(e.crc32 ?? zipCRC32(e.data)); u32(UInt32(e.data.count)); u32(big ? 0xFFFF_FFFF : UInt32(declared))
             u16(UInt16(name.count)); u16(big ? 12 : 0); u16(0); u16(0); u16(0); u32(0); u32(UInt32(local))
             out += name
             if big { u16(0x0001); u16(8); u64(declared) }

@@ -119,15 +119,17 @@ public enum TensorFileKind: Equatable, Sendable {
     /// The extensions pickled weights go by.
     public static let pickleExtensions: Set<String> = ["ckpt", "pt", "pth", "bin", "pkl", "pickle"]
 
-    /// Reads the first bytes of `url` (nothing more) to tell what it holds.
+    /// Reads the first bytes of `url` (nothing more) to tell what it holds. Only a regular file is
+    /// read (opening a FIFO would block); anything else is `.unknown`, for the reader to name.
     public static func of(_ url: URL) -> TensorFileKind {
         let path = url.path
+        let attributes = try? FileManager.default.attributesOfItem(atPath: url.resolvingSymlinksInPath().path)
         var head = [UInt8]()
-        if let handle = FileHandle(forReadingAtPath: path) {
+        if attributes?[.type] as? FileAttributeType == .typeRegular, let handle = FileHandle(forReadingAtPath: path) {
             head = Array((try? handle.read(upToCount: 9)) ?? Data())
             try? handle.close()
         }
-        let size = fileSize(url) ?? 0
+        let size = (attributes?[.size] as? NSNumber)?.intValue ?? 0
         // A safetensors file starts with the header length and then '{'. Checking this first keeps a
         // header length whose low bytes happen to read 0x80 0x02 from being taken for a pickle.
         if head.count == 9, head[8] == UInt8(ascii: "{"),
@@ -139,11 +141,6 @@ public enum TensorFileKind: Equatable, Sendable {
         if head.count >= 2, head[0] == 0x80, (2...5).contains(head[1]) { return .rawPickle(protocol: Int(head[1])) }
         if head.starts(with: Array("GGUF".utf8)) { return .gguf }
         return .unknown(pickleName: pickleExtensions.contains(url.pathExtension.lowercased()))
-    }
-
-    /// The size of the file `url` names, through symbolic links (a Hugging Face cache snapshot links to its blob).
-    static func fileSize(_ url: URL) -> Int? {
-        (try? FileManager.default.attributesOfItem(atPath: url.resolvingSymlinksInPath().path)[.size] as? NSNumber)?.intValue
     }
 }
 
@@ -167,8 +164,9 @@ public func openTensorFile(_ url: URL, pickles: PicklePolicy = .current) throws 
     case let .rawPickle(version):
         throw TorchFileError.notZipFormat(path: url.path, evidence: "it starts with a pickle protocol \(version) header")
     case .unknown(pickleName: true):
-        // An empty or unreadable file gets the reader's own message ("is empty", "cannot open").
-        guard let size = TensorFileKind.fileSize(url), size > 0 else {
+        // An empty, unreadable or irregular file gets the reader's own message ("is empty", "cannot open").
+        let attributes = try? FileManager.default.attributesOfItem(atPath: url.resolvingSymlinksInPath().path)
+        guard attributes?[.type] as? FileAttributeType == .typeRegular, let size = (attributes?[.size] as? NSNumber)?.intValue, size > 0 else {
             return try TorchFile(url: url, pickles: pickles)
         }
         throw TorchFileError.notZipFormat(path: url.path, evidence: "its name ends in .\(url.pathExtension)")

@@ -33,7 +33,15 @@ final class TorchFileHostileTests: XCTestCase {
     }
 
     private func opened(_ pickle: PickleBuilder, storages: [(key: String, bytes: [UInt8])] = []) throws -> TorchFile {
-        let url = try writeTestFile(torchArchive(pickle.bytes, storages: storages), "ok.ckpt", in: dir)
+        try opened(torchArchive(pickle.bytes, storages: storages))
+    }
+
+    private func opened(_ entries: [ZipBuilder.Entry]) throws -> TorchFile {
+        try opened(ZipBuilder(entries).bytes)
+    }
+
+    private func opened(_ bytes: [UInt8]) throws -> TorchFile {
+        let url = try writeTestFile(bytes, "ok.ckpt", in: dir)
         return try TorchFile(url: url, pickles: .read)
     }
 
@@ -512,6 +520,17 @@ final class TorchFileHostileTests: XCTestCase {
         var layout = ZipBuilder(validArchive()).build()
         layout.bytes[64 + 2] ^= 0xFF
         XCTAssertEqual(try openError(layout.bytes).0, .damagedZip(path: path, reason: "the checksum of archive/data.pkl does not match its contents"))
+        // No checksum recorded, as torch.save writes after set_crc32_options(False): nothing to check.
+        var unchecked = validArchive()
+        unchecked[0].crc32 = 0
+        XCTAssertEqual(try opened(unchecked).names, [])
+    }
+
+    /// A FIFO named like a pickle is refused without being opened (opening it would block).
+    func testAFIFOIsNotOpened() throws {
+        let fifo = dir.appendingPathComponent("fifo.ckpt")
+        XCTAssertEqual(mkfifo(fifo.path, 0o600), 0)
+        XCTAssertEqual(torchFileError { _ = try openTensorFile(fifo, pickles: .read) }, .notARegularFile(path: fifo.path))
     }
 }
 
