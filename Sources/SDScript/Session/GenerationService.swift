@@ -150,14 +150,17 @@ final class GenerationService {
     }
 
     /// `chosen`, then `here` in the current folder, then `besideModels` relative to the folder that
-    /// holds the model (`models/` for `models/Stable-diffusion/x.safetensors`), without repeats.
+    /// holds the model (`models/` for `models/Stable-diffusion/x.safetensors` or `x.ckpt`), without repeats.
     func folders(chosen: String?, here: String, besideModels: String, model: String?) -> [URL] {
         var folders: [URL] = []
         if let chosen { folders.append(URL(fileURLWithPath: NSString(string: chosen).expandingTildeInPath)) }
         folders.append(URL(fileURLWithPath: here))
         if let location = try? components.models.locate(explicit: model) {
             let url = URL(fileURLWithPath: location.path)
-            let folder = (location.path.hasSuffix(".safetensors") ? url.deletingLastPathComponent() : url).deletingLastPathComponent()
+            // A single file (.safetensors or .ckpt) sits one level deeper than a diffusers folder.
+            var isDirectory: ObjCBool = false
+            let isFile = FileManager.default.fileExists(atPath: location.path, isDirectory: &isDirectory) && !isDirectory.boolValue
+            let folder = (isFile ? url.deletingLastPathComponent() : url).deletingLastPathComponent()
             folders.append(folder.appendingPathComponent(besideModels))
         }
         var seen = Set<String>()

@@ -342,6 +342,11 @@ final class LoRAFolderTests: XCTestCase {
         XCTAssertEqual(session.execute("model \(folder.path)/models/Stable-diffusion/m.safetensors"), .ok)
         let cwd = FileManager.default.currentDirectoryPath
         XCTAssertEqual(session.loraDirectories().map(\.path), ["\(folder.path)/mine", "\(cwd)/models/Lora", "\(folder.path)/models/Lora"])
+        // A pickled checkpoint is a single file too: its Lora folder is the same.
+        folder.write("models/Stable-diffusion/old.ckpt", "")
+        XCTAssertEqual(session.execute("model \(folder.path)/models/Stable-diffusion/old.ckpt"), .ok)
+        XCTAssertEqual(session.loraDirectories().last?.path, "\(folder.path)/models/Lora")
+        XCTAssertEqual(session.execute("model \(folder.path)/models/Stable-diffusion/m.safetensors"), .ok)
         io.lines = []
         XCTAssertEqual(session.execute("loras"), .ok)
         XCTAssertEqual(io.lines, ["<lora:ink:1>", "<lora:paper:1>",
