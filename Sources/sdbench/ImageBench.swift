@@ -37,11 +37,7 @@ struct ImageBench: ParsableCommand {
                 fields.append(("low_\(workload.rawValue)_seconds", .number(child["seconds"] as? Double ?? .nan, decimals: 2)))
             }
         }
-        let roofShapes = GEMMShape.sd15.filter { $0.what == "unet conv3x3 320ch 64x64" || $0.what == "vae conv3x3 512ch 64x64" }
-        func roofSample() -> Double {
-            roofShapes.map { GEMMBench.measure($0, timing: Timing(repeats: 5, minSeconds: 0.5, clock: options.clock)) }.max() ?? 0
-        }
-        var roof = roofSample()
+        var roof = sampleSGEMMRoof(clock: options.clock)
         let pipeline = try StableDiffusionPipeline(url: url, options: LoadOptions(memoryMode: .fast))
         let request = ImageWorkload.hires.request(steps: steps, hiresSteps: hiresSteps)
         _ = try pipeline.prepare(request)  // fast mode converts the text encoder's weights here, untimed
@@ -55,7 +51,7 @@ struct ImageBench: ParsableCommand {
         let seconds = timing.now() - begin
         Profiler.isEnabled = false
         let flops = Profiler.totals.values.reduce(0) { $0 + $1.flops }
-        roof = max(roof, roofSample())
+        roof = max(roof, sampleSGEMMRoof(clock: options.clock))
         let floor = flops / (roof * 1e9)
         let varied = Set(image.rgb.prefix(1 << 16)).count > 8
         say(String(format: "hires fix 512->1024 (%d + %d steps): %.1f s; dense floor %.1f s (%.1f GFLOP at the roof %.1f GFLOP/s)",

@@ -64,16 +64,9 @@ struct ModelBench: ParsableCommand {
         say("machine: \(Machine.cpuModel), \(ProcessInfo.processInfo.activeProcessorCount) cores, load \(Machine.loadAverage); "
             + "BLAS threads \(BLAS.threads), \(options.clock.rawValue) clock")
 
-        // The roof: the best sgemm on large SD-like shapes, as `sdbench ops` measures it. On a
-        // shared machine the load changes during the run, so it is sampled again before each
-        // measurement and the best sample is the roof: the ratios err low, never above 1 by luck.
+        // The roof, sampled again before each measurement (`sampleSGEMMRoof`); the best sample counts.
         var roofSamples: [Double] = []
-        func sampleRoof() {
-            let sample = GEMMShape.sd15.filter { $0.what == "unet conv3x3 320ch 64x64" || $0.what == "vae conv3x3 512ch 64x64" }
-                .map { GEMMBench.measure($0, timing: Timing(repeats: 5, minSeconds: 0.5, clock: options.clock)) }.max() ?? 0
-            roofSamples.append(sample)
-            say(String(format: "roof sample: cblas_sgemm %.1f GFLOP/s", sample))
-        }
+        func sampleRoof() { roofSamples.append(sampleSGEMMRoof(clock: options.clock)) }
         sampleRoof()
 
         // The low-memory child first, while this process is still small.

@@ -37,11 +37,11 @@ struct UpscaleBench: ParsableCommand {
         let timing = Timing(repeats: 1, minSeconds: 0, clock: clock)
         say("machine: \(Machine.cpuModel), \(ProcessInfo.processInfo.activeProcessorCount) cores, load \(Machine.loadAverage); "
             + "BLAS threads \(BLAS.threads), \(clock.rawValue) clock")
-        let roofBefore = UpscaleBench.sampleRoof(clock: clock)
+        let roofBefore = sampleSGEMMRoof(clock: clock)
 
         let config = RRDBNetConfig()  // RealESRGAN_x4plus
         let upscaler = try Upscaler(source: RandomWeights(config: config), name: "RealESRGAN_x4plus (random)")
-        var rng = SplitMix(seed: 7)
+        var rng = SplitMix64(seed: 7)
         let image = PixelImage(width: side, height: side, rgb: (0..<(side * side * 3)).map { _ in UInt8(truncatingIfNeeded: rng.next() >> 56) })
         let tiling = TileOptions(tile: tile, tilePad: tilePad)
         let tiles = upscaler.tileCount(width: side, height: side, tiling: tiling)
@@ -65,7 +65,7 @@ struct UpscaleBench: ParsableCommand {
                 say(String(format: "  the rest (concatenations, activations, residual sums, tiling): %.1f s", seconds - wall))
             }
         }
-        let roof = max(roofBefore, UpscaleBench.sampleRoof(clock: clock))
+        let roof = max(roofBefore, sampleSGEMMRoof(clock: clock))
         let flops = config.flops(height: side, width: side)
         let tiledFlops = UpscaleBench.tiledFlops(config, side: side, tiling: tiling)
         let floor = flops / (roof * 1e9)
@@ -105,14 +105,6 @@ struct UpscaleBench: ParsableCommand {
         }
     }
 
-    /// The sgemm roof as `sdbench model` samples it.
-    static func sampleRoof(clock: Timing.Clock = .wall) -> Double {
-        let sample = GEMMShape.sd15.filter { $0.what == "unet conv3x3 320ch 64x64" || $0.what == "vae conv3x3 512ch 64x64" }
-            .map { GEMMBench.measure($0, timing: Timing(repeats: 5, minSeconds: 0.5, clock: clock)) }.max() ?? 0
-        say(String(format: "roof sample: cblas_sgemm %.1f GFLOP/s", sample))
-        return sample
-    }
-
     /// The dense FLOPs the tiles run, context included (what tiling costs over one whole pass).
     static func tiledFlops(_ config: RRDBNetConfig, side: Int, tiling: TileOptions) -> Double {
         guard tiling.tile > 0 else { return config.flops(height: side, width: side) }
@@ -143,22 +135,7 @@ final class RandomWeights: TensorSource, @unchecked Sendable {
         guard let shape = shapes[key] else { throw BenchError("no tensor \(key)") }
         // Uniform on [-a, a] has variance a²/3: a = √(3 / fan-in) gives 1/fan-in.
         let amplitude = shape.count > 1 ? Float((3.0 / Double(shape.dropFirst().reduce(1, *))).squareRoot()) : 0.01
-        var rng = SplitMix(seed: key.utf8.reduce(0xcbf2_9ce4_8422_2325) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 })  // FNV-1a of the key
-        for i in buffer.indices {
-            buffer[i] = (Float(rng.next() >> 40) / Float(1 << 24) * 2 - 1) * amplitude
-        }
-    }
-}
-
-/// SplitMix64: a small generator with a fixed sequence per seed.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
+        var rng = SplitMix64(seed: SyntheticCheckpoint.fnv1a(key))
+        for i in buffer.indices { buffer[i] = rng.nextSigned() * amplitude }
     }
 }

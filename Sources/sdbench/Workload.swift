@@ -85,3 +85,13 @@ func say(_ line: String) {
 }
 
 let isChildProcess = CommandLine.arguments.dropFirst().first?.hasSuffix("-child") ?? false
+
+/// One sample of the sgemm roof: the best sgemm on large SD-like shapes, as `sdbench ops` measures
+/// it. On a shared machine the load changes during a run, so the benchmarks sample it before each
+/// measurement and take the best sample: their ratios err low, never above 1 by luck.
+func sampleSGEMMRoof(clock: Timing.Clock) -> Double {
+    let sample = GEMMShape.sd15.filter { $0.what == "unet conv3x3 320ch 64x64" || $0.what == "vae conv3x3 512ch 64x64" }
+        .map { GEMMBench.measure($0, timing: Timing(repeats: 5, minSeconds: 0.5, clock: clock)) }.max() ?? 0
+    say(String(format: "roof sample: cblas_sgemm %.1f GFLOP/s", sample))
+    return sample
+}
