@@ -1,0 +1,69 @@
+import Foundation
+
+/// `help`, the `set` listing and `transcript`.
+extension Command {
+    /// `transcript`: where the session is recorded and whether that works; `transcript save PATH`.
+    static func transcript(_ argument: String, session: Session, at location: SourceLocation?) throws {
+        let words = CommandText(argument)
+        let notRecorded = "this session is not recorded (a script, or --no-record)"
+        if argument.isEmpty {
+            guard let recorder = session.transcript else {
+                session.io.output("transcript: " + notRecorded)
+                return
+            }
+            let count = recorder.lines.count
+            if let failure = recorder.failure {
+                session.io.output("transcript: writing \(recorder.path) failed (\(failure)); \(count) line\(count == 1 ? "" : "s") "
+                                  + "kept in memory; 'transcript save PATH' writes them")
+            } else {
+                session.io.output("transcript: recording to \(recorder.path) (\(count) line\(count == 1 ? "" : "s"))")
+            }
+            return
+        }
+        guard words.name.lowercased() == "save" else {
+            throw ScriptError.badArgument(command: "transcript", argument: words.name, reason: "expected nothing or 'save PATH', got",
+                                          suggestion: closestWord(to: words.name, in: ["save"]))
+        }
+        guard !words.argument.isEmpty else { throw ScriptError.missingArgument(command: "transcript save", usage: "transcript save PATH") }
+        guard let recorder = session.transcript else { throw ScriptError.notReady(command: "transcript save", reason: notRecorded) }
+        let path = session.resolve(words.argument, relativeTo: location)
+        let count = try recorder.save(to: path)
+        session.io.output("transcript: wrote \(count) line\(count == 1 ? "" : "s") to \(path); recording goes on there")
+    }
+
+    static func listSettings(_ session: Session) {
+        let defaults = SessionSettings()
+        let width = SettingKey.all.map(\.name.count).max() ?? 0
+        for key in SettingKey.all {
+            var value = key.show(session.settings)
+            if key.name == "preview" { value = session.io.previewStatus(session.settings.output.preview) }
+            let marker = key.show(session.settings) == key.show(defaults) ? "" : "   (changed)"
+            session.io.output(key.name.padding(toLength: width + 2, withPad: " ", startingAt: 0) + value + marker)
+        }
+    }
+
+    static func help(_ argument: String, session: Session) throws {
+        let io = session.io
+        guard !argument.isEmpty else {
+            let width = table.map(\.usage.count).max() ?? 0
+            for command in table {
+                io.output(command.usage.padding(toLength: width + 2, withPad: " ", startingAt: 0) + command.summary)
+            }
+            io.output("One command per line; the rest of the line is the argument, verbatim. '#' starts a comment line.")
+            return
+        }
+        guard let command = named(argument) else {
+            throw ScriptError.badArgument(command: "help", argument: argument, reason: "no such command",
+                                          suggestion: closestWord(to: argument, in: table.map(\.name)))
+        }
+        io.output("usage: \(command.usage)")
+        io.output("  \(command.summary)")
+        if command.name == "set" || command.name == "unset" {
+            let width = SettingKey.all.map(\.name.count).max() ?? 0
+            for key in SettingKey.all {
+                io.output("  " + key.name.padding(toLength: width + 2, withPad: " ", startingAt: 0) + key.values
+                          + "   (default: \(key.defaultValue))")
+            }
+        }
+    }
+}

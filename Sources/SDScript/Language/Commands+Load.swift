@@ -1,0 +1,120 @@
+import FileErrors
+import Foundation
+import Diffusion
+import Imaging
+import ModelStore
+
+/// `load FILE`: a stored recipe back into the request defaults.
+extension Command {
+    /// Sets everything that decides the pixels from a stored recipe. sdrepl's own keys give the prompt
+    /// as typed with its style; otherwise (A1111, or a JPEG) the infotext's prompts, style applied.
+    static func apply(_ stored: StoredRecipe, to session: Session, file: String) throws {
+        var settings = session.settings.request
+        let recipe = stored.recipe
+        var toLoad = stored.promptToLoad
+        if session.components.styles.style(named: toLoad.style) == nil {
+            // A style this session does not have: the infotext's prompts already contain it.
+            toLoad = (recipe.prompt, recipe.negativePrompt, "none")
+        }
+        settings.prompt = toLoad.prompt
+        settings.negative = toLoad.negativePrompt
+        settings.style = toLoad.style
+        if let seed = recipe.seed { settings.seed = .fixed(seed) }
+        if let steps = recipe.steps { settings.steps = steps }
+        if let cfg = recipe.cfgScale { settings.cfg = Float(cfg) }
+        if let width = recipe.width, let height = recipe.height {
+            settings.width = width
+            settings.height = height
+        }
+        if let name = recipe.sampler {
+            guard let sampler = Sampler(a1111Name: name, scheduleType: recipe.extra("Schedule type")) else {
+                throw ScriptError.badArgument(command: "load", argument: name, reason: "\(file): unknown sampler",
+                                              suggestion: closestWord(to: name, in: Sampler.allNames))
+            }
+            settings.sampler = sampler
+        }
+        settings.clipSkip = recipe.clipSkip
+        let missing = applyImageInputs(stored, to: &settings)
+        session.settings.request = settings
+        session.io.output("loaded the recipe of \(file)")
+        // One line for all of it: what gen will not reproduce, then the inputs that need giving again.
+        let problems = (notReproduced(recipe, session: session).map { ["gen will not reproduce \($0)"] } ?? []) + missing
+        if !problems.isEmpty { session.io.warning("load: \(file): " + problems.joined(separator: "; ")) }
+    }
+
+    /// Restores what sdrepl's own keys and A1111's `Denoising strength`, `Mask blur` and `Hires …`
+    /// keys say of the sampling, the second pass and the pictures it started from: spacing, eta, the
+    /// hires fix, the init image and mask files (when they are still there, unchanged), strength,
+    /// mask blur and paste.
+    /// - Returns: what could not be restored, one phrase each.
+    static func applyImageInputs(_ stored: StoredRecipe, to settings: inout RequestDefaults) -> [String] {
+        let recipe = stored.recipe
+        let own = stored.settingsJSON.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) } as? [String: Any] ?? [:]
+        settings.spacing = (own["spacing"] as? String).flatMap(TimestepSpacing.init(rawValue:))
+        if let eta = own["eta"] as? Double, (0...1).contains(eta) { settings.eta = eta }
+        settings.initImage = nil
+        settings.mask = nil
+        settings.hires = nil
+        var missing: [String] = []
+        let hiresSize = recipe.extra("Hires upscale").flatMap(Double.init).map(HiresSize.scale)
+            ?? recipe.extra("Hires resize").flatMap { try? parseHires($0) }
+        if let hiresSize {
+            // A1111's txt2img: the Denoising strength is the second pass's.
+            settings.hires = hiresSize
+            settings.hiresSteps = recipe.extra("Hires steps").flatMap(Int.init) ?? 0
+            settings.hiresStrength = recipe.extra("Denoising strength").flatMap(Double.init) ?? RequestDefaults().hiresStrength
+            let upscaler = recipe.extra("Hires upscaler") ?? "Latent"
+            if let known = HiresUpscaler(a1111Name: upscaler) {
+                settings.hiresUpscaler = known
+            } else {
+                missing.append("its hires upscaler \(upscaler) is not one of sdrepl's (\(HiresUpscaler.allCases.map(\.rawValue).joined(separator: ", "))): 'set hires-upscaler' to choose")
+            }
+            return missing
+        }
+        guard let strength = recipe.extra("Denoising strength").flatMap(Double.init) else { return [] }
+        settings.strength = strength
+        if let blur = recipe.extra("Mask blur").flatMap(Int.init), RequestLimits.maskBlur.contains(blur) { settings.maskBlur = blur }
+        if let paste = own["inpaint_paste"] as? Bool { settings.inpaintPaste = paste }
+        let source = own["init"] as? String
+        if let source, source.hasPrefix("/"), FileManager.default.fileExists(atPath: source) {
+            settings.initImage = .file(source)
+            if let expected = own["init_sha256"] as? String, let pixels = try? ImageRecipeReader.pixels(URL(fileURLWithPath: source)),
+               pixels.width == settings.width, pixels.height == settings.height, pixelHash(pixels) != expected {
+                missing.append("the init image \(source) has changed since (its pixels' SHA-256 differs)")
+            }
+        } else {
+            missing.append("it started from \(source ?? "an init image") (Denoising strength \(formatNumber(Float(strength)))): "
+                           + "'init FILE' or 'init N' to give it again")
+        }
+        if let mask = own["mask"] as? String {
+            if FileManager.default.fileExists(atPath: mask) {
+                settings.mask = mask
+                if let expected = own["mask_sha256"] as? String, let hash = try? FileHash.sha256(of: URL(fileURLWithPath: mask)), hash != expected {
+                    missing.append("the mask \(mask) has changed since (its SHA-256 differs)")
+                }
+            } else {
+                missing.append("its mask \(mask) is gone: 'mask FILE' to give it again")
+            }
+        } else if recipe.extra("Mask blur") != nil {
+            missing.append("it was inpainted with a mask this file does not name: 'mask FILE' to give it again")
+        }
+        return missing
+    }
+
+    /// Infotext keys that `load` applies or that do not change the pixels.
+    static let reproducedKeys: Set<String> = ["Lora hashes", "Schedule type", "Version", "TI hashes", "Emphasis",
+                                                      "Denoising strength", "Mask blur", "Hires upscale", "Hires resize",
+                                                      "Hires steps", "Hires upscaler"]
+
+    /// What of a recipe the next `gen` will not reproduce, as one phrase: settings sdrepl does not
+    /// have (hires fix, denoising strength, ControlNet, …) and a different model; nil when nothing.
+    static func notReproduced(_ recipe: Imaging.ImageRecipe, session: Session) -> String? {
+        var parts = recipe.extra.filter { !reproducedKeys.contains($0.key) }.map { "\($0.key): \($0.value)" }
+        if let hash = recipe.modelHash,
+           let current = session.components.models.shortHash(explicit: session.settings.resources.model),
+           hash.lowercased() != current.lowercased() {
+            parts.append("Model hash: \(hash) (the current model's is \(current))")
+        }
+        return parts.isEmpty ? nil : parts.joined(separator: ", ")
+    }
+}

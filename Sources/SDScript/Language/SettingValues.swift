@@ -1,0 +1,89 @@
+import Diffusion
+import FileErrors
+import Foundation
+
+// The value parsers `set` shares with the commands that take the same values (`seed`, `model`, `init`, `mask`).
+
+/// The step counts `sampler` takes, when `steps` is not one of them; nil when it is. The engine's
+/// own check (`Sampler.makeScheduler`) with SD1.5's scheduler config, so `set` refuses what `gen`
+/// would.
+func acceptedSteps(_ steps: Int, by sampler: Sampler) -> ClosedRange<Int>? {
+    do {
+        _ = try sampler.makeScheduler(config: .sd15, steps: steps)
+        return nil
+    } catch SchedulerError.invalidSteps(_, _, let range) {
+        return range
+    } catch {
+        return nil  // a config option this port lacks is the model's problem, reported at gen
+    }
+}
+
+/// `N` (0 … 2^64-1), `random`, or `last`: the seed of the last image made (A1111's recycle button).
+func parseSeed(_ value: String, command: String, session: Session) throws -> SeedMode {
+    if value.lowercased() == "random" || value == "-1" { return .random }
+    if value.lowercased() == "last" {
+        guard let last = session.images.last else {
+            throw ScriptError.notReady(command: command, reason: "no image yet; 'seed last' takes the seed of the last image made")
+        }
+        return .fixed(last.request.engine.seed)
+    }
+    guard let seed = UInt64(value) else {
+        throw ScriptError.badArgument(command: command, argument: value,
+                                      reason: "expected a whole number from 0 to \(UInt64.max), 'random' or 'last', got",
+                                      suggestion: closestWord(to: value, in: ["random", "last"]))
+    }
+    return .fixed(seed)
+}
+
+/// `path` if a file or folder is there.
+func checkedModelPath(_ path: String, command: String) throws -> String {
+    let expanded = NSString(string: path).expandingTildeInPath
+    guard FileManager.default.fileExists(atPath: expanded) else {
+        throw ScriptError.file(command: command, path: path, reason: "no such file or folder")
+    }
+    return path
+}
+
+/// `set hires`: a scale (`2`, `1.5`, `x2`), a size (`1024x768`), or `off`.
+func parseHires(_ value: String) throws -> HiresSize? {
+    let word = value.lowercased()
+    if ["off", "none", "0", "1"].contains(word) { return nil }
+    let parts = word.split(separator: "x", omittingEmptySubsequences: false)
+    if parts.count == 2, let w = Int(parts[0]), let h = Int(parts[1]) {
+        guard RequestLimits.acceptsSide(w), RequestLimits.acceptsSide(h) else {
+            throw ScriptError.badArgument(command: "set hires", argument: value, reason: "expected sides that are \(RequestLimits.sideDescription), got")
+        }
+        return .size(width: w, height: h)
+    }
+    let number = word.hasPrefix("x") ? String(word.dropFirst()) : word
+    guard let scale = Double(number), scale.isFinite, scale > 1, scale <= 8 else {
+        throw ScriptError.badArgument(command: "set hires", argument: value,
+                                      reason: "expected a scale above 1 and at most 8 (e.g. 2), a size WxH or off, got")
+    }
+    return .scale(scale)
+}
+
+/// A mask file's path, expanded, when a file is there.
+func checkedMaskPath(_ value: String, command: String) throws -> String {
+    let path = NSString(string: value).expandingTildeInPath
+    guard FileManager.default.fileExists(atPath: path) else {
+        throw ScriptError.file(command: command, path: value, reason: "no such file")
+    }
+    return path
+}
+
+/// `init FILE` (a path, resolved as typed) or `init N` (image N of this session).
+func parseInit(_ value: String, session: Session) throws -> InitImage {
+    if let index = Int(value) {
+        guard (1...max(session.images.count, 1)).contains(index), index <= session.images.count else {
+            throw ScriptError.badArgument(command: "init", argument: value,
+                                          reason: "expected an image number from 1 to \(session.images.count), or a file, got")
+        }
+        return .history(index)
+    }
+    let path = NSString(string: value).expandingTildeInPath
+    guard FileManager.default.fileExists(atPath: path) else {
+        throw ScriptError.file(command: "init", path: value, reason: "no such file")
+    }
+    return .file(path)
+}
