@@ -120,6 +120,12 @@ public struct SettingKey {
                defaults: "(models/Lora, and Lora beside the model's folder)"),
         folder("embeddings", "textual-inversion NAME.safetensors or .pt, used by writing NAME", \.resources.embeddingsDir,
                defaults: "(embeddings, and embeddings beside the models folder)"),
+        integer("upscale-tile", range: 0...1024, \.resources.upscaleTile, check: { _, tile in
+            guard tile == 0 || tile >= 32 else {
+                throw ScriptError.badArgument(command: "set upscale-tile", argument: String(tile),
+                                              reason: "expected 0 (the whole image at once) or a side from 32 to 1024 pixels, got")
+            }
+        }),
         folder("upscaler-dir", "where 'upscale NAME' finds NAME.safetensors or NAME.pth", \.resources.upscalerDir,
                defaults: "(models/ESRGAN, models/RealESRGAN, and ESRGAN, RealESRGAN beside the model's folder)"),
         SettingKey(name: "init", values: "FILE (a PNG or JPEG) or N (image N of this session): image-to-image",

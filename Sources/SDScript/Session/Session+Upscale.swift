@@ -86,7 +86,7 @@ extension Session {
         let start = DispatchTime.now().uptimeNanoseconds
         let result: (image: RGBImage, resized: Bool)
         do {
-            result = try upscaling.upscale(source.pixels, with: upscaler, to: target, tiling: TileOptions(), progress: { progress in
+            result = try upscaling.upscale(source.pixels, with: upscaler, to: target, tiling: TileOptions(tile: settings.resources.upscaleTile), progress: { progress in
                 reached = progress
                 io.emit(.upscaleProgress(progress))
                 if io.isInterrupted { token.cancel() }

@@ -139,6 +139,10 @@ public struct ResourceSettings: Equatable, Sendable {
     public var pickles: PicklePolicy = .environmentDefault
     /// Where `upscale NAME` looks first; nil for A1111's folders only.
     public var upscalerDir: String?
+    /// The side of the tiles `upscale` runs the network over (A1111's "Tile size for ESRGAN
+    /// upscalers"); 0 runs the whole image at once. Memory follows the tile; the result matches an
+    /// untiled run within one 8-bit level.
+    public var upscaleTile = TileOptions().tile
 
     public init() {}
 }
