@@ -69,32 +69,18 @@ enum PageHTML {
 
     /// The items in order; consecutive output lines share one block.
     private static func items(_ items: [SessionPage.Item], images: [Int: ExportedImage]) -> String {
-        var html = ""
-        var output: [String] = []
-        func flush() {
-            guard !output.isEmpty else { return }
-            html += "<pre class=\"output\">" + escape(output.joined(separator: "\n")) + "</pre>\n"
-            output = []
-        }
-        for item in items {
-            if case .output(let line) = item {
-                output.append(line)
-                continue
+        SessionPage.blocks(items).map { block in
+            switch block {
+            case .output(let lines): return "<pre class=\"output\">" + escape(lines.joined(separator: "\n")) + "</pre>\n"
+            case .item(.output(let line)): return "<pre class=\"output\">" + escape(line) + "</pre>\n"
+            case .item(.warning(let text)): return "<p class=\"warning\">" + escape(text) + "</p>\n"
+            case .item(.error(let text)): return "<p class=\"error\">" + escape(text) + "</p>\n"
+            case .item(.image(let image)): return figure(image, file: images[image.index])
+            case .item(.shown(let index)): return "<p class=\"shown\">showed <a href=\"#image-\(index)\">image \(index)</a></p>\n"
+            case .item(.saved(let index, let paths)):
+                return "<p class=\"saved\">image \(index) saved as " + paths.map { "<code>\(escape($0))</code>" }.joined(separator: " ") + "</p>\n"
             }
-            flush()
-            switch item {
-            case .output: break
-            case .warning(let text): html += "<p class=\"warning\">" + escape(text) + "</p>\n"
-            case .error(let text): html += "<p class=\"error\">" + escape(text) + "</p>\n"
-            case .image(let image): html += figure(image, file: images[image.index])
-            case .shown(let index):
-                html += "<p class=\"shown\">showed <a href=\"#image-\(index)\">image \(index)</a></p>\n"
-            case .saved(let index, let paths):
-                html += "<p class=\"saved\">image \(index) saved as " + paths.map { "<code>\(escape($0))</code>" }.joined(separator: " ") + "</p>\n"
-            }
-        }
-        flush()
-        return html
+        }.joined()
     }
 
     private static func figure(_ image: SessionImage, file: ExportedImage?) -> String {

@@ -20,37 +20,21 @@ enum PageMarkdown {
     }
 
     private static func items(_ items: [SessionPage.Item], images: [Int: ExportedImage]) -> String {
-        var text = ""
-        var output: [String] = []
-        func flush() {
-            guard !output.isEmpty else { return }
-            text += fenced(output.joined(separator: "\n")) + "\n"
-            output = []
-        }
-        for item in items {
-            if case .output(let line) = item {
-                output.append(line)
-                continue
-            }
-            flush()
-            switch item {
-            case .output: break
-            case .warning(let message): text += "Warning:\n\n" + fenced(message) + "\n"
-            case .error(let message): text += "**Error:**\n\n" + fenced(message) + "\n"
-            case .shown(let index): text += "Showed image \(index).\n\n"
-            case .saved(let index, let paths): text += "Image \(index) saved as:\n\n" + fenced(paths.joined(separator: "\n")) + "\n"
-            case .image(let image):
+        SessionPage.blocks(items).map { block in
+            switch block {
+            case .output(let lines): return fenced(lines.joined(separator: "\n")) + "\n"
+            case .item(.output(let line)): return fenced(line) + "\n"
+            case .item(.warning(let message)): return "Warning:\n\n" + fenced(message) + "\n"
+            case .item(.error(let message)): return "**Error:**\n\n" + fenced(message) + "\n"
+            case .item(.shown(let index)): return "Showed image \(index).\n\n"
+            case .item(.saved(let index, let paths)): return "Image \(index) saved as:\n\n" + fenced(paths.joined(separator: "\n")) + "\n"
+            case .item(.image(let image)):
                 let facts = "seed \(image.request.engine.seed), \(image.pixels.width)×\(image.pixels.height), \(PageHTML.duration(image.seconds))"
-                guard let file = images[image.index] else {
-                    text += "**Image \(image.index)**: \(facts) (not exported)\n\n"
-                    continue
-                }
-                text += "![image \(image.index)](\(file.href))\n\n**Image \(image.index)**: \(facts), file:\n\n"
+                guard let file = images[image.index] else { return "**Image \(image.index)**: \(facts) (not exported)\n\n" }
+                return "![image \(image.index)](\(file.href))\n\n**Image \(image.index)**: \(facts), file:\n\n"
                     + fenced(file.path) + "\nRecipe:\n\n" + fenced(file.recipe) + "\n"
             }
-        }
-        flush()
-        return text
+        }.joined()
     }
 
     /// `text` in a fenced code block whose fence is longer than any run of backticks in it.

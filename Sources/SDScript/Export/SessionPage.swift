@@ -33,6 +33,29 @@ public struct SessionPage: Sendable {
     public var preamble: [Item] = []
     public var entries: [Entry] = []
 
+    /// What a page draws: a run of consecutive output lines as one block, any other item alone.
+    enum Block {
+        case output([String])
+        case item(Item)
+    }
+
+    /// `items` with consecutive output lines grouped.
+    static func blocks(_ items: [Item]) -> [Block] {
+        var blocks: [Block] = []
+        for item in items {
+            if case .output(let line) = item {
+                if case .output(let lines)? = blocks.last {
+                    blocks[blocks.count - 1] = .output(lines + [line])
+                } else {
+                    blocks.append(.output([line]))
+                }
+            } else {
+                blocks.append(.item(item))
+            }
+        }
+        return blocks
+    }
+
     /// The images made, in order.
     public var images: [SessionImage] {
         (preamble + entries.flatMap(\.items)).compactMap { if case .image(let image) = $0 { return image } else { return nil } }
