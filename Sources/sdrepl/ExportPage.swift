@@ -10,6 +10,8 @@ struct ExportPage: ParsableCommand {
         discussion: "Replays the transcript with the real engine as 'run --check' does (every recorded hash verified, no images written but the page's, going on after errors so they show on the page), then writes PAGE.html (or PAGE.md) and PAGE_files/image-N.png, PNGs carrying their recipes. A PNG the recorded run saved ('#=> saved') is used instead of generating its image again when its pixels still have the recorded hash and its settings and model are the replay's (--regenerate: never). Exits 1 if the replay had errors; the page is written all the same."
     )
 
+    @OptionGroup var options: SessionOptions
+
     @Argument(help: ArgumentHelp("A recorded (or merged) transcript.", valueName: "TRANSCRIPT"))
     var transcript: String
 
@@ -27,6 +29,8 @@ struct ExportPage: ParsableCommand {
             components.generatorLoader = ReusingLoader(loader, recorded: recorded)
         }
         let session = Session(components: components, io: io)
+        // A transcript's own `model` line, when it has one, comes later and wins.
+        if let model = options.model { session.settings.resources.model = model }
         do {
             let (replay, page) = try session.exportTranscript(at: transcript, to: NSString(string: output).expandingTildeInPath)
             if !regenerate {

@@ -75,8 +75,7 @@ final class PageExportTests: XCTestCase {
         sandbox.write("blocker", "")
         let blocked = try PipeRun(["export", "rec/" + transcripts[0], "-o", "blocker/replay.html"], in: sandbox)
         XCTAssertEqual(blocked.status, 1)
-        XCTAssertTrue(blocked.stderr.hasSuffix("export: blocker/replay_files: not a folder\n")
-                      || blocked.stderr.contains("export: blocker/replay_files: "), blocked.stderr)
+        XCTAssertEqual(blocked.stderr, "export: blocker/replay_files: a part of the path is a file, not a folder\n")
 
         let again = try PipeRun(["export", "rec/" + transcripts[0], "-o", "out/replay.html"], in: sandbox)
         XCTAssertEqual(again.status, 0, again.stderr)
@@ -92,10 +91,12 @@ final class PageExportTests: XCTestCase {
         let saved = sandbox.files(in: "generated_images").filter { $0.hasSuffix(".png") }
         XCTAssertEqual(saved.count, 1)
         sandbox.write("generated_images/" + saved[0], "not a PNG any more")
-        let remade = try PipeRun(["export", "rec/" + transcripts[0], "-o", "remade.md"], in: sandbox)
+        // Written over the page exported before, images and all.
+        let remade = try PipeRun(["export", "rec/" + transcripts[0], "-o", "out/replay.html"], in: sandbox)
         XCTAssertEqual(remade.status, 0, remade.stderr)
         XCTAssertTrue(remade.stdout.contains("reused 0 images saved by the recorded run"), remade.stdout)
         XCTAssertEqual(imageHashes(remade.stdout), imageHashes(gen.stdout))
+        XCTAssertEqual(sandbox.files(in: "out/replay_files"), ["image-1.png"], "no staging folder left")
 
         let bad = try PipeRun(["export", "rec/" + transcripts[0], "-o", "page.pdf"], in: sandbox)
         XCTAssertEqual(bad.status, 1)

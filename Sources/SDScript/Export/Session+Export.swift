@@ -1,5 +1,6 @@
 import FileErrors
 import Foundation
+import Glibc
 import Imaging
 
 /// The page formats `export` writes, by the file's extension.
@@ -62,26 +63,34 @@ extension Session {
         let encodedFolder = folderName.addingPercentEncoding(
             withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: ":;?#"))) ?? folderName
         var exported: [Int: ExportedImage] = [:]
+        // Images are written to a staging folder inside `folder`, then renamed over their names:
+        // exporting the same page again as the session grows replaces them (the writer itself
+        // never overwrites a file).
+        let staging = folder + "/.export-\(UUID().uuidString)"
         if !pageImages.isEmpty {
             guard components.saver != nil else {
                 throw ScriptError.unavailable(command: "export", reason: "this session has no image writer")
             }
             do {
-                try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+                try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: true)
             } catch {
                 throw ScriptError.file(command: "export", path: folder, reason: FileErrorText.reason(error))
             }
         }
+        defer { try? FileManager.default.removeItem(atPath: staging) }
         for image in pageImages {
             let name = "image-\(image.index).png"
-            let file = folder + "/" + name
-            let saved = try generation.save(image, to: file, output: settings.output)
+            let staged = staging + "/" + name, file = folder + "/" + name
+            let saved = try generation.save(image, to: staged, output: settings.output)
             saved.warnings.forEach(io.warning)
             // The page shows what the file carries: the same text A1111's PNG Info reads.
-            let recipe = (try? ImageRecipeReader.read(URL(fileURLWithPath: file)))?.infotext
+            let recipe = (try? ImageRecipeReader.read(URL(fileURLWithPath: staged)))?.infotext
+            if FileManager.default.fileExists(atPath: staged), rename(staged, file) != 0 {
+                throw ScriptError.file(command: "export", path: file, reason: FileErrorText.reason(errno: errno))
+            }
             exported[image.index] = ExportedImage(
                 href: encodedFolder + "/" + name,
-                path: folder + "/" + name,
+                path: file,
                 recipe: recipe ?? Infotext.render(ImagingSaver.recipe(for: image.request, model: image.model, modelHash: nil)))
         }
         let heading = PageHeading(title: "sdrepl session", exported: Date(), commandCount: page.entries.count,
