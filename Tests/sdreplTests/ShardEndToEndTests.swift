@@ -62,6 +62,10 @@ final class ShardEndToEndTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: sandbox.path + "/last.png"))
 
         let transcripts = (1...3).reversed().flatMap { shardTranscripts(sandbox, "shards/\($0)") }
+        // A shard's transcript is a script of its own: its share replays and checks.
+        let one = try PipeRun(["run", "--check", transcripts[2]], in: sandbox)
+        XCTAssertEqual(one.status, 0, one.stderr)
+        XCTAssertTrue(one.stderr.contains("check: 2 images matched, 0 mismatched"), one.stderr)
         let merge = try PipeRun(["merge"] + transcripts + ["-o", "all.sdscript"], in: sandbox)
         XCTAssertEqual(merge.status, 0, merge.stderr)
         let merged = try results(sandbox.path + "/all.sdscript")
