@@ -44,6 +44,8 @@ final class TerminalIO: SessionIO {
             write(event)
         case .output, .warning, .error, .saved:
             write(event)
+        case .command, .commandDone:
+            break  // the terminal shows the line as it was typed already
         }
     }
 
