@@ -28,6 +28,8 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
     public let vaeEncoder: AutoencoderEncoder?
     /// What turns latents into pixels: `vae` unless another decoder was chosen.
     public var decoder: any LatentDecoder
+    /// What draws the live previews (TAESD, when one is found); nil: the latent linear projection.
+    public var previewDecoder: (any LatentDecoder)?
     public let schedulerConfig: SchedulerConfig
     /// Tensors of the checkpoint that no model took (EMA copies, buffers and the VAE's encoder
     /// excluded), for a warning.
@@ -153,7 +155,7 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
             let wantsPreview = previewEvery.map { step % max($0, 1) == 0 || step == total } ?? false
             progress(GenerationProgress(image: index, images: prepared.request.batchCount, step: step, total: total,
                                         elapsed: Date().timeIntervalSince(start),
-                                        preview: wantsPreview ? LatentPreview.image(from: latents) : nil))
+                                        preview: wantsPreview ? preview(of: latents, step: step, total: total) : nil))
         }
         let blendScheduler = scheduler
         let blend = inpainting?.blend.map { blend in

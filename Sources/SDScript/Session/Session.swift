@@ -158,14 +158,24 @@ public final class Session {
             base = drawSeed()
             log.line.preamble.append("seed \(base) # random")
         }
-        let request = try resolvedRequest(seed: base, count: count)
+        let own = try resolvedRequest(seed: base, count: count)
+        try render(settings.resources.draft.map { $0.applied(to: own) } ?? own, base: base, settings: settings,
+                   own: settings.resources.draft == nil ? nil : own, command: "gen")
+    }
+
+    /// Runs `request` and keeps each image; `own` is the request with the user's own settings when
+    /// `request` is a draft of it (`final N` renders it later).
+    func render(_ request: StyledRequest, base: UInt64, settings: SessionSettings, own: StyledRequest?, command: String) throws {
         history.startBatch()
+        let vae = generation.vaeFile(settings.resources)
         try generation.generate(request, settings: settings, io: io) { result, pixels, model in
             let offset = Int(result.request.seed &- base)
-            let entry = SessionImage(index: history.nextIndex, request: request.image(offset), pixels: pixels, model: model,
+            var entry = SessionImage(index: history.nextIndex, request: request.image(offset), pixels: pixels, model: model,
                                      loras: result.loras, seconds: result.seconds, decoder: result.decoder,
                                      sha256: pixelHash(pixels))
-            try keep(entry, command: "gen")
+            entry.vae = vae
+            entry.finalRequest = own?.image(offset)
+            try keep(entry, command: command)
         }
     }
 

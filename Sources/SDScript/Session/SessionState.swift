@@ -133,6 +133,8 @@ public struct ResourceSettings: Equatable, Sendable {
     public var pickles: PicklePolicy = .environmentDefault
     /// Where `upscale NAME` looks first; nil for A1111's folders only.
     public var upscalerDir: String?
+    /// `set mode draft`: the few-step LoRA and sampling that override the request; nil: final.
+    public var draft: DraftPreset?
 
     public init() {}
 }
@@ -196,6 +198,10 @@ public struct SessionImage: Sendable {
     public let seconds: Double
     /// What decoded the latents ("VAE", "TAESD").
     public var decoder = "VAE"
+    /// The VAE or TAESD file `set vae` chose (A1111's `VAE` and `VAE hash`); nil: the model's own.
+    public var vae: URL?
+    /// A draft's request with the user's own settings (`final N` renders it); nil for a final image.
+    public var finalRequest: StyledRequest?
     /// SHA-256 of the RGB bytes, 64 hex digits.
     public let sha256: String
     public var savedPaths: [String] = []
