@@ -117,19 +117,20 @@ final class DraftWorkflowEndToEndTests: XCTestCase {
     }
 
     /// A1111's folders: `vaes` lists `models/VAE`, `models/VAE-taesd` and `MODEL.vae.safetensors`
-    /// beside the model; `set vae auto` picks the latter, `set vae NAME` takes a listed name; saved
+    /// beside the model (here a diffusers folder, `models/tiny`); `set vae auto` picks the latter, `set vae NAME` takes a listed name; saved
     /// images carry `VAE` and `VAE hash` (the file's SHA-256, first 10 hex digits, as A1111's
     /// `hashes.sha256(...)[0:10]`); `load` restores them, or says the VAE is missing. An SDXL VAE is
     /// refused saying so.
     func testVAEFilesAsA1111KeepsThem() throws {
         let sandbox = Sandbox()
-        try link("models/tiny-sd15.safetensors", as: "models/Stable-diffusion/tiny.safetensors", in: sandbox)
+        // A diffusers folder here (the tiny single file needs its config to generate): `tiny.vae.*` beside it.
+        try link("models/tiny-sd15-diffusers", as: "models/tiny", in: sandbox)
         let vaeWeights = "models/tiny-sd15-diffusers/vae/diffusion_pytorch_model.safetensors"
-        try link(vaeWeights, as: "models/Stable-diffusion/tiny.vae.safetensors", in: sandbox)
+        try link(vaeWeights, as: "models/tiny.vae.safetensors", in: sandbox)
         try link(vaeWeights, as: "models/VAE/sdxl_vae.safetensors", in: sandbox)
         try link("taesd/taesd_decoder.safetensors", as: "models/VAE-taesd/taesd_decoder.safetensors", in: sandbox)
         sandbox.write("v.sdscript", """
-            model models/Stable-diffusion/tiny.safetensors
+            model models/tiny
             prompt a red fox
             seed 5
             set size 64x64

@@ -45,7 +45,9 @@ public enum VAELibrary {
     /// A1111's "Automatic": a VAE whose file name starts with the model's (`MODEL.vae.safetensors`
     /// beside it, or `MODEL…` in the VAE folders); nil when there is none.
     public static func automatic(forModel model: URL, in entries: [Entry]) -> Entry? {
-        let stem = model.deletingPathExtension().lastPathComponent
+        // A diffusers folder has no extension to drop (`tiny-sd15` stays itself).
+        let stem = model.pathExtension == "safetensors" || model.pathExtension == "ckpt"
+            ? model.deletingPathExtension().lastPathComponent : model.lastPathComponent
         return entries.first { $0.name.hasPrefix(stem + ".vae.") } ?? entries.first { $0.name.hasPrefix(stem) }
     }
 

@@ -36,11 +36,12 @@ extension SettingKey {
             if !FileManager.default.fileExists(atPath: url.path) {
                 let entries = session.generation.vaeEntries(session.settings.resources)
                 guard let entry = VAELibrary.locate(value, in: entries) else {
-                    let near = closestWord(to: value, in: entries.map(\.name))
+                    let stems = entries.map { URL(fileURLWithPath: $0.name).deletingPathExtension().lastPathComponent }
+                    let near = closestWord(to: value, in: stems).flatMap { stem in entries.first { $0.name.hasPrefix(stem) }?.name }
                     throw ScriptError.badArgument(command: "set vae", argument: value,
-                                                  reason: "no such file, nor a VAE of that name in "
+                                                  reason: "no file, nor a VAE in "
                                                       + session.generation.vaeDirectories(session.settings.resources).map(\.path).joined(separator: ", ")
-                                                      + " ('vaes' lists them)", suggestion: near)
+                                                      + " ('vaes' lists them), named", suggestion: near)
                 }
                 url = entry.url
             }

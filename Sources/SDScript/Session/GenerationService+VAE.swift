@@ -23,12 +23,11 @@ extension GenerationService {
         VAELibrary.entries(in: taesdDirectories(resources)).first?.url
     }
 
-    /// The model's own file (nil for a diffusers folder, which carries its VAE, or when none is found).
+    /// The model's file, or its diffusers folder (`MODEL.vae.safetensors` beside a folder works as
+    /// beside a file); nil when none is found.
     private func modelFile(_ resources: ResourceSettings) -> URL? {
         guard let location = try? components.models.locate(explicit: resources.model) else { return nil }
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: location.path, isDirectory: &isDirectory), !isDirectory.boolValue else { return nil }
-        return URL(fileURLWithPath: location.path)
+        return URL(fileURLWithPath: location.path).standardizedFileURL
     }
 
     /// The VAEs of the VAE folders and the `*.vae.*` files beside the model.
