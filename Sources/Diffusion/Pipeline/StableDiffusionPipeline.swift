@@ -153,9 +153,11 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
         let total = firstPass + (hiresSchedule.map { $0.total - $0.firstStep } ?? 0)
         func report(_ step: Int, _ latents: Tensor) {
             let wantsPreview = previewEvery.map { step % max($0, 1) == 0 || step == total } ?? false
-            progress(GenerationProgress(image: index, images: prepared.request.batchCount, step: step, total: total,
-                                        elapsed: Date().timeIntervalSince(start),
-                                        preview: wantsPreview ? preview(of: latents, step: step, total: total) : nil))
+            var update = GenerationProgress(image: index, images: prepared.request.batchCount, step: step, total: total,
+                                            elapsed: Date().timeIntervalSince(start),
+                                            preview: wantsPreview ? preview(of: latents, step: step, total: total) : nil)
+            update.previewIsDecoded = wantsPreview && previewDecoder != nil
+            progress(update)
         }
         let blendScheduler = scheduler
         let blend = inpainting?.blend.map { blend in

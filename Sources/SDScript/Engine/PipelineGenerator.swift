@@ -183,7 +183,9 @@ extension GenerationProgress {
     /// k - 1 (`k * steps / (steps + 1)`, rounded down). Other samplers are returned as they are.
     func counted(inSteps steps: Int) -> GenerationProgress {
         guard total > 0, steps > 0, total != steps else { return self }
-        return GenerationProgress(image: image, images: images, step: step * steps / total, total: steps,
-                                  elapsed: elapsed, preview: preview)
+        var counted = GenerationProgress(image: image, images: images, step: step * steps / total, total: steps,
+                                         elapsed: elapsed, preview: preview)
+        counted.previewIsDecoded = previewIsDecoded
+        return counted
     }
 }
