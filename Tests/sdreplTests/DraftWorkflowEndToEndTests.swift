@@ -11,18 +11,6 @@ final class DraftWorkflowEndToEndTests: XCTestCase {
         try PNGFile.decode([UInt8](try Data(contentsOf: URL(fileURLWithPath: path))), path: path).image.pixels
     }
 
-    /// coreutils' `sha256sum FILE`: the reference for A1111's `VAE hash`.
-    private func sha256sum(_ path: String) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
-        process.arguments = [path]
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        process.waitUntilExit()
-        return String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).prefix { $0 != " " }.lowercased()
-    }
-
     private func link(_ fixture: String, as name: String, in sandbox: Sandbox) throws {
         let url = URL(fileURLWithPath: sandbox.path + "/" + name)
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
@@ -171,5 +159,25 @@ final class DraftWorkflowEndToEndTests: XCTestCase {
         other.write("l.sdscript", "load auto.png\n")
         let load = try PipeRun(["run", "l.sdscript"], in: other)
         XCTAssertTrue(load.stderr.contains("its VAE tiny.vae.safetensors (hash \(hash)) is not in "), load.stderr)
+    }
+
+    /// Tab completes `set vae` with the listed names (and paths), and `set mode` with its two words.
+    func testTabCompletesVAENamesAndModes() throws {
+        let sandbox = Sandbox()
+        try link("taesd/taesd_decoder.safetensors", as: "models/VAE-taesd/taesd_decoder.safetensors", in: sandbox)
+        let terminal = try PseudoTerminal([], in: sandbox, da1Reply: "\u{1B}[?62;22c")
+        terminal.expect("sd> ")
+        terminal.type("set vae taesd_\t")
+        terminal.expect("decoder.safetensors")
+        terminal.type("\r")
+        terminal.expect("sd> ")
+        terminal.type("set mode fi\t")
+        terminal.expect("nal")
+        terminal.type("\r")
+        terminal.expect("sd> ")
+        terminal.type("set\r")
+        terminal.expect("taesd_decoder.safetensors")
+        terminal.type("quit\r")
+        XCTAssertEqual(terminal.waitForExit(), 0)
     }
 }

@@ -83,7 +83,7 @@ extension Session {
             guard let key = SettingKey.named(String(rest[..<keyEnd])) else { return Completion(word: value, candidates: []) }
             if key.completesPaths {
                 let numbers = key.name == "init" ? imageNumbers(matching: value) : []
-                return Completion(word: value, candidates: numbers + completePath(value))
+                return Completion(word: value, candidates: numbers + matching(value, key.choices(self) ?? []) + completePath(value))
             }
             return Completion(word: value, candidates: matching(value, key.choices(self) ?? []))
         }
