@@ -46,7 +46,8 @@ public enum LoRAError: Error, Equatable, CustomStringConvertible {
 /// kohya-ss: `lora_unet_<module>` / `lora_te_<module>` with the module's diffusers path written with
 /// `_` for `.`, each with `.lora_down.weight` `[r, in(, kh, kw)]`, `.lora_up.weight` `[out, r(, 1, 1)]`
 /// and an optional `.alpha`. PEFT: `unet.<path>.lora_A.weight` / `.lora_B.weight` (and
-/// `text_encoder.<path>`). A weight `W` of shape `[out, in(, kh, kw)]` becomes
+/// `text_encoder.<path>`; PEFT's own `base_model.model.` in front is dropped); diffusers'
+/// `…lora.down.weight` / `…lora.up.weight`. A weight `W` of shape `[out, in(, kh, kw)]` becomes
 ///
 ///     W + multiplier · (alpha / r) · up · down          (alpha defaults to r)
 ///
