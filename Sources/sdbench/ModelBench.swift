@@ -53,6 +53,9 @@ struct ModelBench: ParsableCommand {
     @Flag(help: "Skip the low-memory child process (first step, peak RSS).")
     var skipLow = false
 
+    @Flag(help: "Skip the draft figures (batch-1 UNet step, TAESD decode, a 4-step LCM draft with a rank-64 LoRA).")
+    var skipDraft = false
+
     @Flag(help: "Skip the x4 upscale (a child process running `sdbench upscale`, about 1 minute).")
     var skipUpscale = false
 
@@ -124,6 +127,9 @@ struct ModelBench: ParsableCommand {
             ("text_encoder_seconds", .number(textSeconds, decimals: 3)),
             ("text_encoder_gflops", .number(ReferenceFLOPs.textEncoder / textSeconds / 1e9, decimals: 1)),
         ]
+        if !skipDraft {
+            fields += try DraftBench.fields(pipeline, timing: timing, roof: { sampleRoof(); return roofSamples.max() ?? 0 })
+        }
         if !skipLow {
             let lowStep = low["unet_step_seconds"] as? Double ?? .nan
             let lowVAE = low["vae_decode_seconds"] as? Double ?? .nan

@@ -61,7 +61,8 @@ final class TerminalIO: SessionIO {
     func diagnostic(_ line: String) { write(.warning(line)) }
 
     private func progress(_ progress: GenerationProgress, index: Int, count: Int, mode: PreviewMode) {
-        if let preview = progress.preview, wantsLivePreview(step: progress.step, total: progress.total, mode: mode),
+        if let preview = progress.preview,
+           wantsLivePreview(step: progress.step, total: progress.total, mode: mode, decoded: progress.previewIsDecoded),
            let pixels = try? RGBImage(width: preview.width, height: preview.height, pixels: preview.rgb) {
             drawLivePreview(pixels)
             lastPreviewStep = progress.step
@@ -118,10 +119,11 @@ final class TerminalIO: SessionIO {
     private let livePreviewInterval = 5
     private let livePreviewSize = 128
 
-    private func wantsLivePreview(step: Int, total: Int, mode: PreviewMode) -> Bool {
+    /// A TAESD preview (`decoded`) is drawn whenever it comes: the engine spaces those out itself.
+    private func wantsLivePreview(step: Int, total: Int, mode: PreviewMode, decoded: Bool) -> Bool {
         guard stdoutEscapes, sixelEncoder != nil, mode != .off else { return false }
         if mode == .auto && !terminalCapabilities().sixel { return false }
-        return step - lastPreviewStep >= livePreviewInterval || step == total
+        return decoded || step - lastPreviewStep >= livePreviewInterval || step == total
     }
 
     /// Draws the engine's small preview in a fixed area, redrawn in place at each update: the area is

@@ -35,17 +35,7 @@ final class EndToEndTests: XCTestCase {
         return values
     }
 
-    private func sha256(of path: String) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
-        process.arguments = [path]
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return String(String(decoding: data, as: UTF8.self).prefix(64))
-    }
+    private func sha256(of path: String) throws -> String { try sha256sum(path) }
 
     // MARK: - Scripts, transcripts, --check
 

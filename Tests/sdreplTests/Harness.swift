@@ -24,6 +24,19 @@ func sdreplBinary(file: StaticString = #filePath, line: UInt = #line) throws -> 
     throw XCTSkip("no sdrepl binary")
 }
 
+/// coreutils' `sha256sum FILE`, 64 hex digits: an independent reference for the hashes sdrepl records.
+func sha256sum(_ path: String) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
+    process.arguments = [path]
+    let output = Pipe()
+    process.standardOutput = output
+    try process.run()
+    let data = output.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return String(String(decoding: data, as: UTF8.self).prefix(64))
+}
+
 /// The 16-hex-digit hash prefixes of the `image N: … sha256 X…` lines, in order.
 func imageHashes(_ stdout: String) -> [String] {
     stdout.split(separator: "\n").compactMap { line -> String? in

@@ -31,10 +31,14 @@ extension AutoencoderDecoder: LatentDecoder {
 
 /// Opens the decoder a user names with `set vae`: a TAESD decoder (either layout) or a full VAE
 /// (A1111's single file or a diffusers `AutoencoderKL`).
-/// - Throws: `VAEFileError.notAVAE` saying what the file is when it is neither, `WeightsError` for a
+/// - Throws: `VAEFileError.otherModel` for SDXL's, SD3's or FLUX's, `VAEFileError.notAVAE` saying
+///   what the file is when it is neither, `WeightsError` for a
 ///   VAE whose tensors do not fit SD1.x's.
 /// - Parameter vaeConfig: the sizes for a single-file VAE (the model's own VAE's).
 public func loadLatentDecoder(_ url: URL, vaeConfig: VAEConfig = VAEConfig()) throws -> any LatentDecoder {
+    if let (kind, evidence) = VAELibrary.otherModel(url) {
+        throw VAEFileError.otherModel(path: url.path, kind: kind, evidence: evidence)
+    }
     do {
         return try TinyAutoencoderDecoder.load(url)
     } catch TinyAutoencoderError.notTAESD {

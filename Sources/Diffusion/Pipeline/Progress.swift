@@ -14,6 +14,9 @@ public struct GenerationProgress: Sendable {
     public var eta: Double { step > 0 ? elapsed / Double(step) * Double(total - step) : 0 }
     /// A small preview of the current latents (see `LatentPreview`), when asked for at this step.
     public let preview: PixelImage?
+    /// Whether `preview` was decoded (TAESD) rather than projected: the engine already spaced those
+    /// out, so each is worth drawing.
+    public var previewIsDecoded = false
 
     public init(image: Int, images: Int, step: Int, total: Int, elapsed: Double, preview: PixelImage? = nil) {
         self.image = image

@@ -28,6 +28,8 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
     public let vaeEncoder: AutoencoderEncoder?
     /// What turns latents into pixels: `vae` unless another decoder was chosen.
     public var decoder: any LatentDecoder
+    /// What draws the live previews (TAESD, when one is found); nil: the latent linear projection.
+    public var previewDecoder: (any LatentDecoder)?
     public let schedulerConfig: SchedulerConfig
     /// Tensors of the checkpoint that no model took (EMA copies, buffers and the VAE's encoder
     /// excluded), for a warning.
@@ -155,9 +157,11 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
         let total = firstPass + (hiresSchedule.map { $0.total - $0.firstStep } ?? 0)
         func report(_ step: Int, _ latents: Tensor) {
             let wantsPreview = previewEvery.map { step % max($0, 1) == 0 || step == total } ?? false
-            progress(GenerationProgress(image: index, images: prepared.request.batchCount, step: step, total: total,
-                                        elapsed: Date().timeIntervalSince(start),
-                                        preview: wantsPreview ? LatentPreview.image(from: latents) : nil))
+            var update = GenerationProgress(image: index, images: prepared.request.batchCount, step: step, total: total,
+                                            elapsed: Date().timeIntervalSince(start),
+                                            preview: wantsPreview ? preview(of: latents, step: step, total: total) : nil)
+            update.previewIsDecoded = wantsPreview && previewDecoder != nil
+            progress(update)
         }
         let blendScheduler = scheduler
         let blend = inpainting?.blend.map { blend in

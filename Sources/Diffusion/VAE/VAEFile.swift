@@ -75,9 +75,14 @@ final class LDMVAESource: TensorSource, @unchecked Sendable {
 public enum VAEFileError: Error, Equatable, CustomStringConvertible {
     case notFound(path: String)
     case notAVAE(path: String, reason: String)
+    /// A VAE or TAESD made for another model's latents.
+    case otherModel(path: String, kind: String, evidence: String)
 
     public var description: String {
         switch self {
+        case let .otherModel(path, kind, evidence):
+            return "\(path) is \(kind) (\(evidence)); SD1.x models need an SD1.x VAE such as "
+                + "vae-ft-mse-840000-ema-pruned.safetensors (stabilityai/sd-vae-ft-mse-original) or taesd_decoder.safetensors (madebyollin/taesd)"
         case let .notFound(path): return "no VAE at \(path): the path does not exist"
         case let .notAVAE(path, reason): return "\(path) is not a VAE: \(reason)"
         }

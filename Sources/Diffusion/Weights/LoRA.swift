@@ -28,7 +28,7 @@ public enum LoRAError: Error, Equatable, CustomStringConvertible {
         case let .unreadable(path, reason):
             return "cannot read the LoRA \(path): \(reason)"
         case let .unsupportedFormat(path, kind, evidence):
-            return "\(path) is \(kind) (\(evidence)); sdrepl applies LoRA and LoCon networks for SD1.x only"
+            return "\(path) is \(kind) (\(evidence)); sdrepl applies LoRA and LoCon networks for SD1.x only: use the SD1.5 version of this LoRA"
         case let .missingPart(path, module, part):
             return "the LoRA \(path) has no '\(module).\(part)'; the file is incomplete"
         case let .unmatchedModules(path, modules):
@@ -46,7 +46,8 @@ public enum LoRAError: Error, Equatable, CustomStringConvertible {
 /// kohya-ss: `lora_unet_<module>` / `lora_te_<module>` with the module's diffusers path written with
 /// `_` for `.`, each with `.lora_down.weight` `[r, in(, kh, kw)]`, `.lora_up.weight` `[out, r(, 1, 1)]`
 /// and an optional `.alpha`. PEFT: `unet.<path>.lora_A.weight` / `.lora_B.weight` (and
-/// `text_encoder.<path>`). A weight `W` of shape `[out, in(, kh, kw)]` becomes
+/// `text_encoder.<path>`; PEFT's own `base_model.model.` in front is dropped); diffusers'
+/// `…lora.down.weight` / `…lora.up.weight`. A weight `W` of shape `[out, in(, kh, kw)]` becomes
 ///
 ///     W + multiplier · (alpha / r) · up · down          (alpha defaults to r)
 ///
@@ -79,11 +80,13 @@ public final class LoRAFile: @unchecked Sendable {
             let kind = key.contains("hada_") ? "a LoHa" : key.contains("lokr_") ? "a LoKr" : "a LoCon with CP decomposition"
             throw LoRAError.unsupportedFormat(path: url.path, kind: kind, evidence: "it has '\(key)'")
         }
-        if let key = names.first(where: { $0.hasPrefix("lora_te1_") || $0.hasPrefix("lora_te2_") || $0.contains("text_encoder_2.") }) {
-            throw LoRAError.unsupportedFormat(path: url.path, kind: "an SDXL LoRA", evidence: "it has '\(key)'")
+        if let (kind, evidence) = Self.otherFamily(names: names, shapes: { _ in nil }, contextWidth: nil) {
+            throw LoRAError.unsupportedFormat(path: url.path, kind: kind, evidence: evidence)
         }
         // Group the parts by module: (suffix of up, suffix of down).
-        let layouts = [(".lora_up.weight", ".lora_down.weight"), (".lora_B.weight", ".lora_A.weight")]
+        // kohya, PEFT, and diffusers' own names (`convert_state_dict_to_diffusers`, older text encoders).
+        let layouts = [(".lora_up.weight", ".lora_down.weight"), (".lora_B.weight", ".lora_A.weight"),
+                       (".lora.up.weight", ".lora.down.weight"), (".lora_linear_layer.up.weight", ".lora_linear_layer.down.weight")]
         var modules: [Module] = []
         var claimed = Set<String>()
         for info in file.tensorInfos {
@@ -117,6 +120,11 @@ public final class LoRAFile: @unchecked Sendable {
     /// kohya's names drop the dots, so they are matched against the checkpoint's own keys written
     /// the same way (`index`); PEFT names are the keys themselves.
     static func target(of module: String, index: [String: String]) -> String? {
+        // PEFT's own `get_peft_model_state_dict` of a wrapped UNet keeps the wrapper's `base_model.model.`.
+        var module = module.replacingOccurrences(of: "base_model.model.", with: "")
+        if module.hasPrefix("down_blocks.") || module.hasPrefix("mid_block.") || module.hasPrefix("up_blocks.") {
+            module = "unet." + module
+        }
         if module.hasPrefix("unet.") || module.hasPrefix("text_encoder.") {
             return module + ".weight"
         }
@@ -190,6 +198,7 @@ final class LoRAPatchedSource: TensorSource, @unchecked Sendable {
                 let fits = rank > 0 && up.count >= 2 && up[0] == rows && up[1] == rank && up.dropFirst(2).allSatisfy { $0 == 1 }
                     && down.dropFirst().reduce(1, *) == columns && (down.count == 2 || kernel(down) == kernel(weight))
                 guard fits else {
+                    try lora.refuseOtherFamily(base: base)
                     throw LoRAError.shapeMismatch(path: lora.url.path, module: module.name, up: up, down: down, weight: weight)
                 }
                 let multiplier = key.hasPrefix("text_encoder.") ? textEncoder : unet
@@ -198,7 +207,10 @@ final class LoRAPatchedSource: TensorSource, @unchecked Sendable {
                 patches[key, default: []].append(Patch(file: lora.file, up: module.up.name, down: module.down.name, rows: rows,
                                                        rank: rank, columns: columns, scale: Float(multiplier * alpha / Double(rank))))
             }
-            if !unmatched.isEmpty { throw LoRAError.unmatchedModules(path: lora.url.path, modules: unmatched) }
+            if !unmatched.isEmpty {
+                try lora.refuseOtherFamily(base: base)
+                throw LoRAError.unmatchedModules(path: lora.url.path, modules: unmatched)
+            }
         }
         self.patches = patches
     }

@@ -13,11 +13,15 @@ public struct ResourceFolders: Equatable, Sendable {
     public var embeddings: [URL]
     /// The decoder to use instead of the model's VAE (`set vae`); nil: the model's own.
     public var decoder: URL?
+    /// A TAESD for the live previews (from `VAE-taesd`); nil: the decoder's own if it is a TAESD, or
+    /// the latent projection.
+    public var previewDecoder: URL?
 
-    public init(loras: [URL] = [], embeddings: [URL] = [], decoder: URL? = nil) {
+    public init(loras: [URL] = [], embeddings: [URL] = [], decoder: URL? = nil, previewDecoder: URL? = nil) {
         self.loras = loras
         self.embeddings = embeddings
         self.decoder = decoder
+        self.previewDecoder = previewDecoder
     }
 }
 

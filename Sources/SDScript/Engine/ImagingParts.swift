@@ -58,6 +58,11 @@ public struct ImagingSaver: ImageSaver {
             (try? FileHash.sha256(of: lora.file)).map { "\(lora.name): \($0.prefix(12))" }
         }
         if !loraHashes.isEmpty { recipe.extra.append(.init("Lora hashes", loraHashes.joined(separator: ", "))) }
+        if let vae = image.vae {
+            // A1111's `VAE hash` (first 10 hex digits of the file's SHA-256) and `VAE` (its file name).
+            if let hash = try? FileHash.sha256(of: VAELibrary.hashedFile(vae)) { recipe.extra.append(.init("VAE hash", String(hash.prefix(10)))) }
+            recipe.extra.append(.init("VAE", vae.lastPathComponent))
+        }
         if r.initImage != nil { recipe.extra.append(.init("Denoising strength", formatNumber(Float(r.strength)))) }
         if r.mask != nil { recipe.extra.append(.init("Mask blur", String(r.maskBlur))) }
         if let hires = r.hires {

@@ -100,6 +100,7 @@ public final class PipelineGenerator: ImageGenerator {
     private func use(_ folders: ResourceFolders) throws {
         pipeline.loraDirectories = folders.loras
         pipeline.embeddingDirectories = folders.embeddings
+        usePreview(folders.previewDecoder)
         guard let file = folders.decoder else {
             pipeline.decoder = pipeline.vae
             loadedDecoder = nil
@@ -108,8 +109,24 @@ public final class PipelineGenerator: ImageGenerator {
         if loadedDecoder?.url != file {
             loadedDecoder = (file, try loadLatentDecoder(file, vaeConfig: pipeline.vae.config))
         }
-        if let decoder = loadedDecoder?.decoder { pipeline.decoder = decoder }
+        if let decoder = loadedDecoder?.decoder {
+            pipeline.decoder = decoder
+            if decoder is TinyAutoencoderDecoder, pipeline.previewDecoder == nil { pipeline.previewDecoder = decoder }
+        }
     }
+
+    /// The TAESD for live previews, read once per file; one that cannot be read leaves the latent
+    /// projection (a preview is not worth refusing a generation for).
+    private func usePreview(_ file: URL?) {
+        if previewFile != file {
+            previewFile = file
+            previewDecoder = file.flatMap { try? TinyAutoencoderDecoder.load($0) }
+        }
+        pipeline.previewDecoder = previewDecoder
+    }
+
+    private var previewFile: URL?
+    private var previewDecoder: TinyAutoencoderDecoder?
 
     /// The decoder read for `set vae` (TAESD or a VAE file), kept while the file stays the same.
     private var loadedDecoder: (url: URL, decoder: any LatentDecoder)?
@@ -166,7 +183,9 @@ extension GenerationProgress {
     /// k - 1 (`k * steps / (steps + 1)`, rounded down). Other samplers are returned as they are.
     func counted(inSteps steps: Int) -> GenerationProgress {
         guard total > 0, steps > 0, total != steps else { return self }
-        return GenerationProgress(image: image, images: images, step: step * steps / total, total: steps,
-                                  elapsed: elapsed, preview: preview)
+        var counted = GenerationProgress(image: image, images: images, step: step * steps / total, total: steps,
+                                         elapsed: elapsed, preview: preview)
+        counted.previewIsDecoded = previewIsDecoded
+        return counted
     }
 }

@@ -35,6 +35,7 @@ extension Command {
         }
         settings.clipSkip = recipe.clipSkip
         let missing = applyImageInputs(stored, to: &settings, upscalers: session.upscalerDirectories())
+            + (restoreVAE(recipe, session: session).map { [$0] } ?? [])
         session.settings.request = settings
         session.io.output("loaded the recipe of \(file)")
         // One line for all of it: what gen will not reproduce, then the inputs that need giving again.
@@ -111,7 +112,7 @@ extension Command {
     /// Infotext keys that `load` applies or that do not change the pixels.
     static let reproducedKeys: Set<String> = ["Lora hashes", "Schedule type", "Version", "TI hashes", "Emphasis",
                                                       "Denoising strength", "Mask blur", "Hires upscale", "Hires resize",
-                                                      "Hires steps", "Hires upscaler"]
+                                                      "Hires steps", "Hires upscaler", "VAE", "VAE hash"]
 
     /// What of a recipe the next `gen` will not reproduce, as one phrase: settings sdrepl does not
     /// have (hires fix, denoising strength, ControlNet, …) and a different model; nil when nothing.

@@ -258,6 +258,17 @@ public struct Command {
                       line: { "<lora:\($0):1>" }, hint: "")
             return .ok
         },
+        Command(name: "final", usage: "final N", summary: "render image N, a draft, again with your own settings and its seed",
+                kind: .words, completion: .none) { session, argument, _ in
+            try session.renderFinal(argument)
+            return .ok
+        },
+        Command(name: "vaes", usage: "vaes", summary: "list the VAE and TAESD files 'set vae NAME' can use, and where sdrepl looks",
+                kind: .words, completion: .none) { session, argument, _ in
+            guard argument.isEmpty else { throw ScriptError.unexpectedArgument(command: "vaes", argument: argument) }
+            listVAEs(session)
+            return .ok
+        },
         Command(name: "embeddings", usage: "embeddings", summary: "list the textual-inversion embeddings a prompt can use by name, and where sdrepl looks",
                 kind: .words, completion: .none) { session, argument, _ in
             guard argument.isEmpty else { throw ScriptError.unexpectedArgument(command: "embeddings", argument: argument) }

@@ -167,25 +167,13 @@ public struct SettingKey {
                    },
                    show: { $0.request.spacing?.rawValue ?? "model" }, reset: { $0.request.spacing = nil }),
         fraction("eta", range: 0...1, \.request.eta, help: "TCD's stochasticity (gamma)"),
-        SettingKey(name: "vae", values: "PATH (a VAE: A1111's file or a diffusers folder; or TAESD: taesd_decoder.safetensors) | none",
-                   kind: .text, choices: { _ in nil }, completesPaths: true,
-                   apply: { session, value in
-                       if value.lowercased() == "none" || value.lowercased() == "auto" {
-                           session.settings.resources.vae = nil
-                           return
-                       }
-                       let path = NSString(string: value).expandingTildeInPath
-                       do {
-                           // Checked with the model's VAE sizes when a model is loaded (a VAE file replaces it).
-                           let config = (session.generation.cachedGenerator as? PipelineGenerator)?.pipeline.vae.config ?? VAEConfig()
-                           _ = try loadLatentDecoder(URL(fileURLWithPath: path), vaeConfig: config)
-                       } catch {
-                           throw ScriptError.unavailable(command: "set vae", reason: "\(error)")
-                       }
-                       session.settings.resources.vae = path
-                   },
-                   show: { $0.resources.vae ?? "(the model's own VAE)" }, reset: { $0.resources.vae = nil },
-                   transcript: .inputPath(except: ["none", "auto"])),
+        SettingKey(name: "mode", values: "draft (a few-step LoRA from the LoRA folders, its sampling, TAESD) | final (your own settings)",
+                   kind: .text, choices: { _ in ["draft", "final"] }, completesPaths: false, apply: { try $0.setMode($1) },
+                   show: { $0.resources.draft.map { "draft " + $0.words } ?? "final" }, reset: { $0.resources.draft = nil },
+                   transcript: .resolved),
+        SettingKey(name: "vae", values: vaeValues, kind: .text, choices: { vaeChoices($0) }, completesPaths: true,
+                   apply: { try applyVAE($0, $1) },
+                   show: { $0.resources.vae ?? "(the model's own VAE)" }, reset: { $0.resources.vae = nil }, transcript: .resolved),
         // Process-wide, as the environment variable it overrides: loaders consult PicklePolicy.current.
         SettingKey(name: "pickles", values: "on|off (read .ckpt/.pt/.pth weights without running anything in them, or refuse every pickle)",
                    kind: .words, choices: { _ in ["on", "off"] }, completesPaths: false,

@@ -133,7 +133,7 @@ final class GenerationService {
     /// Where `<lora:NAME>` tags and embedding names are looked up for `resources`, and its decoder.
     func folders(for resources: ResourceSettings) -> ResourceFolders {
         ResourceFolders(loras: loraDirectories(resources), embeddings: embeddingDirectories(resources),
-                        decoder: resources.vae.map { URL(fileURLWithPath: NSString(string: $0).expandingTildeInPath) })
+                        decoder: vaeFile(resources))
     }
 
     /// Where `<lora:NAME>` looks: `lora-dir` when set, then `models/Lora` in the current folder and
@@ -173,7 +173,8 @@ final class GenerationService {
     func generate(_ request: StyledRequest, settings: SessionSettings, io: SessionIO,
                   made: (GenerationResult, RGBImage, ModelIdentity?) throws -> Void) throws {
         let generator = try self.generator(for: settings.resources, io: io)
-        let folders = self.folders(for: settings.resources)
+        var folders = self.folders(for: settings.resources)
+        if settings.output.preview != .off { folders.previewDecoder = previewTAESD(settings.resources) }
         let count = request.engine.batchCount
         var finished = 0
         io.clearInterrupt()

@@ -87,7 +87,7 @@ extension Session {
         for offset in 0..<count where state.shard.takes(first + offset) {
             let seed = base &+ UInt64(offset)
             let results = log.line.results.count
-            try render(try resolvedRequest(seed: seed, count: 1), base: seed)
+            try renderGen(try resolvedRequest(seed: seed, count: 1), base: seed)
             state.lastGen?.offsets.append(offset)
             body += ["seed \(seed)", "gen 1"] + log.line.results[results...].map(\.description)
             close()

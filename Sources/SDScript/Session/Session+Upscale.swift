@@ -105,6 +105,7 @@ extension Session {
         var entry = SessionImage(index: history.nextIndex, request: source.request, pixels: result.image, model: source.model,
                                  loras: source.loras, seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9,
                                  decoder: source.decoder, sha256: pixelHash(result.image))
+        entry.vae = source.vae
         entry.upscale = UpscaleRecord(upscaler: upscaler.name, factor: factor, source: number, resize: result.resized ? "Lanczos" : nil)
         log.line.replay = "upscale \(number) \(absolute(url.path)) x\(formatNumber(Float(factor)))"
         history.startBatch()

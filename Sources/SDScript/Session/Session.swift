@@ -173,19 +173,29 @@ public final class Session {
             log.line.preamble.append("seed \(base) # random")
         }
         if let sharding { return try generateShare(count: count, base: base, in: sharding) }
-        let request = try resolvedRequest(seed: base, count: count)
         history.startBatch()
-        try render(request, base: base)
+        try renderGen(try resolvedRequest(seed: base, count: count), base: base)
     }
 
-    /// Runs the engine on `request` (seeds from `base`) and keeps each image as it is finished.
-    func render(_ request: StyledRequest, base: UInt64) throws {
+    /// `gen`'s images of `own`, the request with the user's own settings: in draft mode the draft of
+    /// it, keeping `own` for `final N`.
+    func renderGen(_ own: StyledRequest, base: UInt64) throws {
+        let draft = settings.resources.draft
+        try render(draft.map { $0.applied(to: own) } ?? own, base: base, settings: settings, own: draft == nil ? nil : own, command: "gen")
+    }
+
+    /// Runs `request` (seeds from `base`) and keeps each image in the current batch as it is
+    /// finished; `own` is the request with the user's own settings when `request` is a draft of it.
+    func render(_ request: StyledRequest, base: UInt64, settings: SessionSettings, own: StyledRequest?, command: String) throws {
+        let vae = generation.vaeFile(settings.resources)
         try generation.generate(request, settings: settings, io: io) { result, pixels, model in
             let offset = Int(result.request.seed &- base)
-            let entry = SessionImage(index: history.nextIndex, request: request.image(offset), pixels: pixels, model: model,
+            var entry = SessionImage(index: history.nextIndex, request: request.image(offset), pixels: pixels, model: model,
                                      loras: result.loras, seconds: result.seconds, decoder: result.decoder,
                                      sha256: pixelHash(pixels))
-            try keep(entry, command: "gen")
+            entry.vae = vae
+            entry.finalRequest = own?.image(offset)
+            try keep(entry, command: command)
         }
     }
 

@@ -143,6 +143,8 @@ public struct ResourceSettings: Equatable, Sendable {
     /// upscalers"); 0 runs the whole image at once. Memory follows the tile; the result matches an
     /// untiled run within one 8-bit level.
     public var upscaleTile = TileOptions().tile
+    /// `set mode draft`: the few-step LoRA and sampling that override the request; nil: final.
+    public var draft: DraftPreset?
 
     public init() {}
 }
@@ -206,6 +208,10 @@ public struct SessionImage: Sendable {
     public let seconds: Double
     /// What decoded the latents ("VAE", "TAESD").
     public var decoder = "VAE"
+    /// The VAE or TAESD file `set vae` chose (A1111's `VAE` and `VAE hash`); nil: the model's own.
+    public var vae: URL?
+    /// A draft's request with the user's own settings (`final N` renders it); nil for a final image.
+    public var finalRequest: StyledRequest?
     /// SHA-256 of the RGB bytes, 64 hex digits.
     public let sha256: String
     public var savedPaths: [String] = []
