@@ -32,6 +32,8 @@ struct LineRecord {
     var inlinedRun = false
     /// The line to record instead of the typed one (`TranscriptRule.resolved`).
     var replay: String?
+    /// The line that replays exactly what a stopped command made (`grid … --cells K`).
+    var stoppedReplay: String?
 }
 
 /// Writes the lines that ran into the transcript file: a random seed as the concrete seed each `gen`
@@ -89,9 +91,10 @@ final class TranscriptLog {
                 line.preamble.forEach(write)
                 let firstLine = diagnostic.error.description.split(separator: "\n").first.map(String.init) ?? ""
                 let made = line.results.filter { if case .image = $0 { return true } else { return false } }.count
-                if made > 0 && Command.named(command.name)?.name == "gen" {
-                    // A gen stopped part-way (Ctrl-C, a failed save): replay exactly the images it made.
-                    write("gen \(made) # \(text.trimmingWhitespace()), stopped: \(firstLine)")
+                let stoppedReplay = line.stoppedReplay ?? (Command.named(command.name)?.name == "gen" ? "gen \(made)" : nil)
+                if made > 0, let stoppedReplay {
+                    // A gen or grid stopped part-way (Ctrl-C, a failed save): replay exactly the images it made.
+                    write("\(stoppedReplay) # \(text.trimmingWhitespace()), stopped: \(firstLine)")
                 } else {
                     write("# " + text.trimmingWhitespace())
                     write("# error: " + firstLine)
