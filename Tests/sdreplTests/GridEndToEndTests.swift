@@ -111,3 +111,32 @@ final class GridEndToEndTests: XCTestCase {
         XCTAssertTrue(check.stderr.contains("check: 4 images matched, 0 mismatched"), check.stderr)
     }
 }
+
+extension GridEndToEndTests {
+    /// Ctrl-C during the second cell: the first is kept and on the sheet, the transcript records
+    /// `--cells 1`, and its replay checks.
+    func testCtrlCKeepsTheFinishedCellsAndTheTranscriptReplaysThem() throws {
+        let sandbox = Sandbox()
+        let terminal = try PseudoTerminal(["--model", model], in: sandbox, da1Reply: "\u{1B}[?62;22c")
+        terminal.expect("sd> ")
+        for line in ["prompt a fox", "seed 3", "set size 256x256", "set sampler euler", "set autosave off"] {
+            terminal.type(line + "\r")
+            terminal.expect("sd> ")
+        }
+        terminal.type("grid X=steps:2,1000\r")
+        terminal.expect("image 1: seed 3, 256x256", timeout: 120)
+        terminal.expect("image 2/2 [", timeout: 60)
+        terminal.type("\u{03}")
+        terminal.expect("grid: 1 cell on a ", timeout: 60)
+        terminal.expect("grid: cancelled after 1 of 2 cells; the finished cells are kept and on the sheet", timeout: 30)
+        terminal.expect("sd> ")
+        terminal.type("quit\r")
+        XCTAssertEqual(terminal.waitForExit(), 0)
+        let path = "sessions/" + (sandbox.files(in: "sessions").first ?? "")
+        let text = try String(contentsOfFile: sandbox.path + "/" + path, encoding: .utf8)
+        XCTAssertTrue(text.contains("\ngrid X=steps:2,1000 --yes --cells 1 # grid X=steps:2,1000, stopped: grid: cancelled after 1 of 2 cells"), text)
+        let check = try PipeRun(["run", "--check", path], in: sandbox)
+        XCTAssertEqual(check.status, 0, check.stderr)
+        XCTAssertTrue(check.stderr.contains("check: 1 image matched, 0 mismatched"), check.stderr)
+    }
+}
