@@ -39,9 +39,10 @@ extension Session {
         // Each cell is listed as it is made; the sheet is the one picture drawn.
         settings.output.preview = .off
         var made: [Int: SessionImage] = [:]
-        var stopped: ScriptError?
+        var stopped: Error?
         let progress = GridProgressIO(io, total: cells.count)
         io.clearInterrupt()
+        defer { settings.output.preview = preview }
         do {
             var start = 0
             while start < cells.count {
@@ -54,14 +55,15 @@ extension Session {
                 start = end
             }
         } catch ScriptError.cancelled {
-            stopped = .generation("cancelled after \(made.count) of \(cells.count) cells; the finished cells are kept and on the sheet",
-                                  command: "grid")
-            if !made.isEmpty { log.line.stoppedReplay = spec.replayLine(cells: made.count) }
+            stopped = ScriptError.generation("cancelled after \(made.count) of \(cells.count) cells; the finished cells are kept and on the sheet",
+                                             command: "grid")
         } catch {
-            settings.output.preview = preview
-            throw error
+            // A failed autosave or an engine error: the cells made so far stay, as after Ctrl-C.
+            stopped = error
         }
         settings.output.preview = preview
+        // Should anything fail from here on, the transcript replays exactly the cells made.
+        if !made.isEmpty { log.line.stoppedReplay = spec.replayLine(cells: made.count) }
         if !made.isEmpty { try makeSheet(spec, cells: cells, made: made) }
         if let stopped { throw stopped }
         log.line.replay = spec.replayLine()
