@@ -121,29 +121,26 @@ struct GridAxis: Equatable {
         return fields.map { $0.trimmingWhitespace() }
     }
 
-    private static let rangePattern = try! NSRegularExpression(
-        pattern: #"^\s*([+-]?\d+(?:\.\d*)?)\s*-\s*([+-]?\d+(?:\.\d*)?)\s*(?::\s*([+-]?\d+(?:\.\d*)?)|\(\s*([+-]\d+(?:\.\d*)?)\s*\)|\[\s*(\d+)\s*\])?\s*$"#)
-
     /// One field: a number as it is, or a range's numbers.
     static func expand(_ field: String, integers: Bool, axis: String) throws -> [String] {
-        let whole = NSRange(field.startIndex..., in: field)
-        guard let match = rangePattern.firstMatch(in: field, range: whole) else { return [field] }
-        func group(_ i: Int) -> String? {
-            Range(match.range(at: i), in: field).map { String(field[$0]) }
-        }
+        // start-end, then a step (`:S` or A1111's `(+S)`) or a count (A1111's `[N]`).
+        let range = #/^\s*([+-]?\d+(?:\.\d*)?)\s*-\s*([+-]?\d+(?:\.\d*)?)\s*(?::\s*([+-]?\d+(?:\.\d*)?)|\(\s*([+-]\d+(?:\.\d*)?)\s*\)|\[\s*(\d+)\s*\])?\s*$/#
+        guard let match = field.wholeMatch(of: range) else { return [field] }
+        let steps = [match.output.3, match.output.4].compactMap { $0 }.first.map(String.init)
+        let counted = match.output.5.map(String.init)
         let bad = { (reason: String) in
             ScriptError.badArgument(command: "grid", argument: field, reason: reason, suggestion: nil)
         }
-        guard let start = Double(group(1) ?? ""), let end = Double(group(2) ?? "") else { return [field] }
+        guard let start = Double(match.output.1), let end = Double(match.output.2) else { return [field] }
         if integers && (start != start.rounded() || end != end.rounded()) { throw bad("expected a range of whole numbers, got") }
         var numbers: [Double]
-        if let count = group(5).flatMap({ Int($0) }) {
+        if let count = counted.flatMap({ Int($0) }) {
             // A1111's `[N]`: numpy.linspace(start, end, N), whole numbers truncated as `astype(int)`.
             guard (1...1000).contains(count) else { throw bad("expected from 1 to 1000 values in [N], got") }
             numbers = (0..<count).map { count == 1 ? start : start + (end - start) * Double($0) / Double(count - 1) }
             if integers { numbers = numbers.map { $0.rounded(.towardZero) } }
         } else {
-            let step = Double(group(3) ?? group(4) ?? "") ?? (end >= start ? 1 : -1)
+            let step = Double(steps ?? "") ?? (end >= start ? 1 : -1)
             if integers && step != step.rounded() { throw bad("expected a whole-number step in") }
             guard step != 0, (end - start) / step >= 0 else { throw bad("the step goes away from the range's end in") }
             let count = Int(((end - start) / step + 1e-9).rounded(.down)) + 1
@@ -213,7 +210,7 @@ struct GridSpec: Equatable {
     /// What Tab offers for the word being typed: `X=`, `Y=`, `Z=`, `--yes`, then after `X=` the
     /// axis names (`X=seed:`).
     static func completions(for word: String) -> [String] {
-        if word.count >= 2, "XYZxyz".contains(word.first!), word.dropFirst().first == "=" {
+        if let letter = word.first, "XYZxyz".contains(letter), word.dropFirst().first == "=" {
             return GridAxisKind.names.map { String(word.prefix(2)) + $0 + ":" }
         }
         return ["X=", "Y=", "Z=", "--yes"]
