@@ -171,6 +171,16 @@ final class GridTests: XCTestCase {
         XCTAssertEqual(summary.checked, 4)
     }
 
+    func testHelpGridExplainsTheAxesAndRanges() {
+        let io = BufferIO()
+        let session = makeSession(io: io)
+        XCTAssertEqual(session.execute("help grid"), .ok)
+        XCTAssertEqual(io.lines.first, "usage: grid X=AXIS:VALUES [Y=…] [Z=…] [--yes]")
+        XCTAssertTrue(io.lines.contains { $0.contains("axes: seed (Seed), cfg (CFG Scale)") }, io.lines.joined(separator: "\n"))
+        XCTAssertTrue(io.lines.contains { $0.contains("1-2 [5] (five values)") }, io.lines.joined(separator: "\n"))
+        XCTAssertTrue(io.lines.contains { $0.contains("needs --yes in a script") }, io.lines.joined(separator: "\n"))
+    }
+
     func testCompletionOffersAxesThenNames() {
         let session = makeSession()
         XCTAssertEqual(session.complete("grid ").candidates, ["X=", "Y=", "Z=", "--yes"])
