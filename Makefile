@@ -2,17 +2,27 @@
 # Both first install any missing Debian packages (idempotent; says what it installs).
 
 APT_PACKAGES := pkg-config libopenblas-dev libedit-dev libpng-dev libjpeg-dev libsixel-dev zlib1g-dev libfreetype-dev fonts-dejavu-core
+# Only `make test` needs these: the page export's test loads the page in headless Chromium.
+TEST_APT_PACKAGES := chromium
 SWIFT        ?= swift
 # Tests run in a release build (with testability) so the numeric parity tests stay fast.
 TEST_FLAGS   := -c release -Xswiftc -enable-testing
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build run test bench fuzz fixtures clean
+.PHONY: all deps test-deps apt-install build run test bench fuzz fixtures clean
 
 all: build
 
 deps:
-	@missing=""; for p in $(APT_PACKAGES); do \
+	@$(MAKE) --no-print-directory apt-install PACKAGES="$(APT_PACKAGES)"
+	@command -v $(SWIFT) >/dev/null || { echo "make: swift is not on PATH (Swift 6 is needed: https://swift.org/install)" >&2; exit 1; }
+
+test-deps: deps
+	@$(MAKE) --no-print-directory apt-install PACKAGES="$(TEST_APT_PACKAGES)"
+
+# Installs the missing ones of PACKAGES (idempotent; says what it installs).
+apt-install:
+	@missing=""; for p in $(PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -20,7 +30,6 @@ deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null \
 	    || { echo "make: could not install$$missing; install them with apt-get and retry" >&2; exit 1; }; \
 	fi
-	@command -v $(SWIFT) >/dev/null || { echo "make: swift is not on PATH (Swift 6 is needed: https://swift.org/install)" >&2; exit 1; }
 
 build: deps
 	$(SWIFT) build -c release --product sdrepl
@@ -28,7 +37,7 @@ build: deps
 run: build
 	@"$$($(SWIFT) build -c release --show-bin-path)/sdrepl" $(ARGS)
 
-test: deps
+test: test-deps
 	$(SWIFT) build $(TEST_FLAGS) --build-tests
 	$(SWIFT) test $(TEST_FLAGS) --skip-build
 

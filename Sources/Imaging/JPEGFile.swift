@@ -75,28 +75,22 @@ public enum JPEGFile {
         }
         // Keep every payload alive in one buffer while the C call reads it.
         let blob = segments.flatMap(\.data)
-        var out: UnsafeMutablePointer<UInt8>?
-        var length = 0
-        var message = [CChar](repeating: 0, count: 512)
-        let status = blob.withUnsafeBufferPointer { blobBytes in
-            var offset = 0
-            let markers: [sdr_jpeg_marker] = segments.map { segment in
-                defer { offset += segment.data.count }
-                return sdr_jpeg_marker(
-                    marker: Int32(segment.marker), data: blobBytes.baseAddress.map { $0 + offset },
-                    length: UInt32(segment.data.count))
-            }
-            return image.pixels.withUnsafeBufferPointer { pixels in
-                sdr_jpeg_encode(
-                    pixels.baseAddress, UInt32(image.width), UInt32(image.height), Int32(min(max(quality, 1), 100)),
-                    markers, Int32(markers.count), &out, &length, &message, message.count)
+        return try shimEncoded(format: "JPEG") { out, length, message, capacity in
+            blob.withUnsafeBufferPointer { blobBytes in
+                var offset = 0
+                let markers: [sdr_jpeg_marker] = segments.map { segment in
+                    defer { offset += segment.data.count }
+                    return sdr_jpeg_marker(
+                        marker: Int32(segment.marker), data: blobBytes.baseAddress.map { $0 + offset },
+                        length: UInt32(segment.data.count))
+                }
+                return image.pixels.withUnsafeBufferPointer { pixels in
+                    sdr_jpeg_encode(
+                        pixels.baseAddress, UInt32(image.width), UInt32(image.height), Int32(min(max(quality, 1), 100)),
+                        markers, Int32(markers.count), &out, &length, message, capacity)
+                }
             }
         }
-        guard status == 0, let out else {
-            throw ImagingError.encodeFailed(format: "JPEG", message: String(cString: message))
-        }
-        defer { sdr_free(out) }
-        return Array(UnsafeBufferPointer(start: out, count: length))
     }
 
     /// Decodes a JPEG to RGB8 and returns its APPn and COM segments.
@@ -104,12 +98,10 @@ public enum JPEGFile {
     /// - Throws: `ImagingError.readFailed` with libjpeg's message.
     public static func decode(_ data: [UInt8], path: String = "JPEG data") throws -> DecodedJPEG {
         var decoded = sdr_jpeg_image()
-        var message = [CChar](repeating: 0, count: 512)
-        let status = data.withUnsafeBufferPointer { bytes in
-            sdr_jpeg_decode(bytes.baseAddress, bytes.count, &decoded, &message, message.count)
-        }
-        guard status == 0 else {
-            throw ImagingError.readFailed(path: path, reason: String(cString: message))
+        if let failure = shimFailure({ message, capacity in
+            data.withUnsafeBufferPointer { sdr_jpeg_decode($0.baseAddress, $0.count, &decoded, message, capacity) }
+        }) {
+            throw ImagingError.readFailed(path: path, reason: failure)
         }
         defer { sdr_jpeg_image_free(&decoded) }
         let count = Int(decoded.width) * Int(decoded.height) * 3

@@ -85,19 +85,12 @@ public enum PNGFile {
                 lang: cString(Array(chunk.languageTag.utf8)),
                 translated_key: cString(Array(chunk.translatedKeyword.utf8).filter { $0 != 0 }))
         }
-        var out: UnsafeMutablePointer<UInt8>?
-        var length = 0
-        var message = [CChar](repeating: 0, count: 512)
-        let status = image.pixels.withUnsafeBufferPointer { pixels in
-            sdr_png_encode(
-                pixels.baseAddress, UInt32(image.width), UInt32(image.height), texts, Int32(texts.count),
-                &out, &length, &message, message.count)
+        return try shimEncoded(format: "PNG") { out, length, message, capacity in
+            image.pixels.withUnsafeBufferPointer { pixels in
+                sdr_png_encode(pixels.baseAddress, UInt32(image.width), UInt32(image.height), texts, Int32(texts.count),
+                               &out, &length, message, capacity)
+            }
         }
-        guard status == 0, let out else {
-            throw ImagingError.encodeFailed(format: "PNG", message: String(cString: message))
-        }
-        defer { sdr_free(out) }
-        return Array(UnsafeBufferPointer(start: out, count: length))
     }
 
     /// Decodes a PNG of any colour type to RGB8 (alpha dropped) and returns its text chunks.
@@ -105,12 +98,10 @@ public enum PNGFile {
     /// - Throws: `ImagingError.readFailed` with libpng's message for a corrupt or non-PNG file.
     public static func decode(_ data: [UInt8], path: String = "PNG data") throws -> DecodedPNG {
         var decoded = sdr_png_image()
-        var message = [CChar](repeating: 0, count: 512)
-        let status = data.withUnsafeBufferPointer { bytes in
-            sdr_png_decode(bytes.baseAddress, bytes.count, &decoded, &message, message.count)
-        }
-        guard status == 0 else {
-            throw ImagingError.readFailed(path: path, reason: String(cString: message))
+        if let failure = shimFailure({ message, capacity in
+            data.withUnsafeBufferPointer { sdr_png_decode($0.baseAddress, $0.count, &decoded, message, capacity) }
+        }) {
+            throw ImagingError.readFailed(path: path, reason: failure)
         }
         defer { sdr_png_image_free(&decoded) }
         let count = Int(decoded.width) * Int(decoded.height) * 3

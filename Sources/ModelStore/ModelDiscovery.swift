@@ -212,10 +212,8 @@ public struct ModelDiscovery: Sendable {
             let files = (try? fm.contentsOfDirectory(atPath: dir.path)) ?? []
             if !fm.fileExists(atPath: dir.path) {
                 problems.append("it has no \(part)/ folder")
-            } else if let pickle = files.first(where: { [".bin", ".ckpt", ".pt"].contains(where: $0.hasSuffix) }) {
-                problems.append("\(part)/ holds only a pickle (\(pickle)), and sdrepl reads a diffusers folder's .safetensors weights only")
             } else {
-                problems.append("\(part)/ has no .safetensors weights")
+                problems.append("\(part)/ has no .safetensors or .bin weights")
             }
         }
         guard !problems.isEmpty else { return nil }
@@ -240,7 +238,7 @@ public struct ModelDiscovery: Sendable {
         return out
     }
 
-    /// True when `url` has `model_index.json` and safetensors weights for the UNet, VAE and text encoder.
+    /// True when `url` has `model_index.json` and weights for the UNet, VAE and text encoder.
     static func isDiffusersFolder(_ url: URL) -> Bool {
         FileManager.default.fileExists(atPath: url.appendingPathComponent("model_index.json").path)
             && ["unet", "vae", "text_encoder"].allSatisfy { part in
@@ -248,16 +246,19 @@ public struct ModelDiscovery: Sendable {
             }
     }
 
-    /// The `.safetensors` files of a diffusers folder's unet, vae and text_encoder: the plain file
-    /// (`diffusion_pytorch_model.safetensors`) before a variant (`….fp16.safetensors`), as the engine
-    /// and diffusers load them, so the listed dtype and hash are those of the weights actually used.
+    /// The weights files of a diffusers folder's unet, vae and text_encoder (`.safetensors`, else a
+    /// `.bin` pickle): the plain file (`diffusion_pytorch_model.safetensors`) before a variant
+    /// (`….fp16.safetensors`), as the engine and diffusers load them, so the listed dtype and hash are
+    /// those of the weights actually used.
     static func weightFiles(inDiffusersFolder url: URL) -> [URL] {
         ["unet", "vae", "text_encoder"].flatMap { part -> [URL] in
             let dir = url.appendingPathComponent(part)
             let files = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
             let isVariant = { (name: String) in name.split(separator: ".").count > 2 }
-            return files.filter { $0.hasSuffix(".safetensors") }
-                .sorted { (isVariant($0) ? 1 : 0, $0) < (isVariant($1) ? 1 : 0, $1) }
+            // Safetensors before torch.save's `.bin` pickles, as the engine chooses.
+            let rank = { (name: String) in (name.hasSuffix(".bin") ? 1 : 0, isVariant(name) ? 1 : 0, name) }
+            return files.filter { $0.hasSuffix(".safetensors") || $0.hasSuffix(".bin") }
+                .sorted { rank($0) < rank($1) }
                 .prefix(1).map { dir.appendingPathComponent($0) }
         }
     }

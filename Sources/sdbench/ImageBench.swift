@@ -4,9 +4,10 @@ import Foundation
 
 /// `sdbench images` (`make bench BENCH=images`): the work that continues from a picture, on the
 /// full-size synthetic SD1.5. Each low-memory workload runs in a child process of its own so its
-/// peak RSS (VmHWM) is its own: img2img and inpainting at 512×512, and a 512→1024 hires fix. Then,
-/// in this process in fast mode, the hires fix timed against its dense floor: the dense FLOPs the
-/// engine's hooks count during the run, at the sgemm roof measured in the same run.
+/// peak RSS (VmHWM) is its own: img2img and inpainting at 512×512, and a 512→1024 hires fix without
+/// and with VAE tiling. Then, in this process in fast mode, the hires fix timed against its dense
+/// floor: the dense FLOPs the engine's hooks count during the run, at the sgemm roof measured in the
+/// same run.
 struct ImageBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "images",
@@ -82,6 +83,8 @@ struct ImageBench: ParsableCommand {
 /// What `sdbench images` measures the peak RSS of, each a short low-memory run.
 enum ImageWorkload: String, CaseIterable, ExpressibleByArgument {
     case img2img, inpaint, hires
+    /// The hires fix with VAE tiling, which the low-memory mode needs to stay small at 1024×1024.
+    case hiresTiled = "hires_tiled"
 
     /// A request that exercises the workload's memory at its size with few steps (the peak does not
     /// grow with the step count).
@@ -97,8 +100,9 @@ enum ImageWorkload: String, CaseIterable, ExpressibleByArgument {
             if self == .inpaint {
                 request.mask = InpaintMask(width: 512, height: 512, values: (0..<(512 * 512)).map { $0 / 512 < 256 ? 255 : 0 })
             }
-        case .hires:
+        case .hires, .hiresTiled:
             request.hires = HiresFix(width: 1024, height: 1024, steps: hiresSteps, strength: 0.7)
+            request.vaeTiling = self == .hiresTiled
         }
         return request
     }

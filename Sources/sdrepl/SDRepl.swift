@@ -80,7 +80,7 @@ struct SDRepl: ParsableCommand {
             sdrepl < FILE.
             """,
         version: SDReplVersion.string,
-        subcommands: [RunScript.self, OneShot.self, Info.self]
+        subcommands: [RunScript.self, OneShot.self, Info.self, ExportPage.self, MergeShards.self]
     )
 
     @OptionGroup var options: SessionOptions
@@ -165,7 +165,7 @@ struct RunScript: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
         abstract: "Replay an .sdscript file non-interactively.",
-        discussion: "Stops at the first error with exit status 1 unless --keep-going. With --check, each '#=> image' line's hash is compared with the regenerated image's, and no image files are written."
+        discussion: "Stops at the first error with exit status 1 unless --keep-going. With --check, each '#=> image' line's hash is compared with the regenerated image's, and no image files are written. With --shard K/N, every image of every gen gets a number 0, 1, 2 … in script order and this run makes those whose number is K-1 modulo N (other commands run in every shard; random seeds come from the script's hash, so all shards draw the same); its transcript goes to --sessions DIR for 'sdrepl merge'."
     )
 
     @OptionGroup var options: SessionOptions
@@ -173,10 +173,25 @@ struct RunScript: ParsableCommand {
     @Flag(help: "Verify each recorded image hash; name FILE:LINE of any mismatch and exit 1.")
     var check = false
 
+    @Option(help: ArgumentHelp("Make only the K-th of N shares of the script's images and record the run under --sessions, for 'sdrepl merge'.",
+                               valueName: "K/N"))
+    var shard: String?
+
     @Argument(help: ArgumentHelp("The script to run.", valueName: "FILE"))
     var file: String
 
+    func validate() throws {
+        guard let shard else { return }
+        do {
+            _ = try Shard(parsing: shard)
+        } catch {
+            throw ValidationError("\(error)".escapingControlCharacters)
+        }
+        if check { throw ValidationError("--shard and --check: check the merged transcript instead (sdrepl merge, then run --check)") }
+    }
+
     func run() throws {
+        if let shard { return try runShard(try Shard(parsing: shard)) }
         let io = TerminalIO(allowEscapes: true, sixelEncoder: Wiring.sixelEncoder)
         let session = options.makeSession(io: io)
         let summary = session.runScript(at: file, options: ScriptOptions(check: check, keepGoing: options.keepGoing))

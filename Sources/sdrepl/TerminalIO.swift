@@ -47,6 +47,8 @@ final class TerminalIO: SessionIO {
             display(image, mode: preview)
         case .output, .warning, .error, .saved:
             write(event)
+        case .command, .commandDone:
+            break  // the terminal shows the line as it was typed already
         }
     }
 

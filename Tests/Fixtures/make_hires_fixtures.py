@@ -4,8 +4,9 @@ diffusers' samplers and generator:
 
   1. StableDiffusionPipeline at the request's size, output_type="latent";
   2. the latents resized with F.interpolate (bilinear, nearest, nearest-exact or bicubic, no
-     antialias, A1111's "Latent" upscalers), or decoded, resized with Pillow's Lanczos and encoded
-     again (the posterior sampled with the second pass's generator);
+     antialias, A1111's "Latent" upscalers), or decoded, enlarged by an upscaler network if one is
+     named, resized with Pillow's Lanczos and encoded again (the posterior sampled with the second
+     pass's generator);
   3. img2img at the new size with a fresh torch.Generator("cpu").manual_seed(seed): A1111's step rule
      for the second pass (`setup_img2img_steps` with steps given: a schedule of
      int(hires_steps / min(strength, 0.999)) steps of which the last hires_steps run), the noise drawn
@@ -22,6 +23,9 @@ from PIL import Image
 from diffusers import StableDiffusionPipeline
 from diffusers.utils.torch_utils import randn_tensor
 
+from safetensors.torch import load_file
+
+from make_esrgan_fixtures import NUM_BLOCK, NUM_FEAT, NUM_GROW, RRDBNet, realesrganer
 from make_fixtures import OUT, make_scheduler, save_tensors, write_json
 
 MODEL = OUT / "models" / "tiny-sd15-diffusers"
@@ -35,7 +39,24 @@ CASES = [
     ("euler-a_bicubic", "euler-a", "latent-bicubic", (96, 80), 0, 0.7),
     ("ddim_nearest", "ddim", "latent-nearest", (128, 64), 3, 0.6),
     ("dpmpp-2m_lanczos", "dpmpp-2m", "lanczos", (96, 96), 5, 0.75),
+    # An upscaler network: the tiny x4 RRDBNet of make_esrgan_fixtures.py, 64 -> 256, then Lanczos to 96.
+    ("euler_esrgan-x4", "euler", "esrgan/tiny-x4.safetensors", (96, 96), 3, 0.6),
 ]
+
+
+def esrgan_upscale(path, image, target):
+    """A1111's `Upscaler.upscale` with an RRDBNet: the network (RealESRGANer's RGB in [0, 1], clamp,
+    round to 8 bits) until the image covers the target, at most 3 times; the caller then resizes."""
+    state = load_file(str(OUT / path))
+    net = RRDBNet(3, 3, scale=4, num_feat=NUM_FEAT, num_block=NUM_BLOCK, num_grow_ch=NUM_GROW).eval()
+    net.load_state_dict(state)
+    for _ in range(3):
+        if image.width >= target[0] and image.height >= target[1]:
+            break
+        x = torch.from_numpy(np.array(image).astype(np.float32) / 255).permute(2, 0, 1)[None]
+        y = realesrganer(net, x, 4, tile=0, tile_pad=0, pre_pad=0)
+        image = Image.fromarray((y[0].permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8))
+    return image
 
 
 @torch.no_grad()
@@ -52,6 +73,8 @@ def hires(pipe, sampler, upscaler, target, hires_steps, strength):
         clean = F.interpolate(first, size=(th // 8, tw // 8), mode=mode, **extra)
     else:
         image = pipe.image_processor.postprocess(pipe.vae.decode(first / sf).sample, output_type="pil")[0]
+        if upscaler.startswith("esrgan/"):
+            image = esrgan_upscale(upscaler, image, (tw, th))
         up = image.resize((tw, th), resample=Image.LANCZOS)
         clean = pipe.vae.encode(pipe.image_processor.preprocess(up)).latent_dist.sample(g) * sf
     steps = hires_steps or STEPS

@@ -145,6 +145,81 @@ final class ImageToImageEndToEndTests: XCTestCase {
         XCTAssertTrue(run.stderr.contains("h.sdscript:19: set hires: expected sides that are a multiple of 8 from 64 to 2048, got '4096x64'"), run.stderr)
     }
 
+    func testHiresFixWithAnUpscalerNetworkFoundByName() throws {
+        let sandbox = Sandbox()
+        try FileManager.default.createDirectory(atPath: sandbox.path + "/models/ESRGAN", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: FixturePaths.root.appendingPathComponent("esrgan/tiny-x4.safetensors").path,
+                                         toPath: sandbox.path + "/models/ESRGAN/tiny-x4.safetensors")
+        sandbox.write("n.sdscript", """
+            model \(model)
+            prompt a red fox in the snow
+            negative blurry
+            seed 21
+            set size 64x64
+            set steps 6
+            set cfg 4
+            set sampler euler
+            set autosave off
+            set hires 96x96
+            set hires-steps 3
+            set hires-strength 0.6
+            set hires-upscaler tiny-x5
+            set hires-upscaler tiny-x4
+            gen
+            save net.png
+            set hires-upscaler latent
+            load net.png
+            gen
+            save again.png
+
+            """)
+        let run = try PipeRun(["run", "--keep-going", "n.sdscript"], in: sandbox)
+        // make_hires_fixtures.py's case euler_esrgan-x4: decoded, the tiny x4 RRDBNet, Lanczos to 96², encoded.
+        assertClose(try pixels(sandbox.path + "/net.png"), try Fixture.tensors("hires/euler_esrgan-x4.safetensors").tensor("image").data,
+                    tolerance: 2.0 / 255, "hires fix with an upscaler network through the REPL")
+        let recipe = try ImageRecipeReader.read(URL(fileURLWithPath: sandbox.path + "/net.png")).recipe
+        XCTAssertEqual(recipe.extra("Hires upscaler"), "tiny-x4", "A1111 names an ESRGAN model by its file")
+        XCTAssertEqual(recipe.extra("Hires resize"), "96x96")
+        XCTAssertEqual(try pixels(sandbox.path + "/again.png"), try pixels(sandbox.path + "/net.png"), "load restores the upscaler network")
+        XCTAssertTrue(run.stderr.contains("n.sdscript:13: set hires-upscaler: expected latent, latent-nearest, latent-nearest-exact, latent-bicubic, lanczos, "
+                                          + "or an upscaler's file or its name in "), run.stderr)
+        XCTAssertTrue(run.stderr.contains("(did you mean 'tiny-x4'?)"), run.stderr)
+        XCTAssertFalse(run.stderr.contains("load:"), run.stderr)
+    }
+
+    func testVAETilingThroughTheREPLAndLoad() throws {
+        let sandbox = Sandbox()
+        sandbox.write("t.sdscript", """
+            model \(model)
+            prompt a red fox in the snow
+            negative blurry
+            seed 21
+            set size 128x128
+            set steps 4
+            set cfg 4
+            set sampler euler
+            set autosave off
+            set vae-tiling on
+            gen
+            save tiled.png
+            set vae-tiling off
+            load tiled.png
+            gen
+            save again.png
+            set vae-tiling maybe
+
+            """)
+        let run = try PipeRun(["run", "--keep-going", "t.sdscript"], in: sandbox)
+        // make_vae_tiling_fixtures.py's txt2img: diffusers with pipe.vae.enable_tiling().
+        assertClose(try pixels(sandbox.path + "/tiled.png"), try Fixture.tensors("vae_tiling/txt2img.safetensors").tensor("image").data,
+                    tolerance: 2.0 / 255, "VAE tiling through the REPL")
+        let stored = try ImageRecipeReader.read(URL(fileURLWithPath: sandbox.path + "/tiled.png"))
+        let own = try JSONSerialization.jsonObject(with: Data((stored.settingsJSON ?? "{}").utf8)) as? [String: Any]
+        XCTAssertEqual(own?["vae_tiling"] as? Bool, true, stored.settingsJSON ?? "no sdrepl keys")
+        XCTAssertEqual(try pixels(sandbox.path + "/again.png"), try pixels(sandbox.path + "/tiled.png"), "load restores the tiling")
+        XCTAssertTrue(run.stderr.contains("t.sdscript:17: set vae-tiling: expected on or off, got 'maybe'"), run.stderr)
+    }
+
     func testBadMasksAreClearErrors() throws {
         let sandbox = Sandbox()
         let initPNG = FixturePaths.root.appendingPathComponent("img2img/init.png").path

@@ -42,11 +42,16 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
     public var inpaintPaste: Bool
     /// A second pass at a larger size (A1111's hires fix), text to image only; nil: none.
     public var hires: HiresFix?
+    /// Encode and decode images larger than the VAE's `sample_size` in overlapping tiles, as
+    /// diffusers' `enable_vae_tiling()`: the memory of a 512×512 decode at any size, slightly
+    /// different pixels.
+    public var vaeTiling: Bool
 
     public init(prompt: String, negativePrompt: String = "", seed: UInt64, steps: Int = 25, guidanceScale: Float = 7.5,
                 width: Int = 512, height: Int = 512, sampler: Sampler = .pndm, batchCount: Int = 1, clipSkip: Int = 1,
                 initImage: PixelImage? = nil, strength: Double = 0.75, spacing: TimestepSpacing? = nil, eta: Double = 0,
-                mask: InpaintMask? = nil, maskBlur: Int = 4, inpaintPaste: Bool = true, hires: HiresFix? = nil) {
+                mask: InpaintMask? = nil, maskBlur: Int = 4, inpaintPaste: Bool = true, hires: HiresFix? = nil,
+                vaeTiling: Bool = false) {
         self.prompt = prompt
         self.negativePrompt = negativePrompt
         self.seed = seed
@@ -65,6 +70,7 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
         self.maskBlur = maskBlur
         self.inpaintPaste = inpaintPaste
         self.hires = hires
+        self.vaeTiling = vaeTiling
     }
 
     /// Checks every field against `RequestLimits`, naming the first bad one and the accepted values.

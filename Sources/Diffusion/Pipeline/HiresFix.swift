@@ -11,13 +11,24 @@ public struct HiresFix: Sendable, Codable, Equatable {
     /// A1111's "Denoising strength" of the second pass.
     public var strength: Double
     public var upscaler: HiresUpscaler
+    /// An upscaler network's file (the ESRGAN family, as `Upscaler.load` reads): the first pass is
+    /// decoded, run through it as A1111's upscalers do, then resized and encoded; `upscaler` is not used.
+    public var upscalerModel: String?
 
-    public init(width: Int, height: Int, steps: Int = 0, strength: Double = 0.7, upscaler: HiresUpscaler = .latent) {
+    public init(width: Int, height: Int, steps: Int = 0, strength: Double = 0.7, upscaler: HiresUpscaler = .latent,
+                upscalerModel: String? = nil) {
         self.width = width
         self.height = height
         self.steps = steps
         self.strength = strength
         self.upscaler = upscaler
+        self.upscalerModel = upscalerModel
+    }
+
+    /// The upscaler's name in A1111's `Hires upscaler` key: a network's file name without its
+    /// extension (as A1111 names ESRGAN models), else the built-in method's.
+    public var upscalerName: String {
+        upscalerModel.map { URL(fileURLWithPath: $0).deletingPathExtension().lastPathComponent } ?? upscaler.a1111Name
     }
 
     /// The second pass's schedule by A1111's rule for a pass whose steps are given

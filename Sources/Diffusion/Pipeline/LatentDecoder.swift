@@ -13,6 +13,16 @@ public protocol LatentDecoder {
     /// - Returns: `[B, 3, 8h, 8w]`, nominally in [-1, 1], not clamped.
     /// - Throws: `PipelineError.cancelled`.
     func decode(_ latents: Tensor, cancellation: CancellationToken?) throws -> Tensor
+
+    /// The same, in tiles when `tiled` and the decoder tiles (the VAE, as diffusers' `enable_tiling()`).
+    func decode(_ latents: Tensor, tiled: Bool, cancellation: CancellationToken?) throws -> Tensor
+}
+
+extension LatentDecoder {
+    /// A decoder without tiling decodes whole.
+    public func decode(_ latents: Tensor, tiled: Bool, cancellation: CancellationToken?) throws -> Tensor {
+        try decode(latents, cancellation: cancellation)
+    }
 }
 
 extension AutoencoderDecoder: LatentDecoder {

@@ -79,7 +79,7 @@ extension StableDiffusionPipeline {
 extension StableDiffusionPipeline {
     /// A1111's hires fix second pass (`sample_hr_pass`) over the first pass's `latents`: resized in
     /// latent space by the upscaler's `F.interpolate` mode, or decoded by the checkpoint's VAE,
-    /// resized with Lanczos and encoded again; then img2img at the new size on A1111's schedule
+    /// enlarged by the upscaler network if there is one, resized with Lanczos and encoded again; then img2img at the new size on A1111's schedule
     /// (`HiresFix.schedule`) with a fresh generator from the request's seed (the encoder's posterior,
     /// then the noise, then the sampler's draws).
     /// - Throws: `PipelineError.invalidRequest` for a pixel upscaler on a checkpoint without a VAE
@@ -90,15 +90,18 @@ extension StableDiffusionPipeline {
         var scheduler = try request.sampler.makeScheduler(config: schedulerConfig(for: request), steps: total, eta: request.eta)
         var generator = TorchGenerator(seed: request.seed)
         let clean: Tensor
-        if let mode = hires.upscaler.latentMode {
+        if let mode = hires.upscaler.latentMode, prepared.hiresNetwork == nil {
             clean = latents.interpolated(height: hires.height / 8, width: hires.width / 8, mode: mode)
         } else {
             guard let vaeEncoder else {
                 throw PipelineError.invalidRequest("this checkpoint has no VAE encoder (vae.encoder.*): use a latent hires upscaler")
             }
-            let image = PixelImage(decoded: try vae.decode(latents, cancellation: cancellation))
+            var image = PixelImage(decoded: try vae.decode(latents, tiled: request.vaeTiling, cancellation: cancellation))
+            if let network = prepared.hiresNetwork {
+                image = try network.upscale(image, toCover: (hires.width, hires.height), cancellation: cancellation)
+            }
             let resized = image.resized(width: hires.width, height: hires.height)
-            clean = try vaeEncoder.encode(resized.signedTensor, generator: &generator, cancellation: cancellation)
+            clean = try vaeEncoder.encode(resized.signedTensor, generator: &generator, tiled: request.vaeTiling, cancellation: cancellation)
         }
         let noise = generator.randn(clean.shape)
         let start = scheduler.addNoise(to: clean, noise: noise, stepIndex: firstStep)

@@ -100,7 +100,8 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
     /// Stage 1: checks the request, applies its LoRAs, reads the embeddings and encodes every text
     /// the sampling will need. Everything that can be wrong with a request fails here, before any
     /// UNet step.
-    /// - Throws: `PipelineError.invalidRequest`, `.cancelled`, `LoRAError`, or a prompt error.
+    /// - Throws: `PipelineError.invalidRequest`, `.cancelled`, `LoRAError`, a prompt error, or
+    ///   `UpscalerError` for a hires upscaler file that is not one.
     public func prepare(_ request: GenerationRequest, cancellation: CancellationToken? = nil) throws -> PreparedRequest {
         try request.validate(textEncoderLayers: textEncoder.config.layerCount)
         try cancellation?.check()
@@ -113,6 +114,9 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
             var second = request
             second.steps = hires.steps == 0 ? request.steps : hires.steps
             prepared.hiresConditioning = try self.conditioning(for: second)
+        }
+        if let path = request.hires?.upscalerModel {
+            prepared.hiresNetwork = try Upscaler.load(URL(fileURLWithPath: path))
         }
         return prepared
     }
@@ -140,7 +144,7 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
         } else if let initImage = single.initImage {
             guard let vaeEncoder else { throw PipelineError.invalidRequest("this checkpoint has no VAE encoder (vae.encoder.*), so it cannot start from an image") }
             // diffusers' order: the posterior sample, then the noise, then the sampler's own draws.
-            let clean = try vaeEncoder.encode(initImage.signedTensor, generator: &generator, cancellation: cancellation)
+            let clean = try vaeEncoder.encode(initImage.signedTensor, generator: &generator, tiled: single.vaeTiling, cancellation: cancellation)
             (latents, firstStep) = initialLatents(from: clean, strength: single.strength, steps: single.steps,
                                                   scheduler: scheduler, generator: &generator)
         } else {
@@ -169,7 +173,7 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
             }
         }
         try cancellation?.check()
-        var image = PixelImage(decoded: try decoder.decode(denoised, cancellation: cancellation))
+        var image = PixelImage(decoded: try decoder.decode(denoised, tiled: single.vaeTiling, cancellation: cancellation))
         if let overlay = inpainting?.overlay { image = image.pasting(original: overlay.original, outside: overlay.mask) }
         return GenerationResult(image: image, request: single, model: checkpoint.location, loras: prepared.loras,
                                 embeddings: prepared.conditioning.embeddings, decoder: decoder.decoderName,

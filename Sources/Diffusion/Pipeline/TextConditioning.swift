@@ -46,6 +46,8 @@ public struct PreparedRequest {
     /// The hires fix's second pass conditioning, when its prompt schedule differs (prompt editing
     /// counts the second pass's own steps, as A1111's); nil: `conditioning`.
     public var hiresConditioning: TextConditioning? = nil
+    /// The hires fix's upscaler network, loaded once for the batch.
+    public var hiresNetwork: Upscaler? = nil
 }
 
 /// One finished image and everything that made it.

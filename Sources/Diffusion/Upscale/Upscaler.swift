@@ -105,6 +105,38 @@ public final class Upscaler: Sendable {
         return try openTensorFile(url)
     }
 
+    /// The input sizes of the network's passes that take a `width × height` image to at least
+    /// `target`: A1111's `Upscaler.upscale` runs the model until the image covers the target, at most
+    /// 3 times (the caller then resizes).
+    public func passes(width: Int, height: Int, toCover target: (width: Int, height: Int)) -> [(width: Int, height: Int)] {
+        var sizes: [(width: Int, height: Int)] = []
+        var (w, h) = (width, height)
+        repeat {
+            sizes.append((w, h))
+            (w, h) = (w * scale, h * scale)
+        } while (w < target.width || h < target.height) && sizes.count < 3 && scale > 1
+        return sizes
+    }
+
+    /// Runs the network's `passes` over `image`.
+    /// - Parameter progress: tiles over all passes.
+    public func upscale(_ image: PixelImage, toCover target: (width: Int, height: Int), tiling: TileOptions = TileOptions(),
+                        progress: (UpscaleProgress) -> Void = { _ in }, cancellation: CancellationToken? = nil) throws -> PixelImage {
+        let counts = passes(width: image.width, height: image.height, toCover: target)
+            .map { tileCount(width: $0.width, height: $0.height, tiling: tiling) }
+        let total = counts.reduce(0, +)
+        let start = DispatchTime.now().uptimeNanoseconds
+        var current = image
+        var before = 0  // tiles of the earlier passes
+        for count in counts {
+            current = try upscale(current, tiling: tiling, progress: { p in
+                progress(UpscaleProgress(tile: before + p.tile, tiles: total, fraction: p.fraction, elapsed: Self.seconds(since: start)))
+            }, cancellation: cancellation)
+            before += count
+        }
+        return current
+    }
+
     /// The number of tiles `upscale` runs over a `width × height` image.
     public func tileCount(width: Int, height: Int, tiling: TileOptions) -> Int {
         let (tile, _) = aligned(tiling)

@@ -61,6 +61,16 @@ public struct AutoencoderDecoder: Sendable {
         try decode(latents, checkpoint: { try cancellation?.check() })
     }
 
+    /// The same; with `tiled`, latents larger than `sample_size / 8` are decoded in overlapping
+    /// tiles, as diffusers' `enable_tiling()` (`VAETiling`).
+    public func decode(_ latents: Tensor, tiled: Bool, cancellation: CancellationToken?) throws -> Tensor {
+        let tiling = config.tiling.decoder
+        guard tiled, tiling.applies(height: latents.shape[2], width: latents.shape[3]) else {
+            return try decode(latents, cancellation: cancellation)
+        }
+        return try tiling.run(latents) { try decode($0, cancellation: cancellation) }
+    }
+
     private func decode(_ latents: Tensor, checkpoint: () throws -> Void) rethrows -> Tensor {
         precondition(latents.rank == 4 && latents.shape[1] == config.latentChannels,
                      "VAE input must be [B, \(config.latentChannels), h, w], got \(latents.shape)")

@@ -47,9 +47,22 @@ public struct AutoencoderEncoder: Sendable {
     /// - Returns: mean and log-variance, each `[B, latentChannels, H/8, W/8]`, the log-variance
     ///   clamped to [-30, 20] as diffusers does.
     /// - Throws: `PipelineError.cancelled` (checked between levels).
-    public func posterior(_ pixels: Tensor, cancellation: CancellationToken? = nil) throws -> (mean: Tensor, logvar: Tensor) {
+    /// - Parameter tiled: encode an image larger than `sample_size` in overlapping tiles, as
+    ///   diffusers' `enable_tiling()` (`VAETiling`).
+    public func posterior(_ pixels: Tensor, tiled: Bool = false, cancellation: CancellationToken? = nil) throws -> (mean: Tensor, logvar: Tensor) {
         precondition(pixels.rank == 4 && pixels.shape[1] == config.inChannels,
                      "VAE encoder input must be [B, \(config.inChannels), H, W], got \(pixels.shape)")
+        let tiling = config.tiling.encoder
+        let h = tiled && tiling.applies(height: pixels.shape[2], width: pixels.shape[3])
+            ? try tiling.run(pixels) { try moments($0, cancellation: cancellation) }
+            : try moments(pixels, cancellation: cancellation)
+        let latent = config.latentChannels
+        let (mean, logvar) = h.splitChannels(at: latent)
+        return (mean, logvar.clamped(to: -30...20))
+    }
+
+    /// The posterior's mean and log-variance side by side, unclamped: `[B, 2L, h, w]`.
+    private func moments(_ pixels: Tensor, cancellation: CancellationToken?) throws -> Tensor {
         var h = convIn(pixels)  // [B, C0, H, W]
         for block in downBlocks {
             try cancellation?.check()
@@ -58,16 +71,15 @@ public struct AutoencoderEncoder: Sendable {
         h = midBlock(h)
         h = convOut(normOut(h, silu: true))  // [B, 2L, h, w]
         if let quantConv { h = quantConv(h) }
-        let latent = config.latentChannels
-        let (mean, logvar) = h.splitChannels(at: latent)
-        return (mean, logvar.clamped(to: -30...20))
+        return h
     }
 
     /// Latents of `pixels` as diffusers' img2img makes them: a posterior sample
     /// `mean + exp(0.5 · logvar) · ε`, ε drawn from `generator` (before any noise the sampler draws),
     /// times the scaling factor.
-    public func encode(_ pixels: Tensor, generator: inout TorchGenerator, cancellation: CancellationToken? = nil) throws -> Tensor {
-        let (mean, logvar) = try posterior(pixels, cancellation: cancellation)
+    public func encode(_ pixels: Tensor, generator: inout TorchGenerator, tiled: Bool = false,
+                       cancellation: CancellationToken? = nil) throws -> Tensor {
+        let (mean, logvar) = try posterior(pixels, tiled: tiled, cancellation: cancellation)
         let epsilon = generator.randn(mean.shape)
         let scale = config.scalingFactor
         var sample = mean

@@ -26,10 +26,12 @@ extension CheckpointComponent {
 /// - a Hugging Face cache entry (`models--org--name`, with `refs/main` naming the snapshot), holding
 ///   either layout.
 ///
-/// Refused, with a `CheckpointError` saying what the file is: SD2.x, SDXL, inpainting and other
-/// non-4-channel UNets, LoRAs, GGUF files, pickles outside PyTorch's zip format (recognised by their
-/// first bytes or name and never unpickled), a diffusers folder's `.bin` weights, and every pickle
-/// under `PicklePolicy.refuse`.
+/// A diffusers folder's parts may be `.bin` pickles in PyTorch's zip format, as older folders hold.
+///
+/// Refused, with a `CheckpointError` saying what the file is: SD2.x, SDXL, InstructPix2Pix and other
+/// UNets of neither 4 nor 9 input channels, LoRAs, GGUF files, pickles outside PyTorch's zip format
+/// (recognised by their first bytes or name and never unpickled), and every pickle under
+/// `PicklePolicy.refuse`.
 ///
 /// The library never prints: after building the models, ask `unexpectedKeys(used:ignoring:)` for the
 /// tensors no model took and show them as a warning.
@@ -289,12 +291,18 @@ public final class Checkpoint: TensorSource, @unchecked Sendable {
             let url = dir.appendingPathComponent(name)
             if FileManager.default.fileExists(atPath: url.path) { return url }
         }
-        let pickles = [stem == "model" ? "pytorch_model" : stem].flatMap { s in ["\(s).bin", "\(s).fp16.bin", "\(s).ckpt", "\(s).pt"] }
-        for name in pickles where FileManager.default.fileExists(atPath: dir.appendingPathComponent(name).path) {
-            throw CheckpointError.pickleFile(path: dir.appendingPathComponent(name).path, evidence: "its name ends in .\((name as NSString).pathExtension)")
+        // Older folders hold torch.save's zip pickles (`save_pretrained(safe_serialization=False)`), read
+        // by the weights-only reader when pickles are allowed.
+        let pickleStem = stem == "model" ? "pytorch_model" : stem
+        var pickles = ["\(pickleStem).bin", "\(pickleStem).fp16.bin"]
+        if let variant, variant != "fp16" { pickles.insert("\(pickleStem).\(variant).bin", at: 0) }
+        if variant == "fp16" { pickles.reverse() }
+        for name in pickles {
+            let url = dir.appendingPathComponent(name)
+            if FileManager.default.fileExists(atPath: url.path) { return url }
         }
         throw CheckpointError.missingComponent(path: folder.path, component: componentName(component),
-                                               lookedFor: candidates.map { "\(component.rawValue)/\($0)" })
+                                               lookedFor: (candidates + pickles).map { "\(component.rawValue)/\($0)" })
     }
 
     /// Why a file with none of the single-file prefixes is not a checkpoint, recognising the parts

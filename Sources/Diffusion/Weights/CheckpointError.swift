@@ -10,7 +10,7 @@ public enum CheckpointError: Error, Equatable, CustomStringConvertible {
     /// The PyTorch zip file is broken, or refused (pickles turned off, something beyond weights in it).
     case unreadablePickle(path: String, underlying: TorchFileError)
     /// A pickle that is never read: outside PyTorch's zip format (a raw pickle stream, or a file named
-    /// like one that is no zip), or the `.bin` weights of a diffusers folder.
+    /// like one that is no zip).
     case pickleFile(path: String, evidence: String)
     /// A GGUF file (stable-diffusion.cpp / llama.cpp quantised weights).
     case ggufFile(path: String)

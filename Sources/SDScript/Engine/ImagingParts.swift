@@ -69,7 +69,7 @@ public struct ImagingSaver: ImageSaver {
                 recipe.extra.append(.init("Hires resize", "\(hires.width)x\(hires.height)"))
             }
             if hires.steps > 0 { recipe.extra.append(.init("Hires steps", String(hires.steps))) }
-            recipe.extra.append(.init("Hires upscaler", hires.upscaler.a1111Name))
+            recipe.extra.append(.init("Hires upscaler", hires.upscalerName))
         }
         if let upscale = image.upscale {
             // A1111's extras tab writes these after the generation's own parameters.
@@ -87,6 +87,7 @@ public struct ImagingSaver: ImageSaver {
         ]
         if let spacing = r.spacing { all["spacing"] = spacing.rawValue }
         if r.sampler == .tcd { all["eta"] = r.eta }
+        if r.vaeTiling { all["vae_tiling"] = true }
         if let initImage = r.initImage {
             all["strength"] = r.strength
             all["init_sha256"] = pixelHash(try RGBImage(width: initImage.width, height: initImage.height, pixels: initImage.rgb))
@@ -97,7 +98,8 @@ public struct ImagingSaver: ImageSaver {
             all["hires_height"] = hires.height
             all["hires_steps"] = hires.steps
             all["hires_strength"] = hires.strength
-            all["hires_upscaler"] = hires.upscaler.rawValue
+            all["hires_upscaler"] = hires.upscalerModel == nil ? hires.upscaler.rawValue : hires.upscalerName
+            if let file = hires.upscalerModel { all["hires_upscaler_file"] = file }
         }
         if r.mask != nil {
             all["mask_blur"] = r.maskBlur

@@ -67,36 +67,13 @@ final class UpscaleService {
         return (max(8, Int(Double(width) * factor) / 8 * 8), max(8, Int(Double(height) * factor) / 8 * 8))
     }
 
-    /// The input sizes of the model's passes for a target size: A1111 runs the model until the image
-    /// is at least the target (at most 3 times), then resizes.
-    static func passes(width: Int, height: Int, target: (width: Int, height: Int), modelScale: Int) -> [(width: Int, height: Int)] {
-        var sizes: [(width: Int, height: Int)] = []
-        var (w, h) = (width, height)
-        repeat {
-            sizes.append((w, h))
-            (w, h) = (w * modelScale, h * modelScale)
-        } while (w < target.width || h < target.height) && sizes.count < 3 && modelScale > 1
-        return sizes
-    }
-
     /// Upscales `image` to `target` with `upscaler`'s passes, then Lanczos when the sizes differ.
     /// - Parameter progress: tiles over all passes.
     /// - Returns: the image and whether it was resized after the model.
     func upscale(_ image: RGBImage, with upscaler: Upscaler, to target: (width: Int, height: Int), tiling: TileOptions,
                  progress: (UpscaleProgress) -> Void, cancellation: CancellationToken) throws -> (image: RGBImage, resized: Bool) {
-        let passes = Self.passes(width: image.width, height: image.height, target: target, modelScale: upscaler.scale)
-        let counts = passes.map { upscaler.tileCount(width: $0.width, height: $0.height, tiling: tiling) }
-        let total = counts.reduce(0, +)
-        let start = DispatchTime.now().uptimeNanoseconds
-        var current = PixelImage(width: image.width, height: image.height, rgb: image.pixels)
-        var before = 0  // tiles of the earlier passes
-        for count in counts {
-            current = try upscaler.upscale(current, tiling: tiling, progress: { p in
-                progress(UpscaleProgress(tile: before + p.tile, tiles: total, fraction: p.fraction,
-                                         elapsed: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9))
-            }, cancellation: cancellation)
-            before += count
-        }
+        let source = PixelImage(width: image.width, height: image.height, rgb: image.pixels)
+        let current = try upscaler.upscale(source, toCover: target, tiling: tiling, progress: progress, cancellation: cancellation)
         let resized = current.width != target.width || current.height != target.height
         let final = current.resized(width: target.width, height: target.height)
         return (try RGBImage(width: final.width, height: final.height, pixels: final.rgb), resized)

@@ -34,7 +34,7 @@ extension Command {
             settings.sampler = sampler
         }
         settings.clipSkip = recipe.clipSkip
-        let missing = applyImageInputs(stored, to: &settings)
+        let missing = applyImageInputs(stored, to: &settings, upscalers: session.upscalerDirectories())
         session.settings.request = settings
         session.io.output("loaded the recipe of \(file)")
         // One line for all of it: what gen will not reproduce, then the inputs that need giving again.
@@ -47,11 +47,13 @@ extension Command {
     /// hires fix, the init image and mask files (when they are still there, unchanged), strength,
     /// mask blur and paste.
     /// - Returns: what could not be restored, one phrase each.
-    static func applyImageInputs(_ stored: StoredRecipe, to settings: inout RequestDefaults) -> [String] {
+    /// - Parameter upscalers: the folders where a hires upscaler network is looked for by name.
+    static func applyImageInputs(_ stored: StoredRecipe, to settings: inout RequestDefaults, upscalers: [URL]) -> [String] {
         let recipe = stored.recipe
         let own = stored.settingsJSON.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) } as? [String: Any] ?? [:]
         settings.spacing = (own["spacing"] as? String).flatMap(TimestepSpacing.init(rawValue:))
         if let eta = own["eta"] as? Double, (0...1).contains(eta) { settings.eta = eta }
+        settings.vaeTiling = own["vae_tiling"] as? Bool ?? false
         settings.initImage = nil
         settings.mask = nil
         settings.hires = nil
@@ -64,10 +66,15 @@ extension Command {
             settings.hiresSteps = recipe.extra("Hires steps").flatMap(Int.init) ?? 0
             settings.hiresStrength = recipe.extra("Denoising strength").flatMap(Double.init) ?? RequestDefaults().hiresStrength
             let upscaler = recipe.extra("Hires upscaler") ?? "Latent"
+            settings.hiresModel = nil
             if let known = HiresUpscaler(a1111Name: upscaler) {
                 settings.hiresUpscaler = known
+            } else if let file = (own["hires_upscaler_file"] as? String).flatMap({ FileManager.default.fileExists(atPath: $0) ? $0 : nil })
+                        ?? UpscalerLibrary.find(upscaler, in: upscalers)?.path {
+                settings.hiresModel = file
             } else {
-                missing.append("its hires upscaler \(upscaler) is not one of sdrepl's (\(HiresUpscaler.allCases.map(\.rawValue).joined(separator: ", "))): 'set hires-upscaler' to choose")
+                missing.append("its hires upscaler \(upscaler) is neither one of sdrepl's (\(HiresUpscaler.allCases.map(\.rawValue).joined(separator: ", "))) "
+                               + "nor a file in the upscaler folders: put it there, or 'set hires-upscaler' to choose")
             }
             return missing
         }

@@ -191,16 +191,22 @@ public struct Command {
                 }
                 // Outputs go where the user is, like outdir: relative to the current directory.
                 var path: String? = argument.isEmpty ? nil : NSString(string: argument).expandingTildeInPath
-                if let given = path, batch.count > 1 {
+                if let given = path, let fileNumber = session.fileNumber(ofBatchImage: number) {
                     // One file per image: name-1.png, name-2.png, …
                     let name = given as NSString
                     let stem = name.deletingPathExtension
-                    path = name.pathExtension.isEmpty ? "\(stem)-\(number + 1)" : "\(stem)-\(number + 1).\(name.pathExtension)"
+                    path = name.pathExtension.isEmpty ? "\(stem)-\(fileNumber)" : "\(stem)-\(fileNumber).\(name.pathExtension)"
                 }
                 let paths = try session.save(position, to: path)
                 if paths.isEmpty { continue }  // run --check writes nothing
                 session.io.emit(.saved(index: session.images[position].index, paths: paths))
             }
+            return .ok
+        },
+        Command(name: "export", usage: Session.exportUsage,
+                summary: "write this session so far as a page: each command, its images (in FILE_files/) with their recipes",
+                kind: .text, completion: .paths) { session, argument, _ in
+            try session.exportCommand(argument)
             return .ok
         },
         Command(name: "show", usage: "show [N]", summary: "show image N of this session (default: the last) and its recipe",

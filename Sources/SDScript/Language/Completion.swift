@@ -86,8 +86,9 @@ extension Session {
             let value = String(rest[keyEnd...].drop(while: { $0 == " " || $0 == "\t" }))
             guard let key = SettingKey.named(String(rest[..<keyEnd])) else { return Completion(word: value, candidates: []) }
             if key.completesPaths {
+                // A key that takes a path or a name (`hires-upscaler`) offers both.
                 let numbers = key.name == "init" ? imageNumbers(matching: value) : []
-                return Completion(word: value, candidates: numbers + completePath(value))
+                return Completion(word: value, candidates: numbers + matching(value, key.choices(self) ?? []) + completePath(value))
             }
             return Completion(word: value, candidates: matching(value, key.choices(self) ?? []))
         }

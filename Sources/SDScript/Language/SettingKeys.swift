@@ -120,6 +120,12 @@ public struct SettingKey {
                defaults: "(models/Lora, and Lora beside the model's folder)"),
         folder("embeddings", "textual-inversion NAME.safetensors or .pt, used by writing NAME", \.resources.embeddingsDir,
                defaults: "(embeddings, and embeddings beside the models folder)"),
+        integer("upscale-tile", range: 0...1024, \.resources.upscaleTile, check: { _, tile in
+            guard tile == 0 || tile >= 32 else {
+                throw ScriptError.badArgument(command: "set upscale-tile", argument: String(tile),
+                                              reason: "expected 0 (the whole image at once) or a side from 32 to 1024 pixels, got")
+            }
+        }),
         folder("upscaler-dir", "where 'upscale NAME' finds NAME.safetensors or NAME.pth", \.resources.upscalerDir,
                defaults: "(models/ESRGAN, models/RealESRGAN, and ESRGAN, RealESRGAN beside the model's folder)"),
         SettingKey(name: "init", values: "FILE (a PNG or JPEG) or N (image N of this session): image-to-image",
@@ -134,13 +140,20 @@ public struct SettingKey {
                    show: { $0.request.mask ?? "(none)" }, reset: { $0.request.mask = nil }, transcript: .inputPath()),
         integer("mask-blur", range: RequestLimits.maskBlur, \.request.maskBlur),
         onOff("inpaint-paste", \.request.inpaintPaste, help: "inpainting: the original kept outside the blurred mask, as A1111"),
+        onOff("vae-tiling", \.request.vaeTiling, help: "images over 512 encoded and decoded in tiles (diffusers' enable_vae_tiling): less memory, slightly other pixels"),
         SettingKey(name: "hires", values: "SCALE|WxH|off (hires fix: a second pass at a larger size)", kind: .words,
                    choices: { _ in ["off", "1.5", "2"] }, completesPaths: false,
                    apply: { session, value in session.settings.request.hires = try parseHires(value) },
                    show: { $0.request.hires.map { "\($0)" } ?? "off" }, reset: { $0.request.hires = nil }),
         integer("hires-steps", range: 0...RequestLimits.steps.upperBound, \.request.hiresSteps),
         fraction("hires-strength", range: 0.01...1, \.request.hiresStrength, help: "hires fix: how much the second pass repaints"),
-        choice("hires-upscaler", HiresUpscaler.self, \.request.hiresUpscaler),
+        SettingKey(name: "hires-upscaler", values: HiresUpscaler.allCases.map(\.rawValue).joined(separator: "|") + "|an upscaler's NAME or PATH",
+                   kind: .text, choices: { session in HiresUpscaler.allCases.map(\.rawValue) + UpscalerLibrary.files(in: session.upscalerDirectories()).map(\.name) },
+                   completesPaths: true,
+                   apply: { session, value in try session.setHiresUpscaler(value) },
+                   show: { $0.request.hiresModel.map { URL(fileURLWithPath: $0).deletingPathExtension().lastPathComponent } ?? $0.request.hiresUpscaler.rawValue },
+                   reset: { $0.request.hiresUpscaler = RequestDefaults().hiresUpscaler; $0.request.hiresModel = nil },
+                   transcript: .resolved),
         SettingKey(name: "spacing", values: "model|" + TimestepSpacing.allCases.map(\.rawValue).joined(separator: "|"),
                    kind: .words, choices: { _ in ["model"] + TimestepSpacing.allCases.map(\.rawValue) }, completesPaths: false,
                    apply: { session, value in

@@ -72,7 +72,7 @@ extension Session {
         let factor = arguments.factor ?? Double(upscaler.scale)
         let (width, height) = (source.pixels.width, source.pixels.height)
         let target = UpscaleService.targetSize(width: width, height: height, factor: factor, modelScale: upscaler.scale)
-        let passes = UpscaleService.passes(width: width, height: height, target: target, modelScale: upscaler.scale)
+        let passes = upscaler.passes(width: width, height: height, toCover: target)
         // The last pass makes the largest image on the way.
         let largest = passes.last.map { ($0.width * upscaler.scale, $0.height * upscaler.scale) } ?? (target.width, target.height)
         for (w, h) in [(target.width, target.height), largest] where max(w, h) > UpscaleLimits.maxSide {
@@ -86,7 +86,7 @@ extension Session {
         let start = DispatchTime.now().uptimeNanoseconds
         let result: (image: RGBImage, resized: Bool)
         do {
-            result = try upscaling.upscale(source.pixels, with: upscaler, to: target, tiling: TileOptions(), progress: { progress in
+            result = try upscaling.upscale(source.pixels, with: upscaler, to: target, tiling: TileOptions(tile: settings.resources.upscaleTile), progress: { progress in
                 reached = progress
                 io.emit(.upscaleProgress(progress))
                 if io.isInterrupted { token.cancel() }
@@ -132,6 +132,37 @@ extension Session {
         throw ScriptError.badArgument(command: "upscale", argument: given,
                                       reason: "no such file, and no upscaler of that name in \(places):",
                                       suggestion: closestWord(to: given, in: UpscalerLibrary.files(in: folders).map(\.name)))
+    }
+
+    /// `set hires-upscaler`: a built-in method, or an upscaler network by name or path (checked by
+    /// loading it, so a file that is not one fails here rather than after the first pass). The
+    /// transcript keeps a network as its absolute path.
+    func setHiresUpscaler(_ value: String) throws {
+        if let builtIn = HiresUpscaler(rawValue: value.lowercased()) {
+            settings.request.hiresUpscaler = builtIn
+            settings.request.hiresModel = nil
+            return
+        }
+        let folders = upscalerDirectories()
+        let path = NSString(string: value).expandingTildeInPath
+        let url: URL
+        if FileManager.default.fileExists(atPath: path) {
+            url = URL(fileURLWithPath: absolute(path))
+        } else if let found = UpscalerLibrary.find(value, in: folders) {
+            url = found
+        } else {
+            let builtIns = HiresUpscaler.allCases.map(\.rawValue)
+            throw ScriptError.badArgument(command: "set hires-upscaler", argument: value,
+                                          reason: "expected \(builtIns.joined(separator: ", ")), or an upscaler's file or its name in \(folders.map(\.path).joined(separator: ", ")); got",
+                                          suggestion: closestWord(to: value, in: builtIns + UpscalerLibrary.files(in: folders).map(\.name)))
+        }
+        do {
+            _ = try upscaling.upscaler(at: url)
+        } catch {
+            throw ScriptError.engine(EngineFailure(error), command: "set hires-upscaler")
+        }
+        settings.request.hiresModel = url.path
+        log.line.replay = "set hires-upscaler \(absolute(url.path))"
     }
 
     /// `upscalers`: each upscaler file found, with what it is, then where sdrepl looked.

@@ -22,7 +22,10 @@ public enum Outcome: Equatable {
 public final class Session {
     public var settings = SessionSettings()
     public internal(set) var history = ImageHistory()
+    /// The front end's events, also kept by `page` (`SessionEventTee`).
     public let io: SessionIO
+    /// Every command and what it showed, for `export` (`SessionPage`).
+    public let page: SessionPageRecorder
     let generation: GenerationService
     let log: TranscriptLog
     let upscaling = UpscaleService()
@@ -31,6 +34,8 @@ public final class Session {
     var drawSeed: () -> UInt64
     /// `run --check` replays without writing image files.
     var savingDisabled = false
+    /// `run --shard K/N`: which images this run makes; nil for all.
+    var sharding: ShardState?
 
     public var components: Components { generation.components }
     public var images: [SessionImage] { history.images }
@@ -44,10 +49,12 @@ public final class Session {
     public init(components: Components = Components(), io: SessionIO, transcript: TranscriptRecorder? = nil,
                 drawSeed: @escaping () -> UInt64 = { UInt64.random(in: 0..<(1 << 32)) }) {
         generation = GenerationService(components: components)
-        self.io = io
+        page = SessionPageRecorder()
+        let tee = SessionEventTee(frontEnd: io, recorder: page)
+        self.io = tee
         log = TranscriptLog(recorder: transcript)
         self.drawSeed = drawSeed
-        log.warn = { [io] in io.warning($0) }
+        log.warn = { [tee] in tee.warning($0) }
     }
 
     // MARK: - Interactive input
@@ -92,7 +99,13 @@ public final class Session {
             return .ok
         case .command(let command):
             frames.commandStarts(imageCount: history.images.count)
-            return dispatch(command, at: location)
+            io.emit(.command(text, at: location))
+            let started = Date()
+            let outcome = dispatch(command, at: location)
+            var failed = false
+            if case .failed = outcome { failed = true }
+            io.emit(.commandDone(seconds: Date().timeIntervalSince(started), failed: failed))
+            return outcome
         }
     }
 
@@ -103,6 +116,7 @@ public final class Session {
         }
         let argument = command.kind == .words ? text.argument.droppingTrailingComment() : text.argument
         do {
+            if try shardSkips(command.name, argument) { return .ok }
             return try command.handler(self, argument, location)
         } catch let error as ScriptError {
             return .failed(report(error, at: location))
@@ -158,8 +172,14 @@ public final class Session {
             base = drawSeed()
             log.line.preamble.append("seed \(base) # random")
         }
+        if let sharding { return try generateShare(count: count, base: base, in: sharding) }
         let request = try resolvedRequest(seed: base, count: count)
         history.startBatch()
+        try render(request, base: base)
+    }
+
+    /// Runs the engine on `request` (seeds from `base`) and keeps each image as it is finished.
+    func render(_ request: StyledRequest, base: UInt64) throws {
         try generation.generate(request, settings: settings, io: io) { result, pixels, model in
             let offset = Int(result.request.seed &- base)
             let entry = SessionImage(index: history.nextIndex, request: request.image(offset), pixels: pixels, model: model,

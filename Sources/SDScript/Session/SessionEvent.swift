@@ -26,6 +26,12 @@ public enum SessionEvent {
     case shown(SessionImage, recipe: String, preview: PreviewMode)
     /// `save`: image `index` was written to `paths`.
     case saved(index: Int, paths: [String])
+    /// A command line starts, as typed (or as line `location` of a script holds it); the events
+    /// until its `commandDone` are its own. Nested `run` lines start and finish inside their `run`.
+    case command(String, at: SourceLocation?)
+    /// The command started last (and not yet done) finished after `seconds`; `failed` when it
+    /// reported an error.
+    case commandDone(seconds: Double, failed: Bool)
     /// A picture that is not one of the session's images (a grid's sheet, `history sheet`), with a line about it.
     case picture(RGBImage, caption: String, preview: PreviewMode)
 
@@ -43,7 +49,7 @@ public enum SessionEvent {
         case .output(let line): return ([line], false)
         case .warning(let line): return ([line], true)
         case .error(let diagnostic): return ([diagnostic.description], true)
-        case .progress, .upscaleProgress, .status, .progressDone: return nil
+        case .progress, .upscaleProgress, .status, .progressDone, .command, .commandDone: return nil
         case .image(let image, _): return ([image.summary(withSavedPaths: true)], false)
         case .shown(let image, let recipe, _):
             return (["image \(image.index): " + image.description] + recipe.split(separator: "\n").map { "  " + $0 }, false)

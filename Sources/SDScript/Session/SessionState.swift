@@ -45,6 +45,9 @@ public struct RequestDefaults: Equatable, Sendable {
     public var maskBlur = 4
     /// Inpainting: paste the original back outside the blurred mask, as A1111 does.
     public var inpaintPaste = true
+    /// Encode and decode images larger than the VAE's tile (512 for SD1.5) in tiles, as diffusers'
+    /// `enable_vae_tiling()`: a 1024×1024 decode in the memory of a 512×512 one.
+    public var vaeTiling = false
     /// The hires fix: the final size as a scale of `size` or as a size; nil: off.
     public var hires: HiresSize?
     /// The hires fix's second pass steps; 0: as `steps`.
@@ -52,12 +55,15 @@ public struct RequestDefaults: Equatable, Sendable {
     /// The hires fix's "Denoising strength" (A1111's default 0.7).
     public var hiresStrength = 0.7
     public var hiresUpscaler = HiresUpscaler.latent
+    /// The hires fix's upscaler network file (absolute), used instead of `hiresUpscaler` when set.
+    public var hiresModel: String?
 
     /// The hires fix for a first pass of `width` x `height`, or nil when it is off.
     public var hiresFix: HiresFix? {
         hires.map { size in
             let (w, h) = size.target(width: width, height: height)
-            return HiresFix(width: w, height: h, steps: hiresSteps, strength: hiresStrength, upscaler: hiresUpscaler)
+            return HiresFix(width: w, height: h, steps: hiresSteps, strength: hiresStrength, upscaler: hiresUpscaler,
+                            upscalerModel: hiresModel)
         }
     }
 
@@ -133,6 +139,10 @@ public struct ResourceSettings: Equatable, Sendable {
     public var pickles: PicklePolicy = .environmentDefault
     /// Where `upscale NAME` looks first; nil for A1111's folders only.
     public var upscalerDir: String?
+    /// The side of the tiles `upscale` runs the network over (A1111's "Tile size for ESRGAN
+    /// upscalers"); 0 runs the whole image at once. Memory follows the tile; the result matches an
+    /// untiled run within one 8-bit level.
+    public var upscaleTile = TileOptions().tile
 
     public init() {}
 }

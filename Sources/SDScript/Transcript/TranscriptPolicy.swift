@@ -32,6 +32,8 @@ struct LineRecord {
     var inlinedRun = false
     /// The line to record instead of the typed one (`TranscriptRule.resolved`).
     var replay: String?
+    /// The lines to record instead of the line and its results (a sharded `gen`'s share).
+    var expansion: [String]?
     /// The line that replays exactly what a stopped command made (`grid … --cells K`).
     var stoppedReplay: String?
 }
@@ -86,10 +88,16 @@ final class TranscriptLog {
             case .quit: return
             case .ok:
                 line.preamble.forEach(write)
+                if let expansion = line.expansion { return expansion.forEach(write) }
                 write(replayable(command, typed: text, at: location, resolve: resolve))
             case .failed(let diagnostic):
                 line.preamble.forEach(write)
                 let firstLine = diagnostic.error.description.split(separator: "\n").first.map(String.init) ?? ""
+                if let expansion = line.expansion {
+                    // The images made before the failure, then the failure as a comment.
+                    expansion.forEach(write)
+                    return write("# error: \(text.trimmingWhitespace()): " + firstLine)
+                }
                 let made = line.results.filter { if case .image = $0 { return true } else { return false } }.count
                 let stoppedReplay = line.stoppedReplay ?? (Command.named(command.name)?.name == "gen" ? "gen \(made)" : nil)
                 if made > 0, let stoppedReplay {

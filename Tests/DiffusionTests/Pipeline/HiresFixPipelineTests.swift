@@ -21,8 +21,11 @@ final class HiresFixPipelineTests: XCTestCase {
         let pipe = try Self.pipeline.get()
         let manifest = try Fixture.json(Manifest.self, "hires/manifest.json")
         for c in manifest.cases {
+            // A built-in upscaler by name, or an upscaler network's fixture file.
+            let network = c.upscaler.hasPrefix("esrgan/") ? Fixture.url(c.upscaler).path : nil
             let hires = HiresFix(width: c.width, height: c.height, steps: c.hires_steps, strength: c.strength,
-                                 upscaler: try XCTUnwrap(HiresUpscaler(rawValue: c.upscaler)))
+                                 upscaler: network == nil ? try XCTUnwrap(HiresUpscaler(rawValue: c.upscaler)) : .lanczos,
+                                 upscalerModel: network)
             let request = GenerationRequest(prompt: manifest.prompt, negativePrompt: manifest.negative_prompt, seed: manifest.seed,
                                             steps: manifest.steps, guidanceScale: manifest.guidance, width: manifest.width,
                                             height: manifest.height, sampler: try Sampler(name: c.sampler), hires: hires)

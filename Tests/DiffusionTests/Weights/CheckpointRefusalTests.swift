@@ -68,12 +68,13 @@ final class CheckpointRefusalTests: XCTestCase {
         XCTAssertEqual(checkpointError { _ = try Checkpoint(url: old) }, .pickleFile(path: old.path, evidence: "its name ends in .bin"))
     }
 
-    func testDiffusersFolderWithPickleWeights() throws {
+    func testDiffusersFolderWithABarePickleForWeights() throws {
         let folder = try TinySD15().writeDiffusersFolder(url("sd"), components: [.vae, .textEncoder])
         let bin = folder.appendingPathComponent("unet/diffusion_pytorch_model.bin")
         try FileManager.default.createDirectory(at: bin.deletingLastPathComponent(), withIntermediateDirectories: true)
         try Data(evilPickle(marker: url("pwned"))).write(to: bin)
-        XCTAssertEqual(checkpointError { _ = try Checkpoint(url: folder) }, .pickleFile(path: bin.path, evidence: "its name ends in .bin"))
+        // A diffusers folder's .bin is read when it is torch.save's zip; a bare pickle is refused unparsed.
+        XCTAssertEqual(checkpointError { _ = try Checkpoint(url: folder) }, .pickleFile(path: bin.path, evidence: "it starts with a pickle protocol 2 header"))
         XCTAssertFalse(FileManager.default.fileExists(atPath: url("pwned").path))
     }
 
@@ -167,7 +168,8 @@ final class CheckpointRefusalTests: XCTestCase {
         let folder = try TinySD15().writeDiffusersFolder(url("sd"), components: [.unet, .textEncoder])
         let error = checkpointError { _ = try Checkpoint(url: folder) }
         XCTAssertEqual(error, .missingComponent(path: folder.path, component: "VAE",
-                                                lookedFor: ["vae/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.fp16.safetensors"]))
+                                                lookedFor: ["vae/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.fp16.safetensors",
+                                                            "vae/diffusion_pytorch_model.bin", "vae/diffusion_pytorch_model.fp16.bin"]))
         XCTAssertTrue(error?.description.contains("has no VAE weights") ?? false)
     }
 

@@ -59,6 +59,26 @@ final class UpscaleTests: XCTestCase {
         XCTAssertTrue(io.lines.last?.contains("upscaled x4 from image 1 by tiny-x4 to 256x256") ?? false, io.lines.last ?? "")
     }
 
+    /// `set upscale-tile` sets the tiles the network runs over: 16-pixel tiles give the engine's own
+    /// 16-pixel tiling, which stays within one 8-bit level of the default tiles' result.
+    func testTheTileSizeIsASetting() throws {
+        XCTAssertEqual(session.execute("set upscale-tile 32"), .ok)
+        XCTAssertEqual(session.execute("upscale 1 \(x4)"), .ok)
+        let source = session.images[0].pixels
+        let small = try Upscaler.load(URL(fileURLWithPath: x4))
+            .upscale(PixelImage(width: source.width, height: source.height, rgb: source.pixels), tiling: TileOptions(tile: 32)).rgb
+        let tiled = try XCTUnwrap(session.images.last).pixels.pixels
+        XCTAssertEqual(tiled, small)
+        XCTAssertLessThanOrEqual(zip(tiled, try expected(x4)).map { abs(Int($0) - Int($1)) }.max() ?? 99, 1)
+        XCTAssertNotEqual(session.execute("set upscale-tile 16"), .ok)
+        XCTAssertTrue(io.diagnostics.last?.contains("set upscale-tile: expected 0 (the whole image at once) or a side from 32 to 1024 pixels, got '16'") ?? false,
+                      io.diagnostics.last ?? "")
+        XCTAssertEqual(session.execute("set upscale-tile 0"), .ok)
+        XCTAssertEqual(session.execute("upscale 1 \(x4)"), .ok)
+        XCTAssertEqual(try XCTUnwrap(session.images.last).pixels.pixels, try Upscaler.load(URL(fileURLWithPath: x4))
+            .upscale(PixelImage(width: source.width, height: source.height, rgb: source.pixels), tiling: .untiled).rgb)
+    }
+
     func testNamesComeFromTheUpscalerFoldersAndAScaleResizesWithLanczos() throws {
         try FileManager.default.createSymbolicLink(atPath: folder.path + "/esrgan/RealESRGAN_x2plus.safetensors", withDestinationPath: x2)
         XCTAssertEqual(session.execute("upscalers"), .ok)

@@ -1,0 +1,48 @@
+import Foundation
+import TestSupport
+import XCTest
+@testable import SDScript
+
+/// `run --shard K/N` and `TranscriptMerge` on the test doubles: examples/sweep/sweep.sdscript in four
+/// shards makes each of its 32 images exactly once, and the merge replays as the whole run.
+final class ShardTests: XCTestCase {
+    private let sweep = FixturePaths.repoRoot.appendingPathComponent("examples/sweep/sweep.sdscript").path
+
+    /// Runs shard `shard` of `path` in a recorded session; returns the session and its transcript's lines.
+    private func runShard(_ shard: Shard, _ path: String, in folder: TemporaryFolder) throws -> (Session, [String]) {
+        let recorder = try TranscriptRecorder(directory: folder.path + "/shards/\(shard.index)")
+        let session = makeSession(transcript: recorder, saver: RecordingSaver())
+        session.startShard(shard, script: try String(contentsOfFile: path, encoding: .utf8), path: path)
+        let summary = session.runScript(at: path)
+        XCTAssertEqual(summary.errors, [])
+        return (session, recorder.lines)
+    }
+
+    func testFourShardsOfTheExampleSweepMakeEachImageOnceAndMergeIntoTheWholeRun() throws {
+        let folder = TemporaryFolder()
+        let whole = makeSession(saver: RecordingSaver())
+        XCTAssertEqual(whole.runScript(at: sweep).errors, [])
+        XCTAssertEqual(whole.images.count, 32)
+
+        var inputs: [TranscriptMerge.Input] = []
+        var made: [String] = []
+        for k in 1...4 {
+            let (session, lines) = try runShard(try Shard(parsing: "\(k)/4"), sweep, in: folder)
+            XCTAssertEqual(session.images.count, 8, "32 images over 4 shards")
+            // Each gen of 8 (seeds 1000…1007) gives shard k its images k-1 and k+3.
+            let seeds = [UInt64(1000 + k - 1), UInt64(1004 + k - 1)]
+            XCTAssertEqual(session.images.map(\.request.engine.seed), Array([[UInt64]](repeating: seeds, count: 4).joined()))
+            made += session.images.map(\.sha256)
+            inputs.append(TranscriptMerge.Input(name: "shard\(k)", lines: lines))
+        }
+        XCTAssertEqual(made.sorted(), whole.images.map(\.sha256).sorted(), "every image once, none else")
+
+        let merged = try TranscriptMerge.merge(inputs.reversed())
+        XCTAssertEqual(merged.filter { $0.hasPrefix("gen ") }, Array(repeating: "gen 8", count: 4))
+        let replay = makeSession(saver: RecordingSaver())
+        let summary = replay.runScript(lines: merged, name: "merged", options: ScriptOptions(check: true))
+        XCTAssertEqual(summary.errors, [])
+        XCTAssertEqual(summary.checked, 32)
+        XCTAssertEqual(replay.images.map(\.sha256), whole.images.map(\.sha256), "in the whole run's order")
+    }
+}
