@@ -38,6 +38,7 @@ let package = Package(
         systemLibrary("CJPEG", pkgConfig: "libjpeg", apt: "libjpeg-dev"),
         systemLibrary("CSixel", pkgConfig: "libsixel", apt: "libsixel-dev"),
         systemLibrary("CZlib", pkgConfig: "zlib", apt: "zlib1g-dev"),
+        systemLibrary("CFreeType", pkgConfig: "freetype2", apt: "libfreetype-dev"),
 
         // The network core every model shares: Tensor and its kernels on OpenBLAS, safetensors and
         // weight scopes, the generic layers (linear, conv, norms, attention, resnet, transformer).
@@ -54,8 +55,8 @@ let package = Package(
         .target(name: "FileErrors"),
         // libpng/libjpeg calls wrapped in C so their setjmp/longjmp error handling never crosses Swift frames.
         .target(name: "CImagingShim", dependencies: ["CPNG", "CJPEG"]),
-        // RGB images, PNG/JPEG with metadata, sixel.
-        .target(name: "Imaging", dependencies: ["CImagingShim", "CPNG", "CJPEG", "CSixel", "FileErrors"]),
+        // RGB images, PNG/JPEG with metadata, sixel, text drawn with FreeType (labelled sheets).
+        .target(name: "Imaging", dependencies: ["CImagingShim", "CPNG", "CJPEG", "CSixel", "CFreeType", "FileErrors"]),
         // The Hugging Face cache layout, read by ModelStore, the engine's checkpoint opener and the session.
         .target(name: "HubLayout"),
         // Finding, listing, downloading and verifying checkpoints.

@@ -47,6 +47,8 @@ public struct ImageMetadata: Equatable, Sendable {
     /// JSON of every setting, stored verbatim under `Parameters`.
     public var settingsJSON: String
     public var watermark: String
+    /// Further PNG text chunks after the table's (a grid sheet's `GridCells`).
+    public var extraPNGChunks: [PNGTextChunk] = []
 
     /// - Parameters:
     ///   - recipe: the infotext fields; its prompts are the ones the model saw (style applied).
@@ -102,7 +104,7 @@ public struct ImageMetadata: Equatable, Sendable {
             .text(Key.settings, settingsJSON),
             .text(Key.watermark, watermark),
             PNGTextChunk(kind: .iTXt, keyword: Self.xmpKeyword, text: xmpPacket),
-        ]
+        ] + extraPNGChunks
     }
 
     /// The infotext as the JPEG's EXIF UserComment holds it: all of it when it fits one segment;

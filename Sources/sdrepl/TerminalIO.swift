@@ -42,6 +42,9 @@ final class TerminalIO: SessionIO {
         case .shown(let image, _, let preview):
             display(image.pixels, mode: preview)
             write(event)
+        case .picture(let image, _, let preview):
+            write(event)
+            display(image, mode: preview)
         case .output, .warning, .error, .saved:
             write(event)
         case .command, .commandDone:
@@ -229,6 +232,15 @@ final class TerminalIO: SessionIO {
     var isInterrupted: Bool { Interrupt.isSet }
 
     func clearInterrupt() { Interrupt.clear() }
+
+    /// A yes/no question on a terminal; no answer (a pipe, end of input) is no.
+    func confirm(_ question: String) -> Bool {
+        guard Terminal.isTerminal(STDIN_FILENO) else { return false }
+        clearBar()
+        FileHandle.standardOutput.write(Data(question.utf8))
+        guard let answer = readLine(strippingNewline: true)?.trimmingCharacters(in: .whitespaces).lowercased() else { return false }
+        return answer == "y" || answer == "yes"
+    }
 }
 
 func formatDuration(_ seconds: Double) -> String {

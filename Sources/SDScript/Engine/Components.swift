@@ -113,6 +113,8 @@ public protocol ImageSaver {
     /// - Returns: the paths written, and any warnings about them.
     /// - Throws: with a message naming the file when it cannot be written; nothing partial is left.
     func save(_ image: SessionImage, to path: String?, output: OutputSettings) throws -> SavedFiles
+    /// Writes a grid's labelled sheet with every cell's recipe (`GridSheet.swift`).
+    func saveSheet(_ sheet: GridSheet, to path: String?, output: OutputSettings) throws -> SavedFiles
 }
 
 /// The parts the session is built from. The defaults are the real ones (the pipeline, ModelStore's

@@ -85,6 +85,8 @@ public final class SessionPageRecorder {
         case .image(let image, _): add(.image(image))
         case .shown(let image, _, _): add(.shown(index: image.index))
         case .saved(let index, let paths): add(.saved(index: index, paths: paths))
+        // A grid's sheet or the history's thumbnails: its line (the page shows every cell already).
+        case .picture(_, let caption, _): add(.output(caption))
         case .progress, .upscaleProgress, .status, .progressDone: break
         }
     }
@@ -125,4 +127,5 @@ final class SessionEventTee: SessionIO {
     func previewStatus(_ mode: PreviewMode) -> String { frontEnd.previewStatus(mode) }
     var isInterrupted: Bool { frontEnd.isInterrupted }
     func clearInterrupt() { frontEnd.clearInterrupt() }
+    func confirm(_ question: String) -> Bool { frontEnd.confirm(question) }
 }

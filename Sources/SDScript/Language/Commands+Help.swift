@@ -58,6 +58,7 @@ extension Command {
         }
         io.output("usage: \(command.usage)")
         io.output("  \(command.summary)")
+        if command.name == "grid" { GridSpec.help.forEach(io.output) }
         if command.name == "set" || command.name == "unset" {
             let width = SettingKey.all.map(\.name.count).max() ?? 0
             for key in SettingKey.all {

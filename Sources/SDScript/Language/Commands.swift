@@ -14,6 +14,8 @@ public enum CompletionKind: Sendable {
     case paths
     /// `upscale`: upscaler names found, and paths.
     case upscalers
+    /// `grid`: `X=`, `Y=`, `Z=` with the axis names.
+    case gridAxes
 }
 
 /// One command of the language: the table below drives dispatch, `help` and completion.
@@ -163,11 +165,21 @@ public struct Command {
             try session.generate(count: count)
             return .ok
         },
+        Command(name: "grid", usage: GridSpec.usage,
+                summary: "an X/Y/Z plot: one image per combination of the axes' values (seed, cfg, steps, sampler, size, strength, lora, sr), then a labelled sheet",
+                kind: .words, completion: .gridAxes, transcript: .resolved) { session, argument, location in
+            try session.grid(argument, at: location)
+            return .ok
+        },
         Command(name: "save", usage: "save [PATH]",
                 summary: "save the last image(s): PNG and JPEG in outdir; PATH.png or PATH.jpg exactly; PATH without an extension: both",
                 kind: .text, completion: .paths) { session, argument, _ in
             guard !session.lastBatch.isEmpty else {
                 throw ScriptError.notReady(command: "save", reason: "no image yet; run 'gen' first, then save")
+            }
+            if session.history.sheet != nil {
+                try session.saveSheet(to: argument)
+                return .ok
             }
             let batch = session.lastBatch
             for (number, position) in batch.enumerated() {
@@ -215,9 +227,16 @@ public struct Command {
             session.io.emit(.shown(image, recipe: recipe, preview: session.settings.output.preview))
             return .ok
         },
-        Command(name: "history", usage: "history", summary: "list this session's images with their recipes",
+        Command(name: "history", usage: "history [sheet]", summary: "list this session's images with their recipes; 'history sheet': their numbered thumbnails as one picture",
                 kind: .words, completion: .none) { session, argument, _ in
-            guard argument.isEmpty else { throw ScriptError.unexpectedArgument(command: "history", argument: argument) }
+            if argument.lowercased() == "sheet" {
+                try session.showHistorySheet()
+                return .ok
+            }
+            guard argument.isEmpty else {
+                throw ScriptError.badArgument(command: "history", argument: argument, reason: "expected nothing or 'sheet', got",
+                                              suggestion: closestWord(to: argument, in: ["sheet"]))
+            }
             if session.images.isEmpty { session.io.output("no images yet") }
             for image in session.images { session.io.output("\(image.index)  " + image.description) }
             return .ok

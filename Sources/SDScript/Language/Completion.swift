@@ -14,7 +14,8 @@ public struct Completion: Equatable, Sendable {
         guard let first = candidates.first else { return "" }
         if candidates.count == 1 {
             let rest = String(first.dropFirst(word.count))
-            return first.hasSuffix("/") ? rest : rest + " "
+            // A folder, or a grid's `X=` / `X=seed:`, goes on without a blank.
+            return first.hasSuffix("/") || first.hasSuffix("=") || first.hasSuffix(":") ? rest : rest + " "
         }
         var common = first
         for candidate in candidates.dropFirst() {
@@ -75,6 +76,9 @@ extension Session {
             let word = lastWord(rest)
             let names = UpscalerLibrary.files(in: upscalerDirectories()).map(\.name)
             return Completion(word: word, candidates: matching(word, names) + (word.isEmpty ? [] : completePath(word)))
+        case .gridAxes:
+            let word = lastWord(rest)
+            return Completion(word: word, candidates: matching(word, GridSpec.completions(for: word)))
         case .setting:
             guard let keyEnd = rest.firstIndex(where: { $0 == " " || $0 == "\t" }) else {
                 return Completion(word: rest, candidates: matching(rest, SettingKey.names))

@@ -32,6 +32,8 @@ public enum SessionEvent {
     /// The command started last (and not yet done) finished after `seconds`; `failed` when it
     /// reported an error.
     case commandDone(seconds: Double, failed: Bool)
+    /// A picture that is not one of the session's images (a grid's sheet, `history sheet`), with a line about it.
+    case picture(RGBImage, caption: String, preview: PreviewMode)
 
     /// The event as plain text: what a front end without pictures or a progress bar prints, with
     /// `isDiagnostic` for what goes to standard error. Nil for events that are only transient.
@@ -52,6 +54,7 @@ public enum SessionEvent {
         case .shown(let image, let recipe, _):
             return (["image \(image.index): " + image.description] + recipe.split(separator: "\n").map { "  " + $0 }, false)
         case .saved(let index, let paths): return (["image \(index): saved " + paths.joined(separator: " ")], false)
+        case .picture(_, let caption, _): return ([caption], false)
         }
     }
 }
@@ -90,9 +93,12 @@ public protocol SessionIO: AnyObject {
     var isInterrupted: Bool { get }
     /// Forgets an earlier Ctrl-C; called as each long command starts.
     func clearInterrupt()
+    /// Asks the user a yes/no question (a large grid); false where nobody can answer.
+    func confirm(_ question: String) -> Bool
 }
 
 extension SessionIO {
+    public func confirm(_ question: String) -> Bool { false }
     public func output(_ line: String) { emit(.output(line)) }
     public func warning(_ line: String) { emit(.warning(line)) }
     public func status(_ line: String) { emit(.status(line)) }

@@ -228,10 +228,15 @@ public struct ImageHistory: Sendable {
     public private(set) var images: [SessionImage] = []
     /// Indexes into `images` of the last `gen`'s images.
     public private(set) var lastBatch: [Int] = []
+    /// The last command's grid sheet (what `save` writes after `grid`); nil after any other.
+    public internal(set) var sheet: GridSheet?
 
     public init() {}
 
-    mutating func startBatch() { lastBatch = [] }
+    mutating func startBatch() {
+        lastBatch = []
+        sheet = nil
+    }
 
     /// Adds an image of the current batch; returns its position in `images`.
     @discardableResult

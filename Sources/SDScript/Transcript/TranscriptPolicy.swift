@@ -34,6 +34,8 @@ struct LineRecord {
     var replay: String?
     /// The lines to record instead of the line and its results (a sharded `gen`'s share).
     var expansion: [String]?
+    /// The line that replays exactly what a stopped command made (`grid … --cells K`).
+    var stoppedReplay: String?
 }
 
 /// Writes the lines that ran into the transcript file: a random seed as the concrete seed each `gen`
@@ -97,9 +99,10 @@ final class TranscriptLog {
                     return write("# error: \(text.trimmingWhitespace()): " + firstLine)
                 }
                 let made = line.results.filter { if case .image = $0 { return true } else { return false } }.count
-                if made > 0 && Command.named(command.name)?.name == "gen" {
-                    // A gen stopped part-way (Ctrl-C, a failed save): replay exactly the images it made.
-                    write("gen \(made) # \(text.trimmingWhitespace()), stopped: \(firstLine)")
+                let stoppedReplay = line.stoppedReplay ?? (Command.named(command.name)?.name == "gen" ? "gen \(made)" : nil)
+                if made > 0, let stoppedReplay {
+                    // A gen or grid stopped part-way (Ctrl-C, a failed save): replay exactly the images it made.
+                    write("\(stoppedReplay) # \(text.trimmingWhitespace()), stopped: \(firstLine)")
                 } else {
                     write("# " + text.trimmingWhitespace())
                     write("# error: " + firstLine)

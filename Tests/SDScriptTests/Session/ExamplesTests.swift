@@ -44,6 +44,22 @@ final class ExamplesTests: XCTestCase {
         XCTAssertEqual(session.images.last?.savedPaths.last, "fox-102.png", "outputs are relative to the current directory")
     }
 
+    func testXYZGrid() throws {
+        let (session, loader, summary) = try run("xyz-grid.sdscript")
+        XCTAssertEqual(summary.errors, [])
+        XCTAssertEqual(session.images.count, 18 + 6)
+        let first = loader.generator.requests.prefix(18)
+        XCTAssertEqual(first.map(\.seed), Array(repeating: [1, 2, 3], count: 6).flatMap { $0 })
+        XCTAssertEqual(first.map(\.guidanceScale), Array(repeating: [4, 4, 4, 7, 7, 7, 10, 10, 10], count: 2).flatMap { $0 })
+        XCTAssertEqual(first.map(\.sampler), Array(repeating: .euler, count: 9) + Array(repeating: .dpmpp2m, count: 9))
+        XCTAssertEqual(loader.generator.requests.suffix(6).map(\.prompt).prefix(3), [
+            "a lighthouse on a rocky coast at dusk, dramatic sky", "a windmill on a rocky coast at dusk, dramatic sky",
+            "a castle, in ruins on a rocky coast at dusk, dramatic sky",
+        ])
+        XCTAssertEqual(Set(loader.generator.requests.suffix(6).map(\.seed)), [7])
+        XCTAssertEqual(session.history.sheet?.cells.count, 6)
+    }
+
     func testNegativePrompts() throws {
         let (_, loader, summary) = try run("negative-prompts.sdscript")
         XCTAssertEqual(summary.errors, [])

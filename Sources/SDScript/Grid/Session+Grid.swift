@@ -1,0 +1,189 @@
+import Diffusion
+import Foundation
+import Imaging
+
+/// One cell of a grid: its place on the axes and the request it makes.
+struct GridCell {
+    let x: Int, y: Int, z: Int
+    var request: RequestDefaults
+
+    /// Whether this cell can join `previous`'s engine batch: the same request but the next seed,
+    /// so the text is encoded once for both (`gen N`'s path).
+    func continuesBatch(of previous: GridCell) -> Bool {
+        guard case .fixed(let seed) = request.seed, case .fixed(let before) = previous.request.seed, seed == before &+ 1
+        else { return false }
+        var same = request
+        same.seed = previous.request.seed
+        return same == previous.request
+    }
+}
+
+extension Session {
+    /// `grid X=AXIS:VALUES [Y=…] [Z=…]`: every cell generated in order (X fastest, then Y, then Z),
+    /// kept in the history and autosaved as `gen`'s images are, then one labelled sheet of them all.
+    /// Ctrl-C stops after the cell being made; the finished cells are kept and make the sheet.
+    func grid(_ argument: String, at location: SourceLocation?) throws {
+        let spec = try GridSpec.parse(argument)
+        var cells = try plan(spec)
+        if let limit = spec.cellLimit { cells = Array(cells.prefix(limit)) }
+        try confirmSize(spec, cells: cells.count, typed: location == nil)
+        if cells.contains(where: { $0.request.seed == .random }) {
+            // One seed for every cell without one, as A1111's X/Y/Z plot fixes a random seed.
+            let seed = drawSeed()
+            log.line.preamble.append("seed \(seed) # random")
+            for i in cells.indices where cells[i].request.seed == .random { cells[i].request.seed = .fixed(seed) }
+        }
+        _ = try loadedGenerator(for: "grid")
+        history.startBatch()
+        let preview = settings.output.preview
+        // Each cell is listed as it is made; the sheet is the one picture drawn.
+        settings.output.preview = .off
+        var made: [Int: SessionImage] = [:]
+        var stopped: Error?
+        let progress = GridProgressIO(io, total: cells.count)
+        io.clearInterrupt()
+        defer { settings.output.preview = preview }
+        do {
+            var start = 0
+            while start < cells.count {
+                if io.isInterrupted { throw ScriptError.cancelled(completed: start, requested: cells.count) }
+                var end = start + 1
+                while end < cells.count, end - start < RequestLimits.batch.upperBound, cells[end].continuesBatch(of: cells[end - 1]) {
+                    end += 1
+                }
+                try generateCells(cells, start..<end, progress: progress) { made[$0] = $1 }
+                start = end
+            }
+        } catch ScriptError.cancelled {
+            stopped = ScriptError.generation("cancelled after \(made.count) of \(cells.count) cells; the finished cells are kept and on the sheet",
+                                             command: "grid")
+        } catch {
+            // A failed autosave or an engine error: the cells made so far stay, as after Ctrl-C.
+            stopped = error
+        }
+        settings.output.preview = preview
+        // Should anything fail from here on, the transcript replays exactly the cells made.
+        if !made.isEmpty { log.line.stoppedReplay = spec.replayLine(cells: made.count) }
+        if !made.isEmpty { try makeSheet(spec, cells: cells, made: made) }
+        if let stopped { throw stopped }
+        log.line.replay = spec.replayLine()
+    }
+
+    /// Every cell's request, from the current settings with each axis's value applied by its
+    /// setting's own rules (so a bad value gets `set`'s message), before anything is generated.
+    private func plan(_ spec: GridSpec) throws -> [GridCell] {
+        let saved = settings
+        defer { settings = saved }
+        var cells: [GridCell] = []
+        for z in 0..<(spec.z?.values.count ?? 1) {
+            for y in 0..<(spec.y?.values.count ?? 1) {
+                for x in 0..<spec.x.values.count {
+                    settings = saved
+                    try applyAxis(spec.x, x, letter: "X", original: saved.request)
+                    if let axis = spec.y { try applyAxis(axis, y, letter: "Y", original: saved.request) }
+                    if let axis = spec.z { try applyAxis(axis, z, letter: "Z", original: saved.request) }
+                    cells.append(GridCell(x: x, y: y, z: z, request: settings.request))
+                }
+            }
+        }
+        return cells
+    }
+
+    /// Applies value `i` of `axis` to `settings`.
+    private func applyAxis(_ axis: GridAxis, _ i: Int, letter: String, original: RequestDefaults) throws {
+        let value = axis.values[i]
+        let command = "grid \(letter)=\(axis.kind.rawValue)"
+        switch axis.kind {
+        case .sr:
+            // A1111's Prompt S/R: the first value is what each value replaces, in both prompts.
+            let search = axis.values[0]
+            guard original.prompt.contains(search) || original.negative.contains(search) else {
+                throw ScriptError.badArgument(command: command, argument: search,
+                                              reason: "the first value is the text each value replaces, but neither the prompt nor the negative prompt contains")
+            }
+            settings.request.prompt = settings.request.prompt.replacingOccurrences(of: search, with: value)
+            settings.request.negative = settings.request.negative.replacingOccurrences(of: search, with: value)
+        case .lora:
+            guard let weight = Double(value), weight.isFinite else {
+                throw ScriptError.badArgument(command: command, argument: value, reason: "expected a LoRA weight (a number), got")
+            }
+            settings.request.prompt = try reweightedLoRA(settings.request.prompt, weight: GridAxis.formatDecimal(weight), command: command)
+        case .strength where settings.request.initImage == nil:
+            throw ScriptError.notReady(command: command, reason: "strength is image-to-image's; set an init image first ('init FILE' or 'init N')")
+        default:
+            guard let key = SettingKey.named(axis.kind.rawValue) else { preconditionFailure("every other axis is a setting") }
+            do {
+                try key.apply(self, value)
+            } catch ScriptError.badArgument(_, let argument, let reason, let suggestion) {
+                throw ScriptError.badArgument(command: command, argument: argument, reason: reason, suggestion: suggestion)
+            } catch ScriptError.notReady(_, let reason) {
+                throw ScriptError.notReady(command: command, reason: reason)
+            }
+        }
+    }
+
+    /// The prompt with its one `<lora:NAME:W>` tag's weight set to `weight`.
+    private func reweightedLoRA(_ prompt: String, weight: String, command: String) throws -> String {
+        let pattern = try NSRegularExpression(pattern: #"<lora:([^:>]+)(:[^>]*)?>"#)
+        let matches = pattern.matches(in: prompt, range: NSRange(prompt.startIndex..., in: prompt))
+        guard matches.count == 1, let whole = Range(matches[0].range, in: prompt), let name = Range(matches[0].range(at: 1), in: prompt) else {
+            throw ScriptError.notReady(command: command, reason: "a lora axis sets the weight of the prompt's one <lora:NAME:W> tag, "
+                                       + "and the prompt has \(matches.count); use a prompt S/R axis (X=sr:…) to vary one of several")
+        }
+        return prompt.replacingCharacters(in: whole, with: "<lora:\(prompt[name]):\(weight)>")
+    }
+
+    /// Asks before a grid of more than `GridSpec.confirmationLimit` cells: at the prompt a yes/no
+    /// question, in a script `--yes` on the line.
+    private func confirmSize(_ spec: GridSpec, cells: Int, typed: Bool) throws {
+        guard cells > GridSpec.confirmationLimit, !spec.confirmed else { return }
+        let reason = "\(cells) cells are more than \(GridSpec.confirmationLimit)"
+        guard typed else { throw ScriptError.notReady(command: "grid", reason: "\(reason): add --yes to the line to make them all") }
+        guard io.confirm("grid: make \(cells) cells? [y/N] ") else {
+            throw ScriptError.notReady(command: "grid", reason: "\(reason) and were not confirmed; nothing made ('grid … --yes' skips the question)")
+        }
+    }
+
+    /// Generates `cells[range]` as one engine batch (they differ only by consecutive seeds) and keeps
+    /// each image as `gen` does.
+    private func generateCells(_ cells: [GridCell], _ range: Range<Int>, progress: GridProgressIO,
+                               made: (Int, SessionImage) -> Void) throws {
+        guard case .fixed(let base) = cells[range.lowerBound].request.seed else { preconditionFailure("seeds are fixed by now") }
+        let request = try generation.resolve(cells[range.lowerBound].request, seed: base, count: range.count, command: "grid",
+                                             history: history.images, note: { [io] in io.output($0) })
+        var cellSettings = settings
+        cellSettings.request = cells[range.lowerBound].request
+        progress.offset = range.lowerBound
+        try generation.generate(request, settings: cellSettings, io: progress) { result, pixels, model in
+            let offset = Int(result.request.seed &- base)
+            let entry = SessionImage(index: history.nextIndex, request: request.image(offset), pixels: pixels, model: model,
+                                     loras: result.loras, seconds: result.seconds, decoder: result.decoder, sha256: pixelHash(pixels))
+            made(range.lowerBound + offset, entry)
+            try keep(entry, command: "grid")
+        }
+    }
+}
+
+/// Passes events on, numbering the progress of each batch's images as cells of the whole grid.
+final class GridProgressIO: SessionIO {
+    private let base: SessionIO
+    private let total: Int
+    var offset = 0
+
+    init(_ base: SessionIO, total: Int) {
+        self.base = base
+        self.total = total
+    }
+
+    func emit(_ event: SessionEvent) {
+        if case .progress(let step, let index, _, let preview) = event {
+            base.emit(.progress(step, index: offset + index, count: total, preview: preview))
+        } else {
+            base.emit(event)
+        }
+    }
+    func previewStatus(_ mode: PreviewMode) -> String { base.previewStatus(mode) }
+    var isInterrupted: Bool { base.isInterrupted }
+    func clearInterrupt() { base.clearInterrupt() }
+    func confirm(_ question: String) -> Bool { base.confirm(question) }
+}
