@@ -42,11 +42,15 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
     public var inpaintPaste: Bool
     /// A second pass at a larger size (A1111's hires fix), text to image only; nil: none.
     public var hires: HiresFix?
+    /// DeepCache's interval (`DeepCache`): the whole UNet every that many steps, its shallow part
+    /// on the others; nil: off, every step whole.
+    public var deepCache: Int?
 
     public init(prompt: String, negativePrompt: String = "", seed: UInt64, steps: Int = 25, guidanceScale: Float = 7.5,
                 width: Int = 512, height: Int = 512, sampler: Sampler = .pndm, batchCount: Int = 1, clipSkip: Int = 1,
                 initImage: PixelImage? = nil, strength: Double = 0.75, spacing: TimestepSpacing? = nil, eta: Double = 0,
-                mask: InpaintMask? = nil, maskBlur: Int = 4, inpaintPaste: Bool = true, hires: HiresFix? = nil) {
+                mask: InpaintMask? = nil, maskBlur: Int = 4, inpaintPaste: Bool = true, hires: HiresFix? = nil,
+                deepCache: Int? = nil) {
         self.prompt = prompt
         self.negativePrompt = negativePrompt
         self.seed = seed
@@ -65,6 +69,7 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
         self.maskBlur = maskBlur
         self.inpaintPaste = inpaintPaste
         self.hires = hires
+        self.deepCache = deepCache
     }
 
     /// Checks every field against `RequestLimits`, naming the first bad one and the accepted values.
@@ -122,6 +127,9 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
                 throw PipelineError.invalidRequest("hires steps \(hires.steps) is not allowed: use 0 (as steps) to \(limits.steps.upperBound), fewer for a small strength")
             }
         }
+        if let deepCache, !limits.deepCache.contains(deepCache) {
+            throw PipelineError.invalidRequest("DeepCache interval \(deepCache) is not allowed: use \(limits.deepCacheDescription)")
+        }
         guard eta.isFinite, (0...1).contains(eta) else {
             throw PipelineError.invalidRequest("eta \(eta) is not allowed: use 0 to 1 (TCD's authors recommend 0.3)")
         }
@@ -147,12 +155,19 @@ public enum RequestLimits {
     public static let strength: ClosedRange<Double> = 0...1
     /// Inpainting mask blur σ, in pixels.
     public static let maskBlur = 0...64
+    /// DeepCache's interval: 1 would run every step whole and cache nothing.
+    public static let deepCache = 2...RequestLimits.steps.upperBound
 
     public static func acceptsSide(_ value: Int) -> Bool { side.contains(value) && value % sideMultiple == 0 }
 
     /// "a multiple of 8 from 64 to 2048".
     public static var sideDescription: String {
         "a multiple of \(sideMultiple) from \(side.lowerBound) to \(side.upperBound)"
+    }
+
+    /// "2 to 1000 (3 is usual), or off".
+    public static var deepCacheDescription: String {
+        "\(deepCache.lowerBound) to \(deepCache.upperBound) (3 is usual), or off"
     }
 
     /// "0 to 50".

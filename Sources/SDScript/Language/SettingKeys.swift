@@ -154,6 +154,7 @@ public struct SettingKey {
                    },
                    show: { $0.request.spacing?.rawValue ?? "model" }, reset: { $0.request.spacing = nil }),
         fraction("eta", range: 0...1, \.request.eta, help: "TCD's stochasticity (gamma)"),
+        deepCache,
         SettingKey(name: "vae", values: "PATH (a VAE: A1111's file or a diffusers folder; or TAESD: taesd_decoder.safetensors) | none",
                    kind: .text, choices: { _ in nil }, completesPaths: true,
                    apply: { session, value in

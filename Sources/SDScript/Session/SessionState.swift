@@ -52,6 +52,8 @@ public struct RequestDefaults: Equatable, Sendable {
     /// The hires fix's "Denoising strength" (A1111's default 0.7).
     public var hiresStrength = 0.7
     public var hiresUpscaler = HiresUpscaler.latent
+    /// DeepCache's interval; nil: off.
+    public var deepCache: Int?
 
     /// The hires fix for a first pass of `width` x `height`, or nil when it is off.
     public var hiresFix: HiresFix? {
