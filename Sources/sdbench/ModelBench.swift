@@ -101,9 +101,12 @@ struct ModelBench: ParsableCommand {
         let vaeGFLOPs = ReferenceFLOPs.vaeDecode / vaeSeconds / 1e9
         say(String(format: "vae decode (512x512): %.2f s, %.1f GFLOP/s", vaeSeconds, vaeGFLOPs))
         var generation: (seconds: Double, varied: Bool)?
+        var deepCacheGeneration: (seconds: Double, varied: Bool)?
         if full {
             sampleRoof()
             generation = try Workload.generate(pipeline, steps: fullSteps, timing: timing, label: "fast")
+            deepCacheGeneration = try Workload.generate(pipeline, steps: fullSteps, timing: timing, label: "fast",
+                                                        deepCache: DeepCacheBench.interval)
         }
         sampleRoof()
         let roof = roofSamples.max() ?? 0
@@ -168,6 +171,7 @@ struct ModelBench: ParsableCommand {
                 ("generation_floor_ratio", .number(generation.seconds / floor, decimals: 3)),
                 ("generation_finite", .string(generation.varied ? "yes" : "no")),
             ]
+            if let deepCacheGeneration { fields += DeepCacheBench.fields(deepCacheGeneration, against: generation.seconds) }
         }
         if !skipUpscale {
             fields += try UpscaleBench.runChild(threads: options.threads, clock: options.clock)

@@ -8,10 +8,11 @@ enum Workload {
 
     /// A whole `dpmpp-2m` generation at 512×512 with guidance 7.5, timed, with a progress line per
     /// step; `varied` is false for a flat image (NaNs clamped away would give one).
-    static func generate(_ pipeline: StableDiffusionPipeline, steps: Int, timing: Timing, label: String) throws
-        -> (seconds: Double, varied: Bool) {
+    /// - Parameter deepCache: DeepCache's interval, or nil for the whole UNet at every step.
+    static func generate(_ pipeline: StableDiffusionPipeline, steps: Int, timing: Timing, label: String,
+                         deepCache: Int? = nil) throws -> (seconds: Double, varied: Bool) {
         let request = GenerationRequest(prompt: prompt, negativePrompt: "", seed: 1, steps: steps,
-                                        guidanceScale: 7.5, width: 512, height: 512, sampler: .dpmpp2m)
+                                        guidanceScale: 7.5, width: 512, height: 512, sampler: .dpmpp2m, deepCache: deepCache)
         let begin = timing.now()
         let results = try pipeline.generate(request) { p in
             say(String(format: "  %@: generation step %d/%d, %.1f s", label, p.step, p.total, p.elapsed))
@@ -19,7 +20,8 @@ enum Workload {
         let seconds = timing.now() - begin
         let pixels = results.first?.image.rgb ?? []
         let varied = Set(pixels.prefix(1 << 16)).count > 8
-        say(String(format: "  %@: %d-step dpmpp-2m generation %.1f s, pixels ", label, steps, seconds) + (varied ? "vary" : "FLAT"))
+        say(String(format: "  %@: %d-step dpmpp-2m generation%@ %.1f s, pixels ", label, steps,
+                   deepCache.map { ", DeepCache interval \($0)," } ?? "", seconds) + (varied ? "vary" : "FLAT"))
         return (seconds, varied)
     }
 

@@ -46,12 +46,15 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
     /// diffusers' `enable_vae_tiling()`: the memory of a 512×512 decode at any size, slightly
     /// different pixels.
     public var vaeTiling: Bool
+    /// DeepCache's interval (`DeepCache`): the whole UNet every that many steps, its shallow part
+    /// on the others; nil: off, every step whole.
+    public var deepCache: Int?
 
     public init(prompt: String, negativePrompt: String = "", seed: UInt64, steps: Int = 25, guidanceScale: Float = 7.5,
                 width: Int = 512, height: Int = 512, sampler: Sampler = .pndm, batchCount: Int = 1, clipSkip: Int = 1,
                 initImage: PixelImage? = nil, strength: Double = 0.75, spacing: TimestepSpacing? = nil, eta: Double = 0,
                 mask: InpaintMask? = nil, maskBlur: Int = 4, inpaintPaste: Bool = true, hires: HiresFix? = nil,
-                vaeTiling: Bool = false) {
+                vaeTiling: Bool = false, deepCache: Int? = nil) {
         self.prompt = prompt
         self.negativePrompt = negativePrompt
         self.seed = seed
@@ -71,6 +74,7 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
         self.inpaintPaste = inpaintPaste
         self.hires = hires
         self.vaeTiling = vaeTiling
+        self.deepCache = deepCache
     }
 
     /// Checks every field against `RequestLimits`, naming the first bad one and the accepted values.
@@ -128,6 +132,9 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
                 throw PipelineError.invalidRequest("hires steps \(hires.steps) is not allowed: use 0 (as steps) to \(limits.steps.upperBound), fewer for a small strength")
             }
         }
+        if let deepCache, !limits.deepCache.contains(deepCache) {
+            throw PipelineError.invalidRequest("DeepCache interval \(deepCache) is not allowed: use \(limits.deepCacheDescription)")
+        }
         guard eta.isFinite, (0...1).contains(eta) else {
             throw PipelineError.invalidRequest("eta \(eta) is not allowed: use 0 to 1 (TCD's authors recommend 0.3)")
         }
@@ -153,12 +160,19 @@ public enum RequestLimits {
     public static let strength: ClosedRange<Double> = 0...1
     /// Inpainting mask blur σ, in pixels.
     public static let maskBlur = 0...64
+    /// DeepCache's interval: 1 would run every step whole and cache nothing.
+    public static let deepCache = 2...RequestLimits.steps.upperBound
 
     public static func acceptsSide(_ value: Int) -> Bool { side.contains(value) && value % sideMultiple == 0 }
 
     /// "a multiple of 8 from 64 to 2048".
     public static var sideDescription: String {
         "a multiple of \(sideMultiple) from \(side.lowerBound) to \(side.upperBound)"
+    }
+
+    /// "2 to 1000 (3 is usual), or off".
+    public static var deepCacheDescription: String {
+        "\(deepCache.lowerBound) to \(deepCache.upperBound) (3 is usual), or off"
     }
 
     /// "0 to 50".

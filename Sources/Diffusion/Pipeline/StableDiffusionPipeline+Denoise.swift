@@ -38,6 +38,7 @@ extension StableDiffusionPipeline {
     ///   - extraInput: channels concatenated to each model input (an inpainting UNet's mask and
     ///     masked-image latents), or nil.
     ///   - residuals: a hook adding residuals inside the UNet, or nil.
+    ///   - deepCache: DeepCache's interval (`DeepCache`), or nil for the whole UNet at every step.
     ///   - contextOffset: subtracted from the step index to pick the prompt schedule's context
     ///     (a second pass counts its own steps).
     ///   - afterStep: given the step index and the scheduler's new latents, returns the latents to
@@ -46,10 +47,11 @@ extension StableDiffusionPipeline {
     /// - Throws: `PipelineError.cancelled` (checked before every step and between UNet blocks).
     public func denoise(_ latents: Tensor, conditioning: TextConditioning, guidanceScale: Float,
                         scheduler: inout any Scheduler, generator: inout TorchGenerator, firstStep: Int = 0,
-                        extraInput: Tensor? = nil, residuals: UNetResidualsHook? = nil,
+                        extraInput: Tensor? = nil, residuals: UNetResidualsHook? = nil, deepCache interval: Int? = nil,
                         contextOffset: Int = 0, afterStep: ((Int, Tensor) -> Tensor)? = nil, cancellation: CancellationToken?, stepDone: (Int, Tensor) -> Void = { _, _ in }) throws -> Tensor {
         var latents = latents
         let timesteps = scheduler.timesteps
+        var deepCache = interval.map(DeepCache.init(interval:))
         for i in timesteps.indices.dropFirst(firstStep) {
             let t = timesteps[i]
             try cancellation?.check()
@@ -59,7 +61,9 @@ extension StableDiffusionPipeline {
             let batch = conditioning.guidance ? 1 + conditioning.weights.count : 1
             let batched = batch == 1 ? input : Tensor.concatBatch(Array(repeating: input, count: batch))
             let extra = try residuals?(i, t, batched, context)
-            let out = try unet(batched, timestep: t, context: context, residuals: extra, cancellation: cancellation)
+            let out = try deepCache?.evaluate(unet, batched, stepIndex: i, timesteps: timesteps, context: context,
+                                              residuals: extra, cancellation: cancellation)
+                ?? unet(batched, timestep: t, context: context, residuals: extra, cancellation: cancellation)
             var noise = out
             if conditioning.guidance {
                 let uncond = out.slice(batch: 0)
@@ -106,7 +110,7 @@ extension StableDiffusionPipeline {
         let noise = generator.randn(clean.shape)
         let start = scheduler.addNoise(to: clean, noise: noise, stepIndex: firstStep)
         return try denoise(start, conditioning: prepared.hiresConditioning ?? prepared.conditioning, guidanceScale: request.guidanceScale,
-                           scheduler: &scheduler, generator: &generator, firstStep: firstStep,
+                           scheduler: &scheduler, generator: &generator, firstStep: firstStep, deepCache: request.deepCache,
                            contextOffset: prepared.hiresConditioning == nil ? 0 : firstStep,
                            cancellation: cancellation, stepDone: stepDone)
     }

@@ -169,7 +169,7 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
         }
         var denoised = try denoise(latents, conditioning: prepared.conditioning, guidanceScale: single.guidanceScale,
                                    scheduler: &scheduler, generator: &generator, firstStep: firstStep,
-                                   extraInput: inpainting?.extraInput, afterStep: blend,
+                                   extraInput: inpainting?.extraInput, deepCache: single.deepCache, afterStep: blend,
                                    cancellation: cancellation, stepDone: report)
         if let hires = single.hires {
             denoised = try hiresPass(from: denoised, hires: hires, prepared: prepared, request: single, cancellation: cancellation) {

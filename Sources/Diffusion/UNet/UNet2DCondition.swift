@@ -59,14 +59,14 @@ public struct UNet2DConditionModel: Sendable {
     /// - Returns: `[B, outChannels, h, w]`.
     /// - Precondition: the shapes agree with the config (a programmer error otherwise).
     public func callAsFunction(_ latents: Tensor, timestep: Float, context: Tensor) -> Tensor {
-        forward(latents, timestep: timestep, context: context, residuals: nil, checkpoint: {})
+        forward(latents, timestep: timestep, context: context, residuals: nil, checkpoint: {}).output
     }
 
     /// The same, checking `cancellation` between blocks, so a cancel takes effect within about a
     /// twelfth of a step rather than at its end (a 512×512 step takes many seconds on a CPU).
     /// - Throws: `PipelineError.cancelled`.
     public func callAsFunction(_ latents: Tensor, timestep: Float, context: Tensor, cancellation: CancellationToken?) throws -> Tensor {
-        try forward(latents, timestep: timestep, context: context, residuals: nil, checkpoint: { try cancellation?.check() })
+        try forward(latents, timestep: timestep, context: context, residuals: nil, checkpoint: { try cancellation?.check() }).output
     }
 
     /// The same, with `residuals` added to the skip connections and the mid block's output, as
@@ -77,7 +77,7 @@ public struct UNet2DConditionModel: Sendable {
     /// - Throws: `PipelineError.cancelled`.
     public func callAsFunction(_ latents: Tensor, timestep: Float, context: Tensor, residuals: UNetResiduals?,
                                cancellation: CancellationToken?) throws -> Tensor {
-        try forward(latents, timestep: timestep, context: context, residuals: residuals, checkpoint: { try cancellation?.check() })
+        try forward(latents, timestep: timestep, context: context, residuals: residuals, checkpoint: { try cancellation?.check() }).output
     }
 
     /// How many skip connections the down path leaves: `conv_in`'s output, then each resnet's and
@@ -86,17 +86,12 @@ public struct UNet2DConditionModel: Sendable {
         1 + downBlocks.reduce(0) { $0 + $1.skipCount }
     }
 
-    private func forward(_ latents: Tensor, timestep: Float, context: Tensor, residuals: UNetResiduals?,
-                         checkpoint: () throws -> Void) rethrows -> Tensor {
-        precondition(latents.rank == 4 && latents.shape[1] == config.inChannels, "UNet input must be [B, \(config.inChannels), h, w], got \(latents.shape)")
-        precondition(context.rank == 3 && context.shape[0] == latents.shape[0] && context.shape[2] == config.contextDim,
-                     "UNet context must be [\(latents.shape[0]), T, \(config.contextDim)], got \(context.shape)")
-        let batch = latents.shape[0]
-
-        // time embedding: sinusoidal features -> linear -> SiLU -> linear
-        let features = Tensor.timestepEmbedding(Array(repeating: timestep, count: batch), dim: config.blockOutChannels[0],
-                                                flipSinToCos: config.flipSinToCos, downscaleFreqShift: config.freqShift)  // [B, C0]
-        let timeEmbedding = timeLinear2(timeLinear1(features).silu())  // [B, 4·C0]
+    /// The whole UNet.
+    /// - Returns: the prediction, and the input of the last level's last resnet besides `conv_in`'s
+    ///   output: the deep feature that DeepCache reuses (`shallowForward`).
+    func forward(_ latents: Tensor, timestep: Float, context: Tensor, residuals: UNetResiduals?,
+                 checkpoint: () throws -> Void) rethrows -> (output: Tensor, deepFeature: Tensor) {
+        let timeEmbedding = timeEmbedding(for: latents, timestep: timestep, context: context)
 
         // down path, keeping every intermediate output for the skip connections
         var h = convIn(latents)  // [B, C0, h, w]
@@ -126,7 +121,7 @@ public struct UNet2DConditionModel: Sendable {
         }
 
         // up path: each level takes back as many skips as it has resnets
-        for block in upBlocks {
+        for block in upBlocks.dropLast() {
             try checkpoint()
             let blockSkips = Array(skips.suffix(block.resnets.count))
             skips.removeLast(block.resnets.count)
@@ -134,6 +129,34 @@ public struct UNet2DConditionModel: Sendable {
             h = block(h, skips: blockSkips, timeEmbedding: timeEmbedding, context: context, upsampleTo: next)
         }
 
+        // the last level (no upsampler), all but its last resnet: that one takes conv_in's output,
+        // the only skip left
+        try checkpoint()
+        let last = upBlocks[upBlocks.count - 1]
+        precondition(skips.count == last.resnets.count && last.upsampler == nil, "the last up level must take the remaining skips")
+        let deepFeature = last.layers(0..<last.resnets.count - 1, h, consuming: Array(skips.dropFirst().reversed()),
+                                      timeEmbedding: timeEmbedding, context: context)
+        let output = shallowTail(deepFeature, convInOutput: skips[0], timeEmbedding: timeEmbedding, context: context)
+        return (output, deepFeature)
+    }
+
+    /// The time embedding of `timestep` for each batch element, after checking the inputs' shapes:
+    /// sinusoidal features -> linear -> SiLU -> linear, `[B, 4·C0]`.
+    func timeEmbedding(for latents: Tensor, timestep: Float, context: Tensor) -> Tensor {
+        precondition(latents.rank == 4 && latents.shape[1] == config.inChannels, "UNet input must be [B, \(config.inChannels), h, w], got \(latents.shape)")
+        precondition(context.rank == 3 && context.shape[0] == latents.shape[0] && context.shape[2] == config.contextDim,
+                     "UNet context must be [\(latents.shape[0]), T, \(config.contextDim)], got \(context.shape)")
+        let features = Tensor.timestepEmbedding(Array(repeating: timestep, count: latents.shape[0]), dim: config.blockOutChannels[0],
+                                                flipSinToCos: config.flipSinToCos, downscaleFreqShift: config.freqShift)  // [B, C0]
+        return timeLinear2(timeLinear1(features).silu())
+    }
+
+    /// The last level's last resnet (and its transformer) on the deep feature and `conv_in`'s output,
+    /// then GroupNorm, SiLU, `conv_out`: what every step runs, cached or not.
+    func shallowTail(_ deepFeature: Tensor, convInOutput: Tensor, timeEmbedding: Tensor, context: Tensor) -> Tensor {
+        let last = upBlocks[upBlocks.count - 1]
+        let index = last.resnets.count - 1
+        let h = last.layers(index..<index + 1, deepFeature, consuming: [convInOutput], timeEmbedding: timeEmbedding, context: context)
         return convOut(normOut(h, silu: true))  // [B, outChannels, h, w]
     }
 }

@@ -116,15 +116,22 @@ struct UNetUpBlock: Sendable {
     func callAsFunction(_ x: Tensor, skips: [Tensor], timeEmbedding: Tensor, context: Tensor,
                         upsampleTo size: (height: Int, width: Int)?) -> Tensor {
         precondition(skips.count == resnets.count, "\(skips.count) skip connections for \(resnets.count) resnets")
+        let h = layers(resnets.indices, x, consuming: skips.reversed(), timeEmbedding: timeEmbedding, context: context)
+        return upsampler.map { $0(h, size: size) } ?? h
+    }
+
+    /// The resnets in `range` (each with its transformer), without the upsampler: part of the level,
+    /// so that DeepCache can keep the feature between two resnets.
+    /// - Parameter skips: the skip connection of each resnet in `range`, in the order they are
+    ///   consumed (the reverse of the down path's).
+    func layers(_ range: Range<Int>, _ x: Tensor, consuming skips: [Tensor], timeEmbedding: Tensor, context: Tensor) -> Tensor {
+        precondition(skips.count == range.count, "\(skips.count) skip connections for resnets \(range)")
         var h = x
-        for (index, skip) in skips.reversed().enumerated() {
+        for (index, skip) in zip(range, skips) {
             h = resnets[index](Tensor.concatChannels(h, skip), timeEmbedding: timeEmbedding)  // [B, C + Cskip, H, W] -> [B, C', H, W]
             if !attentions.isEmpty {
                 h = attentions[index](h, context: context)
             }
-        }
-        if let upsampler {
-            h = upsampler(h, size: size)
         }
         return h
     }

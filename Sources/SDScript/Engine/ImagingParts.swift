@@ -76,6 +76,7 @@ public struct ImagingSaver: ImageSaver {
             if hires.steps > 0 { recipe.extra.append(.init("Hires steps", String(hires.steps))) }
             recipe.extra.append(.init("Hires upscaler", hires.upscalerName))
         }
+        if let interval = r.deepCache { recipe.extra.append(.init("DeepCache", String(interval))) }
         if let upscale = image.upscale {
             // A1111's extras tab writes these after the generation's own parameters.
             recipe.extra.append(.init("Postprocess upscale by", formatNumber(Float(upscale.factor))))
@@ -93,6 +94,7 @@ public struct ImagingSaver: ImageSaver {
         if let spacing = r.spacing { all["spacing"] = spacing.rawValue }
         if r.sampler == .tcd { all["eta"] = r.eta }
         if r.vaeTiling { all["vae_tiling"] = true }
+        if let interval = r.deepCache { all["deepcache"] = interval }
         if let initImage = r.initImage {
             all["strength"] = r.strength
             all["init_sha256"] = pixelHash(try RGBImage(width: initImage.width, height: initImage.height, pixels: initImage.rgb))

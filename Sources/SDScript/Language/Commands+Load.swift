@@ -44,8 +44,8 @@ extension Command {
     }
 
     /// Restores what sdrepl's own keys and A1111's `Denoising strength`, `Mask blur` and `Hires …`
-    /// keys say of the sampling, the second pass and the pictures it started from: spacing, eta, the
-    /// hires fix, the init image and mask files (when they are still there, unchanged), strength,
+    /// keys say of the sampling, the second pass and the pictures it started from: spacing, eta,
+    /// DeepCache's interval (sdrepl's `deepcache` or the infotext's `DeepCache`), the hires fix, the init image and mask files (when they are still there, unchanged), strength,
     /// mask blur and paste.
     /// - Returns: what could not be restored, one phrase each.
     /// - Parameter upscalers: the folders where a hires upscaler network is looked for by name.
@@ -55,6 +55,8 @@ extension Command {
         settings.spacing = (own["spacing"] as? String).flatMap(TimestepSpacing.init(rawValue:))
         if let eta = own["eta"] as? Double, (0...1).contains(eta) { settings.eta = eta }
         settings.vaeTiling = own["vae_tiling"] as? Bool ?? false
+        settings.deepCache = ((own["deepcache"] as? Int) ?? recipe.extra("DeepCache").flatMap(Int.init))
+            .flatMap { RequestLimits.deepCache.contains($0) ? $0 : nil }
         settings.initImage = nil
         settings.mask = nil
         settings.hires = nil
@@ -112,7 +114,7 @@ extension Command {
     /// Infotext keys that `load` applies or that do not change the pixels.
     static let reproducedKeys: Set<String> = ["Lora hashes", "Schedule type", "Version", "TI hashes", "Emphasis",
                                                       "Denoising strength", "Mask blur", "Hires upscale", "Hires resize",
-                                                      "Hires steps", "Hires upscaler", "VAE", "VAE hash"]
+                                                      "Hires steps", "Hires upscaler", "VAE", "VAE hash", "DeepCache"]
 
     /// What of a recipe the next `gen` will not reproduce, as one phrase: settings sdrepl does not
     /// have (hires fix, denoising strength, ControlNet, …) and a different model; nil when nothing.

@@ -57,6 +57,8 @@ public struct RequestDefaults: Equatable, Sendable {
     public var hiresUpscaler = HiresUpscaler.latent
     /// The hires fix's upscaler network file (absolute), used instead of `hiresUpscaler` when set.
     public var hiresModel: String?
+    /// DeepCache's interval; nil: off.
+    public var deepCache: Int?
 
     /// The hires fix for a first pass of `width` x `height`, or nil when it is off.
     public var hiresFix: HiresFix? {
