@@ -71,8 +71,10 @@ struct ModelBench: ParsableCommand {
 
         // The low-memory child first, while this process is still small.
         var low: [String: Any] = [:]
+        var defaultMode: [(String, JSON)] = []
         if !skipLow {
             low = try runChild(url: url)
+            defaultMode = try DefaultModeBenchChild.runChild(url: url, options: options)
         }
 
         // Fast mode, in this process.
@@ -149,6 +151,7 @@ struct ModelBench: ParsableCommand {
                 ]
             }
         }
+        fields += defaultMode
         if let generation, let lowGeneration = low["generation_seconds"] as? Double {
             // Whole generations, one after the other in the same run: the steadier comparison.
             fields.append(("low_generation_slowdown", .number(lowGeneration / generation.seconds - 1, decimals: 3)))
