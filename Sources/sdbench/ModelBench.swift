@@ -31,7 +31,8 @@ struct ModelBenchOptions: ParsableArguments {
 /// in a child process in low-memory mode, the time from a cold model to the first step, a steady
 /// step and decode, and the peak RSS; with `--full`, a whole 20-step `dpmpp-2m` generation too, in
 /// both modes (fast here for the time, low in the child for the peak RSS of a whole generation).
-/// The last line is one JSON object.
+/// Another child measures the default (fast) mode's peak RSS over a short whole generation
+/// (`default_peak_rss_mb`, skipped with the low child). The last line is one JSON object.
 struct ModelBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model",
@@ -50,7 +51,7 @@ struct ModelBench: ParsableCommand {
     @Option(help: "Timed runs of the UNet step and the VAE decode after the warm-up (the best is kept).")
     var repeats: Int = 2
 
-    @Flag(help: "Skip the low-memory child process (first step, peak RSS).")
+    @Flag(help: "Skip the low-memory and default-mode child processes (first step, peak RSS).")
     var skipLow = false
 
     @Flag(help: "Skip the x4 upscale (a child process running `sdbench upscale`, about 1 minute).")
