@@ -83,12 +83,7 @@ public struct FeedForward: Sendable {
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        // The projection and the gate in one pass over row blocks (Tensor+GEGLU.swift), profiled as
-        // the linear layer it mostly is.
-        let w = projection.weight.value, b = projection.bias?.value
-        let gated = Profiler.measure(.linear, flops: 2 * Double(x.count) * Double(w.shape[0])) {
-            x.linearGEGLU(weight: w, bias: b)  // [B, N, dim] -> [B, N, inner]
-        }
-        return out(gated)  // [B, N, dim]
+        let h = projection(x)
+        return out(Profiler.measure(.activation) { h.geglu() })  // [B, N, 2·inner] -> [B, N, inner] -> [B, N, dim]
     }
 }
