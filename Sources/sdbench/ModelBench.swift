@@ -31,7 +31,8 @@ struct ModelBenchOptions: ParsableArguments {
 /// in a child process in low-memory mode, the time from a cold model to the first step, a steady
 /// step and decode, and the peak RSS; with `--full`, a whole 20-step `dpmpp-2m` generation too, in
 /// both modes (fast here for the time, low in the child for the peak RSS of a whole generation).
-/// The last line is one JSON object.
+/// Another child measures the default (fast) mode's peak RSS over a short whole generation
+/// (`default_peak_rss_mb`, skipped with the low child). The last line is one JSON object.
 struct ModelBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model",
@@ -50,7 +51,7 @@ struct ModelBench: ParsableCommand {
     @Option(help: "Timed runs of the UNet step and the VAE decode after the warm-up (the best is kept).")
     var repeats: Int = 2
 
-    @Flag(help: "Skip the low-memory child process (first step, peak RSS).")
+    @Flag(help: "Skip the low-memory and default-mode child processes (first step, peak RSS).")
     var skipLow = false
 
     @Flag(help: "Skip the draft figures (batch-1 UNet step, TAESD decode, a 4-step LCM draft with a rank-64 LoRA).")
@@ -74,8 +75,10 @@ struct ModelBench: ParsableCommand {
 
         // The low-memory child first, while this process is still small.
         var low: [String: Any] = [:]
+        var defaultMode: [(String, JSON)] = []
         if !skipLow {
             low = try runChild(url: url)
+            defaultMode = try DefaultModeBenchChild.runChild(url: url, options: options)
         }
 
         // Fast mode, in this process.
@@ -158,6 +161,7 @@ struct ModelBench: ParsableCommand {
                 ]
             }
         }
+        fields += defaultMode
         if let generation, let lowGeneration = low["generation_seconds"] as? Double {
             // Whole generations, one after the other in the same run: the steadier comparison.
             fields.append(("low_generation_slowdown", .number(lowGeneration / generation.seconds - 1, decimals: 3)))

@@ -224,7 +224,7 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
             })
         }
         func weights(_ component: CheckpointComponent) -> Weights {
-            Weights(source: source, prefix: component.modelPrefix, keepConverted: checkpoint.memoryMode == .fast, usage: checkpoint.usage)
+            Weights(source: source, prefix: component.modelPrefix, keepConverted: checkpoint.keepsConverted(component), usage: checkpoint.usage)
         }
         let newTextEncoder = try CLIPTextModel(config: textEncoder.config, weights: weights(.textEncoder))
         let newUNet = try UNet2DConditionModel(config: unet.config, weights: weights(.unet))

@@ -184,10 +184,20 @@ public final class Checkpoint: TensorSource, @unchecked Sendable {
 
     // MARK: Public API
 
-    /// The weights of `component`, scoped at its model (`CheckpointComponent.modelPrefix`), keeping
-    /// Float32 copies in `.fast` mode. Models mark the keys they take in `usage`.
+    /// The weights of `component`, scoped at its model (`CheckpointComponent.modelPrefix`), kept
+    /// where `keepsConverted(component)`. Models mark the keys they take in `usage`.
     public func weights(for component: CheckpointComponent) -> Weights {
-        Weights(source: self, prefix: component.modelPrefix, keepConverted: memoryMode == .fast, usage: usage)
+        Weights(source: self, prefix: component.modelPrefix, keepConverted: keepsConverted(component), usage: usage)
+    }
+
+    /// Whether `component`'s weights are kept after first use: only the UNet's, in `.fast` mode.
+    ///
+    /// The UNet runs every step, so its weights are kept (in two bytes each when the file is fp16,
+    /// see `Parameter`). The text encoder and the VAE run once a generation: converting their
+    /// weights again then costs ~0.1 s against a generation's minutes, while keeping them would add
+    /// their 330 MB (two-byte copies of an fp16 file) to the peak, which falls in the VAE decode.
+    public func keepsConverted(_ component: CheckpointComponent) -> Bool {
+        memoryMode == .fast && component == .unet
     }
 
     /// The raw `config.json` of `component` in a diffusers folder; nil for a single file or when the

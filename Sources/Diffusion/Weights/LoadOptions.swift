@@ -6,7 +6,9 @@ public enum MemoryMode: String, Sendable, CaseIterable, Codable {
     case auto
     /// Weights stay in the mmap'd file and are converted to Float32 layer by layer, on each use.
     case low
-    /// Every weight is converted to Float32 once, on first use, and kept.
+    /// The UNet's weights are converted once, on first use, and kept: as Float32, or, for an fp16
+    /// or bf16 file's large weights, as two-byte copies widened on each use (`Parameter`). The text
+    /// encoder and the VAE, run once a generation, convert theirs on each use as in `low`.
     case fast
 }
 

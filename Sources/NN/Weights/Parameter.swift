@@ -15,8 +15,10 @@ public protocol TensorSource: AnyObject, Sendable {
 
 /// One named weight of a model: validated when the model is built, materialised when used.
 ///
-/// In `.fast` mode the Float32 copy is made on first use and kept; in `.low` mode it is made on each
-/// use and dropped by the caller, so only the layer running now holds converted weights.
+/// In `.fast` mode the Float32 copy is made on first use and kept, or, for a large weight whose
+/// values are all exactly fp16 (or bf16), a two-byte copy is kept and widened on each use
+/// (`CompactWeight`); in `.low` mode the Float32 copy is made on each use and dropped by the
+/// caller, so only the layer running now holds converted weights.
 public final class Parameter: @unchecked Sendable {
     /// The full key in the source (e.g. `unet.conv_in.weight`).
     public let key: String
@@ -24,6 +26,7 @@ public final class Parameter: @unchecked Sendable {
     private let source: TensorSource
     private let keep: Bool
     private var cached: Tensor?
+    private var compact: CompactWeight?
     private let lock = NSLock()
 
     init(key: String, shape: [Int], source: TensorSource, keep: Bool) {
@@ -44,6 +47,12 @@ public final class Parameter: @unchecked Sendable {
             // Uninitialised storage: zero-filling first would be one more pass over every weight on
             // each use in low-memory mode.
             let count = shape.reduce(1, *)
+            if let compact {
+                return Tensor(shape: shape, data: [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+                    compact.widen(into: UnsafeMutableBufferPointer(rebasing: buffer[0..<count]))
+                    initialized = count
+                })
+            }
             let data = [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
                 do {
                     try source.read(key, into: UnsafeMutableBufferPointer(rebasing: buffer[0..<count]))
@@ -53,9 +62,19 @@ public final class Parameter: @unchecked Sendable {
                 initialized = count
             }
             let out = Tensor(shape: shape, data: data)
-            if keep { cached = out }
+            if keep {
+                compact = data.withUnsafeBufferPointer { CompactWeight(exactly: $0) }
+                if compact == nil { cached = out }
+            }
             return out
         }
+    }
+
+    /// Bytes this parameter holds now: its kept Float32 copy or two-byte copy (0 before first use,
+    /// and always in `.low` mode).
+    public var heldBytes: Int {
+        lock.lock(); defer { lock.unlock() }
+        return cached.map { 4 * $0.count } ?? compact?.byteCount ?? 0
     }
 
     /// Calls `body` with the weight's Float32 values, valid only during the call.
@@ -64,6 +83,7 @@ public final class Parameter: @unchecked Sendable {
     /// buffer that is freed when `body` returns, so a layer that reads its weights this way holds
     /// them only while it runs, without the zero-filled `[Float]` that `value` allocates.
     public func withValue<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+        // A compact weight is widened into a fresh array by `value`, freed when `body` returns.
         if keep { return try value.data.withUnsafeBufferPointer(body) }
         return try withUnsafeTemporaryAllocation(of: Float.self, capacity: shape.reduce(1, *)) { buffer in
             do {
