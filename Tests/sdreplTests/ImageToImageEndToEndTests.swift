@@ -9,6 +9,22 @@ import XCTest
 final class ImageToImageEndToEndTests: XCTestCase {
     private let model = FixturePaths.root.appendingPathComponent("models/tiny-sd15-diffusers").path
 
+    /// The fixture scripts' request (`make_*_fixtures.py`: this prompt, seed 21, cfg 4, euler) at
+    /// `size` and `steps`, autosave off: nine lines, so the lines after it keep their numbers.
+    private func header(size: String, steps: Int) -> String {
+        """
+        model \(model)
+        prompt a red fox in the snow
+        negative blurry
+        seed 21
+        set size \(size)
+        set steps \(steps)
+        set cfg 4
+        set sampler euler
+        set autosave off
+        """
+    }
+
     private func pixels(_ path: String) throws -> [Float] {
         try PNGFile.decode([UInt8](try Data(contentsOf: URL(fileURLWithPath: path))), path: path).image.pixels.map { Float($0) / 255 }
     }
@@ -17,15 +33,7 @@ final class ImageToImageEndToEndTests: XCTestCase {
         let sandbox = Sandbox()
         let initPNG = FixturePaths.root.appendingPathComponent("img2img/init.png").path
         sandbox.write("i.sdscript", """
-            model \(model)
-            prompt a red fox in the snow
-            negative blurry
-            seed 21
-            set size 64x64
-            set steps 10
-            set cfg 4
-            set sampler euler
-            set autosave off
+            \(header(size: "64x64", steps: 10))
             init \(initPNG)
             set strength 0.6
             gen
@@ -110,15 +118,7 @@ final class ImageToImageEndToEndTests: XCTestCase {
     func testHiresFixThroughTheREPLAndLoad() throws {
         let sandbox = Sandbox()
         sandbox.write("h.sdscript", """
-            model \(model)
-            prompt a red fox in the snow
-            negative blurry
-            seed 21
-            set size 64x64
-            set steps 6
-            set cfg 4
-            set sampler euler
-            set autosave off
+            \(header(size: "64x64", steps: 6))
             set hires 2
             set hires-steps 4
             set hires-strength 0.5
@@ -151,15 +151,7 @@ final class ImageToImageEndToEndTests: XCTestCase {
         try FileManager.default.copyItem(atPath: FixturePaths.root.appendingPathComponent("esrgan/tiny-x4.safetensors").path,
                                          toPath: sandbox.path + "/models/ESRGAN/tiny-x4.safetensors")
         sandbox.write("n.sdscript", """
-            model \(model)
-            prompt a red fox in the snow
-            negative blurry
-            seed 21
-            set size 64x64
-            set steps 6
-            set cfg 4
-            set sampler euler
-            set autosave off
+            \(header(size: "64x64", steps: 6))
             set hires 96x96
             set hires-steps 3
             set hires-strength 0.6
@@ -190,15 +182,7 @@ final class ImageToImageEndToEndTests: XCTestCase {
     func testVAETilingThroughTheREPLAndLoad() throws {
         let sandbox = Sandbox()
         sandbox.write("t.sdscript", """
-            model \(model)
-            prompt a red fox in the snow
-            negative blurry
-            seed 21
-            set size 128x128
-            set steps 4
-            set cfg 4
-            set sampler euler
-            set autosave off
+            \(header(size: "128x128", steps: 4))
             set vae-tiling on
             gen
             save tiled.png
