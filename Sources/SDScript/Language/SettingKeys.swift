@@ -130,7 +130,7 @@ public struct SettingKey {
                defaults: "(models/ESRGAN, models/RealESRGAN, and ESRGAN, RealESRGAN beside the model's folder)"),
         SettingKey(name: "init", values: "FILE (a PNG or JPEG) or N (image N of this session): image-to-image",
                    kind: .text, choices: { _ in nil }, completesPaths: true,
-                   apply: { session, value in session.settings.request.initImage = try parseInit(value, session: session) },
+                   apply: { session, value in session.settings.request.initImage = try parseInit(value, session: session, command: "set init") },
                    show: { $0.request.initImage.map { "\($0)" } ?? "(none: text to image)" },
                    reset: { $0.request.initImage = nil }, transcript: .inputPath()),
         fraction("strength", range: 0.01...1, \.request.strength, help: "image-to-image: how much is repainted"),

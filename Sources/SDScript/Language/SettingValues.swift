@@ -73,11 +73,17 @@ func checkedMaskPath(_ value: String, command: String) throws -> String {
 }
 
 /// `init FILE` (a path, resolved as typed) or `init N` (image N of this session).
-func parseInit(_ value: String, session: Session) throws -> InitImage {
+///
+/// The transcript keeps `N` as the PNG that image was saved to, when it was, so a replay from
+/// anywhere starts from the same pixels; an unsaved image's number is kept (the replay makes it again).
+func parseInit(_ value: String, session: Session, command: String = "init") throws -> InitImage {
     if let index = Int(value) {
         guard (1...max(session.images.count, 1)).contains(index), index <= session.images.count else {
-            throw ScriptError.badArgument(command: "init", argument: value,
+            throw ScriptError.badArgument(command: command, argument: value,
                                           reason: "expected an image number from 1 to \(session.images.count), or a file, got")
+        }
+        if let png = session.images[index - 1].savedPaths.first(where: { $0.lowercased().hasSuffix(".png") }) {
+            session.log.line.replay = "\(command) \(absolute(png))"
         }
         return .history(index)
     }

@@ -142,8 +142,10 @@ final class TranscriptLog {
             let random = entry.name == "unset" || words == ["random"] || words == ["-1"]
             return random ? "# " + typed : typed
         case .inputPath(let except):
-            // A history number (`init 3`) replays as it is: the transcript makes the same images.
-            guard !argument.isEmpty, !except.contains(argument.words.first ?? ""), Int(argument) == nil else { return typed }
+            // A history number (`init 3`): its saved file when the command gave one, else as typed
+            // (the transcript makes the same images again).
+            if Int(argument) != nil { return line.replay ?? typed }
+            guard !argument.isEmpty, !except.contains(argument.words.first ?? "") else { return typed }
             // `set` paths are taken as typed (relative to the current folder); commands resolve theirs.
             let path = entry.name == "set" ? NSString(string: argument).expandingTildeInPath : resolve(argument, location)
             return "\(name) \(absolute(path))"

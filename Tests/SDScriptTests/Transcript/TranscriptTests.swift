@@ -304,6 +304,22 @@ final class TranscriptTests: XCTestCase {
             """)
     }
 
+    /// `init N` and `set init N` are recorded as the PNG image N was saved to, so the transcript
+    /// replays from anywhere; an image that was never saved keeps its number.
+    func testInitOfAHistoryNumberIsRecordedAsItsSavedFile() throws {
+        let folder = TemporaryFolder()
+        let recorder = try TranscriptRecorder(directory: folder.path + "/sessions", date: Date(timeIntervalSince1970: 1_795_000_000))
+        let session = makeSession(transcript: recorder, saver: RecordingSaver())
+        for line in ["prompt x", "seed 3", "set size 64x64", "set steps 1", "gen", "init 1", "set init 1",
+                     "set autosave off", "gen", "init 2"] {
+            XCTAssertEqual(session.execute(line), .ok, line)
+        }
+        let text = try String(contentsOfFile: recorder.path, encoding: .utf8)
+        let saved = absolute("generated_images/3.png")
+        XCTAssertTrue(text.contains("\ninit \(saved)\nset init \(saved)\n"), text)
+        XCTAssertTrue(text.hasSuffix("\ninit 2\n"), text)
+    }
+
     /// A transcript on a full disk (/dev/full answers every write with ENOSPC): the failure is
     /// reported once, when it happens; the lines stay in memory; `transcript save PATH` writes them
     /// all and recording goes on there; until then `quit` warns once before leaving without them.
