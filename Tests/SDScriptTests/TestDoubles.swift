@@ -15,6 +15,8 @@ final class HashImageGenerator: ImageGenerator {
     /// The batches asked for, one per `generate` call.
     var batches: [GenerationRequest] = []
     let identity: ModelIdentity? = nil
+    /// As a pipeline says which memory mode it was loaded in.
+    var memoryMode: MemoryMode?
 
     func generate(_ request: GenerationRequest, folders: ResourceFolders, progress: (GenerationProgress) -> Void,
                   isCancelled: () -> Bool, image: (GenerationResult) throws -> Void) throws {

@@ -29,6 +29,8 @@ public struct ResourceFolders: Equatable, Sendable {
 public protocol ImageGenerator: AnyObject {
     /// The checkpoint, for the saved recipe's model name and hash (nil for test doubles).
     var identity: ModelIdentity? { get }
+    /// The memory mode the model was loaded in (nil for test doubles that do not say).
+    var memoryMode: MemoryMode? { get }
 
     /// Generates `request.batchCount` images with seeds `seed`, `seed + 1`, …, preparing the
     /// request (LoRAs, embeddings, the text encoder) once for the whole batch.
@@ -50,6 +52,10 @@ public protocol ImageGenerator: AnyObject {
     /// The token count and the 75-token chunks of `prompt` (of each of its texts, when prompt editing
     /// changes it during the `steps`), as text for the `tokens` command.
     func tokenReport(prompt: String, steps: Int, folders: ResourceFolders) throws -> String
+}
+
+extension ImageGenerator {
+    public var memoryMode: MemoryMode? { nil }
 }
 
 /// Loads a generator for a model found by the `ModelCatalog`.

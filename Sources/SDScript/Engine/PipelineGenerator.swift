@@ -46,6 +46,7 @@ public final class PipelineGenerator: ImageGenerator {
     public let pipeline: StableDiffusionPipeline
     public let identity: ModelIdentity?
     public let loadWarnings: [String]
+    public var memoryMode: MemoryMode? { pipeline.checkpoint.memoryMode }
 
     public init(pipeline: StableDiffusionPipeline) {
         self.pipeline = pipeline

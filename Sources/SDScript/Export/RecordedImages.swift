@@ -128,6 +128,7 @@ final class ReusingGenerator: ImageGenerator {
     }
 
     var identity: ModelIdentity? { inner.identity }
+    var memoryMode: MemoryMode? { inner.memoryMode }
     var loadWarnings: [String] { inner.loadWarnings }
 
     func generate(_ request: GenerationRequest, folders: ResourceFolders, progress: (GenerationProgress) -> Void,

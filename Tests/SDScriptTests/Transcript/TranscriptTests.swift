@@ -320,6 +320,26 @@ final class TranscriptTests: XCTestCase {
         XCTAssertTrue(text.hasSuffix("\ninit 2\n"), text)
     }
 
+    /// In low-memory mode the first picture over 512 a side says once how VAE tiling keeps its
+    /// decode small; not in fast mode, not with tiling on.
+    func testLowMemoryLargePicturesSuggestVAETilingOnce() {
+        let io = BufferIO()
+        let loader = CountingLoader()
+        loader.generator.memoryMode = .low
+        let session = makeSession(io: io, loader: loader)
+        let note = "note: in low-memory mode the VAE decode of a 1024x768 picture needs about 2.2 GB; "
+            + "'set vae-tiling on' decodes it in 512-pixel tiles in about 1 GB (diffusers' enable_vae_tiling: slightly different pixels)"
+        for line in ["prompt x", "set steps 1", "gen", "set size 1024x768", "set vae-tiling on", "gen", "set vae-tiling off", "gen", "gen"] {
+            XCTAssertEqual(session.execute(line), .ok, line)
+        }
+        XCTAssertEqual(io.lines.filter { $0.hasPrefix("note: in low-memory mode") }, [note])
+        loader.generator.memoryMode = .fast
+        let fast = BufferIO()
+        let other = makeSession(io: fast, loader: loader)
+        for line in ["prompt x", "set steps 1", "set size 1024x768", "gen"] { XCTAssertEqual(other.execute(line), .ok, line) }
+        XCTAssertFalse(fast.lines.contains { $0.hasPrefix("note: in low-memory mode") }, "\(fast.lines)")
+    }
+
     /// A transcript on a full disk (/dev/full answers every write with ENOSPC): the failure is
     /// reported once, when it happens; the lines stay in memory; `transcript save PATH` writes them
     /// all and recording goes on there; until then `quit` warns once before leaving without them.
