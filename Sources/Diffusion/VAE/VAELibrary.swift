@@ -66,7 +66,7 @@ public enum VAELibrary {
     /// SDXL's VAE has exactly SD1.x's shapes, and TAESD-XL exactly TAESD's: only a diffusers folder's
     /// `config.json` (SDXL's `scaling_factor` 0.13025) or the file name (`sdxl_vae`, `taesdxl_decoder`)
     /// tells them apart. SD3's and FLUX's have 16 latent channels, which the shapes show.
-    static func otherModel(_ url: URL) -> (kind: String, evidence: String)? {
+    public static func otherModel(_ url: URL) -> (kind: String, evidence: String)? {
         let name = url.lastPathComponent.lowercased()
         for (marker, kind) in [("taesdxl", "TAESD-XL, for SDXL's latents"), ("taesd3", "TAESD3, for SD3's latents"),
                                ("taef1", "TAEF1, for FLUX's latents"), ("sdxl", "an SDXL VAE")] where name.contains(marker) {

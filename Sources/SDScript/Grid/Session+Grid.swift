@@ -153,11 +153,15 @@ extension Session {
                                              history: history.images, note: { [io] in io.output($0) })
         var cellSettings = settings
         cellSettings.request = cells[range.lowerBound].request
+        // A grid renders the cells' own settings: a draft's LoRA, sampling and TAESD are not applied.
+        cellSettings.resources.draft = nil
+        let vae = generation.vaeFile(cellSettings.resources)
         progress.offset = range.lowerBound
         try generation.generate(request, settings: cellSettings, io: progress) { result, pixels, model in
             let offset = Int(result.request.seed &- base)
-            let entry = SessionImage(index: history.nextIndex, request: request.image(offset), pixels: pixels, model: model,
+            var entry = SessionImage(index: history.nextIndex, request: request.image(offset), pixels: pixels, model: model,
                                      loras: result.loras, seconds: result.seconds, decoder: result.decoder, sha256: pixelHash(pixels))
+            entry.vae = vae
             made(range.lowerBound + offset, entry)
             try keep(entry, command: "grid")
         }

@@ -35,7 +35,7 @@ extension Command {
         }
         settings.clipSkip = recipe.clipSkip
         let missing = applyImageInputs(stored, to: &settings, upscalers: session.upscalerDirectories())
-            + (restoreVAE(recipe, session: session).map { [$0] } ?? [])
+            + (restoreVAE(recipe, ownKeys: stored.settingsJSON != nil, session: session).map { [$0] } ?? [])
         session.settings.request = settings
         session.io.output("loaded the recipe of \(file)")
         // One line for all of it: what gen will not reproduce, then the inputs that need giving again.

@@ -22,10 +22,14 @@ extension Command {
 
 extension Command {
     /// `load`: A1111's `VAE` (a file name) found in the VAE folders, with the same `VAE hash` when the
-    /// recipe has one, becomes `set vae`; a recipe without it leaves the setting alone, as A1111 does.
+    /// recipe has one, becomes `set vae`. A recipe without it leaves the setting alone, as A1111 does,
+    /// unless sdrepl made the image (`ownKeys`): then it was the model's own VAE, which `load` restores.
     /// - Returns: the phrase for `load`'s warning line when the VAE is not here.
-    static func restoreVAE(_ recipe: Imaging.ImageRecipe, session: Session) -> String? {
-        guard let name = recipe.extra("VAE") else { return nil }
+    static func restoreVAE(_ recipe: Imaging.ImageRecipe, ownKeys: Bool, session: Session) -> String? {
+        guard let name = recipe.extra("VAE") else {
+            if ownKeys { session.settings.resources.vae = nil }
+            return nil
+        }
         let hash = recipe.extra("VAE hash")?.lowercased()
         let candidates = session.generation.vaeEntries(session.settings.resources).filter { $0.name == name }
         let match = candidates.first { entry in

@@ -62,7 +62,7 @@ public struct DraftPreset: Equatable, Sendable {
         var parts = ["lora=\(lora):\(formatNumber(Float(weight)))", "sampler=\(sampler.rawValue)", "steps=\(steps)",
                      "cfg=\(formatNumber(cfg))", "spacing=\(spacing?.rawValue ?? "model")"]
         if sampler == .tcd { parts.append("eta=\(formatNumber(Float(eta)))") }
-        if let vae { parts.append("vae=\(vae)") }
+        if let vae { parts.append("vae=\(vae)") }  // last: `init(words:)` reads it to the end of the line
         return parts.joined(separator: " ")
     }
 
@@ -70,8 +70,13 @@ public struct DraftPreset: Equatable, Sendable {
     /// - Throws: `ScriptError.badArgument` naming the first word it cannot read.
     init(words: [String]) throws {
         var values: [String: String] = [:]
-        for word in words {
+        for (index, word) in words.enumerated() {
             let pair = word.split(separator: "=", maxSplits: 1).map(String.init)
+            // `vae=` is written last and takes the rest of the line: a path may hold blanks.
+            if pair.count == 2, pair[0] == "vae" {
+                values["vae"] = ([pair[1]] + words[(index + 1)...]).joined(separator: " ")
+                break
+            }
             let keys = ["lora", "sampler", "steps", "cfg", "spacing", "eta", "vae"]
             guard pair.count == 2, keys.contains(pair[0]) else {
                 throw ScriptError.badArgument(command: "set mode", argument: word, reason: "expected KEY=VALUE with KEY one of \(keys.joined(separator: ", ")), got",

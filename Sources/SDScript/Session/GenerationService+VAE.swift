@@ -20,7 +20,8 @@ extension GenerationService {
     /// The TAESD that draws live previews: the first in the `VAE-taesd` folders (A1111's place for
     /// its "TAESD" live-preview option).
     func previewTAESD(_ resources: ResourceSettings) -> URL? {
-        VAELibrary.entries(in: taesdDirectories(resources)).first?.url
+        // A TAESD for another model family (taesdxl, taef1, …) sorts first by name but cannot decode SD1.x's latents.
+        VAELibrary.entries(in: taesdDirectories(resources)).first { VAELibrary.otherModel($0.url) == nil }?.url
     }
 
     /// The model's file, or its diffusers folder (`MODEL.vae.safetensors` beside a folder works as

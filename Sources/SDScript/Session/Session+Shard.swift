@@ -87,8 +87,9 @@ extension Session {
         for offset in 0..<count where state.shard.takes(first + offset) {
             let seed = base &+ UInt64(offset)
             let results = log.line.results.count
-            try renderGen(try resolvedRequest(seed: seed, count: 1), base: seed)
+            // Counted before rendering: a failed autosave still leaves the image in the batch.
             state.lastGen?.offsets.append(offset)
+            try renderGen(try resolvedRequest(seed: seed, count: 1), base: seed)
             body += ["seed \(seed)", "gen 1"] + log.line.results[results...].map(\.description)
             close()
         }
@@ -101,7 +102,7 @@ extension Session {
         let words = argument.lowercased().words
         let reason = "not in a sharded run: each shard has only some of the images; run it on the merged transcript's images"
         switch command {
-        case "upscale": throw ScriptError.unavailable(command: "upscale", reason: reason)
+        case "upscale", "final", "grid": throw ScriptError.unavailable(command: command, reason: reason)
         case "init" where Int(argument) != nil, "set" where words.first == "init" && words.count == 2 && Int(words[1]) != nil:
             throw ScriptError.unavailable(command: "init", reason: reason)
         case "seed" where words == ["last"]: throw ScriptError.unavailable(command: "seed last", reason: reason)
@@ -116,7 +117,7 @@ extension Session {
     /// lone image (`PATH.png`). A shard numbers by the image's place in the whole `gen`, so the
     /// shards of a sweep never write the same name.
     func fileNumber(ofBatchImage number: Int) -> Int? {
-        if let gen = sharding?.lastGen { return gen.count > 1 ? gen.offsets[number] + 1 : nil }
+        if let gen = sharding?.lastGen, number < gen.offsets.count { return gen.count > 1 ? gen.offsets[number] + 1 : nil }
         return lastBatch.count > 1 ? number + 1 : nil
     }
 }

@@ -45,4 +45,20 @@ final class ShardTests: XCTestCase {
         XCTAssertEqual(summary.checked, 32)
         XCTAssertEqual(replay.images.map(\.sha256), whole.images.map(\.sha256), "in the whole run's order")
     }
+
+    /// What needs another shard's images is refused in a sharded run (`final N` and `grid` number
+    /// their images by the whole history); a `save PATH` after a failed cell still names its file.
+    func testCommandsThatNeedTheWholeHistoryAreRefusedInAShard() throws {
+        let folder = TemporaryFolder()
+        let script = folder.write("s.sdscript", "prompt x\nset size 64x64\nset steps 1\nseed 5\ngen 3\n")
+        let session = makeSession(saver: RecordingSaver())
+        session.startShard(try Shard(parsing: "3/3"), script: try String(contentsOfFile: script, encoding: .utf8), path: script)
+        XCTAssertEqual(session.runScript(at: script).errors, [])
+        for line in ["final 1", "grid X=seed:1-2", "upscale 1"] {
+            guard case .failed(let diagnostic) = session.execute(line) else { return XCTFail("\(line) ran in a shard") }
+            XCTAssertTrue(diagnostic.description.contains("not in a sharded run"), diagnostic.description)
+        }
+        XCTAssertEqual(session.execute("save \(folder.path)/pic.png"), .ok)
+        XCTAssertEqual(session.images.first?.savedPaths.last, "\(folder.path)/pic-3.png", "the third image of the gen")
+    }
 }
