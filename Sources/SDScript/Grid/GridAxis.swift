@@ -196,8 +196,10 @@ struct GridSpec: Equatable {
     func replayLine(cells: Int? = nil) -> String {
         var parts = ["grid"]
         for (letter, axis) in axes {
-            let values = axis.values.map { value in
-                value.contains(",") || value.contains("\"") || value.hasPrefix(" ") || value.hasSuffix(" ") || value.contains("#")
+            let values = axis.values.map { value -> String in
+                // Quoted when the line's own splitting would cut it: at a comma, an option (` --`) or another axis (` Y=`).
+                let cut = [" --", " x=", " y=", " z="].contains { value.lowercased().contains($0) }
+                return cut || value.contains(",") || value.contains("\"") || value.hasPrefix(" ") || value.hasSuffix(" ") || value.contains("#")
                     ? "\"" + value.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : value
             }
             parts.append("\(letter)=\(axis.kind.rawValue):" + values.joined(separator: ","))

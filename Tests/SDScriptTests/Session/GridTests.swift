@@ -51,6 +51,10 @@ final class GridTests: XCTestCase {
         let quoted = try GridSpec.parse(#"X=sr:"a, b",c"#)
         XCTAssertEqual(quoted.replayLine(), #"grid X=sr:"a, b",c --yes"#)
         XCTAssertEqual(try GridSpec.parse(String(quoted.replayLine().dropFirst("grid ".count))).x, quoted.x)
+        // Values that hold an option or another axis are quoted, so the replay reads them back whole.
+        let options = try GridSpec.parse(#"X=sr:fox,"fox --v2","fox y=3""#)
+        XCTAssertEqual(options.x.values, ["fox", "fox --v2", "fox y=3"])
+        XCTAssertEqual(try GridSpec.parse(String(options.replayLine().dropFirst("grid ".count))).x, options.x)
     }
 
     func testBadLinesAreOneLineErrors() {
