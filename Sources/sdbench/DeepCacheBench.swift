@@ -31,12 +31,8 @@ struct DeepCacheBench: ParsableCommand {
     }
 
     func run() throws {
-        options.apply()
-        let url = try options.checkpoint.map { URL(fileURLWithPath: $0) }
-            ?? SyntheticCheckpoint.ensure(at: SyntheticCheckpoint.defaultURL, log: say)
+        let url = try options.start()
         let timing = Timing(repeats: max(repeats, 1), minSeconds: 0, clock: options.clock)
-        say("machine: \(Machine.cpuModel), \(ProcessInfo.processInfo.activeProcessorCount) cores, load \(Machine.loadAverage); "
-            + "BLAS threads \(BLAS.threads), \(options.clock.rawValue) clock")
         let pipeline = try StableDiffusionPipeline(url: url, options: LoadOptions(memoryMode: .fast))
         let context = try Workload.context(pipeline)
         let latents = Workload.latents(batch: 2)

@@ -25,11 +25,7 @@ struct ImageBench: ParsableCommand {
     var skipLow = false
 
     func run() throws {
-        options.apply()
-        let url = try options.checkpoint.map { URL(fileURLWithPath: $0) }
-            ?? SyntheticCheckpoint.ensure(at: SyntheticCheckpoint.defaultURL, log: say)
-        say("machine: \(Machine.cpuModel), \(ProcessInfo.processInfo.activeProcessorCount) cores, load \(Machine.loadAverage); "
-            + "BLAS threads \(BLAS.threads), \(options.clock.rawValue) clock")
+        let url = try options.start()
         var fields: [(String, JSON)] = []
         if !skipLow {
             for workload in ImageWorkload.allCases {

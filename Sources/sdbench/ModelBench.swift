@@ -23,6 +23,21 @@ struct ModelBenchOptions: ParsableArguments {
 
     func apply() { if let threads { BLAS.threads = threads } }
     var timing: Timing { Timing(repeats: 1, minSeconds: 0, clock: clock) }
+
+    /// A benchmark's start: the threads applied, the machine said, and the checkpoint to measure
+    /// (the synthetic one, made on first use, unless `--checkpoint` names one).
+    func start() throws -> URL {
+        apply()
+        let url = try checkpoint.map { URL(fileURLWithPath: $0) } ?? SyntheticCheckpoint.ensure(at: SyntheticCheckpoint.defaultURL, log: say)
+        sayMachine(clock: clock)
+        return url
+    }
+}
+
+/// The machine line every benchmark begins with.
+func sayMachine(clock: Timing.Clock) {
+    say("machine: \(Machine.cpuModel), \(ProcessInfo.processInfo.activeProcessorCount) cores, load \(Machine.loadAverage); "
+        + "BLAS threads \(BLAS.threads), \(clock.rawValue) clock")
 }
 
 /// `sdbench model` (what `make bench` runs): SD1.5 at full size, 512×512 with guidance, on a
@@ -61,12 +76,8 @@ struct ModelBench: ParsableCommand {
     var skipUpscale = false
 
     func run() throws {
-        options.apply()
-        let url = try options.checkpoint.map { URL(fileURLWithPath: $0) }
-            ?? SyntheticCheckpoint.ensure(at: SyntheticCheckpoint.defaultURL, log: say)
+        let url = try options.start()
         let timing = Timing(repeats: max(repeats, 1), minSeconds: 0, clock: options.clock)
-        say("machine: \(Machine.cpuModel), \(ProcessInfo.processInfo.activeProcessorCount) cores, load \(Machine.loadAverage); "
-            + "BLAS threads \(BLAS.threads), \(options.clock.rawValue) clock")
 
         // The roof, sampled again before each measurement (`sampleSGEMMRoof`); the best sample counts.
         var roofSamples: [Double] = []

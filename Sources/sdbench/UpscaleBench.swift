@@ -35,8 +35,7 @@ struct UpscaleBench: ParsableCommand {
     func run() throws {
         if let threads { BLAS.threads = threads }
         let timing = Timing(repeats: 1, minSeconds: 0, clock: clock)
-        say("machine: \(Machine.cpuModel), \(ProcessInfo.processInfo.activeProcessorCount) cores, load \(Machine.loadAverage); "
-            + "BLAS threads \(BLAS.threads), \(clock.rawValue) clock")
+        sayMachine(clock: clock)
         let roofBefore = sampleSGEMMRoof(clock: clock)
 
         let config = RRDBNetConfig()  // RealESRGAN_x4plus
