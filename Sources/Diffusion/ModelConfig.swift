@@ -21,11 +21,53 @@ public enum ModelConfigError: Error, Equatable, CustomStringConvertible {
             return "the \(model) config.json cannot be read\(location): \(reason); it should be the config.json that diffusers or transformers saved with the weights"
         }
     }
+}
 
-    /// Decodes a config from JSON, turning a `DecodingError` into `.malformed` naming the setting.
-    static func decode<Config: Decodable>(_ type: Config.Type, model: String, from json: Data) throws -> Config {
+/// A model's `config.json` as diffusers and transformers write it: every setting is the SD1.5 value
+/// unless the file sets it (JSON `null` also means "the default", as diffusers reads it), and keys
+/// nobody here knows are ignored.
+///
+/// A setting's property is the camel-case form of its JSON key (`block_out_channels` →
+/// `blockOutChannels`) unless `renamedSettings` names another property. `init(json:)` reads the
+/// file; the `Codable` conformance is the config's own form, under its property names.
+public protocol ModelConfigFile: Codable {
+    /// SD1.5's config.
+    init()
+    /// The model in messages: "UNet", "VAE", "text encoder".
+    static var modelName: String { get }
+    /// JSON keys whose property has another name: `["norm_num_groups": "normGroups"]`.
+    static var renamedSettings: [String: String] { get }
+    /// Rewrites values that the file may spell in more than one way, before decoding.
+    static func normalise(_ settings: inout [String: Any])
+}
+
+extension ModelConfigFile {
+    public static func normalise(_ settings: inout [String: Any]) {}
+
+    /// Reads a `config.json`.
+    /// - Throws: `ModelConfigError.malformed` when the JSON is not an object or a known setting has
+    ///   the wrong type, naming the setting.
+    public init(json: Data) throws {
+        let file: [String: Any]
         do {
-            return try JSONDecoder().decode(type, from: json)
+            guard let object = try JSONSerialization.jsonObject(with: json) as? [String: Any] else {
+                throw ModelConfigError.malformed(model: Self.modelName, setting: "", reason: "it is not a JSON object")
+            }
+            file = object
+        } catch let error as ModelConfigError {
+            throw error
+        } catch {
+            throw ModelConfigError.malformed(model: Self.modelName, setting: "", reason: "it is not valid JSON")
+        }
+        // The defaults, written under their property names, with the file's settings over them.
+        var settings = try JSONSerialization.jsonObject(with: JSONEncoder().encode(Self())) as? [String: Any] ?? [:]
+        let renamed = Self.renamedSettings
+        for (key, value) in file where !(value is NSNull) {
+            settings[renamed[key] ?? Self.propertyName(key)] = value
+        }
+        Self.normalise(&settings)
+        do {
+            self = try JSONDecoder().decode(Self.self, from: JSONSerialization.data(withJSONObject: settings))
         } catch let error as DecodingError {
             let context: DecodingError.Context
             switch error {
@@ -33,10 +75,25 @@ public enum ModelConfigError: Error, Equatable, CustomStringConvertible {
             @unknown default: throw error
             }
             let path = context.codingPath.reduce(into: "") { path, key in
-                if let index = key.intValue { path += "[\(index)]" } else { path += (path.isEmpty ? "" : ".") + key.stringValue }
+                if let index = key.intValue { path += "[\(index)]" } else { path += (path.isEmpty ? "" : ".") + Self.settingName(key.stringValue) }
             }
-            throw ModelConfigError.malformed(model: model, setting: path, reason: context.debugDescription)
+            throw ModelConfigError.malformed(model: Self.modelName, setting: path, reason: context.debugDescription)
         }
+    }
+
+    /// The JSON key of a property, for messages: `blockOutChannels` → `block_out_channels`.
+    static func settingName(_ property: String) -> String {
+        if let key = renamedSettings.first(where: { $0.value == property })?.key { return key }
+        return property.reduce(into: "") { key, character in
+            if character.isUppercase { key += "_" + character.lowercased() } else { key.append(character) }
+        }
+    }
+
+    /// The property a JSON key names when it is not renamed: `block_out_channels` → `blockOutChannels`.
+    static func propertyName(_ key: String) -> String {
+        let words = key.split(separator: "_", omittingEmptySubsequences: false)
+        guard let first = words.first else { return key }
+        return String(first) + words.dropFirst().map { $0.prefix(1).uppercased() + $0.dropFirst() }.joined()
     }
 }
 
@@ -76,13 +133,5 @@ public enum PerBlock: Codable, Equatable, Sendable, CustomStringConvertible {
         case let .all(value): return "\(value)"
         case let .each(values): return "\(values)"
         }
-    }
-}
-
-extension KeyedDecodingContainer {
-    /// The value under `key`, or `fallback` when the key is absent or JSON `null` (diffusers writes
-    /// `null` for "use the default").
-    func decodeSetting<T: Decodable>(_ key: Key, default fallback: T) throws -> T {
-        try decodeIfPresent(T.self, forKey: key) ?? fallback
     }
 }

@@ -45,8 +45,8 @@ enum TinySD15Fixture {
 
     /// The component's `config.json` from the diffusers folder. A single file carries no config, so
     /// every form is built with these (the tiny model's sizes are not SD1.5's defaults).
-    static func config<Config: Decodable>(_ type: Config.Type, _ component: CheckpointComponent) throws -> Config {
-        try Fixture.json(Config.self, "models/tiny-sd15-diffusers/\(component.rawValue)/config.json")
+    static func config<Config: ModelConfigFile>(_ type: Config.Type, _ component: CheckpointComponent) throws -> Config {
+        try Config(json: Data(Fixture.bytes("models/tiny-sd15-diffusers/\(component.rawValue)/config.json")))
     }
 
     static func textEncoder(_ checkpoint: Checkpoint) throws -> CLIPTextModel {

@@ -108,7 +108,6 @@ public enum SchedulerError: Error, Equatable, CustomStringConvertible {
 /// and `timestep_spacing` is "leading" for PNDM, DDIM and LCM but "linspace" for Euler and
 /// DPM-Solver). Keys a class does not know are ignored. `SchedulerConfig()` is SD1.5's file.
 public struct SchedulerConfig: Codable, Sendable, Equatable {
-    public var className: String?
     public var numTrainTimesteps: Int?
     public var betaStart: Double?
     public var betaEnd: Double?
@@ -145,52 +144,15 @@ public struct SchedulerConfig: Codable, Sendable, Equatable {
     public var originalInferenceSteps: Int?
     public var timestepScaling: Double?
 
-    enum CodingKeys: String, CodingKey {
-        case className = "_class_name"
-        case numTrainTimesteps = "num_train_timesteps"
-        case betaStart = "beta_start"
-        case betaEnd = "beta_end"
-        case betaSchedule = "beta_schedule"
-        case trainedBetas = "trained_betas"
-        case setAlphaToOne = "set_alpha_to_one"
-        case skipPrkSteps = "skip_prk_steps"
-        case stepsOffset = "steps_offset"
-        case clipSample = "clip_sample"
-        case clipSampleRange = "clip_sample_range"
-        case predictionType = "prediction_type"
-        case timestepSpacing = "timestep_spacing"
-        case thresholding
-        case rescaleBetasZeroSnr = "rescale_betas_zero_snr"
-        case useKarrasSigmas = "use_karras_sigmas"
-        case useExponentialSigmas = "use_exponential_sigmas"
-        case useBetaSigmas = "use_beta_sigmas"
-        case useLuLambdas = "use_lu_lambdas"
-        case sigmaMin = "sigma_min"
-        case sigmaMax = "sigma_max"
-        case finalSigmasType = "final_sigmas_type"
-        case interpolationType = "interpolation_type"
-        case timestepType = "timestep_type"
-        case solverOrder = "solver_order"
-        case algorithmType = "algorithm_type"
-        case solverType = "solver_type"
-        case lowerOrderFinal = "lower_order_final"
-        case eulerAtFinal = "euler_at_final"
-        case lambdaMinClipped = "lambda_min_clipped"
-        case varianceType = "variance_type"
-        case originalInferenceSteps = "original_inference_steps"
-        case timestepScaling = "timestep_scaling"
-    }
-
     /// SD1.5's `scheduler_config.json` (runwayml/stable-diffusion-v1-5): PNDMScheduler, 1000
     /// training steps, scaled-linear betas from 0.00085 to 0.012, `set_alpha_to_one` false,
     /// `skip_prk_steps` true, `steps_offset` 1, `clip_sample` false.
     public init(
-        className: String? = "PNDMScheduler", numTrainTimesteps: Int? = 1000,
+        numTrainTimesteps: Int? = 1000,
         betaStart: Double? = 0.00085, betaEnd: Double? = 0.012, betaSchedule: String? = "scaled_linear",
         trainedBetas: [Double]? = nil, setAlphaToOne: Bool? = false, skipPrkSteps: Bool? = true,
         stepsOffset: Int? = 1, clipSample: Bool? = false
     ) {
-        self.className = className
         self.numTrainTimesteps = numTrainTimesteps
         self.betaStart = betaStart
         self.betaEnd = betaEnd
@@ -211,10 +173,11 @@ public struct SchedulerConfig: Codable, Sendable, Equatable {
         self = try SchedulerConfig.decoder.decode(SchedulerConfig.self, from: Data(contentsOf: url))
     }
 
-    /// A JSON decoder that also accepts `Infinity`, `-Infinity` and `NaN`, which Python's `json`
-    /// writes for diffusers' float defaults (`"lambda_min_clipped": -Infinity`).
+    /// A JSON decoder for diffusers' snake-case keys that also accepts `Infinity`, `-Infinity` and
+    /// `NaN`, which Python's `json` writes for diffusers' float defaults (`"lambda_min_clipped": -Infinity`).
     public static var decoder: JSONDecoder {
         let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
         decoder.allowsJSON5 = true
         return decoder
     }

@@ -2,7 +2,7 @@ import Foundation
 
 /// The hyperparameters of the CLIP text transformer, read from transformers' `text_encoder/config.json`.
 /// Defaults are SD1.5's (OpenAI CLIP ViT-L/14); unknown keys are ignored.
-public struct CLIPTextConfig: Codable, Equatable, Sendable {
+public struct CLIPTextConfig: ModelConfigFile, Equatable, Sendable {
     /// Width of the token embeddings and hidden states (`hidden_size`).
     public var hiddenSize = 768
     /// Width of each MLP's hidden layer (`intermediate_size`).
@@ -22,58 +22,33 @@ public struct CLIPTextConfig: Codable, Equatable, Sendable {
     /// Width of the pooled projection (`projection_dim`). SD1.x does not use it.
     public var projectionDim = 768
 
-    enum CodingKeys: String, CodingKey {
-        case hiddenSize = "hidden_size"
-        case intermediateSize = "intermediate_size"
-        case layerCount = "num_hidden_layers"
-        case headCount = "num_attention_heads"
-        case maxPositions = "max_position_embeddings"
-        case vocabSize = "vocab_size"
-        case hiddenActivation = "hidden_act"
-        case layerNormEps = "layer_norm_eps"
-        case projectionDim = "projection_dim"
-    }
+    public static let modelName = "text encoder"
+    public static let renamedSettings = [
+        "num_hidden_layers": "layerCount",
+        "num_attention_heads": "headCount",
+        "max_position_embeddings": "maxPositions",
+        "hidden_act": "hiddenActivation",
+    ]
 
     /// SD1.5's text encoder.
     public init() {}
 
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        let d = CLIPTextConfig()
-        hiddenSize = try c.decodeSetting(.hiddenSize, default: d.hiddenSize)
-        intermediateSize = try c.decodeSetting(.intermediateSize, default: d.intermediateSize)
-        layerCount = try c.decodeSetting(.layerCount, default: d.layerCount)
-        headCount = try c.decodeSetting(.headCount, default: d.headCount)
-        maxPositions = try c.decodeSetting(.maxPositions, default: d.maxPositions)
-        vocabSize = try c.decodeSetting(.vocabSize, default: d.vocabSize)
-        hiddenActivation = try c.decodeSetting(.hiddenActivation, default: d.hiddenActivation)
-        layerNormEps = try c.decodeSetting(.layerNormEps, default: d.layerNormEps)
-        projectionDim = try c.decodeSetting(.projectionDim, default: d.projectionDim)
-    }
-
-    /// Reads a transformers `text_encoder/config.json`.
-    /// - Throws: `ModelConfigError.malformed` when the JSON is malformed or a known setting has the
-    ///   wrong type, naming the setting.
-    public init(json: Data) throws {
-        self = try ModelConfigError.decode(CLIPTextConfig.self, model: "text encoder", from: json)
-    }
-
     /// Checks that the sizes fit together and the activation is one this engine has.
     /// - Throws: `ModelConfigError` naming the first setting that is not.
     public func validate() throws {
-        func invalid(_ setting: CodingKeys, _ value: Any, _ reason: String) -> ModelConfigError {
-            .invalid(model: "text encoder", setting: setting.rawValue, value: "\(value)", reason: reason)
+        func invalid(_ setting: String, _ value: Any, _ reason: String) -> ModelConfigError {
+            .invalid(model: Self.modelName, setting: setting, value: "\(value)", reason: reason)
         }
         if !["quick_gelu", "gelu"].contains(hiddenActivation) {
-            throw ModelConfigError.unsupported(model: "text encoder", setting: CodingKeys.hiddenActivation.rawValue,
+            throw ModelConfigError.unsupported(model: Self.modelName, setting: "hidden_act",
                                                value: hiddenActivation, reason: "SD1.x's CLIP uses quick_gelu; gelu is also accepted")
         }
-        let sizes: [(CodingKeys, Int)] = [(.hiddenSize, hiddenSize), (.intermediateSize, intermediateSize), (.layerCount, layerCount),
-                                          (.headCount, headCount), (.maxPositions, maxPositions), (.vocabSize, vocabSize)]
+        let sizes = [("hidden_size", hiddenSize), ("intermediate_size", intermediateSize), ("num_hidden_layers", layerCount),
+                     ("num_attention_heads", headCount), ("max_position_embeddings", maxPositions), ("vocab_size", vocabSize)]
         for (key, value) in sizes where value <= 0 {
             throw invalid(key, value, "must be positive")
         }
-        if hiddenSize % headCount != 0 { throw invalid(.headCount, headCount, "\(hiddenSize) channels do not split into \(headCount) heads") }
+        if hiddenSize % headCount != 0 { throw invalid("num_attention_heads", headCount, "\(hiddenSize) channels do not split into \(headCount) heads") }
     }
 }
 

@@ -2,7 +2,7 @@ import Foundation
 
 /// The hyperparameters of SD1.x's `AutoencoderKL`, read from diffusers' `vae/config.json`.
 /// Defaults are Stable Diffusion 1.5's; unknown keys are ignored.
-public struct VAEConfig: Codable, Equatable, Sendable {
+public struct VAEConfig: ModelConfigFile, Equatable, Sendable {
     /// Channels of the latent space (`latent_channels`).
     public var latentChannels = 4
     /// Channels of the encoded image (`in_channels`).
@@ -36,80 +36,39 @@ public struct VAEConfig: Codable, Equatable, Sendable {
     public var latentsMean: [Float]?
     public var latentsStd: [Float]?
 
-    enum CodingKeys: String, CodingKey {
-        case latentChannels = "latent_channels"
-        case inChannels = "in_channels"
-        case outChannels = "out_channels"
-        case blockOutChannels = "block_out_channels"
-        case layersPerBlock = "layers_per_block"
-        case normGroups = "norm_num_groups"
-        case upBlockTypes = "up_block_types"
-        case scalingFactor = "scaling_factor"
-        case sampleSize = "sample_size"
-        case activation = "act_fn"
-        case midBlockAddAttention = "mid_block_add_attention"
-        case usePostQuantConv = "use_post_quant_conv"
-        case useQuantConv = "use_quant_conv"
-        case shiftFactor = "shift_factor"
-        case latentsMean = "latents_mean"
-        case latentsStd = "latents_std"
-    }
+    public static let modelName = "VAE"
+    public static let renamedSettings = [
+        "norm_num_groups": "normGroups",
+        "act_fn": "activation",
+    ]
 
     /// SD1.5's VAE.
     public init() {}
 
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        let d = VAEConfig()
-        latentChannels = try c.decodeSetting(.latentChannels, default: d.latentChannels)
-        inChannels = try c.decodeSetting(.inChannels, default: d.inChannels)
-        outChannels = try c.decodeSetting(.outChannels, default: d.outChannels)
-        blockOutChannels = try c.decodeSetting(.blockOutChannels, default: d.blockOutChannels)
-        layersPerBlock = try c.decodeSetting(.layersPerBlock, default: d.layersPerBlock)
-        normGroups = try c.decodeSetting(.normGroups, default: d.normGroups)
-        upBlockTypes = try c.decodeSetting(.upBlockTypes, default: d.upBlockTypes)
-        scalingFactor = try c.decodeSetting(.scalingFactor, default: d.scalingFactor)
-        sampleSize = try c.decodeSetting(.sampleSize, default: d.sampleSize)
-        activation = try c.decodeSetting(.activation, default: d.activation)
-        midBlockAddAttention = try c.decodeSetting(.midBlockAddAttention, default: d.midBlockAddAttention)
-        usePostQuantConv = try c.decodeSetting(.usePostQuantConv, default: d.usePostQuantConv)
-        useQuantConv = try c.decodeSetting(.useQuantConv, default: d.useQuantConv)
-        shiftFactor = try c.decodeIfPresent(Float.self, forKey: .shiftFactor)
-        latentsMean = try c.decodeIfPresent([Float].self, forKey: .latentsMean)
-        latentsStd = try c.decodeIfPresent([Float].self, forKey: .latentsStd)
-    }
-
-    /// Reads a diffusers `vae/config.json`.
-    /// - Throws: `ModelConfigError.malformed` when the JSON is malformed or a known setting has the
-    ///   wrong type, naming the setting.
-    public init(json: Data) throws {
-        self = try ModelConfigError.decode(VAEConfig.self, model: "VAE", from: json)
-    }
-
     /// Checks that this is an SD1.x autoencoder whose sizes fit together.
     /// - Throws: `ModelConfigError` naming the first setting that is not.
     public func validate() throws {
-        func unsupported(_ setting: CodingKeys, _ value: Any, _ reason: String) -> ModelConfigError {
-            .unsupported(model: "VAE", setting: setting.rawValue, value: "\(value)", reason: reason)
+        func unsupported(_ setting: String, _ value: Any, _ reason: String) -> ModelConfigError {
+            .unsupported(model: Self.modelName, setting: setting, value: "\(value)", reason: reason)
         }
-        func invalid(_ setting: CodingKeys, _ value: Any, _ reason: String) -> ModelConfigError {
-            .invalid(model: "VAE", setting: setting.rawValue, value: "\(value)", reason: reason)
+        func invalid(_ setting: String, _ value: Any, _ reason: String) -> ModelConfigError {
+            .invalid(model: Self.modelName, setting: setting, value: "\(value)", reason: reason)
         }
-        if let shiftFactor, shiftFactor != 0 { throw unsupported(.shiftFactor, shiftFactor, "latent shifting belongs to SD3/Flux autoencoders") }
-        if latentsMean != nil || latentsStd != nil { throw unsupported(.latentsMean, latentsMean ?? latentsStd ?? [], "per-channel latent statistics are not SD1.x") }
-        if activation != "silu" { throw unsupported(.activation, activation, "SD1.x uses SiLU") }
+        if let shiftFactor, shiftFactor != 0 { throw unsupported("shift_factor", shiftFactor, "latent shifting belongs to SD3/Flux autoencoders") }
+        if latentsMean != nil || latentsStd != nil { throw unsupported("latents_mean", latentsMean ?? latentsStd ?? [], "per-channel latent statistics are not SD1.x") }
+        if activation != "silu" { throw unsupported("act_fn", activation, "SD1.x uses SiLU") }
         for type in upBlockTypes where type != "UpDecoderBlock2D" {
-            throw unsupported(.upBlockTypes, type, "SD1.x's decoder uses UpDecoderBlock2D")
+            throw unsupported("up_block_types", type, "SD1.x's decoder uses UpDecoderBlock2D")
         }
-        if blockOutChannels.isEmpty { throw invalid(.blockOutChannels, blockOutChannels, "at least one level is needed") }
-        if upBlockTypes.count != blockOutChannels.count { throw invalid(.upBlockTypes, upBlockTypes, "one per entry of block_out_channels (\(blockOutChannels.count))") }
-        if layersPerBlock <= 0 { throw invalid(.layersPerBlock, layersPerBlock, "must be positive") }
-        if normGroups <= 0 { throw invalid(.normGroups, normGroups, "must be positive") }
+        if blockOutChannels.isEmpty { throw invalid("block_out_channels", blockOutChannels, "at least one level is needed") }
+        if upBlockTypes.count != blockOutChannels.count { throw invalid("up_block_types", upBlockTypes, "one per entry of block_out_channels (\(blockOutChannels.count))") }
+        if layersPerBlock <= 0 { throw invalid("layers_per_block", layersPerBlock, "must be positive") }
+        if normGroups <= 0 { throw invalid("norm_num_groups", normGroups, "must be positive") }
         for channels in blockOutChannels where channels <= 0 || channels % normGroups != 0 {
-            throw invalid(.blockOutChannels, blockOutChannels, "\(channels) channels do not split into \(normGroups) groups")
+            throw invalid("block_out_channels", blockOutChannels, "\(channels) channels do not split into \(normGroups) groups")
         }
-        if latentChannels <= 0 { throw invalid(.latentChannels, latentChannels, "must be positive") }
-        if outChannels <= 0 { throw invalid(.outChannels, outChannels, "must be positive") }
-        if !(scalingFactor > 0) { throw invalid(.scalingFactor, scalingFactor, "must be positive") }
+        if latentChannels <= 0 { throw invalid("latent_channels", latentChannels, "must be positive") }
+        if outChannels <= 0 { throw invalid("out_channels", outChannels, "must be positive") }
+        if !(scalingFactor > 0) { throw invalid("scaling_factor", scalingFactor, "must be positive") }
     }
 }

@@ -54,44 +54,10 @@ public enum SafetensorsError: Error, Equatable, CustomStringConvertible {
             return "cannot open \(path): \(reason)"
         case let .notARegularFile(path):
             return "\(path) is not a regular file; give the path of a .safetensors file"
-        case let .emptyFile(path):
-            return "\(path) is empty; \(Self.damaged)"
-        case let .fileTooShort(path, size):
-            return "\(path) is only \(size) bytes, shorter than the 8-byte safetensors header length; \(Self.damaged)"
-        case let .headerTooLarge(path, declared, limit):
-            return "\(path) declares a \(declared)-byte header, over the \(limit)-byte limit of the format; \(Self.damaged)"
         case let .headerBeyondFile(path, declared, available):
             return "\(path) declares a \(declared)-byte header but only \(available) bytes follow; the file is truncated (an interrupted download?) or is not a safetensors file"
-        case let .headerNotUTF8(path, offset):
-            return "the header of \(path) is not valid UTF-8 (byte \(offset) of the header); \(Self.damaged)"
-        case let .invalidJSON(path, offset, reason):
-            return "the header of \(path) is not valid JSON at byte \(offset): \(reason); \(Self.damaged)"
-        case let .headerNotObject(path, found):
-            return "the header of \(path) is \(found), not a JSON object of tensors; \(Self.damaged)"
-        case let .duplicateName(path, name):
-            return "\(path) describes tensor '\(name)' more than once, so it is ambiguous which to use; \(Self.damaged)"
-        case let .invalidEntry(path, tensor, reason):
-            return "the entry for tensor '\(tensor)' in \(path) is malformed: \(reason); \(Self.damaged)"
-        case let .invalidMetadata(path, reason):
-            return "the __metadata__ of \(path) is malformed: \(reason); \(Self.damaged)"
-        case let .unknownDtype(path, tensor, dtype):
-            return "tensor '\(tensor)' in \(path) has dtype '\(dtype)', which the safetensors format does not define; \(Self.damaged)"
-        case let .invalidDimension(path, tensor, dimension):
-            return "tensor '\(tensor)' in \(path) has dimension \(dimension), which is not a non-negative integer that fits in 64 bits; \(Self.damaged)"
-        case let .sizeOverflow(path, tensor, shape):
-            return "tensor '\(tensor)' in \(path) has shape \(shape), whose size overflows 64 bits; \(Self.damaged)"
-        case let .reversedOffsets(path, tensor, begin, end):
-            return "tensor '\(tensor)' in \(path) has data_offsets [\(begin), \(end)], which end before they begin; \(Self.damaged)"
         case let .offsetsOutOfRange(path, tensor, end, dataLength):
             return "tensor '\(tensor)' in \(path) ends at byte \(end) of the data, but the file holds only \(dataLength) bytes of data; the file is truncated (an interrupted download?) or damaged"
-        case let .sizeMismatch(path, tensor, dtype, shape, expectedBytes, actualBytes):
-            return "tensor '\(tensor)' in \(path) is \(dtype) with shape \(shape), which needs \(expectedBytes) bytes, but its data_offsets span \(actualBytes); \(Self.damaged)"
-        case let .overlappingTensors(path, first, second):
-            return "tensors '\(first)' and '\(second)' in \(path) share bytes; \(Self.damaged)"
-        case let .gapInData(path, offset, before):
-            return "the data of \(path) has unindexed bytes at offset \(offset), before tensor '\(before)' (the format requires every data byte to belong to a tensor); \(Self.damaged)"
-        case let .unindexedTrailingData(path, indexedEnd, dataLength):
-            return "\(path) has \(dataLength - indexedEnd) bytes of data after its last tensor (the format requires every data byte to belong to a tensor); \(Self.damaged)"
         case let .noSuchTensor(path, tensor):
             return "\(path) has no tensor named '\(tensor)'"
         case let .unsupportedDtype(path, tensor, dtype):
@@ -100,6 +66,32 @@ public enum SafetensorsError: Error, Equatable, CustomStringConvertible {
             return "tensor '\(tensor)' in \(path) has \(elements) elements but the buffer given holds \(bufferCount)"
         case let .writeFailed(path, reason):
             return "cannot write \(path): \(reason)"
+        default:
+            return "\(damage ?? "the file cannot be read"); \(Self.damaged)"
+        }
+    }
+
+    /// What is wrong with a file whose remedy is to get it again: damaged, or not safetensors.
+    private var damage: String? {
+        switch self {
+        case let .emptyFile(path): return "\(path) is empty"
+        case let .fileTooShort(path, size): return "\(path) is only \(size) bytes, shorter than the 8-byte safetensors header length"
+        case let .headerTooLarge(path, declared, limit): return "\(path) declares a \(declared)-byte header, over the \(limit)-byte limit of the format"
+        case let .headerNotUTF8(path, offset): return "the header of \(path) is not valid UTF-8 (byte \(offset) of the header)"
+        case let .invalidJSON(path, offset, reason): return "the header of \(path) is not valid JSON at byte \(offset): \(reason)"
+        case let .headerNotObject(path, found): return "the header of \(path) is \(found), not a JSON object of tensors"
+        case let .duplicateName(path, name): return "\(path) describes tensor '\(name)' more than once, so it is ambiguous which to use"
+        case let .invalidEntry(path, tensor, reason): return "the entry for tensor '\(tensor)' in \(path) is malformed: \(reason)"
+        case let .invalidMetadata(path, reason): return "the __metadata__ of \(path) is malformed: \(reason)"
+        case let .unknownDtype(path, tensor, dtype): return "tensor '\(tensor)' in \(path) has dtype '\(dtype)', which the safetensors format does not define"
+        case let .invalidDimension(path, tensor, dimension): return "tensor '\(tensor)' in \(path) has dimension \(dimension), which is not a non-negative integer that fits in 64 bits"
+        case let .sizeOverflow(path, tensor, shape): return "tensor '\(tensor)' in \(path) has shape \(shape), whose size overflows 64 bits"
+        case let .reversedOffsets(path, tensor, begin, end): return "tensor '\(tensor)' in \(path) has data_offsets [\(begin), \(end)], which end before they begin"
+        case let .sizeMismatch(path, tensor, dtype, shape, expectedBytes, actualBytes): return "tensor '\(tensor)' in \(path) is \(dtype) with shape \(shape), which needs \(expectedBytes) bytes, but its data_offsets span \(actualBytes)"
+        case let .overlappingTensors(path, first, second): return "tensors '\(first)' and '\(second)' in \(path) share bytes"
+        case let .gapInData(path, offset, before): return "the data of \(path) has unindexed bytes at offset \(offset), before tensor '\(before)' (the format requires every data byte to belong to a tensor)"
+        case let .unindexedTrailingData(path, indexedEnd, dataLength): return "\(path) has \(dataLength - indexedEnd) bytes of data after its last tensor (the format requires every data byte to belong to a tensor)"
+        default: return nil
         }
     }
 }

@@ -17,11 +17,7 @@ final class SchedulerTests: XCTestCase {
     private struct Schedules: Decodable {
         struct Entry: Decodable {
             let timesteps: [Double]
-            let initNoiseSigma: Double
-            enum CodingKeys: String, CodingKey {
-                case timesteps
-                case initNoiseSigma = "init_noise_sigma"
-            }
+            let initNoiseSigma: Double  // init_noise_sigma: the decoder reads snake-case keys
         }
         struct SamplerEntry: Decodable {
             let schedules: [String: Entry]
