@@ -53,6 +53,8 @@ public final class Checkpoint: TensorSource, @unchecked Sendable {
     public let memoryMode: MemoryMode
     /// The size of all weights once converted to Float32.
     public let float32ByteCount: Int
+    /// The weights fast mode keeps: the UNet's, in the bytes `CompactWeight` keeps them in.
+    public let fastModeByteCount: Int
     /// Records the keys models take through `weights(for:)`.
     public let usage = WeightUsage()
     /// The diffusers `tokenizer/` folder, when present (a single file has none; the bundled
@@ -70,6 +72,7 @@ public final class Checkpoint: TensorSource, @unchecked Sendable {
         let file: any TensorFile
         let storedKey: String
         let shape: [Int]
+        let dtype: TensorDType
     }
     private let entries: [String: Entry]
     private let sortedKeys: [String]
@@ -120,7 +123,7 @@ public final class Checkpoint: TensorSource, @unchecked Sendable {
                 if let other = entries[key] {
                     throw CheckpointError.conflictingKeys(path: file.url.path, first: other.storedKey, second: info.name, mappedTo: key)
                 }
-                entries[key] = Entry(file: file, storedKey: info.name, shape: shape)
+                entries[key] = Entry(file: file, storedKey: info.name, shape: shape, dtype: info.dtype)
             case .ignored:
                 ignored.append(info.name)
             case .unknown:
@@ -179,7 +182,13 @@ public final class Checkpoint: TensorSource, @unchecked Sendable {
         try Self.refuseByShapes(entries.mapValues(\.shape), path: location.path)
 
         float32ByteCount = entries.values.reduce(0) { $0 + $1.shape.reduce(4, *) }
-        memoryMode = options.memoryMode.resolve(float32Bytes: float32ByteCount)
+        // What fast mode keeps (see `keepsConverted`): the UNet's weights, in two bytes where the
+        // file has them in fp16 or bf16 (`CompactWeight`; the few small ones are Float32 but count
+        // for little), in four otherwise. The text encoder and the VAE are converted on each use.
+        fastModeByteCount = entries.filter { $0.key.hasPrefix(CheckpointComponent.unet.modelPrefix) }.values.reduce(0) { total, entry in
+            total + entry.shape.reduce([.f16, .bf16].contains(entry.dtype) ? 2 : 4, *)
+        }
+        memoryMode = options.memoryMode.resolve(fastModeBytes: fastModeByteCount)
     }
 
     // MARK: Public API

@@ -31,23 +31,26 @@ public struct LoadOptions: Sendable, Equatable {
 }
 
 extension MemoryMode {
-    /// Memory kept free beside fast mode's Float32 weights: activations at 512×512 (the VAE decoder's
-    /// 128-channel 512×512 maps and the UNet's chunked attention) and the rest of the system.
+    /// Memory kept free beside the weights fast mode keeps: activations at 512×512 (the VAE
+    /// decoder's 128-channel 512×512 maps and the UNet's chunked attention), the text encoder's and
+    /// the VAE's weights while they are converted for one use, layers a LoRA was merged into (kept as
+    /// Float32), and the rest of the system.
     public static let fastModeHeadroomBytes = 3 << 30
 
-    /// The concrete mode for a model whose weights take `float32Bytes` as Float32.
+    /// The concrete mode for a model whose kept weights take `fastModeBytes` in fast mode.
     ///
-    /// `.auto` picks `.fast` when the available memory exceeds `float32Bytes` plus
+    /// `.auto` picks `.fast` when the available memory exceeds `fastModeBytes` plus
     /// `fastModeHeadroomBytes`, else `.low`; `.low` and `.fast` are returned unchanged.
     /// - Parameters:
-    ///   - float32Bytes: the weights' size once converted (4 bytes per element).
+    ///   - fastModeBytes: what fast mode keeps (`Checkpoint.fastModeByteCount`: SD1.5's UNet is
+    ///     1.6 GiB from an fp16 file, 3.2 GiB from an fp32 one).
     ///   - availableBytes: free memory; nil reads it (`usableMemoryBytes`: `MemAvailable`, or less
     ///     in a container with a memory limit), and when that is unreadable `.auto` chooses `.low`,
     ///     which works everywhere.
-    public func resolve(float32Bytes: Int, availableBytes: Int? = nil) -> MemoryMode {
+    public func resolve(fastModeBytes: Int, availableBytes: Int? = nil) -> MemoryMode {
         guard self == .auto else { return self }
         guard let available = availableBytes ?? Self.usableMemoryBytes() else { return .low }
-        return available >= float32Bytes + Self.fastModeHeadroomBytes ? .fast : .low
+        return available >= fastModeBytes + Self.fastModeHeadroomBytes ? .fast : .low
     }
 
     /// The memory this process can use: `MemAvailable`, or the room left under its cgroup's memory

@@ -102,7 +102,7 @@ final class CgroupMemoryTests: XCTestCase {
         try write("sys/fs/cgroup/box/memory.current", "\(48 * mib)\n")
         let usable = try XCTUnwrap(MemoryMode.usableMemoryBytes(root: root))
         XCTAssertEqual(usable, 2000 * mib)
-        XCTAssertEqual(MemoryMode.auto.resolve(float32Bytes: 4 << 30, availableBytes: usable), .low)
+        XCTAssertEqual(MemoryMode.auto.resolve(fastModeBytes: 4 << 30, availableBytes: usable), .low)
         try write("sys/fs/cgroup/box/memory.max", "max\n")
         XCTAssertEqual(MemoryMode.usableMemoryBytes(root: root), 22_000_000 * 1024)
     }

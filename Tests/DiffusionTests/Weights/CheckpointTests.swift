@@ -255,10 +255,10 @@ final class CheckpointTests: XCTestCase {
 
     func testMemoryModeResolution() throws {
         let gib = 1 << 30
-        XCTAssertEqual(MemoryMode.auto.resolve(float32Bytes: 4 * gib, availableBytes: 16 * gib), .fast)
-        XCTAssertEqual(MemoryMode.auto.resolve(float32Bytes: 4 * gib, availableBytes: 6 * gib), .low)
-        XCTAssertEqual(MemoryMode.low.resolve(float32Bytes: 1, availableBytes: 64 * gib), .low)
-        XCTAssertEqual(MemoryMode.fast.resolve(float32Bytes: 64 * gib, availableBytes: 1), .fast)
+        XCTAssertEqual(MemoryMode.auto.resolve(fastModeBytes: 4 * gib, availableBytes: 16 * gib), .fast)
+        XCTAssertEqual(MemoryMode.auto.resolve(fastModeBytes: 4 * gib, availableBytes: 6 * gib), .low)
+        XCTAssertEqual(MemoryMode.low.resolve(fastModeBytes: 1, availableBytes: 64 * gib), .low)
+        XCTAssertEqual(MemoryMode.fast.resolve(fastModeBytes: 64 * gib, availableBytes: 1), .fast)
         let meminfo = "MemTotal:       24000000 kB\nMemFree:        20000000 kB\nMemAvailable:   22000000 kB\n"
         XCTAssertEqual(MemoryMode.availableMemoryBytes(meminfo: meminfo), 22_000_000 * 1024)
         XCTAssertNil(MemoryMode.availableMemoryBytes(meminfo: "MemTotal: 1 kB\n"))
@@ -274,6 +274,14 @@ final class CheckpointTests: XCTestCase {
         // The tiny model fits in any machine that runs the tests.
         XCTAssertEqual(try Checkpoint(url: url).memoryMode, .fast)
         XCTAssertEqual(fast.float32ByteCount, fast.keys.reduce(0) { $0 + 4 * fast.shape(of: $1)!.reduce(1, *) })
+        // Fast mode keeps only the UNet, in two bytes an element from an fp16 file and four from fp32.
+        let unetElements = fast.keys.filter { $0.hasPrefix("unet.") }.reduce(0) { $0 + fast.shape(of: $1)!.reduce(1, *) }
+        XCTAssertGreaterThan(unetElements, 0)
+        XCTAssertEqual(fast.fastModeByteCount, 2 * unetElements)
+        let fp32 = try Checkpoint(url: TinySD15().writeSingleFile(dir.appendingPathComponent("x32.safetensors"), dtype: .f32))
+        XCTAssertEqual(fp32.fastModeByteCount, 4 * unetElements)
+        // SD1.5 from an fp16 file (1.6 GiB kept) is fast with 5 GiB free, where its 4 GiB of Float32 was not.
+        XCTAssertEqual(MemoryMode.auto.resolve(fastModeBytes: 1_720_000_000, availableBytes: 5 * gib), .fast)
     }
 }
 
