@@ -149,8 +149,9 @@ extension Session {
     private func generateCells(_ cells: [GridCell], _ range: Range<Int>, progress: GridProgressIO,
                                made: (Int, SessionImage) -> Void) throws {
         guard case .fixed(let base) = cells[range.lowerBound].request.seed else { preconditionFailure("seeds are fixed by now") }
-        let request = try generation.resolve(cells[range.lowerBound].request, seed: base, count: range.count, command: "grid",
+        var request = try generation.resolve(cells[range.lowerBound].request, seed: base, count: range.count, command: "grid",
                                              history: history.images, note: { [io] in io.output($0) })
+        try settleVAETiling(&request.engine, choice: cells[range.lowerBound].request.vaeTiling, command: "grid")
         var cellSettings = settings
         cellSettings.request = cells[range.lowerBound].request
         // A grid renders the cells' own settings: a draft's LoRA, sampling and TAESD are not applied.

@@ -54,7 +54,7 @@ extension Command {
         let own = stored.settingsJSON.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) } as? [String: Any] ?? [:]
         settings.spacing = (own["spacing"] as? String).flatMap(TimestepSpacing.init(rawValue:))
         if let eta = own["eta"] as? Double, (0...1).contains(eta) { settings.eta = eta }
-        settings.vaeTiling = own["vae_tiling"] as? Bool ?? false
+        settings.vaeTiling = own["vae_tiling"] as? Bool ?? false ? .on : .off
         settings.deepCache = ((own["deepcache"] as? Int) ?? recipe.extra("DeepCache").flatMap(Int.init))
             .flatMap { RequestLimits.deepCache.contains($0) ? $0 : nil }
         settings.initImage = nil

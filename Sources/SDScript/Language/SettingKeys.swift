@@ -140,7 +140,7 @@ public struct SettingKey {
                    show: { $0.request.mask ?? "(none)" }, reset: { $0.request.mask = nil }, transcript: .inputPath()),
         integer("mask-blur", range: RequestLimits.maskBlur, \.request.maskBlur),
         onOff("inpaint-paste", \.request.inpaintPaste, help: "inpainting: the original kept outside the blurred mask, as A1111"),
-        onOff("vae-tiling", \.request.vaeTiling, help: "images over 512 encoded and decoded in tiles (diffusers' enable_vae_tiling): less memory, slightly other pixels"),
+        choice("vae-tiling", VAETiling.self, \.request.vaeTiling),
         SettingKey(name: "hires", values: "SCALE|WxH|off (hires fix: a second pass at a larger size)", kind: .words,
                    choices: { _ in ["off", "1.5", "2"] }, completesPaths: false,
                    apply: { session, value in session.settings.request.hires = try parseHires(value) },

@@ -8,6 +8,16 @@ public enum SeedMode: Equatable, Sendable {
     case random
 }
 
+/// `set vae-tiling auto|on|off`: images over the VAE's tile (512 for SD1.5) encoded and decoded in
+/// tiles, as diffusers' `enable_vae_tiling()`: less memory, slightly different pixels.
+public enum VAETiling: String, CaseIterable, Sendable {
+    /// In tiles in low-memory mode, whole otherwise: the first picture over 512 a side makes it
+    /// explicit (`Session.settleVAETiling`), so the transcript can record it.
+    case auto
+    case on
+    case off
+}
+
 /// `set preview auto|sixel|off`.
 public enum PreviewMode: String, CaseIterable, Sendable {
     /// Sixel when the terminal answers the DA1 query with attribute 4, and stdout is a terminal.
@@ -47,7 +57,7 @@ public struct RequestDefaults: Equatable, Sendable {
     public var inpaintPaste = true
     /// Encode and decode images larger than the VAE's tile (512 for SD1.5) in tiles, as diffusers'
     /// `enable_vae_tiling()`: a 1024×1024 decode in the memory of a 512×512 one.
-    public var vaeTiling = false
+    public var vaeTiling = VAETiling.auto
     /// The hires fix: the final size as a scale of `size` or as a size; nil: off.
     public var hires: HiresSize?
     /// The hires fix's second pass steps; 0: as `steps`.

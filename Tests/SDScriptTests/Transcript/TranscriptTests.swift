@@ -340,6 +340,30 @@ final class TranscriptTests: XCTestCase {
         XCTAssertFalse(fast.lines.contains { $0.hasPrefix("note: in low-memory mode") }, "\(fast.lines)")
     }
 
+    /// `set vae-tiling auto` (the default) is settled by the first picture over 512 a side: on in
+    /// low-memory mode, said once, off in fast mode; either way the transcript records the choice
+    /// before the `gen`, so a replay on another machine decodes alike. Smaller pictures leave it.
+    func testAutoVAETilingIsSettledByTheFirstLargePictureAndRecorded() throws {
+        for (memory, choice) in [(MemoryMode.low, "on"), (.fast, "off")] {
+            let folder = TemporaryFolder()
+            let recorder = try TranscriptRecorder(directory: folder.path, date: Date(timeIntervalSince1970: 1_795_000_000))
+            let io = BufferIO()
+            let loader = CountingLoader()
+            loader.generator.memoryMode = memory
+            let session = makeSession(io: io, transcript: recorder, loader: loader)
+            for line in ["prompt x", "seed 3", "set steps 1", "gen", "set size 1024x768", "gen", "gen"] {
+                XCTAssertEqual(session.execute(line), .ok, line)
+            }
+            XCTAssertEqual(loader.generator.requests.map(\.vaeTiling), [false, memory == .low, memory == .low], "\(memory)")
+            XCTAssertEqual(session.settings.request.vaeTiling.rawValue, choice)
+            let notes = io.lines.filter { $0.hasPrefix("note: low-memory mode: pictures over 512 a side are now encoded and decoded in 512-pixel tiles") }
+            XCTAssertEqual(notes.count, memory == .low ? 1 : 0, "\(io.lines)")
+            let text = try String(contentsOfFile: recorder.path, encoding: .utf8)
+            XCTAssertEqual(text.components(separatedBy: "\nset vae-tiling \(choice)\ngen\n").count, 2, text)
+            XCTAssertFalse(text.contains("set vae-tiling \(choice == "on" ? "off" : "on")"), text)
+        }
+    }
+
     /// A transcript on a full disk (/dev/full answers every write with ENOSPC): the failure is
     /// reported once, when it happens; the lines stay in memory; `transcript save PATH` writes them
     /// all and recording goes on there; until then `quit` warns once before leaving without them.
