@@ -54,6 +54,12 @@ public enum TranscriptMerge {
                         guard case .gen(_, _, let images) = shard.pieces[position] else { return nil }
                         return images[offset]
                     }
+                    if owners.isEmpty {
+                        // Shard K makes the images whose number over the script is K-1 modulo N.
+                        let owner = shards[number % shards.count]
+                        throw fail("\(owner.name):\(owner.pieces[position].number)", "gen \(count): image \(offset + 1) of the gen is shard \(owner.shard)'s, but its "
+                                   + "transcript does not have it: the shard stopped before making it; run shard \(owner.shard) again")
+                    }
                     guard let records = owners.first, owners.count == 1 else {
                         throw fail("\(reference.name):\(line)", "gen \(count): image \(offset + 1) of the gen is in \(owners.count) shards' transcripts, not in one")
                     }

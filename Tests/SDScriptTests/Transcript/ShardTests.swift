@@ -46,6 +46,29 @@ final class ShardTests: XCTestCase {
         XCTAssertEqual(replay.images.map(\.sha256), whole.images.map(\.sha256), "in the whole run's order")
     }
 
+    /// A shard stopped part-way through its last `gen` (Ctrl-C) keeps the images it made; merging it
+    /// names the shard whose image is missing and says to run it again.
+    func testAShardThatStoppedPartWayIsNamedByTheMerge() throws {
+        let folder = TemporaryFolder()
+        let script = folder.write("s.sdscript", "prompt x\nset size 64x64\nset steps 1\nseed 5\ngen 4\n")
+        var inputs: [TranscriptMerge.Input] = []
+        for k in 1...2 {
+            var (_, lines) = try runShard(try Shard(parsing: "\(k)/2"), script, in: folder)
+            if k == 2 {
+                // Shard 2 makes seeds 6 and 8; as if stopped after the first, its share ends at seed 6.
+                let from = try XCTUnwrap(lines.firstIndex(of: "seed 8"))
+                let to = try XCTUnwrap(lines[from...].firstIndex(of: "seed 5"))
+                lines.removeSubrange(from..<to)
+            }
+            inputs.append(TranscriptMerge.Input(name: "shard\(k)", lines: lines))
+        }
+        XCTAssertThrowsError(try TranscriptMerge.merge(inputs)) { error in
+            XCTAssertTrue("\(error)".contains("shard2:"), "\(error)")
+            XCTAssertTrue("\(error)".contains("gen 4: image 4 of the gen is shard 2/2's, but its transcript does not have it: "
+                                              + "the shard stopped before making it; run shard 2/2 again"), "\(error)")
+        }
+    }
+
     /// What needs another shard's images is refused in a sharded run (`final N` and `grid` number
     /// their images by the whole history); a `save PATH` after a failed cell still names its file.
     func testCommandsThatNeedTheWholeHistoryAreRefusedInAShard() throws {
