@@ -45,6 +45,7 @@ extension ModelConfigFile {
     public static func normalise(_ settings: inout [String: Any]) {}
 
     /// Reads a `config.json`.
+    /// - Parameter json: the file's bytes, a JSON object of settings under diffusers' names.
     /// - Throws: `ModelConfigError.malformed` when the JSON is not an object or a known setting has
     ///   the wrong type, naming the setting.
     public init(json: Data) throws {
@@ -61,9 +62,11 @@ extension ModelConfigFile {
         }
         // The defaults, written under their property names, with the file's settings over them.
         var settings = try JSONSerialization.jsonObject(with: JSONEncoder().encode(Self())) as? [String: Any] ?? [:]
-        let renamed = Self.renamedSettings
+        // Only a setting's own JSON name counts (`norm_num_groups`, not `norm_groups` or `normGroups`),
+        // so no two keys of a file can set one property.
         for (key, value) in file where !(value is NSNull) {
-            settings[renamed[key] ?? Self.propertyName(key)] = value
+            let property = Self.renamedSettings[key] ?? Self.propertyName(key)
+            if Self.settingName(property) == key { settings[property] = value }
         }
         Self.normalise(&settings)
         do {
@@ -79,6 +82,15 @@ extension ModelConfigFile {
             }
             throw ModelConfigError.malformed(model: Self.modelName, setting: path, reason: context.debugDescription)
         }
+    }
+
+    /// The config as a `config.json` under diffusers' names, which `init(json:)` reads back (settings
+    /// that are nil are left out, as diffusers reads them: the default).
+    /// - Throws: an `EncodingError` for a value JSON cannot hold (a non-finite float).
+    public func json() throws -> Data {
+        let properties = try JSONSerialization.jsonObject(with: JSONEncoder().encode(self)) as? [String: Any] ?? [:]
+        let settings = Dictionary(uniqueKeysWithValues: properties.map { (Self.settingName($0.key), $0.value) })
+        return try JSONSerialization.data(withJSONObject: settings, options: [.sortedKeys])
     }
 
     /// The JSON key of a property, for messages: `blockOutChannels` → `block_out_channels`.

@@ -55,7 +55,8 @@ final class ModelConfigTests: XCTestCase {
         config.attentionHeadDim = .each([2, 4])
         config.downBlockTypes = ["CrossAttnDownBlock2D", "DownBlock2D"]
         config.upBlockTypes = ["UpBlock2D", "CrossAttnUpBlock2D"]
-        let data = try JSONEncoder().encode(config)
+        let data = try config.json()
+        XCTAssertTrue(String(decoding: data, as: UTF8.self).contains(#""block_out_channels":[32,64]"#))
         XCTAssertEqual(try UNetConfig(json: data), config)
         XCTAssertEqual(config.headsPerLevel, [2, 4])
     }
@@ -162,6 +163,28 @@ final class ModelConfigTests: XCTestCase {
                            .unsupported(model: "text encoder", setting: "hidden_act", value: "relu",
                                         reason: "SD1.x's CLIP uses quick_gelu; gelu is also accepted"))
         }
+    }
+
+    /// Every setting of each config has one JSON name that reads back to it: the snake-case form of
+    /// its Swift name, or the name `renamedSettings` gives it (the names `validate()` reports).
+    /// Another spelling of a setting is ignored as an unknown key.
+    func testEverySettingHasOneJSONNameThatReadsBack() throws {
+        func check<Config: ModelConfigFile>(_ type: Config.Type) {
+            let properties = Mirror(reflecting: Config()).children.compactMap(\.label)
+            XCTAssertFalse(properties.isEmpty)
+            for property in properties {
+                let key = Config.settingName(property)
+                XCTAssertEqual(Config.renamedSettings[key] ?? Config.propertyName(key), property, "\(Config.self).\(key)")
+            }
+            for property in Config.renamedSettings.values { XCTAssertTrue(properties.contains(property), property) }
+        }
+        check(UNetConfig.self)
+        check(VAEConfig.self)
+        check(CLIPTextConfig.self)
+        XCTAssertEqual(UNetConfig.settingName("normGroups"), "norm_num_groups")
+        XCTAssertEqual(UNetConfig.settingName("blockOutChannels"), "block_out_channels")
+        XCTAssertEqual(try VAEConfig(json: Data(#"{"norm_groups": 16, "normGroups": 8}"#.utf8)).normGroups, 32)
+        XCTAssertEqual(try VAEConfig(json: Data(#"{"norm_num_groups": 16}"#.utf8)).normGroups, 16)
     }
 
     /// A config.json that is not JSON, or has a setting of the wrong type, is refused naming it.

@@ -201,7 +201,7 @@ final class ImageToImageEndToEndTests: XCTestCase {
         let own = try JSONSerialization.jsonObject(with: Data((stored.settingsJSON ?? "{}").utf8)) as? [String: Any]
         XCTAssertEqual(own?["vae_tiling"] as? Bool, true, stored.settingsJSON ?? "no sdrepl keys")
         XCTAssertEqual(try pixels(sandbox.path + "/again.png"), try pixels(sandbox.path + "/tiled.png"), "load restores the tiling")
-        XCTAssertTrue(run.stderr.contains("t.sdscript:17: set vae-tiling: expected auto, on, off, got 'maybe'"), run.stderr)
+        XCTAssertTrue(run.stderr.contains("t.sdscript:17: set vae-tiling: expected auto, on or off, got 'maybe'"), run.stderr)
     }
 
     func testBadMasksAreClearErrors() throws {

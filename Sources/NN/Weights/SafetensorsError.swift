@@ -66,12 +66,15 @@ public enum SafetensorsError: Error, Equatable, CustomStringConvertible {
             return "tensor '\(tensor)' in \(path) has \(elements) elements but the buffer given holds \(bufferCount)"
         case let .writeFailed(path, reason):
             return "cannot write \(path): \(reason)"
-        default:
-            return "\(damage ?? "the file cannot be read"); \(Self.damaged)"
+        case .emptyFile, .fileTooShort, .headerTooLarge, .headerNotUTF8, .invalidJSON, .headerNotObject,
+             .duplicateName, .invalidEntry, .invalidMetadata, .unknownDtype, .invalidDimension, .sizeOverflow,
+             .reversedOffsets, .sizeMismatch, .overlappingTensors, .gapInData, .unindexedTrailingData:
+            return "\(damage ?? ""); \(Self.damaged)"
         }
     }
 
-    /// What is wrong with a file whose remedy is to get it again: damaged, or not safetensors.
+    /// What is wrong with a file whose remedy is to get it again (damaged, or not safetensors); nil
+    /// for the cases whose message says what to do itself.
     private var damage: String? {
         switch self {
         case let .emptyFile(path): return "\(path) is empty"
@@ -91,7 +94,9 @@ public enum SafetensorsError: Error, Equatable, CustomStringConvertible {
         case let .overlappingTensors(path, first, second): return "tensors '\(first)' and '\(second)' in \(path) share bytes"
         case let .gapInData(path, offset, before): return "the data of \(path) has unindexed bytes at offset \(offset), before tensor '\(before)' (the format requires every data byte to belong to a tensor)"
         case let .unindexedTrailingData(path, indexedEnd, dataLength): return "\(path) has \(dataLength - indexedEnd) bytes of data after its last tensor (the format requires every data byte to belong to a tensor)"
-        default: return nil
+        case .cannotOpen, .notARegularFile, .headerBeyondFile, .offsetsOutOfRange, .noSuchTensor, .unsupportedDtype,
+             .bufferSizeMismatch, .writeFailed:
+            return nil
         }
     }
 }

@@ -31,6 +31,8 @@ public protocol ImageGenerator: AnyObject {
     var identity: ModelIdentity? { get }
     /// The memory mode the model was loaded in (nil for test doubles that do not say).
     var memoryMode: MemoryMode? { get }
+    /// The bytes of weights the model keeps between uses once it has run (nil: not known).
+    var keptWeightBytes: Int? { get }
 
     /// Generates `request.batchCount` images with seeds `seed`, `seed + 1`, …, preparing the
     /// request (LoRAs, embeddings, the text encoder) once for the whole batch.
@@ -56,6 +58,7 @@ public protocol ImageGenerator: AnyObject {
 
 extension ImageGenerator {
     public var memoryMode: MemoryMode? { nil }
+    public var keptWeightBytes: Int? { nil }
 }
 
 /// Loads a generator for a model found by the `ModelCatalog`.

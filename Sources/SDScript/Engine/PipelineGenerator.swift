@@ -47,6 +47,7 @@ public final class PipelineGenerator: ImageGenerator {
     public let identity: ModelIdentity?
     public let loadWarnings: [String]
     public var memoryMode: MemoryMode? { pipeline.checkpoint.memoryMode }
+    public var keptWeightBytes: Int? { pipeline.checkpoint.memoryMode == .fast ? pipeline.checkpoint.fastModeByteCount : 0 }
 
     public init(pipeline: StableDiffusionPipeline) {
         self.pipeline = pipeline

@@ -151,7 +151,8 @@ extension Session {
         guard case .fixed(let base) = cells[range.lowerBound].request.seed else { preconditionFailure("seeds are fixed by now") }
         var request = try generation.resolve(cells[range.lowerBound].request, seed: base, count: range.count, command: "grid",
                                              history: history.images, note: { [io] in io.output($0) })
-        try settleVAETiling(&request.engine, choice: cells[range.lowerBound].request.vaeTiling, command: "grid")
+        let size = request.engine.hires.map { ($0.width, $0.height) } ?? (request.engine.width, request.engine.height)
+        request.engine.vaeTiling = try settleVAETiling(cells[range.lowerBound].request.vaeTiling, width: size.0, height: size.1, command: "grid")
         var cellSettings = settings
         cellSettings.request = cells[range.lowerBound].request
         // A grid renders the cells' own settings: a draft's LoRA, sampling and TAESD are not applied.

@@ -54,7 +54,15 @@ extension Command {
         let own = stored.settingsJSON.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) } as? [String: Any] ?? [:]
         settings.spacing = (own["spacing"] as? String).flatMap(TimestepSpacing.init(rawValue:))
         if let eta = own["eta"] as? Double, (0...1).contains(eta) { settings.eta = eta }
-        settings.vaeTiling = own["vae_tiling"] as? Bool ?? false ? .on : .off
+        defer {
+            // Tiling changes the pixels only of pictures over the tile: a smaller one leaves the choice as it was.
+            let size = settings.hiresFix.map { ($0.width, $0.height) } ?? (settings.width, settings.height)
+            if own["vae_tiling"] as? Bool == true {
+                settings.vaeTiling = .on
+            } else if max(size.0, size.1) > VAETiling.tileSide {
+                settings.vaeTiling = .off
+            }
+        }
         settings.deepCache = ((own["deepcache"] as? Int) ?? recipe.extra("DeepCache").flatMap(Int.init))
             .flatMap { RequestLimits.deepCache.contains($0) ? $0 : nil }
         settings.initImage = nil

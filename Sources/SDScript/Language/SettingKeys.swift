@@ -140,7 +140,17 @@ public struct SettingKey {
                    show: { $0.request.mask ?? "(none)" }, reset: { $0.request.mask = nil }, transcript: .inputPath()),
         integer("mask-blur", range: RequestLimits.maskBlur, \.request.maskBlur),
         onOff("inpaint-paste", \.request.inpaintPaste, help: "inpainting: the original kept outside the blurred mask, as A1111"),
-        choice("vae-tiling", VAETiling.self, \.request.vaeTiling),
+        SettingKey(name: "vae-tiling", values: "auto|on|off (images over 512 encoded and decoded in tiles, as diffusers' enable_vae_tiling: "
+                   + "less memory, slightly other pixels; auto: on in low-memory mode)",
+                   kind: .words, choices: { _ in VAETiling.allCases.map(\.rawValue) }, completesPaths: false,
+                   apply: { session, value in
+                       guard let choice = VAETiling(setting: value) else {
+                           throw ScriptError.badArgument(command: "set vae-tiling", argument: value, reason: "expected auto, on or off, got",
+                                                         suggestion: closestWord(to: value, in: VAETiling.allCases.map(\.rawValue)))
+                       }
+                       session.settings.request.vaeTiling = choice
+                   },
+                   show: { $0.request.vaeTiling.rawValue }, reset: { $0.request.vaeTiling = RequestDefaults().vaeTiling }),
         SettingKey(name: "hires", values: "SCALE|WxH|off (hires fix: a second pass at a larger size)", kind: .words,
                    choices: { _ in ["off", "1.5", "2"] }, completesPaths: false,
                    apply: { session, value in session.settings.request.hires = try parseHires(value) },

@@ -12,7 +12,6 @@ final class GenerationService {
 
     /// The generator loaded now, if any (nothing is loaded to answer).
     var cachedGenerator: ImageGenerator? { cached?.generator }
-    private var suggestedTiling = false
 
     init(components: Components) {
         self.components = components
@@ -168,24 +167,12 @@ final class GenerationService {
         return folders.map(\.standardizedFileURL).filter { seen.insert($0.path).inserted }
     }
 
-    /// Once a session: in low-memory mode, a picture over 512 a side decoded whole needs far more than
-    /// the rest of the work (2.9 GB at 1024×1024), so say how VAE tiling keeps it near 1 GB.
-    private func suggestTiling(for request: GenerationRequest, memory: MemoryMode?, io: SessionIO) {
-        let (width, height) = request.hires.map { ($0.width, $0.height) } ?? (request.width, request.height)
-        guard memory == .low, !request.vaeTiling, max(width, height) > 512, !suggestedTiling else { return }
-        suggestedTiling = true
-        let gigabytes = 2.9 * Double(width * height) / Double(1024 * 1024)
-        io.output("note: in low-memory mode the VAE decode of a \(width)x\(height) picture needs about \(String(format: "%.1f", gigabytes)) GB; "
-                  + "'set vae-tiling on' decodes it in 512-pixel tiles in about 1 GB (diffusers' enable_vae_tiling: slightly different pixels)")
-    }
-
     /// Runs `request` (all its images) through the engine, handing each finished image to `made`.
     /// - Throws: `ScriptError.cancelled` after Ctrl-C (with how many images were made), or
     ///   `ScriptError.generation` naming what the engine refused.
     func generate(_ request: StyledRequest, settings: SessionSettings, io: SessionIO,
                   made: (GenerationResult, RGBImage, ModelIdentity?) throws -> Void) throws {
         let generator = try self.generator(for: settings.resources, io: io)
-        suggestTiling(for: request.engine, memory: generator.memoryMode, io: io)
         var folders = self.folders(for: settings.resources)
         if settings.output.preview != .off { folders.previewDecoder = previewTAESD(settings.resources) }
         let count = request.engine.batchCount

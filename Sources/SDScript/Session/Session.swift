@@ -172,6 +172,8 @@ public final class Session {
             base = drawSeed()
             log.line.preamble.append("seed \(base) # random")
         }
+        let size = settings.request.hiresFix.map { ($0.width, $0.height) } ?? (settings.request.width, settings.request.height)
+        _ = try settleVAETiling(settings.request.vaeTiling, width: size.0, height: size.1, command: "gen")
         if let sharding { return try generateShare(count: count, base: base, in: sharding) }
         history.startBatch()
         try renderGen(try resolvedRequest(seed: base, count: count), base: base)
@@ -187,8 +189,6 @@ public final class Session {
     /// Runs `request` (seeds from `base`) and keeps each image in the current batch as it is
     /// finished; `own` is the request with the user's own settings when `request` is a draft of it.
     func render(_ request: StyledRequest, base: UInt64, settings: SessionSettings, own: StyledRequest?, command: String) throws {
-        var request = request
-        try settleVAETiling(&request.engine, choice: settings.request.vaeTiling, command: command)
         let vae = generation.vaeFile(settings.resources)
         try generation.generate(request, settings: settings, io: io) { result, pixels, model in
             let offset = Int(result.request.seed &- base)
@@ -199,26 +199,6 @@ public final class Session {
             entry.finalRequest = own?.image(offset)
             try keep(entry, command: command)
         }
-    }
-
-    /// `set vae-tiling auto` made explicit by the first picture over 512 a side: on in low-memory mode,
-    /// where a whole 1024×1024 decode needs 2.9 GB against about 1 GB in tiles, off otherwise. The
-    /// transcript records the choice before the command, so a replay decodes alike on any machine.
-    /// `choice` is the request's own setting (a grid cell keeps the one it was made with).
-    func settleVAETiling(_ request: inout GenerationRequest, choice: VAETiling, command: String) throws {
-        let (width, height) = request.hires.map { ($0.width, $0.height) } ?? (request.width, request.height)
-        guard choice == .auto, max(width, height) > 512 else { return }
-        if settings.request.vaeTiling == .auto {
-            let low = try loadedGenerator(for: command).memoryMode == .low
-            settings.request.vaeTiling = low ? .on : .off
-            log.line.preamble.append("set vae-tiling \(settings.request.vaeTiling.rawValue)")
-            if low {
-                io.output("note: low-memory mode: pictures over 512 a side are now encoded and decoded in 512-pixel tiles "
-                          + "(set vae-tiling on: about 1 GB for 1024x1024 instead of 2.9 GB; diffusers' enable_vae_tiling, "
-                          + "slightly different pixels); 'set vae-tiling off' decodes them whole")
-            }
-        }
-        request.vaeTiling = settings.request.vaeTiling == .on
     }
 
     /// Adds a finished image to the history (in the current batch) and the transcript's results,

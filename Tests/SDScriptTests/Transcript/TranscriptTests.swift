@@ -154,6 +154,7 @@ final class GenerationTests: XCTestCase {
             var expected = RequestDefaults()
             (expected.prompt, expected.negative, expected.seed, expected.steps, expected.cfg) = ("a fox, (snow:1.2)", "ugly", .fixed(77), 30, 6)
             (expected.width, expected.height, expected.sampler, expected.clipSkip) = (512, 768, .dpmpp2mKarras, 2)
+            expected.vaeTiling = .off  // over 512 a side and made without tiling, so replayed without it
             XCTAssertEqual(session.settings.request, expected, path)
             XCTAssertEqual(session.settings.request.seed, .fixed(77))
         }
@@ -318,50 +319,6 @@ final class TranscriptTests: XCTestCase {
         let saved = absolute("generated_images/3.png")
         XCTAssertTrue(text.contains("\ninit \(saved)\nset init \(saved)\n"), text)
         XCTAssertTrue(text.hasSuffix("\ninit 2\n"), text)
-    }
-
-    /// In low-memory mode the first picture over 512 a side says once how VAE tiling keeps its
-    /// decode small; not in fast mode, not with tiling on.
-    func testLowMemoryLargePicturesSuggestVAETilingOnce() {
-        let io = BufferIO()
-        let loader = CountingLoader()
-        loader.generator.memoryMode = .low
-        let session = makeSession(io: io, loader: loader)
-        let note = "note: in low-memory mode the VAE decode of a 1024x768 picture needs about 2.2 GB; "
-            + "'set vae-tiling on' decodes it in 512-pixel tiles in about 1 GB (diffusers' enable_vae_tiling: slightly different pixels)"
-        for line in ["prompt x", "set steps 1", "gen", "set size 1024x768", "set vae-tiling on", "gen", "set vae-tiling off", "gen", "gen"] {
-            XCTAssertEqual(session.execute(line), .ok, line)
-        }
-        XCTAssertEqual(io.lines.filter { $0.hasPrefix("note: in low-memory mode") }, [note])
-        loader.generator.memoryMode = .fast
-        let fast = BufferIO()
-        let other = makeSession(io: fast, loader: loader)
-        for line in ["prompt x", "set steps 1", "set size 1024x768", "gen"] { XCTAssertEqual(other.execute(line), .ok, line) }
-        XCTAssertFalse(fast.lines.contains { $0.hasPrefix("note: in low-memory mode") }, "\(fast.lines)")
-    }
-
-    /// `set vae-tiling auto` (the default) is settled by the first picture over 512 a side: on in
-    /// low-memory mode, said once, off in fast mode; either way the transcript records the choice
-    /// before the `gen`, so a replay on another machine decodes alike. Smaller pictures leave it.
-    func testAutoVAETilingIsSettledByTheFirstLargePictureAndRecorded() throws {
-        for (memory, choice) in [(MemoryMode.low, "on"), (.fast, "off")] {
-            let folder = TemporaryFolder()
-            let recorder = try TranscriptRecorder(directory: folder.path, date: Date(timeIntervalSince1970: 1_795_000_000))
-            let io = BufferIO()
-            let loader = CountingLoader()
-            loader.generator.memoryMode = memory
-            let session = makeSession(io: io, transcript: recorder, loader: loader)
-            for line in ["prompt x", "seed 3", "set steps 1", "gen", "set size 1024x768", "gen", "gen"] {
-                XCTAssertEqual(session.execute(line), .ok, line)
-            }
-            XCTAssertEqual(loader.generator.requests.map(\.vaeTiling), [false, memory == .low, memory == .low], "\(memory)")
-            XCTAssertEqual(session.settings.request.vaeTiling.rawValue, choice)
-            let notes = io.lines.filter { $0.hasPrefix("note: low-memory mode: pictures over 512 a side are now encoded and decoded in 512-pixel tiles") }
-            XCTAssertEqual(notes.count, memory == .low ? 1 : 0, "\(io.lines)")
-            let text = try String(contentsOfFile: recorder.path, encoding: .utf8)
-            XCTAssertEqual(text.components(separatedBy: "\nset vae-tiling \(choice)\ngen\n").count, 2, text)
-            XCTAssertFalse(text.contains("set vae-tiling \(choice == "on" ? "off" : "on")"), text)
-        }
     }
 
     /// A transcript on a full disk (/dev/full answers every write with ENOSPC): the failure is
