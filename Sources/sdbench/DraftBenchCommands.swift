@@ -51,13 +51,11 @@ struct DraftBenchChild: ParsableCommand {
         let begin = timing.now()
         let pipeline = try StableDiffusionPipeline(url: URL(fileURLWithPath: path), options: LoadOptions(memoryMode: .low))
         _ = try DraftBench.prepare(pipeline)
-        let results = try pipeline.generate(DraftBench.request) { p in
+        _ = try pipeline.generate(DraftBench.request) { p in
             say(String(format: "  low draft: step %d/%d, %.1f s; %@", p.step, p.total, p.elapsed, Machine.memory))
         }
         let seconds = timing.now() - begin
-        let varied = Set(results.first?.image.rgb.prefix(1 << 16) ?? []).count > 8
         print(JSON.object([("seconds", .number(seconds, decimals: 2)),
-                           ("finite", .string(varied ? "yes" : "no")),
                            ("peak_rss_mb", .number(Machine.status("VmHWM"), decimals: 0))]).text)
     }
 }

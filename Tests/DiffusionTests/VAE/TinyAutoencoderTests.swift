@@ -2,6 +2,7 @@ import Foundation
 import TestSupport
 import XCTest
 @testable import Diffusion
+@testable import NN
 
 /// TAESD's decoder against diffusers' `AutoencoderTiny.decode` on a tiny random model, in both layouts
 /// users have (`taesd/reference.json` holds the Python; `make_taesd_fixtures.py` writes the files).
