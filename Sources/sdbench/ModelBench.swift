@@ -69,7 +69,7 @@ struct ModelBench: ParsableCommand {
     @Flag(help: "Skip the low-memory and default-mode child processes (first step, peak RSS).")
     var skipLow = false
 
-    @Flag(help: "Skip the draft figures (batch-1 UNet step, TAESD decode, a 4-step LCM draft with a rank-64 LoRA).")
+    @Flag(help: "Skip the draft figures (batch-1 UNet step, TAESD decode, a 4-step LCM draft with a rank-64 LoRA, in fast mode and in a low-memory child).")
     var skipDraft = false
 
     @Flag(help: "Skip the x4 upscale (a child process running `sdbench upscale`, about 1 minute).")
@@ -146,7 +146,7 @@ struct ModelBench: ParsableCommand {
         ]
         if !skipDraft {
             fields += try DraftBench.fields(pipeline, timing: timing, roof: { sampleRoof(); return roofSamples.max() ?? 0 },
-                                            lowMemory: skipLow ? nil : (url, options))
+                                            lowMemory: (url, options))
         }
         if !skipLow {
             let lowStep = low["unet_step_seconds"] as? Double ?? .nan
