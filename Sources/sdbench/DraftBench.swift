@@ -86,6 +86,7 @@ enum DraftBench {
                          ("taesd_decode_seconds", .number(decode, decimals: 3)),
                          ("draft_seconds", .number(draft, decimals: 2)),
                          ("draft_floor_seconds", .number(floor, decimals: 2)),
+                         ("draft_roof_gflops", .number(roofGFLOPs, decimals: 1)),  // the best sample so far, which the floor uses
                          ("draft_floor_ratio", .number(draft / floor, decimals: 3)),
                          ("unet_b1_profile", profileJSON(stepProfile, total: step)),
                          ("taesd_profile", profileJSON(decodeProfile, total: decode))]
