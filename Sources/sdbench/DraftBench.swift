@@ -25,9 +25,17 @@ enum DraftBench {
         let folder = SyntheticCheckpoint.defaultURL.deletingLastPathComponent()
         let lora = folder.appendingPathComponent("bench-lcm-r64.safetensors")
         if !FileManager.default.fileExists(atPath: lora.path) { try writeLoRA(to: lora) }
-        let taesd = folder.appendingPathComponent("bench-taesd.safetensors")
-        if !FileManager.default.fileExists(atPath: taesd.path) { try writeTAESD(to: taesd) }
-        return (folder, taesd)
+        return (folder, try taesdFile())
+    }
+
+    /// TAESD's file (2.4 MB), written beside the synthetic checkpoint on first use.
+    static func taesdFile() throws -> URL {
+        let taesd = SyntheticCheckpoint.defaultURL.deletingLastPathComponent().appendingPathComponent("bench-taesd.safetensors")
+        if !FileManager.default.fileExists(atPath: taesd.path) {
+            try FileManager.default.createDirectory(at: taesd.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try writeTAESD(to: taesd)
+        }
+        return taesd
     }
 
     /// Sets `pipeline` up for drafts: the bench LoRA's folder and TAESD as its decoder.

@@ -6,8 +6,8 @@ import Foundation
 struct OpCase {
     var what: String
     var flops: Double
-    /// Builds the inputs once and returns the timed call.
-    var prepare: () -> () -> Void
+    /// Builds the inputs once and returns the timed call, or nil when the case cannot run here.
+    var prepare: () -> (() -> Void)?
 
     static func conv(_ what: String, n: Int, cin: Int, cout: Int, size: Int, k: Int = 3, stride: Int = 1) -> OpCase {
         let out = (size + 2 * (k / 2) - k) / stride + 1
@@ -51,7 +51,7 @@ struct OpCase {
     }
 
     /// Memory-bound ops have no FLOP figure worth a ratio; they report time only (flops 0).
-    static func timed(_ what: String, _ prepare: @escaping () -> () -> Void) -> OpCase {
+    static func timed(_ what: String, _ prepare: @escaping () -> (() -> Void)?) -> OpCase {
         OpCase(what: what, flops: 0, prepare: prepare)
     }
 
@@ -100,13 +100,15 @@ struct OpCase {
             return { _ = x.groupNorm(groups: 32, weight: w, bias: b, eps: 1e-6, fusedSiLU: true) }
         },
         timed("taesd decode 64x64 -> 512x512 (the bench's random weights)") {
-            guard let taesd = try? TinyAutoencoderDecoder.load(DraftBench.files().taesd) else { return {} }
+            guard let taesd = try? TinyAutoencoderDecoder.load(DraftBench.taesdFile()) else { return nil }
             let latents = Workload.latents(batch: 1)
             return { _ = try? taesd.decode(latents, cancellation: nil) }
         },
         timed("text encoder 77 tokens batch 1 (the synthetic checkpoint, fast mode)") {
-            guard let url = try? SyntheticCheckpoint.ensure(at: SyntheticCheckpoint.defaultURL, log: say),
-                  let pipeline = try? StableDiffusionPipeline(url: url, options: LoadOptions(memoryMode: .fast)) else { return {} }
+            // Only where `sdbench model` has made the checkpoint: `ops` does not write 2 GB on its own.
+            let url = SyntheticCheckpoint.defaultURL
+            guard FileManager.default.fileExists(atPath: url.path),
+                  let pipeline = try? StableDiffusionPipeline(url: url, options: LoadOptions(memoryMode: .fast)) else { return nil }
             return { _ = try? pipeline.encodeText(prompt: Workload.prompt, negativePrompt: "", clipSkip: 1, guidance: false) }
         },
         timed("taesd relu 64ch 512x512") {
@@ -161,7 +163,10 @@ struct OpsBench: ParsableCommand {
             .map { GEMMBench.measure($0, timing: options.timing) }.max() ?? 0
         var results = [JSON]()
         for op in OpCase.sd15 where filter.map({ op.what.contains($0) }) ?? true {
-            let call = op.prepare()
+            guard let call = op.prepare() else {
+                say("\(op.what): skipped (its weights are not here; `sdbench model` makes them)")
+                continue
+            }
             let seconds = options.timing.best(call)
             var fields: [(String, JSON)] = [("what", .string(op.what)), ("seconds", .number(seconds, decimals: 4))]
             if op.flops > 0 {
