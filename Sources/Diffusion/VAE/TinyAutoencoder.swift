@@ -98,7 +98,7 @@ public struct TinyAutoencoderDecoder: LatentDecoder, Sendable {
         // clamp: 3·tanh(x/3), in Float32 as torch
         var h = latents
         for i in h.data.indices { h.data[i] = tanhf(h.data[i] / 3) * 3 }
-        h = convIn(h, relu: true)
+        h = convIn(h).relu()
         for level in levels {
             try cancellation?.check()
             for block in level.blocks { h = block(h) }
@@ -125,8 +125,8 @@ struct TinyBlock: Sendable {
     }
 
     func callAsFunction(_ x: Tensor) -> Tensor {
-        let h = convs[1](convs[0](x, relu: true), relu: true)
-        return convs[2](h, adding: skip?(x) ?? x, relu: true)
+        let h = convs[2](convs[1](convs[0](x).relu()).relu())
+        return (h + (skip?(x) ?? x)).relu()
     }
 }
 

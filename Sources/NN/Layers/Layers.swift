@@ -37,16 +37,12 @@ public struct Conv2d: Sendable {
         self.padding = padding ?? kernel / 2
     }
 
-    /// - Parameters:
-    ///   - residual, relu: `relu(conv(x) + residual)`, either part optional, fused into the
-    ///     convolution's output where its path allows (`Tensor.conv2d(…adding:relu:)`).
-    public func callAsFunction(_ x: Tensor, adding residual: Tensor? = nil, relu: Bool = false) -> Tensor {
+    public func callAsFunction(_ x: Tensor) -> Tensor {
         let w = weight.value, b = bias?.value
         let k = w.shape[2], outH = (x.shape[2] + 2 * padding - k) / stride + 1, outW = (x.shape[3] + 2 * padding - k) / stride + 1
         let flops = 2 * Double(x.shape[0] * w.count) * Double(outH * outW)
         return Profiler.measure(k == 1 ? .conv1x1 : .conv3x3, flops: flops) {
-            residual == nil && !relu ? x.conv2d(weight: w, bias: b, stride: stride, padding: padding)
-                : x.conv2d(weight: w, bias: b, stride: stride, padding: padding, adding: residual, relu: relu)
+            x.conv2d(weight: w, bias: b, stride: stride, padding: padding)
         }
     }
 }

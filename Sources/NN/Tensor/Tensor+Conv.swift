@@ -33,15 +33,6 @@ extension Tensor {
         conv2d(weight: weight, bias: bias, stride: stride, padding: padding, columnBudget: Tensor.convColumnBudget)
     }
 
-    /// `relu(conv2d(…) + residual)`, either part optional: the sum and the ReLU are done as the
-    /// Winograd path writes its output, without another pass over the feature map (TAESD's blocks
-    /// end in `ReLU(conv(h) + x)`); other paths apply them after the convolution.
-    /// - Precondition: `residual`, when given, has the output's shape.
-    public func conv2d(weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Int, adding residual: Tensor?, relu: Bool) -> Tensor {
-        conv2d(weight: weight, bias: bias, stride: stride, padding: padding, columnBudget: Tensor.convColumnBudget,
-               epilogue: (residual, relu))
-    }
-
     /// How `conv2d` turns a convolution into GEMMs. `conv2d` picks one by shape; forcing one is for
     /// benchmarks and tests (all give the same result to rounding).
     public enum ConvStrategy: String, Sendable, CaseIterable {
@@ -75,7 +66,7 @@ extension Tensor {
     /// `conv2d` with an explicit strategy and band budget (floats of scratch per band), so tests
     /// can force every path and many bands on small inputs.
     func conv2d(weight: Tensor, bias: Tensor?, stride: Int, padding: Int, columnBudget: Int,
-                strategy forced: ConvStrategy? = nil, epilogue: (residual: Tensor?, relu: Bool) = (nil, false)) -> Tensor {
+                strategy forced: ConvStrategy? = nil) -> Tensor {
         precondition(rank == 4, "conv2d input must be NCHW, got \(shape)")
         precondition(weight.rank == 4 && weight.shape[2] == weight.shape[3],
                      "conv2d weight must be [Cout, Cin, k, k], got \(weight.shape)")
@@ -94,20 +85,13 @@ extension Tensor {
         precondition(strategy != .direct || (k == 1 && stride == 1 && padding == 0), "direct convolution needs 1×1, stride 1, no padding")
         precondition(strategy != .winograd || (k == 3 && stride == 1 && padding == 1), "Winograd convolution needs 3×3, stride 1, padding 1")
 
-        if let residual = epilogue.residual { precondition(residual.shape == [n, cout, hout, wout], "conv2d: residual \(residual.shape) is not the output's") }
-        if strategy != .winograd && (epilogue.residual != nil || epilogue.relu) {
-            var out = conv2d(weight: weight, bias: bias, stride: stride, padding: padding, columnBudget: columnBudget, strategy: strategy)
-            out.formEpilogue(adding: epilogue.residual, relu: epilogue.relu)
-            return out
-        }
         if strategy == .winograd {
             // Every output element is written by the output transform.
             var out = Tensor(uninitializedShape: [n, cout, hout, wout])
-            let residual = epilogue.residual?.data ?? []
             let slice = max(8, min(cout, Tensor.winogradWeightBudget / (36 * cin)))
             out.data.withUnsafeMutableBufferPointer { o in
                 data.withUnsafeBufferPointer { xb in
-                    (bias?.data ?? []).withUnsafeBufferPointer { bb in residual.withUnsafeBufferPointer { rb in
+                    (bias?.data ?? []).withUnsafeBufferPointer { bb in
                         for first in Swift.stride(from: 0, to: cout, by: slice) {
                             let outputs = first..<min(cout, first + slice)
                             let u = Tensor.winogradWeights(weight, outputs: outputs)
@@ -115,11 +99,10 @@ extension Tensor {
                                 Tensor.convWinograd(xb.baseAddress!, batch: n, channels: cin, height: h, width: w,
                                                     transformedWeights: ub.baseAddress!, outChannels: outputs.count,
                                                     bias: bb.isEmpty ? bb : UnsafeBufferPointer(rebasing: bb[outputs]),
-                                                    into: o.baseAddress! + first * h * w, outChannelStride: cout,
-                                                    residual: rb.isEmpty ? nil : rb.baseAddress! + first * h * w, relu: epilogue.relu)
+                                                    into: o.baseAddress! + first * h * w, outChannelStride: cout)
                             }
                         }
-                    } }
+                    }
                 }
             }
             return out
@@ -210,28 +193,6 @@ extension Tensor {
             }
         }
         return out
-    }
-
-    /// `self = relu(self + residual)` in place, either part optional.
-    mutating func formEpilogue(adding residual: Tensor?, relu: Bool) {
-        let n = count, zero = FastMath.V(repeating: 0)
-        let res = residual?.data ?? []
-        data.withUnsafeMutableBufferPointer { buffer in
-            res.withUnsafeBufferPointer { rb in
-                let x = SharedPointer(buffer.baseAddress!)
-                Parallel.forEach((n + 7) / 8, grain: Tensor.elementGrain / 8) { range in
-                    let start = range.lowerBound * 8, end = min(n, range.upperBound * 8)
-                    if !rb.isEmpty, let r = rb.baseAddress {
-                        FastMath.zip(x.base + start, r + start, x.base + start, count: end - start) { a, b in
-                            let sum = a + b
-                            return relu ? sum.replacing(with: zero, where: sum .< zero) : sum
-                        }
-                    } else if relu {
-                        FastMath.map(x.base + start, x.base + start, count: end - start) { $0.replacing(with: zero, where: $0 .< zero) }
-                    }
-                }
-            }
-        }
     }
 
     /// The weights `[Cout, Cin, k, k]` regrouped per kernel tap as `[k·k][Cout, Cin]`, so each tap

@@ -167,12 +167,10 @@ extension Tensor {
     ///   - bias: `Cout` values, or empty.
     ///   - outChannelStride: the output's channel count, when these `Cout` channels are a slice of
     ///     it starting at `y`.
-    ///   - residual, relu: an epilogue, `y = relu(y + residual)` (`residual` laid out as `y`), done
-    ///     on each output row as it is written.
     static func convWinograd(
         _ x: UnsafePointer<Float>, batch n: Int, channels cin: Int, height h: Int, width w: Int,
         transformedWeights u: UnsafePointer<Float>, outChannels cout: Int, bias: UnsafeBufferPointer<Float>,
-        into y: UnsafeMutablePointer<Float>, outChannelStride: Int? = nil, residual: UnsafePointer<Float>? = nil, relu: Bool = false
+        into y: UnsafeMutablePointer<Float>, outChannelStride: Int? = nil
     ) {
         let tileRows = (h + 3) / 4, tileCols = (w + 3) / 4
         let groups = (tileCols + 7) / 8
@@ -233,11 +231,11 @@ extension Tensor {
                         let b = bias.isEmpty ? 0 : bias[co]
                         for r in 0..<rows {
                             let image = (row0 + r) / tileRows, tileRow = (row0 + r) % tileRows
-                            let offset = (image * (outChannelStride ?? cout) + co) * h * w
+                            let plane = out.base + (image * (outChannelStride ?? cout) + co) * h * w
                             for g in 0..<groups {
                                 gatherOutputGroup(m + co * stride + r * tileCols + 8 * g, positionStride: cout * stride, bias: b,
-                                                  into: out.base + offset, height: h, width: w, tileRow: tileRow, firstTile: 8 * g,
-                                                  lanes: min(8, tileCols - 8 * g), residual: residual.map { $0 + offset }, relu: relu)
+                                                  into: plane, height: h, width: w, tileRow: tileRow, firstTile: 8 * g,
+                                                  lanes: min(8, tileCols - 8 * g))
                             }
                         }
                     }
@@ -332,12 +330,11 @@ extension Tensor {
 
     /// Eight neighbouring tiles of one output channel from `M` (position `p` at
     /// `m + p·positionStride`, one lane per tile), through Aᵀ·M·A plus the bias, written to the
-    /// output plane, then `relu(· + residual)` where asked; rows and columns past the image's edge are dropped.
+    /// output plane; rows and columns past the image's edge are dropped.
     @inline(__always)
     static func gatherOutputGroup(
         _ m: UnsafePointer<Float>, positionStride: Int, bias: Float,
-        into plane: UnsafeMutablePointer<Float>, height h: Int, width w: Int, tileRow: Int, firstTile: Int, lanes: Int,
-        residual: UnsafePointer<Float>? = nil, relu: Bool = false
+        into plane: UnsafeMutablePointer<Float>, height h: Int, width w: Int, tileRow: Int, firstTile: Int, lanes: Int
     ) {
         @inline(__always) func load(_ p: Int) -> FastMath.V {
             UnsafeRawPointer(m + p * positionStride).loadUnaligned(as: FastMath.V.self)
@@ -375,12 +372,6 @@ extension Tensor {
                     if x0 + 2 < columns { line[x0 + 2] = c2[l] }
                     if x0 + 3 < columns { line[x0 + 3] = c3[l] }
                 }
-            }
-            if residual != nil || relu {
-                // The row's (up to) 32 values were just stored, so this pass reads them from L1.
-                let count = min(4 * lanes, w - 4 * firstTile), zero = FastMath.V(repeating: 0)
-                if let residual { FastMath.zip(line, residual + (line - plane), line, count: count) { $0 + $1 } }
-                if relu { FastMath.map(line, line, count: count) { $0.replacing(with: zero, where: $0 .< zero) } }
             }
         }
     }

@@ -79,25 +79,3 @@ final class WinogradTests: XCTestCase {
         XCTAssertEqual(strategy(n: 2, k: 1, padding: 0, size: 64), .direct)
     }
 }
-
-/// `conv2d(…adding:relu:)`: the epilogue fused into Winograd's output rows, and applied after the
-/// other paths, against the unfused ops.
-final class ConvEpilogueTests: XCTestCase {
-    func testFusedSumAndReLUEqualTheUnfusedOps() {
-        for (i, (h, w)) in [(5, 8), (13, 33), (64, 40)].enumerated() {
-            let x = Tensor.random([1, 6, h, w], seed: 500 + UInt64(i)), weight = Tensor.random([7, 6, 3, 3], seed: 510 + UInt64(i))
-            let b = Tensor.random([7], seed: 520), residual = Tensor.random([1, 7, h, w], seed: 530)
-            for strategy in [Tensor.ConvStrategy.winograd, .shifted, .im2col] {
-                let conv = x.conv2d(weight: weight, bias: b, stride: 1, padding: 1, strategy: strategy)
-                for (sum, relu) in [(true, true), (true, false), (false, true)] {
-                    var want = sum ? conv + residual : conv
-                    if relu { want = want.relu() }
-                    let got = x.conv2d(weight: weight, bias: b, stride: 1, padding: 1, columnBudget: Tensor.convColumnBudget,
-                                       strategy: strategy, epilogue: (sum ? residual : nil, relu))
-                    // The same sums in the same order: equal to the last bit.
-                    XCTAssertEqual(got, want, "\(strategy) \(h)×\(w) sum \(sum) relu \(relu)")
-                }
-            }
-        }
-    }
-}
