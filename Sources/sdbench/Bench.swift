@@ -22,7 +22,8 @@ struct Bench: ParsableCommand {
         commandName: "sdbench",
         abstract: "sdrepl's benchmark: prints one JSON line of measurements.",
         subcommands: [GEMMBench.self, OpsBench.self, ModelBench.self, ModelBenchChild.self, ImageBench.self, ImageBenchChild.self,
-                      UpscaleBench.self, DeepCacheBench.self, DefaultModeBenchChild.self],
+                      UpscaleBench.self, DeepCacheBench.self, DefaultModeBenchChild.self, DraftBenchCommand.self,
+                      DraftBenchChild.self],
         defaultSubcommand: GEMMBench.self
     )
 }

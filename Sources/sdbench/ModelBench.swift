@@ -69,7 +69,7 @@ struct ModelBench: ParsableCommand {
     @Flag(help: "Skip the low-memory and default-mode child processes (first step, peak RSS).")
     var skipLow = false
 
-    @Flag(help: "Skip the draft figures (batch-1 UNet step, TAESD decode, a 4-step LCM draft with a rank-64 LoRA).")
+    @Flag(help: "Skip the draft figures (batch-1 UNet step, TAESD decode, a 4-step LCM draft with a rank-64 LoRA, in fast mode and in a low-memory child).")
     var skipDraft = false
 
     @Flag(help: "Skip the x4 upscale (a child process running `sdbench upscale`, about 1 minute).")
@@ -145,7 +145,8 @@ struct ModelBench: ParsableCommand {
             ("text_encoder_gflops", .number(ReferenceFLOPs.textEncoder / textSeconds / 1e9, decimals: 1)),
         ]
         if !skipDraft {
-            fields += try DraftBench.fields(pipeline, timing: timing, roof: { sampleRoof(); return roofSamples.max() ?? 0 })
+            fields += try DraftBench.fields(pipeline, timing: timing, roof: { sampleRoof(); return roofSamples.max() ?? 0 },
+                                            lowMemory: (url, options))
         }
         if !skipLow {
             let lowStep = low["unet_step_seconds"] as? Double ?? .nan
@@ -206,39 +207,6 @@ struct ModelBench: ParsableCommand {
     func profiled(_ timing: Timing, _ body: () -> Void) -> (Double, [Profiler.Kind: Profiler.Entry]) {
         body()  // warm-up: fast mode converts the weights here
         return bestProfiled(repeats: timing.repeats, timing, body)
-    }
-
-    func printProfile(_ what: String, _ profile: [Profiler.Kind: Profiler.Entry], total: Double, roof: Double, reference: Double) {
-        say("  profile of the \(what) (wall time per op kind; GFLOP/s on the engine's own dense counts):")
-        say("    op kind             calls   seconds  share   GFLOP   GFLOP/s  of roof")
-        var accounted = 0.0, counted = 0.0
-        for kind in Profiler.Kind.allCases {
-            guard let e = profile[kind] else { continue }
-            accounted += e.seconds
-            counted += e.flops
-            let rate = e.flops > 0 ? String(format: "%8.1f  %6.3f", e.flops / e.seconds / 1e9, e.flops / e.seconds / 1e9 / roof) : "       -       -"
-            say("    " + pad(kind.rawValue) + String(format: " %6d  %8.3f  %5.1f%%  %6.1f  ", e.calls, e.seconds,
-                                                    100 * e.seconds / total, e.flops / 1e9) + rate)
-        }
-        say("    " + pad("other") + String(format: "         %8.3f  %5.1f%%", total - accounted, 100 * (total - accounted) / total))
-        say(String(format: "    dense FLOPs counted by the hooks: %.1f GFLOP (reference count %.1f)", counted / 1e9, reference / 1e9))
-    }
-
-    func pad(_ s: String) -> String { s.padding(toLength: 18, withPad: " ", startingAt: 0) }
-
-    func profileJSON(_ profile: [Profiler.Kind: Profiler.Entry], total: Double) -> JSON {
-        var fields: [(String, JSON)] = []
-        var accounted = 0.0
-        for kind in Profiler.Kind.allCases {
-            guard let e = profile[kind] else { continue }
-            accounted += e.seconds
-            var entry: [(String, JSON)] = [("seconds", .number(e.seconds, decimals: 3)), ("share", .number(e.seconds / total, decimals: 3))]
-            if e.flops > 0 { entry.append(("gflops", .number(e.flops / e.seconds / 1e9, decimals: 1))) }
-            fields.append((kind.rawValue, .object(entry)))
-        }
-        fields.append(("other", .object([("seconds", .number(total - accounted, decimals: 3)),
-                                          ("share", .number((total - accounted) / total, decimals: 3))])))
-        return .object(fields)
     }
 
     /// Runs `sdbench model-child` on `url` and returns its JSON line.

@@ -6,8 +6,8 @@ import Foundation
 struct OpCase {
     var what: String
     var flops: Double
-    /// Builds the inputs once and returns the timed call.
-    var prepare: () -> () -> Void
+    /// Builds the inputs once and returns the timed call, or nil when the case cannot run here.
+    var prepare: () -> (() -> Void)?
 
     static func conv(_ what: String, n: Int, cin: Int, cout: Int, size: Int, k: Int = 3, stride: Int = 1) -> OpCase {
         let out = (size + 2 * (k / 2) - k) / stride + 1
@@ -51,7 +51,7 @@ struct OpCase {
     }
 
     /// Memory-bound ops have no FLOP figure worth a ratio; they report time only (flops 0).
-    static func timed(_ what: String, _ prepare: @escaping () -> () -> Void) -> OpCase {
+    static func timed(_ what: String, _ prepare: @escaping () -> (() -> Void)?) -> OpCase {
         OpCase(what: what, flops: 0, prepare: prepare)
     }
 
@@ -66,6 +66,14 @@ struct OpCase {
         conv("vae conv3x3 512ch 128x128", n: 1, cin: 512, cout: 512, size: 128),
         conv("vae conv3x3 256ch 256x256", n: 1, cin: 256, cout: 256, size: 256),
         conv("vae conv3x3 128ch 512x512", n: 1, cin: 128, cout: 128, size: 512),
+        conv("unet conv3x3 320ch 64x64 batch 1", n: 1, cin: 320, cout: 320, size: 64),
+        conv("unet conv3x3 640ch 32x32 batch 1", n: 1, cin: 640, cout: 640, size: 32),
+        conv("unet conv3x3 1280ch 16x16 batch 1", n: 1, cin: 1280, cout: 1280, size: 16),
+        conv("unet conv3x3 2560->1280ch 16x16 batch 1", n: 1, cin: 2560, cout: 1280, size: 16),
+        conv("unet conv3x3 1280ch 8x8 batch 1", n: 1, cin: 1280, cout: 1280, size: 8),
+        conv("taesd conv3x3 64ch 128x128", n: 1, cin: 64, cout: 64, size: 128),
+        conv("taesd conv3x3 64ch 256x256", n: 1, cin: 64, cout: 64, size: 256),
+        conv("taesd conv3x3 64ch 512x512", n: 1, cin: 64, cout: 64, size: 512),
         attention("unet self-attn 64x64 8 heads dim 40 batch 2", batch: 2, queries: 4096, keys: 4096, heads: 8, dim: 40),
         attention("unet cross-attn 64x64 x 77 8 heads dim 40 batch 2", batch: 2, queries: 4096, keys: 77, heads: 8, dim: 40),
         attention("unet self-attn 32x32 8 heads dim 80 batch 2", batch: 2, queries: 1024, keys: 1024, heads: 8, dim: 80),
@@ -90,6 +98,26 @@ struct OpCase {
             let x = Tensor(shape: [1, 128, 512, 512], repeating: 0.5)
             let w = Tensor(shape: [128], repeating: 1), b = Tensor(shape: [128])
             return { _ = x.groupNorm(groups: 32, weight: w, bias: b, eps: 1e-6, fusedSiLU: true) }
+        },
+        timed("taesd decode 64x64 -> 512x512 (the bench's random weights)") {
+            guard let taesd = try? TinyAutoencoderDecoder.load(DraftBench.taesdFile()) else { return nil }
+            let latents = Workload.latents(batch: 1)
+            return { _ = try? taesd.decode(latents, cancellation: nil) }
+        },
+        timed("text encoder 77 tokens batch 1 (the synthetic checkpoint, fast mode)") {
+            // Only where `sdbench model` has made the checkpoint: `ops` does not write 2 GB on its own.
+            let url = SyntheticCheckpoint.defaultURL
+            guard FileManager.default.fileExists(atPath: url.path),
+                  let pipeline = try? StableDiffusionPipeline(url: url, options: LoadOptions(memoryMode: .fast)) else { return nil }
+            return { _ = try? pipeline.encodeText(prompt: Workload.prompt, negativePrompt: "", clipSkip: 1, guidance: false) }
+        },
+        timed("taesd relu 64ch 512x512") {
+            let x = Tensor(shape: [1, 64, 512, 512], repeating: 0.5)
+            return { _ = x.relu() }
+        },
+        timed("taesd upsample nearest 2x 64ch 256->512") {
+            let x = Tensor(shape: [1, 64, 256, 256], repeating: 0.5)
+            return { _ = x.upsampleNearest2x() }
         },
         timed("unet layernorm 8192x320") {
             let x = Tensor(shape: [2, 4096, 320], repeating: 0.5)
@@ -135,7 +163,10 @@ struct OpsBench: ParsableCommand {
             .map { GEMMBench.measure($0, timing: options.timing) }.max() ?? 0
         var results = [JSON]()
         for op in OpCase.sd15 where filter.map({ op.what.contains($0) }) ?? true {
-            let call = op.prepare()
+            guard let call = op.prepare() else {
+                say("\(op.what): skipped (its weights are not here; `sdbench model` makes them)")
+                continue
+            }
             let seconds = options.timing.best(call)
             var fields: [(String, JSON)] = [("what", .string(op.what)), ("seconds", .number(seconds, decimals: 4))]
             if op.flops > 0 {

@@ -250,6 +250,13 @@ public final class Checkpoint: TensorSource, @unchecked Sendable {
         entry.file.releasePages(of: entry.storedKey)  // converted: the mapped copy need not stay resident
     }
 
+    /// Converts rows `rows` of `key` (a mapped name), seen as `[rows, width]`, into `buffer`.
+    public func readRows(_ key: String, rows: [Int], width: Int, into buffer: UnsafeMutableBufferPointer<Float>) throws {
+        guard let entry = entries[key] else { throw WeightsError.missingTensor(key: key, source: sourceDescription) }
+        try entry.file.readRows(entry.storedKey, rows: rows, width: width, into: buffer)
+        entry.file.releasePages(of: entry.storedKey)
+    }
+
     /// The stored name of a mapped key and the file that holds it, for messages and tests.
     public func storedLocation(of key: String) -> (file: URL, key: String)? {
         entries[key].map { ($0.file.url, $0.storedKey) }

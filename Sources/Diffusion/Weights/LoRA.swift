@@ -219,6 +219,12 @@ final class LoRAPatchedSource: TensorSource, @unchecked Sendable {
     var keys: [String] { base.keys }
     func shape(of key: String) -> [Int]? { base.shape(of: key) }
 
+    func readRows(_ key: String, rows: [Int], width: Int, into buffer: UnsafeMutableBufferPointer<Float>) throws {
+        // A patched weight is read whole, with its deltas, before its rows are taken.
+        guard patches[key] == nil else { return try readRowsOfWholeTensor(key, rows: rows, width: width, into: buffer) }
+        try base.readRows(key, rows: rows, width: width, into: buffer)
+    }
+
     func read(_ key: String, into buffer: UnsafeMutableBufferPointer<Float>) throws {
         try base.read(key, into: buffer)
         for patch in patches[key] ?? [] {

@@ -103,16 +103,8 @@ public struct Embedding: Sendable {
     /// The rows `ids`, as `[ids.count, dim]`.
     /// - Precondition: every id is in `0..<count` (ids come from the tokenizer, not the user).
     public func callAsFunction(_ ids: [Int]) -> Tensor {
-        var out = [Float]()
-        out.reserveCapacity(ids.count * dim)
-        // withValue, not value: only a few rows of the table are read, so low-memory mode need not
-        // keep a Tensor of the whole table (49408 × 768 in SD1.5) alive beyond this call.
-        weight.withValue { table in
-            for id in ids {
-                precondition((0..<count).contains(id), "token id \(id) outside the embedding table of \(count)")
-                out += table[(id * dim)..<((id + 1) * dim)]
-            }
-        }
-        return Tensor(shape: [ids.count, dim], data: out)
+        for id in ids { precondition((0..<count).contains(id), "token id \(id) outside the embedding table of \(count)") }
+        // Only these rows are converted where the table is not kept (49408 × 768 in SD1.5).
+        return Tensor(shape: [ids.count, dim], data: weight.rows(ids))
     }
 }

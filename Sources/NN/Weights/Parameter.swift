@@ -11,6 +11,29 @@ public protocol TensorSource: AnyObject, Sendable {
     func shape(of key: String) -> [Int]?
     /// Converts `key` to Float32 into `buffer`, whose count must equal the element count.
     func read(_ key: String, into buffer: UnsafeMutableBufferPointer<Float>) throws
+    /// Converts rows `rows` of `key`, seen as `[rows, width]`, to Float32 into `buffer`
+    /// (`rows.count · width` floats, in the order given). The default reads the whole tensor; a
+    /// file converts only those rows (a token table's 77 of its 49408).
+    func readRows(_ key: String, rows: [Int], width: Int, into buffer: UnsafeMutableBufferPointer<Float>) throws
+}
+
+extension TensorSource {
+    public func readRows(_ key: String, rows: [Int], width: Int, into buffer: UnsafeMutableBufferPointer<Float>) throws {
+        try readRowsOfWholeTensor(key, rows: rows, width: width, into: buffer)
+    }
+
+    /// `readRows` through `read` of the whole tensor: the default, for a source to fall back on.
+    public func readRowsOfWholeTensor(_ key: String, rows: [Int], width: Int, into buffer: UnsafeMutableBufferPointer<Float>) throws {
+        let count = shape(of: key)?.reduce(1, *) ?? 0
+        try withUnsafeTemporaryAllocation(of: Float.self, capacity: count) { whole in
+            try read(key, into: whole)
+            for (i, row) in rows.enumerated() {
+                precondition(row >= 0 && (row + 1) * width <= count, "row \(row) outside \(key)")
+                UnsafeMutableBufferPointer(rebasing: buffer[(i * width)..<((i + 1) * width)])
+                    .update(fromContentsOf: whole[(row * width)..<((row + 1) * width)])
+            }
+        }
+    }
 }
 
 /// One named weight of a model: validated when the model is built, materialised when used.
@@ -75,6 +98,27 @@ public final class Parameter: @unchecked Sendable {
     public var heldBytes: Int {
         lock.lock(); defer { lock.unlock() }
         return cached.map { 4 * $0.count } ?? compact?.byteCount ?? 0
+    }
+
+    /// Rows `ids` of a 2-D weight, `ids.count · shape[1]` floats in the order given. A weight that
+    /// is not kept converts only those rows.
+    /// - Precondition: every id is a row of the weight.
+    public func rows(_ ids: [Int]) -> [Float] {
+        let width = shape.dropFirst().reduce(1, *)
+        if keep {
+            let table = value.data
+            return ids.flatMap { table[($0 * width)..<(($0 + 1) * width)] }
+        }
+        return Profiler.measure(.weights) {
+            [Float](unsafeUninitializedCapacity: ids.count * width) { buffer, initialized in
+                do {
+                    try source.readRows(key, rows: ids, width: width, into: UnsafeMutableBufferPointer(rebasing: buffer[0..<(ids.count * width)]))
+                } catch {
+                    fatalError("weight \(key) in \(source.sourceDescription) could not be read after validation: \(error)")
+                }
+                initialized = ids.count * width
+            }
+        }
     }
 
     /// Calls `body` with the weight's Float32 values, valid only during the call.

@@ -166,6 +166,26 @@ public final class SafetensorsFile: TensorSource, @unchecked Sendable {
         }
     }
 
+    /// Converts rows `rows` of `name`, seen as `[rows, width]`, into `buffer`: only their bytes are read.
+    public func readRows(_ name: String, rows: [Int], width: Int, into buffer: UnsafeMutableBufferPointer<Float>) throws {
+        guard let info = info(name) else { throw SafetensorsError.noSuchTensor(path: url.path, tensor: name) }
+        guard buffer.count == rows.count * width, width > 0, info.elementCount % width == 0 else {
+            throw SafetensorsError.bufferSizeMismatch(path: url.path, tensor: name, elements: info.elementCount, bufferCount: buffer.count)
+        }
+        guard info.dtype.isReadableAsFloat else {
+            throw SafetensorsError.unsupportedDtype(path: url.path, tensor: name, dtype: info.dtype.rawValue)
+        }
+        guard let base = file.base else { return }
+        let rowBytes = info.fileRange.count / info.elementCount * width
+        withExtendedLifetime(file) {
+            for (i, row) in rows.enumerated() {
+                precondition(row >= 0 && row < info.elementCount / width, "row \(row) outside \(name) \(info.shape)")
+                FloatConversion.convert(info.dtype, from: base + info.fileRange.lowerBound + row * rowBytes,
+                                        to: UnsafeMutableBufferPointer(rebasing: buffer[(i * width)..<((i + 1) * width)]))
+            }
+        }
+    }
+
     /// Drops the mapped pages of tensor `name` from this process's resident set once it has been
     /// converted (`MappedFile.releasePages` says why and how).
     public func releasePages(of name: String) {

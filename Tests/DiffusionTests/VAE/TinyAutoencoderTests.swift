@@ -2,6 +2,7 @@ import Foundation
 import TestSupport
 import XCTest
 @testable import Diffusion
+@testable import NN
 
 /// TAESD's decoder against diffusers' `AutoencoderTiny.decode` on a tiny random model, in both layouts
 /// users have (`taesd/reference.json` holds the Python; `make_taesd_fixtures.py` writes the files).
@@ -9,12 +10,19 @@ final class TinyAutoencoderTests: XCTestCase {
     func testBothLayoutsDecodeAsDiffusers() throws {
         let reference = try Fixture.tensors("taesd/reference")
         let latents = try reference.tensor("latents"), expected = try reference.tensor("image")
-        for url in [Fixture.url("taesd/tiny-taesd"), Fixture.url("taesd/taesd_decoder.safetensors")] {
-            let decoder = try TinyAutoencoderDecoder.load(url)
-            XCTAssertEqual(decoder.channels, [16, 16, 16, 16], url.lastPathComponent)
-            let image = try decoder.decode(latents, cancellation: nil)
-            // The bound is 2/255 on pixels; the decoder's own output in [-1, 1] is far closer.
-            assertClose(image, expected, tolerance: 1e-4, url.lastPathComponent)
+        // Also with every 3×3 convolution on Winograd, as the 512×512 decode runs them (the
+        // fixture's small maps are under the default minimum of tiles).
+        let saved = Tensor.winogradMinTiles
+        defer { Tensor.winogradMinTiles = saved }
+        for minTiles in [saved, 1] {
+            Tensor.winogradMinTiles = minTiles
+            for url in [Fixture.url("taesd/tiny-taesd"), Fixture.url("taesd/taesd_decoder.safetensors")] {
+                let decoder = try TinyAutoencoderDecoder.load(url)
+                XCTAssertEqual(decoder.channels, [16, 16, 16, 16], url.lastPathComponent)
+                let image = try decoder.decode(latents, cancellation: nil)
+                // The bound is 2/255 on pixels; the decoder's own output in [-1, 1] is far closer.
+                assertClose(image, expected, tolerance: 1e-4, "\(url.lastPathComponent), Winograd from \(minTiles) tiles")
+            }
         }
     }
 

@@ -82,6 +82,34 @@ final class SafetensorsTests: XCTestCase {
         XCTAssertNil(file.shape(of: "nope"))
     }
 
+    /// `readRows` converts just the rows asked for, in their order (repeats included), as `read`
+    /// gives them: the file's own bytes for each dtype, and the protocol's default over `read`.
+    func testReadRowsGivesTheRowsOfTheWholeTensor() throws {
+        let dir = try makeWeightsTestDirectory(self)
+        var rng = WeightsTestRNG(seed: 11)
+        let values = (0..<(7 * 12)).map { _ in Float.random(in: -4...4, using: &rng) }
+        let url = try writeSafetensors(dir.appendingPathComponent("rows.safetensors"),
+                                       [("f32", .f32, [7, 12], values), ("f16", .f16, [7, 12], values), ("bf16", .bf16, [7, 12], values)])
+        let file = try SafetensorsFile(url: url)
+        final class Whole: TensorSource, @unchecked Sendable {  // only `read`: takes the default `readRows`
+            let file: SafetensorsFile
+            init(_ file: SafetensorsFile) { self.file = file }
+            var sourceDescription: String { "whole" }
+            var keys: [String] { file.keys }
+            func shape(of key: String) -> [Int]? { file.shape(of: key) }
+            func read(_ key: String, into buffer: UnsafeMutableBufferPointer<Float>) throws { try file.read(key, into: buffer) }
+        }
+        let rows = [6, 0, 3, 3]
+        for source in [file, Whole(file)] as [TensorSource] {
+            for name in ["f32", "f16", "bf16"] {
+                let whole = try file.tensor(name).data
+                var got = [Float](repeating: .nan, count: rows.count * 12)
+                try got.withUnsafeMutableBufferPointer { try source.readRows(name, rows: rows, width: 12, into: $0) }
+                XCTAssertEqual(got, rows.flatMap { whole[($0 * 12)..<(($0 + 1) * 12)] }, "\(source.sourceDescription) \(name)")
+            }
+        }
+    }
+
     /// A tensor larger than the parallel threshold converts identically to element-wise conversion.
     func testLargeTensorConvertsOnAllCoresIdentically() throws {
         let dir = try makeWeightsTestDirectory(self)
