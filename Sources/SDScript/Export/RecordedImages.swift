@@ -130,6 +130,7 @@ final class ReusingGenerator: ImageGenerator {
 
     var identity: ModelIdentity? { inner.identity }
     var memoryMode: MemoryMode? { inner.memoryMode }
+    var keptWeightBytes: Int? { inner.keptWeightBytes }
     var loadWarnings: [String] { inner.loadWarnings }
 
     func generate(_ request: GenerationRequest, folders: ResourceFolders, progress: (GenerationProgress) -> Void,
