@@ -68,6 +68,15 @@ public struct GroupNorm: Sendable {
         let w = weight.value, b = bias.value
         return Profiler.measure(.groupNorm) { x.groupNorm(groups: groups, weight: w, bias: b, eps: eps, fusedSiLU: silu) }
     }
+
+    /// The same, written over `x`'s own buffer: for a caller that hands over a feature map it no
+    /// longer needs (`norm.normalizing(consume h)`), so no second map of its size is allocated.
+    public func normalizing(_ x: consuming Tensor, silu: Bool = false) -> Tensor {
+        let w = weight.value, b = bias.value
+        var y = consume x
+        Profiler.measure(.groupNorm) { y.formGroupNorm(groups: groups, weight: w, bias: b, eps: eps, fusedSiLU: silu) }
+        return y
+    }
 }
 
 /// Layer normalisation over the last dimension (torch `nn.LayerNorm`; keys `weight`, `bias` [C]).

@@ -36,13 +36,17 @@ public struct Upsample2D: Sendable {
     ///   passes the size of the skip connection it meets next, because downsampling rounds odd
     ///   sides up (3 → 2) and doubling would not give them back (2 → 4, not 3); diffusers does the
     ///   same with `upsample_size`.
-    public func callAsFunction(_ x: Tensor, size: (height: Int, width: Int)? = nil) -> Tensor {
+    ///
+    /// `x` is taken as `consuming`, so a caller that hands it over has it freed before the
+    /// convolution allocates its output (the VAE's last upsampler holds a 256 MB input and a 256
+    /// MB output, not also the 64 MB map before upsampling).
+    public func callAsFunction(_ x: consuming Tensor, size: (height: Int, width: Int)? = nil) -> Tensor {
         let (height, width) = (x.shape[2], x.shape[3])
         let target = size ?? (2 * height, 2 * width)
-        if target == (2 * height, 2 * width) {
-            return conv(x.upsampleNearest2x())
-        }
-        return conv(x.resizedNearest(height: target.height, width: target.width))
+        let upsampled = target == (2 * height, 2 * width)
+            ? x.upsampleNearest2x() : x.resizedNearest(height: target.height, width: target.width)
+        _ = consume x
+        return conv(upsampled)
     }
 }
 

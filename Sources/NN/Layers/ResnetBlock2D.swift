@@ -39,17 +39,25 @@ public struct ResnetBlock2D: Sendable {
     ///
     /// `x` is taken as `consuming`: a caller that hands it over (`h = resnet(consume h)`, as the VAE
     /// decoder does) has its buffer freed once the residual is formed, instead of holding it through
-    /// the second half (at the VAE's 512×512 level that is 256 MB of peak memory).
+    /// the second half (at the VAE's 512×512 level that is 256 MB of peak memory). With a 1×1
+    /// shortcut the shortcut is taken first and `norm1` then overwrites `x` itself, so the decoder's
+    /// first 512×512 resnet holds its 256-channel input and the two 128-channel maps, not a second
+    /// 256-channel one; `norm2` overwrites `conv1`'s output the same way.
     public func callAsFunction(_ x: consuming Tensor, timeEmbedding: Tensor? = nil) -> Tensor {
         precondition((timeEmbedding != nil) == (timeEmbeddingProjection != nil), "time embedding given to a block without time_emb_proj, or missing")
-        var h = conv1(norm1(x, silu: true))
+        let residual: Tensor
+        var h: Tensor
+        if let shortcut {
+            residual = shortcut(x)
+            h = conv1(norm1.normalizing(consume x, silu: true))
+        } else {
+            h = conv1(norm1(x, silu: true))
+            residual = consume x
+        }
         if let projection = timeEmbeddingProjection, let timeEmbedding {
             h = h.addingChannelBias(projection(Profiler.measure(.activation) { timeEmbedding.silu() }))  // [B, C] over every pixel
         }
-        let residual: Tensor
-        if let shortcut { residual = shortcut(x) } else { residual = x }
-        _ = consume x
-        h = conv2(norm2(h, silu: true))
+        h = conv2(norm2.normalizing(consume h, silu: true))
         let y = residual + h
         return outputScaleFactor == 1 ? y : y * (1 / outputScaleFactor)
     }

@@ -18,38 +18,58 @@ extension Tensor {
     /// - Returns: the same shape.
     /// - Precondition: `self` is `[N, C, ...]` with rank ≥ 2.
     public func groupNorm(groups: Int, weight: Tensor, bias: Tensor, eps: Float, fusedSiLU: Bool = false) -> Tensor {
-        precondition(rank >= 2, "groupNorm input must be [N, C, ...], got \(shape)")
+        var out = Tensor(uninitializedShape: shape)
+        out.data.withUnsafeMutableBufferPointer { ob in
+            data.withUnsafeBufferPointer { xb in
+                Tensor.groupNorm(xb.baseAddress!, into: ob.baseAddress!, shape: shape, groups: groups, weight: weight, bias: bias,
+                                 eps: eps, fusedSiLU: fusedSiLU)
+            }
+        }
+        return out
+    }
+
+    /// `groupNorm` written over this tensor's own elements: a feature map its caller no longer needs
+    /// is normalised without a second buffer of its size (the VAE's 256-channel maps at 512×512 are
+    /// 256 MB each). A shared buffer is copied first, as any mutation of a shared tensor is.
+    public mutating func formGroupNorm(groups: Int, weight: Tensor, bias: Tensor, eps: Float, fusedSiLU: Bool = false) {
+        let shape = shape
+        data.withUnsafeMutableBufferPointer { xb in
+            Tensor.groupNorm(xb.baseAddress!, into: xb.baseAddress!, shape: shape, groups: groups, weight: weight, bias: bias,
+                             eps: eps, fusedSiLU: fusedSiLU)
+        }
+    }
+
+    /// The group norm of `shape`'s elements at `x` into `o`, which may be `x` itself: each group's
+    /// statistics are taken before any of its elements is written, and each element is then
+    /// written from itself alone.
+    private static func groupNorm(_ x: UnsafePointer<Float>, into o: UnsafeMutablePointer<Float>, shape: [Int], groups: Int,
+                                  weight: Tensor, bias: Tensor, eps: Float, fusedSiLU: Bool) {
+        precondition(shape.count >= 2, "groupNorm input must be [N, C, ...], got \(shape)")
         let n = shape[0], c = shape[1]
         precondition(groups > 0 && c % groups == 0, "groupNorm: \(groups) groups do not divide \(c) channels")
         precondition(weight.count == c && bias.count == c, "groupNorm: weight \(weight.shape) / bias \(bias.shape) are not [\(c)]")
         let spatial = shape.dropFirst(2).reduce(1, *)
         let perGroup = c / groups
-        var out = Tensor(uninitializedShape: shape)
-        out.data.withUnsafeMutableBufferPointer { ob in
-            let o = SharedPointer(ob.baseAddress!)
-            data.withUnsafeBufferPointer { xb in
-                weight.data.withUnsafeBufferPointer { wb in
-                    bias.data.withUnsafeBufferPointer { bb in
-                        let x = xb.baseAddress!, w = wb.baseAddress!, b = bb.baseAddress!
-                        Parallel.forEach(n * groups, grain: max(1, 32768 / max(1, perGroup * spatial))) { range in
-                            for item in range {
-                                let g = item % groups
-                                let start = item * perGroup * spatial
-                                let (mean, rstd) = Tensor.moments(x + start, count: perGroup * spatial, eps: eps)
-                                for ci in 0..<perGroup {
-                                    let ch = g * perGroup + ci
-                                    let scale = rstd * w[ch]
-                                    let shift = b[ch] - mean * scale
-                                    Tensor.affine(x + start + ci * spatial, o.base + start + ci * spatial, count: spatial,
-                                                  scale: scale, shift: shift, silu: fusedSiLU)
-                                }
-                            }
+        let out = SharedPointer(o)
+        weight.data.withUnsafeBufferPointer { wb in
+            bias.data.withUnsafeBufferPointer { bb in
+                let w = wb.baseAddress!, b = bb.baseAddress!
+                Parallel.forEach(n * groups, grain: max(1, 32768 / max(1, perGroup * spatial))) { range in
+                    for item in range {
+                        let g = item % groups
+                        let start = item * perGroup * spatial
+                        let (mean, rstd) = Tensor.moments(x + start, count: perGroup * spatial, eps: eps)
+                        for ci in 0..<perGroup {
+                            let ch = g * perGroup + ci
+                            let scale = rstd * w[ch]
+                            let shift = b[ch] - mean * scale
+                            Tensor.affine(x + start + ci * spatial, out.base + start + ci * spatial, count: spatial,
+                                          scale: scale, shift: shift, silu: fusedSiLU)
                         }
                     }
                 }
             }
         }
-        return out
     }
 
     /// `nn.LayerNorm` over the last dimension.

@@ -1,7 +1,8 @@
 import NN
 import XCTest
 
-/// The in-place forms RRDBNet uses give what the allocating ops give.
+/// The in-place forms (RRDBNet's, and the group norm the resnets apply to a map they hand over) give
+/// what the allocating ops give, bit for bit.
 final class InPlaceTests: XCTestCase {
     func testInPlaceFormsMatchTheAllocatingOps() {
         let a = Tensor(shape: [1, 2, 3, 5], data: (0..<30).map { Float($0) * 0.37 - 4 })
@@ -19,5 +20,18 @@ final class InPlaceTests: XCTestCase {
         var sum = a
         sum.formScaledSum(0.2, plus: a)
         XCTAssertEqual(sum, a * 0.2 + a)
+    }
+
+    func testGroupNormInPlaceMatchesTheAllocatingOpAndLeavesASharedCopyAlone() {
+        // Batch 2, 4 groups of 3 channels, an odd 7×5 plane (a ragged vector tail per channel).
+        let x = Tensor(shape: [2, 12, 7, 5], data: (0..<840).map { Float(($0 * 37) % 101) * 0.05 + 9 })
+        let w = Tensor(shape: [12], data: (0..<12).map { 0.5 + Float($0) * 0.1 })
+        let b = Tensor(shape: [12], data: (0..<12).map { Float($0) * 0.3 - 2 })
+        for silu in [false, true] {
+            var normalized = x  // shares x's buffer until written
+            normalized.formGroupNorm(groups: 4, weight: w, bias: b, eps: 1e-5, fusedSiLU: silu)
+            XCTAssertEqual(normalized, x.groupNorm(groups: 4, weight: w, bias: b, eps: 1e-5, fusedSiLU: silu), "silu \(silu)")
+            XCTAssertEqual(x.data[0], 9, "the shared original is untouched")
+        }
     }
 }
