@@ -141,13 +141,13 @@ struct VAEUpBlock: Sendable {
         upsampler = !upsample ? nil : try Upsample2D(weights.scoped("upsamplers.0"), channels: outChannels)
     }
 
-    /// Freed blocks go back to the system before the resnets and before the upsampler: the maps
-    /// of the level before are too small to hold the next ones, and the allocator would keep their
-    /// pages resident beside the new maps (36 MB of the default mode's peak at 512×512; the pages
-    /// come back zeroed when next used, a few milliseconds).
+    /// Freed blocks go back to the system before the upsampler: its upsampled input and its output
+    /// are four times the size of the level's maps, so the freed maps cannot hold them and would
+    /// otherwise stay resident beside them at the decoder's peak (README "Memory modes"). Not
+    /// before each level's resnets: their maps reuse the freed blocks, and trimming those costs
+    /// page faults.
     func callAsFunction(_ x: consuming Tensor) -> Tensor {
         var h = consume x
-        MemoryMode.returnFreedMemory()
         for resnet in resnets {
             h = resnet(consume h)
         }
