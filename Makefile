@@ -1,7 +1,7 @@
 # sdrepl: `make run` starts the REPL, `make test` runs the whole test suite.
 # Both first install any missing Debian packages (idempotent; says what it installs).
 
-APT_PACKAGES := pkg-config libopenblas-dev libedit-dev libpng-dev libjpeg-dev libsixel-dev zlib1g-dev libfreetype-dev fonts-dejavu-core
+APT_PACKAGES := pkg-config libopenblas-dev libedit-dev libpng-dev libjpeg-dev libsixel-dev zlib1g-dev libfreetype-dev fonts-dejavu-core libdnnl-dev
 # Only `make test` needs these: the page export's test loads the page in headless Chromium.
 TEST_APT_PACKAGES := chromium
 SWIFT        ?= swift

@@ -1,4 +1,5 @@
 import Foundation
+import NN
 
 /// One generation: everything that determines the pixels, and nothing else.
 ///
@@ -49,12 +50,15 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
     /// DeepCache's interval (`DeepCache`): the whole UNet every that many steps, its shallow part
     /// on the others; nil: off, every step whole.
     public var deepCache: Int?
+    /// The inputs of the UNet's and the VAE's matrix products (the text encoder, norms, softmax and
+    /// the sampler stay fp32): bf16 only where `BF16Support.backend` has it.
+    public var precision: MatmulPrecision
 
     public init(prompt: String, negativePrompt: String = "", seed: UInt64, steps: Int = 25, guidanceScale: Float = 7.5,
                 width: Int = 512, height: Int = 512, sampler: Sampler = .pndm, batchCount: Int = 1, clipSkip: Int = 1,
                 initImage: PixelImage? = nil, strength: Double = 0.75, spacing: TimestepSpacing? = nil, eta: Double = 0,
                 mask: InpaintMask? = nil, maskBlur: Int = 4, inpaintPaste: Bool = true, hires: HiresFix? = nil,
-                vaeTiling: Bool = false, deepCache: Int? = nil) {
+                vaeTiling: Bool = false, deepCache: Int? = nil, precision: MatmulPrecision = .fp32) {
         self.prompt = prompt
         self.negativePrompt = negativePrompt
         self.seed = seed
@@ -75,6 +79,7 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
         self.hires = hires
         self.vaeTiling = vaeTiling
         self.deepCache = deepCache
+        self.precision = precision
     }
 
     /// Checks every field against `RequestLimits`, naming the first bad one and the accepted values.
@@ -134,6 +139,9 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
         }
         if let deepCache, !limits.deepCache.contains(deepCache) {
             throw PipelineError.invalidRequest("DeepCache interval \(deepCache) is not allowed: use \(limits.deepCacheDescription)")
+        }
+        if precision == .bf16, case .failure(let unavailable) = BF16Support.detected {
+            throw PipelineError.invalidRequest("bf16 is not available here: \(unavailable); use fp32")
         }
         guard eta.isFinite, (0...1).contains(eta) else {
             throw PipelineError.invalidRequest("eta \(eta) is not allowed: use 0 to 1 (TCD's authors recommend 0.3)")

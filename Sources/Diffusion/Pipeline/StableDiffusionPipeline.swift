@@ -128,6 +128,13 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
     /// - Throws: `PipelineError.cancelled`.
     public func render(_ prepared: PreparedRequest, index: Int, progress: (GenerationProgress) -> Void = { _ in },
                        previewEvery: Int? = nil, cancellation: CancellationToken? = nil) throws -> GenerationResult {
+        try BLAS.withPrecision(prepared.request.precision) {
+            try renderImage(prepared, index: index, progress: progress, previewEvery: previewEvery, cancellation: cancellation)
+        }
+    }
+
+    private func renderImage(_ prepared: PreparedRequest, index: Int, progress: (GenerationProgress) -> Void,
+                             previewEvery: Int?, cancellation: CancellationToken?) throws -> GenerationResult {
         // The allocator keeps freed blocks for reuse; between images (finished or cancelled) a
         // low-memory session gives them back.
         defer { if checkpoint.memoryMode == .low { MemoryMode.returnFreedMemory() } }

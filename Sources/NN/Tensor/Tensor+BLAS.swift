@@ -2,7 +2,8 @@ import COpenBLAS
 import Foundation
 
 /// The one place sdrepl calls BLAS. Every matrix product in the engine goes through
-/// `BLAS.sgemm`, so swapping the library, counting FLOPs or changing threading happens here.
+/// `BLAS.sgemm`, so swapping the library, counting FLOPs, changing threading or the inputs'
+/// precision (`withPrecision`) happens here.
 ///
 /// Matrices are row-major; `lda`, `ldb`, `ldc` are row strides in elements, which lets a caller
 /// multiply a strided sub-matrix (one attention head inside `[tokens, heads * dim]`, one band of
@@ -26,6 +27,11 @@ public enum BLAS {
         c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
         if m == 0 || n == 0 { return }
+        if precision == .bf16 && k > 0 {
+            bf16gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                     beta: beta, c: c, ldc: ldc)
+            return
+        }
         cblas_sgemm(
             CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
             Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))

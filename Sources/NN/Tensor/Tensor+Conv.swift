@@ -47,12 +47,14 @@ extension Tensor {
         case winograd
     }
 
-    /// The strategy for a shape: Winograd for 3×3 stride-1 convolutions with enough 4×4 output
+    /// The strategy for a shape: Winograd for 3×3 stride-1 convolutions in fp32 with enough 4×4 output
     /// tiles; else shifted views when the output rows are wide enough that the `k − 1` wasted
     /// columns per row stay under 7 %, im2col otherwise (small maps, stride 2).
     static func convStrategy(kernel k: Int, stride: Int, padding: Int, batch: Int, outHeight: Int, outWidth: Int) -> ConvStrategy {
         if k == 1 && stride == 1 && padding == 0 { return .direct }
-        if k == 3 && stride == 1 && padding == 1
+        // Not in bf16: its transforms add and subtract inputs before the product, so rounding them to
+        // 8 significant bits costs far more than rounding the plain inputs of the other strategies.
+        if k == 3 && stride == 1 && padding == 1 && BLAS.precision == .fp32
             && batch * ((outHeight + 3) / 4) * ((outWidth + 3) / 4) >= winogradMinTiles { return .winograd }
         if stride == 1 && outWidth >= 14 * (k - 1) { return .shifted }
         return .im2col
