@@ -95,6 +95,7 @@ public struct ImagingSaver: ImageSaver {
         if r.sampler == .tcd { all["eta"] = r.eta }
         if r.vaeTiling { all["vae_tiling"] = true }
         if let interval = r.deepCache { all["deepcache"] = interval }
+        if r.precision != .fp32 { all["precision"] = r.precision.rawValue }
         if let initImage = r.initImage {
             all["strength"] = r.strength
             all["init_sha256"] = pixelHash(try RGBImage(width: initImage.width, height: initImage.height, pixels: initImage.rgb))

@@ -98,6 +98,7 @@ public final class RecordedImages {
         guard spacing == request.spacing?.rawValue, all["decoder"] == nil, all["init"] == nil, all["mask_blur"] == nil,
               all["hires_width"] == nil, all["upscaler"] == nil,
               (all["deepcache"] as? NSNumber)?.intValue == request.deepCache, (all["vae_tiling"] as? Bool ?? false) == request.vaeTiling,
+              (all["precision"] as? String ?? "fp32") == request.precision.rawValue,
               request.sampler != .tcd || (all["eta"] as? NSNumber)?.doubleValue == request.eta else { return nil }
         return (all["seconds"] as? NSNumber)?.doubleValue ?? 0
     }

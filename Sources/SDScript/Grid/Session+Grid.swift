@@ -153,6 +153,7 @@ extension Session {
                                              history: history.images, note: { [io] in io.output($0) })
         let size = request.engine.hires.map { ($0.width, $0.height) } ?? (request.engine.width, request.engine.height)
         request.engine.vaeTiling = try settleVAETiling(cells[range.lowerBound].request.vaeTiling, width: size.0, height: size.1, command: "grid")
+        request.engine.precision = settledPrecision(cells[range.lowerBound].request.precision, drafting: false)
         var cellSettings = settings
         cellSettings.request = cells[range.lowerBound].request
         // A grid renders the cells' own settings: a draft's LoRA, sampling and TAESD are not applied.

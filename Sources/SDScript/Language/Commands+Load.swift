@@ -69,6 +69,14 @@ extension Command {
         settings.mask = nil
         settings.hires = nil
         var missing: [String] = []
+        settings.precision = .fp32
+        if own["precision"] as? String == MatmulPrecision.bf16.rawValue {
+            if case .failure(let unavailable) = BF16Support.detected {
+                missing.append("bf16 precision (\(unavailable); fp32 instead)")
+            } else {
+                settings.precision = .bf16
+            }
+        }
         let hiresSize = recipe.extra("Hires upscale").flatMap(Double.init).map(HiresSize.scale)
             ?? recipe.extra("Hires resize").flatMap { try? parseHires($0) }
         if let hiresSize {

@@ -178,6 +178,7 @@ public struct SettingKey {
                    show: { $0.request.spacing?.rawValue ?? "model" }, reset: { $0.request.spacing = nil }),
         fraction("eta", range: 0...1, \.request.eta, help: "TCD's stochasticity (gamma)"),
         deepCache,
+        precision,
         SettingKey(name: "mode", values: "draft (a few-step LoRA from the LoRA folders, its sampling, TAESD) | final (your own settings)",
                    kind: .text, choices: { _ in ["draft", "final"] }, completesPaths: false, apply: { try $0.setMode($1) },
                    show: { $0.resources.draft.map { "draft " + $0.words } ?? "final" }, reset: { $0.resources.draft = nil },

@@ -64,7 +64,8 @@ final class GenerationService {
                                        clipSkip: settings.clipSkip, initImage: initImage,
                                        strength: settings.strength, spacing: settings.spacing, eta: settings.eta,
                                        mask: mask, maskBlur: settings.maskBlur, inpaintPaste: settings.inpaintPaste,
-                                       hires: settings.hiresFix, vaeTiling: settings.vaeTiling == .on, deepCache: settings.deepCache)
+                                       hires: settings.hiresFix, vaeTiling: settings.vaeTiling == .on, deepCache: settings.deepCache,
+                                       precision: settings.precision.resolved(drafting: false))
         let changed = styled.prompt != settings.prompt || styled.negative != settings.negative
         return StyledRequest(engine: engine, style: settings.style, typedPrompt: changed ? settings.prompt : nil,
                              typedNegative: changed ? settings.negative : nil,

@@ -36,6 +36,8 @@ public final class Session {
     var savingDisabled = false
     /// `run --shard K/N`: which images this run makes; nil for all.
     var sharding: ShardState?
+    /// Under `set precision auto`: the precision the transcript last recorded for a generation.
+    var recordedAutoPrecision: MatmulPrecision?
 
     public var components: Components { generation.components }
     public var images: [SessionImage] { history.images }
@@ -183,7 +185,9 @@ public final class Session {
     /// it, keeping `own` for `final N`.
     func renderGen(_ own: StyledRequest, base: UInt64) throws {
         let draft = settings.resources.draft
-        try render(draft.map { $0.applied(to: own) } ?? own, base: base, settings: settings, own: draft == nil ? nil : own, command: "gen")
+        var request = draft.map { $0.applied(to: own) } ?? own
+        request.engine.precision = settledPrecision(settings.request.precision, drafting: draft != nil)
+        try render(request, base: base, settings: settings, own: draft == nil ? nil : own, command: "gen")
     }
 
     /// Runs `request` (seeds from `base`) and keeps each image in the current batch as it is

@@ -69,6 +69,8 @@ public struct RequestDefaults: Equatable, Sendable {
     public var hiresModel: String?
     /// DeepCache's interval; nil: off.
     public var deepCache: Int?
+    /// The UNet's and VAE's matrix products: fp32, bf16, or bf16 for drafts where the CPU has it.
+    public var precision = PrecisionChoice.fp32
 
     /// The hires fix for a first pass of `width` x `height`, or nil when it is off.
     public var hiresFix: HiresFix? {
