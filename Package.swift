@@ -76,7 +76,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "sdbench",
-            dependencies: ["HostCheck", "Diffusion", "NN", "ModelStore", "COpenBLAS", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["HostCheck", "Diffusion", "NN", "ModelStore", "COpenBLAS", "CBF16", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
 
         // Shared by every test target: fixture paths and the reference-data reader.

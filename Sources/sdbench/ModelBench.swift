@@ -109,6 +109,9 @@ struct ModelBench: ParsableCommand {
         let unetGFLOPs = ReferenceFLOPs.unetStep / unetSeconds / 1e9
         say(String(format: "unet step (batch 2, 64x64, guidance): %.2f s, %.1f GFLOP/s", unetSeconds, unetGFLOPs))
 
+        let bf16Fields = BF16Bench.fields(pipeline, latents: latents, context: context, fp32Noise: noise, timing: timing,
+                                          clock: options.clock)
+
         var image = Tensor(shape: [0])
         sampleRoof()
         let (vaeSeconds, vaeProfile) = profiled(timing) { image = pipeline.vae.decode(latents.slice(batch: 0)) }
@@ -143,7 +146,7 @@ struct ModelBench: ParsableCommand {
             ("vae_ratio", .number(vaeGFLOPs / roof, decimals: 3)),
             ("text_encoder_seconds", .number(textSeconds, decimals: 3)),
             ("text_encoder_gflops", .number(ReferenceFLOPs.textEncoder / textSeconds / 1e9, decimals: 1)),
-        ]
+        ] + bf16Fields
         if !skipDraft {
             fields += try DraftBench.fields(pipeline, timing: timing, roof: { sampleRoof(); return roofSamples.max() ?? 0 },
                                             lowMemory: (url, options))

@@ -184,6 +184,10 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
             }
         }
         try cancellation?.check()
+        // Fast mode keeps an fp16 file's UNet weights in the file's mapping: while the decoder's large
+        // maps are alive they wait in the page cache, clean, instead of counting in the resident set
+        // (the next step faults them back in from memory).
+        if checkpoint.memoryMode == .fast { checkpoint.releasePages(under: "unet.") }
         var image = PixelImage(decoded: try decoder.decode(denoised, tiled: single.vaeTiling, cancellation: cancellation))
         if let overlay = inpainting?.overlay { image = image.pasting(original: overlay.original, outside: overlay.mask) }
         return GenerationResult(image: image, request: single, model: checkpoint.location, loras: prepared.loras,

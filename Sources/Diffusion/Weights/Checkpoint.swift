@@ -257,6 +257,18 @@ public final class Checkpoint: TensorSource, @unchecked Sendable {
         entry.file.releasePages(of: entry.storedKey)
     }
 
+    /// A mapped key's stored two-byte elements in place (reading only widens them: a new name or
+    /// shape never reorders elements).
+    public func storedHalfElements(_ key: String) -> HalfElements? {
+        entries[key].flatMap { $0.file.storedHalfElements($0.storedKey) }
+    }
+
+    /// Drops the mapped pages of every tensor under `prefix` (e.g. `unet.`) from the resident set:
+    /// fast mode keeps an fp16 file's weights in its mapping, and between uses the page cache can hold them.
+    public func releasePages(under prefix: String) {
+        for (key, entry) in entries where key.hasPrefix(prefix) { entry.file.releasePages(of: entry.storedKey) }
+    }
+
     /// The stored name of a mapped key and the file that holds it, for messages and tests.
     public func storedLocation(of key: String) -> (file: URL, key: String)? {
         entries[key].map { ($0.file.url, $0.storedKey) }

@@ -225,6 +225,10 @@ final class LoRAPatchedSource: TensorSource, @unchecked Sendable {
         try base.readRows(key, rows: rows, width: width, into: buffer)
     }
 
+    func storedHalfElements(_ key: String) -> HalfElements? {
+        patches[key] == nil ? base.storedHalfElements(key) : nil
+    }
+
     func read(_ key: String, into buffer: UnsafeMutableBufferPointer<Float>) throws {
         try base.read(key, into: buffer)
         for patch in patches[key] ?? [] {
@@ -234,7 +238,7 @@ final class LoRAPatchedSource: TensorSource, @unchecked Sendable {
                 down.withUnsafeBufferPointer { d in
                     BLAS.sgemm(m: patch.rows, n: patch.columns, k: patch.rank, alpha: patch.scale,
                                a: u.baseAddress!, lda: patch.rank, b: d.baseAddress!, ldb: patch.columns,
-                               beta: 1, c: buffer.baseAddress!, ldc: patch.columns)
+                               beta: 1, c: buffer.baseAddress!, ldc: patch.columns, inputs: .fp32)
                 }
             }
         }

@@ -35,6 +35,15 @@ public enum BF16Support {
     /// The backend, or nil when this machine has none.
     public static var backend: Backend? { try? detected.get() }
 
+    /// Runs `body` with bf16 products emulated, whatever the machine has: to measure bf16's error
+    /// where the CPU has no bf16 (the benchmark's accuracy figure).
+    public static func emulating<R>(_ body: () throws -> R) rethrows -> R {
+        let saved = detected
+        detected = .success(.emulated)
+        defer { detected = saved }
+        return try body()
+    }
+
     static func detect(environment: [String: String]) -> Result<Backend, Unavailable> {
         switch environment["SDREPL_BF16"]?.lowercased() {
         case "off": return .failure(Unavailable(description: "bf16 is turned off (SDREPL_BF16=off)"))

@@ -17,6 +17,8 @@ public enum BLAS {
     ///   - m, n, k: `op(A)` is `[m, k]`, `op(B)` is `[k, n]`, `C` is `[m, n]`.
     ///   - lda, ldb, ldc: row strides of the stored matrices.
     ///   - beta: 0 overwrites `C` (its old contents are ignored, even NaN), 1 accumulates.
+    ///   - inputs: the inputs' precision; nil: `precision`, as `withPrecision` set it (pass `.fp32`
+    ///     for arithmetic on weights themselves, such as merging a LoRA, which bf16 must not round).
     @inline(__always)
     public static func sgemm(
         transA: Bool = false, transB: Bool = false,
@@ -24,10 +26,11 @@ public enum BLAS {
         a: UnsafePointer<Float>, lda: Int,
         b: UnsafePointer<Float>, ldb: Int,
         beta: Float = 0,
-        c: UnsafeMutablePointer<Float>, ldc: Int
+        c: UnsafeMutablePointer<Float>, ldc: Int,
+        inputs: MatmulPrecision? = nil
     ) {
         if m == 0 || n == 0 { return }
-        if precision == .bf16 && k > 0 {
+        if (inputs ?? precision) == .bf16 && k > 0 {
             bf16gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
                      beta: beta, c: c, ldc: ldc)
             return

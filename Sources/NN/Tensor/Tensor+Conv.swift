@@ -29,8 +29,16 @@ extension Tensor {
     ///   - padding: zeros added on every side.
     /// - Returns: `[N, Cout, Hout, Wout]` with `Hout = (H + 2·padding − k) / stride + 1`.
     /// - Precondition: `self` is `[N, Cin, H, W]`, the kernel fits the padded input.
+    ///
+    /// Under `BLAS.withPrecision(.bf16)` a 3×3 convolution still multiplies in fp32 (with Winograd):
+    /// of the UNet's products, the 3×3 convolutions' nine-fold sums over channels are the ones bf16's
+    /// rounding hurts most (a full-size UNet step's error against fp32 halves without them), and
+    /// Winograd already gives them most of what bf16 would.
     public func conv2d(weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Int) -> Tensor {
-        conv2d(weight: weight, bias: bias, stride: stride, padding: padding, columnBudget: Tensor.convColumnBudget)
+        if BLAS.precision == .bf16 && weight.rank == 4 && weight.shape[2] == 3 {
+            return BLAS.withPrecision(.fp32) { conv2d(weight: weight, bias: bias, stride: stride, padding: padding) }
+        }
+        return conv2d(weight: weight, bias: bias, stride: stride, padding: padding, columnBudget: Tensor.convColumnBudget)
     }
 
     /// How `conv2d` turns a convolution into GEMMs. `conv2d` picks one by shape; forcing one is for
@@ -47,14 +55,12 @@ extension Tensor {
         case winograd
     }
 
-    /// The strategy for a shape: Winograd for 3×3 stride-1 convolutions in fp32 with enough 4×4 output
+    /// The strategy for a shape: Winograd for 3×3 stride-1 convolutions with enough 4×4 output
     /// tiles; else shifted views when the output rows are wide enough that the `k − 1` wasted
     /// columns per row stay under 7 %, im2col otherwise (small maps, stride 2).
     static func convStrategy(kernel k: Int, stride: Int, padding: Int, batch: Int, outHeight: Int, outWidth: Int) -> ConvStrategy {
         if k == 1 && stride == 1 && padding == 0 { return .direct }
-        // Not in bf16: its transforms add and subtract inputs before the product, so rounding them to
-        // 8 significant bits costs far more than rounding the plain inputs of the other strategies.
-        if k == 3 && stride == 1 && padding == 1 && BLAS.precision == .fp32
+        if k == 3 && stride == 1 && padding == 1
             && batch * ((outHeight + 3) / 4) * ((outWidth + 3) / 4) >= winogradMinTiles { return .winograd }
         if stride == 1 && outWidth >= 14 * (k - 1) { return .shifted }
         return .im2col

@@ -21,8 +21,11 @@ final class CompactWeight: @unchecked Sendable {
 
     let format: Format
     let count: Int
-    /// The two-byte elements, in pages of their own (see `init`); immutable once made.
-    private let bits: UnsafeMutablePointer<UInt16>
+    /// The two-byte elements, in pages of their own (see `init`) or in a file's mapping
+    /// (`init(mapped:owner:)`); immutable once made.
+    private let bits: UnsafePointer<UInt16>
+    /// What keeps a file's mapping alive; nil for pages of our own, unmapped on deinit.
+    private let owner: AnyObject?
 
     /// Weights smaller than this stay Float32: norms, biases and small projections are a sliver
     /// of the bytes, and widening them on each use would only cost calls.
@@ -45,10 +48,15 @@ final class CompactWeight: @unchecked Sendable {
             munmap(raw, 2 * values.count)
             return nil
         }
-        (self.format, self.count, self.bits) = (format, values.count, bits)
+        (self.format, self.count, self.bits, self.owner) = (format, values.count, UnsafePointer(bits), nil)
     }
 
-    deinit { munmap(UnsafeMutableRawPointer(bits), 2 * count) }
+    /// The elements where a file's mapping holds them, which `owner` keeps mapped.
+    init(mapped stored: HalfElements, owner: AnyObject) {
+        (self.format, self.count, self.bits, self.owner) = (stored.isBF16 ? .bf16 : .f16, stored.count, stored.bits, owner)
+    }
+
+    deinit { if owner == nil { munmap(UnsafeMutableRawPointer(mutating: bits), 2 * count) } }
 
     /// Bytes held (two per element).
     var byteCount: Int { 2 * count }
@@ -57,7 +65,7 @@ final class CompactWeight: @unchecked Sendable {
     func widen(into out: UnsafeMutableBufferPointer<Float>) {
         precondition(out.count == count, "widening \(count) elements into \(out.count)")
         guard let dst = out.baseAddress else { return }
-        let d = SharedPointer(dst), src = SharedPointer(bits)
+        let d = SharedPointer(dst), src = SharedPointer(UnsafeMutablePointer(mutating: bits))
         // 256 K elements per worker at least: below that a dispatch costs more than it saves.
         Parallel.forEach(count, grain: 1 << 18) { range in
             switch format {

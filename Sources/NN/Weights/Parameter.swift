@@ -15,9 +15,26 @@ public protocol TensorSource: AnyObject, Sendable {
     /// (`rows.count · width` floats, in the order given). The default reads the whole tensor; a
     /// file converts only those rows (a token table's 77 of its 49408).
     func readRows(_ key: String, rows: [Int], width: Int, into buffer: UnsafeMutableBufferPointer<Float>) throws
+    /// The stored elements of `key` in place, when they are two-byte floats in the key's own order,
+    /// mapped for as long as the source lives; nil (the default) when `read` does more than widen.
+    func storedHalfElements(_ key: String) -> HalfElements?
+}
+
+/// Two-byte floats in a file's mapping: what fast mode keeps of an fp16 or bf16 weight without a copy.
+public struct HalfElements: @unchecked Sendable {
+    public let bits: UnsafePointer<UInt16>
+    public let count: Int
+    /// bf16; otherwise IEEE fp16.
+    public let isBF16: Bool
+
+    public init(bits: UnsafePointer<UInt16>, count: Int, isBF16: Bool) {
+        (self.bits, self.count, self.isBF16) = (bits, count, isBF16)
+    }
 }
 
 extension TensorSource {
+    public func storedHalfElements(_ key: String) -> HalfElements? { nil }
+
     public func readRows(_ key: String, rows: [Int], width: Int, into buffer: UnsafeMutableBufferPointer<Float>) throws {
         try readRowsOfWholeTensor(key, rows: rows, width: width, into: buffer)
     }
@@ -85,7 +102,11 @@ public final class Parameter: @unchecked Sendable {
                 initialized = count
             }
             let out = Tensor(shape: shape, data: data)
-            if keep {
+            if keep, count >= CompactWeight.minimumCount, let stored = source.storedHalfElements(key), stored.count == count {
+                // Kept in the file's own pages: clean, so the kernel can drop them under pressure and the
+                // pipeline can let them go between uses (`releasePages`), unlike a copy of ours.
+                compact = CompactWeight(mapped: stored, owner: source)
+            } else if keep {
                 compact = data.withUnsafeBufferPointer { CompactWeight(exactly: $0) }
                 if compact == nil { cached = out }
             }

@@ -186,6 +186,14 @@ public final class SafetensorsFile: TensorSource, @unchecked Sendable {
         }
     }
 
+    /// The elements of `name` in place when it is stored as F16 or BF16 (two-byte aligned).
+    public func storedHalfElements(_ name: String) -> HalfElements? {
+        guard let info = info(name), info.dtype == .f16 || info.dtype == .bf16, info.elementCount > 0,
+              let base = file.base, info.fileRange.lowerBound % 2 == 0 else { return nil }
+        return HalfElements(bits: (base + info.fileRange.lowerBound).assumingMemoryBound(to: UInt16.self),
+                            count: info.elementCount, isBF16: info.dtype == .bf16)
+    }
+
     /// Drops the mapped pages of tensor `name` from this process's resident set once it has been
     /// converted (`MappedFile.releasePages` says why and how).
     public func releasePages(of name: String) {

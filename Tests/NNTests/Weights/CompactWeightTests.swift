@@ -62,4 +62,35 @@ final class CompactWeightTests: XCTestCase {
         XCTAssertEqual(f.heldBytes, 4 * count)
         XCTAssertEqual(h.withValue { Array($0) }.map(\.bitPattern), half.map(\.bitPattern))
     }
+
+    /// An fp16 or bf16 file's weight is kept where the file's mapping holds it, not copied: its pages
+    /// can be dropped between uses (`releasePages`) and the next use reads the same values again.
+    /// An fp32 file gives no two-byte view.
+    func testFastModeKeepsAnFP16FilesWeightInTheFilesMapping() throws {
+        let dir = try makeWeightsTestDirectory(self)
+        let half = halfValues()
+        let brain = half.map { Float(bitPattern: $0.bitPattern & 0xFFFF_0000) * 65536 }  // bf16 values past fp16's range
+        let url = try writeSafetensors(dir.appendingPathComponent("w.safetensors"),
+                                       [("half", .f16, [count], half), ("brain", .bf16, [count], brain), ("full", .f32, [count], half)])
+        let file = try SafetensorsFile(url: url)
+        let stored = try XCTUnwrap(file.storedHalfElements("half"))
+        XCTAssertEqual(stored.count, count)
+        XCTAssertFalse(stored.isBF16)
+        let info = try XCTUnwrap(file.info("half"))
+        try file.withRawBytes(of: "half") { raw in
+            XCTAssertEqual(UnsafeRawPointer(stored.bits), raw.baseAddress, "the file's own bytes, not a copy")
+        }
+        XCTAssertEqual(info.dtype, .f16)
+        XCTAssertEqual(file.storedHalfElements("brain")?.isBF16, true)
+        XCTAssertNil(file.storedHalfElements("full"), "fp32 is widened by nothing: no two-byte view")
+
+        let weights = Weights(source: file, keepConverted: true)
+        for (name, values) in [("half", half), ("brain", brain)] {
+            let parameter = try weights.parameter(name, shape: [count])
+            XCTAssertEqual(parameter.value.data.map(\.bitPattern), values.map(\.bitPattern), name)
+            XCTAssertEqual(parameter.heldBytes, 2 * count, name)
+            file.releasePages(of: name)
+            XCTAssertEqual(parameter.value.data.map(\.bitPattern), values.map(\.bitPattern), "\(name) after its pages were dropped")
+        }
+    }
 }
