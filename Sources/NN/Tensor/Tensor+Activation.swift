@@ -29,6 +29,18 @@ extension Tensor {
     /// ReLU, `max(x, 0)`.
     public func relu() -> Tensor { mapElements { $0.replacing(with: 0, where: $0 .< 0) } }
 
+    /// `relu()` in place: the same values, without a second map to allocate and fill.
+    public mutating func formReLU() {
+        let n = count
+        data.withUnsafeMutableBufferPointer { buffer in
+            let x = SharedPointer(buffer.baseAddress!)
+            Parallel.forEach((n + 7) / 8, grain: Tensor.elementGrain / 8) { range in
+                let start = range.lowerBound * 8, end = min(n, range.upperBound * 8)
+                FastMath.map(x.base + start, x.base + start, count: end - start) { $0.replacing(with: 0, where: $0 .< 0) }
+            }
+        }
+    }
+
     /// Leaky ReLU: `x` where `x ≥ 0`, `slope · x` below (torch `nn.LeakyReLU(negative_slope)`).
     public func leakyReLU(slope: Float) -> Tensor {
         let s = FastMath.V(repeating: slope)

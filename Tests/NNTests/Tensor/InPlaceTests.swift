@@ -22,6 +22,21 @@ final class InPlaceTests: XCTestCase {
         XCTAssertEqual(sum, a * 0.2 + a)
     }
 
+    /// TAESD's blocks: ReLU and the residual sum in place, the bit patterns of the allocating ops
+    /// (negative zero, subnormals, infinities and NaN included) over more than one core's share.
+    func testReLUAndPlainSumInPlaceAreBitForBitTheAllocatingOps() {
+        let specials: [Float] = [-0.0, 0, .leastNonzeroMagnitude, -.leastNonzeroMagnitude, .infinity, -.infinity, .nan, -1e-40]
+        let n = 3 * (1 << 15) + 5
+        let x = Tensor(shape: [n], data: (0..<n).map { $0 < specials.count ? specials[$0] : Float(($0 * 7919) % 2001) * 0.013 - 13 })
+        let y = Tensor(shape: [n], data: (0..<n).map { Float(($0 * 104_729) % 1999) * 1e-3 - 1 })
+        var relu = x
+        relu.formReLU()
+        XCTAssertEqual(relu.data.map(\.bitPattern), x.relu().data.map(\.bitPattern))
+        var sum = x
+        sum.formScaledSum(1, plus: y)
+        XCTAssertEqual(sum.data.map(\.bitPattern), (x + y).data.map(\.bitPattern))
+    }
+
     func testGroupNormInPlaceMatchesTheAllocatingOpAndLeavesASharedCopyAlone() {
         // Batch 2, 4 groups of 3 channels, an odd 7×5 plane (a ragged vector tail per channel).
         let x = Tensor(shape: [2, 12, 7, 5], data: (0..<840).map { Float(($0 * 37) % 101) * 0.05 + 9 })
