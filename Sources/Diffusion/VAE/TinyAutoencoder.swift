@@ -126,8 +126,8 @@ struct TinyBlock: Sendable {
     }
 
     func callAsFunction(_ x: Tensor) -> Tensor {
-        // In place: at 512×512 each 64-channel map is 64 MB, and a fresh one per ReLU and sum was a
-        // tenth of the decode. `· 1 +` is the plain sum, bit for bit.
+        // In place: at 512×512 each 64-channel map is 64 MB, not worth allocating and filling afresh for
+        // a ReLU or a sum. `· 1 +` is the plain sum, bit for bit.
         var h = convs[0](x)
         h.formReLU()
         h = convs[1](h)

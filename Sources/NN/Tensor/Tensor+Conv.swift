@@ -31,10 +31,9 @@ extension Tensor {
     /// - Precondition: `self` is `[N, Cin, H, W]`, the kernel fits the padded input.
     ///
     /// Under `BLAS.withPrecision(.bf16)` convolutions still multiply in fp32 (3×3 ones with Winograd):
-    /// of the UNet's products they are the ones bf16's rounding hurts most (a full-size UNet step's
-    /// relative error against fp32 is 1.2e-2 with every product in bf16, 9.6e-3 with the 3×3
-    /// convolutions in fp32, 5.1e-3 with all of them), and Winograd already gives the 3×3 ones most
-    /// of what bf16 would.
+    /// their long sums over channels and kernel taps are where bf16's rounding costs the UNet's output
+    /// most (README "bf16" has the measurements), and Winograd already gives the 3×3 ones much of what
+    /// bf16 would.
     public func conv2d(weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Int) -> Tensor {
         if BLAS.precision == .bf16 {
             return BLAS.withPrecision(.fp32) { conv2d(weight: weight, bias: bias, stride: stride, padding: padding) }
