@@ -50,6 +50,23 @@ final class TorchFileTests: XCTestCase {
         XCTAssertTrue(file.skipped.isEmpty)
     }
 
+    /// Fast mode's in-place view: the contiguous fp16 and bf16 tensors' own bytes, which widen to what
+    /// `read` gives; none for fp32 or for a transposed view.
+    func testContiguousHalfTensorsAreViewedInPlace() throws {
+        let file = try open("state_dict.ckpt")
+        for name in ["f16", "bf16", "base", "subnormal"] {
+            let stored = try XCTUnwrap(file.storedHalfElements(name), name)
+            let widened = (0..<stored.count).map { i in
+                stored.isBF16 ? Float(bitPattern: UInt32(stored.bits[i]) << 16) : Float(Float16(bitPattern: stored.bits[i]))
+            }
+            XCTAssertEqual(stored.isBF16, name == "bf16", name)
+            XCTAssertEqual(widened.map(\.bitPattern), try file.tensor(name).data.map(\.bitPattern), name)
+        }
+        for name in ["f32", "transposed", "position_ids", "empty"] {
+            XCTAssertNil(file.storedHalfElements(name), name)
+        }
+    }
+
     /// The same state dict with `pickle_protocol=4` and `5` (STACK_GLOBAL, MEMOIZE, FRAME, SHORT_BINUNICODE).
     func testProtocolsFourAndFive() throws {
         for name in ["protocol4.pt", "protocol5.pt"] {

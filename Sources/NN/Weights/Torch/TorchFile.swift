@@ -219,6 +219,15 @@ public final class TorchFile: TensorFile, @unchecked Sendable {
         return out
     }
 
+    /// The elements of `name` in place when it is a contiguous F16 or BF16 tensor (two-byte aligned);
+    /// a strided view is read through `read`.
+    public func storedHalfElements(_ name: String) -> HalfElements? {
+        guard let entry = entries[name], entry.contiguous, entry.info.dtype == .f16 || entry.info.dtype == .bf16,
+              entry.info.elementCount > 0, let base = file.base, entry.start % 2 == 0 else { return nil }
+        return HalfElements(bits: (base + entry.start).assumingMemoryBound(to: UInt16.self),
+                            count: entry.info.elementCount, isBF16: entry.info.dtype == .bf16)
+    }
+
     /// Drops the mapped pages of tensor `name` once it has been converted (`MappedFile.releasePages`).
     public func releasePages(of name: String) {
         guard let entry = entries[name] else { return }
