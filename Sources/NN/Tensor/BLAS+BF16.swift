@@ -100,8 +100,8 @@ extension BLAS {
     static func dnnlGemm(bf16: Bool, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                          a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                          beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) -> Bool {
-        let key = DNNLMatmuls.Key(m: m, n: n, k: k, transA: transA, transB: transB, ldc: ldc, alpha: alpha, beta: beta)
-        guard let matmul = DNNLMatmuls.shared.matmul(for: key, bf16: bf16) else { return false }
+        let key = DNNLMatmuls.Key(m: m, n: n, k: k, transA: transA, transB: transB, ldc: ldc, alpha: alpha, beta: beta, bf16: bf16)
+        guard let matmul = DNNLMatmuls.shared.matmul(for: key) else { return false }
         let (aRows, aCols) = transA ? (k, m) : (m, k)
         let (bRows, bCols) = transB ? (n, k) : (k, n)
         let elementSize = bf16 ? 2 : 4
@@ -133,21 +133,22 @@ final class DNNLMatmuls: @unchecked Sendable {
         var transA, transB: Bool
         var ldc: Int
         var alpha, beta: Float
+        /// bf16 inputs; otherwise fp32.
+        var bf16: Bool
     }
 
     private let lock = NSLock()
     private var made: [Key: OpaquePointer] = [:]
-    private var madeFP32: [Key: OpaquePointer] = [:]
 
-    /// The matmul for `key` with bf16 (or fp32) inputs, or nil when oneDNN has none for it.
-    func matmul(for key: Key, bf16: Bool) -> OpaquePointer? {
+    /// The matmul for `key`, or nil when oneDNN has none for it.
+    func matmul(for key: Key) -> OpaquePointer? {
         lock.lock()
         defer { lock.unlock() }
-        if let found = bf16 ? made[key] : madeFP32[key] { return found }
+        if let found = made[key] { return found }
         var reason: UnsafePointer<CChar>?
         guard let matmul = sd_dnnl_matmul_create(key.m, key.n, key.k, key.transA ? 1 : 0, key.transB ? 1 : 0, key.ldc,
-                                                 key.alpha, key.beta, bf16 ? 1 : 0, &reason) else { return nil }
-        if bf16 { made[key] = matmul } else { madeFP32[key] = matmul }
+                                                 key.alpha, key.beta, key.bf16 ? 1 : 0, &reason) else { return nil }
+        made[key] = matmul
         return matmul
     }
 }

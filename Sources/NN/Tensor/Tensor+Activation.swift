@@ -29,17 +29,21 @@ extension Tensor {
     /// ReLU, `max(x, 0)`.
     public func relu() -> Tensor { mapElements { $0.replacing(with: 0, where: $0 .< 0) } }
 
-    /// `relu()` in place: the same values, without a second map to allocate and fill.
-    public mutating func formReLU() {
+    /// `mapElements` written over this tensor's own elements, with the same ranges and vector path.
+    @inline(__always)
+    mutating func formMapElements(_ f: (FastMath.V) -> FastMath.V) {
         let n = count
         data.withUnsafeMutableBufferPointer { buffer in
             let x = SharedPointer(buffer.baseAddress!)
             Parallel.forEach((n + 7) / 8, grain: Tensor.elementGrain / 8) { range in
                 let start = range.lowerBound * 8, end = min(n, range.upperBound * 8)
-                FastMath.map(x.base + start, x.base + start, count: end - start) { $0.replacing(with: 0, where: $0 .< 0) }
+                FastMath.map(x.base + start, x.base + start, count: end - start, f)
             }
         }
     }
+
+    /// `relu()` in place: the same values, without a second map to allocate and fill.
+    public mutating func formReLU() { formMapElements { $0.replacing(with: 0, where: $0 .< 0) } }
 
     /// Leaky ReLU: `x` where `x ≥ 0`, `slope · x` below (torch `nn.LeakyReLU(negative_slope)`).
     public func leakyReLU(slope: Float) -> Tensor {
@@ -50,14 +54,8 @@ extension Tensor {
     /// `leakyReLU(slope:)` in place: no second buffer, for maps too large to hold twice (an upscaler's
     /// full-resolution features are 184 MB a tile).
     public mutating func formLeakyReLU(slope: Float) {
-        let s = FastMath.V(repeating: slope), n = count
-        data.withUnsafeMutableBufferPointer { buffer in
-            let x = SharedPointer(buffer.baseAddress!)
-            Parallel.forEach((n + 7) / 8, grain: Tensor.elementGrain / 8) { range in
-                let start = range.lowerBound * 8, end = min(n, range.upperBound * 8)
-                FastMath.map(x.base + start, x.base + start, count: end - start) { $0.replacing(with: $0 * s, where: $0 .< 0) }
-            }
-        }
+        let s = FastMath.V(repeating: slope)
+        formMapElements { $0.replacing(with: $0 * s, where: $0 .< 0) }
     }
 
     /// SiLU (swish): `x · sigmoid(x)`.
