@@ -68,6 +68,7 @@ struct SDRepl: ParsableCommand {
         EngineEnvironment.restartWithEngineSettingsIfNeeded()
         // A process-wide allocator policy, chosen by the program rather than by opening a pipeline.
         MemoryMode.keepFreedBlocksForReuse()
+        BusError.install()
         main(nil)
     }
 

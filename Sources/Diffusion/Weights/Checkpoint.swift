@@ -241,6 +241,15 @@ public final class Checkpoint: TensorSource, @unchecked Sendable {
     public var keys: [String] { sortedKeys }
     public func shape(of key: String) -> [Int]? { entries[key]?.shape }
 
+    public func filesChangedOnDisk() -> [String] {
+        var seen = Set<ObjectIdentifier>(), changed: [String] = []
+        for key in sortedKeys {
+            guard let file = entries[key]?.file, seen.insert(ObjectIdentifier(file)).inserted else { continue }
+            changed += file.filesChangedOnDisk()
+        }
+        return changed
+    }
+
     /// Converts `key` (a mapped name) to Float32 into `buffer`.
     /// - Throws: `WeightsError.missingTensor`, or the file's `SafetensorsError` or `TorchFileError`
     ///   (e.g. a wrong buffer size or an unsupported dtype).

@@ -219,6 +219,14 @@ final class LoRAPatchedSource: TensorSource, @unchecked Sendable {
     var keys: [String] { base.keys }
     func shape(of key: String) -> [Int]? { base.shape(of: key) }
 
+    func filesChangedOnDisk() -> [String] {
+        var seen = Set<ObjectIdentifier>(), changed = base.filesChangedOnDisk()
+        for patch in patches.values.joined() where seen.insert(ObjectIdentifier(patch.file)).inserted {
+            changed += patch.file.filesChangedOnDisk()
+        }
+        return changed
+    }
+
     func readRows(_ key: String, rows: [Int], width: Int, into buffer: UnsafeMutableBufferPointer<Float>) throws {
         // A patched weight is read whole, with its deltas, before its rows are taken.
         guard patches[key] == nil else { return try readRowsOfWholeTensor(key, rows: rows, width: width, into: buffer) }

@@ -18,6 +18,10 @@ public protocol TensorSource: AnyObject, Sendable {
     /// The stored elements of `key` in place, when they are two-byte floats in the key's own order,
     /// mapped for as long as the source lives; nil (the default) when `read` does more than widen.
     func storedHalfElements(_ key: String) -> HalfElements?
+    /// The mapped files behind the source that were rewritten in place since they were opened
+    /// (`MappedFile.changedSinceMapped`): reading them on would give other weights or SIGBUS, so the
+    /// source must be opened again. Empty (the default) for a source that maps nothing.
+    func filesChangedOnDisk() -> [String]
 }
 
 /// Two-byte floats in a file's mapping: what fast mode keeps of an fp16 or bf16 weight without a copy.
@@ -34,6 +38,8 @@ public struct HalfElements: @unchecked Sendable {
 
 extension TensorSource {
     public func storedHalfElements(_ key: String) -> HalfElements? { nil }
+
+    public func filesChangedOnDisk() -> [String] { [] }
 
     public func readRows(_ key: String, rows: [Int], width: Int, into buffer: UnsafeMutableBufferPointer<Float>) throws {
         try readRowsOfWholeTensor(key, rows: rows, width: width, into: buffer)

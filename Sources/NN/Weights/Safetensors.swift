@@ -215,6 +215,7 @@ public final class SafetensorsFile: TensorSource, @unchecked Sendable {
     public var sourceDescription: String { url.path }
     public var keys: [String] { names }
     public func shape(of key: String) -> [Int]? { info(key)?.shape }
+    public func filesChangedOnDisk() -> [String] { file.changedSinceMapped ? [url.path] : [] }
 
     // MARK: Header validation
 

@@ -51,6 +51,10 @@ public protocol ImageGenerator: AnyObject {
     /// Warnings to show once, when the model has loaded (tensors of the checkpoint no model part took).
     var loadWarnings: [String] { get }
 
+    /// The model's files that were rewritten in place since it loaded (the weights are read from
+    /// their mapping as they are used): the model must be loaded again before it runs.
+    func filesChangedOnDisk() -> [String]
+
     /// The token count and the 75-token chunks of `prompt` (of each of its texts, when prompt editing
     /// changes it during the `steps`), as text for the `tokens` command.
     func tokenReport(prompt: String, steps: Int, folders: ResourceFolders) throws -> String
@@ -59,6 +63,7 @@ public protocol ImageGenerator: AnyObject {
 extension ImageGenerator {
     public var memoryMode: MemoryMode? { nil }
     public var keptWeightBytes: Int? { nil }
+    public func filesChangedOnDisk() -> [String] { [] }
 }
 
 /// Loads a generator for a model found by the `ModelCatalog`.

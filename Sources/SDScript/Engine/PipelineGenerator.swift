@@ -48,6 +48,7 @@ public final class PipelineGenerator: ImageGenerator {
     public let loadWarnings: [String]
     public var memoryMode: MemoryMode? { pipeline.checkpoint.memoryMode }
     public var keptWeightBytes: Int? { pipeline.checkpoint.memoryMode == .fast ? pipeline.checkpoint.fastModeByteCount : 0 }
+    public func filesChangedOnDisk() -> [String] { pipeline.checkpoint.filesChangedOnDisk() }
 
     public init(pipeline: StableDiffusionPipeline) {
         self.pipeline = pipeline

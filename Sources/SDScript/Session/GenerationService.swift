@@ -26,7 +26,14 @@ final class GenerationService {
         } catch {
             throw ScriptError.noModel(FileErrorText.reason(error), command: command)
         }
-        if let cached, cached.model == location.path, cached.memory == resources.memory { return cached.generator }
+        if let kept = cached, kept.model == location.path, kept.memory == resources.memory {
+            let changed = kept.generator.filesChangedOnDisk()
+            if changed.isEmpty { return kept.generator }
+            // Its weights are read from the files' mappings as it runs: the old model goes first,
+            // so that the two are never in memory together.
+            cached = nil
+            io.output("\(changed.joined(separator: ", ")) changed on disk since the model was loaded; loading it again")
+        }
         guard let loader = components.generatorLoader else { throw ScriptError.noEngine(model: location.path, command: command) }
         io.output("loading \(location.path) (\(location.source)) …")
         let loaded: ImageGenerator

@@ -239,6 +239,7 @@ public final class TorchFile: TensorFile, @unchecked Sendable {
     public var sourceDescription: String { url.path }
     public var keys: [String] { names }
     public func shape(of key: String) -> [Int]? { entries[key]?.info.shape }
+    public func filesChangedOnDisk() -> [String] { file.changedSinceMapped ? [url.path] : [] }
 }
 
 /// The tensors of a pickle's document under their flattened names, each validated against its storage.
