@@ -90,5 +90,11 @@ final class BF16EndToEndTests: XCTestCase {
         let elsewhere = try PipeRun(["run", "--check", path], in: sandbox)
         XCTAssertNotEqual(elsewhere.status, 0)
         XCTAssertTrue(elsewhere.stderr.contains("bf16 is not available here"), elsewhere.stderr)
+
+        // Loading the bf16 picture there says what it cannot restore, as for any other part of a recipe.
+        sandbox.write("l.sdscript", "load bf16.png\nshow\n")
+        let loaded = try PipeRun(["run", "l.sdscript"], in: sandbox)
+        XCTAssertTrue((loaded.stdout + loaded.stderr).contains("bf16 precision (bf16 is turned off (SDREPL_BF16=off); fp32 instead)"),
+                      loaded.stdout + loaded.stderr)
     }
 }

@@ -7,11 +7,16 @@ import XCTest
 /// session loads it again, and during one sdrepl stops naming the file. Through the real binary on a
 /// pseudo-terminal, with a copy of the tiny diffusers model.
 final class ModelFileChangeTests: XCTestCase {
+    /// The tiny model with its fp16 UNet as the main file, so that fast mode keeps the larger UNet
+    /// weights in the file's mapping, as it does a real fp16 checkpoint's.
     private func copyModel(into sandbox: Sandbox) throws -> String {
         let model = sandbox.path + "/tiny"
         try FileManager.default.copyItem(atPath: FixturePaths.root.appendingPathComponent("models/tiny-sd15-diffusers").path,
                                          toPath: model)
-        return model + "/unet/diffusion_pytorch_model.safetensors"
+        let unet = model + "/unet/diffusion_pytorch_model.safetensors"
+        try FileManager.default.removeItem(atPath: unet)
+        try FileManager.default.moveItem(atPath: model + "/unet/diffusion_pytorch_model.fp16.safetensors", toPath: unet)
+        return unet
     }
 
     /// Writes `bytes` over the file in place: the same inode, as `cp` over it or an editor would.

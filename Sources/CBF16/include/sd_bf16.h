@@ -5,7 +5,8 @@
 
 /// bf16 matrix products for the engine: rounding to bf16, and oneDNN's matmul with bf16 inputs and
 /// fp32 accumulation. oneDNN (libdnnl.so.2) is opened at run time, only when asked for, so a machine
-/// without it (or a CPU without bf16) runs the fp32 engine as before.
+/// without the library (or a CPU without bf16) runs the fp32 engine as before. Building needs
+/// oneDNN's headers for its types and constants (Debian's libdnnl-dev, which `make deps` installs).
 
 /// Rounds a `rows` x `cols` block of `src` (row stride `ld`) to bf16, round to nearest even, into
 /// `dst`, contiguous (row stride `cols`). NaN stays NaN.

@@ -247,10 +247,18 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
 }
 
 /// A file as a cache key: its path, size and modification time, so an edited file is read again.
-struct FileStamp: Hashable {
+public struct FileStamp: Hashable, Sendable {
     let path: String
     let size: Int
     let modified: Double
+
+    /// The stamps of a weights file, or of every file in a folder of them (a diffusers `vae/`): what
+    /// a loaded decoder was read from, to be read again when it changes.
+    public static func of(_ url: URL) -> [FileStamp] {
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder), isFolder.boolValue else { return [FileStamp(url: url)] }
+        return files(in: [url], extensions: ["safetensors", "bin", "pt", "pth", "ckpt", "json"])
+    }
 
     init(url: URL) {
         let values = try? url.resourceValues(forKeys: [.fileSizeKey, .contentModificationDateKey])

@@ -96,7 +96,9 @@ extension BLAS {
     }
 
     /// `sgemm` through oneDNN's matmul, the inputs packed (and rounded to bf16 when `bf16`).
-    /// - Returns: false when oneDNN has no matmul for it here (C is untouched then).
+    /// - Returns: false when oneDNN has no matmul for it here, or could not run it (no memory for its
+    ///   scratchpad or stream; oneDNN checks a product's arguments before it writes anything): C is
+    ///   untouched then, and the caller computes it another way.
     static func dnnlGemm(bf16: Bool, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                          a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                          beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) -> Bool {
@@ -118,9 +120,7 @@ extension BLAS {
                 }
             }
         }
-        let status = sd_dnnl_matmul_run(matmul, packed, packedB, c, Int32(threads))
-        precondition(status == 0, "oneDNN's matmul failed with status \(status)")
-        return true
+        return sd_dnnl_matmul_run(matmul, packed, packedB, c, Int32(threads)) == 0
     }
 }
 

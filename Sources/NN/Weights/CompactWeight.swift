@@ -61,6 +61,9 @@ final class CompactWeight: @unchecked Sendable {
     /// Bytes held (two per element).
     var byteCount: Int { 2 * count }
 
+    /// Where the elements are: a file's mapping (`init(mapped:owner:)`) or pages of our own.
+    var elements: UnsafeRawPointer { UnsafeRawPointer(bits) }
+
     /// Widens every element into `out`, whose count must equal `count`.
     func widen(into out: UnsafeMutableBufferPointer<Float>) {
         precondition(out.count == count, "widening \(count) elements into \(out.count)")

@@ -127,6 +127,13 @@ public final class Parameter: @unchecked Sendable {
         return cached.map { 4 * $0.count } ?? compact?.byteCount ?? 0
     }
 
+    /// Where the two-byte copy's elements are, nil when there is none (for tests: a file's mapping or
+    /// pages of its own).
+    var compactElements: UnsafeRawPointer? {
+        lock.lock(); defer { lock.unlock() }
+        return compact?.elements
+    }
+
     /// Rows `ids` of a 2-D weight, `ids.count · shape[1]` floats in the order given. A weight that
     /// is not kept converts only those rows.
     /// - Precondition: every id is a row of the weight.

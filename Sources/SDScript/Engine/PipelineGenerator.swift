@@ -109,8 +109,13 @@ public final class PipelineGenerator: ImageGenerator {
             loadedDecoder = nil
             return
         }
-        if loadedDecoder?.url != file {
-            loadedDecoder = (file, try loadLatentDecoder(file, vaeConfig: pipeline.vae.config))
+        // Read again when the file changed: its weights are read from the file's mapping.
+        let stamps = FileStamp.of(file)
+        if loadedDecoder?.url != file || loadedDecoder?.stamps != stamps {
+            // The old one goes first, so that the two are never in memory together.
+            loadedDecoder = nil
+            pipeline.decoder = pipeline.vae
+            loadedDecoder = (file, stamps, try loadLatentDecoder(file, vaeConfig: pipeline.vae.config))
         }
         if let decoder = loadedDecoder?.decoder {
             pipeline.decoder = decoder
@@ -121,18 +126,22 @@ public final class PipelineGenerator: ImageGenerator {
     /// The TAESD for live previews, read once per file; one that cannot be read leaves the latent
     /// projection (a preview is not worth refusing a generation for).
     private func usePreview(_ file: URL?) {
-        if previewFile != file {
+        let stamps = file.map(FileStamp.of)
+        if previewFile != file || previewStamps != stamps {
             previewFile = file
+            previewStamps = stamps
+            previewDecoder = nil
             previewDecoder = file.flatMap { try? TinyAutoencoderDecoder.load($0) }
         }
         pipeline.previewDecoder = previewDecoder
     }
 
     private var previewFile: URL?
+    private var previewStamps: [FileStamp]?
     private var previewDecoder: TinyAutoencoderDecoder?
 
     /// The decoder read for `set vae` (TAESD or a VAE file), kept while the file stays the same.
-    private var loadedDecoder: (url: URL, decoder: any LatentDecoder)?
+    private var loadedDecoder: (url: URL, stamps: [FileStamp], decoder: any LatentDecoder)?
 
     private func compositionReport(_ prompt: String, steps: Int) throws -> String {
         let parts = PromptComposition.parts(of: prompt)

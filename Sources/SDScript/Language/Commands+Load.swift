@@ -97,7 +97,7 @@ extension Command {
             }
             return missing
         }
-        guard let strength = recipe.extra("Denoising strength").flatMap(Double.init) else { return [] }
+        guard let strength = recipe.extra("Denoising strength").flatMap(Double.init) else { return missing }
         settings.strength = strength
         if let blur = recipe.extra("Mask blur").flatMap(Int.init), RequestLimits.maskBlur.contains(blur) { settings.maskBlur = blur }
         if let paste = own["inpaint_paste"] as? Bool { settings.inpaintPaste = paste }

@@ -52,8 +52,10 @@ extension Session {
 
     /// The precision of a generation, `drafting` or not. Under `auto` the transcript records the one
     /// it chose whenever that changes, so a replay renders the same whatever its machine would choose.
+    /// A sharded run's `auto` is fp32: its shards run on whatever machines the job runners have, and
+    /// every shard must record the same line.
     func settledPrecision(_ choice: PrecisionChoice, drafting: Bool) -> MatmulPrecision {
-        let precision = choice.resolved(drafting: drafting)
+        let precision = choice == .auto && sharding != nil ? .fp32 : choice.resolved(drafting: drafting)
         if choice == .auto && recordedAutoPrecision != precision {
             log.line.preamble.append("set precision \(precision.rawValue)")
             recordedAutoPrecision = precision

@@ -63,12 +63,15 @@ extension Session {
             throw ScriptError.badArgument(command: "final", argument: argument,
                                           reason: "expected the number of an image of this session (1 to \(history.images.count)), got", suggestion: nil)
         }
-        guard let request = history.images[number - 1].finalRequest else {
+        guard var request = history.images[number - 1].finalRequest else {
             throw ScriptError.badArgument(command: "final", argument: argument,
                                           reason: "image \(number) was not made in draft mode ('set mode draft'); it is final already", suggestion: nil)
         }
         var own = settings
         own.resources.draft = nil
+        // From the choice now, as a replay sees it: under `auto` the draft recorded `set precision
+        // bf16`, and the line recorded here (fp32) is what sets a replay's `final` back.
+        request.engine.precision = settledPrecision(settings.request.precision, drafting: false)
         history.startBatch()
         try render(request, base: request.engine.seed, settings: own, own: nil, command: "final")
     }

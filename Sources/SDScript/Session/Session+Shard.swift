@@ -81,6 +81,9 @@ extension Session {
         state.cursor += count
         state.lastGen = (count, [])
         history.startBatch()
+        // Settled for the whole `gen`, also by a shard that takes none of its images, so that every
+        // shard records the same `set precision` line.
+        _ = settledPrecision(settings.request.precision, drafting: settings.resources.draft != nil)
         var body: [String] = []
         func close() { log.line.expansion = ["\(ShardMarkers.genStart) \(count)"] + body + ["seed \(base)", ShardMarkers.genEnd] }
         close()

@@ -58,8 +58,8 @@ final class BF16PipelineTests: XCTestCase {
         XCTAssertLessThanOrEqual(maxima.max() ?? 0, 1.5 * manifest.overall.max_abs, "max over the fixtures")
     }
 
-    /// fp32 stays the default and gives diffusers' pixels; a bf16 request where there is none is refused
-    /// before any work, saying why.
+    /// fp32 stays a request's default; a bf16 request where the machine has none fails validation
+    /// (which `prepare` runs before any work), saying why.
     func testBF16IsRefusedWhereThisMachineHasNone() throws {
         let saved = BF16Support.detected
         BF16Support.detected = .failure(.init(description: "this CPU has no bf16 instructions (AVX512_BF16 or AMX)"))

@@ -89,6 +89,10 @@ final class CompactWeightTests: XCTestCase {
             let parameter = try weights.parameter(name, shape: [count])
             XCTAssertEqual(parameter.value.data.map(\.bitPattern), values.map(\.bitPattern), name)
             XCTAssertEqual(parameter.heldBytes, 2 * count, name)
+            let kept = try XCTUnwrap(parameter.compactElements, name)
+            try file.withRawBytes(of: name) { raw in
+                XCTAssertEqual(kept, raw.baseAddress, "\(name): the parameter keeps the file's own bytes, not a copy")
+            }
             file.releasePages(of: name)
             XCTAssertEqual(parameter.value.data.map(\.bitPattern), values.map(\.bitPattern), "\(name) after its pages were dropped")
         }

@@ -70,4 +70,50 @@ final class PrecisionSettingTests: XCTestCase {
         XCTAssertEqual(lines, ["set precision auto", "set precision fp32", "gen", "gen", "set precision bf16", "gen",
                                "set precision fp32", "gen"])
     }
+
+    /// `final N` after an `auto` draft renders in fp32 and records it, so that a replay, whose
+    /// `set precision bf16` line made its choice explicit, sets it back before `final` too.
+    func testFinalAfterAnAutoDraftRecordsFP32AndReplaysAlike() throws {
+        BF16Support.detected = .success(.oneDNN)
+        let recorder = try TranscriptRecorder(directory: TemporaryFolder().path, date: Date(timeIntervalSince1970: 1_795_000_000))
+        let loader = CountingLoader()
+        let session = makeSession(transcript: recorder, loader: loader)
+        XCTAssertEqual(session.execute("prompt a fox"), .ok)
+        XCTAssertEqual(session.execute("set precision auto"), .ok)
+        session.settings.resources.draft = DraftPreset(lora: "lcm", sampler: .lcm, steps: 4, cfg: 1, spacing: nil, vae: nil)
+        for line in ["seed 3", "gen", "final 1"] { XCTAssertEqual(session.execute(line), .ok, line) }
+        XCTAssertEqual(loader.generator.requests.map(\.precision), [.bf16, .fp32])
+        let recorded = recorder.lines.filter { !$0.hasPrefix("#") }
+        XCTAssertEqual(recorded.filter { $0.hasPrefix("set precision") || $0.hasPrefix("gen") || $0.hasPrefix("final") },
+                       ["set precision auto", "set precision bf16", "gen", "set precision fp32", "final 1"])
+
+        // The replay, draft mode set as the recorded preset would.
+        let replayLoader = CountingLoader()
+        let replay = makeSession(loader: replayLoader)
+        for line in recorded {
+            if line.hasPrefix("gen") { replay.settings.resources.draft = session.settings.resources.draft }
+            XCTAssertEqual(replay.execute(line), .ok, line)
+        }
+        XCTAssertEqual(replayLoader.generator.requests.map(\.precision), [.bf16, .fp32])
+    }
+
+    /// In a sharded run `auto` is fp32 on every machine, and every shard records the same line,
+    /// also one that takes none of the `gen`'s images.
+    func testAShardedRunSettlesAutoAsFP32InEveryShard() throws {
+        BF16Support.detected = .success(.oneDNN)
+        let folder = TemporaryFolder()
+        let script = folder.write("s.sdscript", "prompt x\nset size 64x64\nset steps 1\nset precision auto\nseed 5\ngen 1\n")
+        var recordedLines: [[String]] = []
+        for k in 1...2 {
+            let recorder = try TranscriptRecorder(directory: folder.path + "/shards/\(k)")
+            let loader = CountingLoader()
+            let session = makeSession(transcript: recorder, loader: loader)
+            session.settings.resources.draft = DraftPreset(lora: "lcm", sampler: .lcm, steps: 4, cfg: 1, spacing: nil, vae: nil)
+            session.startShard(try Shard(parsing: "\(k)/2"), script: try String(contentsOfFile: script, encoding: .utf8), path: script)
+            XCTAssertEqual(session.runScript(at: script).errors, [])
+            XCTAssertEqual(loader.generator.requests.map(\.precision), k == 1 ? [.fp32] : [], "shard \(k)")
+            recordedLines.append(recorder.lines.filter { $0.hasPrefix("set precision") })
+        }
+        XCTAssertEqual(recordedLines, [["set precision auto", "set precision fp32"], ["set precision auto", "set precision fp32"]])
+    }
 }
