@@ -66,6 +66,31 @@ final class ModelFileChangeTests: XCTestCase {
         }
     }
 
+    /// A `set vae` file (here a TAESD) rewritten in place is read again at the next generation:
+    /// rewritten with garbage its error names it, restored it decodes as before.
+    func testADecoderFileRewrittenBetweenGenerationsIsReadAgain() throws {
+        let sandbox = Sandbox()
+        _ = try copyModel(into: sandbox)
+        let taesd = sandbox.path + "/taesd.safetensors"
+        try FileManager.default.copyItem(atPath: FixturePaths.root.appendingPathComponent("taesd/taesd_decoder.safetensors").path, toPath: taesd)
+        let original = try Data(contentsOf: URL(fileURLWithPath: taesd))
+        let terminal = try PseudoTerminal(["--model", "tiny"], in: sandbox, da1Reply: "\u{1B}[?62;22c")
+        terminal.expect("type 'help'")
+        terminal.type("set size 64x64\nset steps 2\nset autosave off\nset preview off\nset vae \(taesd)\nseed 5\ngen\n")
+        terminal.expect("image 1: seed 5")
+        try rewriteInPlace(taesd, with: Data("not a TAESD".utf8))
+        terminal.type("gen\n")
+        terminal.expect("\(taesd) declares a")  // the error of reading it again
+        try rewriteInPlace(taesd, with: original)
+        terminal.type("gen\n")
+        terminal.expect("image 2: seed 5")
+        terminal.type("quit\n")
+        XCTAssertEqual(terminal.waitForExit(), 0)
+        let hashes = shownHashes(terminal.transcript)
+        XCTAssertEqual(hashes.count, 2, terminal.transcript)
+        XCTAssertEqual(Set(hashes).count, 1, "read again, the same decoder makes the same image")
+    }
+
     /// Truncated while a low-memory generation reads it step by step, the file ends the process with
     /// one line that names it, exit status 1; the transcript keeps the commands before.
     func testAModelFileTruncatedDuringAGenerationStopsWithAClearMessage() throws {
