@@ -116,7 +116,9 @@ extension Tensor {
             return out
         }
 
-        var out = Tensor(shape: [n, cout, hout, wout])
+        // Every element is written: by the bias copy or a GEMM with beta = 0, or by the shifted
+        // path's copy-out.
+        var out = Tensor(uninitializedShape: [n, cout, hout, wout])
         let paddedWidth = w + 2 * padding
         let perRow = strategy == .shifted ? max(cin, cout) * paddedWidth : kdim * wout
         var bandRows = strategy == .direct ? hout : max(1, min(hout, columnBudget / max(1, perRow)))
@@ -139,7 +141,11 @@ extension Tensor {
             scratchPerBand = cin * Tensor.shiftedChannelStride(rows: bandRows, kernel: k, paddedWidth: paddedWidth)
                 + cout * bandRows * paddedWidth
         }
-        var scratch = [Float](repeating: 0, count: scratchPerBand * (perWorker ? workers : 1))
+        // Each band writes all of its scratch that it reads: the patch matrix or padded rows (zeros
+        // included), and the shifted GEMMs' result with beta = 0 first.
+        var scratch = [Float](unsafeUninitializedCapacity: scratchPerBand * (perWorker ? workers : 1)) { _, initialized in
+            initialized = scratchPerBand * (perWorker ? workers : 1)
+        }
         let taps = strategy == .shifted ? Tensor.weightTaps(weight) : []
         let biasValues = bias?.data ?? []
 

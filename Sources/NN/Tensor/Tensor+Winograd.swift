@@ -192,7 +192,12 @@ extension Tensor {
         let rowWidth = 32 * groups + 40
         let products = 36 * (cin + cout) * stride, rowScratch = 6 * rowWidth + (w + 8)
         let copies = perWorker ? min(workers, blocks) : 1
-        var scratch = [Float](repeating: 0, count: copies * products + workers * rowScratch)
+        // V and M are written before they are read (the GEMMs read only the tiles' columns); only the
+        // rows' scratch needs zeros, where the input's edges and the slack after it are never written.
+        var scratch = [Float](unsafeUninitializedCapacity: copies * products + workers * rowScratch) { buffer, initialized in
+            (buffer.baseAddress! + copies * products).initialize(repeating: 0, count: workers * rowScratch)
+            initialized = buffer.count
+        }
         let out = SharedPointer(y)
 
         scratch.withUnsafeMutableBufferPointer { sb in

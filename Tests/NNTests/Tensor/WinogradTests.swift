@@ -54,6 +54,28 @@ final class WinogradTests: XCTestCase {
         } }
     }
 
+    /// The convolutions leave their scratch (V, M, patch matrices, padded bands) and their output
+    /// unfilled and write every element they read: with the allocator's free blocks full of NaN
+    /// first, every strategy still gives the direct result, partial tile groups and bands included.
+    func testUnfilledScratchNeverReachesTheOutput() {
+        // As the programs run: freed blocks of any size stay in the heap for reuse, poison included.
+        MemoryMode.keepFreedBlocksForReuse()
+        let x = Tensor.random([2, 12, 33, 37], seed: 700), weight = Tensor.random([10, 12, 3, 3], seed: 701)
+        let b = Tensor.random([10], seed: 702)
+        let want = TensorGEMMTests.referenceConv(x, weight, b, stride: 1, padding: 1)
+        for strategy in [Tensor.ConvStrategy.winograd, .shifted, .im2col] {
+            for _ in 0..<3 {
+                // Blocks of many sizes, freed: the allocator hands them out again to the convolution.
+                var poison: [[Float]] = []
+                for size in stride(from: 1 << 10, through: 1 << 20, by: 1 << 14) { poison.append([Float](repeating: .nan, count: size)) }
+                poison.removeAll()
+                let got = x.conv2d(weight: weight, bias: b, stride: 1, padding: 1, columnBudget: 4096, strategy: strategy)
+                XCTAssertFalse(got.data.contains { $0.isNaN }, "\(strategy)")
+                assertClose(got, want, tolerance: 2e-5 * Float(9 * 12).squareRoot(), "\(strategy)")
+            }
+        }
+    }
+
     /// Blocks are split over the workers by a fixed partition, so results repeat bit for bit.
     func testBitIdenticalAcrossRuns() {
         let x = Tensor.random([2, 16, 40, 40], seed: 420), weight = Tensor.random([24, 16, 3, 3], seed: 421)
