@@ -123,8 +123,8 @@ public final class PipelineGenerator: ImageGenerator {
         }
     }
 
-    /// The TAESD for live previews, read once per file; one that cannot be read leaves the latent
-    /// projection (a preview is not worth refusing a generation for).
+    /// The TAESD for live previews, read once per file and again when it changes; one that cannot be
+    /// read leaves the latent projection (a preview is not worth refusing a generation for).
     private func usePreview(_ file: URL?) {
         let stamps = file.map(FileStamp.of)
         if previewFile != file || previewStamps != stamps {
@@ -140,7 +140,8 @@ public final class PipelineGenerator: ImageGenerator {
     private var previewStamps: [FileStamp]?
     private var previewDecoder: TinyAutoencoderDecoder?
 
-    /// The decoder read for `set vae` (TAESD or a VAE file), kept while the file stays the same.
+    /// The decoder read for `set vae` (TAESD or a VAE file), kept while the file stays the same
+    /// (the same path, sizes and modification times).
     private var loadedDecoder: (url: URL, stamps: [FileStamp], decoder: any LatentDecoder)?
 
     private func compositionReport(_ prompt: String, steps: Int) throws -> String {
