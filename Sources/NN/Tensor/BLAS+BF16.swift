@@ -124,7 +124,8 @@ extension BLAS {
     }
 }
 
-/// oneDNN matmuls made once per shape (making one compiles its kernel) and kept for the process.
+/// oneDNN matmuls made once per shape (making one compiles its kernel) and kept for the process, as
+/// is oneDNN's refusal of a shape, so that its callers fall back without asking again on every call.
 final class DNNLMatmuls: @unchecked Sendable {
     static let shared = DNNLMatmuls()
 
@@ -138,7 +139,8 @@ final class DNNLMatmuls: @unchecked Sendable {
     }
 
     private let lock = NSLock()
-    private var made: [Key: OpaquePointer] = [:]
+    /// nil for a shape oneDNN has no matmul for.
+    private var made: [Key: OpaquePointer?] = [:]
 
     /// The matmul for `key`, or nil when oneDNN has none for it.
     func matmul(for key: Key) -> OpaquePointer? {
@@ -146,9 +148,9 @@ final class DNNLMatmuls: @unchecked Sendable {
         defer { lock.unlock() }
         if let found = made[key] { return found }
         var reason: UnsafePointer<CChar>?
-        guard let matmul = sd_dnnl_matmul_create(key.m, key.n, key.k, key.transA ? 1 : 0, key.transB ? 1 : 0, key.ldc,
-                                                 key.alpha, key.beta, key.bf16 ? 1 : 0, &reason) else { return nil }
-        made[key] = matmul
+        let matmul = sd_dnnl_matmul_create(key.m, key.n, key.k, key.transA ? 1 : 0, key.transB ? 1 : 0, key.ldc,
+                                           key.alpha, key.beta, key.bf16 ? 1 : 0, &reason)
+        made[key] = .some(matmul)
         return matmul
     }
 }
