@@ -23,6 +23,18 @@ public enum ModelConfigError: Error, Equatable, CustomStringConvertible {
     }
 }
 
+/// Upper bounds on a config's counts and widths, far above any SD1.x-like model's (2 layers a
+/// block, 1280 channels, 12 text layers): a config past them is damaged or hostile, and building
+/// what it asks for would run out of memory before any weight is read.
+enum ModelConfigLimits {
+    /// Layers a block, transformer layers, text-encoder layers.
+    static let layers = 64
+    /// Channels, hidden sizes, positions, latent channels.
+    static let width = 1 << 16
+    /// Token ids.
+    static let vocabulary = 1 << 20
+}
+
 /// A model's `config.json` as diffusers and transformers write it: every setting is the SD1.5 value
 /// unless the file sets it (JSON `null` also means "the default", as diffusers reads it), and keys
 /// nobody here knows are ignored.
@@ -80,7 +92,7 @@ extension ModelConfigFile {
             let path = context.codingPath.reduce(into: "") { path, key in
                 if let index = key.intValue { path += "[\(index)]" } else { path += (path.isEmpty ? "" : ".") + Self.settingName(key.stringValue) }
             }
-            throw ModelConfigError.malformed(model: Self.modelName, setting: path, reason: context.debugDescription)
+            throw ModelConfigError.malformed(model: Self.modelName, setting: path, reason: Self.reason(error))
         }
     }
 
@@ -91,6 +103,22 @@ extension ModelConfigFile {
         let properties = try JSONSerialization.jsonObject(with: JSONEncoder().encode(self)) as? [String: Any] ?? [:]
         let settings = Dictionary(uniqueKeysWithValues: properties.map { (Self.settingName($0.key), $0.value) })
         return try JSONSerialization.data(withJSONObject: settings, options: [.sortedKeys])
+    }
+
+    /// What a decoding error says about the value, in words rather than Swift's type names.
+    static func reason(_ error: DecodingError) -> String {
+        switch error {
+        case let .typeMismatch(type, _):
+            let name = "\(type)"
+            if name.hasPrefix("Array") { return "expected a number or a list of numbers" }
+            if name == "Bool" { return "expected true or false" }
+            if name == "String" { return "expected a quoted name" }
+            if name == "Int" { return "expected a whole number" }
+            return "expected a number"
+        case .valueNotFound, .keyNotFound: return "a value is missing"
+        case .dataCorrupted: return "the value is out of range"
+        @unknown default: return "the value has the wrong type"
+        }
     }
 
     /// The JSON key of a property, for messages: `blockOutChannels` → `block_out_channels`.

@@ -69,6 +69,9 @@ struct SDRepl: ParsableCommand {
         // A process-wide allocator policy, chosen by the program rather than by opening a pipeline.
         MemoryMode.keepFreedBlocksForReuse()
         BusError.install()
+        // Past a file-size limit (`ulimit -f`), a write fails with EFBIG instead of the process being
+        // killed: the writers then say so and remove what they had written, as for a full disk.
+        signal(SIGXFSZ, SIG_IGN)
         main(nil)
     }
 
@@ -114,16 +117,16 @@ struct SDRepl: ParsableCommand {
         guard lineEditing else {
             while true {
                 Interrupt.clear()
-                guard let line = readLine(strippingNewline: true) else {
-                    // Ctrl-C at the (invisible) prompt interrupts the read: drop the line, go on.
+                switch TerminalLines.next() {
+                case let .line(line):
+                    if session.execute(line) == .quit { return }
+                case .interrupted:
+                    // Ctrl-C at the (invisible) prompt: drop the line, go on.
+                    continue
+                case .end:
                     // Ctrl-D leaves, unless the transcript is only in memory (said once).
-                    if Interrupt.take() || !session.confirmLeave() {
-                        clearerr(stdin)
-                        continue
-                    }
-                    return
+                    if session.confirmLeave() { return }
                 }
-                if session.execute(line) == .quit { return }
             }
         }
         // libedit turns its wide-character buffer back into bytes with the locale's encoding: make it

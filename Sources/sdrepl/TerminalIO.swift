@@ -233,13 +233,18 @@ final class TerminalIO: SessionIO {
 
     func clearInterrupt() { Interrupt.clear() }
 
-    /// A yes/no question on a terminal; no answer (a pipe, end of input) is no.
+    /// A yes/no question on a terminal; no answer (a pipe, Ctrl-C, Ctrl-D) is no.
     func confirm(_ question: String) -> Bool {
         guard Terminal.isTerminal(STDIN_FILENO) else { return false }
         clearBar()
         FileHandle.standardOutput.write(Data(question.utf8))
-        guard let answer = readLine(strippingNewline: true)?.trimmingCharacters(in: .whitespaces).lowercased() else { return false }
-        return answer == "y" || answer == "yes"
+        guard case let .line(answer) = TerminalLines.next() else {
+            // The terminal echoed ^C or nothing: end the question's line before the answer's message.
+            FileHandle.standardOutput.write(Data("\n".utf8))
+            return false
+        }
+        let word = answer.trimmingCharacters(in: .whitespaces).lowercased()
+        return word == "y" || word == "yes"
     }
 }
 

@@ -103,6 +103,11 @@ final class ModelConfigTests: XCTestCase {
             (#"{"block_out_channels": [320, 640, 1280, 1284]}"#, "attention_head_dim"),
             (#"{"norm_num_groups": 48}"#, "block_out_channels"),
             (#"{"layers_per_block": 0}"#, "layers_per_block"),
+            // Counts past any model's are refused before building asks for terabytes.
+            (#"{"layers_per_block": 1000000000000}"#, "layers_per_block"),
+            (#"{"transformer_layers_per_block": 100000}"#, "transformer_layers_per_block"),
+            (#"{"block_out_channels": [320, 640, 1280, 1310720]}"#, "block_out_channels"),
+            (#"{"cross_attention_dim": 100000000}"#, "cross_attention_dim"),
         ]
         for (json, setting) in cases {
             let config = try UNetConfig(json: Data(json.utf8))
@@ -203,6 +208,21 @@ final class ModelConfigTests: XCTestCase {
         XCTAssertThrowsError(try CLIPTextConfig(json: Data(#"{"num_hidden_layers": "twelve"}"#.utf8))) { error in
             guard case let .malformed(_, setting, _) = error as? ModelConfigError else { return XCTFail("\(error)") }
             XCTAssertEqual(setting, "num_hidden_layers")
+        }
+        // The reason is in words, not Swift's DecodingError text and type names.
+        XCTAssertThrowsError(try UNetConfig(json: Data(#"{"block_out_channels": "32,32"}"#.utf8))) { error in
+            XCTAssertEqual("\(error)", "the UNet config.json cannot be read at block_out_channels: expected a number or a list of numbers; "
+                           + "it should be the config.json that diffusers or transformers saved with the weights")
+        }
+        for (json, setting) in [(#"{"num_hidden_layers": 100000}"#, "num_hidden_layers"), (#"{"vocab_size": 1000000000}"#, "vocab_size")] {
+            XCTAssertThrowsError(try CLIPTextConfig(json: Data(json.utf8)).validate(), json) { error in
+                guard case let .invalid(_, name, _, _) = error as? ModelConfigError else { return XCTFail("\(json): \(error)") }
+                XCTAssertEqual(name, setting, json)
+            }
+        }
+        XCTAssertThrowsError(try VAEConfig(json: Data(#"{"layers_per_block": 1000000000000}"#.utf8)).validate()) { error in
+            guard case let .invalid(_, name, _, _) = error as? ModelConfigError else { return XCTFail("\(error)") }
+            XCTAssertEqual(name, "layers_per_block")
         }
     }
 

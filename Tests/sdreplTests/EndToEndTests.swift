@@ -433,6 +433,26 @@ final class EndToEndTests: XCTestCase {
         XCTAssertEqual(terminal.waitForExit(), 0)
     }
 
+    /// With stdout on a pipe (`sdrepl | tee log`) lines are read without the line editor: Ctrl-C
+    /// drops the line being typed and the session goes on.
+    func testCtrlCAtThePromptWithStdoutOnAPipeDropsTheLine() throws {
+        let sandbox = Sandbox()
+        var fds: [Int32] = [0, 0]
+        XCTAssertEqual(pipe(&fds), 0)
+        let terminal = try PseudoTerminal(["--no-record"], in: sandbox, stdoutPipe: fds[1])
+        close(fds[1])
+        terminal.settle(1)
+        terminal.type("prompt dropped")
+        terminal.settle()
+        terminal.type("\u{03}")
+        terminal.settle()
+        for line in ["prompt a fox", "set", "quit"] { terminal.type(line + "\r") }
+        XCTAssertEqual(terminal.waitForExit(timeout: 30), 0)
+        let text = String(decoding: FileHandle(fileDescriptor: fds[0], closeOnDealloc: true).readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertTrue(text.contains("prompt          a fox"), text)
+        XCTAssertFalse(text.contains("dropped"), text)
+    }
+
     func testNoSixelWhenStdoutIsAPipe() throws {
         let sandbox = Sandbox()
         var fds: [Int32] = [0, 0]

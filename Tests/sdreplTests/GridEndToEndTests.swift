@@ -73,6 +73,33 @@ final class GridEndToEndTests: XCTestCase {
         XCTAssertEqual(imageHashes(big.stdout), [])
     }
 
+    /// Ctrl-C or Ctrl-D at the question is "no", and the next question waits for its own answer
+    /// (Swift's readLine spun forever after an interrupted read, and glibc's end-of-file flag answered
+    /// every later question at once).
+    func testCtrlCAndCtrlDAtTheQuestionAreNoAndTheNextQuestionWaits() throws {
+        let sandbox = Sandbox()
+        let terminal = try PseudoTerminal(["--model", model, "--no-record"], in: sandbox, da1Reply: "\u{1B}[?62;22c")
+        terminal.expect("sd> ")
+        for key in ["\u{03}", "\u{04}"] {
+            terminal.type("grid X=seed:1-17\r")
+            terminal.expect("grid: make 17 cells? [y/N] ", timeout: 30)
+            terminal.settle()
+            terminal.type(key)
+            terminal.expect("were not confirmed; nothing made", timeout: 10)
+            terminal.expect("sd> ")
+        }
+        terminal.type("grid X=seed:1-17\r")
+        terminal.expect("grid: make 17 cells? [y/N] ", timeout: 30)
+        terminal.settle(1)
+        XCTAssertFalse(terminal.transcript.hasSuffix("nothing made"), "the third question waits")
+        terminal.type("n\r")
+        terminal.expect("were not confirmed; nothing made", timeout: 10)
+        terminal.expect("sd> ")
+        terminal.type("quit\r")
+        XCTAssertEqual(terminal.waitForExit(), 0)
+        XCTAssertEqual(terminal.transcript.components(separatedBy: "were not confirmed").count, 4, terminal.transcript)
+    }
+
     func testAnInteractiveGridIsOneSixelAndItsTranscriptChecks() throws {
         let sandbox = Sandbox()
         let terminal = try PseudoTerminal(["--model", model], in: sandbox, da1Reply: "\u{1B}[?62;4;22c")

@@ -182,4 +182,34 @@ final class ScriptModeTests: XCTestCase {
         XCTAssertNotEqual(bad.status, 0)
         XCTAssertTrue(bad.stderr.contains("--model /nonexistent.safetensors: no such file or folder"), bad.stderr)
     }
+
+    /// `save DIR/` (or `save DIR` for a folder that exists) saves into that folder under the names
+    /// outdir's images get, instead of writing `DIR.png` beside it and reporting `DIR/.png`.
+    func testSaveIntoAFolderNamesTheImageAsOutdirDoes() throws {
+        let sandbox = Sandbox()
+        try FileManager.default.createDirectory(atPath: sandbox.path + "/kept", withIntermediateDirectories: true)
+        sandbox.write("s.sdscript", """
+            model \(EndToEndTests.diffusersModel)
+            set size 64x64
+            set steps 1
+            set autosave off
+            seed 1
+            prompt a red fox
+            gen
+            save picks/
+            save kept
+            save picks/
+
+            """)
+        let run = try PipeRun(["run", "--no-record", "s.sdscript"], in: sandbox)
+        XCTAssertEqual(run.status, 0, run.stderr)
+        let picks = sandbox.files(in: "picks"), kept = sandbox.files(in: "kept")
+        XCTAssertEqual(picks.count, 4, "two saves, PNG and JPEG each: \(picks)")
+        XCTAssertEqual(Set(picks.map { ($0 as NSString).pathExtension }), ["png", "jpg"])
+        XCTAssertTrue(picks.allSatisfy { $0.contains("_s1_a-red-fox") }, "named as outdir names them: \(picks)")
+        XCTAssertEqual(kept.count, 2, "\(kept)")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: sandbox.path + "/picks.png"))
+        for name in picks { XCTAssertTrue(run.stdout.contains("picks/" + name), run.stdout) }
+        for name in kept { XCTAssertTrue(run.stdout.contains("kept/" + name), run.stdout) }
+    }
 }

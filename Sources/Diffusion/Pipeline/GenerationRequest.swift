@@ -193,10 +193,13 @@ public enum RequestLimits {
 public enum PipelineError: Error, Equatable, CustomStringConvertible {
     case invalidRequest(String)
     case cancelled
+    /// A model part produced NaN or infinite values (A1111's `NansException`): the message names
+    /// the part, the files that may hold the broken weights and what to try.
+    case nonFinite(String)
 
     public var description: String {
         switch self {
-        case let .invalidRequest(message): return message
+        case let .invalidRequest(message), let .nonFinite(message): return message
         case .cancelled: return "generation cancelled"
         }
     }

@@ -17,7 +17,8 @@ public enum LatentPreview {
             for c in 0..<3 {
                 var v: Float = 0
                 for k in 0..<4 { v += latents.data[k * plane + i] * factors[k][c] }
-                rgb[i * 3 + c] = UInt8(min(max((v + 1) / 2, 0), 1) * 255)
+                // NaN (from a broken model) as black rather than a trap; the pipeline refuses it anyway.
+                rgb[i * 3 + c] = v.isNaN ? 0 : UInt8(min(max((v + 1) / 2, 0), 1) * 255)
             }
         }
         return PixelImage(width: w, height: h, rgb: rgb)

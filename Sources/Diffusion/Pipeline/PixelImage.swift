@@ -58,9 +58,10 @@ public struct PixelImage: Sendable, Equatable, Codable {
         return out
     }
 
-    /// `(x / 2 + 0.5).clamp(0, 1)` in Float32, as torch computes it.
+    /// `(x / 2 + 0.5).clamp(0, 1)` in Float32, as torch computes it; NaN, which a broken model
+    /// makes and the pipeline refuses before it gets here, as 0 rather than a trap.
     @inlinable static func unit(fromSigned x: Float) -> Float {
-        min(max(x / 2 + 0.5, 0), 1)
+        x.isNaN ? 0 : min(max(x / 2 + 0.5, 0), 1)
     }
 
     /// `round(x * 255)` with ties to even, as numpy's `round`.

@@ -64,6 +64,8 @@ extension StableDiffusionPipeline {
             let out = try deepCache?.evaluate(unet, batched, stepIndex: i, timesteps: timesteps, context: context,
                                               residuals: extra, cancellation: cancellation)
                 ?? unet(batched, timestep: t, context: context, residuals: extra, cancellation: cancellation)
+            let step = i + 1 - firstStep, steps = timesteps.count - firstStep
+            try finite(out, .unet(step: step, of: steps))
             var noise = out
             if conditioning.guidance {
                 let uncond = out.slice(batch: 0)
@@ -72,9 +74,10 @@ extension StableDiffusionPipeline {
                     noise = noise + (out.slice(batch: k + 1) - uncond) * Float(weight * Double(guidanceScale))
                 }
             }
-            latents = scheduler.step(modelOutput: noise, stepIndex: i, sample: latents, generator: &generator)
+            latents = try finite(scheduler.step(modelOutput: noise, stepIndex: i, sample: latents, generator: &generator),
+                                 .sampler(step: step, of: steps))
             if let afterStep { latents = afterStep(i, latents) }
-            stepDone(i + 1 - firstStep, latents)
+            stepDone(step, latents)
         }
         return latents
     }
@@ -100,12 +103,13 @@ extension StableDiffusionPipeline {
             guard let vaeEncoder else {
                 throw PipelineError.invalidRequest("this checkpoint has no VAE encoder (vae.encoder.*): use a latent hires upscaler")
             }
-            var image = PixelImage(decoded: try vae.decode(latents, tiled: request.vaeTiling, cancellation: cancellation))
+            var image = PixelImage(decoded: try finite(vae.decode(latents, tiled: request.vaeTiling, cancellation: cancellation), .decoder(own: true)))
             if let network = prepared.hiresNetwork {
                 image = try network.upscale(image, toCover: (hires.width, hires.height), cancellation: cancellation)
             }
             let resized = image.resized(width: hires.width, height: hires.height)
-            clean = try vaeEncoder.encode(resized.signedTensor, generator: &generator, tiled: request.vaeTiling, cancellation: cancellation)
+            clean = try finite(vaeEncoder.encode(resized.signedTensor, generator: &generator, tiled: request.vaeTiling, cancellation: cancellation),
+                               .vaeEncoder)
         }
         let noise = generator.randn(clean.shape)
         let start = scheduler.addNoise(to: clean, noise: noise, stepIndex: firstStep)

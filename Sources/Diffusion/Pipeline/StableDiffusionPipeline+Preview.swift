@@ -12,7 +12,7 @@ extension StableDiffusionPipeline {
         guard let previewDecoder else { return LatentPreview.image(from: latents) }
         let small = latents.shape[2] * latents.shape[3] <= Self.everyStepPreviewLatents
         guard small || step % 2 == 0 || step == total else { return nil }
-        guard let decoded = try? previewDecoder.decode(latents.slice(batch: 0), cancellation: nil) else {
+        guard let decoded = try? previewDecoder.decode(latents.slice(batch: 0), cancellation: nil), decoded.isAllFinite else {
             return LatentPreview.image(from: latents)
         }
         return PixelImage(decoded: decoded)

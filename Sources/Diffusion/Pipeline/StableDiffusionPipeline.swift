@@ -28,6 +28,8 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
     public let vaeEncoder: AutoencoderEncoder?
     /// What turns latents into pixels: `vae` unless another decoder was chosen.
     public var decoder: any LatentDecoder
+    /// The file `decoder` was read from, for messages; nil for the checkpoint's own VAE.
+    public var decoderFile: URL?
     /// What draws the live previews (TAESD, when one is found); nil: the latent linear projection.
     public var previewDecoder: (any LatentDecoder)?
     public let schedulerConfig: SchedulerConfig
@@ -67,6 +69,11 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
             unetConfig.inChannels = convIn[1]
         }
         let vaeConfig = try checkpoint.configData(for: .vae).map { try VAEConfig(json: $0) } ?? VAEConfig()
+        // Every id the tokenizer makes needs a row of the token table.
+        guard tokenizer.vocabularySize <= textConfig.vocabSize else {
+            throw ModelConfigError.invalid(model: CLIPTextConfig.modelName, setting: "vocab_size", value: "\(textConfig.vocabSize)",
+                                           reason: "the tokenizer has \(tokenizer.vocabularySize) tokens, so its last ids would have no row in the token table")
+        }
         textEncoder = try CLIPTextModel(config: textConfig, weights: checkpoint.weights(for: .textEncoder))
         unet = try UNet2DConditionModel(config: unetConfig, weights: checkpoint.weights(for: .unet))
         vae = try AutoencoderDecoder(config: vaeConfig, weights: checkpoint.weights(for: .vae))
@@ -75,6 +82,7 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
         vaeEncoder = vaeWeights.contains("encoder.conv_in.weight") ? try AutoencoderEncoder(config: vaeConfig, weights: vaeWeights) : nil
         decoder = vae
         schedulerConfig = try checkpoint.schedulerConfigData.map { try SchedulerConfig.decoder.decode(SchedulerConfig.self, from: $0) } ?? .sd15
+        try schedulerConfig.validate()
         unexpectedKeys = checkpoint.unexpectedKeys()
     }
 
@@ -99,6 +107,9 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
         }
     }
 
+    /// The LoRA tags the text encoder and the UNet are built with now, for messages.
+    var appliedLoRANames: [String] { appliedLoRAs.map(\.lora.name) }
+
     /// Stage 1: checks the request, applies its LoRAs, reads the embeddings and encodes every text
     /// the sampling will need. Everything that can be wrong with a request fails here, before any
     /// UNet step.
@@ -111,11 +122,13 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
         let loras = try useLoRAs(try ExtraNetworks.parse(request.prompt).loras)
         useEmbeddings()
         let conditioning = try conditioning(for: request)
+        for context in conditioning.contexts { try finite(context, .textEncoder) }
         var prepared = PreparedRequest(request: request, conditioning: conditioning, loras: loras)
         if let hires = request.hires, conditioning.contexts.count > 1 {
             var second = request
             second.steps = hires.steps == 0 ? request.steps : hires.steps
             prepared.hiresConditioning = try self.conditioning(for: second)
+            for context in prepared.hiresConditioning?.contexts ?? [] { try finite(context, .textEncoder) }
         }
         if let path = request.hires?.upscalerModel {
             prepared.hiresNetwork = try Upscaler.load(URL(fileURLWithPath: path))
@@ -149,11 +162,14 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
         var inpainting: InpaintingInputs?
         if inpaints(single) {
             let inputs = try inpaintingInputs(for: single, scheduler: scheduler, generator: &generator, cancellation: cancellation)
+            try finite(inputs.latents, .vaeEncoder)
+            if let extra = inputs.extraInput { try finite(extra, .vaeEncoder) }
             (latents, firstStep, inpainting) = (inputs.latents, inputs.firstStep, inputs)
         } else if let initImage = single.initImage {
             guard let vaeEncoder else { throw PipelineError.invalidRequest("this checkpoint has no VAE encoder (vae.encoder.*), so it cannot start from an image") }
             // diffusers' order: the posterior sample, then the noise, then the sampler's own draws.
-            let clean = try vaeEncoder.encode(initImage.signedTensor, generator: &generator, tiled: single.vaeTiling, cancellation: cancellation)
+            let clean = try finite(vaeEncoder.encode(initImage.signedTensor, generator: &generator, tiled: single.vaeTiling, cancellation: cancellation),
+                                   .vaeEncoder)
             (latents, firstStep) = initialLatents(from: clean, strength: single.strength, steps: single.steps,
                                                   scheduler: scheduler, generator: &generator)
         } else {
@@ -188,7 +204,8 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
         // maps are alive they wait in the page cache, clean, instead of counting in the resident set
         // (the next step faults them back in from memory).
         if checkpoint.memoryMode == .fast { checkpoint.releasePages(under: "unet.") }
-        var image = PixelImage(decoded: try decoder.decode(denoised, tiled: single.vaeTiling, cancellation: cancellation))
+        var image = PixelImage(decoded: try finite(decoder.decode(denoised, tiled: single.vaeTiling, cancellation: cancellation),
+                                                   .decoder(own: decoderFile == nil)))
         if let overlay = inpainting?.overlay { image = image.pasting(original: overlay.original, outside: overlay.mask) }
         return GenerationResult(image: image, request: single, model: checkpoint.location, loras: prepared.loras,
                                 embeddings: prepared.conditioning.embeddings, decoder: decoder.decoderName,

@@ -190,6 +190,36 @@ public struct SchedulerConfig: Codable, Sendable, Equatable {
             betaSchedule: self.betaSchedule ?? betaSchedule, trainedBetas: trainedBetas)
     }
 
+    /// Throws for values no scheduler can work with (diffusers would fail or divide by zero on
+    /// them too), so that a broken `scheduler_config.json` is refused when the model loads rather
+    /// than at every `gen`.
+    public func validate() throws {
+        func invalid(_ key: String, _ value: Any, _ rule: String) -> SchedulerError {
+            .invalidConfig("scheduler_config.json sets \(key) = \(value); \(rule)")
+        }
+        if let n = numTrainTimesteps, !(2...100_000).contains(n) {
+            throw invalid("num_train_timesteps", n, "it must be from 2 to 100000 (SD1.5 uses 1000)")
+        }
+        for (key, value) in [("beta_start", betaStart), ("beta_end", betaEnd)] {
+            if let value, !(value > 0 && value < 1) { throw invalid(key, value, "betas must be between 0 and 1 (SD1.5 uses 0.00085 and 0.012)") }
+        }
+        if let betas = trainedBetas {
+            if betas.count < 2 { throw invalid("trained_betas", "\(betas.count) values", "it needs one beta per training step") }
+            if let bad = betas.first(where: { !($0 > 0 && $0 < 1) }) { throw invalid("trained_betas", "[… \(bad) …]", "betas must be between 0 and 1") }
+        }
+        if let offset = stepsOffset, !(0..<(numTrainTimesteps ?? 1000)).contains(offset) {
+            throw invalid("steps_offset", offset, "it must be from 0 to num_train_timesteps − 1 (SD1.5 uses 1)")
+        }
+        if let steps = originalInferenceSteps, !(1...(numTrainTimesteps ?? 1000)).contains(steps) {
+            throw invalid("original_inference_steps", steps, "it must be from 1 to num_train_timesteps (LCM uses 50)")
+        }
+        if let order = solverOrder, !(1...3).contains(order) { throw invalid("solver_order", order, "it must be 1, 2 or 3") }
+        if let value = sigmaMin, !(value >= 0 && value.isFinite) { throw invalid("sigma_min", value, "it must be a number of at least 0") }
+        for (key, value) in [("sigma_max", sigmaMax), ("clip_sample_range", clipSampleRange), ("timestep_scaling", timestepScaling)] {
+            if let value, !(value > 0 && value.isFinite) { throw invalid(key, value, "it must be a positive number") }
+        }
+    }
+
     /// Throws for options no sampler here implements when they are set away from their default.
     func rejectUnsupported() throws {
         if thresholding == true {

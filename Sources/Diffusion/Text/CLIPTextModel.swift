@@ -48,6 +48,11 @@ public struct CLIPTextConfig: ModelConfigFile, Equatable, Sendable {
         for (key, value) in sizes where value <= 0 {
             throw invalid(key, value, "must be positive")
         }
+        let limits = [("num_hidden_layers", layerCount, ModelConfigLimits.layers), ("vocab_size", vocabSize, ModelConfigLimits.vocabulary)]
+            + sizes.filter { !["num_hidden_layers", "vocab_size"].contains($0.0) }.map { ($0.0, $0.1, ModelConfigLimits.width) }
+        for (key, value, limit) in limits where value > limit {
+            throw invalid(key, value, "must be at most \(limit)")
+        }
         if hiddenSize % headCount != 0 { throw invalid("num_attention_heads", headCount, "\(hiddenSize) channels do not split into \(headCount) heads") }
     }
 }

@@ -253,7 +253,11 @@ public struct CLIPTokenizer: Sendable {
     /// The merges of a merges file, sliced as transformers does:
     /// `text.strip().split("\n")[1 : 49152 - 256 - 2 + 1]`. The first line is a header.
     static func parseMerges(_ text: String, path: String) throws -> [(String, String)] {
-        let lines = text.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\n", omittingEmptySubsequences: false)
+        // "\r\n" is one Character in Swift, so a file with Windows line ends (a checkout with
+        // core.autocrlf) would not split on "\n"; Python's split("\n") leaves the "\r", which the
+        // whitespace split below drops, as transformers' `merge.split()` does.
+        let lines = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            .split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" })
         var merges: [(String, String)] = []
         merges.reserveCapacity(mergeCount)
         for (index, line) in lines.enumerated().dropFirst().prefix(mergeCount) {

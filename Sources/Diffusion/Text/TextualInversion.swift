@@ -28,11 +28,17 @@ public struct TextualInversion: Equatable, Sendable {
             let found = file.names.prefix(3).joined(separator: ", ")
             throw EmbeddingError.unsupported(path: url.path, reason: "it has no 'emb_params' tensor (found \(found)); SDXL embeddings ('clip_l'/'clip_g') are not for SD1.5")
         }
-        guard info.shape.last == width, info.shape.count <= 2, info.elementCount > 0 else {
+        guard info.elementCount > 0 else {
+            throw EmbeddingError.unsupported(path: url.path, reason: "'\(info.name)' holds no vectors; the file is damaged")
+        }
+        guard info.shape.last == width, info.shape.count <= 2 else {
             throw EmbeddingError.unsupported(path: url.path, reason: "'\(info.name)' has shape \(info.shape), but SD1.5's text encoder needs [n, \(width)]; it is for another model")
         }
-        vectors = try file.tensor(info.name).data
         count = info.elementCount / width
+        // Checked before the values are read: a pickled view can claim far more elements than its
+        // file holds (stride 0), and no usable embedding is longer than a chunk.
+        guard count <= PromptChunker.chunkLength else { throw EmbeddingError.tooLong(name: name, count: count) }
+        vectors = try file.tensor(info.name).data
     }
 
     public init(name: String, vectors: [Float], count: Int) {
@@ -55,10 +61,15 @@ public enum EmbeddingError: Error, Equatable, CustomStringConvertible {
         switch self {
         case let .unreadable(path, reason): return "cannot read the embedding \(path): \(reason)"
         case let .unsupported(path, reason): return "the embedding \(path) does not fit: \(reason)"
-        case let .tooLong(name, count): return "the embedding '\(name)' has \(count) vectors, more than a 75-token chunk holds"
+        case let .tooLong(name, count):
+            return "the embedding '\(name)' has \(count) vectors, more than a 75-token chunk holds; it is damaged or not an SD1.5 embedding"
         case let .unusable(name, reason): return "the prompt uses the embedding '\(name)', but \(reason)"
         }
     }
+}
+
+extension EmbeddingError {
+    var isTooLong: Bool { if case .tooLong = self { return true } else { return false } }
 }
 
 /// Where one embedding's vectors go in a chunk: `count` positions from `offset` (after `BOS`).
@@ -111,10 +122,9 @@ public struct EmbeddingLibrary: Sendable {
                 guard let first = ids.first else { continue }
                 let entry: Entry
                 do {
-                    let embedding = try TextualInversion(url: url, width: width)
-                    entry = embedding.count > PromptChunker.chunkLength
-                        ? Entry(name: name, ids: ids, embedding: nil, problem: .tooLong(name: name, count: embedding.count))
-                        : Entry(name: name, ids: ids, embedding: embedding, problem: nil)
+                    entry = Entry(name: name, ids: ids, embedding: try TextualInversion(url: url, width: width), problem: nil)
+                } catch let error as EmbeddingError where error.isTooLong {
+                    entry = Entry(name: name, ids: ids, embedding: nil, problem: error)
                 } catch {
                     entry = Entry(name: name, ids: ids, embedding: nil, problem: .unusable(name: name, reason: "\(error)"))
                 }

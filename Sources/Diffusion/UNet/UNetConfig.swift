@@ -150,8 +150,9 @@ public struct UNetConfig: ModelConfigFile, Equatable, Sendable {
         for type in upBlockTypes where !["CrossAttnUpBlock2D", "UpBlock2D"].contains(type) {
             throw unsupported("up_block_types", type, "SD1.x uses CrossAttnUpBlock2D and UpBlock2D")
         }
-        guard let layers = layersPerBlock.values(count: levels), layers.allSatisfy({ $0 > 0 }) else {
-            throw invalid("layers_per_block", layersPerBlock, "one positive count per level")
+        let maxLayers = ModelConfigLimits.layers, maxWidth = ModelConfigLimits.width
+        guard let layers = layersPerBlock.values(count: levels), layers.allSatisfy({ (1...maxLayers).contains($0) }) else {
+            throw invalid("layers_per_block", layersPerBlock, "one count from 1 to \(maxLayers) per level")
         }
         guard let heads = attentionHeadDim.values(count: levels), heads.allSatisfy({ $0 > 0 }) else {
             throw invalid("attention_head_dim", attentionHeadDim, "one positive head count per level")
@@ -159,16 +160,19 @@ public struct UNetConfig: ModelConfigFile, Equatable, Sendable {
         for (channels, count) in zip(blockOutChannels, heads) where channels % count != 0 {
             throw invalid("attention_head_dim", attentionHeadDim, "\(channels) channels do not split into \(count) heads")
         }
-        guard transformerLayersPerBlock.values(count: levels)?.allSatisfy({ $0 > 0 }) == true else {
-            throw invalid("transformer_layers_per_block", transformerLayersPerBlock, "one positive count per level")
+        guard transformerLayersPerBlock.values(count: levels)?.allSatisfy({ (1...maxLayers).contains($0) }) == true else {
+            throw invalid("transformer_layers_per_block", transformerLayersPerBlock, "one count from 1 to \(maxLayers) per level")
         }
-        if contextDim <= 0 { throw invalid("cross_attention_dim", crossAttentionDim, "must be positive") }
+        if !(1...maxWidth).contains(contextDim) { throw invalid("cross_attention_dim", crossAttentionDim, "must be from 1 to \(maxWidth)") }
         if normGroups <= 0 { throw invalid("norm_num_groups", normGroups, "must be positive") }
+        for channels in blockOutChannels where channels > maxWidth {
+            throw invalid("block_out_channels", blockOutChannels, "\(channels) channels is more than \(maxWidth)")
+        }
         for channels in blockOutChannels where channels <= 0 || channels % normGroups != 0 {
             throw invalid("block_out_channels", blockOutChannels, "\(channels) channels do not split into \(normGroups) groups")
         }
-        if inChannels <= 0 { throw invalid("in_channels", inChannels, "must be positive") }
-        if outChannels <= 0 { throw invalid("out_channels", outChannels, "must be positive") }
+        if !(1...maxWidth).contains(inChannels) { throw invalid("in_channels", inChannels, "must be from 1 to \(maxWidth)") }
+        if !(1...maxWidth).contains(outChannels) { throw invalid("out_channels", outChannels, "must be from 1 to \(maxWidth)") }
         if midBlockScaleFactor == 0 { throw invalid("mid_block_scale_factor", midBlockScaleFactor, "must not be zero") }
     }
 }

@@ -154,7 +154,8 @@ public final class Upscaler: Sendable {
     ///   - progress: called after each stage of the network on each tile, on the calling thread (a
     ///     caller can set `cancellation` from it).
     ///   - cancellation: checked before each tile and between the network's stages.
-    /// - Throws: `UpscalerError.tooLarge` when the result would pass `UpscaleLimits.maxSide`;
+    /// - Throws: `UpscalerError.tooLarge` when the result would pass `UpscaleLimits.maxSide`, `.nonFinite`
+    ///   when the network makes NaN or ±∞ (broken weights);
     ///   `PipelineError.cancelled`.
     public func upscale(_ image: PixelImage, tiling: TileOptions = TileOptions(), progress: (UpscaleProgress) -> Void = { _ in },
                         cancellation: CancellationToken? = nil) throws -> PixelImage {
@@ -179,8 +180,7 @@ public final class Upscaler: Sendable {
                             let s = (c * rh + from.y + row) * rw + from.x, d = ((at.y + row) * outWidth + at.x) * 3 + c
                             for x in 0..<size.width {
                                 let v = src[s + x]
-                                // The clamp, with NaN (from a broken model) as 0 rather than a trap.
-                                dst[d + 3 * x] = PixelImage.byte(fromUnit: v.isNaN ? 0 : min(max(v, 0), 1))
+                                dst[d + 3 * x] = PixelImage.byte(fromUnit: min(max(v, 0), 1))
                             }
                         }
                     }
@@ -190,7 +190,7 @@ public final class Upscaler: Sendable {
         return PixelImage(width: outWidth, height: outHeight, rgb: rgb)
     }
 
-    /// Upscales `[1, 3, H, W]` in [0, 1] to `[1, 3, scale·H, scale·W]`, clamped to [0, 1] (NaN stays NaN).
+    /// Upscales `[1, 3, H, W]` in [0, 1] to `[1, 3, scale·H, scale·W]`, clamped to [0, 1].
     public func upscale(_ image: Tensor, tiling: TileOptions = TileOptions(), progress: (UpscaleProgress) -> Void = { _ in },
                         cancellation: CancellationToken? = nil) throws -> Tensor {
         precondition(image.rank == 4 && image.shape[0] == 1 && image.shape[1] == 3, "upscale takes [1, 3, H, W], got \(image.shape)")
@@ -234,6 +234,7 @@ public final class Upscaler: Sendable {
                     progress(UpscaleProgress(tile: number, tiles: tilesX * tilesY, fraction: Double(done) / stages,
                                              elapsed: Self.seconds(since: start)))
                 }
+                guard result.isAllFinite else { throw UpscalerError.nonFinite(name: name) }
                 // The tile's own pixels, less what falls in the pads.
                 let size = (width: min(x1, width) * s - x0 * s, height: min(y1, height) * s - y0 * s)
                 if size.width > 0 && size.height > 0 {

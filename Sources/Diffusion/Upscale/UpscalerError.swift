@@ -15,6 +15,8 @@ public enum UpscalerError: Error, Equatable, CustomStringConvertible {
     case unexpectedTensors(path: String, keys: [String])
     /// The result would pass `UpscaleLimits.maxSide`.
     case tooLarge(width: Int, height: Int)
+    /// The network's output holds NaN or ±∞: its weights do.
+    case nonFinite(name: String)
 
     public var description: String {
         switch self {
@@ -34,6 +36,8 @@ public enum UpscalerError: Error, Equatable, CustomStringConvertible {
         case let .unexpectedTensors(path, keys):
             let shown = keys.prefix(3).map { "'\($0)'" }.joined(separator: ", ")
             return "\(path) is not a plain RRDBNet upscaler: \(keys.count) tensor\(keys.count == 1 ? "" : "s") belong to no part of it (\(shown)\(keys.count > 3 ? ", …" : ""))"
+        case let .nonFinite(name):
+            return "the upscaler '\(name)' produced NaN or infinite pixels: its weights hold NaN or infinite values; use another upscaler file"
         case let .tooLarge(width, height):
             return "the result would be \(width)x\(height); sdrepl makes images of at most \(UpscaleLimits.maxSide) pixels a side"
         }

@@ -62,13 +62,17 @@ public struct VAEConfig: ModelConfigFile, Equatable, Sendable {
         }
         if blockOutChannels.isEmpty { throw invalid("block_out_channels", blockOutChannels, "at least one level is needed") }
         if upBlockTypes.count != blockOutChannels.count { throw invalid("up_block_types", upBlockTypes, "one per entry of block_out_channels (\(blockOutChannels.count))") }
-        if layersPerBlock <= 0 { throw invalid("layers_per_block", layersPerBlock, "must be positive") }
+        if !(1...ModelConfigLimits.layers).contains(layersPerBlock) { throw invalid("layers_per_block", layersPerBlock, "must be from 1 to \(ModelConfigLimits.layers)") }
         if normGroups <= 0 { throw invalid("norm_num_groups", normGroups, "must be positive") }
+        for channels in blockOutChannels where channels > ModelConfigLimits.width {
+            throw invalid("block_out_channels", blockOutChannels, "\(channels) channels is more than \(ModelConfigLimits.width)")
+        }
         for channels in blockOutChannels where channels <= 0 || channels % normGroups != 0 {
             throw invalid("block_out_channels", blockOutChannels, "\(channels) channels do not split into \(normGroups) groups")
         }
-        if latentChannels <= 0 { throw invalid("latent_channels", latentChannels, "must be positive") }
-        if outChannels <= 0 { throw invalid("out_channels", outChannels, "must be positive") }
+        if !(1...ModelConfigLimits.width).contains(inChannels) { throw invalid("in_channels", inChannels, "must be from 1 to \(ModelConfigLimits.width)") }
+        if !(1...ModelConfigLimits.width).contains(latentChannels) { throw invalid("latent_channels", latentChannels, "must be from 1 to \(ModelConfigLimits.width)") }
+        if !(1...ModelConfigLimits.width).contains(outChannels) { throw invalid("out_channels", outChannels, "must be from 1 to \(ModelConfigLimits.width)") }
         if !(scalingFactor > 0) { throw invalid("scaling_factor", scalingFactor, "must be positive") }
     }
 }

@@ -41,6 +41,23 @@ public struct Tensor: Sendable, Equatable {
     /// The number of dimensions.
     @inlinable public var rank: Int { shape.count }
 
+    /// Whether every element is finite (no NaN, no ±∞): what a broken weight file shows in the
+    /// activations it feeds.
+    public var isAllFinite: Bool {
+        data.withUnsafeBufferPointer { p in
+            // x · 0 is 0 for every finite x and NaN for NaN and ±∞: one comparison at the end.
+            var acc = SIMD8<Float>()
+            var i = 0
+            while i + 8 <= p.count {
+                acc += UnsafeRawPointer(p.baseAddress! + i).loadUnaligned(as: SIMD8<Float>.self) * 0
+                i += 8
+            }
+            var tail: Float = 0
+            while i < p.count { tail += p[i] * 0; i += 1 }
+            return acc.sum() == 0 && tail == 0
+        }
+    }
+
     /// The same elements viewed with another shape of equal element count. `-1` in one position is
     /// inferred.
     public func reshaped(_ newShape: [Int]) -> Tensor {

@@ -132,6 +132,11 @@ public struct ImagingSaver: ImageSaver {
                                      typedNegativePrompt: request.typedNegative ?? r.negativePrompt,
                                      style: request.style, timestamp: Date(),
                                      settingsJSON: (try? ImageMetadata.settingsJSON(all)) ?? "{}")
+        if let path, namesAFolder(path) {
+            // `save DIR/`: into that folder, named as outdir's images are.
+            let writer = ImageWriter(directory: URL(fileURLWithPath: path), jpegQuality: output.jpegQuality)
+            return (try writer.save(image.pixels, metadata: metadata).map { relativeIfBelowCurrent($0.path) }, metadata)
+        }
         let writer = ImageWriter(directory: URL(fileURLWithPath: output.outdir), jpegQuality: output.jpegQuality)
         if let path, (path as NSString).pathExtension.isEmpty {
             // No extension: both formats, as `save` alone writes them.
@@ -300,4 +305,11 @@ public struct ModelHashCache: Sendable {
         let mtime = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
         return "\(real.path)\t\(size)\t\(Int64(mtime * 1000))"
     }
+}
+
+/// Whether a `save` path means a folder to save into rather than a file name: it ends in "/" or
+/// names a folder that exists.
+func namesAFolder(_ path: String) -> Bool {
+    var isFolder: ObjCBool = false
+    return path.hasSuffix("/") || (FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) && isFolder.boolValue)
 }

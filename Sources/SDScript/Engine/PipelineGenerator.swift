@@ -106,6 +106,7 @@ public final class PipelineGenerator: ImageGenerator {
         usePreview(folders.previewDecoder)
         guard let file = folders.decoder else {
             pipeline.decoder = pipeline.vae
+            pipeline.decoderFile = nil
             loadedDecoder = nil
             return
         }
@@ -115,10 +116,12 @@ public final class PipelineGenerator: ImageGenerator {
             // The old one goes first, so that the two are never in memory together.
             loadedDecoder = nil
             pipeline.decoder = pipeline.vae
+            pipeline.decoderFile = nil
             loadedDecoder = (file, stamps, try loadLatentDecoder(file, vaeConfig: pipeline.vae.config))
         }
         if let decoder = loadedDecoder?.decoder {
             pipeline.decoder = decoder
+            pipeline.decoderFile = file
             if decoder is TinyAutoencoderDecoder, pipeline.previewDecoder == nil { pipeline.previewDecoder = decoder }
         }
     }

@@ -49,6 +49,10 @@ extension ImagingSaver {
                                      style: first.request.style, timestamp: Date(), settingsJSON: sheet.cellsJSON)
         metadata.extraPNGChunks = [.text(GridSheet.cellsKey, sheet.cellsJSON)]
         let outdir = URL(fileURLWithPath: output.outdir)
+        if let path, namesAFolder(path) {
+            let writer = ImageWriter(directory: URL(fileURLWithPath: path), formats: [.png])
+            return SavedFiles(paths: try writer.save(sheet.image, metadata: metadata).map(\.path))
+        }
         if let path, (path as NSString).pathExtension.isEmpty {
             let writer = ImageWriter(directory: outdir, jpegQuality: output.jpegQuality)
             return SavedFiles(paths: try writer.save(sheet.image, metadata: metadata, stem: URL(fileURLWithPath: path))

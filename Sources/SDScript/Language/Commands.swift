@@ -172,7 +172,7 @@ public struct Command {
             return .ok
         },
         Command(name: "save", usage: "save [PATH]",
-                summary: "save the last image(s): PNG and JPEG in outdir; PATH.png or PATH.jpg exactly; PATH without an extension: both",
+                summary: "save the last image(s): PNG and JPEG in outdir; PATH.png or PATH.jpg exactly; PATH without an extension: both; FOLDER/: into that folder",
                 kind: .text, completion: .paths) { session, argument, _ in
             guard !session.lastBatch.isEmpty else {
                 throw ScriptError.notReady(command: "save", reason: "no image yet; run 'gen' first, then save")
@@ -191,7 +191,7 @@ public struct Command {
                 }
                 // Outputs go where the user is, like outdir: relative to the current directory.
                 var path: String? = argument.isEmpty ? nil : NSString(string: argument).expandingTildeInPath
-                if let given = path, let fileNumber = session.fileNumber(ofBatchImage: number) {
+                if let given = path, !namesAFolder(given), let fileNumber = session.fileNumber(ofBatchImage: number) {
                     // One file per image: name-1.png, name-2.png, …
                     let name = given as NSString
                     let stem = name.deletingPathExtension

@@ -99,4 +99,29 @@ final class TextualInversionTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("has shape [2, 768], but SD1.5's text encoder needs [n, 8]"), "\($0)")
         }
     }
+
+    func testAViewClaimingBillionsOfVectorsIsRefusedBeforeItsValuesAreRead() throws {
+        // torch.save({'string_to_param': {'*': torch.zeros(1, 8).expand(2**28, 8)}}, 'bomb.pt'): 1.6 KB on
+        // disk, 8 GB if read. Only the prompts that name it are refused, and nothing is allocated.
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("ti-bomb-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        var p = PickleBuilder()
+        p.emptyDict(); p.string("string_to_param")
+        p.emptyDict(); p.string("*")
+        p.tensor(storageType: "FloatStorage", key: "0", numel: 8, shape: [1 << 28, 8], strides: [0, 1])
+        p.setitem(); p.setitem(); p.stop()
+        let url = folder.appendingPathComponent("bomb.pt")
+        try Data(torchArchive(p.bytes, storages: [("0", [UInt8](repeating: 0, count: 32))], name: "bomb")).write(to: url)
+        XCTAssertThrowsError(try TextualInversion(url: url, width: 8)) {
+            XCTAssertEqual($0 as? EmbeddingError, .tooLong(name: "bomb", count: 1 << 28))
+        }
+        let tokenizer = try CLIPTokenizer.bundled()
+        var chunker = PromptChunker(tokenizer: tokenizer)
+        chunker.embeddings = EmbeddingLibrary(directories: [folder], tokenizer: tokenizer, width: 8)
+        XCTAssertNoThrow(try chunker.chunk("a red fox"))
+        XCTAssertThrowsError(try chunker.chunk("a bomb fox")) {
+            XCTAssertEqual("\($0)", "the embedding 'bomb' has 268435456 vectors, more than a 75-token chunk holds; it is damaged or not an SD1.5 embedding")
+        }
+    }
 }

@@ -127,6 +127,24 @@ final class TokenizerTests: XCTestCase {
         }
     }
 
+    func testMergesWithWindowsLineEndsGiveTheSameIds() throws {
+        // transformers reads merges.txt with split("\n") and merge.split(), so "\r\n" files tokenise
+        // alike: CLIPTokenizer.from_pretrained gives [49406, 320, 736, 3240, 49407] for "a red fox" from both.
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sdrepl-tokenizer-crlf-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        for name in ["vocab.json", "merges.txt"] {
+            var data = try Data(contentsOf: Fixture.tinySD15Tokenizer.appendingPathComponent(name))
+            if name == "merges.txt" { data = Data(String(decoding: data, as: UTF8.self).replacingOccurrences(of: "\n", with: "\r\n").utf8) }
+            try data.write(to: folder.appendingPathComponent(name))
+        }
+        let crlf = try CLIPTokenizer(directory: folder), bundled = try CLIPTokenizer.bundled()
+        XCTAssertEqual(crlf.encode("a red fox").prefix(5), [49406, 320, 736, 3240, 49407])
+        for prompt in ["a photo of a cat", "masterpiece, (best quality:1.2), 1girl, 猫, café, it's"] {
+            XCTAssertEqual(crlf.encode(prompt), bundled.encode(prompt), prompt)
+        }
+    }
+
     func testDiffusersFolderErrors() throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sdrepl-tokenizer-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)

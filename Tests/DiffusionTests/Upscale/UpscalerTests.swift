@@ -157,7 +157,7 @@ final class UpscalerTests: XCTestCase {
                     tolerance: networkTolerance, "params_ema. prefix")
     }
 
-    func testNaNFromABrokenModelIsBlackNotATrap() throws {
+    func testNaNFromABrokenModelIsAnErrorNamingItNotATrapOrABlackPicture() throws {
         let dir = try makeWeightsTestDirectory(self)
         let source = try Fixture.tensors("esrgan/tiny-x4")
         let tensors = try source.names.map { name -> (name: String, dtype: SafetensorsDType, shape: [Int], values: [Float]) in
@@ -165,8 +165,10 @@ final class UpscalerTests: XCTestCase {
             return (name, .f32, source.shape(of: name)!, name == "conv_last.bias" ? values.map { _ in .nan } : values)
         }
         let broken = try Upscaler.load(try writeSafetensors(dir.appendingPathComponent("nan.safetensors"), tensors))
-        let out = try broken.upscale(PixelImage(width: 8, height: 8, rgb: [UInt8](repeating: 77, count: 8 * 8 * 3)))
-        XCTAssertEqual(Set(out.rgb), [0])
+        XCTAssertThrowsError(try broken.upscale(PixelImage(width: 8, height: 8, rgb: [UInt8](repeating: 77, count: 8 * 8 * 3)))) {
+            XCTAssertEqual($0 as? UpscalerError, .nonFinite(name: "nan"))
+            XCTAssertEqual("\($0)", "the upscaler 'nan' produced NaN or infinite pixels: its weights hold NaN or infinite values; use another upscaler file")
+        }
     }
 
     func testFilesThatCannotBeReadSaySo() throws {
