@@ -36,6 +36,8 @@ struct ScriptFrames {
         /// `images.count` when the current command started: its `#=> image` lines match from there.
         var commandStart = 0
         var resultCursor = 0
+        /// The current command's line, for images it made that no result line records.
+        var commandLocation: SourceLocation?
 
         init(path: String, options: ScriptOptions) {
             self.path = path
@@ -53,9 +55,23 @@ struct ScriptFrames {
     mutating func push(_ frame: Frame) { stack.append(frame) }
     mutating func pop() { stack.removeLast() }
 
-    func commandStarts(imageCount: Int) {
+    func commandStarts(imageCount: Int, at location: SourceLocation?) {
         stack.last?.commandStart = imageCount
         stack.last?.resultCursor = 0
+        stack.last?.commandLocation = location
+    }
+
+    /// When checking, what the current command made that no `#=> image` line recorded (a transcript
+    /// cut short, or edited), to report before the next command starts and at the end; nil when
+    /// every image was checked.
+    func unrecorded(in images: [SessionImage]) -> (message: String, location: SourceLocation?)? {
+        guard let frame = stack.last, frame.options.check else { return nil }
+        let made = images.count - frame.commandStart
+        guard made > frame.resultCursor else { return nil }
+        let missing = images[(frame.commandStart + frame.resultCursor)...].map { "\($0.index)" }
+        let list = missing.count == 1 ? "image \(missing[0]) has" : "images \(missing.joined(separator: ", ")) have"
+        return ("\(list) no '#=> image' line to check against (the command made \(made), \(frame.resultCursor) recorded); "
+                + "the transcript was cut short or edited", frame.commandLocation)
     }
 
     /// Compares a recorded `#=> image` line with the image the command before it made; returns what
@@ -70,6 +86,7 @@ struct ScriptFrames {
         }
         let image = images[position]
         var differences: [String] = []
+        if image.index != index { differences.append("number recorded \(index), replayed \(image.index)") }
         let replayedSeed = image.request.engine.seed
         if replayedSeed != seed { differences.append("seed recorded \(seed), replayed \(replayedSeed)") }
         if image.pixels.width != width || image.pixels.height != height {
@@ -133,6 +150,7 @@ extension Session {
             switch outcome {
             case .ok: continue
             case .quit:
+                reportUnrecorded()
                 frame.summary.quit = true
                 return frame.summary
             case .failed(let diagnostic):
@@ -141,7 +159,16 @@ extension Session {
                 if !options.keepGoing { return frame.summary }
             }
         }
+        reportUnrecorded()
         return frame.summary
+    }
+
+    /// Reports the images of the command that just ended that no result line checked.
+    func reportUnrecorded() {
+        guard let (message, location) = frames.unrecorded(in: history.images) else { return }
+        frames.innermost?.summary.errors.append(report(.checkMismatch(message), at: location))
+        // Once: the images count as reported.
+        frames.innermost?.resultCursor = history.images.count - (frames.innermost?.commandStart ?? 0)
     }
 
     /// The lines of a script file: LF or CRLF endings (Swift reads "\r\n" as one character, so it
@@ -176,6 +203,8 @@ extension Session {
             log.line.inlinedRun = true
         }
         let summary = runScript(lines: lines, name: resolved, options: options)
+        // The nested file's own result lines checked its images.
+        frames.innermost?.commandStart = history.images.count
         frames.innermost?.summary.checked += summary.checked
         if summary.quit { throw QuitRequest() }
         guard let last = summary.errors.last else { return }

@@ -100,7 +100,8 @@ public final class Session {
             }
             return .ok
         case .command(let command):
-            frames.commandStarts(imageCount: history.images.count)
+            reportUnrecorded()
+            frames.commandStarts(imageCount: history.images.count, at: location)
             io.emit(.command(text, at: location))
             let started = Date()
             let outcome = dispatch(command, at: location)

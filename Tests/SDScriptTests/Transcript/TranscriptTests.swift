@@ -264,6 +264,35 @@ final class TranscriptTests: XCTestCase {
         XCTAssertEqual(summary.checked, 2)
     }
 
+    /// `--check` checks every image: one whose `#=> image` line was cut off or deleted, or a `gen`
+    /// edited to make more than were recorded, is reported at the command that made it, and a result
+    /// line's image number must be the replayed image's.
+    func testCheckReportsImagesNoResultLineRecordsAndWrongNumbers() throws {
+        let folder = TemporaryFolder()
+        let (path, _) = try recordSession(in: folder, lines: ["set size 64x64", "seed 3", "gen", "seed 4", "gen"])
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        func check(_ edited: [String]) -> [String] {
+            let file = folder.write("edited.sdscript", edited.joined(separator: "\n"))
+            let summary = makeSession(seeds: []).runScript(at: file, options: ScriptOptions(check: true))
+            return summary.errors.map { "\($0.location?.line ?? 0): \($0.error)" }
+        }
+        XCTAssertEqual(check(lines), [])
+        let firstResult = try XCTUnwrap(lines.firstIndex { $0.hasPrefix("#=> image 1 ") })
+        var cut = lines
+        cut.remove(at: firstResult)
+        XCTAssertEqual(check(cut), ["\(firstResult): check: image 1 has no '#=> image' line to check against (the command made 1, 0 recorded); "
+                                    + "the transcript was cut short or edited"])
+        XCTAssertEqual(check(Array(lines.prefix(while: { !$0.hasPrefix("#=> image 2 ") }))).count, 1, "cut after the last gen")
+        var twice = lines
+        twice[firstResult - 1] = "gen 2"
+        XCTAssertEqual(check(twice).first, "\(firstResult): check: image 2 has no '#=> image' line to check against (the command made 2, 1 recorded); "
+                       + "the transcript was cut short or edited")
+        var renumbered = lines
+        renumbered[firstResult] = renumbered[firstResult].replacingOccurrences(of: "#=> image 1 ", with: "#=> image 2 ")
+        XCTAssertEqual(check(renumbered), ["\(firstResult + 1): check: image 2 differs: number recorded 2, replayed 1"])
+    }
+
     /// Paths typed at the prompt are relative to the current folder; the transcript, replayed from
     /// `sessions/`, must not read them relative to that: they are recorded absolute.
     /// A script saved on Windows (CRLF endings, a UTF-8 byte-order mark) runs line by line, and its
