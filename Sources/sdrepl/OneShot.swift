@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Imaging
 import SDScript
 
 /// `sdrepl gen PROMPT [--KEY VALUE …] [-n N] [-o PATH]`: one generation from the shell, as
@@ -59,6 +60,30 @@ struct OneShot: ParsableCommand {
 
     func validate() throws {
         _ = try request
+        if let output { try Self.checkOutput(output) }
+    }
+
+    /// What can be told about `-o PATH` before minutes of work: a format sdrepl writes, and no
+    /// folder or file in the way (files are never overwritten). What only writing can tell (a full
+    /// disk, no permission) falls back to outdir after the generation (`run`).
+    static func checkOutput(_ path: String) throws {
+        let expanded = NSString(string: path).expandingTildeInPath
+        let ext = (expanded as NSString).pathExtension
+        if !ext.isEmpty, ImageFormat(path: expanded) == nil {
+            throw ValidationError("-o \(path): sdrepl writes .png or .jpg (or both, for a name without an extension), not .\(ext)")
+        }
+        var isFolder: ObjCBool = false
+        if expanded.hasSuffix("/") || (FileManager.default.fileExists(atPath: expanded, isDirectory: &isFolder) && isFolder.boolValue) {
+            return  // into that folder, named as outdir's images are
+        }
+        let names = ext.isEmpty ? ["png", "jpg"].map { expanded + "." + $0 } : [expanded]
+        if let taken = names.first(where: { FileManager.default.fileExists(atPath: $0) }) {
+            throw ValidationError("-o \(path): \(taken) exists already and images are never overwritten; give another name")
+        }
+        let parent = (expanded as NSString).deletingLastPathComponent
+        if !parent.isEmpty, FileManager.default.fileExists(atPath: parent, isDirectory: &isFolder), !isFolder.boolValue {
+            throw ValidationError("-o \(path): \(parent) is a file, not a folder")
+        }
     }
 
     /// Reads the words ArgumentParser did not know: one prompt, and `--KEY VALUE` / `--KEY=VALUE`
@@ -121,6 +146,11 @@ struct OneShot: ParsableCommand {
         for line in lines(for: try request) {
             guard case .failed = session.execute(line) else { continue }
             failed = true
+            // The images are made; where -o cannot take them, outdir does, rather than losing them.
+            if let output, line == "save \(output)" {
+                io.output("sdrepl gen: -o \(output) could not be written; saving in outdir instead")
+                _ = session.execute("save")
+            }
             if !options.keepGoing { break }
         }
         if let transcript = session.transcript, transcript.failure == nil { io.output("recorded to \(transcript.path)") }

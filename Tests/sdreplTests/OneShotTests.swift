@@ -74,6 +74,29 @@ final class OneShotTests: XCTestCase {
         XCTAssertTrue(missing.stderr.contains("'--steps' needs a value"), missing.stderr)
     }
 
+    /// `-o` that cannot be written is refused before any work when that can be told (a taken name,
+    /// an unknown format); when only writing tells (no permission), the image goes to outdir instead
+    /// of being lost.
+    func testAnOutputPathThatCannotBeWrittenLosesNoImage() throws {
+        let sandbox = Sandbox()
+        sandbox.write("taken.png", "")
+        for (output, message) in [("taken.png", "-o taken.png: taken.png exists already and images are never overwritten"),
+                                  ("fox.gif", "-o fox.gif: sdrepl writes .png or .jpg"),
+                                  ("taken.png/fox.png", "-o taken.png/fox.png: taken.png is a file, not a folder")] {
+            let refused = try PipeRun(["gen", "a fox", "--model", model, "--steps", "1", "--size", "64x64", "-o", output], in: sandbox)
+            XCTAssertNotEqual(refused.status, 0, output)
+            XCTAssertTrue(refused.stderr.contains(message), refused.stderr)
+            XCTAssertEqual(imageHashes(refused.stdout), [], "refused before generating")
+        }
+        // /proc takes no new files, even from root.
+        let gen = try PipeRun(["gen", "a fox", "--model", model, "--seed", "2", "--steps", "1", "--size", "64x64", "-o", "/proc/sdrepl-fox.png"],
+                              in: sandbox)
+        XCTAssertEqual(gen.status, 1)
+        XCTAssertEqual(imageHashes(gen.stdout).count, 1, gen.stdout)
+        XCTAssertTrue(gen.stdout.contains("sdrepl gen: -o /proc/sdrepl-fox.png could not be written; saving in outdir instead"), gen.stdout)
+        XCTAssertEqual(sandbox.files(in: "generated_images").count, 2, "PNG and JPEG in outdir")
+    }
+
     func testHelpListsEverySettingWithItsValues() throws {
         let help = try PipeRun(["gen", "--help"], in: Sandbox())
         XCTAssertEqual(help.status, 0, help.stderr)
