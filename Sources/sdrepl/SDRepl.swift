@@ -45,13 +45,19 @@ struct SessionOptions: ParsableArguments {
             do {
                 transcript = try TranscriptRecorder(directory: sessions)
             } catch {
-                io.diagnostic("\(error) (this session is not recorded)")
+                // A one-shot `gen` has no prompt to type `transcript save` at.
+                io.diagnostic("\(error) (" + (kind == "session" ? "this session is kept in memory: 'transcript save PATH' writes it" : "not recorded") + ")")
+                var reason = "\(error)"
+                if case let ScriptError.file(_, _, why) = error { reason = why }
+                transcript = .inMemory(path: sessions, failure: reason)
             }
         }
         let session = makeSession(io: io, transcript: transcript)
         if let transcript {
             session.recordComment("sdrepl \(SDReplVersion.string) \(kind), started \(ISO8601DateFormatter().string(from: Date()))")
-            session.recordComment("replay: sdrepl run \(transcript.path); check: sdrepl run --check \(transcript.path)")
+            if transcript.failure == nil {
+                session.recordComment("replay: sdrepl run \(transcript.path); check: sdrepl run --check \(transcript.path)")
+            }
         }
         // Absolute, so the transcript replays from sessions/ or anywhere else.
         if let model { session.recordCommand("model \(URL(fileURLWithPath: NSString(string: model).expandingTildeInPath).standardizedFileURL.path)") }

@@ -48,6 +48,30 @@ final class TerminalSessionTests: XCTestCase {
         XCTAssertEqual(size?.intValue, 0)
     }
 
+    /// A sessions folder that cannot be made (here a file is in its way) keeps the session in
+    /// memory: `transcript save` writes it, and `quit` warns first.
+    func testASessionsFolderThatCannotBeMadeKeepsTheTranscriptInMemory() throws {
+        let sandbox = Sandbox()
+        sandbox.write("taken", "")
+        let terminal = try PseudoTerminal(["--sessions", "taken"], in: sandbox, da1Reply: "\u{1B}[?62;22c")
+        terminal.expect("taken: cannot create the sessions directory (it is a file, not a folder); use --sessions DIR or --no-record "
+                        + "(this session is kept in memory: 'transcript save PATH' writes it)")
+        terminal.expect("sd> ")
+        terminal.type("prompt a fox\r")
+        terminal.expect("sd> ")
+        terminal.type("quit\r")
+        terminal.expect("quit: the transcript is only in memory")
+        terminal.expect("sd> ")
+        terminal.type("transcript save kept.sdscript\r")
+        terminal.expect("transcript: wrote ")
+        terminal.expect("sd> ")
+        terminal.type("quit\r")
+        XCTAssertEqual(terminal.waitForExit(), 0)
+        let text = try String(contentsOfFile: sandbox.path + "/kept.sdscript", encoding: .utf8)
+        XCTAssertTrue(text.hasPrefix("# sdrepl "), text)
+        XCTAssertTrue(text.contains("\nprompt a fox\n"), text)
+    }
+
     func testEditingKeysMoveInsertAndDelete() throws {
         let sandbox = Sandbox()
         let terminal = try start(sandbox)

@@ -99,7 +99,10 @@ public final class TranscriptRecorder {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
-            throw ScriptError.file(command: "sdrepl", path: directory, reason: "cannot create the sessions directory (\(FileErrorText.reason(error))); use --sessions DIR or --no-record")
+            var isFolder: ObjCBool = false
+            let reason = FileManager.default.fileExists(atPath: directory, isDirectory: &isFolder) && !isFolder.boolValue
+                ? "it is a file, not a folder" : FileErrorText.reason(error)
+            throw ScriptError.file(command: "sdrepl", path: directory, reason: "cannot create the sessions directory (\(reason)); use --sessions DIR or --no-record")
         }
         var candidate = stem + ".sdscript"
         var counter = 2
@@ -122,6 +125,15 @@ public final class TranscriptRecorder {
     init(path: String, handle: FileHandle) {
         self.path = path
         self.handle = handle
+    }
+
+    /// A recorder whose file could not be made (`path` says where it was to be, `failure` why): it
+    /// keeps the lines in memory, as after a failed write, so `transcript save PATH` can still write
+    /// them and `quit` warns before they are lost.
+    public static func inMemory(path: String, failure: String) -> TranscriptRecorder {
+        let recorder = TranscriptRecorder(path: path, handle: FileHandle.nullDevice)
+        recorder.failure = failure
+        return recorder
     }
 
     /// Writes `line` and a newline (unbuffered: one write(2) per line), and keeps it. A line break
