@@ -108,6 +108,14 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
             guard strength.isFinite, limits.strength.contains(strength), strength > 0 else {
                 throw PipelineError.invalidRequest("strength \(strength) is not allowed: use more than 0 and at most 1 (0.75 is usual)")
             }
+            // diffusers' get_timesteps runs int(steps · strength) steps, and refuses none.
+            guard Int(Double(steps) * strength) >= 1 else {
+                var fewest = steps
+                while Int(Double(fewest) * strength) < 1 { fewest += 1 }
+                let lowest = (100 / Double(steps)).rounded(.up) / 100
+                throw PipelineError.invalidRequest("strength \(strength) at \(steps) steps runs no step (int(steps × strength) is 0): "
+                                                   + "use strength \(lowest) or more, or \(fewest) steps or more")
+            }
         }
         if let mask {
             guard initImage != nil else {
@@ -133,8 +141,13 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
             guard hires.strength.isFinite, hires.strength > 0, hires.strength <= 1 else {
                 throw PipelineError.invalidRequest("hires strength \(hires.strength) is not allowed: use more than 0 and at most 1 (0.7 is A1111's default)")
             }
-            guard hires.steps == 0 || limits.steps.contains(hires.steps), hires.schedule(requestSteps: steps).total <= limits.steps.upperBound else {
-                throw PipelineError.invalidRequest("hires steps \(hires.steps) is not allowed: use 0 (as steps) to \(limits.steps.upperBound), fewer for a small strength")
+            guard hires.steps == 0 || limits.steps.contains(hires.steps) else {
+                throw PipelineError.invalidRequest("hires steps \(hires.steps) is not allowed: use 0 (as steps) to \(limits.steps.upperBound)")
+            }
+            let total = hires.schedule(requestSteps: steps).total
+            guard total <= limits.steps.upperBound else {
+                throw PipelineError.invalidRequest("hires strength \(hires.strength) with \(hires.steps == 0 ? steps : hires.steps) second-pass steps "
+                                                   + "needs a \(total)-step schedule, over \(limits.steps.upperBound): raise hires strength or lower hires steps")
             }
         }
         if let deepCache, !limits.deepCache.contains(deepCache) {

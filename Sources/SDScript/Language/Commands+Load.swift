@@ -26,12 +26,20 @@ extension Command {
             settings.width = width
             settings.height = height
         }
+        var schedule: [String] = []
         if let name = recipe.sampler {
-            guard let sampler = Sampler(a1111Name: name, scheduleType: recipe.extra("Schedule type")) else {
+            let scheduleType = recipe.extra("Schedule type")
+            if let sampler = Sampler(a1111Name: name, scheduleType: scheduleType) {
+                settings.sampler = sampler
+            } else if let sampler = Sampler(a1111Name: name), let scheduleType {
+                // A1111 1.9+ names the schedule apart ("Euler a" + "Karras"): the sampler without it
+                // is the closest there is, and the warning says what differs.
+                settings.sampler = sampler
+                schedule = ["Schedule type: \(scheduleType) (\(sampler.rawValue) with its own schedule instead)"]
+            } else {
                 throw ScriptError.badArgument(command: "load", argument: name, reason: "\(file): unknown sampler",
                                               suggestion: closestWord(to: name, in: Sampler.allNames))
             }
-            settings.sampler = sampler
         }
         settings.clipSkip = recipe.clipSkip
         let missing = applyImageInputs(stored, to: &settings, upscalers: session.upscalerDirectories())
@@ -39,7 +47,8 @@ extension Command {
         session.settings.request = settings
         session.io.output("loaded the recipe of \(file)")
         // One line for all of it: what gen will not reproduce, then the inputs that need giving again.
-        let problems = (notReproduced(recipe, session: session).map { ["gen will not reproduce \($0)"] } ?? []) + missing
+        let differences = (notReproduced(recipe, session: session).map { [$0] } ?? []) + schedule
+        let problems = (differences.isEmpty ? [] : ["gen will not reproduce " + differences.joined(separator: ", ")]) + missing
         if !problems.isEmpty { session.io.warning("load: \(file): " + problems.joined(separator: "; ")) }
     }
 

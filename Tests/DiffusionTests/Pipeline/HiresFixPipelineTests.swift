@@ -63,5 +63,11 @@ final class HiresFixPipelineTests: XCTestCase {
         XCTAssertThrowsError(try pipe.generate(request)) {
             XCTAssertEqual($0 as? PipelineError, .invalidRequest("hires strength 0.0 is not allowed: use more than 0 and at most 1 (0.7 is A1111's default)"))
         }
+        request.steps = 25
+        request.hires = HiresFix(width: 128, height: 128, strength: 0.02)
+        XCTAssertThrowsError(try pipe.generate(request)) {
+            XCTAssertEqual($0 as? PipelineError, .invalidRequest("hires strength 0.02 with 25 second-pass steps needs a 1250-step schedule, "
+                                                                 + "over 1000: raise hires strength or lower hires steps"))
+        }
     }
 }

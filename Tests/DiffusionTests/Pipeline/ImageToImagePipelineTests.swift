@@ -63,6 +63,15 @@ final class ImageToImagePipelineTests: XCTestCase {
         XCTAssertThrowsError(try pipe.generate(request)) {
             XCTAssertEqual($0 as? PipelineError, .invalidRequest("strength 0.0 is not allowed: use more than 0 and at most 1 (0.75 is usual)"))
         }
+        // diffusers: "the number of pipeline steps is 0 which is < 1" for int(4 · 0.2) = 0.
+        request.steps = 4
+        request.strength = 0.2
+        XCTAssertThrowsError(try pipe.generate(request)) {
+            XCTAssertEqual($0 as? PipelineError, .invalidRequest("strength 0.2 at 4 steps runs no step (int(steps × strength) is 0): "
+                                                                 + "use strength 0.25 or more, or 5 steps or more"))
+        }
+        request.strength = 0.25
+        XCTAssertNoThrow(try request.validate())
         request.strength = 0.5
         request.width = 128
         XCTAssertThrowsError(try pipe.generate(request)) {

@@ -133,6 +133,22 @@ final class ModelSwitchTests: XCTestCase {
         XCTAssertEqual(io.diagnostics.last, "load: \(path): it started from an init image (Denoising strength 0.6): 'init FILE' or 'init N' to give it again")
         XCTAssertEqual(session.settings.request.strength, 0.6)
         XCTAssertNil(session.settings.request.hires)
+        // A1111 1.9+ names the schedule apart: a sampler sdrepl has without that schedule loads
+        // everything else and says so; one it has with it ("DPM++ 2M" + "Karras") is exact.
+        let karras = "a castle\nSteps: 20, Sampler: Euler a, Schedule type: Karras, CFG scale: 7, Seed: 9, Size: 64x64"
+        try Data(try PNGFile.encode(try RGBImage(width: 8, height: 8, pixels: Array(repeating: 0, count: 192)),
+                                    chunks: [PNGTextChunk(kind: .tEXt, keyword: "parameters", text: karras)])).write(to: URL(fileURLWithPath: path))
+        XCTAssertEqual(session.execute("load \(path)"), .ok)
+        XCTAssertEqual(session.settings.request.seed, .fixed(9))
+        XCTAssertEqual(session.settings.request.sampler, .eulerAncestral)
+        XCTAssertEqual(io.diagnostics.last, "load: \(path): gen will not reproduce Schedule type: Karras (euler-a with its own schedule instead)")
+        let exact = karras.replacingOccurrences(of: "Euler a", with: "DPM++ 2M")
+        try Data(try PNGFile.encode(try RGBImage(width: 8, height: 8, pixels: Array(repeating: 0, count: 192)),
+                                    chunks: [PNGTextChunk(kind: .tEXt, keyword: "parameters", text: exact)])).write(to: URL(fileURLWithPath: path))
+        let before = io.diagnostics.count
+        XCTAssertEqual(session.execute("load \(path)"), .ok)
+        XCTAssertEqual(session.settings.request.sampler, .dpmpp2mKarras)
+        XCTAssertEqual(io.diagnostics.count, before, "nothing differs")
     }
 }
 
