@@ -25,7 +25,7 @@ final class PageExportTerminalTests: XCTestCase {
         terminal.type("quit\r")
         XCTAssertEqual(terminal.waitForExit(), 0)
 
-        XCTAssertEqual(sandbox.files(in: "pages/today_files"), ["image-1.png"])
+        XCTAssertEqual(sandbox.files(in: "pages/today_files"), [".page", "image-1.png"])
         let html = try String(contentsOfFile: sandbox.path + "/pages/today.html", encoding: .utf8)
         XCTAssertTrue(html.contains("<code>prompt a heron &amp; &quot;reeds&quot;</code>"), html)
         XCTAssertEqual(html.components(separatedBy: "<li class=\"command").count - 1, 5)

@@ -34,7 +34,7 @@ final class PageExportTests: XCTestCase {
         XCTAssertTrue(run.stderr.contains("tour.sdscript:13: export: expected a page ending in .html or .md (Markdown), got 'page.txt'"), run.stderr)
         XCTAssertTrue(run.stdout.contains("exported 10 commands and 3 images to page.html (images in page_files/)"), run.stdout)
         XCTAssertTrue(run.stdout.contains("exported 11 commands and 3 images to notes.md (images in notes_files/)"), run.stdout)
-        XCTAssertEqual(sandbox.files(in: "page_files"), ["image-1.png", "image-2.png", "image-3.png"])
+        XCTAssertEqual(sandbox.files(in: "page_files"), [".page", "image-1.png", "image-2.png", "image-3.png"])
         XCTAssertFalse(FileManager.default.fileExists(atPath: sandbox.path + "/page.txt"))
 
         // The images beside the page carry their recipes: `sdrepl info` (as `load`) reads them.
@@ -96,7 +96,13 @@ final class PageExportTests: XCTestCase {
         XCTAssertEqual(remade.status, 0, remade.stderr)
         XCTAssertTrue(remade.stdout.contains("reused 0 images saved by the recorded run"), remade.stdout)
         XCTAssertEqual(imageHashes(remade.stdout), imageHashes(gen.stdout))
-        XCTAssertEqual(sandbox.files(in: "out/replay_files"), ["image-1.png"], "no staging folder left")
+        XCTAssertEqual(sandbox.files(in: "out/replay_files"), [".page", "image-1.png"], "no staging folder left")
+        // The Markdown page of the same stem would share replay_files/ and replace the HTML page's images.
+        let markdown = try PipeRun(["export", "rec/" + transcripts[0], "-o", "out/replay.md"], in: sandbox)
+        XCTAssertEqual(markdown.status, 1)
+        XCTAssertEqual(markdown.stderr.split(separator: "\n").last,
+                       "export: out/replay_files: holds the images of the page replay.html; export to another name, or remove replay_files/ first")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: sandbox.path + "/out/replay.md"))
 
         let bad = try PipeRun(["export", "rec/" + transcripts[0], "-o", "page.pdf"], in: sandbox)
         XCTAssertEqual(bad.status, 1)

@@ -62,6 +62,8 @@ extension Session {
         // A relative URL: a folder name with ':' could read as a scheme, '?' and '#' end the path.
         let encodedFolder = folderName.addingPercentEncoding(
             withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: ":;?#"))) ?? folderName
+        try Self.checkImageFolder(of: path)
+        let owner = folder + "/" + Self.pageMarker, pageName = (path as NSString).lastPathComponent
         var exported: [Int: ExportedImage] = [:]
         // Images are written to a staging folder inside `folder`, then renamed over their names:
         // exporting the same page again as the session grows replaces them (the writer itself
@@ -78,6 +80,13 @@ extension Session {
             }
         }
         defer { try? FileManager.default.removeItem(atPath: staging) }
+        if !pageImages.isEmpty {
+            do {
+                try Data(pageName.utf8).write(to: URL(fileURLWithPath: owner), options: .atomic)
+            } catch {
+                throw ScriptError.file(command: "export", path: owner, reason: FileErrorText.reason(error))
+            }
+        }
         for image in pageImages {
             let name = "image-\(image.index).png"
             let staged = staging + "/" + name, file = folder + "/" + name
@@ -102,7 +111,29 @@ extension Session {
         } catch {
             throw ScriptError.file(command: "export", path: path, reason: FileErrorText.reason(error))
         }
+        // Images of an earlier, longer export of this page that this one no longer shows (only in a
+        // folder marked as this page's).
+        let kept = Set(exported.keys.map { "image-\($0).png" })
+        let ours = FileManager.default.fileExists(atPath: owner)
+        for name in (ours ? try? FileManager.default.contentsOfDirectory(atPath: folder) : nil) ?? []
+        where name.hasPrefix("image-") && name.hasSuffix(".png") && !kept.contains(name) {
+            try? FileManager.default.removeItem(atPath: folder + "/" + name)
+        }
         return ExportSummary(path: path, folder: folder, commands: page.entries.count, images: pageImages.count)
+    }
+
+    /// The file in a page's image folder that names the page it belongs to.
+    static let pageMarker = ".page"
+
+    /// One folder, one page: `p.html` and `p.md` would both use `p_files/` and replace each other's images.
+    /// - Throws: `ScriptError.file` when the page at `path`'s image folder is another page's.
+    static func checkImageFolder(of path: String) throws {
+        let folder = (path as NSString).deletingPathExtension + "_files"
+        let pageName = (path as NSString).lastPathComponent
+        if let other = try? String(contentsOfFile: folder + "/" + pageMarker, encoding: .utf8), other != pageName {
+            throw ScriptError.file(command: "export", path: folder, reason: "holds the images of the page \(other); "
+                                   + "export to another name, or remove \((folder as NSString).lastPathComponent)/ first")
+        }
     }
 
     /// `sdrepl export TRANSCRIPT -o PAGE`: replays the transcript through this session as
@@ -114,6 +145,7 @@ extension Session {
             throw ScriptError.badArgument(command: "export", argument: path,
                                           reason: "expected a page ending in .html or .md (Markdown), got")
         }
+        try Self.checkImageFolder(of: path)
         let lines: [String]
         do {
             lines = try Self.scriptLines(at: transcript)
