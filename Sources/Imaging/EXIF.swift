@@ -77,47 +77,20 @@ public enum EXIF {
     /// code (eight NULs, which A1111 falls back to reading as UTF-8) are UTF-8. Trailing NULs are
     /// dropped.
     public static func userComment(inAPP1 data: [UInt8]) -> String? {
-        guard data.starts(with: header) else { return nil }
-        let tiff = Array(data.dropFirst(header.count))
-        guard tiff.count >= 8 else { return nil }
-        let little: Bool
-        switch (tiff[0], tiff[1]) {
-        case (0x49, 0x49): little = true
-        case (0x4D, 0x4D): little = false
-        default: return nil
-        }
-        func u16(_ at: Int) -> UInt16? {
-            guard at >= 0, at + 2 <= tiff.count else { return nil }
-            let a = UInt16(tiff[at]), b = UInt16(tiff[at + 1])
-            return little ? a | b << 8 : a << 8 | b
-        }
-        func u32(_ at: Int) -> UInt32? {
-            guard let hi = u16(at), let lo = u16(at + 2) else { return nil }
-            return little ? UInt32(hi) | UInt32(lo) << 16 : UInt32(hi) << 16 | UInt32(lo)
-        }
-        /// (type, count, value-field offset) of a tag in the IFD at `offset`.
-        func find(_ tag: UInt16, inIFDAt offset: Int) -> (type: UInt16, count: Int, field: Int)? {
-            guard let n = u16(offset) else { return nil }
-            for i in 0..<Int(n) {
-                let e = offset + 2 + 12 * i
-                guard let t = u16(e), let type = u16(e + 2), let count = u32(e + 4) else { return nil }
-                if t == tag { return (type, Int(count), e + 8) }
-            }
-            return nil
-        }
-        guard u16(2) == 42, let ifd0 = u32(4),
-            let pointer = find(exifIFDPointerTag, inIFDAt: Int(ifd0)), let exifIFD = u32(pointer.field),
-            let entry = find(userCommentTag, inIFDAt: Int(exifIFD))
+        guard let tiff = TIFFFields(app1: data), let ifd0 = tiff.ifd0,
+            let pointer = tiff.find(exifIFDPointerTag, inIFDAt: ifd0), let exifIFD = tiff.u32(pointer.field),
+            let entry = tiff.find(userCommentTag, inIFDAt: Int(exifIFD))
         else { return nil }
+        let little = tiff.little
         let start: Int
         if entry.count <= 4 {
             start = entry.field
         } else {
-            guard let offset = u32(entry.field) else { return nil }
+            guard let offset = tiff.u32(entry.field) else { return nil }
             start = Int(offset)
         }
-        guard entry.count >= 8, start + entry.count <= tiff.count else { return nil }
-        let raw = Array(tiff[start..<start + entry.count])
+        guard entry.count >= 8, start + entry.count <= tiff.bytes.count else { return nil }
+        let raw = Array(tiff.bytes[start..<start + entry.count])
         let code = Array(raw.prefix(8))
         var body = Array(raw.dropFirst(8))
         if code == unicodeCode {
@@ -140,5 +113,59 @@ public enum EXIF {
         }
         while body.last == 0 { body.removeLast() }
         return String(decoding: body, as: UTF8.self)
+    }
+
+    static let orientationTag: UInt16 = 0x0112
+
+    /// The Orientation (1–8) in IFD0 of an EXIF APP1 payload: how a camera or phone says to turn
+    /// the stored pixels for display; nil when there is none, it is malformed or out of range.
+    public static func orientation(inAPP1 data: [UInt8]) -> Int? {
+        guard let tiff = TIFFFields(app1: data), let ifd0 = tiff.ifd0,
+            let entry = tiff.find(orientationTag, inIFDAt: ifd0), entry.type == 3, entry.count == 1,
+            let value = tiff.u16(entry.field), (1...8).contains(value)
+        else { return nil }
+        return Int(value)
+    }
+}
+
+/// Bounds-checked reads of the TIFF structure inside an EXIF APP1 payload, of either byte order.
+struct TIFFFields {
+    let bytes: [UInt8]
+    let little: Bool
+
+    init?(app1 data: [UInt8]) {
+        guard data.starts(with: EXIF.header) else { return nil }
+        bytes = Array(data.dropFirst(EXIF.header.count))
+        guard bytes.count >= 8 else { return nil }
+        switch (bytes[0], bytes[1]) {
+        case (0x49, 0x49): little = true
+        case (0x4D, 0x4D): little = false
+        default: return nil
+        }
+    }
+
+    /// Where IFD0 starts, after the magic number 42.
+    var ifd0: Int? { u16(2) == 42 ? u32(4).map(Int.init) : nil }
+
+    func u16(_ at: Int) -> UInt16? {
+        guard at >= 0, at + 2 <= bytes.count else { return nil }
+        let a = UInt16(bytes[at]), b = UInt16(bytes[at + 1])
+        return little ? a | b << 8 : a << 8 | b
+    }
+
+    func u32(_ at: Int) -> UInt32? {
+        guard let hi = u16(at), let lo = u16(at + 2) else { return nil }
+        return little ? UInt32(hi) | UInt32(lo) << 16 : UInt32(hi) << 16 | UInt32(lo)
+    }
+
+    /// (type, count, value-field offset) of a tag in the IFD at `offset`.
+    func find(_ tag: UInt16, inIFDAt offset: Int) -> (type: UInt16, count: Int, field: Int)? {
+        guard let n = u16(offset) else { return nil }
+        for i in 0..<Int(n) {
+            let e = offset + 2 + 12 * i
+            guard let t = u16(e), let type = u16(e + 2), let count = u32(e + 4) else { return nil }
+            if t == tag { return (type, Int(count), e + 8) }
+        }
+        return nil
     }
 }

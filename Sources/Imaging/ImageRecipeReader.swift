@@ -76,7 +76,12 @@ public enum ImageRecipeReader {
             let png = try PNGFile.decode(data, path: url.path)
             return (png.image, png.alpha)
         }
-        if data.starts(with: [0xFF, 0xD8]) { return (try JPEGFile.decode(data, path: url.path).image, nil) }
+        if data.starts(with: [0xFF, 0xD8]) {
+            // A photo is stored as the sensor saw it, and turned for display by its Orientation:
+            // turned here too, as A1111 does (`ImageOps.exif_transpose`) for img2img's input.
+            let jpeg = try JPEGFile.decode(data, path: url.path)
+            return (jpeg.image.oriented(exif: jpeg.orientation ?? 1), nil)
+        }
         throw ImagingError.readFailed(path: url.path, reason: "not a PNG or JPEG file")
     }
 

@@ -46,6 +46,11 @@ public struct DecodedJPEG: Sendable {
         segments.lazy.compactMap { $0.marker == JPEGSegment.app1 ? EXIF.userComment(inAPP1: $0.data) : nil }.first
     }
 
+    /// The EXIF Orientation (1–8), if there is one.
+    public var orientation: Int? {
+        segments.lazy.compactMap { $0.marker == JPEGSegment.app1 ? EXIF.orientation(inAPP1: $0.data) : nil }.first
+    }
+
     /// The first XMP packet.
     public var xmpPacket: String? {
         segments.lazy.compactMap(\.xmpPacket).first

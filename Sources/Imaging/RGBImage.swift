@@ -95,3 +95,36 @@ public struct RGBImage: Equatable, Sendable {
         return UInt8((x * 255).rounded(.toNearestOrEven))
     }
 }
+
+extension RGBImage {
+    /// The image turned as EXIF Orientation `orientation` says to display it, as PIL's
+    /// `ImageOps.exif_transpose`: 2 mirror, 3 rotate 180°, 4 flip, 5 transpose, 6 rotate 90°
+    /// clockwise, 7 transverse, 8 rotate 90° counter-clockwise; 1 or anything else as it is.
+    public func oriented(exif orientation: Int) -> RGBImage {
+        guard (2...8).contains(orientation) else { return self }
+        let (w, h) = (width, height)
+        let swaps = orientation >= 5
+        let (ow, oh) = swaps ? (h, w) : (w, h)
+        var out = [UInt8](repeating: 0, count: pixels.count)
+        for y in 0..<oh {
+            for x in 0..<ow {
+                let (sx, sy): (Int, Int)
+                switch orientation {
+                case 2: (sx, sy) = (w - 1 - x, y)
+                case 3: (sx, sy) = (w - 1 - x, h - 1 - y)
+                case 4: (sx, sy) = (x, h - 1 - y)
+                case 5: (sx, sy) = (y, x)
+                case 6: (sx, sy) = (y, h - 1 - x)
+                case 7: (sx, sy) = (w - 1 - y, h - 1 - x)
+                default: (sx, sy) = (w - 1 - y, x)
+                }
+                let s = (sy * w + sx) * 3, d = (y * ow + x) * 3
+                out[d] = pixels[s]
+                out[d + 1] = pixels[s + 1]
+                out[d + 2] = pixels[s + 2]
+            }
+        }
+        // The same two sides, so the same byte count: the initialiser cannot refuse it.
+        return (try? RGBImage(width: ow, height: oh, pixels: out)) ?? self
+    }
+}

@@ -1,3 +1,5 @@
+import Foundation
+import TestSupport
 import XCTest
 
 @testable import Imaging
@@ -53,4 +55,38 @@ func makeTestImage(width: Int = 64, height: Int = 48) -> RGBImage {
     pixels[0] = 7
     pixels[pixels.count - 1] = 251
     return RGBImage(uncheckedWidth: width, height: height, pixels: pixels)
+
+    /// PIL's `ImageOps.exif_transpose` methods on a 3×2 image whose pixel i has red 3i:
+    /// `Image.fromarray(np.arange(18, dtype=np.uint8).reshape(2, 3, 3)).transpose(m)` for
+    /// m = FLIP_LEFT_RIGHT, ROTATE_180, FLIP_TOP_BOTTOM, TRANSPOSE, ROTATE_270, TRANSVERSE, ROTATE_90
+    /// (orientations 2–8), red channel // 3, row by row.
+    func testEXIFOrientationsTurnAsPIL() throws {
+        let image = try RGBImage(width: 3, height: 2, pixels: (0..<18).map(UInt8.init))
+        let expected: [Int: (size: [Int], order: [UInt8])] = [
+            2: ([3, 2], [2, 1, 0, 5, 4, 3]), 3: ([3, 2], [5, 4, 3, 2, 1, 0]), 4: ([3, 2], [3, 4, 5, 0, 1, 2]),
+            5: ([2, 3], [0, 3, 1, 4, 2, 5]), 6: ([2, 3], [3, 0, 4, 1, 5, 2]), 7: ([2, 3], [5, 2, 4, 1, 3, 0]),
+            8: ([2, 3], [2, 5, 1, 4, 0, 3]),
+        ]
+        for (orientation, (size, order)) in expected {
+            let turned = image.oriented(exif: orientation)
+            XCTAssertEqual([turned.width, turned.height], size, "orientation \(orientation)")
+            XCTAssertEqual(stride(from: 0, to: turned.pixels.count, by: 3).map { turned.pixels[$0] / 3 }, order, "orientation \(orientation)")
+        }
+        XCTAssertEqual(image.oriented(exif: 1), image)
+        XCTAssertEqual(image.oriented(exif: 9), image, "out of range: as stored")
+    }
+
+    /// A portrait photo as phones store it (`exif/orientation6.jpg`, written by PIL with Orientation
+    /// 6, `make_exif_fixtures.py`): read for img2img it is turned upright, 8×16, as A1111 shows it.
+    func testAPhotosOrientationIsAppliedWhenItsPixelsAreRead() throws {
+        let url = Fixture.url("exif/orientation6.jpg")
+        let decoded = try JPEGFile.decode(try Fixture.bytes("exif/orientation6.jpg"))
+        XCTAssertEqual(decoded.orientation, 6)
+        XCTAssertEqual([decoded.image.width, decoded.image.height], [16, 8], "stored sideways")
+        let read = try ImageRecipeReader.pixels(url)
+        XCTAssertEqual([read.width, read.height], [8, 16])
+        XCTAssertEqual(read, decoded.image.oriented(exif: 6))
+        // The top-left block of the upright picture is the stored bottom-left one: (0, 200, 255).
+        XCTAssertEqual(Array(read.pixels[0..<3]).map { Int($0) / 8 }, [0, 200 / 8, 255 / 8])
+    }
 }
