@@ -369,7 +369,7 @@ final class EndToEndTests: XCTestCase {
         let run = try PipeRun(["run", "--keep-going", "s.sdscript"], in: sandbox)
         XCTAssertEqual(run.status, 1)
         XCTAssertTrue(run.stderr.contains("s.sdscript:5: model:"), run.stderr)
-        XCTAssertTrue(run.stderr.contains("pickle"), run.stderr)
+        XCTAssertTrue(run.stderr.contains("old.ckpt is a text file, not a weights file"), run.stderr)
         XCTAssertTrue(run.stderr.contains("s.sdscript:6: model:"), run.stderr)
         // `model PATH` opens the checkpoint at once (header, layout, shapes): a refused one is reported
         // on its own line, names its path once, and never replaces the working model.

@@ -231,7 +231,7 @@ final class ImageToImageEndToEndTests: XCTestCase {
         let run = try PipeRun(["run", "--keep-going", "b.sdscript"], in: sandbox)
         XCTAssertEqual(run.status, 1)
         for line in ["b.sdscript:7: gen: a mask needs an init image to repaint: set one with 'init FILE' or 'init N'",
-                     "b.sdscript:10: gen: \(sandbox.path)/notimage.png: cannot read the mask: not a PNG or JPEG file",
+                     "b.sdscript:9: mask: \(sandbox.path)/notimage.png: not a PNG or JPEG file",
                      "b.sdscript:12: gen: the mask is all black: nothing to repaint (white marks what is repainted)",
                      "b.sdscript:13: mask: \(sandbox.path)/nosuch.png: no such file",
                      "b.sdscript:14: set mask-blur: expected a whole number from 0 to 64, got '65'"] {

@@ -80,7 +80,7 @@ final class ModelFileChangeTests: XCTestCase {
         terminal.expect("image 1: seed 5")
         try rewriteInPlace(taesd, with: Data("not a TAESD".utf8))
         terminal.type("gen\n")
-        terminal.expect("\(taesd) declares a")  // the error of reading it again
+        terminal.expect("\(taesd) is a text file, not a weights file")  // the error of reading it again
         try rewriteInPlace(taesd, with: original)
         terminal.type("gen\n")
         terminal.expect("image 2: seed 5")

@@ -66,6 +66,10 @@ public struct TinyAutoencoderDecoder: LatentDecoder, Sendable {
         var file = url
         if isDirectory.boolValue {
             file = url.appendingPathComponent("diffusion_pytorch_model.safetensors")
+            // Not an AutoencoderTiny folder: the caller tries the other decoders' layouts.
+            guard FileManager.default.fileExists(atPath: file.path) else {
+                throw TinyAutoencoderError.notTAESD(path: url.path, reason: "the folder has no diffusion_pytorch_model.safetensors")
+            }
             if let data = FileManager.default.contents(atPath: url.appendingPathComponent("config.json").path),
                let config = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] {
                 channels = config["decoder_block_out_channels"] as? [Int] ?? channels

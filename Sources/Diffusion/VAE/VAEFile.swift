@@ -21,8 +21,19 @@ public enum VAEFile {
         var config = defaultConfig
         var file = url
         if isDirectory.boolValue {
-            file = url.appendingPathComponent("diffusion_pytorch_model.safetensors")
-            if let data = FileManager.default.contents(atPath: url.appendingPathComponent("config.json").path) {
+            var folder = url
+            // A whole diffusers model: its VAE is the vae/ folder.
+            if FileManager.default.fileExists(atPath: url.appendingPathComponent("model_index.json").path) {
+                folder = url.appendingPathComponent("vae")
+            }
+            let fm = FileManager.default
+            guard let found = ["diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors", "diffusion_pytorch_model.bin"]
+                .map({ folder.appendingPathComponent($0) }).first(where: { fm.fileExists(atPath: $0.path) }) else {
+                throw VAEFileError.notAVAE(path: url.path, reason: "the folder has no diffusion_pytorch_model.safetensors, "
+                                           + "which a diffusers VAE folder holds beside its config.json")
+            }
+            file = found
+            if let data = fm.contents(atPath: folder.appendingPathComponent("config.json").path) {
                 config = try VAEConfig(json: data)
             }
         }

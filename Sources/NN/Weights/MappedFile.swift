@@ -1,4 +1,5 @@
 import Foundation
+import FileErrors
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -24,12 +25,12 @@ final class MappedFile: @unchecked Sendable {
         // Refuse FIFOs, devices and directories before opening: opening a FIFO would block, and
         // mmap of /dev/zero would pretend to be an endless file.
         var st = stat()
-        guard stat(path, &st) == 0 else { throw Failure.cannotOpen(reason: String(cString: strerror(errno))) }
+        guard stat(path, &st) == 0 else { throw Failure.cannotOpen(reason: FileErrorText.reason(errno: errno)) }
         guard (st.st_mode & S_IFMT) == S_IFREG else { throw Failure.notARegularFile }
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw Failure.cannotOpen(reason: String(cString: strerror(errno))) }
+        guard fd >= 0 else { throw Failure.cannotOpen(reason: FileErrorText.reason(errno: errno)) }
         defer { close(fd) }
-        guard fstat(fd, &st) == 0 else { throw Failure.cannotOpen(reason: String(cString: strerror(errno))) }
+        guard fstat(fd, &st) == 0 else { throw Failure.cannotOpen(reason: FileErrorText.reason(errno: errno)) }
         guard (st.st_mode & S_IFMT) == S_IFREG else { throw Failure.notARegularFile }
         size = Int(st.st_size)
         identity = (UInt(st.st_dev), UInt(st.st_ino), size, st.st_mtim)
@@ -39,7 +40,7 @@ final class MappedFile: @unchecked Sendable {
         }
         let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
         guard let p, p != MAP_FAILED else {
-            throw Failure.cannotOpen(reason: "mmap failed: " + String(cString: strerror(errno)))
+            throw Failure.cannotOpen(reason: "mmap failed: " + FileErrorText.reason(errno: errno))
         }
         base = UnsafeRawPointer(p)
         MappedRegions.register(base: UInt(bitPattern: p), size: size, path: path)

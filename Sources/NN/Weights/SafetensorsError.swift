@@ -45,6 +45,9 @@ public enum SafetensorsError: Error, Equatable, CustomStringConvertible {
 
     // Writing.
     case writeFailed(path: String, reason: String)
+    /// The file is something else altogether by its first bytes (`what`: "a PNG image", "a Git LFS
+    /// pointer", …), given where weights were expected.
+    case notWeights(path: String, what: String)
 
     private static let damaged = "the file is damaged or is not a safetensors file; download or convert it again"
 
@@ -66,6 +69,10 @@ public enum SafetensorsError: Error, Equatable, CustomStringConvertible {
             return "tensor '\(tensor)' in \(path) has \(elements) elements but the buffer given holds \(bufferCount)"
         case let .writeFailed(path, reason):
             return "cannot write \(path): \(reason)"
+        case let .notWeights(path, what):
+            let fix = what.contains("Git LFS") ? "the weights themselves were not downloaded: 'git lfs pull' in its repository, or download the file again"
+                                               : "give the path of a .safetensors file (or a PyTorch .ckpt/.pt/.pth)"
+            return "\(path) is \(what), not a weights file; \(fix)"
         case .emptyFile, .fileTooShort, .headerTooLarge, .headerNotUTF8, .invalidJSON, .headerNotObject,
              .duplicateName, .invalidEntry, .invalidMetadata, .unknownDtype, .invalidDimension, .sizeOverflow,
              .reversedOffsets, .sizeMismatch, .overlappingTensors, .gapInData, .unindexedTrailingData:
@@ -95,7 +102,7 @@ public enum SafetensorsError: Error, Equatable, CustomStringConvertible {
         case let .gapInData(path, offset, before): return "the data of \(path) has unindexed bytes at offset \(offset), before tensor '\(before)' (the format requires every data byte to belong to a tensor)"
         case let .unindexedTrailingData(path, indexedEnd, dataLength): return "\(path) has \(dataLength - indexedEnd) bytes of data after its last tensor (the format requires every data byte to belong to a tensor)"
         case .cannotOpen, .notARegularFile, .headerBeyondFile, .offsetsOutOfRange, .noSuchTensor, .unsupportedDtype,
-             .bufferSizeMismatch, .writeFailed:
+             .bufferSizeMismatch, .writeFailed, .notWeights:
             return nil
         }
     }

@@ -113,6 +113,9 @@ public enum TensorFileKind: Equatable, Sendable {
     case rawPickle(protocol: Int)
     /// GGUF (stable-diffusion.cpp / llama.cpp quantised weights).
     case gguf
+    /// Something else that is recognisable by its first bytes ("a PNG image"): a file given by
+    /// mistake, or a download that saved the wrong thing.
+    case otherFile(String)
     /// None of these by its bytes; `pickleName` tells whether its extension is a pickle's.
     case unknown(pickleName: Bool)
 
@@ -126,13 +129,13 @@ public enum TensorFileKind: Equatable, Sendable {
         let attributes = try? FileManager.default.attributesOfItem(atPath: url.resolvingSymlinksInPath().path)
         var head = [UInt8]()
         if attributes?[.type] as? FileAttributeType == .typeRegular, let handle = FileHandle(forReadingAtPath: path) {
-            head = Array((try? handle.read(upToCount: 9)) ?? Data())
+            head = Array((try? handle.read(upToCount: 32)) ?? Data())
             try? handle.close()
         }
         let size = (attributes?[.size] as? NSNumber)?.intValue ?? 0
         // A safetensors file starts with the header length and then '{'. Checking this first keeps a
         // header length whose low bytes happen to read 0x80 0x02 from being taken for a pickle.
-        if head.count == 9, head[8] == UInt8(ascii: "{"),
+        if head.count >= 9, head[8] == UInt8(ascii: "{"),
            head.prefix(8).withUnsafeBytes({ UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }) <= UInt64(max(0, size - 8)) {
             return .safetensors
         }
@@ -140,7 +143,22 @@ public enum TensorFileKind: Equatable, Sendable {
         if head.starts(with: [0x50, 0x4B, 0x03, 0x04]) || head.starts(with: [0x50, 0x4B, 0x05, 0x06]) { return .torchZip }
         if head.count >= 2, head[0] == 0x80, (2...5).contains(head[1]) { return .rawPickle(protocol: Int(head[1])) }
         if head.starts(with: Array("GGUF".utf8)) { return .gguf }
+        if let other = otherFile(head) { return .otherFile(other) }
         return .unknown(pickleName: pickleExtensions.contains(url.pathExtension.lowercased()))
+    }
+
+    /// What a file that holds no weights is, by its first bytes; nil when it is none of these.
+    static func otherFile(_ head: [UInt8]) -> String? {
+        if head.starts(with: [0x89, 0x50, 0x4E, 0x47]) { return "a PNG image" }
+        if head.starts(with: [0xFF, 0xD8, 0xFF]) { return "a JPEG image" }
+        let text = String(decoding: head, as: UTF8.self)
+        if text.hasPrefix("version https://git-lfs") { return "a Git LFS pointer" }
+        let trimmed = text.drop(while: { $0.isWhitespace })
+        if trimmed.hasPrefix("<") { return "an HTML or XML page (a download that saved a web page?)" }
+        // Words: a protocol-0 pickle is printable too, but its opcodes and names have no spaces.
+        let printable = head.allSatisfy { (0x20...0x7E).contains($0) || [0x09, 0x0A, 0x0D].contains($0) }
+        if head.count >= 8, printable, head.contains(0x20) { return "a text file" }
+        return nil
     }
 }
 
@@ -170,6 +188,8 @@ public func openTensorFile(_ url: URL, pickles: PicklePolicy = .current) throws 
             return try TorchFile(url: url, pickles: pickles)
         }
         throw TorchFileError.notZipFormat(path: url.path, evidence: "its name ends in .\(url.pathExtension)")
+    case let .otherFile(what):
+        throw SafetensorsError.notWeights(path: url.path, what: what)
     case .safetensors, .gguf, .unknown(pickleName: false):
         return try SafetensorsFile(url: url)
     }

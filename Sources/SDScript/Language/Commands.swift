@@ -136,7 +136,8 @@ public struct Command {
                                               suggestion: closestWord(to: words.name, in: SettingKey.names))
             }
             let value = key.kind == .words ? words.argument.droppingTrailingComment() : words.argument
-            if value.isEmpty && key.kind == .words {
+            // A text setting may be empty (`set negative`), a path may not.
+            if value.isEmpty && (key.kind == .words || key.completesPaths) {
                 throw ScriptError.missingArgument(command: "set \(key.name)", usage: "set \(key.name) \(key.values)")
             }
             try key.apply(session, value)

@@ -63,11 +63,27 @@ func parseHires(_ value: String) throws -> HiresSize? {
     return .scale(scale)
 }
 
-/// A mask file's path, expanded, when a file is there.
+/// A mask file's path, expanded, when a PNG or JPEG is there.
 func checkedMaskPath(_ value: String, command: String) throws -> String {
+    try checkedImagePath(value, command: command)
+}
+
+/// `value` expanded, when it names a file that starts as a PNG or JPEG does: what `init` and `mask`
+/// can tell when they are typed, rather than at the next `gen` (which reads the whole picture).
+func checkedImagePath(_ value: String, command: String) throws -> String {
     let path = NSString(string: value).expandingTildeInPath
-    guard FileManager.default.fileExists(atPath: path) else {
+    var isFolder: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {
         throw ScriptError.file(command: command, path: value, reason: "no such file")
+    }
+    if isFolder.boolValue { throw ScriptError.file(command: command, path: value, reason: "is a folder, not a file") }
+    guard let file = FileHandle(forReadingAtPath: path) else {
+        throw ScriptError.file(command: command, path: value, reason: "cannot be read")
+    }
+    defer { try? file.close() }
+    let head = [UInt8]((try? file.read(upToCount: 4)) ?? Data())
+    guard head.starts(with: [0x89, 0x50, 0x4E, 0x47]) || head.starts(with: [0xFF, 0xD8]) else {
+        throw ScriptError.file(command: command, path: value, reason: "not a PNG or JPEG file")
     }
     return path
 }
@@ -78,7 +94,10 @@ func checkedMaskPath(_ value: String, command: String) throws -> String {
 /// anywhere starts from the same pixels; an unsaved image's number is kept (the replay makes it again).
 func parseInit(_ value: String, session: Session, command: String = "init") throws -> InitImage {
     if let index = Int(value) {
-        guard (1...max(session.images.count, 1)).contains(index), index <= session.images.count else {
+        guard !session.images.isEmpty else {
+            throw ScriptError.notReady(command: command, reason: "no image yet; 'init FILE' starts from a picture, or 'gen' first")
+        }
+        guard (1...session.images.count).contains(index) else {
             throw ScriptError.badArgument(command: command, argument: value,
                                           reason: "expected an image number from 1 to \(session.images.count), or a file, got")
         }
@@ -87,9 +106,5 @@ func parseInit(_ value: String, session: Session, command: String = "init") thro
         }
         return .history(index)
     }
-    let path = NSString(string: value).expandingTildeInPath
-    guard FileManager.default.fileExists(atPath: path) else {
-        throw ScriptError.file(command: "init", path: value, reason: "no such file")
-    }
-    return .file(path)
+    return .file(try checkedImagePath(value, command: command))
 }

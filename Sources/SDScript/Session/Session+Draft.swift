@@ -59,13 +59,15 @@ extension Session {
 
     /// `final N`: history image N, made in draft mode, again with the user's own settings and its seed.
     func renderFinal(_ argument: String) throws {
+        guard !history.images.isEmpty else {
+            throw ScriptError.notReady(command: "final", reason: "no image yet; make drafts with 'set mode draft' and 'gen' first")
+        }
         guard let number = Int(argument.trimmingCharacters(in: .whitespaces)), history.images.indices.contains(number - 1) else {
             throw ScriptError.badArgument(command: "final", argument: argument,
                                           reason: "expected the number of an image of this session (1 to \(history.images.count)), got", suggestion: nil)
         }
         guard var request = history.images[number - 1].finalRequest else {
-            throw ScriptError.badArgument(command: "final", argument: argument,
-                                          reason: "image \(number) was not made in draft mode ('set mode draft'); it is final already", suggestion: nil)
+            throw ScriptError.notReady(command: "final", reason: "image \(number) was not made in draft mode ('set mode draft'); it is final already")
         }
         var own = settings
         own.resources.draft = nil

@@ -28,7 +28,8 @@ final class VAEFileTests: XCTestCase {
         }
         try writer.finish()
 
-        for url in [Fixture.tinySD15Folder.appendingPathComponent("vae"), file] {
+        // A whole diffusers model given as the VAE: its vae/ folder.
+        for url in [Fixture.tinySD15Folder.appendingPathComponent("vae"), Fixture.tinySD15Folder, file] {
             let decoder = try loadLatentDecoder(url, vaeConfig: pipe.vae.config)
             XCTAssertEqual(decoder.decoderName, "VAE")
             let image = try decoder.decode(latents, cancellation: nil)
@@ -45,6 +46,12 @@ final class VAEFileTests: XCTestCase {
         XCTAssertThrowsError(try loadLatentDecoder(Fixture.tinySD15SingleFile)) { error in
             guard case .notAVAE(_, let reason)? = error as? VAEFileError else { return XCTFail("\(error)") }
             XCTAssertTrue(reason.contains("whole checkpoint"), reason)
+        }
+        // A folder without a VAE's weights says so, rather than that a file it never named is missing.
+        let empty = try makeWeightsTestDirectory(self)
+        XCTAssertThrowsError(try loadLatentDecoder(empty)) { error in
+            XCTAssertEqual("\(error)", "\(empty.path) is not a VAE: the folder has no diffusion_pytorch_model.safetensors, "
+                           + "which a diffusers VAE folder holds beside its config.json; nor a TAESD decoder")
         }
     }
 }

@@ -203,7 +203,7 @@ final class SafetensorsHostileTests: XCTestCase {
         XCTAssertEqual(safetensorsError { _ = try SafetensorsFile(url: URL(fileURLWithPath: fifo)) }, .notARegularFile(path: fifo))
         let missing = dir.appendingPathComponent("missing.safetensors").path
         XCTAssertEqual(safetensorsError { _ = try SafetensorsFile(url: URL(fileURLWithPath: missing)) },
-                       .cannotOpen(path: missing, reason: "No such file or directory"))
+                       .cannotOpen(path: missing, reason: "no such file or folder"))
     }
 
     /// Every message names the file and, where there is one, the tensor, and says what to do.

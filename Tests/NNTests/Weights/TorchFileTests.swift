@@ -129,6 +129,21 @@ final class TorchFileTests: XCTestCase {
                        .notZipFormat(path: text.path, evidence: "its name ends in .bin"))
         let missing = dir.appendingPathComponent("missing.ckpt")
         guard case .cannotOpen? = torchFileError({ _ = try openTensorFile(missing, pickles: .read) }) else { return XCTFail() }
+
+        // Files that are something else by their first bytes say what they are, whatever their name.
+        let png = try writeTestFile([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] + [UInt8](repeating: 0, count: 24), "model.safetensors", in: dir)
+        let lfs = try writeTestFile(Array("version https://git-lfs.github.com/spec/v1\noid sha256:4c8f\nsize 4265146304\n".utf8),
+                                    "v1-5-pruned-emaonly.ckpt", in: dir)
+        let html = try writeTestFile(Array("<!DOCTYPE html><html><body>Not found</body></html>".utf8), "lora.safetensors", in: dir)
+        let note = try writeTestFile(Array("hello, I am not a checkpoint\n".utf8), "text.ckpt", in: dir)
+        XCTAssertEqual(safetensorsError { _ = try openTensorFile(png) }, .notWeights(path: png.path, what: "a PNG image"))
+        XCTAssertEqual(safetensorsError { _ = try openTensorFile(html) }?.description,
+                       "\(html.path) is an HTML or XML page (a download that saved a web page?), not a weights file; "
+                       + "give the path of a .safetensors file (or a PyTorch .ckpt/.pt/.pth)")
+        XCTAssertEqual(safetensorsError { _ = try openTensorFile(lfs) }?.description,
+                       "\(lfs.path) is a Git LFS pointer, not a weights file; the weights themselves were not downloaded: "
+                       + "'git lfs pull' in its repository, or download the file again")
+        XCTAssertEqual(safetensorsError { _ = try openTensorFile(note) }, .notWeights(path: note.path, what: "a text file"))
     }
 
     /// With pickles refused, a pickle is refused before any of it is parsed, naming how to allow it;

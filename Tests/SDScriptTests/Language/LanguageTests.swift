@@ -329,6 +329,33 @@ final class CommandTests: XCTestCase {
     }
 }
 
+/// What `init`, `mask`, `final` and the path settings can tell when typed, they say then, in words.
+final class InputCheckTests: XCTestCase {
+    func testImagesPathsAndNumbersAreCheckedWhenTyped() throws {
+        let folder = TemporaryFolder()
+        folder.write("text.png", "hello")
+        folder.write("sub/keep.txt", "")
+        let session = makeSession(io: BufferIO())
+        for (line, message) in [
+            ("init \(folder.path)/sub", "init: \(folder.path)/sub: is a folder, not a file"),
+            ("init \(folder.path)/text.png", "init: \(folder.path)/text.png: not a PNG or JPEG file"),
+            ("mask \(folder.path)/text.png", "mask: \(folder.path)/text.png: not a PNG or JPEG file"),
+            ("set init \(folder.path)/nowhere.png", "set init: \(folder.path)/nowhere.png: no such file"),
+            ("init 1", "init: no image yet; 'init FILE' starts from a picture, or 'gen' first"),
+            ("final 1", "final: no image yet; make drafts with 'set mode draft' and 'gen' first"),
+            ("set model", "set model: missing argument; usage: set model"),
+            ("set outdir", "set outdir: missing argument; usage: set outdir"),
+        ] {
+            let failure = try XCTUnwrap(session.execute(line).failure, line)
+            XCTAssertTrue(failure.description.hasPrefix(message), "\(line): \(failure.description)")
+        }
+        XCTAssertEqual(session.execute("set negative"), .ok, "a text setting may be empty")
+        XCTAssertEqual(session.execute("gen"), .ok)
+        let final = try XCTUnwrap(session.execute("final 1").failure)
+        XCTAssertEqual(final.description, "final: image 1 was not made in draft mode ('set mode draft'); it is final already")
+    }
+}
+
 final class LoRAFolderTests: XCTestCase {
     /// `set lora-dir` comes first, then `models/Lora` here and `Lora` beside the model's folder, as
     /// A1111 keeps them (`models/Stable-diffusion/x.safetensors`, `models/Lora/`).
