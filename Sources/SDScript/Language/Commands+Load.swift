@@ -44,12 +44,38 @@ extension Command {
         settings.clipSkip = recipe.clipSkip
         let missing = applyImageInputs(stored, to: &settings, upscalers: session.upscalerDirectories())
             + (restoreVAE(recipe, ownKeys: stored.settingsJSON != nil, session: session).map { [$0] } ?? [])
+            + keepingValid(&settings, current: session.settings.request)
         session.settings.request = settings
         session.io.output("loaded the recipe of \(file)")
         // One line for all of it: what gen will not reproduce, then the inputs that need giving again.
         let differences = (notReproduced(recipe, session: session).map { [$0] } ?? []) + schedule
         let problems = (differences.isEmpty ? [] : ["gen will not reproduce " + differences.joined(separator: ", ")]) + missing
         if !problems.isEmpty { session.io.warning("load: \(file): " + problems.joined(separator: "; ")) }
+    }
+
+    /// What `set` would refuse of a recipe's values (a hand-edited or foreign infotext: `Steps:
+    /// 99999999`, `CFG scale: nan`) goes back to the session's `current` value, each named in the
+    /// load's one warning line, so `gen` is not left to fail on them one at a time.
+    static func keepingValid(_ settings: inout RequestDefaults, current: RequestDefaults) -> [String] {
+        var kept: [String] = []
+        func check<Value>(_ path: WritableKeyPath<RequestDefaults, Value>, _ name: String, _ valid: (Value) -> Bool, _ rule: String) {
+            guard !valid(settings[keyPath: path]) else { return }
+            kept.append("its \(name) \(settings[keyPath: path]) (sdrepl takes \(rule); kept \(current[keyPath: path]))")
+            settings[keyPath: path] = current[keyPath: path]
+        }
+        check(\.steps, "steps", { RequestLimits.steps.contains($0) }, "1 to \(RequestLimits.steps.upperBound)")
+        check(\.cfg, "CFG scale", { $0.isFinite && RequestLimits.guidance.contains($0) }, RequestLimits.guidanceDescription)
+        check(\.width, "width", RequestLimits.acceptsSide, RequestLimits.sideDescription)
+        check(\.height, "height", RequestLimits.acceptsSide, RequestLimits.sideDescription)
+        check(\.clipSkip, "clip skip", { (1...12).contains($0) }, "1 to 12")
+        check(\.strength, "denoising strength", { $0.isFinite && $0 > 0 && $0 <= 1 }, "more than 0 and at most 1")
+        check(\.hiresStrength, "hires denoising strength", { $0.isFinite && $0 > 0 && $0 <= 1 }, "more than 0 and at most 1")
+        check(\.hiresSteps, "hires steps", { $0 == 0 || RequestLimits.steps.contains($0) }, "0 to \(RequestLimits.steps.upperBound)")
+        if case .scale(let factor)? = settings.hires, !(factor.isFinite && factor > 1 && factor <= 8) {
+            kept.append("its hires upscale \(factor) (sdrepl takes above 1 and at most 8; kept \(current.hires.map { "\($0)" } ?? "off"))")
+            settings.hires = current.hires
+        }
+        return kept
     }
 
     /// Restores what sdrepl's own keys and A1111's `Denoising strength`, `Mask blur` and `Hires …`

@@ -150,6 +150,27 @@ final class ModelSwitchTests: XCTestCase {
         XCTAssertEqual(session.settings.request.sampler, .dpmpp2mKarras)
         XCTAssertEqual(io.diagnostics.count, before, "nothing differs")
     }
+
+    /// Values `set` would refuse (a hand-edited infotext) keep the session's own, each named once.
+    func testLoadKeepsWhatSetWouldRefuse() throws {
+        let folder = TemporaryFolder()
+        let text = "a fox\nSteps: 99999999, Sampler: Euler, CFG scale: nan, Seed: 4, Size: 100000x64, Clip skip: 1000"
+        let path = folder.path + "/odd.png"
+        try Data(try PNGFile.encode(try RGBImage(width: 8, height: 8, pixels: Array(repeating: 0, count: 192)),
+                                    chunks: [PNGTextChunk(kind: .tEXt, keyword: "parameters", text: text)])).write(to: URL(fileURLWithPath: path))
+        let io = BufferIO()
+        let session = makeSession(io: io)
+        XCTAssertEqual(session.execute("load \(path)"), .ok)
+        let request = session.settings.request
+        XCTAssertEqual([request.steps, request.width, request.height, request.clipSkip], [25, 512, 64, 1])
+        XCTAssertEqual(request.cfg, 7.5)
+        XCTAssertEqual(request.seed, .fixed(4), "the rest is loaded")
+        XCTAssertEqual(io.diagnostics, ["load: \(path): its steps 99999999 (sdrepl takes 1 to 1000; kept 25); "
+                                        + "its CFG scale nan (sdrepl takes 0 to 50; kept 7.5); "
+                                        + "its width 100000 (sdrepl takes a multiple of 8 from 64 to 2048; kept 512); "
+                                        + "its clip skip 1000 (sdrepl takes 1 to 12; kept 1)"])
+        XCTAssertEqual(session.execute("gen"), .ok)
+    }
 }
 
 final class EngineErrorTests: XCTestCase {
