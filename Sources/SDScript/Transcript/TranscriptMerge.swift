@@ -73,6 +73,12 @@ public enum TranscriptMerge {
 
     /// The first difference between two shards' transcripts outside their sharded images.
     private static func compare(_ a: ShardTranscript, _ b: ShardTranscript) throws {
+        // What ran before the script (`--model`): shards of other models make other images.
+        if a.setup != b.setup {
+            let (x, y) = zip(a.setup + [""], b.setup + [""]).first { $0 != $1 } ?? ("", "")
+            throw fail(b.name, "it started with '\(y)' where \(a.name) started with '\(x)': the shards ran with different "
+                       + "models or options, and are not merged; run every shard with the same --model")
+        }
         for (x, y) in zip(a.pieces, b.pieces) {
             switch (x, y) {
             case (.line(_, let text), .line(_, let other)) where text == other:

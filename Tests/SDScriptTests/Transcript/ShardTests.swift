@@ -69,6 +69,23 @@ final class ShardTests: XCTestCase {
         }
     }
 
+    /// Shards that ran with different `--model`s (their transcripts' first command) are not merged:
+    /// the merged transcript would check one model's images against another's hashes.
+    func testShardsOfDifferentModelsAreNotMerged() throws {
+        let folder = TemporaryFolder()
+        let script = folder.write("s.sdscript", "prompt x\nset size 64x64\nset steps 1\nseed 5\ngen 2\n")
+        var inputs: [TranscriptMerge.Input] = []
+        for k in 1...2 {
+            let (_, lines) = try runShard(try Shard(parsing: "\(k)/2"), script, in: folder)
+            inputs.append(TranscriptMerge.Input(name: "shard\(k)", lines: ["model /models/\(k == 1 ? "a" : "b").safetensors"] + lines))
+        }
+        XCTAssertThrowsError(try TranscriptMerge.merge(inputs)) { error in
+            XCTAssertEqual("\(error)", "merge: shard2: it started with 'model /models/b.safetensors' where shard1 started with "
+                           + "'model /models/a.safetensors': the shards ran with different models or options, and are not merged; "
+                           + "run every shard with the same --model")
+        }
+    }
+
     /// What needs another shard's images is refused in a sharded run (`final N` and `grid` number
     /// their images by the whole history); a `save PATH` after a failed cell still names its file.
     func testCommandsThatNeedTheWholeHistoryAreRefusedInAShard() throws {
