@@ -100,8 +100,8 @@ final class ScriptModeTests: XCTestCase {
         XCTAssertEqual(run.stderr, """
             s.sdscript:1: load: somedir: is a folder, not a file
             s.sdscript:2: load: nonexist.png: no such file or folder
-            s.sdscript:3: set styles: somedir: is a folder, not a file
-            s.sdscript:4: set styles: binary.csv: not UTF-8 text
+            s.sdscript:3: set styles: \(sandbox.path)/somedir: is a folder, not a file
+            s.sdscript:4: set styles: \(sandbox.path)/binary.csv: not UTF-8 text
             s.sdscript:5: run: \(sandbox.path)/somedir: is a folder, not a file
             s.sdscript:6: run: \(sandbox.path)/binary.csv: not UTF-8 text; a script is a text file of commands
 

@@ -125,7 +125,7 @@ public struct Command {
             return .ok
         },
         Command(name: "set", usage: "set [KEY VALUE]", summary: "change a setting; alone, list them all ('help set' for the keys)",
-                kind: .text, completion: .setting, transcript: .setting) { session, argument, _ in
+                kind: .text, completion: .setting, transcript: .setting) { session, argument, location in
             guard !argument.isEmpty else {
                 listSettings(session)
                 return .ok
@@ -140,7 +140,7 @@ public struct Command {
             if value.isEmpty && (key.kind == .words || key.completesPaths) {
                 throw ScriptError.missingArgument(command: "set \(key.name)", usage: "set \(key.name) \(key.values)")
             }
-            try key.apply(session, value)
+            try key.apply(session, key.readsPath(value) ? session.resolve(value, relativeTo: location) : value)
             return .ok
         },
         Command(name: "unset", usage: "unset KEY", summary: "restore a setting's default", kind: .words,

@@ -18,6 +18,17 @@ public struct SettingKey {
     /// How the transcript records `set KEY VALUE` (input paths absolute, a random seed as a comment).
     var transcript: TranscriptRule = .asTyped
 
+    /// Whether `value` is a file or folder to read, found as the commands that take paths find theirs
+    /// (in a script, relative to its folder; `model x`, `set model x` alike): an input path key's
+    /// value other than a history number (`set init 3`), or a path for a key that also takes names
+    /// (`set vae auto`, `set hires-upscaler 4x-UltraSharp`). `outdir` is where outputs go, and goes
+    /// where the user is.
+    func readsPath(_ value: String) -> Bool {
+        guard completesPaths, name != "outdir", Int(value) == nil else { return false }
+        if case .inputPath = transcript { return true }
+        return value.contains("/")
+    }
+
     /// The table, in the order `set` lists it.
     public static let all: [SettingKey] = [
         text("prompt", values: "TEXT", \.request.prompt, default: ""),

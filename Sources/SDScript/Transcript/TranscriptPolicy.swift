@@ -146,9 +146,7 @@ final class TranscriptLog {
             // (the transcript makes the same images again).
             if Int(argument) != nil { return line.replay ?? typed }
             guard !argument.isEmpty, !except.contains(argument.words.first ?? "") else { return typed }
-            // `set` paths are taken as typed (relative to the current folder); commands resolve theirs.
-            let path = entry.name == "set" ? NSString(string: argument).expandingTildeInPath : resolve(argument, location)
-            return "\(name) \(absolute(path))"
+            return "\(name) \(absolute(resolve(argument, location)))"
         }
     }
 

@@ -293,6 +293,19 @@ final class TranscriptTests: XCTestCase {
         XCTAssertEqual(check(renumbered), ["\(firstResult + 1): check: image 2 differs: number recorded 2, replayed 1"])
     }
 
+    /// In a script, `set model x` finds x where `model x` does: beside the script.
+    func testSetPathsInAScriptAreRelativeToItsFolderAsCommandPathsAre() throws {
+        let folder = TemporaryFolder()
+        folder.write("sub/m.safetensors", "")
+        folder.write("sub/styles.csv", "name,prompt,negative_prompt\nink,\"{prompt}, ink\",\n")
+        folder.write("sub/loras/keep.txt", "")
+        let script = folder.write("sub/s.sdscript", "model m.safetensors\nset model m.safetensors\nset styles styles.csv\nset lora-dir loras\nset vae auto\n")
+        let session = makeSession()
+        XCTAssertEqual(session.runScript(at: script).errors, [])
+        XCTAssertEqual(session.settings.resources.model, folder.path + "/sub/m.safetensors")
+        XCTAssertEqual(session.settings.resources.loraDir, folder.path + "/sub/loras")
+    }
+
     /// Paths typed at the prompt are relative to the current folder; the transcript, replayed from
     /// `sessions/`, must not read them relative to that: they are recorded absolute.
     /// A script saved on Windows (CRLF endings, a UTF-8 byte-order mark) runs line by line, and its
