@@ -58,7 +58,22 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
     }
 
     /// Builds the models over an open checkpoint. Nothing is converted yet in low-memory mode.
-    public init(checkpoint: Checkpoint) throws {
+    public convenience init(checkpoint: Checkpoint) throws {
+        do {
+            try self.init(building: checkpoint)
+        } catch let error as WeightsError {
+            // A diffusers part without its config.json is read with SD1.5's sizes: when they do not
+            // fit, the missing file is the cause to name, not the shape.
+            if case let .shapeMismatch(key, _, _, _) = error, checkpoint.layout == .diffusersFolder,
+               let part = CheckpointComponent.allCases.first(where: { key.hasPrefix($0.prefix) }), checkpoint.configData(for: part) == nil {
+                let config = checkpoint.location.appendingPathComponent(part.rawValue).appendingPathComponent("config.json")
+                throw CheckpointError.missingComponent(path: checkpoint.location.path, component: "\(part.rawValue)/config.json", lookedFor: [config.path])
+            }
+            throw error
+        }
+    }
+
+    private init(building checkpoint: Checkpoint) throws {
         self.checkpoint = checkpoint
         tokenizer = try checkpoint.tokenizerDirectory.map { try CLIPTokenizer(directory: $0) } ?? CLIPTokenizer.bundled()
         chunker = PromptChunker(tokenizer: tokenizer)

@@ -49,6 +49,8 @@ public enum CheckpointError: Error, Equatable, CustomStringConvertible {
             return "\(path) is a GGUF file (quantised weights for stable-diffusion.cpp); sdrepl reads safetensors and PyTorch's zip files. Use the model's .safetensors release."
         case let .unsupportedModel(path, kind, evidence):
             return "\(path) is \(kind) (\(evidence)); sdrepl runs only Stable Diffusion 1.x text-to-image models. Use an SD1.5-based checkpoint."
+        case let .missingComponent(path, component, lookedFor) where component.hasSuffix(".json"):
+            return "\(path) has no \(component) (looked for \(lookedFor.joined(separator: ", "))); the download is incomplete — fetch the missing part or the whole model again"
         case let .missingComponent(path, component, lookedFor):
             return "\(path) has no \(component) weights (looked for \(lookedFor.joined(separator: ", "))); the download is incomplete — fetch the missing part or the whole model again"
         case let .unknownLayout(path, reason):

@@ -173,6 +173,16 @@ final class CheckpointRefusalTests: XCTestCase {
         XCTAssertTrue(error?.description.contains("has no VAE weights") ?? false)
     }
 
+    func testDiffusersFolderWithAConfigMissing() throws {
+        let folder = url("no-config")
+        try FileManager.default.copyItem(at: Fixture.tinySD15Folder, to: folder)
+        try FileManager.default.removeItem(at: folder.appendingPathComponent("unet/config.json"))
+        // The tiny UNet read with SD1.5's sizes would fail on a shape: the missing file is named instead.
+        let error = checkpointError { _ = try StableDiffusionPipeline(url: folder) }
+        XCTAssertEqual(error?.description, "\(folder.path) has no unet/config.json (looked for \(folder.path)/unet/config.json); "
+                       + "the download is incomplete — fetch the missing part or the whole model again")
+    }
+
     func testSingleFileWithoutTextEncoder() throws {
         let file = try TinySD15().writeSingleFile(url("no-text.safetensors"), components: [.unet, .vae])
         XCTAssertEqual(checkpointError { _ = try Checkpoint(url: file) },
