@@ -160,7 +160,8 @@ public final class PipelineGenerator: ImageGenerator {
 
     private func scheduleReport(_ prompt: String, steps: Int) throws -> String {
         let schedule = PromptSchedule(prompt, steps: steps)
-        guard schedule.isScheduled else { return try chunkReport(prompt) }
+        // Editing that resolves to one text over these steps (`[a:b:0.4]` at 2 steps) is that text.
+        guard schedule.isScheduled else { return try chunkReport(schedule.entries.first?.prompt ?? prompt) }
         // Sampling step s (1-based) is A1111's evaluation s - 1.
         var ranges: [String] = []
         var texts: [String] = []
@@ -172,7 +173,7 @@ public final class PipelineGenerator: ImageGenerator {
             if !texts.contains(text) { texts.append(text) }
             first = step + 1
         }
-        var lines = ["prompt editing: \(texts.count) text\(texts.count == 1 ? "" : "s") over \(steps) steps"] + ranges
+        var lines = ["prompt editing: \(texts.count) text\(texts.count == 1 ? "" : "s") over \(steps) step\(steps == 1 ? "" : "s")"] + ranges
         for text in texts {
             lines.append("\(text.isEmpty ? "(empty)" : text):")
             lines += try chunkReport(text).split(separator: "\n").map { "  " + $0 }
@@ -186,7 +187,7 @@ public final class PipelineGenerator: ImageGenerator {
         let count = chunked.chunks.count
         var lines = ["\(chunked.tokenCount) token\(chunked.tokenCount == 1 ? "" : "s") in \(count) chunk\(count == 1 ? "" : "s") of up to \(PromptChunker.chunkLength)"]
         for (number, chunk) in chunked.chunks.enumerated() {
-            lines.append("  chunk \(number + 1) (\(chunk.promptTokenCount) tokens): \(chunker.text(of: chunk))")
+            lines.append("  chunk \(number + 1) (\(chunk.promptTokenCount) token\(chunk.promptTokenCount == 1 ? "" : "s")): \(chunker.text(of: chunk))")
         }
         return lines.joined(separator: "\n")
     }

@@ -52,9 +52,17 @@ extension Command {
             io.output("One command per line; the rest of the line is the argument, verbatim. '#' starts a comment line.")
             return
         }
+        // `help set steps` or `help steps`: one setting.
+        let words = CommandText(argument)
+        let settingName = words.name.lowercased() == "set" && !words.argument.isEmpty ? words.argument : argument
+        if named(settingName) == nil, let key = SettingKey.named(settingName) {
+            io.output("usage: set \(key.name) \(key.values)   (default: \(key.defaultValue))")
+            io.output("  a setting: 'set \(key.name)' changes it, 'unset \(key.name)' restores the default, 'set' lists them all")
+            return
+        }
         guard let command = named(argument) else {
-            throw ScriptError.badArgument(command: "help", argument: argument, reason: "no such command",
-                                          suggestion: closestWord(to: argument, in: table.map(\.name)))
+            throw ScriptError.badArgument(command: "help", argument: argument, reason: "no such command or setting",
+                                          suggestion: closestWord(to: argument, in: table.map(\.name) + SettingKey.names))
         }
         io.output("usage: \(command.usage)")
         io.output("  \(command.summary)")

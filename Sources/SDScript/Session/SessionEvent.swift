@@ -63,7 +63,7 @@ extension SessionImage: CustomStringConvertible {
     /// One line for `history` and `show`: the settings that decide the picture, and where it was saved.
     public var description: String {
         let r = request.engine
-        var text = "seed \(r.seed), \(r.width)x\(r.height), \(r.sampler), \(r.steps) steps, cfg \(formatNumber(r.guidanceScale))"
+        var text = "seed \(r.seed), \(r.width)x\(r.height), \(r.sampler), \(r.steps) step\(r.steps == 1 ? "" : "s"), cfg \(formatNumber(r.guidanceScale))"
         if request.style != "none" { text += ", style \(request.style)" }
         text += ", prompt \"\(r.prompt)\""
         if !r.negativePrompt.isEmpty { text += ", negative \"\(r.negativePrompt)\"" }

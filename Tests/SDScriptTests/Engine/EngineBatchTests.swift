@@ -62,6 +62,11 @@ final class EngineBatchTests: XCTestCase {
         XCTAssertTrue(report.contains("LoRA tiny-lora: text encoder x0.8, UNet x0.8\n"), report)
         XCTAssertTrue(report.contains("LoRA tiny-lorra: not found (looked for tiny-lorra.safetensors in \(folder.path)"), report)
         XCTAssertTrue(report.contains("did you mean 'tiny-lora'?"), report)
+
+        // Prompt editing that resolves to one text over the steps is reported as that text, not the brackets.
+        io.lines = []
+        for line in ["prompt a [lion:tiger:0.4]", "set steps 2", "tokens"] { XCTAssertEqual(session.execute(line), .ok, line) }
+        XCTAssertEqual(io.lines.last, "2 tokens in 1 chunk of up to 75\n  chunk 1 (2 tokens): a tiger")
     }
 }
 

@@ -216,7 +216,7 @@ final class CommandTests: XCTestCase {
             ("history shet", "history: expected nothing or 'sheet', got 'shet' (did you mean 'sheet'?)"),
             ("grid X=sed:1-2", "grid: unknown axis (seed, cfg, steps, sampler, size, strength, lora, sr) 'sed' (did you mean 'seed'?)"),
             ("grid X=steps:10,2000", "grid X=steps: expected a whole number from 1 to 1000, got '2000'"),
-            ("help gem", "help: no such command 'gem' (did you mean 'gen'?)"),
+            ("help gem", "help: no such command or setting 'gem' (did you mean 'gen'?)"),
             ("model /nonexistent/x.safetensors", "model: /nonexistent/x.safetensors: no such file or folder"),
             ("run", "run: missing argument; usage: run FILE"),
         ]
@@ -313,6 +313,14 @@ final class CommandTests: XCTestCase {
         XCTAssertTrue(summary.quit)
         XCTAssertTrue(summary.succeeded)
         XCTAssertEqual(session.settings.request.steps, 3)
+    }
+
+    func testHelpOfASettingSaysHowToSetIt() {
+        for line in ["help steps", "help set steps"] {
+            let io = BufferIO()
+            XCTAssertEqual(makeSession(io: io).execute(line), .ok, line)
+            XCTAssertEqual(io.lines.first, "usage: set steps 1…1000   (default: 25)", line)
+        }
     }
 
     func testHelpListsEveryCommandAndExplainsSet() {
