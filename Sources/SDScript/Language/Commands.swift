@@ -16,6 +16,8 @@ public enum CompletionKind: Sendable {
     case upscalers
     /// `grid`: `X=`, `Y=`, `Z=` with the axis names.
     case gridAxes
+    /// The command's fixed words (`history sheet`, `seed random`).
+    case words([String])
 }
 
 /// One command of the language: the table below drives dispatch, `help` and completion.
@@ -61,7 +63,7 @@ public struct Command {
         },
         Command(name: "seed", usage: "seed N | random | last",
                 summary: "fix the seed, draw a new one for each gen (the default), or take the last image's",
-                kind: .words, completion: .none, transcript: .seedChoice) { session, argument, _ in
+                kind: .words, completion: .words(["random", "last"]), transcript: .seedChoice) { session, argument, _ in
             guard !argument.isEmpty else { throw ScriptError.missingArgument(command: "seed", usage: "seed N | random | last") }
             session.settings.request.seed = try parseSeed(argument, command: "seed", session: session)
             return .ok
@@ -229,7 +231,7 @@ public struct Command {
             return .ok
         },
         Command(name: "history", usage: "history [sheet]", summary: "list this session's images with their recipes; 'history sheet': their numbered thumbnails as one picture",
-                kind: .words, completion: .none) { session, argument, _ in
+                kind: .words, completion: .words(["sheet"])) { session, argument, _ in
             if argument.lowercased() == "sheet" {
                 try session.showHistorySheet()
                 return .ok
@@ -336,7 +338,7 @@ public struct Command {
         },
         Command(name: "transcript", usage: "transcript [save PATH]",
                 summary: "where this session is recorded; save PATH writes it to a new file (after a failed write) and records there",
-                kind: .text, completion: .none, transcript: .comment) { session, argument, location in
+                kind: .text, completion: .words(["save"]), transcript: .comment) { session, argument, location in
             try transcript(argument, session: session, at: location)
             return .ok
         },

@@ -76,6 +76,10 @@ extension Session {
             let word = lastWord(rest)
             let names = UpscalerLibrary.files(in: upscalerDirectories()).map(\.name)
             return Completion(word: word, candidates: matching(word, names) + (word.isEmpty ? [] : completePath(word)))
+        case .words(let words):
+            // Only the first word: after `transcript save `, a path is typed.
+            guard !rest.contains(" ") else { return Completion(word: lastWord(rest), candidates: []) }
+            return Completion(word: rest, candidates: matching(rest, words))
         case .gridAxes:
             let word = lastWord(rest)
             return Completion(word: word, candidates: matching(word, GridSpec.completions(for: word)))

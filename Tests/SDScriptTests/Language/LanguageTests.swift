@@ -315,6 +315,15 @@ final class CommandTests: XCTestCase {
         XCTAssertEqual(session.settings.request.steps, 3)
     }
 
+    func testTabOffersACommandsFixedWords() {
+        let session = makeSession()
+        XCTAssertEqual(session.complete("history ").candidates, ["sheet"])
+        XCTAssertEqual(session.complete("seed r").candidates, ["random"])
+        XCTAssertEqual(session.complete("seed ").candidates, ["random", "last"])
+        XCTAssertEqual(session.complete("transcript s").insertion, "ave ")
+        XCTAssertEqual(session.complete("transcript save ").candidates, [], "then a path is typed")
+    }
+
     func testHelpOfASettingSaysHowToSetIt() {
         for line in ["help steps", "help set steps"] {
             let io = BufferIO()
