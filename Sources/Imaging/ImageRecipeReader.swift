@@ -59,13 +59,18 @@ public enum ImageRecipeReader {
 
     /// The pixels of a PNG or JPEG (sniffed from its first bytes), for an init image.
     /// - Throws: `ImagingError.readFailed` naming the file for a missing, unreadable or corrupt file.
-    public static func pixels(_ url: URL) throws -> RGBImage {
-        try pixelsAndAlpha(url).image
+    /// - Parameter turnedByEXIF: turn a JPEG as its EXIF orientation says (see `pixelsAndAlpha`).
+    public static func pixels(_ url: URL, turnedByEXIF: Bool = false) throws -> RGBImage {
+        try pixelsAndAlpha(url, turnedByEXIF: turnedByEXIF).image
     }
 
     /// The pixels of a PNG or JPEG and the PNG's alpha when it has any, for a mask.
     /// - Throws: `ImagingError.readFailed` naming the file for a missing, unreadable or corrupt file.
-    public static func pixelsAndAlpha(_ url: URL) throws -> (image: RGBImage, alpha: [UInt8]?) {
+    /// - Parameter turnedByEXIF: turn a JPEG as its EXIF orientation says to show it (a phone's
+    ///   portrait photo is stored sideways), as A1111 does with `ImageOps.exif_transpose`; without,
+    ///   the pixels as stored, as sdrepl read them before (which old transcripts replay).
+    /// - Returns: also the JPEG's EXIF orientation (1–8), or nil when it has none.
+    public static func pixelsAndAlpha(_ url: URL, turnedByEXIF: Bool = false) throws -> (image: RGBImage, alpha: [UInt8]?, exifOrientation: Int?) {
         let data: [UInt8]
         do {
             data = [UInt8](try Data(contentsOf: url))
@@ -74,13 +79,11 @@ public enum ImageRecipeReader {
         }
         if data.starts(with: [0x89, 0x50, 0x4E, 0x47]) {
             let png = try PNGFile.decode(data, path: url.path)
-            return (png.image, png.alpha)
+            return (png.image, png.alpha, nil)
         }
         if data.starts(with: [0xFF, 0xD8]) {
-            // A photo is stored as the sensor saw it, and turned for display by its Orientation:
-            // turned here too, as A1111 does (`ImageOps.exif_transpose`) for img2img's input.
             let jpeg = try JPEGFile.decode(data, path: url.path)
-            return (jpeg.image.oriented(exif: jpeg.orientation ?? 1), nil)
+            return (turnedByEXIF ? jpeg.image.oriented(exif: jpeg.orientation ?? 1) : jpeg.image, nil, jpeg.orientation)
         }
         throw ImagingError.readFailed(path: url.path, reason: "not a PNG or JPEG file")
     }

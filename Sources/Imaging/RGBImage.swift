@@ -124,7 +124,6 @@ extension RGBImage {
                 out[d + 2] = pixels[s + 2]
             }
         }
-        // The same two sides, so the same byte count: the initialiser cannot refuse it.
-        return (try? RGBImage(width: ow, height: oh, pixels: out)) ?? self
+        return RGBImage(uncheckedWidth: ow, height: oh, pixels: out)
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Diffusion
 import Imaging
 import SDScript
 
@@ -59,14 +60,16 @@ struct OneShot: ParsableCommand {
     }
 
     func validate() throws {
-        _ = try request
-        if let output { try Self.checkOutput(output) }
+        let request = try request
+        // `-n N`, else the last `--batch N`: several images are saved as PATH-1, PATH-2, …
+        let images = count ?? request.settings.last(where: { $0.key.name == "batch" }).flatMap { Int($0.value) } ?? 1
+        if let output { try Self.checkOutput(output, images: images) }
     }
 
     /// What can be told about `-o PATH` before minutes of work: a format sdrepl writes, and no
     /// folder or file in the way (files are never overwritten). What only writing can tell (a full
     /// disk, no permission) falls back to outdir after the generation (`run`).
-    static func checkOutput(_ path: String) throws {
+    static func checkOutput(_ path: String, images: Int) throws {
         let expanded = NSString(string: path).expandingTildeInPath
         let ext = (expanded as NSString).pathExtension
         if !ext.isEmpty, ImageFormat(path: expanded) == nil {
@@ -76,7 +79,9 @@ struct OneShot: ParsableCommand {
         if expanded.hasSuffix("/") || (FileManager.default.fileExists(atPath: expanded, isDirectory: &isFolder) && isFolder.boolValue) {
             return  // into that folder, named as outdir's images are
         }
-        let names = ext.isEmpty ? ["png", "jpg"].map { expanded + "." + $0 } : [expanded]
+        let stem = (expanded as NSString).deletingPathExtension
+        let stems = images > 1 ? (1...min(images, RequestLimits.batch.upperBound)).map { "\(stem)-\($0)" } : [stem]
+        let names = stems.flatMap { stem in (ext.isEmpty ? ["png", "jpg"] : [ext]).map { stem + "." + $0 } }
         if let taken = names.first(where: { FileManager.default.fileExists(atPath: $0) }) {
             throw ValidationError("-o \(path): \(taken) exists already and images are never overwritten; give another name")
         }

@@ -45,8 +45,12 @@ struct SessionOptions: ParsableArguments {
             do {
                 transcript = try TranscriptRecorder(directory: sessions)
             } catch {
-                // A one-shot `gen` has no prompt to type `transcript save` at.
-                io.diagnostic("\(error) (" + (kind == "session" ? "this session is kept in memory: 'transcript save PATH' writes it" : "not recorded") + ")")
+                // Only a session has a prompt to type `transcript save` at; `gen` and a shard go on unrecorded.
+                guard kind == "session" else {
+                    io.diagnostic("\(error) (not recorded)")
+                    return makeSession(io: io)
+                }
+                io.diagnostic("\(error) (this session is kept in memory: 'transcript save PATH' writes it)")
                 var reason = "\(error)"
                 if case let ScriptError.file(_, _, why) = error { reason = why }
                 transcript = .inMemory(path: sessions, failure: reason)

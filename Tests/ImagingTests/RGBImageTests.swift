@@ -38,23 +38,6 @@ final class RGBImageTests: XCTestCase {
         XCTAssertThrowsError(try RGBImage(width: 2, height: 2, pixels: [UInt8](repeating: 0, count: 11)))
         XCTAssertThrowsError(try RGBImage(width: 0, height: 2, pixels: []))
     }
-}
-
-/// A deterministic test image with smooth gradients (JPEG-friendly) and a few sharp features.
-func makeTestImage(width: Int = 64, height: Int = 48) -> RGBImage {
-    var pixels = [UInt8](repeating: 0, count: width * height * 3)
-    for y in 0..<height {
-        for x in 0..<width {
-            let i = 3 * (y * width + x)
-            pixels[i] = UInt8(x * 255 / max(width - 1, 1))
-            pixels[i + 1] = UInt8(y * 255 / max(height - 1, 1))
-            pixels[i + 2] = UInt8((x + y) * 255 / max(width + height - 2, 1))
-        }
-    }
-    // Exact identity of PNG pixels is only meaningful if not all pixels follow one formula.
-    pixels[0] = 7
-    pixels[pixels.count - 1] = 251
-    return RGBImage(uncheckedWidth: width, height: height, pixels: pixels)
 
     /// PIL's `ImageOps.exif_transpose` methods on a 3×2 image whose pixel i has red 3i:
     /// `Image.fromarray(np.arange(18, dtype=np.uint8).reshape(2, 3, 3)).transpose(m)` for
@@ -77,16 +60,36 @@ func makeTestImage(width: Int = 64, height: Int = 48) -> RGBImage {
     }
 
     /// A portrait photo as phones store it (`exif/orientation6.jpg`, written by PIL with Orientation
-    /// 6, `make_exif_fixtures.py`): read for img2img it is turned upright, 8×16, as A1111 shows it.
+    /// 6, `make_exif_fixtures.py`): read turned by its orientation it is upright, 8×16, as A1111
+    /// shows it; read as stored (the default, which old transcripts replay) it stays 16×8.
     func testAPhotosOrientationIsAppliedWhenItsPixelsAreRead() throws {
         let url = Fixture.url("exif/orientation6.jpg")
         let decoded = try JPEGFile.decode(try Fixture.bytes("exif/orientation6.jpg"))
         XCTAssertEqual(decoded.orientation, 6)
         XCTAssertEqual([decoded.image.width, decoded.image.height], [16, 8], "stored sideways")
-        let read = try ImageRecipeReader.pixels(url)
+        XCTAssertEqual(try ImageRecipeReader.pixels(url), decoded.image)
+        XCTAssertEqual(try ImageRecipeReader.pixelsAndAlpha(url).exifOrientation, 6)
+        let read = try ImageRecipeReader.pixels(url, turnedByEXIF: true)
         XCTAssertEqual([read.width, read.height], [8, 16])
         XCTAssertEqual(read, decoded.image.oriented(exif: 6))
         // The top-left block of the upright picture is the stored bottom-left one: (0, 200, 255).
         XCTAssertEqual(Array(read.pixels[0..<3]).map { Int($0) / 8 }, [0, 200 / 8, 255 / 8])
     }
+}
+
+/// A deterministic test image with smooth gradients (JPEG-friendly) and a few sharp features.
+func makeTestImage(width: Int = 64, height: Int = 48) -> RGBImage {
+    var pixels = [UInt8](repeating: 0, count: width * height * 3)
+    for y in 0..<height {
+        for x in 0..<width {
+            let i = 3 * (y * width + x)
+            pixels[i] = UInt8(x * 255 / max(width - 1, 1))
+            pixels[i + 1] = UInt8(y * 255 / max(height - 1, 1))
+            pixels[i + 2] = UInt8((x + y) * 255 / max(width + height - 2, 1))
+        }
+    }
+    // Exact identity of PNG pixels is only meaningful if not all pixels follow one formula.
+    pixels[0] = 7
+    pixels[pixels.count - 1] = 251
+    return RGBImage(uncheckedWidth: width, height: height, pixels: pixels)
 }

@@ -88,6 +88,10 @@ final class OneShotTests: XCTestCase {
             XCTAssertTrue(refused.stderr.contains(message), refused.stderr)
             XCTAssertEqual(imageHashes(refused.stdout), [], "refused before generating")
         }
+        // Several images are saved as taken-1.png, taken-2.png: taken.png is not in their way.
+        let several = try PipeRun(["gen", "a fox", "--model", model, "--steps", "1", "--size", "64x64", "-n", "2", "-o", "taken.png"], in: sandbox)
+        XCTAssertEqual(several.status, 0, several.stderr)
+        XCTAssertEqual(sandbox.files(in: "").filter { $0.hasPrefix("taken") }, ["taken-1.png", "taken-2.png", "taken.png"])
         // /proc takes no new files, even from root.
         let gen = try PipeRun(["gen", "a fox", "--model", model, "--seed", "2", "--steps", "1", "--size", "64x64", "-o", "/proc/sdrepl-fox.png"],
                               in: sandbox)

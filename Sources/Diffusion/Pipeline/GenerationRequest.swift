@@ -110,11 +110,12 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
             }
             // diffusers' get_timesteps runs int(steps · strength) steps, and refuses none.
             guard Int(Double(steps) * strength) >= 1 else {
-                var fewest = steps
-                while Int(Double(fewest) * strength) < 1 { fewest += 1 }
+                let most = limits.steps.upperBound
+                var fewest = Int(min((1 / strength).rounded(.up), Double(most + 1)))
+                while fewest <= most && Int(Double(fewest) * strength) < 1 { fewest += 1 }
                 let lowest = (100 / Double(steps)).rounded(.up) / 100
                 throw PipelineError.invalidRequest("strength \(strength) at \(steps) steps runs no step (int(steps × strength) is 0): "
-                                                   + "use strength \(lowest) or more, or \(fewest) steps or more")
+                                                   + "use strength \(lowest) or more" + (fewest <= most ? ", or \(fewest) steps or more" : ""))
             }
         }
         if let mask {

@@ -109,6 +109,7 @@ public struct ImagingSaver: ImageSaver {
             all["hires_upscaler"] = hires.upscalerModel == nil ? hires.upscaler.rawValue : hires.upscalerName
             if let file = hires.upscalerModel { all["hires_upscaler_file"] = file }
         }
+        if request.turnedByEXIF { all["exif_orientation"] = true }
         if r.mask != nil {
             all["mask_blur"] = r.maskBlur
             all["inpaint_paste"] = r.inpaintPaste

@@ -64,6 +64,8 @@ extension Session {
             withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: ":;?#"))) ?? folderName
         try Self.checkImageFolder(of: path)
         let owner = folder + "/" + Self.pageMarker, pageName = (path as NSString).lastPathComponent
+        // Marked as this page's before this export: its other images are this page's old ones.
+        let markedOurs = (try? String(contentsOfFile: owner, encoding: .utf8)) == pageName
         var exported: [Int: ExportedImage] = [:]
         // Images are written to a staging folder inside `folder`, then renamed over their names:
         // exporting the same page again as the session grows replaces them (the writer itself
@@ -112,10 +114,9 @@ extension Session {
             throw ScriptError.file(command: "export", path: path, reason: FileErrorText.reason(error))
         }
         // Images of an earlier, longer export of this page that this one no longer shows (only in a
-        // folder marked as this page's).
+        // folder that was marked as this page's already: an unmarked one may hold another page's).
         let kept = Set(exported.keys.map { "image-\($0).png" })
-        let ours = FileManager.default.fileExists(atPath: owner)
-        for name in (ours ? try? FileManager.default.contentsOfDirectory(atPath: folder) : nil) ?? []
+        for name in (markedOurs ? try? FileManager.default.contentsOfDirectory(atPath: folder) : nil) ?? []
         where name.hasPrefix("image-") && name.hasSuffix(".png") && !kept.contains(name) {
             try? FileManager.default.removeItem(atPath: folder + "/" + name)
         }

@@ -68,8 +68,9 @@ extension Command {
         check(\.width, "width", RequestLimits.acceptsSide, RequestLimits.sideDescription)
         check(\.height, "height", RequestLimits.acceptsSide, RequestLimits.sideDescription)
         check(\.clipSkip, "clip skip", { (1...12).contains($0) }, "1 to 12")
-        check(\.strength, "denoising strength", { $0.isFinite && $0 > 0 && $0 <= 1 }, "more than 0 and at most 1")
-        check(\.hiresStrength, "hires denoising strength", { $0.isFinite && $0 > 0 && $0 <= 1 }, "more than 0 and at most 1")
+        let strengths = SettingKey.strengthRange, strengthRule = "\(strengths.lowerBound) to \(formatNumber(Float(strengths.upperBound)))"
+        check(\.strength, "denoising strength", strengths.contains, strengthRule)
+        check(\.hiresStrength, "hires denoising strength", strengths.contains, strengthRule)
         check(\.hiresSteps, "hires steps", { $0 == 0 || RequestLimits.steps.contains($0) }, "0 to \(RequestLimits.steps.upperBound)")
         if case .scale(let factor)? = settings.hires, !(factor.isFinite && factor > 1 && factor <= 8) {
             kept.append("its hires upscale \(factor) (sdrepl takes above 1 and at most 8; kept \(current.hires.map { "\($0)" } ?? "off"))")
@@ -103,6 +104,7 @@ extension Command {
         settings.initImage = nil
         settings.mask = nil
         settings.hires = nil
+        settings.exifOrientation = own["exif_orientation"] as? Bool ?? false
         var missing: [String] = []
         settings.precision = .fp32
         if own["precision"] as? String == MatmulPrecision.bf16.rawValue {
@@ -139,7 +141,7 @@ extension Command {
         let source = own["init"] as? String
         if let source, source.hasPrefix("/"), FileManager.default.fileExists(atPath: source) {
             settings.initImage = .file(source)
-            if let expected = own["init_sha256"] as? String, let pixels = try? ImageRecipeReader.pixels(URL(fileURLWithPath: source)),
+            if let expected = own["init_sha256"] as? String, let pixels = try? ImageRecipeReader.pixels(URL(fileURLWithPath: source), turnedByEXIF: settings.exifOrientation),
                pixels.width == settings.width, pixels.height == settings.height, pixelHash(pixels) != expected {
                 missing.append("the init image \(source) has changed since (its pixels' SHA-256 differs)")
             }

@@ -29,6 +29,9 @@ public struct SettingKey {
         return value.contains("/")
     }
 
+    /// What `set strength` and `set hires-strength` take (and `load` keeps).
+    static let strengthRange: ClosedRange<Double> = 0.01...1
+
     /// The table, in the order `set` lists it.
     public static let all: [SettingKey] = [
         text("prompt", values: "TEXT", \.request.prompt, default: ""),
@@ -144,13 +147,15 @@ public struct SettingKey {
                    apply: { session, value in session.settings.request.initImage = try parseInit(value, session: session, command: "set init") },
                    show: { $0.request.initImage.map { "\($0)" } ?? "(none: text to image)" },
                    reset: { $0.request.initImage = nil }, transcript: .inputPath()),
-        fraction("strength", range: 0.01...1, \.request.strength, help: "image-to-image: how much is repainted"),
+        fraction("strength", range: strengthRange, \.request.strength, help: "image-to-image: how much is repainted"),
         SettingKey(name: "mask", values: "FILE (white repaints; a grayscale image or a PNG's alpha): inpainting, with 'init'",
                    kind: .text, choices: { _ in nil }, completesPaths: true,
                    apply: { session, value in session.settings.request.mask = try checkedMaskPath(value, command: "set mask") },
                    show: { $0.request.mask ?? "(none)" }, reset: { $0.request.mask = nil }, transcript: .inputPath()),
         integer("mask-blur", range: RequestLimits.maskBlur, \.request.maskBlur),
         onOff("inpaint-paste", \.request.inpaintPaste, help: "inpainting: the original kept outside the blurred mask, as A1111"),
+        onOff("exif-rotate", \.request.exifOrientation,
+              help: "turn a JPEG init image or mask upright as its EXIF orientation says, as A1111 does; off: as stored"),
         SettingKey(name: "vae-tiling", values: "auto|on|off (images over 512 encoded and decoded in tiles, as diffusers' enable_vae_tiling: "
                    + "less memory, slightly other pixels; auto: on in low-memory mode)",
                    kind: .words, choices: { _ in VAETiling.allCases.map(\.rawValue) }, completesPaths: false,
@@ -167,7 +172,7 @@ public struct SettingKey {
                    apply: { session, value in session.settings.request.hires = try parseHires(value) },
                    show: { $0.request.hires.map { "\($0)" } ?? "off" }, reset: { $0.request.hires = nil }),
         integer("hires-steps", range: 0...RequestLimits.steps.upperBound, \.request.hiresSteps),
-        fraction("hires-strength", range: 0.01...1, \.request.hiresStrength, help: "hires fix: how much the second pass repaints"),
+        fraction("hires-strength", range: strengthRange, \.request.hiresStrength, help: "hires fix: how much the second pass repaints"),
         SettingKey(name: "hires-upscaler", values: HiresUpscaler.allCases.map(\.rawValue).joined(separator: "|") + "|an upscaler's NAME or PATH",
                    kind: .text, choices: { session in HiresUpscaler.allCases.map(\.rawValue) + UpscalerLibrary.files(in: session.upscalerDirectories()).map(\.name) },
                    completesPaths: true,

@@ -74,10 +74,13 @@ final class GenerationService {
                                        hires: settings.hiresFix, vaeTiling: settings.vaeTiling == .on, deepCache: settings.deepCache,
                                        precision: settings.precision.resolved(drafting: false))
         let changed = styled.prompt != settings.prompt || styled.negative != settings.negative
-        return StyledRequest(engine: engine, style: settings.style, typedPrompt: changed ? settings.prompt : nil,
-                             typedNegative: changed ? settings.negative : nil,
-                             initSource: settings.initImage.map { "\($0)" }, maskSource: mask == nil ? nil : settings.mask,
-                             hiresSize: settings.hires)
+        var request = StyledRequest(engine: engine, style: settings.style, typedPrompt: changed ? settings.prompt : nil,
+                                    typedNegative: changed ? settings.negative : nil,
+                                    initSource: settings.initImage.map { "\($0)" }, maskSource: mask == nil ? nil : settings.mask,
+                                    hiresSize: settings.hires)
+        if case .file? = settings.initImage { request.turnedByEXIF = settings.exifOrientation }
+        if mask != nil { request.turnedByEXIF = request.turnedByEXIF || settings.exifOrientation }
+        return request
     }
 
     /// The init image's pixels at the request's size: resized as diffusers' image processor does
@@ -95,7 +98,9 @@ final class GenerationService {
             image = history[index - 1].pixels
         case .file(let path):
             do {
-                image = try ImageRecipeReader.pixels(URL(fileURLWithPath: path))
+                let read = try ImageRecipeReader.pixelsAndAlpha(URL(fileURLWithPath: path), turnedByEXIF: settings.exifOrientation)
+                image = read.image
+                Self.noteOrientation(read.exifOrientation, of: path, what: "init", settings: settings, note: note)
             } catch {
                 throw ScriptError.file(command: command, path: path, reason: "cannot read the init image: \(Self.readProblem(error))")
             }
@@ -105,6 +110,13 @@ final class GenerationService {
         note("init: \(source) is \(image.width)x\(image.height); resized to \(settings.width)x\(settings.height) (Lanczos, as diffusers)"
              + " — 'set size \(image.width)x\(image.height)' keeps its size")
         return pixels.resized(width: settings.width, height: settings.height)
+    }
+
+    /// Says when a JPEG stored turned (a phone's portrait photo) is used as stored.
+    private static func noteOrientation(_ orientation: Int?, of path: String, what: String, settings: RequestDefaults, note: (String) -> Void) {
+        guard let orientation, orientation != 1, !settings.exifOrientation else { return }
+        note("\(what): \(path) is stored turned (EXIF orientation \(orientation)) and is used as stored; "
+             + "'set exif-rotate on' turns it upright first, as A1111 does")
     }
 
     /// Why an image file could not be read, without its path (the message names it already).
@@ -120,7 +132,9 @@ final class GenerationService {
         guard let path = settings.mask else { return nil }
         let read: (image: RGBImage, alpha: [UInt8]?)
         do {
-            read = try ImageRecipeReader.pixelsAndAlpha(URL(fileURLWithPath: path))
+            let file = try ImageRecipeReader.pixelsAndAlpha(URL(fileURLWithPath: path), turnedByEXIF: settings.exifOrientation)
+            read = (file.image, file.alpha)
+            Self.noteOrientation(file.exifOrientation, of: path, what: "mask", settings: settings, note: note)
         } catch {
             throw ScriptError.file(command: command, path: path, reason: "cannot read the mask: \(Self.readProblem(error))")
         }

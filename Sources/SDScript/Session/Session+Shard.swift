@@ -105,7 +105,10 @@ extension Session {
         let words = argument.lowercased().words
         let reason = "not in a sharded run: each shard has only some of the images; run it on the merged transcript's images"
         switch command {
-        case "upscale", "final", "grid": throw ScriptError.unavailable(command: command, reason: reason)
+        case "upscale", "final": throw ScriptError.unavailable(command: command, reason: reason)
+        case "grid":
+            throw ScriptError.unavailable(command: command, reason: "not in a sharded run: its sheet needs every cell, and each shard "
+                                          + "makes only some; run the grid on one machine")
         case "init" where Int(argument) != nil, "set" where words.first == "init" && words.count == 2 && Int(words[1]) != nil:
             throw ScriptError.unavailable(command: "init", reason: reason)
         case "seed" where words == ["last"]: throw ScriptError.unavailable(command: "seed last", reason: reason)

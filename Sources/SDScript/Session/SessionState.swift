@@ -55,6 +55,9 @@ public struct RequestDefaults: Equatable, Sendable {
     public var maskBlur = 4
     /// Inpainting: paste the original back outside the blurred mask, as A1111 does.
     public var inpaintPaste = true
+    /// Turn a JPEG init image or mask as its EXIF orientation says, as A1111 does. Off by default:
+    /// transcripts recorded before it replay the pixels as stored.
+    public var exifOrientation = false
     /// Encode and decode images larger than the VAE's tile (512 for SD1.5) in tiles, as diffusers'
     /// `enable_vae_tiling()`: a 1024×1024 decode in the memory of a 512×512 one.
     public var vaeTiling = VAETiling.auto
@@ -186,6 +189,8 @@ public struct StyledRequest: Equatable, Sendable {
     public var maskSource: String?
     /// The hires fix's size as set (a scale or a size), for A1111's `Hires upscale` or `Hires resize`.
     public var hiresSize: HiresSize?
+    /// The init image or mask files were turned by their EXIF orientation (`set exif-rotate on`).
+    public var turnedByEXIF = false
 
     public init(engine: GenerationRequest, style: String = "none", typedPrompt: String? = nil, typedNegative: String? = nil,
                 initSource: String? = nil, maskSource: String? = nil, hiresSize: HiresSize? = nil) {

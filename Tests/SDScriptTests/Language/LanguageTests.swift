@@ -1,5 +1,6 @@
 import Diffusion
 import ModelStore
+import TestSupport
 import XCTest
 @testable import SDScript
 
@@ -370,6 +371,29 @@ final class InputCheckTests: XCTestCase {
         XCTAssertEqual(session.execute("gen"), .ok)
         let final = try XCTUnwrap(session.execute("final 1").failure)
         XCTAssertEqual(final.description, "final: image 1 was not made in draft mode ('set mode draft'); it is final already")
+    }
+}
+
+/// A phone's portrait JPEG as an init image: used as stored, with a note, unless `set
+/// exif-rotate on` turns it upright first (A1111's `exif_transpose`); the choice is kept in the
+/// image's own keys so `load` restores it.
+final class EXIFOrientationSettingTests: XCTestCase {
+    func testAPhotoIsUsedAsStoredUnlessTurningIsAskedFor() throws {
+        let photo = FixturePaths.root.appendingPathComponent("exif/orientation6.jpg").path
+        let io = BufferIO(), loader = CountingLoader()
+        let session = makeSession(io: io, loader: loader)
+        for line in ["prompt x", "set size 64x64", "init \(photo)", "gen"] { XCTAssertEqual(session.execute(line), .ok, line) }
+        XCTAssertTrue(io.lines.contains { $0.hasPrefix("init: \(photo) is stored turned (EXIF orientation 6) and is used as stored") }, "\(io.lines)")
+        XCTAssertTrue(io.lines.contains { $0.contains("is 16x8; resized to 64x64") }, "\(io.lines)")
+        io.lines = []
+        XCTAssertEqual(session.execute("set exif-rotate on"), .ok)
+        XCTAssertEqual(session.execute("gen"), .ok)
+        XCTAssertTrue(io.lines.contains { $0.contains("is 8x16; resized to 64x64") }, "turned upright first: \(io.lines)")
+        XCTAssertFalse(io.lines.contains { $0.contains("is stored turned") })
+        let requests = loader.generator.requests
+        XCTAssertEqual(requests.count, 2)
+        XCTAssertNotEqual(requests[0].initImage, requests[1].initImage)
+        XCTAssertEqual(session.images.map(\.request.turnedByEXIF), [false, true])
     }
 }
 

@@ -77,13 +77,18 @@ final class ShardTests: XCTestCase {
         var inputs: [TranscriptMerge.Input] = []
         for k in 1...2 {
             let (_, lines) = try runShard(try Shard(parsing: "\(k)/2"), script, in: folder)
-            inputs.append(TranscriptMerge.Input(name: "shard\(k)", lines: ["model /models/\(k == 1 ? "a" : "b").safetensors"] + lines))
+            inputs.append(TranscriptMerge.Input(name: "shard\(k)", lines: lines))
         }
-        XCTAssertThrowsError(try TranscriptMerge.merge(inputs)) { error in
-            XCTAssertEqual("\(error)", "merge: shard2: it started with 'model /models/b.safetensors' where shard1 started with "
-                           + "'model /models/a.safetensors': the shards ran with different models or options, and are not merged; "
-                           + "run every shard with the same --model")
+        func withModels(_ first: String, _ second: String) -> [TranscriptMerge.Input] {
+            [TranscriptMerge.Input(name: "shard1", lines: ["model \(first)"] + inputs[0].lines),
+             TranscriptMerge.Input(name: "shard2", lines: ["model \(second)"] + inputs[1].lines)]
         }
+        XCTAssertThrowsError(try TranscriptMerge.merge(withModels("/models/a.safetensors", "/models/b.safetensors"))) { error in
+            XCTAssertEqual("\(error)", "merge: shard2: it ran with --model …/b.safetensors where shard1 ran with --model …/a.safetensors: "
+                           + "shards of different models are not merged; run every shard with the same model")
+        }
+        // The same model kept in another folder on the other machine merges.
+        XCTAssertNoThrow(try TranscriptMerge.merge(withModels("/home/ann/models/a.safetensors", "/srv/models/a.safetensors")))
     }
 
     /// What needs another shard's images is refused in a sharded run (`final N` and `grid` number
