@@ -116,7 +116,8 @@ extension ModelConfigFile {
             if name == "Int" { return "expected a whole number" }
             return "expected a number"
         case .valueNotFound, .keyNotFound: return "a value is missing"
-        case .dataCorrupted: return "the value is out of range"
+        // JSONDecoder's only such case here: a number that does not fit its setting's type (3.5 or 1e30 for a count).
+        case .dataCorrupted: return "expected a whole number that fits"
         @unknown default: return "the value has the wrong type"
         }
     }

@@ -82,6 +82,19 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
         self.precision = precision
     }
 
+    /// Why image-to-image at this strength and step count changes nothing: diffusers' `get_timesteps`
+    /// runs int(steps · strength) steps (and refuses none), so the result is the init image through
+    /// the VAE. Nil when a step runs, or there is no init image. Not an error: transcripts made so replay.
+    public var noStepReason: String? {
+        guard initImage != nil, strength > 0, Int(Double(steps) * strength) < 1 else { return nil }
+        let most = RequestLimits.steps.upperBound
+        var fewest = Int(min((1 / strength).rounded(.up), Double(most + 1)))
+        while fewest <= most && Int(Double(fewest) * strength) < 1 { fewest += 1 }
+        let lowest = (100 / Double(steps)).rounded(.up) / 100
+        return "strength \(strength) at \(steps) steps runs no step (int(steps × strength) is 0), so the image is the init image "
+            + "through the VAE: use strength \(lowest) or more" + (fewest <= most ? ", or \(fewest) steps or more" : "")
+    }
+
     /// Checks every field against `RequestLimits`, naming the first bad one and the accepted values.
     /// - Throws: `PipelineError.invalidRequest`.
     public func validate(textEncoderLayers: Int = 12) throws {
@@ -107,15 +120,6 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
             }
             guard strength.isFinite, limits.strength.contains(strength), strength > 0 else {
                 throw PipelineError.invalidRequest("strength \(strength) is not allowed: use more than 0 and at most 1 (0.75 is usual)")
-            }
-            // diffusers' get_timesteps runs int(steps · strength) steps, and refuses none.
-            guard Int(Double(steps) * strength) >= 1 else {
-                let most = limits.steps.upperBound
-                var fewest = Int(min((1 / strength).rounded(.up), Double(most + 1)))
-                while fewest <= most && Int(Double(fewest) * strength) < 1 { fewest += 1 }
-                let lowest = (100 / Double(steps)).rounded(.up) / 100
-                throw PipelineError.invalidRequest("strength \(strength) at \(steps) steps runs no step (int(steps × strength) is 0): "
-                                                   + "use strength \(lowest) or more" + (fewest <= most ? ", or \(fewest) steps or more" : ""))
             }
         }
         if let mask {

@@ -73,6 +73,7 @@ final class GenerationService {
                                        mask: mask, maskBlur: settings.maskBlur, inpaintPaste: settings.inpaintPaste,
                                        hires: settings.hiresFix, vaeTiling: settings.vaeTiling == .on, deepCache: settings.deepCache,
                                        precision: settings.precision.resolved(drafting: false))
+        if let reason = engine.noStepReason { note("\(command): " + reason) }
         let changed = styled.prompt != settings.prompt || styled.negative != settings.negative
         var request = StyledRequest(engine: engine, style: settings.style, typedPrompt: changed ? settings.prompt : nil,
                                     typedNegative: changed ? settings.negative : nil,
