@@ -58,7 +58,7 @@ public final class PipelineGenerator: ImageGenerator {
         if !unexpected.isEmpty {
             let shown = unexpected.prefix(5).joined(separator: ", ")
             warnings.append("warning: \(unexpected.count) tensor\(unexpected.count == 1 ? "" : "s") of \(pipeline.checkpoint.location.path) "
-                            + "belong to no part of SD1.5 and were ignored: \(shown)\(unexpected.count > 5 ? ", …" : "")")
+                            + "\(unexpected.count == 1 ? "belongs" : "belong") to no part of SD1.5 and \(unexpected.count == 1 ? "was" : "were") ignored: \(shown)\(unexpected.count > 5 ? ", …" : "")")
         }
         loadWarnings = warnings
     }

@@ -258,7 +258,7 @@ public struct Command {
             session.io.output(try generator.tokenReport(prompt: request.prompt, steps: request.steps, folders: session.folders()))
             return .ok
         },
-        Command(name: "load", usage: "load FILE", summary: "set prompt, negative, seed, steps, cfg, size, sampler from an image's recipe",
+        Command(name: "load", usage: "load FILE", summary: "set everything that decides the pixels (prompt, seed, steps, cfg, size, sampler, hires, init, …) from an image's recipe",
                 kind: .text, completion: .paths, transcript: .inputPath()) { session, argument, location in
             guard !argument.isEmpty else { throw ScriptError.missingArgument(command: "load", usage: "load FILE") }
             let path = session.resolve(argument, relativeTo: location)

@@ -49,6 +49,10 @@ extension SettingKey {
         do {
             let config = (session.generation.cachedGenerator as? PipelineGenerator)?.pipeline.vae.config ?? VAEConfig()
             _ = try loadLatentDecoder(url, vaeConfig: config)
+        } catch let WeightsError.shapeMismatch(key, expected, actual, source) {
+            // The shared message speaks of a checkpoint; this is a VAE file.
+            throw ScriptError.unavailable(command: "set vae", reason: "tensor '\(key)' in \(source) has shape \(actual) but SD1.5's VAE needs "
+                                          + "\(expected): it is a VAE for another model; the VAE in use is kept")
         } catch {
             throw ScriptError.unavailable(command: "set vae", reason: "\(error); the VAE in use is kept")
         }
