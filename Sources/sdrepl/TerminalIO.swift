@@ -237,6 +237,9 @@ final class TerminalIO: SessionIO {
     func confirm(_ question: String) -> Bool {
         guard Terminal.isTerminal(STDIN_FILENO) else { return false }
         clearBar()
+        // A Ctrl-C from before the question does not answer it.
+        Interrupt.clear()
+        Interrupt.drainWakeups()
         FileHandle.standardOutput.write(Data(question.utf8))
         guard case let .line(answer) = TerminalLines.next() else {
             // The terminal echoed ^C or nothing: end the question's line before the answer's message.

@@ -26,6 +26,20 @@ enum TerminalLines {
                 pending.removeSubrange(...newline)
                 return .line(text(line))
             }
+            // Wait on the input and on the interrupt's wake-up pipe, so a Ctrl-C that came before the
+            // wait is seen now, not at the next key.
+            var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
+            if Interrupt.wakeReader >= 0 { fds.append(pollfd(fd: Interrupt.wakeReader, events: Int16(POLLIN), revents: 0)) }
+            _ = poll(&fds, nfds_t(fds.count), -1)
+            if Interrupt.take() {
+                Interrupt.drainWakeups()
+                pending.removeAll()
+                return .interrupted
+            }
+            guard fds[0].revents != 0 else {
+                Interrupt.drainWakeups()  // a wake-up left from an earlier Ctrl-C, or another signal
+                continue
+            }
             let count = read(fd, &buffer, buffer.count)
             if count > 0 {
                 pending += buffer[..<count]

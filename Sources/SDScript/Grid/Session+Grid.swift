@@ -55,8 +55,8 @@ extension Session {
                 start = end
             }
         } catch ScriptError.cancelled {
-            stopped = ScriptError.generation("cancelled after \(made.count) of \(cells.count) cells; the finished cells are kept and on the sheet",
-                                             command: "grid")
+            let kept = made.isEmpty ? "no cell was finished, so there is no sheet" : "the finished cells are kept and on the sheet"
+            stopped = ScriptError.generation("cancelled after \(made.count) of \(cells.count) cells; \(kept)", command: "grid")
         } catch {
             // A failed autosave or an engine error: the cells made so far stay, as after Ctrl-C.
             stopped = error

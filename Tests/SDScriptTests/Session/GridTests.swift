@@ -173,6 +173,10 @@ final class GridTests: XCTestCase {
         let summary = makeSession(seeds: []).runScript(at: recorder.path, options: ScriptOptions(check: true))
         XCTAssertEqual(summary.errors, [])
         XCTAssertEqual(summary.checked, 4)
+        // Stopped before any cell is finished: no sheet to speak of.
+        io.interruptAfter = 1
+        XCTAssertNotEqual(session.execute("grid X=cfg:3,5"), .ok)
+        XCTAssertEqual(io.diagnostics.last, "grid: cancelled after 0 of 2 cells; no cell was finished, so there is no sheet")
     }
 
     func testHelpGridExplainsTheAxesAndRanges() {
