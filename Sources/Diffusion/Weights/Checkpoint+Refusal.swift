@@ -25,8 +25,11 @@ extension Checkpoint {
     /// SDXL, InstructPix2Pix and upscaler pipelines by their `model_index.json`.
     static func refuseByModelIndex(_ folder: URL) throws {
         let indexURL = folder.appendingPathComponent("model_index.json")
-        guard let data = FileManager.default.contents(atPath: indexURL.path),
-              let index = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { return }
+        guard let data = FileManager.default.contents(atPath: indexURL.path) else { return }
+        guard let index = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw CheckpointError.unknownLayout(path: folder.path, reason: "its model_index.json is not a JSON object (damaged, or an "
+                                                + "interrupted download?): fetch it again")
+        }
         let className = index["_class_name"] as? String ?? ""
         if index["text_encoder_2"] != nil || className.contains("XL") {
             throw CheckpointError.unsupportedModel(path: folder.path, kind: "an SDXL pipeline",

@@ -173,6 +173,12 @@ final class CheckpointRefusalTests: XCTestCase {
         XCTAssertTrue(error?.description.contains("has no VAE weights") ?? false)
     }
 
+    func testDiffusersFolderWithADamagedModelIndex() throws {
+        let folder = try TinySD15().writeDiffusersFolder(url("damaged-index"), modelIndex: "{{{")
+        XCTAssertEqual(checkpointError { _ = try Checkpoint(url: folder) },
+                       .unknownLayout(path: folder.path, reason: "its model_index.json is not a JSON object (damaged, or an interrupted download?): fetch it again"))
+    }
+
     func testDiffusersFolderWithAConfigMissing() throws {
         let folder = url("no-config")
         try FileManager.default.copyItem(at: Fixture.tinySD15Folder, to: folder)
