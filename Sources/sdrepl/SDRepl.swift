@@ -211,7 +211,9 @@ struct RunScript: ParsableCommand {
         let summary = session.runScript(at: file, options: ScriptOptions(check: check, keepGoing: options.keepGoing))
         if check {
             let mismatches = summary.errors.filter { if case .checkMismatch = $0.error { return true } else { return false } }
-            io.diagnostic("check: \(summary.checked) image\(summary.checked == 1 ? "" : "s") matched, \(mismatches.count) mismatched"
+            let mismatched = mismatches.count - summary.unrecordedReports
+            io.diagnostic("check: \(summary.checked) image\(summary.checked == 1 ? "" : "s") matched, \(mismatched) mismatched"
+                          + (summary.unrecorded > 0 ? ", \(summary.unrecorded) not recorded" : "")
                           + (summary.errors.count > mismatches.count ? ", \(summary.errors.count - mismatches.count) other error(s)" : ""))
         }
         if !summary.succeeded { throw ExitCode(1) }

@@ -104,6 +104,15 @@ final class EndToEndTests: XCTestCase {
         XCTAssertTrue(tampered.stderr.contains("tampered.sdscript:\(target + 1): check: image 2 differs: sha256 recorded"),
                       tampered.stderr)
         XCTAssertTrue(tampered.stderr.contains("check: 2 images matched, 1 mismatched"), tampered.stderr)
+
+        // Cut off after the last gen (a crash): its image is not checked, and the summary says so.
+        lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let last = try XCTUnwrap(lines.lastIndex { $0.hasPrefix("#=> image") })
+        sandbox.write("cut.sdscript", lines[..<last].joined(separator: "\n") + "\n")
+        let cut = try PipeRun(["run", "--check", "cut.sdscript"], in: sandbox)
+        XCTAssertEqual(cut.status, 1)
+        XCTAssertTrue(cut.stderr.contains("has no '#=> image' line to check against"), cut.stderr)
+        XCTAssertTrue(cut.stderr.contains("check: 2 images matched, 0 mismatched, 1 not recorded"), cut.stderr)
     }
 
     // MARK: - Pixels: the REPL equals the engine equals diffusers

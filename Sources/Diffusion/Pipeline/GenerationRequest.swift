@@ -91,8 +91,9 @@ public struct GenerationRequest: Sendable, Codable, Equatable {
         var fewest = Int(min((1 / strength).rounded(.up), Double(most + 1)))
         while fewest <= most && Int(Double(fewest) * strength) < 1 { fewest += 1 }
         let lowest = (100 / Double(steps)).rounded(.up) / 100
-        return "strength \(strength) at \(steps) steps runs no step (int(steps × strength) is 0), so the image is the init image "
-            + "through the VAE: use strength \(lowest) or more" + (fewest <= most ? ", or \(fewest) steps or more" : "")
+        let strengthFix = lowest >= 1 ? "use strength 1" : "use strength \(lowest) or more"
+        return "strength \(strength) at \(steps) step\(steps == 1 ? "" : "s") runs no step (int(steps × strength) is 0), so the image is "
+            + "the init image through the VAE: \(strengthFix)" + (fewest <= most ? ", or \(fewest) steps or more" : "")
     }
 
     /// Checks every field against `RequestLimits`, naming the first bad one and the accepted values.

@@ -69,9 +69,11 @@ public enum SafetensorsError: Error, Equatable, CustomStringConvertible {
             return "tensor '\(tensor)' in \(path) has \(elements) elements but the buffer given holds \(bufferCount)"
         case let .writeFailed(path, reason):
             return "cannot write \(path): \(reason)"
+        case let .notWeights(path, what) where what.hasPrefix("an HTML"):
+            return "\(path) is an HTML or XML page, not weights: a download saved a web page in its place; download the file again"
         case let .notWeights(path, what):
             let fix = what.contains("Git LFS") ? "the weights themselves were not downloaded: 'git lfs pull' in its repository, or download the file again"
-                                               : "give the path of a .safetensors file (or a PyTorch .ckpt/.pt/.pth)"
+                                               : "give a weights file (.safetensors, or a PyTorch .ckpt/.pt/.pth), or download this one again"
             return "\(path) is \(what), not a weights file; \(fix)"
         case .emptyFile, .fileTooShort, .headerTooLarge, .headerNotUTF8, .invalidJSON, .headerNotObject,
              .duplicateName, .invalidEntry, .invalidMetadata, .unknownDtype, .invalidDimension, .sizeOverflow,

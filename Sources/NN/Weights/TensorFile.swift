@@ -154,7 +154,7 @@ public enum TensorFileKind: Equatable, Sendable {
         let text = String(decoding: head, as: UTF8.self)
         if text.hasPrefix("version https://git-lfs") { return "a Git LFS pointer" }
         let trimmed = text.drop(while: { $0.isWhitespace })
-        if trimmed.hasPrefix("<") { return "an HTML or XML page (a download that saved a web page?)" }
+        if trimmed.hasPrefix("<") { return "an HTML or XML page" }
         // Words: a protocol-0 pickle is printable too, but its opcodes and names have no spaces.
         let printable = head.allSatisfy { (0x20...0x7E).contains($0) || [0x09, 0x0A, 0x0D].contains($0) }
         if head.count >= 8, printable, head.contains(0x20) { return "a text file" }

@@ -20,6 +20,9 @@ public struct ScriptSummary: Equatable, Sendable {
     public var errors: [Diagnostic] = []
     /// `image` result lines that matched.
     public var checked = 0
+    /// Images made that no result line recorded, and the reports of them among `errors`.
+    public var unrecorded = 0
+    public var unrecordedReports = 0
     /// The script said `quit`.
     public var quit = false
 
@@ -64,14 +67,14 @@ struct ScriptFrames {
     /// When checking, what the current command made that no `#=> image` line recorded (a transcript
     /// cut short, or edited), to report before the next command starts and at the end; nil when
     /// every image was checked.
-    func unrecorded(in images: [SessionImage]) -> (message: String, location: SourceLocation?)? {
+    func unrecorded(in images: [SessionImage]) -> (message: String, location: SourceLocation?, count: Int)? {
         guard let frame = stack.last, frame.options.check else { return nil }
         let made = images.count - frame.commandStart
         guard made > frame.resultCursor else { return nil }
         let missing = images[(frame.commandStart + frame.resultCursor)...].map { "\($0.index)" }
         let list = missing.count == 1 ? "image \(missing[0]) has" : "images \(missing.joined(separator: ", ")) have"
         return ("\(list) no '#=> image' line to check against (the command made \(made), \(frame.resultCursor) recorded); "
-                + "the transcript was cut short or edited", frame.commandLocation)
+                + "the transcript was cut short or edited", frame.commandLocation, missing.count)
     }
 
     /// Compares a recorded `#=> image` line with the image the command before it made; returns what
@@ -166,8 +169,10 @@ extension Session {
 
     /// Reports the images of the command that just ended that no result line checked.
     func reportUnrecorded() {
-        guard let (message, location) = frames.unrecorded(in: history.images) else { return }
+        guard let (message, location, count) = frames.unrecorded(in: history.images) else { return }
         frames.innermost?.summary.errors.append(report(.checkMismatch(message), at: location))
+        frames.innermost?.summary.unrecorded += count
+        frames.innermost?.summary.unrecordedReports += 1
         // Once: the images count as reported.
         frames.innermost?.resultCursor = history.images.count - (frames.innermost?.commandStart ?? 0)
     }
@@ -207,6 +212,8 @@ extension Session {
         // The nested file's own result lines checked its images.
         frames.innermost?.commandStart = history.images.count
         frames.innermost?.summary.checked += summary.checked
+        frames.innermost?.summary.unrecorded += summary.unrecorded
+        frames.innermost?.summary.unrecordedReports += summary.unrecordedReports
         if summary.quit { throw QuitRequest() }
         guard let last = summary.errors.last else { return }
         // The last error becomes the `run` command's own failure; the others are counted here.

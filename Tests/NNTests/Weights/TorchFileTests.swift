@@ -138,8 +138,7 @@ final class TorchFileTests: XCTestCase {
         let note = try writeTestFile(Array("hello, I am not a checkpoint\n".utf8), "text.ckpt", in: dir)
         XCTAssertEqual(safetensorsError { _ = try openTensorFile(png) }, .notWeights(path: png.path, what: "a PNG image"))
         XCTAssertEqual(safetensorsError { _ = try openTensorFile(html) }?.description,
-                       "\(html.path) is an HTML or XML page (a download that saved a web page?), not a weights file; "
-                       + "give the path of a .safetensors file (or a PyTorch .ckpt/.pt/.pth)")
+                       "\(html.path) is an HTML or XML page, not weights: a download saved a web page in its place; download the file again")
         XCTAssertEqual(safetensorsError { _ = try openTensorFile(lfs) }?.description,
                        "\(lfs.path) is a Git LFS pointer, not a weights file; the weights themselves were not downloaded: "
                        + "'git lfs pull' in its repository, or download the file again")
