@@ -182,14 +182,18 @@ public struct CLIPTokenizer: Sendable {
         case DecodingError.dataCorrupted(let context):
             detail = (context.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String ?? context.debugDescription
         case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
-            return "not \(expected) (\(context.debugDescription))"
+            // Swift's text names its own types ("Expected to decode Int …"): the path says where.
+            let path = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? "\"\($0.stringValue)\"" }.joined(separator: " ")
+            return "not \(expected) (the value " + (path.isEmpty ? "" : "at \(path) ") + "has the wrong type)"
         case DecodingError.keyNotFound(let key, _):
             return "not \(expected) (no \"\(key.stringValue)\")"
         default:
             detail = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String
         }
+        // Foundation's generic sentence adds nothing to "not valid JSON"; its specific ones say where.
         let oneLine = detail?.split(whereSeparator: \.isNewline).joined(separator: " ")
-        return "not valid JSON" + (oneLine.map { " (\($0))" } ?? "")
+            .replacingOccurrences(of: "The given data was not valid JSON.", with: "").trimmingCharacters(in: .whitespaces)
+        return "not valid JSON" + (oneLine.flatMap { $0.isEmpty ? nil : " (\($0))" } ?? "")
     }
 
     /// The tokenizer built from the vocabulary bundled with the engine (OpenAI's

@@ -108,8 +108,10 @@ final class GenerationService {
         }
         let pixels = PixelImage(width: image.width, height: image.height, rgb: image.pixels)
         guard image.width != settings.width || image.height != settings.height else { return pixels }
-        note("init: \(source) is \(image.width)x\(image.height); resized to \(settings.width)x\(settings.height) (Lanczos, as diffusers)"
-             + " — 'set size \(image.width)x\(image.height)' keeps its size")
+        // The size to keep it at, only when `set size` takes it.
+        let keep = RequestLimits.acceptsSide(image.width) && RequestLimits.acceptsSide(image.height)
+            ? " — 'set size \(image.width)x\(image.height)' keeps its size" : ""
+        note("init: \(source) is \(image.width)x\(image.height); resized to \(settings.width)x\(settings.height) (Lanczos, as diffusers)" + keep)
         return pixels.resized(width: settings.width, height: settings.height)
     }
 

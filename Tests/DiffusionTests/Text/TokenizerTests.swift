@@ -153,8 +153,16 @@ final class TokenizerTests: XCTestCase {
         XCTAssertThrowsError(try CLIPTokenizer(directory: folder)) { error in
             XCTAssertEqual(error as? TokenizerError, .noTokenizerFiles(folder: folder.path, missing: ["vocab.json", "merges.txt", "tokenizer.json"]))
         }
-        try #"{"a": 0}"#.write(to: folder.appendingPathComponent("vocab.json"), atomically: true, encoding: .utf8)
         try "#version: 0.2\na b\n".write(to: folder.appendingPathComponent("merges.txt"), atomically: true, encoding: .utf8)
+        // Damaged files are described in words, without Foundation's or Swift's own sentences.
+        for (text, words) in [(#"{"a": "x"}"#, #"(the value at "a" has the wrong type)"#), ("{{{", "not valid JSON")] {
+            try text.write(to: folder.appendingPathComponent("vocab.json"), atomically: true, encoding: .utf8)
+            XCTAssertThrowsError(try CLIPTokenizer(directory: folder)) { error in
+                XCTAssertTrue("\(error)".contains(words), "\(error)")
+                XCTAssertFalse("\(error)".contains("Expected to decode") || "\(error)".contains("The given data"), "\(error)")
+            }
+        }
+        try #"{"a": 0}"#.write(to: folder.appendingPathComponent("vocab.json"), atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try CLIPTokenizer(directory: folder)) { error in
             XCTAssertEqual(error as? TokenizerError, .missingSpecialToken(path: folder.appendingPathComponent("vocab.json").path, token: "<|startoftext|>"))
         }
