@@ -67,7 +67,8 @@ extension Command {
         check(\.cfg, "CFG scale", { $0.isFinite && RequestLimits.guidance.contains($0) }, RequestLimits.guidanceDescription)
         check(\.width, "width", RequestLimits.acceptsSide, RequestLimits.sideDescription)
         check(\.height, "height", RequestLimits.acceptsSide, RequestLimits.sideDescription)
-        check(\.clipSkip, "clip skip", { (1...12).contains($0) }, "1 to 12")
+        let clipSkips = SettingKey.clipSkipRange
+        check(\.clipSkip, "clip skip", clipSkips.contains, "\(clipSkips.lowerBound) to \(clipSkips.upperBound)")
         let strengths = SettingKey.strengthRange, strengthRule = "\(strengths.lowerBound) to \(formatNumber(Float(strengths.upperBound)))"
         check(\.strength, "denoising strength", strengths.contains, strengthRule)
         check(\.hiresStrength, "hires denoising strength", strengths.contains, strengthRule)

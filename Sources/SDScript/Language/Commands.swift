@@ -123,7 +123,7 @@ public struct Command {
                 summary: "inpainting: repaint where FILE is white (a grayscale image or a PNG's alpha) in the init image ('unset mask')",
                 kind: .text, completion: .paths, transcript: .inputPath()) { session, argument, location in
             guard !argument.isEmpty else { throw ScriptError.missingArgument(command: "mask", usage: "mask FILE") }
-            session.settings.request.mask = try checkedMaskPath(session.resolve(argument, relativeTo: location), command: "mask")
+            session.settings.request.mask = try checkedImagePath(session.resolve(argument, relativeTo: location), command: "mask")
             return .ok
         },
         Command(name: "set", usage: "set [KEY VALUE]", summary: "change a setting; alone, list them all ('help set' for the keys)",

@@ -29,6 +29,9 @@ public struct SettingKey {
         return value.contains("/")
     }
 
+    /// What `set clip-skip` takes (and `load` keeps).
+    static let clipSkipRange = 1...12
+
     /// What `set strength` and `set hires-strength` take (and `load` keeps).
     static let strengthRange: ClosedRange<Double> = 0.01...1
 
@@ -108,7 +111,7 @@ public struct SettingKey {
                    apply: { session, value in session.settings.resources.model = try checkedModelPath(value, command: "set model") },
                    show: { $0.resources.model ?? "(found by discovery; see 'models')" }, reset: { $0.resources.model = nil },
                    transcript: .inputPath()),
-        integer("clip-skip", range: 1...12, \.request.clipSkip),
+        integer("clip-skip", range: clipSkipRange, \.request.clipSkip),
         choice("preview", PreviewMode.self, \.output.preview),
         SettingKey(name: "outdir", values: "DIR", kind: .text, choices: { _ in nil }, completesPaths: true,
                    apply: { session, value in session.settings.output.outdir = value },
@@ -150,7 +153,7 @@ public struct SettingKey {
         fraction("strength", range: strengthRange, \.request.strength, help: "image-to-image: how much is repainted"),
         SettingKey(name: "mask", values: "FILE (white repaints; a grayscale image or a PNG's alpha): inpainting, with 'init'",
                    kind: .text, choices: { _ in nil }, completesPaths: true,
-                   apply: { session, value in session.settings.request.mask = try checkedMaskPath(value, command: "set mask") },
+                   apply: { session, value in session.settings.request.mask = try checkedImagePath(value, command: "set mask") },
                    show: { $0.request.mask ?? "(none)" }, reset: { $0.request.mask = nil }, transcript: .inputPath()),
         integer("mask-blur", range: RequestLimits.maskBlur, \.request.maskBlur),
         onOff("inpaint-paste", \.request.inpaintPaste, help: "inpainting: the original kept outside the blurred mask, as A1111"),

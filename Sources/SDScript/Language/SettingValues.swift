@@ -63,11 +63,6 @@ func parseHires(_ value: String) throws -> HiresSize? {
     return .scale(scale)
 }
 
-/// A mask file's path, expanded, when a PNG or JPEG is there.
-func checkedMaskPath(_ value: String, command: String) throws -> String {
-    try checkedImagePath(value, command: command)
-}
-
 /// `value` expanded, when it names a file that starts as a PNG or JPEG does: what `init` and `mask`
 /// can tell when they are typed, rather than at the next `gen` (which reads the whole picture).
 func checkedImagePath(_ value: String, command: String) throws -> String {

@@ -79,8 +79,9 @@ final class GenerationService {
                                     typedNegative: changed ? settings.negative : nil,
                                     initSource: settings.initImage.map { "\($0)" }, maskSource: mask == nil ? nil : settings.mask,
                                     hiresSize: settings.hires)
-        if case .file? = settings.initImage { request.turnedByEXIF = settings.exifOrientation }
-        if mask != nil { request.turnedByEXIF = request.turnedByEXIF || settings.exifOrientation }
+        var fromFile = mask != nil
+        if case .file? = settings.initImage { fromFile = true }
+        request.turnedByEXIF = settings.exifOrientation && fromFile
         return request
     }
 
