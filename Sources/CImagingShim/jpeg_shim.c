@@ -26,6 +26,8 @@ typedef struct {
     size_t out_len;
     // reading
     JSAMPROW *rows;
+    uint8_t *cmyk_row;
+    int truncated;
     sdr_jpeg_image *image;
 } jpeg_ctx;
 
@@ -37,8 +39,27 @@ static void error_exit(j_common_ptr cinfo) {
     longjmp(ctx->jump, 1);
 }
 
-// Warnings (e.g. a truncated file padded with grey) are recoverable; a library stays quiet.
+// Warnings are recoverable; a library stays quiet.
 static void output_nothing(j_common_ptr cinfo) { (void)cinfo; }
+
+// One warning is not: a file cut short, whose missing part libjpeg fills with grey. Pillow refuses
+// such a file ("image file is truncated"), and an init image half grey would be a silent wrong result.
+static void note_truncation(j_common_ptr cinfo, int level) {
+    if (level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) ((jpeg_ctx *)cinfo->err)->truncated = 1;
+}
+
+// Pillow's CMYK-to-RGB conversion (Convert.c's cmyk2rgb) of Adobe's inverted CMYK, which Pillow
+// assumes for every CMYK JPEG.
+static void cmyk_row_to_rgb(const uint8_t *stored, uint8_t *rgb, size_t width) {
+    for (size_t x = 0; x < width; x++, stored += 4, rgb += 3) {
+        int nk = stored[3];  // 255 - K, K being the inverted stored value
+        for (int c = 0; c < 3; c++) {
+            int t = (255 - stored[c]) * nk + 128;
+            int v = nk - (((t >> 8) + t) >> 8);
+            rgb[c] = (uint8_t)(v < 0 ? 0 : v);
+        }
+    }
+}
 
 static jpeg_ctx *ctx_of(j_compress_ptr cinfo) { return (jpeg_ctx *)cinfo->err; }
 
@@ -152,10 +173,12 @@ int sdr_jpeg_decode(const uint8_t *data, size_t length, sdr_jpeg_image *image,
     cinfo->err = jpeg_std_error(&ctx->pub);
     ctx->pub.error_exit = error_exit;
     ctx->pub.output_message = output_nothing;
+    ctx->pub.emit_message = note_truncation;
     if (setjmp(ctx->jump)) {
         jpeg_destroy_decompress(cinfo);
         free(cinfo);
         free(ctx->rows);
+        free(ctx->cmyk_row);
         sdr_jpeg_image_free(ctx->image);
         free(ctx);
         return -1;
@@ -173,17 +196,36 @@ int sdr_jpeg_decode(const uint8_t *data, size_t length, sdr_jpeg_image *image,
                  (unsigned)cinfo->image_width, (unsigned)cinfo->image_height, SDR_MAX_PIXEL_BYTES / 3);
         longjmp(ctx->jump, 1);
     }
-    cinfo->out_color_space = JCS_RGB;
+    // libjpeg has no CMYK-to-RGB conversion: a print-ready (Photoshop) JPEG is read as CMYK and
+    // turned into RGB here the way Pillow does for A1111, whose images these are meant to match.
+    int cmyk = cinfo->jpeg_color_space == JCS_CMYK || cinfo->jpeg_color_space == JCS_YCCK;
+    cinfo->out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
     jpeg_start_decompress(cinfo);
-    if (cinfo->output_components != 3) ERREXIT(cinfo, JERR_CONVERSION_NOTIMPL);
+    if (cinfo->output_components != (cmyk ? 4 : 3)) ERREXIT(cinfo, JERR_CONVERSION_NOTIMPL);
     size_t row_bytes = (size_t)cinfo->output_width * 3;
     image->width = cinfo->output_width;
     image->height = cinfo->output_height;
     image->pixels = malloc(row_bytes * cinfo->output_height + 1);
     if (!image->pixels) ERREXIT1(cinfo, JERR_OUT_OF_MEMORY, 2);
+    if (cmyk) {
+        ctx->cmyk_row = malloc((size_t)cinfo->output_width * 4);
+        if (!ctx->cmyk_row) ERREXIT1(cinfo, JERR_OUT_OF_MEMORY, 5);
+    }
     while (cinfo->output_scanline < cinfo->output_height) {
         JSAMPROW row = image->pixels + row_bytes * cinfo->output_scanline;
-        jpeg_read_scanlines(cinfo, &row, 1);
+        if (!cmyk) {
+            jpeg_read_scanlines(cinfo, &row, 1);
+            continue;
+        }
+        JSAMPROW stored = ctx->cmyk_row;
+        jpeg_read_scanlines(cinfo, &stored, 1);
+        cmyk_row_to_rgb(stored, row, cinfo->output_width);
+    }
+    free(ctx->cmyk_row);
+    ctx->cmyk_row = NULL;
+    if (ctx->truncated) {
+        snprintf(err, err_cap, "the JPEG file is cut short (its data ends before the image does); copy it again from where it came from");
+        longjmp(ctx->jump, 1);
     }
 
     int count = 0;

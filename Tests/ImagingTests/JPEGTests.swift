@@ -1,3 +1,4 @@
+import TestSupport
 import XCTest
 
 @testable import Imaging
@@ -69,6 +70,32 @@ final class JPEGTests: XCTestCase {
         XCTAssertThrowsError(try JPEGFile.decode(Array(bytes.prefix(100))))
         XCTAssertThrowsError(try JPEGFile.decode([0xFF, 0xD8, 0xFF, 0xD9]))
         XCTAssertThrowsError(try JPEGFile.decode(Array("nope".utf8)))
+    }
+
+    /// A print-ready CMYK JPEG (`jpeg/cmyk.jpg`, written by PIL) reads as the RGB pixels A1111
+    /// starts from: `Image.open("jpeg/cmyk.jpg").convert("RGB")`, saved as `jpeg/cmyk_as_rgb.png`
+    /// (make_jpeg_colour_fixtures.py). Exact: both sides are libjpeg's integer IDCT and PIL's
+    /// integer formula. libjpeg alone refuses the conversion ("Unsupported color conversion request").
+    func testCMYKJPEGReadsAsPillowConvertsIt() throws {
+        let decoded = try JPEGFile.decode([UInt8](Data(contentsOf: Fixture.url("jpeg/cmyk.jpg"))))
+        let expected = try PNGFile.decode([UInt8](Data(contentsOf: Fixture.url("jpeg/cmyk_as_rgb.png"))))
+        XCTAssertEqual(decoded.image.width, 48)
+        XCTAssertEqual(decoded.image.height, 32)
+        let differing = zip(decoded.image.pixels, expected.image.pixels).filter { $0 != $1 }.count
+        XCTAssertEqual(differing, 0, "of \(expected.image.pixels.count) channel values")
+    }
+
+    /// A JPEG cut short inside its image data is refused, as Pillow refuses it ("image file is
+    /// truncated"), rather than read with its missing rows grey.
+    func testJPEGCutShortIsRefused() throws {
+        let whole = [UInt8](try Data(contentsOf: Fixture.url("jpeg/cmyk.jpg")))
+        XCTAssertNoThrow(try JPEGFile.decode(whole))
+        for bytes in [whole.prefix(whole.count * 2 / 3), try JPEGFile.encode(makeTestImage(width: 64, height: 64), segments: []).prefix(700)] {
+            XCTAssertThrowsError(try JPEGFile.decode(Array(bytes), path: "cut.jpg")) { error in
+                XCTAssertEqual("\(error)", "could not read cut.jpg: the JPEG file is cut short (its data ends before the image does); "
+                               + "copy it again from where it came from")
+            }
+        }
     }
 
     /// An image over the size limit is refused from its header, before libjpeg allocates anything

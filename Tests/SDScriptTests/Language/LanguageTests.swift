@@ -353,9 +353,12 @@ final class InputCheckTests: XCTestCase {
         let folder = TemporaryFolder()
         folder.write("text.png", "hello")
         folder.write("sub/keep.txt", "")
+        let cmyk = try Data(contentsOf: Fixture.url("jpeg/cmyk.jpg"))
+        try cmyk.prefix(cmyk.count / 2).write(to: URL(fileURLWithPath: "\(folder.path)/cut.jpg"))
         let session = makeSession(io: BufferIO())
         for (line, message) in [
             ("init \(folder.path)/sub", "init: \(folder.path)/sub: is a folder, not a file"),
+            ("init \(folder.path)/cut.jpg", "init: \(folder.path)/cut.jpg: the JPEG file is cut short"),
             ("init \(folder.path)/text.png", "init: \(folder.path)/text.png: not a PNG or JPEG file"),
             ("mask \(folder.path)/text.png", "mask: \(folder.path)/text.png: not a PNG or JPEG file"),
             ("set init \(folder.path)/nowhere.png", "set init: \(folder.path)/nowhere.png: no such file"),
