@@ -26,6 +26,7 @@ extension Session {
         let spec = try GridSpec.parse(argument)
         var cells = try plan(spec)
         if let limit = spec.cellLimit { cells = Array(cells.prefix(limit)) }
+        try checkRequests(spec, cells)
         try confirmSize(spec, cells: cells.count, typed: location == nil)
         if cells.contains(where: { $0.request.seed == .random }) {
             // One seed for every cell without one, as A1111's X/Y/Z plot fixes a random seed.
@@ -135,6 +136,22 @@ extension Session {
 
     /// Asks before a grid of more than `GridSpec.confirmationLimit` cells: at the prompt a yes/no
     /// question, in a script `--yes` on the line.
+    /// Refuses the grid before its first cell when any cell asks what the engine refuses (a hires
+    /// schedule too long for one cell's steps, say), naming that cell; the init image and mask are
+    /// read and checked when its batch runs.
+    private func checkRequests(_ spec: GridSpec, _ cells: [GridCell]) throws {
+        for cell in cells {
+            let request = GenerationService.engineRequest(cell.request, prompt: cell.request.prompt, negative: cell.request.negative,
+                                                          seed: 0, count: 1, initImage: nil, mask: nil)
+            do {
+                try request.validate()
+            } catch PipelineError.invalidRequest(let reason) {
+                let label = [spec.x.label(cell.x), spec.y.map { $0.label(cell.y) }, spec.z.map { $0.label(cell.z) }].compactMap { $0 }
+                throw ScriptError.generation("the cell \(label.joined(separator: ", ")): \(reason); nothing was made", command: "grid")
+            }
+        }
+    }
+
     private func confirmSize(_ spec: GridSpec, cells: Int, typed: Bool) throws {
         guard cells > GridSpec.confirmationLimit, !spec.confirmed else { return }
         let reason = "\(cells) cells are more than \(GridSpec.confirmationLimit)"

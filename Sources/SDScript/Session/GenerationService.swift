@@ -65,14 +65,8 @@ final class GenerationService {
         }
         let initImage = try initPixels(settings, history: history, command: command, note: note)
         let mask = try maskValues(settings, command: command, note: note)
-        let engine = GenerationRequest(prompt: styled.prompt, negativePrompt: styled.negative, seed: seed,
-                                       steps: settings.steps, guidanceScale: settings.cfg, width: settings.width,
-                                       height: settings.height, sampler: settings.sampler, batchCount: count,
-                                       clipSkip: settings.clipSkip, initImage: initImage,
-                                       strength: settings.strength, spacing: settings.spacing, eta: settings.eta,
-                                       mask: mask, maskBlur: settings.maskBlur, inpaintPaste: settings.inpaintPaste,
-                                       hires: settings.hiresFix, vaeTiling: settings.vaeTiling == .on, deepCache: settings.deepCache,
-                                       precision: settings.precision.resolved(drafting: false))
+        let engine = Self.engineRequest(settings, prompt: styled.prompt, negative: styled.negative, seed: seed, count: count,
+                                        initImage: initImage, mask: mask)
         if let reason = engine.noStepReason { note("\(command): " + reason) }
         let changed = styled.prompt != settings.prompt || styled.negative != settings.negative
         var request = StyledRequest(engine: engine, style: settings.style, typedPrompt: changed ? settings.prompt : nil,
@@ -83,6 +77,19 @@ final class GenerationService {
         if case .file? = settings.initImage { fromFile = true }
         request.turnedByEXIF = settings.exifOrientation && fromFile
         return request
+    }
+
+    /// The engine's request for `settings` with the given texts and images (none of them read here).
+    static func engineRequest(_ settings: RequestDefaults, prompt: String, negative: String, seed: UInt64, count: Int,
+                              initImage: PixelImage?, mask: InpaintMask?) -> GenerationRequest {
+        GenerationRequest(prompt: prompt, negativePrompt: negative, seed: seed,
+                          steps: settings.steps, guidanceScale: settings.cfg, width: settings.width,
+                          height: settings.height, sampler: settings.sampler, batchCount: count,
+                          clipSkip: settings.clipSkip, initImage: initImage,
+                          strength: settings.strength, spacing: settings.spacing, eta: settings.eta,
+                          mask: mask, maskBlur: settings.maskBlur, inpaintPaste: settings.inpaintPaste,
+                          hires: settings.hiresFix, vaeTiling: settings.vaeTiling == .on, deepCache: settings.deepCache,
+                          precision: settings.precision.resolved(drafting: false))
     }
 
     /// The init image's pixels at the request's size: resized as diffusers' image processor does

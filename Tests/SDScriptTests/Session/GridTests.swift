@@ -136,6 +136,11 @@ final class GridTests: XCTestCase {
         XCTAssertTrue(io.diagnostics.last?.contains("set an init image first") ?? false, io.diagnostics.last ?? "")
         _ = session.execute("grid X=lora:0.5")
         XCTAssertTrue(io.diagnostics.last?.contains("the prompt has 0") ?? false, io.diagnostics.last ?? "")
+        // A request only the engine refuses, in the second cell: refused before the first is made.
+        for line in ["set hires 96x96", "set hires-strength 0.5"] { XCTAssertEqual(session.execute(line), .ok, line) }
+        _ = session.execute("grid X=steps:2,600")
+        XCTAssertEqual(io.diagnostics.last, "grid: the cell Steps: 600: hires strength 0.5 with 600 second-pass steps needs a 1200-step "
+                       + "schedule, over 1000: raise hires strength or lower hires steps; nothing was made")
         XCTAssertEqual(session.images.count, 0)
     }
 
