@@ -48,13 +48,21 @@ public enum ImageRecipeReader {
     /// - Throws: `ImagingError.readFailed` for a missing, unreadable or corrupt file or an
     ///   unknown format; `ImagingError.noRecipe` when the file carries no infotext.
     public static func read(_ url: URL) throws -> StoredRecipe {
-        let data: [UInt8]
+        try read(contents(url), path: url.path)
+    }
+
+    /// The file's bytes. A device or a pipe (`/dev/null`) is named as such: Foundation reports
+    /// "permission denied" for it.
+    static func contents(_ url: URL) throws -> [UInt8] {
+        var info = stat()
+        if stat(url.path, &info) == 0, info.st_mode & S_IFMT != S_IFREG, info.st_mode & S_IFMT != S_IFDIR {
+            throw ImagingError.readFailed(path: url.path, reason: "not a regular file (a device, pipe or socket); give a PNG or JPEG file")
+        }
         do {
-            data = [UInt8](try Data(contentsOf: url))
+            return [UInt8](try Data(contentsOf: url))
         } catch {
             throw ImagingError.readFailed(path: url.path, reason: FileErrorText.reason(error))
         }
-        return try read(data, path: url.path)
     }
 
     /// The pixels of a PNG or JPEG (sniffed from its first bytes), for an init image.
@@ -71,12 +79,7 @@ public enum ImageRecipeReader {
     ///   the pixels as stored, as sdrepl read them before (which old transcripts replay).
     /// - Returns: also the JPEG's EXIF orientation (1–8), or nil when it has none.
     public static func pixelsAndAlpha(_ url: URL, turnedByEXIF: Bool = false) throws -> (image: RGBImage, alpha: [UInt8]?, exifOrientation: Int?) {
-        let data: [UInt8]
-        do {
-            data = [UInt8](try Data(contentsOf: url))
-        } catch {
-            throw ImagingError.readFailed(path: url.path, reason: FileErrorText.reason(error))
-        }
+        let data = try contents(url)
         if data.starts(with: [0x89, 0x50, 0x4E, 0x47]) {
             let png = try PNGFile.decode(data, path: url.path)
             return (png.image, png.alpha, nil)

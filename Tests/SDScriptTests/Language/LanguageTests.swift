@@ -359,6 +359,8 @@ final class InputCheckTests: XCTestCase {
         for (line, message) in [
             ("init \(folder.path)/sub", "init: \(folder.path)/sub: is a folder, not a file"),
             ("init \(folder.path)/cut.jpg", "init: \(folder.path)/cut.jpg: the JPEG file is cut short"),
+            ("init /dev/zero", "init: /dev/zero: not a regular file (a device, pipe or socket)"),
+            ("load /dev/null", "load: /dev/null: not a regular file (a device, pipe or socket)"),
             ("init \(folder.path)/text.png", "init: \(folder.path)/text.png: not a PNG or JPEG file"),
             ("mask \(folder.path)/text.png", "mask: \(folder.path)/text.png: not a PNG or JPEG file"),
             ("set init \(folder.path)/nowhere.png", "set init: \(folder.path)/nowhere.png: no such file"),
