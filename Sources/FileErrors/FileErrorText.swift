@@ -35,6 +35,16 @@ public enum FileErrorText {
         }
     }
 
+    /// "not a regular file (a device, pipe or socket)" when `path` is one of those, else nil (a
+    /// regular file, a folder, or nothing there). Foundation reports "permission denied" for a
+    /// device, and reading `/dev/zero` or a pipe whole would never end.
+    public static func specialFileReason(_ path: String) -> String? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        let kind = info.st_mode & S_IFMT
+        return kind == S_IFREG || kind == S_IFDIR ? nil : "not a regular file (a device, pipe or socket)"
+    }
+
     /// The phrase for a POSIX error number (`errno`).
     public static func reason(errno code: Int32) -> String {
         switch code {

@@ -51,12 +51,10 @@ public enum ImageRecipeReader {
         try read(contents(url), path: url.path)
     }
 
-    /// The file's bytes. A device or a pipe (`/dev/null`) is named as such: Foundation reports
-    /// "permission denied" for it.
+    /// The file's bytes.
     static func contents(_ url: URL) throws -> [UInt8] {
-        var info = stat()
-        if stat(url.path, &info) == 0, info.st_mode & S_IFMT != S_IFREG, info.st_mode & S_IFMT != S_IFDIR {
-            throw ImagingError.readFailed(path: url.path, reason: "not a regular file (a device, pipe or socket); give a PNG or JPEG file")
+        if let reason = FileErrorText.specialFileReason(url.path) {
+            throw ImagingError.readFailed(path: url.path, reason: reason + "; give a PNG or JPEG file")
         }
         do {
             return [UInt8](try Data(contentsOf: url))

@@ -121,6 +121,9 @@ extension Session {
     /// The lines of the script at `path`.
     /// - Throws: `ScriptError.file` saying why it cannot be read (no such file, a folder, not UTF-8).
     static func readScript(at path: String) throws -> [String] {
+        if let reason = FileErrorText.specialFileReason(path) {
+            throw ScriptError.file(command: "run", path: path, reason: reason + "; a script is a text file of commands")
+        }
         do {
             return lines(of: try String(contentsOfFile: path, encoding: .utf8))
         } catch {

@@ -361,6 +361,7 @@ final class InputCheckTests: XCTestCase {
             ("init \(folder.path)/cut.jpg", "init: \(folder.path)/cut.jpg: the JPEG file is cut short"),
             ("init /dev/zero", "init: /dev/zero: not a regular file (a device, pipe or socket)"),
             ("load /dev/null", "load: /dev/null: not a regular file (a device, pipe or socket)"),
+            ("run /dev/zero", "run: /dev/zero: not a regular file (a device, pipe or socket); a script is a text file of commands"),
             ("init \(folder.path)/text.png", "init: \(folder.path)/text.png: not a PNG or JPEG file"),
             ("mask \(folder.path)/text.png", "mask: \(folder.path)/text.png: not a PNG or JPEG file"),
             ("set init \(folder.path)/nowhere.png", "set init: \(folder.path)/nowhere.png: no such file"),
