@@ -1,4 +1,5 @@
 import ArgumentParser
+import FileErrors
 import Foundation
 import Diffusion
 import Imaging
@@ -70,6 +71,7 @@ struct OneShot: ParsableCommand {
     /// folder or file in the way (files are never overwritten). What only writing can tell (a full
     /// disk, no permission) falls back to outdir after the generation (`run`).
     static func checkOutput(_ path: String, images: Int) throws {
+        guard !path.isEmpty else { throw ValidationError("-o needs a file name or a folder, got ''") }
         let expanded = NSString(string: path).expandingTildeInPath
         let ext = (expanded as NSString).pathExtension
         if !ext.isEmpty, ImageFormat(path: expanded) == nil {
@@ -88,6 +90,14 @@ struct OneShot: ParsableCommand {
         let parent = (expanded as NSString).deletingLastPathComponent
         if !parent.isEmpty, FileManager.default.fileExists(atPath: parent, isDirectory: &isFolder), !isFolder.boolValue {
             throw ValidationError("-o \(path): \(parent) is a file, not a folder")
+        }
+        // The nearest folder that exists must take new files (save makes the missing ones).
+        var folder = parent.isEmpty ? "." : parent
+        while !FileManager.default.fileExists(atPath: folder), folder != "/", !folder.isEmpty {
+            folder = (folder as NSString).deletingLastPathComponent
+        }
+        if access(folder.isEmpty ? "." : folder, W_OK) != 0 {
+            throw ValidationError("-o \(path): cannot write in \(folder.isEmpty ? "." : folder) (\(FileErrorText.reason(errno: errno))); give a path in a writable folder")
         }
     }
 

@@ -82,7 +82,8 @@ final class OneShotTests: XCTestCase {
         sandbox.write("taken.png", "")
         for (output, message) in [("taken.png", "-o taken.png: taken.png exists already and images are never overwritten"),
                                   ("fox.gif", "-o fox.gif: sdrepl writes .png or .jpg"),
-                                  ("taken.png/fox.png", "-o taken.png/fox.png: taken.png is a file, not a folder")] {
+                                  ("taken.png/fox.png", "-o taken.png/fox.png: taken.png is a file, not a folder"),
+                                  ("", "-o needs a file name or a folder, got ''")] {
             let refused = try PipeRun(["gen", "a fox", "--model", model, "--steps", "1", "--size", "64x64", "-o", output], in: sandbox)
             XCTAssertNotEqual(refused.status, 0, output)
             XCTAssertTrue(refused.stderr.contains(message), refused.stderr)
