@@ -89,6 +89,10 @@ final class OneShotTests: XCTestCase {
             XCTAssertTrue(refused.stderr.contains(message), refused.stderr)
             XCTAssertEqual(imageHashes(refused.stdout), [], "refused before generating")
         }
+        // A one-character name (Foundation's deletingLastPathComponent trapped on it).
+        let short = try PipeRun(["gen", "a fox", "--model", model, "--steps", "1", "--size", "64x64", "-o", "x"], in: sandbox)
+        XCTAssertEqual(short.status, 0, short.stderr)
+        XCTAssertTrue(sandbox.files(in: "").contains("x.png") && sandbox.files(in: "").contains("x.jpg"), "\(sandbox.files(in: ""))")
         // Several images are saved as taken-1.png, taken-2.png: taken.png is not in their way.
         let several = try PipeRun(["gen", "a fox", "--model", model, "--steps", "1", "--size", "64x64", "-n", "2", "-o", "taken.png"], in: sandbox)
         XCTAssertEqual(several.status, 0, several.stderr)

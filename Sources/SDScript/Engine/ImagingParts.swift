@@ -52,10 +52,12 @@ public struct ImagingSaver: ImageSaver {
             hash = try? hashes.shortHash(of: model.hashedFile, note: note)
         }
         var recipe = Self.recipe(for: request, model: image.model, modelHash: hash)
-        // A1111's `Lora hashes: "name: <first 12 hex digits of the file's SHA-256>, …"`, which civitai
-        // reads to link the resources.
+        // A1111's `Lora hashes: "name: <first 12 hex digits of its LoRA hash>, …"`, which civitai
+        // reads to link the resources; A1111 drops colons and commas from the name.
         let loraHashes = image.loras.compactMap { lora in
-            (try? FileHash.sha256(of: lora.file)).map { "\(lora.name): \($0.prefix(12))" }
+            (try? FileHash.loraHash(of: lora.file)).map {
+                "\(lora.name.replacingOccurrences(of: ":", with: "").replacingOccurrences(of: ",", with: "")): \($0.prefix(12))"
+            }
         }
         if !loraHashes.isEmpty { recipe.extra.append(.init("Lora hashes", loraHashes.joined(separator: ", "))) }
         if let vae = image.vae {
