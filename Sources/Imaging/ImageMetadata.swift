@@ -152,11 +152,28 @@ public struct ImageMetadata: Equatable, Sendable {
     /// The JPEG segments: EXIF UserComment (cut to fit, see `jpegUserComment`), XMP, COM watermark.
     /// - Throws: `ImagingError.metadataTooLarge` when the XMP exceeds one segment.
     public func jpegSegments() throws -> [JPEGSegment] {
-        [
+        var segments = [
             try EXIF.segment(userComment: jpegUserComment),
             try JPEGSegment.xmp(xmpPacket),
             JPEGSegment(marker: JPEGSegment.comment, data: Array(watermark.utf8)),
         ]
+        if let keys = jpegSdreplKeys { segments.append(JPEGSegment(marker: JPEGSegment.comment, data: keys)) }
+        return segments
+    }
+
+    /// What marks the JPEG comment that holds sdrepl's own keys.
+    static let jpegKeysPrefix = "sdrepl-keys "
+
+    /// sdrepl's own keys (the PNG's text chunks other than A1111's `parameters`), as a JSON object in
+    /// a JPEG comment: the infotext has no spacing, eta or VAE tiling, so without them `load` of a
+    /// JPEG would regenerate another picture. Nil when they do not fit one segment (a prompt of tens
+    /// of thousands of characters); the JPEG then holds A1111's keys alone.
+    var jpegSdreplKeys: [UInt8]? {
+        let keys = [Key.prompt: typedPrompt, Key.negativePrompt: typedNegativePrompt, Key.style: style,
+                    Key.timestamp: timestampString, Key.settings: settingsJSON]
+        guard let json = try? JSONSerialization.data(withJSONObject: keys, options: [.sortedKeys]) else { return nil }
+        let bytes = Array(Self.jpegKeysPrefix.utf8) + [UInt8](json)
+        return bytes.count <= JPEGSegment.maxPayload ? bytes : nil
     }
 
     /// A complete XMP packet (`<?xpacket?>` wrapper, `x:xmpmeta`, one `rdf:Description`).

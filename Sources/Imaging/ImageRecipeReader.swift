@@ -118,9 +118,17 @@ public enum ImageRecipeReader {
 
     static func recipe(from jpeg: DecodedJPEG, path: String) throws -> StoredRecipe {
         guard let infotext = jpeg.userComment else { throw ImagingError.noRecipe(path: path) }
+        typealias Key = ImageMetadata.Key
+        // sdrepl's own keys, as the PNG's text chunks hold them (`ImageMetadata.jpegSdreplKeys`).
+        let prefix = ImageMetadata.jpegKeysPrefix
+        let keys = jpeg.comments.first { $0.hasPrefix(prefix) }
+            .flatMap { try? JSONSerialization.jsonObject(with: Data($0.dropFirst(prefix.count).utf8)) as? [String: String] } ?? [:]
+        let typedPrompt = keys[Key.prompt]
         return StoredRecipe(
-            source: .infotext, recipe: Infotext.parse(infotext), infotext: infotext,
-            watermark: jpeg.comments.first { $0.contains("AI Origin") } ?? jpeg.comments.first,
+            source: typedPrompt != nil ? .sdrepl : .infotext, recipe: Infotext.parse(infotext), infotext: infotext,
+            typedPrompt: typedPrompt, typedNegativePrompt: keys[Key.negativePrompt], style: keys[Key.style],
+            timestamp: keys[Key.timestamp], settingsJSON: keys[Key.settings],
+            watermark: jpeg.comments.first { $0.contains("AI Origin") } ?? jpeg.comments.first { !$0.hasPrefix(prefix) },
             xmpPacket: jpeg.xmpPacket)
     }
 }

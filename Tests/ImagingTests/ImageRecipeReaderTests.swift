@@ -20,16 +20,36 @@ final class ImageRecipeReaderTests: XCTestCase {
         XCTAssertEqual([load.prompt, load.negativePrompt, load.style], ["a red fox in snow", "blurry", "enhance"])
     }
 
-    func testReadsSdreplJPEG() throws {
+    /// A JPEG carries sdrepl's own keys too (the settings that A1111's line lacks: spacing, eta,
+    /// VAE tiling), in a comment, so `load` of it restores what `load` of the PNG does.
+    func testReadsSdreplJPEGWithItsOwnKeys() throws {
         let metadata = sampleMetadata()
         let jpeg = try JPEGFile.encode(makeTestImage(), segments: metadata.jpegSegments())
         let stored = try ImageRecipeReader.read(jpeg, path: "fox.jpg")
-        XCTAssertEqual(stored.source, .infotext)
+        XCTAssertEqual(stored.source, .sdrepl)
         XCTAssertEqual(stored.recipe, metadata.recipe)
         XCTAssertEqual(samplerID(stored.recipe), "pndm")
+        XCTAssertEqual(stored.typedPrompt, "a red fox in snow")
+        XCTAssertEqual(stored.settingsJSON, #"{"cfg":7.5,"seed":1234,"steps":25}"#)
+        XCTAssertEqual(stored.timestamp, "2026-11-25T03:15:22Z")
         XCTAssertTrue(stored.declaresAIOrigin)
         XCTAssertEqual(stored.watermark, ImageMetadata.aiWatermark)
-        // The infotext's prompts already carry the style: load them with style none.
+        let load = stored.promptToLoad
+        XCTAssertEqual([load.prompt, load.negativePrompt, load.style], ["a red fox in snow", "blurry", "enhance"])
+    }
+
+    /// Without sdrepl's comment (an older sdrepl JPEG, or keys too long for one segment), the
+    /// infotext alone: its prompts already carry the style, so they load with style none.
+    func testReadsJPEGWithOnlyTheInfotext() throws {
+        var metadata = sampleMetadata()
+        metadata.typedPrompt = String(repeating: "fox ", count: 20_000)
+        XCTAssertNil(metadata.jpegSdreplKeys, "over one segment")
+        let jpeg = try JPEGFile.encode(makeTestImage(), segments: sampleMetadata().jpegSegments().dropLast())
+        let stored = try ImageRecipeReader.read(jpeg, path: "fox.jpg")
+        XCTAssertEqual(stored.source, .infotext)
+        XCTAssertEqual(stored.recipe, metadata.recipe)
+        XCTAssertNil(stored.settingsJSON)
+        XCTAssertEqual(stored.watermark, ImageMetadata.aiWatermark)
         let load = stored.promptToLoad
         XCTAssertEqual([load.prompt, load.negativePrompt, load.style], ["a red fox in snow, highly detailed", "blurry", "none"])
     }

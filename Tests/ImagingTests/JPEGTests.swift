@@ -34,8 +34,10 @@ final class JPEGTests: XCTestCase {
 
         XCTAssertEqual(decoded.userComment, metadata.infotext)
         XCTAssertEqual(decoded.xmpPacket, metadata.xmpPacket)
-        XCTAssertEqual(decoded.comments, ["Generated using Stable Diffusion v1.5 (AI Origin Watermark)"])
-        XCTAssertEqual(decoded.segments.map(\.marker), [0xE0, 0xE1, 0xE1, 0xFE], "JFIF, EXIF, XMP, COM")
+        XCTAssertEqual(decoded.comments.first, "Generated using Stable Diffusion v1.5 (AI Origin Watermark)")
+        XCTAssertEqual(decoded.comments.count, 2)
+        XCTAssertTrue(decoded.comments[1].hasPrefix("sdrepl-keys {") && decoded.comments[1].contains("狐狸 in snow, ünïcödé 🦊"), decoded.comments[1])
+        XCTAssertEqual(decoded.segments.map(\.marker), [0xE0, 0xE1, 0xE1, 0xFE, 0xFE], "JFIF, EXIF, XMP, COM, COM")
         // Lossy, so close rather than equal: at quality 95 a smooth gradient stays within a few levels.
         XCTAssertEqual(decoded.image.width, image.width)
         XCTAssertEqual(decoded.image.height, image.height)
