@@ -155,13 +155,13 @@ private func completeKey(_ editLine: OpaquePointer?, _ key: Int32) -> UInt8 {
         text += name.padding(toLength: width, withPad: " ", startingAt: 0)
         if number % columns == columns - 1 || number == names.count - 1 { text += "\n" }
     }
-    FileHandle.standardOutput.write(Data(text.utf8))
+    Console.out(text)
     return UInt8(CC_REDISPLAY)
 }
 
 /// Ctrl-C at the prompt: end the line here and drop it.
 private func interruptKey(_ editLine: OpaquePointer?, _ key: Int32) -> UInt8 {
     LineEditor.current?.interrupted = true
-    FileHandle.standardOutput.write(Data("^C".utf8))
+    Console.out("^C")
     return UInt8(CC_NEWLINE)
 }

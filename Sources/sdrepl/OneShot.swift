@@ -162,12 +162,22 @@ struct OneShot: ParsableCommand {
     }
 
     func run() throws {
+        // Ctrl-C, SIGTERM or SIGHUP stops the generation and leaves the images made so far recorded.
+        Interrupt.install()
         let io = TerminalIO(allowEscapes: true, sixelEncoder: Wiring.sixelEncoder)
         let session = options.makeRecordedSession(io: io, kind: "gen")
-        var failed = false
+        var failed = false, interrupted = false
         for line in lines(for: try request) {
             guard case .failed = session.execute(line) else { continue }
             failed = true
+            interrupted = Interrupt.take()
+            if interrupted || Interrupt.endingStatus != nil {
+                // Stopped: the images finished are autosaved, or saved as -o asked (else in outdir).
+                if let output, line.hasPrefix("gen"), !session.images.isEmpty, case .failed = session.execute("save \(output)") {
+                    _ = session.execute("save")
+                }
+                break
+            }
             // The images are made; where -o cannot take them, outdir does, rather than losing them.
             if let output, line == "save \(output)" {
                 io.output("sdrepl gen: -o \(output) could not be written; saving in outdir instead")
@@ -176,6 +186,7 @@ struct OneShot: ParsableCommand {
             if !options.keepGoing { break }
         }
         if let transcript = session.transcript, transcript.failure == nil { io.output("recorded to \(transcript.path)") }
-        if failed { throw ExitCode(1) }
+        try SDRepl.leaveIfAsked()
+        if failed { throw ExitCode(interrupted ? 128 + SIGINT : 1) }
     }
 }

@@ -126,6 +126,7 @@ struct SDRepl: ParsableCommand {
         if let transcript = session.transcript, transcript.failure == nil { io.output("recording this session to \(transcript.path)") }
         guard lineEditing else {
             while true {
+                try Self.leaveIfAsked()
                 Interrupt.clear()
                 switch TerminalLines.next() {
                 case let .line(line):
@@ -148,6 +149,7 @@ struct SDRepl: ParsableCommand {
             throw ValidationError("cannot start the line editor (libedit)")
         }
         while true {
+            try Self.leaveIfAsked()
             Interrupt.clear()  // a Ctrl-C that ended a generation is not meant for the prompt
             switch editor.read() {
             case .endOfInput:
@@ -162,6 +164,12 @@ struct SDRepl: ParsableCommand {
                 if session.execute(line) == .quit { return }
             }
         }
+    }
+
+    /// Ends the process, with the status asked for, once an ending signal or lost output has stopped
+    /// the command under way (which the transcript recorded as stopped).
+    static func leaveIfAsked() throws {
+        if let status = Interrupt.endingStatus { throw ExitCode(status) }
     }
 
     /// `$XDG_STATE_HOME/sdrepl/history`, by default `~/.local/state/sdrepl/history`; nil if the folder
@@ -232,7 +240,7 @@ struct Info: ParsableCommand {
             let stored = try readStoredRecipe(at: NSString(string: file).expandingTildeInPath, shownAs: file, command: "sdrepl info")
             print(describeStoredRecipe(stored).escapingControlCharacters)
         } catch {
-            FileHandle.standardError.write(Data("\(error)\n".escapingControlCharacters.utf8))
+            Console.err("\(error)\n".escapingControlCharacters)
             throw ExitCode(1)
         }
     }

@@ -53,7 +53,7 @@ struct MergeShards: ParsableCommand {
             try write(merged)
             print("merged \(transcripts.count) shard transcripts into \(output); check: sdrepl run --check \(output)".escapingControlCharacters)
         } catch {
-            FileHandle.standardError.write(Data("\(error)\n".escapingControlCharacters.utf8))
+            Console.err("\(error)\n".escapingControlCharacters)
             throw ExitCode(1)
         }
     }

@@ -56,8 +56,8 @@ final class TerminalIO: SessionIO {
     private func write(_ event: SessionEvent) {
         guard let text = event.text else { return }
         clearBar()
-        let data = Data(text.lines.map { $0 + "\n" }.joined().utf8)
-        (text.isDiagnostic ? FileHandle.standardError : FileHandle.standardOutput).write(data)
+        let data = text.lines.map { $0 + "\n" }.joined()
+        text.isDiagnostic ? Console.err(data) : Console.out(data)
     }
 
     func output(_ line: String) { write(.output(line)) }
@@ -80,7 +80,7 @@ final class TerminalIO: SessionIO {
         if count > 1 { line += "image \(index)/\(count) " }
         line += "[\(bar)] \(progress.step)/\(progress.total)  "
         line += String(format: "%.2f s/step  ETA %@", perStep, formatDuration(eta))
-        FileHandle.standardError.write(Data((line + "\u{1B}[K").utf8))
+        Console.err(line + "\u{1B}[K")
         barShown = true
     }
 
@@ -92,13 +92,13 @@ final class TerminalIO: SessionIO {
         let perTile = progress.done > 0 ? progress.elapsed / progress.done : 0
         let line = "\rupscale [\(bar)] tile \(progress.tile)/\(progress.tiles)  "
             + String(format: "%.1f s/tile  ETA %@", perTile, formatDuration(progress.eta))
-        FileHandle.standardError.write(Data((line + "\u{1B}[K").utf8))
+        Console.err(line + "\u{1B}[K")
         barShown = true
     }
 
     private func status(_ line: String) {
         guard stderrEscapes else { return }
-        FileHandle.standardError.write(Data(("\r" + line.escapingControlCharacters + "\u{1B}[K").utf8))
+        Console.err("\r" + line.escapingControlCharacters + "\u{1B}[K")
         barShown = true
     }
 
@@ -107,7 +107,7 @@ final class TerminalIO: SessionIO {
         if livePreviewRows > 0 {
             // The live preview has served: back to the top of its area and clear it, so the finished
             // image (or the next message) takes its place instead of leaving it in the scrollback.
-            FileHandle.standardOutput.write(Data("\u{1B}8\u{1B}[J".utf8))
+            Console.out("\u{1B}8\u{1B}[J")
         }
         livePreviewRows = 0
         lastPreviewStep = 0
@@ -150,15 +150,15 @@ final class TerminalIO: SessionIO {
         } else {
             prefix = "\u{1B}8"
         }
-        FileHandle.standardOutput.write(Data(prefix.utf8))
-        FileHandle.standardOutput.write(Data(bytes))
+        Console.out(prefix)
+        Console.out(bytes)
         // Back to the top of the area, then below it, where the bar and the final image go.
-        FileHandle.standardOutput.write(Data("\u{1B}8\u{1B}[\(livePreviewRows)B\r".utf8))
+        Console.out("\u{1B}8\u{1B}[\(livePreviewRows)B\r")
     }
 
     private func clearBar() {
         guard barShown else { return }
-        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+        Console.err("\r\u{1B}[K")
         barShown = false
     }
 
@@ -176,8 +176,8 @@ final class TerminalIO: SessionIO {
         let (maxWidth, maxHeight) = previewBox()
         do {
             let bytes = try sixelEncoder(image, maxWidth, maxHeight)
-            FileHandle.standardOutput.write(Data(bytes))
-            FileHandle.standardOutput.write(Data("\n".utf8))
+            Console.out(bytes)
+            Console.out("\n")
             return true
         } catch {
             diagnostic("preview: \(error)")
@@ -240,10 +240,10 @@ final class TerminalIO: SessionIO {
         // A Ctrl-C from before the question does not answer it.
         Interrupt.clear()
         Interrupt.drainWakeups()
-        FileHandle.standardOutput.write(Data(question.utf8))
+        Console.out(question)
         guard case let .line(answer) = TerminalLines.next() else {
             // The terminal echoed ^C or nothing: end the question's line before the answer's message.
-            FileHandle.standardOutput.write(Data("\n".utf8))
+            Console.out("\n")
             return false
         }
         let word = answer.trimmingCharacters(in: .whitespaces).lowercased()
