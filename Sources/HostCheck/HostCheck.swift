@@ -32,11 +32,33 @@ public enum HostCheck {
             text += line
             if line.hasPrefix("flags") { break }
         }
+        exitIfAddressSpaceTooSmall(program: program)
         let missing = missingFlags(cpuinfo: text)
         guard !missing.isEmpty else { return }
         fputs("\(program): this build needs an x86-64 CPU with AVX2 and FMA (x86-64-v3); this one lacks \(missing.joined(separator: ", ")).\n"
               + "Build for this CPU with `swift build -c debug`, or remove the -target-cpu setting in Package.swift and rebuild.\n", stderr)
         exit(1)
         #endif
+    }
+
+    /// The least address space (`ulimit -v`) sdrepl starts with. Below about 800 MB OpenBLAS cannot
+    /// reserve its buffers and its threads retry forever, at full CPU and deaf to Ctrl-C; a real
+    /// model's mapped checkpoint needs gigabytes more, which the loader reports as such.
+    public static let minimumAddressSpace: UInt64 = 1 << 30
+
+    /// The message for an address-space limit of `limit` bytes, or nil when it is enough.
+    public static func addressSpaceProblem(limit: UInt64, program: String) -> String? {
+        guard limit < minimumAddressSpace else { return nil }
+        return "\(program): the address-space limit (ulimit -v) is \(limit >> 20) MB, and sdrepl needs at least "
+            + "\(minimumAddressSpace >> 20) MB of address space to start (a model's file is mapped into it too, so "
+            + "more for a real checkpoint); raise it with 'ulimit -v unlimited' or ask your administrator.\n"
+    }
+
+    private static func exitIfAddressSpaceTooSmall(program: String) {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_AS.rawValue), &limit) == 0, limit.rlim_cur != rlim_t.max,
+              let problem = addressSpaceProblem(limit: UInt64(limit.rlim_cur), program: program) else { return }
+        fputs(problem, stderr)
+        exit(1)
     }
 }

@@ -16,6 +16,27 @@ final class HostCheckTests: XCTestCase {
         XCTAssertEqual(HostCheck.missingFlags(cpuinfo: "no flags line here"), [], "unknown: let the program try")
     }
 
+    /// Under `ulimit -v 600000` OpenBLAS's threads retried their buffer allocation forever, at full
+    /// CPU; sdrepl now refuses to start below 1 GB of address space, saying so in one line.
+    func testASmallAddressSpaceLimitIsRefusedInOneLine() throws {
+        XCTAssertNil(HostCheck.addressSpaceProblem(limit: 1 << 30, program: "sdrepl"))
+        let sandbox = Sandbox()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", "ulimit -v 600000; exec \"$0\" --no-record gen 'a fox' --size 64x64", try sdreplBinary()]
+        process.currentDirectoryURL = URL(fileURLWithPath: sandbox.path)
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 1)
+        XCTAssertEqual(text, "sdrepl: the address-space limit (ulimit -v) is 585 MB, and sdrepl needs at least 1024 MB of address space "
+                       + "to start (a model's file is mapped into it too, so more for a real checkpoint); raise it with "
+                       + "'ulimit -v unlimited' or ask your administrator.\n")
+    }
+
     /// This machine runs the test suite's release build, so it must pass the check itself.
     func testThisMachinePasses() throws {
         let cpuinfo = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
