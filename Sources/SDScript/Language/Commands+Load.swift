@@ -37,8 +37,8 @@ extension Command {
                 settings.sampler = sampler
                 schedule = ["Schedule type: \(scheduleType) (\(sampler.rawValue) with its own schedule instead)"]
             } else {
-                throw ScriptError.badArgument(command: "load", argument: name, reason: "\(file): unknown sampler",
-                                              suggestion: closestWord(to: name, in: Sampler.allNames))
+                // A sampler sdrepl lacks (UniPC, DPM++ SDE): everything else still loads.
+                schedule = ["Sampler: \(name) (sdrepl has no such sampler; kept \(settings.sampler.rawValue))"]
             }
         }
         settings.clipSkip = recipe.clipSkip
@@ -173,7 +173,14 @@ extension Command {
     /// What of a recipe the next `gen` will not reproduce, as one phrase: settings sdrepl does not
     /// have (hires fix, denoising strength, ControlNet, …) and a different model; nil when nothing.
     static func notReproduced(_ recipe: Imaging.ImageRecipe, session: Session) -> String? {
-        var parts = recipe.extra.filter { !reproducedKeys.contains($0.key) }.map { "\($0.key): \($0.value)" }
+        var parts = recipe.extra.filter { !reproducedKeys.contains($0.key) && !($0.key == "RNG" && $0.value == "CPU") }
+            .map { "\($0.key): \($0.value)" }
+        // A1111 writes `RNG` only when it is not its default, the GPU's noise, which sdrepl (drawing
+        // torch's CPU noise, A1111's `RNG: CPU`) cannot give; sdrepl's own images name no RNG.
+        let version = recipe.version ?? ""
+        if recipe.extra("RNG") == nil, !version.hasPrefix("sdrepl"), recipe.seed != nil {
+            parts.append("RNG: GPU (A1111's default noise; sdrepl's is A1111's RNG: CPU)")
+        }
         if let hash = recipe.modelHash,
            let current = session.components.models.shortHash(explicit: session.settings.resources.model),
            hash.lowercased() != current.lowercased() {

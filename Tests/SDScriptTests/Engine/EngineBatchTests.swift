@@ -125,13 +125,15 @@ final class ModelSwitchTests: XCTestCase {
         XCTAssertEqual(session.execute("load \(path)"), .ok)
         XCTAssertEqual(session.settings.request.seed, .fixed(5))
         // A1111's txt2img hires keys are the hires fix; its Denoising strength is the second pass's.
-        XCTAssertEqual(io.diagnostics, ["load: \(path): gen will not reproduce Model hash: deadbeef00 (the current model's is 0123456789)"])
+        // No `RNG` key: A1111's default, the GPU's noise, which sdrepl does not draw.
+        XCTAssertEqual(io.diagnostics, ["load: \(path): gen will not reproduce RNG: GPU (A1111's default noise; sdrepl's is A1111's RNG: CPU), "
+                                        + "Model hash: deadbeef00 (the current model's is 0123456789)"])
         XCTAssertEqual(session.settings.request.hires, .scale(2))
         XCTAssertEqual(session.settings.request.hiresStrength, 0.7)
         XCTAssertEqual(session.settings.request.hiresUpscaler, .latent)
         XCTAssertNil(session.settings.request.initImage)
         // An img2img recipe whose init image is not named: said in the same one line.
-        let img2img = "a castle\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 5, Size: 64x64, Denoising strength: 0.6"
+        let img2img = "a castle\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 5, Size: 64x64, Denoising strength: 0.6, RNG: CPU"
         try Data(try PNGFile.encode(try RGBImage(width: 8, height: 8, pixels: Array(repeating: 0, count: 192)),
                                     chunks: [PNGTextChunk(kind: .tEXt, keyword: "parameters", text: img2img)])).write(to: URL(fileURLWithPath: path))
         XCTAssertEqual(session.execute("load \(path)"), .ok)
@@ -140,7 +142,7 @@ final class ModelSwitchTests: XCTestCase {
         XCTAssertNil(session.settings.request.hires)
         // A1111 1.9+ names the schedule apart: a sampler sdrepl has without that schedule loads
         // everything else and says so; one it has with it ("DPM++ 2M" + "Karras") is exact.
-        let karras = "a castle\nSteps: 20, Sampler: Euler a, Schedule type: Karras, CFG scale: 7, Seed: 9, Size: 64x64"
+        let karras = "a castle\nSteps: 20, Sampler: Euler a, Schedule type: Karras, CFG scale: 7, Seed: 9, Size: 64x64, RNG: CPU"
         try Data(try PNGFile.encode(try RGBImage(width: 8, height: 8, pixels: Array(repeating: 0, count: 192)),
                                     chunks: [PNGTextChunk(kind: .tEXt, keyword: "parameters", text: karras)])).write(to: URL(fileURLWithPath: path))
         XCTAssertEqual(session.execute("load \(path)"), .ok)
@@ -159,7 +161,7 @@ final class ModelSwitchTests: XCTestCase {
     /// Values `set` would refuse (a hand-edited infotext) keep the session's own, each named once.
     func testLoadKeepsWhatSetWouldRefuse() throws {
         let folder = TemporaryFolder()
-        let text = "a fox\nSteps: 99999999, Sampler: Euler, CFG scale: nan, Seed: 4, Size: 100000x64, Clip skip: 1000"
+        let text = "a fox\nSteps: 99999999, Sampler: Euler, CFG scale: nan, Seed: 4, Size: 100000x64, Clip skip: 1000, RNG: CPU"
         let path = folder.path + "/odd.png"
         try Data(try PNGFile.encode(try RGBImage(width: 8, height: 8, pixels: Array(repeating: 0, count: 192)),
                                     chunks: [PNGTextChunk(kind: .tEXt, keyword: "parameters", text: text)])).write(to: URL(fileURLWithPath: path))
@@ -175,6 +177,15 @@ final class ModelSwitchTests: XCTestCase {
                                         + "its width 100000 (sdrepl takes a multiple of 8 from 64 to 2048; kept 512); "
                                         + "its clip skip 1000 (sdrepl takes 1 to 12; kept 1)"])
         XCTAssertEqual(session.execute("gen"), .ok)
+        // A sampler sdrepl lacks keeps the session's; the rest of the recipe loads.
+        let unipc = "a heron\nSteps: 12, Sampler: UniPC, CFG scale: 5, Seed: 8, Size: 64x64, RNG: CPU"
+        try Data(try PNGFile.encode(try RGBImage(width: 8, height: 8, pixels: Array(repeating: 0, count: 192)),
+                                    chunks: [PNGTextChunk(kind: .tEXt, keyword: "parameters", text: unipc)])).write(to: URL(fileURLWithPath: path))
+        XCTAssertEqual(session.execute("load \(path)"), .ok)
+        XCTAssertEqual(session.settings.request.prompt, "a heron")
+        XCTAssertEqual([session.settings.request.steps, session.settings.request.width], [12, 64])
+        XCTAssertEqual(session.settings.request.sampler, request.sampler)
+        XCTAssertEqual(io.diagnostics.last, "load: \(path): gen will not reproduce Sampler: UniPC (sdrepl has no such sampler; kept \(request.sampler.rawValue))")
     }
 }
 

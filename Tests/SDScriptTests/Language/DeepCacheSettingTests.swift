@@ -39,11 +39,11 @@ final class DeepCacheSettingTests: XCTestCase {
         }
         let io = BufferIO()
         let session = makeSession(io: io)
-        let cached = try png("a castle\nSteps: 20, Sampler: DPM++ 2M, CFG scale: 7, Seed: 5, Size: 64x64, DeepCache: 3")
+        let cached = try png("a castle\nSteps: 20, Sampler: DPM++ 2M, CFG scale: 7, Seed: 5, Size: 64x64, DeepCache: 3, RNG: CPU")
         XCTAssertEqual(session.execute("load \(cached)"), .ok)
         XCTAssertEqual(session.settings.request.deepCache, 3)
         XCTAssertEqual(io.diagnostics, [], "DeepCache is reproduced, not reported")
-        let plain = try png("a castle\nSteps: 20, Sampler: DPM++ 2M, CFG scale: 7, Seed: 5, Size: 64x64")
+        let plain = try png("a castle\nSteps: 20, Sampler: DPM++ 2M, CFG scale: 7, Seed: 5, Size: 64x64, RNG: CPU")
         XCTAssertEqual(session.execute("load \(plain)"), .ok)
         XCTAssertNil(session.settings.request.deepCache, "a recipe without it was made without it")
     }
