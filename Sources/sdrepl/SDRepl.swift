@@ -62,6 +62,7 @@ struct SessionOptions: ParsableArguments {
             if transcript.failure == nil {
                 session.recordComment("replay: sdrepl run \(transcript.path); check: sdrepl run --check \(transcript.path)")
             }
+            session.recordComment(ScriptNumerics.label + BLAS.numerics)
         }
         // Absolute, so the transcript replays from sessions/ or anywhere else.
         if let model { session.recordCommand("model \(URL(fileURLWithPath: NSString(string: model).expandingTildeInPath).standardizedFileURL.path)") }

@@ -44,6 +44,7 @@ final class OneShotTests: XCTestCase {
         let path = "sessions/" + (transcripts.first ?? "")
         XCTAssertTrue(gen.stdout.contains("recorded to \(path)"), gen.stdout)
         let text = try String(contentsOfFile: sandbox.path + "/" + path, encoding: .utf8)
+        XCTAssertTrue(text.contains("\n# numerics: OpenBLAS "), "the header names what the hashes depend on:\n\(text)")
         XCTAssertTrue(text.contains("\nset autosave off\nset seed 5\nset size 64x64\nset steps 3\nset sampler euler\n"
                                     + "prompt a red fox in the snow\ngen 2\n#=> image 1 seed=5 size=64x64 sha256=\(hashes[0])"), text)
         XCTAssertTrue(text.contains("\nsave fox.png\n#=> saved 1 fox-1.png\n#=> saved 2 fox-2.png\n"), text)

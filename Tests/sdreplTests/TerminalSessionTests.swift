@@ -218,7 +218,7 @@ final class TerminalSessionTests: XCTestCase {
         XCTAssertEqual(transcripts.count, 1)
         let path = "sessions/" + (transcripts.first ?? "")
         let text = try String(contentsOfFile: sandbox.path + "/" + path, encoding: .utf8)
-        let commands = text.split(separator: "\n").filter { !$0.hasPrefix("# sdrepl") && !$0.hasPrefix("# replay") }
+        let commands = text.split(separator: "\n").filter { !$0.hasPrefix("# sdrepl") && !$0.hasPrefix("# replay") && !$0.hasPrefix("# numerics") }
         XCTAssertEqual(commands, [
             "prompt a lighthouse # at dusk", "set steps 12", "# set stpes 3",
             "# error: set: unknown setting 'stpes' (did you mean 'steps'?)", "# seed random", "set size 512x768",

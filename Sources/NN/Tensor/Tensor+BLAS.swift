@@ -47,6 +47,16 @@ public enum BLAS {
         set { openblas_set_num_threads(Int32(max(1, newValue))) }
     }
 
+    /// What an image's exact bits depend on besides its recipe, for a transcript's header:
+    /// OpenBLAS's kernel for this CPU and its thread count, and the engine's worker count, since
+    /// OpenBLAS sums the same product in another order with another thread count or kernel
+    /// (measured: every thread count from 1 to 4 gives other bits). Replays where all three are the
+    /// same give the same hashes.
+    public static var numerics: String {
+        let core = openblas_get_corename().map { String(cString: $0) } ?? "unknown"
+        return "OpenBLAS \(core) kernels, \(threads) BLAS thread\(threads == 1 ? "" : "s"), \(Parallel.workers) core\(Parallel.workers == 1 ? "" : "s")"
+    }
+
     private static let threadLock = NSLock()
     nonisolated(unsafe) private static var singleThreadDepth = 0
     nonisolated(unsafe) private static var savedThreads = 1

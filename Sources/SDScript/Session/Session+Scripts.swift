@@ -151,6 +151,7 @@ extension Session {
             let outer = log.line
             log.line = LineRecord()
             let line = number == 1 ? Self.droppingByteOrderMark(text) : text
+            if options.check, let note = ScriptNumerics.note(line, at: location) { io.warning(note) }
             let outcome = process(line, at: location)
             log.record(line, outcome: outcome, at: location, resolve: resolve)
             log.line = outer

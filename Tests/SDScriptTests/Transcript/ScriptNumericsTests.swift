@@ -1,0 +1,23 @@
+import Diffusion
+@testable import SDScript
+import XCTest
+
+/// A transcript's `# numerics:` line, and `run --check`'s note when a replay's differ.
+final class ScriptNumericsTests: XCTestCase {
+    func testACheckUnderOtherNumericsSaysTheHashesWillDiffer() {
+        let at = SourceLocation(file: "s.sdscript", line: 3)
+        XCTAssertNil(ScriptNumerics.note("# numerics: " + BLAS.numerics, at: at), "the same: nothing to say")
+        XCTAssertNil(ScriptNumerics.note("# a comment", at: at))
+        let other = "OpenBLAS Haswell kernels, 8 BLAS threads, 8 cores"
+        XCTAssertEqual(ScriptNumerics.note("# numerics: " + other, at: at),
+                       "s.sdscript:3: check: recorded with \(other), replayed with \(BLAS.numerics): the hashes are expected to differ "
+                       + "(OpenBLAS sums in another order); OPENBLAS_NUM_THREADS and taskset give a replay the recorded thread and core counts")
+    }
+
+    /// The header names this process's numerics, read from OpenBLAS itself.
+    func testTheNumericsNameOpenBLASsKernelAndThreads() {
+        XCTAssertTrue(BLAS.numerics.hasPrefix("OpenBLAS "), BLAS.numerics)
+        XCTAssertTrue(BLAS.numerics.contains(" kernels, \(BLAS.threads) BLAS thread"), BLAS.numerics)
+        XCTAssertFalse(BLAS.numerics.contains("unknown"), BLAS.numerics)
+    }
+}
