@@ -141,6 +141,9 @@ struct OneShot: ParsableCommand {
                 prompt = word
             }
         }
+        if let prompt, settings.contains(where: { $0.key.name == "prompt" }) {
+            throw ValidationError("one prompt only, got '\(prompt)' and a --prompt; give it as the argument or as --prompt")
+        }
         if prompt == nil, let index = settings.lastIndex(where: { $0.key.name == "prompt" }) {
             prompt = settings.remove(at: index).value
         }

@@ -70,6 +70,10 @@ final class OneShotTests: XCTestCase {
         XCTAssertTrue(typo.stderr.contains("unknown option '--sede'; did you mean '--seed'?"), typo.stderr)
         XCTAssertEqual(sandbox.files(in: ""), before, "refused before a session starts: no transcript")
 
+        let twice = try PipeRun(["gen", "a fox", "--prompt", "a wolf"], in: sandbox)
+        XCTAssertNotEqual(twice.status, 0)
+        XCTAssertTrue(twice.stderr.contains("one prompt only, got 'a fox' and a --prompt"), twice.stderr)
+
         let missing = try PipeRun(["gen", "a fox", "--steps"], in: sandbox)
         XCTAssertNotEqual(missing.status, 0)
         XCTAssertTrue(missing.stderr.contains("'--steps' needs a value"), missing.stderr)

@@ -49,13 +49,16 @@ extension Command {
             for command in table {
                 io.output(command.usage.padding(toLength: width + 2, withPad: " ", startingAt: 0) + command.summary)
             }
-            io.output("One command per line; the rest of the line is the argument, verbatim. '#' starts a comment line.")
+            io.output("One command per line; the rest of the line is the argument, verbatim. '#' starts a comment line; after a number "
+                      + "or a word (set steps 20 # twenty) ' # …' is a comment too, but in a prompt or a path '#' is text.")
             return
         }
         // `help set steps` or `help steps`: one setting.
         let words = CommandText(argument)
-        let settingName = words.name.lowercased() == "set" && !words.argument.isEmpty ? words.argument : argument
-        if named(settingName) == nil, let key = SettingKey.named(settingName) {
+        let explicitSet = words.name.lowercased() == "set" && !words.argument.isEmpty
+        let settingName = explicitSet ? words.argument : argument
+        // `help set seed` is the setting even where a command has its name (`help seed` is the command).
+        if explicitSet || named(settingName) == nil, let key = SettingKey.named(settingName) {
             io.output("usage: set \(key.name) \(key.values)   (default: \(key.defaultValue))")
             io.output("  a setting: 'set \(key.name)' changes it, 'unset \(key.name)' restores the default, 'set' lists them all")
             return

@@ -137,7 +137,7 @@ public struct SettingKey {
                defaults: "(models/Lora, and Lora beside the model's folder)"),
         folder("embeddings", "textual-inversion NAME.safetensors or .pt, used by writing NAME", \.resources.embeddingsDir,
                defaults: "(embeddings, and embeddings beside the models folder)"),
-        integer("upscale-tile", range: 0...1024, \.resources.upscaleTile, check: { _, tile in
+        integer("upscale-tile", range: 0...1024, \.resources.upscaleTile, values: "0 (the whole image at once) or 32…1024", check: { _, tile in
             guard tile == 0 || tile >= 32 else {
                 throw ScriptError.badArgument(command: "set upscale-tile", argument: String(tile),
                                               reason: "expected 0 (the whole image at once) or a side from 32 to 1024 pixels, got")
@@ -297,8 +297,8 @@ public struct SettingKey {
     }
 
     private static func integer(_ name: String, range: ClosedRange<Int>, _ path: WritableKeyPath<SessionSettings, Int>,
-                                check: @escaping (Session, Int) throws -> Void = { _, _ in }) -> SettingKey {
-        SettingKey(name: name, values: "\(range.lowerBound)…\(range.upperBound)", kind: .words, choices: { _ in nil },
+                                values: String? = nil, check: @escaping (Session, Int) throws -> Void = { _, _ in }) -> SettingKey {
+        SettingKey(name: name, values: values ?? "\(range.lowerBound)…\(range.upperBound)", kind: .words, choices: { _ in nil },
                    completesPaths: false,
                    apply: { session, value in
                        guard let number = Int(value), range.contains(number) else {

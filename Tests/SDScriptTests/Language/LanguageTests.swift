@@ -331,6 +331,15 @@ final class CommandTests: XCTestCase {
             XCTAssertEqual(makeSession(io: io).execute(line), .ok, line)
             XCTAssertEqual(io.lines.first, "usage: set steps 1…1000   (default: 25)", line)
         }
+        // Every setting through `help set KEY`, also those a command shares its name with.
+        for key in SettingKey.all {
+            let io = BufferIO()
+            XCTAssertEqual(makeSession(io: io).execute("help set \(key.name)"), .ok, key.name)
+            XCTAssertTrue(io.lines.first?.hasPrefix("usage: set \(key.name) ") ?? false, "\(key.name): \(io.lines)")
+        }
+        let io = BufferIO()
+        _ = makeSession(io: io).execute("help seed")
+        XCTAssertEqual(io.lines.first?.hasPrefix("usage: seed"), true, "help seed is the command: \(io.lines)")
     }
 
     func testHelpListsEveryCommandAndExplainsSet() {
