@@ -139,8 +139,11 @@ extension Command {
         settings.strength = strength
         if let blur = recipe.extra("Mask blur").flatMap(Int.init), RequestLimits.maskBlur.contains(blur) { settings.maskBlur = blur }
         if let paste = own["inpaint_paste"] as? Bool { settings.inpaintPaste = paste }
+        // A path as typed (older images kept a relative one) is found from here, as the mask is;
+        // "image N" names no file.
         let source = own["init"] as? String
-        if let source, source.hasPrefix("/"), FileManager.default.fileExists(atPath: source) {
+        let initFile = source.flatMap { $0.hasPrefix("image ") ? nil : URL(fileURLWithPath: $0).standardizedFileURL.path }
+        if let source = initFile, FileManager.default.fileExists(atPath: source) {
             settings.initImage = .file(source)
             if let expected = own["init_sha256"] as? String, let pixels = try? ImageRecipeReader.pixels(URL(fileURLWithPath: source), turnedByEXIF: settings.exifOrientation),
                pixels.width == settings.width, pixels.height == settings.height, pixelHash(pixels) != expected {
@@ -151,7 +154,10 @@ extension Command {
                            + "'init FILE' or 'init N' to give it again")
         }
         if let mask = own["mask"] as? String {
-            if FileManager.default.fileExists(atPath: mask) {
+            if settings.initImage == nil {
+                // A mask alone would fail the next gen ("a mask needs an init image").
+                missing.append("its mask \(mask) is not restored without the init image")
+            } else if FileManager.default.fileExists(atPath: mask) {
                 settings.mask = mask
                 if let expected = own["mask_sha256"] as? String, let hash = try? FileHash.sha256(of: URL(fileURLWithPath: mask)), hash != expected {
                     missing.append("the mask \(mask) has changed since (its SHA-256 differs)")

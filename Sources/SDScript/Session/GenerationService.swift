@@ -71,12 +71,19 @@ final class GenerationService {
         let changed = styled.prompt != settings.prompt || styled.negative != settings.negative
         var request = StyledRequest(engine: engine, style: settings.style, typedPrompt: changed ? settings.prompt : nil,
                                     typedNegative: changed ? settings.negative : nil,
-                                    initSource: settings.initImage.map { "\($0)" }, maskSource: mask == nil ? nil : settings.mask,
+                                    initSource: settings.initImage.map(Self.recordedSource), maskSource: mask == nil ? nil : settings.mask,
                                     hiresSize: settings.hires)
         var fromFile = mask != nil
         if case .file? = settings.initImage { fromFile = true }
         request.turnedByEXIF = settings.exifOrientation && fromFile
         return request
+    }
+
+    /// The init image as the saved image names it: a file by its absolute path, so `load` finds it
+    /// from any folder.
+    static func recordedSource(_ source: InitImage) -> String {
+        guard case .file(let path) = source else { return "\(source)" }
+        return URL(fileURLWithPath: path).standardizedFileURL.path
     }
 
     /// The engine's request for `settings` with the given texts and images (none of them read here).

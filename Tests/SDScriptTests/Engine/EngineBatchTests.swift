@@ -205,3 +205,39 @@ final class EngineErrorTests: XCTestCase {
         XCTAssertTrue(diagnostic.description.contains("nowhere"), diagnostic.description)
     }
 }
+
+/// `load` of an image-to-image or inpainting recipe whose init image the file names as typed.
+final class LoadInitPathTests: XCTestCase {
+    /// Older images kept the init path as typed (`res/init.png`); it is found from the current
+    /// folder, as the mask already was. Without its init image a mask is not restored either, since
+    /// the next `gen` would refuse it ("a mask needs an init image").
+    func testARelativeInitIsFoundAndAMaskIsNeverRestoredAlone() throws {
+        let folder = TemporaryFolder()
+        let blank = try RGBImage(width: 64, height: 64, pixels: Array(repeating: 90, count: 64 * 64 * 3))
+        try FileManager.default.createDirectory(atPath: folder.path + "/res", withIntermediateDirectories: true)
+        for name in ["res/init.png", "res/mask.png"] {
+            try Data(try PNGFile.encode(blank, chunks: [])).write(to: URL(fileURLWithPath: folder.path + "/" + name))
+        }
+        func recipe(init source: String) throws -> String {
+            let path = folder.path + "/made-\(UUID().uuidString).png"
+            let infotext = "a house\nSteps: 3, Sampler: Euler, CFG scale: 7, Seed: 3, Size: 64x64, Denoising strength: 0.5, Mask blur: 4, RNG: CPU"
+            let own = #"{"init":"\#(source)","mask":"res/mask.png"}"#
+            try Data(try PNGFile.encode(blank, chunks: [.text("parameters", infotext), .text("Prompt", "a house"), .text("Parameters", own)]))
+                .write(to: URL(fileURLWithPath: path))
+            return path
+        }
+        let here = FileManager.default.currentDirectoryPath
+        FileManager.default.changeCurrentDirectoryPath(folder.path)
+        defer { FileManager.default.changeCurrentDirectoryPath(here) }
+        let io = BufferIO()
+        let session = makeSession(io: io)
+        XCTAssertEqual(session.execute("load \(try recipe(init: "res/init.png"))"), .ok)
+        XCTAssertEqual(session.settings.request.initImage, .file(URL(fileURLWithPath: folder.path + "/res/init.png").standardizedFileURL.path))
+        XCTAssertEqual(session.settings.request.mask, "res/mask.png")
+        XCTAssertEqual(io.diagnostics, [])
+        XCTAssertEqual(session.execute("load \(try recipe(init: "res/gone.png"))"), .ok)
+        XCTAssertNil(session.settings.request.initImage)
+        XCTAssertNil(session.settings.request.mask)
+        XCTAssertTrue(io.diagnostics.last?.contains("its mask res/mask.png is not restored without the init image") ?? false, io.diagnostics.last ?? "")
+    }
+}
