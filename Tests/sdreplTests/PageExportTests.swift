@@ -91,12 +91,15 @@ final class PageExportTests: XCTestCase {
         let saved = sandbox.files(in: "generated_images").filter { $0.hasSuffix(".png") }
         XCTAssertEqual(saved.count, 1)
         sandbox.write("generated_images/" + saved[0], "not a PNG any more")
+        // What an export killed half-way left in the page's folder goes with the next export.
+        try FileManager.default.createDirectory(atPath: sandbox.path + "/out/replay_files/.export-0A1B2C", withIntermediateDirectories: true)
+        sandbox.write("out/replay_files/.export-0A1B2C/.image-1.png.tmp-x1y2z3", "half an image")
         // Written over the page exported before, images and all.
         let remade = try PipeRun(["export", "rec/" + transcripts[0], "-o", "out/replay.html"], in: sandbox)
         XCTAssertEqual(remade.status, 0, remade.stderr)
         XCTAssertTrue(remade.stdout.contains("reused 0 images saved by the recorded run"), remade.stdout)
         XCTAssertEqual(imageHashes(remade.stdout), imageHashes(gen.stdout))
-        XCTAssertEqual(sandbox.files(in: "out/replay_files"), [".page", "image-1.png"], "no staging folder left")
+        XCTAssertEqual(sandbox.files(in: "out/replay_files"), [".page", "image-1.png"], "no staging folder left, this export's or the killed one's")
         // The Markdown page of the same stem would share replay_files/ and replace the HTML page's images.
         let markdown = try PipeRun(["export", "rec/" + transcripts[0], "-o", "out/replay.md"], in: sandbox)
         XCTAssertEqual(markdown.status, 1)

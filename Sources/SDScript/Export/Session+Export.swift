@@ -66,6 +66,10 @@ extension Session {
         let owner = folder + "/" + Self.pageMarker, pageName = (path as NSString).lastPathComponent
         // Marked as this page's before this export: its other images are this page's old ones.
         let markedOurs = (try? String(contentsOfFile: owner, encoding: .utf8)) == pageName
+        if markedOurs, let entries = try? FileManager.default.contentsOfDirectory(atPath: folder) {
+            // A staging folder an export killed half-way left behind.
+            for entry in entries where entry.hasPrefix(".export-") { try? FileManager.default.removeItem(atPath: folder + "/" + entry) }
+        }
         var exported: [Int: ExportedImage] = [:]
         // Images are written to a staging folder inside `folder`, then renamed over their names:
         // exporting the same page again as the session grows replaces them (the writer itself

@@ -131,9 +131,13 @@ public struct Diagnostic: Error, Equatable, Sendable, CustomStringConvertible {
 public func closestWord(to word: String, in candidates: [String]) -> String? {
     let target = Array(word.lowercased())
     var best: (word: String, distance: Int)?
+    // At equal distance a word the typed text begins is the likelier: "of" is "off", not "on".
+    func begins(_ candidate: String) -> Bool { candidate.lowercased().hasPrefix(word.lowercased()) }
     for candidate in candidates {
         let distance = editDistance(target, Array(candidate.lowercased()))
-        if best == nil || distance < best!.distance { best = (candidate, distance) }
+        if best == nil || distance < best!.distance || (distance == best!.distance && begins(candidate) && !begins(best!.word)) {
+            best = (candidate, distance)
+        }
     }
     guard let best else { return nil }
     let limit = max(1, min(3, (target.count + 2) / 3))

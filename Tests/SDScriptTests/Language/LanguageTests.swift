@@ -46,6 +46,7 @@ final class TokenizerTests: XCTestCase {
         XCTAssertEqual(closestWord(to: "stpes", in: SettingKey.names), "steps")
         XCTAssertEqual(closestWord(to: "GNE", in: Command.table.map(\.name)), "gen")
         XCTAssertEqual(closestWord(to: "samp", in: SettingKey.names), "sampler")
+        XCTAssertEqual(closestWord(to: "of", in: ["on", "off", "auto"]), "off", "at equal distance, the word it begins")
         XCTAssertNil(closestWord(to: "zzzzzz", in: SettingKey.names))
     }
 
