@@ -17,11 +17,19 @@ enum Terminal {
         var answered: Bool
     }
 
+    /// How long the terminal has to answer: a second locally, three over SSH, where the round trip
+    /// of a slow link can pass a second and a reply that comes after the wait would be read as the
+    /// user's first command. A terminal that answers ends the wait at once either way.
+    static var defaultQueryTimeout: Double {
+        let environment = ProcessInfo.processInfo.environment
+        return environment["SSH_TTY"] != nil || environment["SSH_CONNECTION"] != nil ? 3.0 : 1.0
+    }
+
     /// Asks the controlling terminal for its pixel size (`ESC [ 14 t`) and its attributes (DA1,
     /// `ESC [ c`), with the terminal in raw mode for at most `timeout` seconds, restored on every path.
     /// Terminals answer in order, so the DA1 reply ends the exchange; one that does not answer (or does
     /// not exist) is given up on after `timeout`.
-    static func query(timeout: Double = 1.0) -> Capabilities {
+    static func query(timeout: Double = defaultQueryTimeout) -> Capabilities {
         var result = Capabilities(sixel: false, pixelWidth: nil, pixelHeight: nil, answered: false)
         let fd = open("/dev/tty", O_RDWR | O_NOCTTY)
         guard fd >= 0 else { return result }

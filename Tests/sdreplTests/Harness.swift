@@ -113,6 +113,9 @@ final class PseudoTerminal {
     private(set) var transcript = ""
     /// What to answer to `ESC [ c`, or nil to stay silent like a terminal that knows no DA1.
     var da1Reply: String?
+    /// Seconds the terminal takes to answer, as over a slow link (0: at once).
+    var da1Delay: Double = 0
+    private var replyDue: Date?
     /// How many DA1 queries the program sent.
     private(set) var da1Queries = 0
     private var scanned = 0
@@ -231,9 +234,14 @@ final class PseudoTerminal {
     /// Reads one chunk, answering DA1 queries; false when the deadline passed or the program closed
     /// the terminal.
     private func pump(until deadline: Date) -> Bool {
+        if let due = replyDue, Date() >= due {
+            replyDue = nil
+            if let da1Reply { type(da1Reply) }
+        }
         var poller = pollfd(fd: master, events: Int16(POLLIN), revents: 0)
-        let wait = Int32(max(0, deadline.timeIntervalSinceNow * 1000))
-        guard poll(&poller, 1, wait) > 0 else { return false }
+        let until = replyDue.map { min($0, deadline) } ?? deadline
+        let wait = Int32(max(0, until.timeIntervalSinceNow * 1000))
+        guard poll(&poller, 1, wait) > 0 else { return replyDue != nil && Date() < deadline }
         var buffer = [UInt8](repeating: 0, count: 4096)
         let count = read(master, &buffer, buffer.count)
         guard count > 0 else { return false }
@@ -241,7 +249,11 @@ final class PseudoTerminal {
         let queries = transcript.components(separatedBy: "\u{1B}[c").count - 1
         while da1Queries < queries {
             da1Queries += 1
-            if let da1Reply { type(da1Reply) }
+            if da1Delay > 0 {
+                replyDue = Date().addingTimeInterval(da1Delay)
+            } else if let da1Reply {
+                type(da1Reply)
+            }
         }
         return true
     }

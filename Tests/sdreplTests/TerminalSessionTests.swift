@@ -191,6 +191,21 @@ final class TerminalSessionTests: XCTestCase {
         quit(terminal)
     }
 
+    /// Over SSH a terminal's answer can take more than a second; read after the wait, it became
+    /// the start of the user's first command ("unknown command ';600;800t62;4;22cset'"). Over SSH
+    /// sdrepl waits three seconds.
+    func testASlowAnswerOverSSHIsStillTheTerminals() throws {
+        let sandbox = Sandbox()
+        sandbox.extraEnvironment["SSH_CONNECTION"] = "192.0.2.1 50000 192.0.2.2 22"
+        let terminal = try PseudoTerminal([], in: sandbox, da1Reply: "\u{1B}[?62;4;22c")
+        terminal.da1Delay = 1.5
+        terminal.expect("sd> ")
+        terminal.type("set\r")
+        terminal.expect("preview         auto (sixel: the terminal lists attribute 4)")
+        XCTAssertFalse(terminal.transcript.contains("unknown command"), terminal.transcript)
+        quit(terminal)
+    }
+
     func testNoEscapeSequencesWhenStdoutIsAPipe() throws {
         let sandbox = Sandbox()
         var fds: [Int32] = [0, 0]
