@@ -71,35 +71,51 @@ final class TerminalIO: SessionIO {
             lastPreviewStep = progress.step
         }
         guard stderrEscapes, progress.total > 0 else { return }
-        let width = 24
-        let filled = min(width, progress.step * width / progress.total)
-        let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
         let perStep = progress.step > 0 ? progress.elapsed / Double(progress.step) : 0
-        let eta = progress.eta
-        var line = "\r"
-        if count > 1 { line += "image \(index)/\(count) " }
-        line += "[\(bar)] \(progress.step)/\(progress.total)  "
-        line += String(format: "%.2f s/step  ETA %@", perStep, formatDuration(eta))
-        Console.err(line + "\u{1B}[K")
+        let head = count > 1 ? "image \(index)/\(count) " : ""
+        let tail = " \(progress.step)/\(progress.total)  " + String(format: "%.2f s/step  ETA %@", perStep, formatDuration(progress.eta))
+        let bar = Self.bar(Double(progress.step) / Double(progress.total), besides: head.count + tail.count)
+        Console.err("\r" + Self.fitted(head + bar + tail) + "\u{1B}[K")
         barShown = true
     }
 
     private func upscaleProgress(_ progress: UpscaleProgress) {
         guard stderrEscapes, progress.tiles > 0 else { return }
-        let width = 24
-        let filled = min(width, Int(progress.done * Double(width) / Double(progress.tiles)))
-        let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
         let perTile = progress.done > 0 ? progress.elapsed / progress.done : 0
-        let line = "\rupscale [\(bar)] tile \(progress.tile)/\(progress.tiles)  "
-            + String(format: "%.1f s/tile  ETA %@", perTile, formatDuration(progress.eta))
-        Console.err(line + "\u{1B}[K")
+        let tail = " tile \(progress.tile)/\(progress.tiles)  " + String(format: "%.1f s/tile  ETA %@", perTile, formatDuration(progress.eta))
+        let bar = Self.bar(progress.done / Double(progress.tiles), besides: "upscale ".count + tail.count)
+        Console.err("\r" + Self.fitted("upscale " + bar + tail) + "\u{1B}[K")
         barShown = true
     }
 
     private func status(_ line: String) {
         guard stderrEscapes else { return }
-        Console.err("\r" + line.escapingControlCharacters + "\u{1B}[K")
+        Console.err("\r" + Self.fitted(line.escapingControlCharacters) + "\u{1B}[K")
         barShown = true
+    }
+
+    /// `[####....]` for `fraction` done: 24 wide, narrower (down to 5) where the terminal's width
+    /// less the `besides` characters around it leaves less.
+    static func bar(_ fraction: Double, besides: Int) -> String {
+        let columns = Terminal.windowSize(STDERR_FILENO).map { Int($0.ws_col) } ?? 0
+        let width = columns > 10 ? max(5, min(24, columns - 1 - besides - 2)) : 24
+        let filled = max(0, min(width, Int(fraction * Double(width))))
+        return "[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "]"
+    }
+
+    /// A progress line cut to the terminal's width less one column: a longer one wraps, and each
+    /// `\r` update then starts a new row. The longest word (a file name) is shortened in its middle
+    /// first, so the counts, speed and ETA after it stay in view.
+    static func fitted(_ line: String, columns: Int? = Terminal.windowSize(STDERR_FILENO).map { Int($0.ws_col) }) -> String {
+        guard let columns, columns > 10, line.count > columns - 1 else { return line }
+        let excess = line.count - (columns - 1)
+        var words = line.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
+        if let longest = words.indices.max(by: { words[$0].count < words[$1].count }), words[longest].count - excess - 1 >= 4 {
+            let word = words[longest], keep = word.count - excess - 1
+            words[longest] = String(word.prefix(keep - keep / 2)) + "…" + String(word.suffix(keep / 2))
+            return words.joined(separator: " ")
+        }
+        return String(line.prefix(columns - 2)) + "…"
     }
 
     private func progressDone() {

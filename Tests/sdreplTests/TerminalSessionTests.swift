@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 
 /// The real `sdrepl` binary on a pseudo-terminal: what a user at a terminal gets.
@@ -203,6 +204,28 @@ final class TerminalSessionTests: XCTestCase {
         terminal.type("set\r")
         terminal.expect("preview         auto (sixel: the terminal lists attribute 4)")
         XCTAssertFalse(terminal.transcript.contains("unknown command"), terminal.transcript)
+        quit(terminal)
+    }
+
+    /// A progress line longer than the terminal is wide wrapped, and each update then began a new
+    /// row; the bar now narrows to fit (and a line still too long is cut), so the ETA stays in view.
+    func testProgressLinesFitANarrowTerminal() throws {
+        let sandbox = Sandbox()
+        let model = FixturePaths.root.appendingPathComponent("models/tiny-sd15-diffusers").path
+        let terminal = try PseudoTerminal(["--model", model], in: sandbox, da1Reply: "\u{1B}[?62;22c", shellSetup: "stty cols 50 rows 24")
+        terminal.expect("sd> ")
+        terminal.type("set size 256x256\rset steps 12\rgen 2\r")
+        terminal.expect("image 2: seed")
+        // Each update is "\r" + the line + "ESC [ K" (split on scalars: "\r\n" is one Character).
+        let updates = terminal.transcript.unicodeScalars.split(separator: "\r").map { String(String.UnicodeScalarView($0)) }
+            .compactMap { segment in segment.range(of: "\u{1B}[K").map { String(segment[..<$0.lowerBound]) } }
+            .filter { $0.contains("s/step") }
+        XCTAssertFalse(updates.isEmpty, String(terminal.transcript.suffix(700)).debugDescription)
+        for update in updates {
+            XCTAssertLessThanOrEqual(update.count, 49, update)
+            XCTAssertTrue(update.contains(" s/step  ETA "), update)
+            XCTAssertTrue(update.hasPrefix("image ") && !update.contains("[" + String(repeating: ".", count: 24)), "a narrower bar: \(update)")
+        }
         quit(terminal)
     }
 
