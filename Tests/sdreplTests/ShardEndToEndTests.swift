@@ -75,6 +75,9 @@ final class ShardEndToEndTests: XCTestCase {
         let check = try PipeRun(["run", "--check", "all.sdscript"], in: sandbox)
         XCTAssertEqual(check.status, 0, check.stderr)
         XCTAssertTrue(check.stderr.contains("check: 6 images matched, 0 mismatched"), check.stderr)
+        XCTAssertFalse(check.stderr.contains("recorded with"), "the shards' numerics, this machine's: \(check.stderr)")
+        let header = try String(contentsOfFile: sandbox.path + "/all.sdscript", encoding: .utf8).split(separator: "\n")[1]
+        XCTAssertTrue(header.hasPrefix("# numerics: OpenBLAS "), String(header))
 
         let again = try PipeRun(["merge"] + transcripts + ["-o", "all.sdscript"], in: sandbox)
         XCTAssertEqual(again.status, 1)
@@ -125,8 +128,8 @@ final class ShardEndToEndTests: XCTestCase {
         let a1 = shardTranscripts(sandbox, "a1")[0], b2 = shardTranscripts(sandbox, "b2")[0], a2 = shardTranscripts(sandbox, "a2")[0]
         let mixed = try PipeRun(["merge", a1, b2, "-o", "mixed.sdscript"], in: sandbox)
         XCTAssertEqual(mixed.status, 1)
-        // Line 5 of a shard's transcript is the script's first line (after two comments, the model and the shard line).
-        XCTAssertEqual(mixed.stderr, "merge: \(b2):5: 'prompt a windmill at dusk, (storm:1.2)' differs from \(a1):5 "
+        // Line 6 of a shard's transcript is the script's first line (after three comments, the model and the shard line).
+        XCTAssertEqual(mixed.stderr, "merge: \(b2):6: 'prompt a windmill at dusk, (storm:1.2)' differs from \(a1):6 "
                        + "'prompt a lighthouse at dusk, (storm:1.2)': these are shards of different scripts, and are not merged\n")
         XCTAssertFalse(FileManager.default.fileExists(atPath: sandbox.path + "/mixed.sdscript"))
 

@@ -41,6 +41,13 @@ public enum TranscriptMerge {
         for other in shards.dropFirst() { try compare(reference, other) }
 
         var out = ["# sdrepl merge of \(shards.count) shard transcripts: " + shards.map(\.name).joined(separator: ", ")]
+        // The shards' numerics, which `run --check` compares with its own: one line when they agree,
+        // else all of them, so the check says its hashes cannot all match anywhere.
+        let numerics = shards.compactMap(\.numerics).map { String($0.dropFirst(ScriptNumerics.prefix.count)) }
+        if !numerics.isEmpty {
+            let distinct = numerics.reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+            out.append(ScriptNumerics.prefix + (distinct.count == 1 ? distinct[0] : "mixed: " + distinct.joined(separator: " / ")))
+        }
         out += reference.setup
         var number = 0
         for (position, piece) in reference.pieces.enumerated() {
@@ -143,6 +150,8 @@ private struct ShardTranscript {
     let shard: Shard
     var setup: [String] = []
     var pieces: [Piece] = []
+    /// Its `# numerics:` header line, when it has one.
+    var numerics: String?
 
     init(_ input: TranscriptMerge.Input) throws {
         name = input.name
@@ -158,6 +167,7 @@ private struct ShardTranscript {
         }
         // The session's own comments (when it started, how to replay it) are this file's, not the merge's.
         setup = input.lines[..<header].filter { !$0.hasPrefix("#") }
+        numerics = input.lines[..<header].first { $0.hasPrefix(ScriptNumerics.prefix) }
         var index = header + 1
         while index < input.lines.count {
             let text = input.lines[index]

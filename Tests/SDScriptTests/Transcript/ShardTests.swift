@@ -44,6 +44,17 @@ final class ShardTests: XCTestCase {
         XCTAssertEqual(summary.errors, [])
         XCTAssertEqual(summary.checked, 32)
         XCTAssertEqual(replay.images.map(\.sha256), whole.images.map(\.sha256), "in the whole run's order")
+
+        // Shards run under other numerics (another thread count): the merge names them all, and its
+        // check says before comparing that the hashes cannot all match.
+        let numbered = inputs.enumerated().map { k, input in
+            TranscriptMerge.Input(name: input.name, lines: ["# numerics: OpenBLAS Zen kernels, \(k % 2 + 1) BLAS threads, 2 cores"] + input.lines)
+        }
+        let mixed = try TranscriptMerge.merge(numbered)
+        XCTAssertEqual(mixed[1], "# numerics: mixed: OpenBLAS Zen kernels, 1 BLAS threads, 2 cores / OpenBLAS Zen kernels, 2 BLAS threads, 2 cores")
+        let io = BufferIO()
+        _ = makeSession(io: io, saver: RecordingSaver()).runScript(lines: mixed, name: "mixed", options: ScriptOptions(check: true))
+        XCTAssertTrue(io.diagnostics.first?.hasPrefix("mixed:2: check: recorded with mixed: ") ?? false, "\(io.diagnostics.prefix(2))")
     }
 
     /// A shard stopped part-way through its last `gen` (Ctrl-C) keeps the images it made; merging it
