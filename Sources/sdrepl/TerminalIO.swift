@@ -20,10 +20,18 @@ final class TerminalIO: SessionIO {
     /// - Parameter allowEscapes: false in script mode from standard input, where nothing but plain
     ///   text is written whatever the outputs are.
     init(allowEscapes: Bool, sixelEncoder: SixelEncoder?) {
-        stdoutEscapes = allowEscapes && Terminal.isTerminal(STDOUT_FILENO)
-        stderrEscapes = allowEscapes && Terminal.isTerminal(STDERR_FILENO)
+        // A terminal that says it takes no escape sequences (TERM=dumb: Emacs' shell, some
+        // consoles) gets plain lines: no queries, no bar drawn over itself, no images.
+        let escapes = allowEscapes && !Self.isDumbTerminal
+        stdoutEscapes = escapes && Terminal.isTerminal(STDOUT_FILENO)
+        stderrEscapes = escapes && Terminal.isTerminal(STDERR_FILENO)
         self.sixelEncoder = sixelEncoder
     }
+
+    static var isDumbTerminal: Bool { (ProcessInfo.processInfo.environment["TERM"] ?? "dumb") == "dumb" }
+
+    /// Why images are not drawn when the output takes no escape sequences.
+    private var noEscapesReason: String { Self.isDumbTerminal ? "TERM is dumb" : "stdout is not a terminal" }
 
     /// Renders one event: text lines on stdout or stderr, the progress bar and live preview, images.
     func emit(_ event: SessionEvent) {
@@ -222,9 +230,9 @@ final class TerminalIO: SessionIO {
     func previewStatus(_ mode: PreviewMode) -> String {
         switch mode {
         case .off: return "off"
-        case .sixel: return stdoutEscapes ? "sixel" : "sixel (not drawn: stdout is not a terminal)"
+        case .sixel: return stdoutEscapes ? "sixel" : "sixel (not drawn: \(noEscapesReason))"
         case .auto:
-            guard stdoutEscapes else { return "auto (off: stdout is not a terminal)" }
+            guard stdoutEscapes else { return "auto (off: \(noEscapesReason))" }
             let found = terminalCapabilities()
             if found.sixel { return "auto (sixel: the terminal lists attribute 4)" }
             return found.answered ? "auto (off: the terminal does not list sixel)" : "auto (off: the terminal did not answer)"

@@ -229,6 +229,19 @@ final class TerminalSessionTests: XCTestCase {
         quit(terminal)
     }
 
+    /// TERM=dumb (Emacs' shell): no terminal queries, no escape sequences, and `set` says why.
+    func testNoEscapeSequencesForADumbTerminal() throws {
+        let sandbox = Sandbox()
+        sandbox.extraEnvironment["TERM"] = "dumb"
+        let terminal = try PseudoTerminal([], in: sandbox, da1Reply: "\u{1B}[?62;4;22c")
+        terminal.expect("sd> ")
+        terminal.type("set\r")
+        terminal.expect("preview         auto (off: TERM is dumb)")
+        quit(terminal)
+        XCTAssertEqual(terminal.da1Queries, 0)
+        XCTAssertFalse(terminal.transcript.contains("\u{1B}[14t"), terminal.transcript.debugDescription)
+    }
+
     func testNoEscapeSequencesWhenStdoutIsAPipe() throws {
         let sandbox = Sandbox()
         var fds: [Int32] = [0, 0]
