@@ -35,7 +35,8 @@ enum Interrupt {
             wakeWriter.store(ends[1], ordering: .relaxed)
         }
         var action = sigaction()
-        action.__sigaction_handler.sa_handler = { _ in
+        action.__sigaction_handler.sa_handler = { signal in
+            if signal != SIGINT { _ = Interrupt.ending.compareExchange(expected: 0, desired: 128 + signal, ordering: .relaxed) }
             Interrupt.flag.store(true, ordering: .relaxed)
             var byte: UInt8 = 3
             let writer = Interrupt.wakeWriter.load(ordering: .relaxed)
@@ -43,16 +44,8 @@ enum Interrupt {
         }
         sigemptyset(&action.sa_mask)
         action.sa_flags = 0
-        sigaction(SIGINT, &action, nil)
-        // Also replaces the Swift runtime's handler for SIGQUIT, which printed a crash report.
-        action.__sigaction_handler.sa_handler = { signal in
-            _ = Interrupt.ending.compareExchange(expected: 0, desired: 128 + signal, ordering: .relaxed)
-            Interrupt.flag.store(true, ordering: .relaxed)
-            var byte: UInt8 = 3
-            let writer = Interrupt.wakeWriter.load(ordering: .relaxed)
-            if writer >= 0 { _ = write(writer, &byte, 1) }
-        }
-        for signal in [SIGHUP, SIGTERM, SIGQUIT] { sigaction(signal, &action, nil) }
+        // SIGQUIT too replaces the Swift runtime's handler, which printed a crash report.
+        for signal in [SIGINT, SIGHUP, SIGTERM, SIGQUIT] { sigaction(signal, &action, nil) }
         // A reader gone is an error of the write (EPIPE), which `Console` handles, not a kill.
         signal(SIGPIPE, SIG_IGN)
         // The window size too: libedit is told at the next key (it is not given signals of its own).

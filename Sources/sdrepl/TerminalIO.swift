@@ -102,11 +102,15 @@ final class TerminalIO: SessionIO {
         barShown = true
     }
 
+    /// The width of the terminal on stderr, when it tells one worth fitting to.
+    private static var stderrColumns: Int? {
+        Terminal.windowSize(STDERR_FILENO).map { Int($0.ws_col) }.flatMap { $0 > 10 ? $0 : nil }
+    }
+
     /// `[####....]` for `fraction` done: 24 wide, narrower (down to 5) where the terminal's width
     /// less the `besides` characters around it leaves less.
     static func bar(_ fraction: Double, besides: Int) -> String {
-        let columns = Terminal.windowSize(STDERR_FILENO).map { Int($0.ws_col) } ?? 0
-        let width = columns > 10 ? max(5, min(24, columns - 1 - besides - 2)) : 24
+        let width = stderrColumns.map { max(5, min(24, $0 - 1 - besides - 2)) } ?? 24
         let filled = max(0, min(width, Int(fraction * Double(width))))
         return "[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "]"
     }
@@ -114,8 +118,8 @@ final class TerminalIO: SessionIO {
     /// A progress line cut to the terminal's width less one column: a longer one wraps, and each
     /// `\r` update then starts a new row. The longest word (a file name) is shortened in its middle
     /// first, so the counts, speed and ETA after it stay in view.
-    static func fitted(_ line: String, columns: Int? = Terminal.windowSize(STDERR_FILENO).map { Int($0.ws_col) }) -> String {
-        guard let columns, columns > 10, line.count > columns - 1 else { return line }
+    static func fitted(_ line: String) -> String {
+        guard let columns = stderrColumns, line.count > columns - 1 else { return line }
         let excess = line.count - (columns - 1)
         var words = line.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
         if let longest = words.indices.max(by: { words[$0].count < words[$1].count }), words[longest].count - excess - 1 >= 4 {
