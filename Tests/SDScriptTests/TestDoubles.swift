@@ -56,8 +56,11 @@ struct CancellationError: Error {}
 final class CountingLoader: GeneratorLoader {
     let generator = HashImageGenerator()
     var loads = 0
+    /// The models asked for, in order.
+    var loaded: [String] = []
     func load(model: ModelLocation, memory: MemoryMode) throws -> ImageGenerator {
         loads += 1
+        loaded.append(model.path)
         return generator
     }
 }

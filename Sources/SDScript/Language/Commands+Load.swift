@@ -188,7 +188,7 @@ extension Command {
             parts.append("RNG: GPU (A1111's default noise; sdrepl's is A1111's RNG: CPU)")
         }
         if let hash = recipe.modelHash,
-           let current = session.components.models.shortHash(explicit: session.settings.resources.model),
+           let current = session.components.models.shortHash(explicit: session.settings.resources.modelToLoad),
            hash.lowercased() != current.lowercased() {
             parts.append("Model hash: \(hash) (the current model's is \(current))")
         }

@@ -301,12 +301,12 @@ public struct Command {
         Command(name: "models", usage: "models", summary: "list the models found, and where sdrepl looks",
                 kind: .words, completion: .none) { session, argument, _ in
             guard argument.isEmpty else { throw ScriptError.unexpectedArgument(command: "models", argument: argument) }
-            let found = session.components.models.listing(explicit: session.settings.resources.model,
+            let found = session.components.models.listing(explicit: session.settings.resources.modelToLoad,
                                                           note: { [io = session.io] in io.status($0) })
             session.io.progressDone()
             found.forEach { session.io.output($0) }
             do {
-                let location = try session.components.models.locate(explicit: session.settings.resources.model)
+                let location = try session.components.models.locate(explicit: session.settings.resources.modelToLoad)
                 session.io.output("using \(location.path) (\(location.source))")
             } catch {
                 FileErrorText.reason(error).split(separator: "\n").forEach { session.io.output(String($0)) }

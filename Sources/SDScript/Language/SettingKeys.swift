@@ -109,7 +109,12 @@ public struct SettingKey {
         SettingKey(name: "model", values: "PATH (a .safetensors or .ckpt file, or a diffusers folder)", kind: .text,
                    choices: { _ in nil }, completesPaths: true,
                    apply: { session, value in session.settings.resources.model = try checkedModelPath(value, command: "set model") },
-                   show: { $0.resources.model ?? "(found by discovery; see 'models')" }, reset: { $0.resources.model = nil },
+                   show: { settings in
+                       settings.resources.model
+                           ?? settings.resources.replayedModel.map { "\($0) (as the transcript being replayed recorded)" }
+                           ?? "(found by discovery; see 'models')"
+                   },
+                   reset: { $0.resources.model = nil },
                    transcript: .inputPath()),
         integer("clip-skip", range: clipSkipRange, \.request.clipSkip),
         choice("preview", PreviewMode.self, \.output.preview),

@@ -8,13 +8,13 @@ extension GenerationService {
     /// model's folder (A1111's `models/VAE` next to `models/Stable-diffusion`), without repeats.
     func vaeDirectories(_ resources: ResourceSettings) -> [URL] {
         var seen = Set<String>()
-        return (folders(chosen: nil, here: "models/VAE", besideModels: "VAE", model: resources.model) + taesdDirectories(resources))
+        return (folders(chosen: nil, here: "models/VAE", besideModels: "VAE", model: resources.modelToLoad) + taesdDirectories(resources))
             .filter { seen.insert($0.path).inserted }
     }
 
     /// A1111's `models/VAE-taesd`, here and beside the model's folder.
     func taesdDirectories(_ resources: ResourceSettings) -> [URL] {
-        folders(chosen: nil, here: "models/VAE-taesd", besideModels: "VAE-taesd", model: resources.model)
+        folders(chosen: nil, here: "models/VAE-taesd", besideModels: "VAE-taesd", model: resources.modelToLoad)
     }
 
     /// The TAESD that draws live previews: the first in the `VAE-taesd` folders (A1111's place for
@@ -27,7 +27,7 @@ extension GenerationService {
     /// The model's file, or its diffusers folder (`MODEL.vae.safetensors` beside a folder works as
     /// beside a file); nil when none is found.
     private func modelFile(_ resources: ResourceSettings) -> URL? {
-        guard let location = try? components.models.locate(explicit: resources.model) else { return nil }
+        guard let location = try? components.models.locate(explicit: resources.modelToLoad) else { return nil }
         return URL(fileURLWithPath: location.path).standardizedFileURL
     }
 

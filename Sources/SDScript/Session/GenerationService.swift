@@ -12,6 +12,9 @@ final class GenerationService {
 
     /// The generator loaded now, if any (nothing is loaded to answer).
     var cachedGenerator: ImageGenerator? { cached?.generator }
+    /// Told of each model loaded without a `model` path: found by discovery, or `replayed` from a
+    /// transcript's `# model` line.
+    var loadedWithoutPath: (_ location: ModelLocation, _ replayed: Bool) -> Void = { _, _ in }
 
     init(components: Components) {
         self.components = components
@@ -22,7 +25,7 @@ final class GenerationService {
     func generator(for resources: ResourceSettings, io: SessionIO, command: String = "gen") throws -> ImageGenerator {
         let location: ModelLocation
         do {
-            location = try components.models.locate(explicit: resources.model)
+            location = try components.models.locate(explicit: resources.modelToLoad)
         } catch {
             throw ScriptError.noModel(FileErrorText.reason(error), command: command)
         }
@@ -47,6 +50,7 @@ final class GenerationService {
         }
         loaded.loadWarnings.forEach(io.warning)
         cached = (location.path, resources.memory, loaded)
+        if resources.model == nil { loadedWithoutPath(location, resources.replayedModel != nil) }
         return loaded
     }
 
@@ -180,13 +184,13 @@ final class GenerationService {
     /// `Lora` beside the model's folder (A1111 keeps checkpoints in `models/Stable-diffusion` and
     /// LoRAs in `models/Lora`).
     func loraDirectories(_ resources: ResourceSettings) -> [URL] {
-        folders(chosen: resources.loraDir, here: "models/Lora", besideModels: "Lora", model: resources.model)
+        folders(chosen: resources.loraDir, here: "models/Lora", besideModels: "Lora", model: resources.modelToLoad)
     }
 
     /// Where textual-inversion embeddings are found: `embeddings` when set, then `embeddings`
     /// in the current folder and beside the models folder (A1111's `embeddings/` next to `models/`).
     func embeddingDirectories(_ resources: ResourceSettings) -> [URL] {
-        folders(chosen: resources.embeddingsDir, here: "embeddings", besideModels: "../embeddings", model: resources.model)
+        folders(chosen: resources.embeddingsDir, here: "embeddings", besideModels: "../embeddings", model: resources.modelToLoad)
     }
 
     /// `chosen`, then `here` in the current folder, then `besideModels` relative to the folder that

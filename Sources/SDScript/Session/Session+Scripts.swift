@@ -142,7 +142,12 @@ extension Session {
         frame.commandStart = history.images.count
         if options.check { savingDisabled = true }
         frames.push(frame)
-        defer { frames.pop() }
+        // A `# model` line pins the model for the rest of this file only.
+        let pinnedBefore = settings.resources.replayedModel
+        defer {
+            frames.pop()
+            settings.resources.replayedModel = pinnedBefore
+        }
         var number = 0
         for text in lines {
             number += 1
@@ -152,6 +157,7 @@ extension Session {
             log.line = LineRecord()
             let line = number == 1 ? Self.droppingByteOrderMark(text) : text
             if options.check, let note = ScriptNumerics.note(line, at: location) { io.warning(note) }
+            applyModelPin(line, at: location)
             let outcome = process(line, at: location)
             log.record(line, outcome: outcome, at: location, resolve: resolve)
             log.line = outer

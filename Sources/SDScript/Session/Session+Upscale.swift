@@ -39,8 +39,8 @@ extension GenerationService {
     /// Where `upscale NAME` looks: `upscaler-dir` when set, then A1111's `models/ESRGAN` and
     /// `models/RealESRGAN` in the current folder and `ESRGAN`, `RealESRGAN` beside the model's folder.
     func upscalerDirectories(_ resources: ResourceSettings) -> [URL] {
-        let all = folders(chosen: resources.upscalerDir, here: "models/ESRGAN", besideModels: "ESRGAN", model: resources.model)
-            + folders(chosen: nil, here: "models/RealESRGAN", besideModels: "RealESRGAN", model: resources.model)
+        let all = folders(chosen: resources.upscalerDir, here: "models/ESRGAN", besideModels: "ESRGAN", model: resources.modelToLoad)
+            + folders(chosen: nil, here: "models/RealESRGAN", besideModels: "RealESRGAN", model: resources.modelToLoad)
         var seen = Set<String>()
         return all.filter { seen.insert($0.path).inserted }
     }

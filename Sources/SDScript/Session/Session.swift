@@ -57,6 +57,7 @@ public final class Session {
         log = TranscriptLog(recorder: transcript)
         self.drawSeed = drawSeed
         log.warn = { [tee] in tee.warning($0) }
+        generation.loadedWithoutPath = { [unowned self] in recordDiscoveredModel($0, replayed: $1) }
     }
 
     // MARK: - Interactive input

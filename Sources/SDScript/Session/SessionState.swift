@@ -142,6 +142,11 @@ public struct OutputSettings: Equatable, Sendable {
 public struct ResourceSettings: Equatable, Sendable {
     /// The model path the user asked for, or nil for discovery.
     public var model: String?
+    /// The model a replayed transcript's `# model` line recorded, used instead of discovery while
+    /// `model` is nil (`ScriptModelPin`); nil outside replays.
+    public var replayedModel: String?
+    /// What the model is looked up by: the user's path, else the replayed one, else discovery (nil).
+    public var modelToLoad: String? { model ?? replayedModel }
     public var memory: MemoryMode = .auto
     /// A user `styles.csv` (A1111 format), or nil for the built-in presets only.
     public var stylesFile: String?

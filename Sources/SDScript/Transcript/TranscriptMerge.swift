@@ -48,6 +48,9 @@ public enum TranscriptMerge {
             let distinct = numerics.reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
             out.append(ScriptNumerics.prefix + (distinct.count == 1 ? distinct[0] : "mixed: " + distinct.joined(separator: " / ")))
         }
+        // The model discovery found: each shard's replay takes the first shard's file where it is
+        // there (the runners may keep it in other folders; `compare` refused other models).
+        if let pin = shards.lazy.compactMap(\.models.first).first { out.append("# " + pin.comment) }
         out += reference.setup
         var number = 0
         for (position, piece) in reference.pieces.enumerated() {
@@ -89,6 +92,12 @@ public enum TranscriptMerge {
             func named(_ shard: ShardTranscript) -> String { models(shard).first.map { "--model …/\($0)" } ?? "no --model" }
             throw fail(b.name, "it ran with \(named(b)) where \(a.name) ran with \(named(a)): shards of different models "
                        + "are not merged; run every shard with the same model")
+        }
+        let hashes = [a, b].map { Set($0.models.compactMap(\.hash)) }
+        if !hashes[0].isEmpty && !hashes[1].isEmpty && hashes[0] != hashes[1] {
+            throw fail(b.name, "its model's hash is \(hashes[1].sorted().joined(separator: ", ")) where \(a.name)'s is "
+                       + "\(hashes[0].sorted().joined(separator: ", ")) (the '# model' lines): shards of different models are not merged; "
+                       + "run every shard with the same model")
         }
         for (x, y) in zip(a.pieces, b.pieces) {
             switch (x, y) {
@@ -152,6 +161,9 @@ private struct ShardTranscript {
     var pieces: [Piece] = []
     /// Its `# numerics:` header line, when it has one.
     var numerics: String?
+    /// The models discovery found for it (its `# model` lines), which the shard made its images with
+    /// but which need not be the same files on every runner.
+    var models: [ScriptModelPin] = []
 
     init(_ input: TranscriptMerge.Input) throws {
         name = input.name
@@ -179,6 +191,8 @@ private struct ShardTranscript {
                 index = next
             } else if case .saved? = ResultRecord(line: text) {
                 continue  // a `save` after a sharded gen saved this shard's images only: informational
+            } else if let pin = ScriptModelPin(line: text) {
+                models.append(pin)  // written where this shard first loaded it, which differs between shards
             } else {
                 pieces.append(.line(number: number, text: text))
             }

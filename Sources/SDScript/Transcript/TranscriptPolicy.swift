@@ -48,6 +48,8 @@ final class TranscriptLog {
     var warn: (String) -> Void = { _ in }
     /// `quit` (or Ctrl-D) was refused once because the transcript is only in memory.
     private var refusedLeaving = false
+    /// The model path of the last `# model` line recorded or replayed (`ScriptModelPin`).
+    var lastModelComment: String?
 
     init(recorder: TranscriptRecorder?) {
         self.recorder = recorder

@@ -188,6 +188,7 @@ final class TranscriptTests: XCTestCase {
             set steps 2
             # seed random
             seed 1234 # random
+            # model (test, hash 0123456789): /test/double.safetensors
             gen 2
             #=> image 1 seed=1234 size=64x64 sha256=\(hashes[0])
             #=> image 2 seed=1235 size=64x64 sha256=\(hashes[1])
@@ -218,6 +219,7 @@ final class TranscriptTests: XCTestCase {
             set size 64x64
             set steps 4
             seed 50 # random
+            # model (test, hash 0123456789): /test/double.safetensors
             gen 1 # gen 3, stopped: gen: cancelled (1 of 3 images finished)
             #=> image 1 seed=50 size=64x64 sha256=\(session.images[0].sha256)
             seed 7 # random
@@ -325,7 +327,8 @@ final class TranscriptTests: XCTestCase {
         let text = try String(contentsOfFile: path, encoding: .utf8)
         XCTAssertFalse(text.contains("\r"), text.debugDescription)
         XCTAssertFalse(text.unicodeScalars.contains("\u{FEFF}"), text.debugDescription)
-        XCTAssertTrue(text.contains("\nprompt crlf test\nset steps 4\nset size 64x64\nseed 5\ngen\n#=> image 1 seed=5 size=64x64"),
+        XCTAssertTrue(text.contains("\nprompt crlf test\nset steps 4\nset size 64x64\nseed 5\n"
+                                    + "# model (test, hash 0123456789): /test/double.safetensors\ngen\n#=> image 1 seed=5 size=64x64"),
                       text.debugDescription)
         XCTAssertTrue(text.contains("\nnegative a b\n"), text.debugDescription)
         let summary = makeSession(seeds: []).runScript(at: path, options: ScriptOptions(check: true))
@@ -385,7 +388,7 @@ final class TranscriptTests: XCTestCase {
                 + "'transcript save PATH' writes it, 'quit' again leaves without it"), at: nil)))
         let saved = folder.path + "/kept.sdscript"
         XCTAssertEqual(session.execute("transcript save \(saved)"), .ok)
-        XCTAssertEqual(io.lines.last, "transcript: wrote 9 lines to \(saved); recording goes on there")
+        XCTAssertEqual(io.lines.last, "transcript: wrote 10 lines to \(saved); recording goes on there")
         XCTAssertEqual(session.execute("seed 9"), .ok)
         XCTAssertEqual(try String(contentsOfFile: saved, encoding: .utf8), """
             # test session
@@ -393,6 +396,7 @@ final class TranscriptTests: XCTestCase {
             set size 64x64
             set steps 2
             seed 77 # random
+            # model (test, hash 0123456789): /test/double.safetensors
             gen
             #=> image 1 seed=77 size=64x64 sha256=\(session.images[0].sha256)
             # quit
