@@ -14,6 +14,7 @@ public enum ModelOrigin: Sendable, Equatable, CustomStringConvertible {
     case explicit            // `model PATH` or `--model PATH`
     case environment         // $SDREPL_MODEL
     case modelsDirectory     // ./models/
+    case a1111Directory      // ./models/Stable-diffusion/, A1111's checkpoint folder
     case huggingFaceCache(repo: String)
 
     public var description: String {
@@ -21,6 +22,7 @@ public enum ModelOrigin: Sendable, Equatable, CustomStringConvertible {
         case .explicit: return "given path"
         case .environment: return "$SDREPL_MODEL"
         case .modelsDirectory: return "./models"
+        case .a1111Directory: return "./models/Stable-diffusion"
         case let .huggingFaceCache(repo): return "HF cache (\(repo))"
         }
     }
@@ -49,7 +51,9 @@ public struct FoundModel: Sendable, Equatable {
 /// Finds SD1.5 checkpoints where users keep them, in this order:
 /// 1. an explicit path (`model PATH`, `--model PATH`);
 /// 2. `$SDREPL_MODEL`;
-/// 3. `models/` in the current directory (any `*.safetensors` or `*.ckpt`, or a diffusers folder);
+/// 3. `models/` in the current directory (any `*.safetensors` or `*.ckpt`, or a diffusers folder),
+///    then A1111's `models/Stable-diffusion/` and its sub-folders (run from a webui folder, sdrepl
+///    finds the checkpoints A1111 uses);
 /// 4. the Hugging Face cache (`$HF_HUB_CACHE`, `$HF_HOME/hub`, `$XDG_CACHE_HOME/huggingface/hub`,
 ///    `~/.cache/huggingface/hub`) for the SD1.5 repositories under both names they have had.
 public struct ModelDiscovery: Sendable {
@@ -93,6 +97,7 @@ public struct ModelDiscovery: Sendable {
         if let explicit { out.append("\(explicit) (given path)") }
         out.append("$SDREPL_MODEL" + (environment["SDREPL_MODEL"].map { " = \($0)" } ?? " (not set)"))
         out.append(currentDirectory.appendingPathComponent("models").path + "/ (*.safetensors, *.ckpt or a diffusers folder)")
+        out.append(currentDirectory.appendingPathComponent(Self.a1111Folder).path + "/ (A1111's folder, sub-folders too)")
         for root in huggingFaceCacheRoots {
             for repo in Self.sd15Repositories {
                 out.append(root.appendingPathComponent(HubCache.folderName(repo: repo)).path)
@@ -221,21 +226,36 @@ public struct ModelDiscovery: Sendable {
             + "; fetch the missing parts, or the whole model again"
     }
 
+    /// A1111's checkpoint folder, relative to the folder sdrepl runs in.
+    static let a1111Folder = "models/Stable-diffusion"
+
+    /// How deep A1111's folder is searched: A1111 lists its sub-folders' checkpoints too, and users
+    /// sort them into folders of their own.
+    static let a1111Depth = 3
+
     private func modelsDirectory() -> [FoundModel] {
-        let dir = currentDirectory.appendingPathComponent("models")
-        guard let entries = try? FileManager.default.contentsOfDirectory(at: dir, includingPropertiesForKeys: nil) else { return [] }
-        var out: [FoundModel] = []
+        models(in: currentDirectory.appendingPathComponent("models"), origin: .modelsDirectory, depth: 1)
+            + models(in: currentDirectory.appendingPathComponent(Self.a1111Folder), origin: .a1111Directory, depth: Self.a1111Depth)
+    }
+
+    /// The checkpoints and diffusers folders in `dir`, by name, then those of its sub-folders down
+    /// to `depth` levels.
+    private func models(in dir: URL, origin: ModelOrigin, depth: Int) -> [FoundModel] {
+        guard depth > 0, let entries = try? FileManager.default.contentsOfDirectory(at: dir, includingPropertiesForKeys: nil) else { return [] }
+        var out: [FoundModel] = [], folders: [URL] = []
         for url in entries.sorted(by: { $0.lastPathComponent < $1.lastPathComponent }) {
             if ["safetensors", "ckpt"].contains(url.pathExtension.lowercased()) {
-                out.append(FoundModel(url: url, layout: .singleFile, origin: .modelsDirectory,
+                out.append(FoundModel(url: url, layout: .singleFile, origin: origin,
                                       sizeBytes: Self.fileSize(url), knownSHA256: HubCache.blobSHA256(of: url)))
             } else if Self.isDiffusersFolder(url) {
-                out.append(FoundModel(url: url, layout: .diffusersFolder, origin: .modelsDirectory,
+                out.append(FoundModel(url: url, layout: .diffusersFolder, origin: origin,
                                       sizeBytes: Self.weightFiles(inDiffusersFolder: url).map(Self.fileSize).reduce(0, +),
                                       knownSHA256: nil))
+            } else if origin == .a1111Directory, (try? url.resourceValues(forKeys: [.isDirectoryKey]).isDirectory) == true {
+                folders.append(url)
             }
         }
-        return out
+        return out + folders.flatMap { models(in: $0, origin: origin, depth: depth - 1) }
     }
 
     /// True when `url` has `model_index.json` and weights for the UNet, VAE and text encoder.

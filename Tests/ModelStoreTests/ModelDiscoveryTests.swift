@@ -91,6 +91,24 @@ final class ModelDiscoveryTests: XCTestCase {
         XCTAssertEqual(all.count, 2)
     }
 
+    /// Run from a webui folder, sdrepl finds the checkpoints A1111 uses: `models/Stable-diffusion`
+    /// and the folders users sort them into, after `models/` itself and before the cache.
+    func testA1111sCheckpointFolderAndItsSubFoldersAreSearched() throws {
+        _ = try makeHubRepo(cache: "home/.cache/huggingface/hub", repo: "runwayml/stable-diffusion-v1-5", files: ["v1-5-pruned-emaonly.safetensors"])
+        let own = try touch("cwd/models/own.safetensors")
+        let a = try touch("cwd/models/Stable-diffusion/v1-5-pruned-emaonly.safetensors")
+        let b = try touch("cwd/models/Stable-diffusion/anime/anything-v3.ckpt")
+        let c = try touch("cwd/models/Stable-diffusion/anime/old/deeper/too-deep.safetensors")
+        _ = try touch("cwd/models/Stable-diffusion/Put Stable Diffusion checkpoints here.txt")
+        _ = try touch("cwd/models/Lora/style.safetensors")
+        let all = try discovery().findAll()
+        XCTAssertEqual(all.map(\.url.path).prefix(3), [own.path, a.path, b.path])
+        XCTAssertEqual(all.map(\.origin).prefix(3), [.modelsDirectory, .a1111Directory, .a1111Directory])
+        XCTAssertEqual(all.count, 4, "the cache's one follows; \(c.lastPathComponent) is past the depth searched")
+        XCTAssertEqual(ModelOrigin.a1111Directory.description, "./models/Stable-diffusion")
+        XCTAssertTrue(discovery().searchedLocations().contains { $0.hasSuffix("cwd/models/Stable-diffusion/ (A1111's folder, sub-folders too)") })
+    }
+
     func testExplicitPathThenEnvironmentComeFirst() throws {
         let a = try touch("a.safetensors"), b = try touch("b.safetensors")
         _ = try touch("cwd/models/c.safetensors")
