@@ -45,6 +45,23 @@ public enum FileErrorText {
         return kind == S_IFREG || kind == S_IFDIR ? nil : "not a regular file (a device, pipe or socket)"
     }
 
+    /// Why files cannot be written into the folder `path` (which is made when it is missing), or nil
+    /// when they can: the nearest part of the path that exists must be a folder this process may
+    /// write in. What only writing tells (a full disk) is not known here.
+    public static func unwritableFolderReason(_ path: String) -> String? {
+        var folder = path.isEmpty ? "." : path
+        while folder.count > 1 && folder.hasSuffix("/") { folder.removeLast() }
+        var info = stat()
+        while stat(folder, &info) != 0 {
+            guard errno == ENOENT || errno == ENOTDIR, folder != "/", folder != "." else { return "\(folder): \(reason(errno: errno))" }
+            let slash = folder.lastIndex(of: "/")
+            folder = slash.map { $0 == folder.startIndex ? "/" : String(folder[..<$0]) } ?? "."
+        }
+        guard info.st_mode & S_IFMT == S_IFDIR else { return "\(folder) is a file, not a folder" }
+        guard access(folder, W_OK) == 0 else { return "cannot write in \(folder) (\(reason(errno: errno)))" }
+        return nil
+    }
+
     /// The phrase for a POSIX error number (`errno`).
     public static func reason(errno code: Int32) -> String {
         switch code {

@@ -87,17 +87,9 @@ struct OneShot: ParsableCommand {
         if let taken = names.first(where: { FileManager.default.fileExists(atPath: $0) }) {
             throw ValidationError("-o \(path): \(taken) exists already and images are never overwritten; give another name")
         }
-        let parent = Self.folder(of: expanded)
-        if !parent.isEmpty, FileManager.default.fileExists(atPath: parent, isDirectory: &isFolder), !isFolder.boolValue {
-            throw ValidationError("-o \(path): \(parent) is a file, not a folder")
-        }
         // The nearest folder that exists must take new files (save makes the missing ones).
-        var folder = parent.isEmpty ? "." : parent
-        while !FileManager.default.fileExists(atPath: folder), folder != "/", !folder.isEmpty {
-            folder = Self.folder(of: folder)
-        }
-        if access(folder.isEmpty ? "." : folder, W_OK) != 0 {
-            throw ValidationError("-o \(path): cannot write in \(folder.isEmpty ? "." : folder) (\(FileErrorText.reason(errno: errno))); give a path in a writable folder")
+        if let reason = FileErrorText.unwritableFolderReason(Self.folder(of: expanded)) {
+            throw ValidationError("-o \(path): \(reason); give a path in a writable folder")
         }
     }
 

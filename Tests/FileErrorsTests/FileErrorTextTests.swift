@@ -42,6 +42,20 @@ final class FileErrorTextTests: XCTestCase {
         XCTAssertEqual(reason { try handle.write(contentsOf: Data([1])) }, "the disk is full")
     }
 
+    /// Where images will be saved: a folder to make under a writable one is fine; a file in the way
+    /// is named. (A folder without write permission cannot be made here: the tests may run as root.)
+    func testAnOutputFolderIsCheckedUpToThePartThatExists() throws {
+        XCTAssertNil(FileErrorText.unwritableFolderReason(folder))
+        XCTAssertNil(FileErrorText.unwritableFolderReason(folder + "/new/deeper/"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: folder + "/new"), "nothing is made")
+        let file = folder + "/taken.png"
+        XCTAssertTrue(FileManager.default.createFile(atPath: file, contents: Data([1])))
+        XCTAssertEqual(FileErrorText.unwritableFolderReason(file), "\(file) is a file, not a folder")
+        XCTAssertEqual(FileErrorText.unwritableFolderReason(file + "/sub/dir"), "\(file) is a file, not a folder")
+        let long = folder + "/" + String(repeating: "x", count: 300) + "/y"
+        XCTAssertEqual(FileErrorText.unwritableFolderReason(long), "\(long): the name is too long")
+    }
+
     func testFoundationAndKernelErrors() {
         XCTAssertEqual(FileErrorText.reason(CocoaError(.fileWriteVolumeReadOnly)), "read-only file system")
         XCTAssertEqual(FileErrorText.reason(CocoaError(.fileReadNoPermission)), "permission denied")

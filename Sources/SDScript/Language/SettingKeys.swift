@@ -119,7 +119,13 @@ public struct SettingKey {
         integer("clip-skip", range: clipSkipRange, \.request.clipSkip),
         choice("preview", PreviewMode.self, \.output.preview),
         SettingKey(name: "outdir", values: "DIR", kind: .text, choices: { _ in nil }, completesPaths: true,
-                   apply: { session, value in session.settings.output.outdir = value },
+                   apply: { session, value in
+                       // Said now rather than at the first save; a check writes nothing, so it need not.
+                       if !session.savingDisabled, let reason = FileErrorText.unwritableFolderReason(NSString(string: value).expandingTildeInPath) {
+                           throw ScriptError.file(command: "set outdir", path: value, reason: reason + "; give a folder images can be written to")
+                       }
+                       session.settings.output.outdir = value
+                   },
                    show: { $0.output.outdir }, reset: { $0.output.outdir = OutputSettings().outdir }),
         choice("memory", MemoryMode.self, \.resources.memory),
         SettingKey(name: "styles", values: "FILE (an A1111 styles.csv)", kind: .text, choices: { _ in nil },

@@ -451,6 +451,24 @@ final class LoRAFolderTests: XCTestCase {
     }
 }
 
+final class OutdirSettingTests: XCTestCase {
+    /// `set outdir` says at once when images could not be saved there, rather than at the first
+    /// `gen`; `run --check` writes nothing, so its replay takes any folder.
+    func testAFolderImagesCannotBeWrittenToIsRefusedWhenSet() throws {
+        let folder = TemporaryFolder()
+        let file = folder.write("notes.txt", "x")
+        let session = makeSession()
+        XCTAssertEqual(session.execute("set outdir \(folder.path)/pictures/today"), .ok)
+        XCTAssertEqual(session.settings.output.outdir, "\(folder.path)/pictures/today")
+        XCTAssertEqual(session.execute("set outdir \(file)/pictures").failure?.description,
+                       "set outdir: \(file)/pictures: \(file) is a file, not a folder; give a folder images can be written to")
+        XCTAssertEqual(session.settings.output.outdir, "\(folder.path)/pictures/today", "the setting is kept")
+
+        let script = folder.write("t.sdscript", "set outdir \(file)/pictures\n")
+        XCTAssertEqual(makeSession().runScript(at: script, options: ScriptOptions(check: true)).errors, [])
+    }
+}
+
 extension Outcome {
     /// The diagnostic of a failed line.
     var failure: Diagnostic? {
