@@ -192,6 +192,26 @@ extension Command {
            hash.lowercased() != current.lowercased() {
             parts.append("Model hash: \(hash) (the current model's is \(current))")
         }
+        parts += loraDifferences(recipe, folders: session.loraDirectories())
         return parts.isEmpty ? nil : parts.joined(separator: ", ")
+    }
+
+    /// A1111's `Lora hashes: "NAME: first 12 hex digits, …"` against the files `<lora:NAME>` finds
+    /// here: a LoRA that is missing, or another file under its name (hashed as A1111 does).
+    static func loraDifferences(_ recipe: Imaging.ImageRecipe, folders: [URL]) -> [String] {
+        guard let value = recipe.extra("Lora hashes") else { return [] }
+        let unquoted = value.trimmingCharacters(in: CharacterSet(charactersIn: "\" "))
+        return unquoted.split(separator: ",").compactMap { entry in
+            let pieces = entry.split(separator: ":", omittingEmptySubsequences: false)
+            guard let last = pieces.last, pieces.count > 1 else { return nil }
+            let name = pieces.dropLast().joined(separator: ":").trimmingWhitespace()
+            let recorded = String(last).trimmingWhitespace().lowercased()
+            guard !name.isEmpty, !recorded.isEmpty, recorded.allSatisfy(\.isHexDigit) else { return nil }
+            guard let file = try? LoRALibrary.locate(name, in: folders) else {
+                return "Lora \(name) (not in \(folders.map(\.path).joined(separator: ", ")))"
+            }
+            guard let local = try? FileHash.loraHash(of: file), !local.lowercased().hasPrefix(recorded) else { return nil }
+            return "Lora hashes: \(name): \(recorded) (\(file.lastPathComponent)'s is \(local.prefix(recorded.count)))"
+        }
     }
 }

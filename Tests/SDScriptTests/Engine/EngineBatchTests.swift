@@ -111,6 +111,29 @@ final class ModelSwitchTests: XCTestCase {
         }
     }
 
+    /// A1111's `Lora hashes` against the files here: the same file is silent, another file under the
+    /// name and a missing LoRA are said (the fixture's hash, 3d755519d909, is FileHashTests').
+    func testLoadComparesTheLoRAHashesWithTheFilesHere() throws {
+        let folder = TemporaryFolder()
+        let loras = folder.path + "/loras"
+        try FileManager.default.createDirectory(atPath: loras + "/styles", withIntermediateDirectories: true)
+        for name in ["mine", "styles/other"] {
+            try FileManager.default.copyItem(atPath: Fixture.url("lora/tiny-lora.safetensors").path, toPath: "\(loras)/\(name).safetensors")
+        }
+        let text = "a castle <lora:mine:1> <lora:other:0.5> <lora:gone:1>\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 5, "
+            + "Size: 64x64, Lora hashes: \"mine: 3d755519d909, other: 0123456789ab, gone: abcdefabcdef\", RNG: CPU"
+        let path = folder.path + "/a1111.png"
+        try Data(try PNGFile.encode(try RGBImage(width: 8, height: 8, pixels: Array(repeating: 0, count: 192)),
+                                    chunks: [PNGTextChunk(kind: .tEXt, keyword: "parameters", text: text)])).write(to: URL(fileURLWithPath: path))
+        let io = BufferIO()
+        let session = makeSession(io: io)
+        XCTAssertEqual(session.execute("set lora-dir \(loras)"), .ok)
+        XCTAssertEqual(session.execute("load \(path)"), .ok)
+        let searched = session.loraDirectories().map(\.path).joined(separator: ", ")
+        XCTAssertEqual(io.diagnostics, ["load: \(path): gen will not reproduce Lora hashes: other: 0123456789ab (other.safetensors's is 3d755519d909), "
+                                        + "Lora gone (not in \(searched))"])
+    }
+
     /// `load` of an A1111 image says in one line what `gen` will not reproduce.
     func testLoadSaysWhatWillDiffer() throws {
         let folder = TemporaryFolder()
