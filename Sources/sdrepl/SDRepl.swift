@@ -223,7 +223,9 @@ struct RunScript: ParsableCommand {
             let mismatched = mismatches.count - summary.unrecordedReports
             io.diagnostic("check: \(summary.checked) image\(summary.checked == 1 ? "" : "s") matched, \(mismatched) mismatched"
                           + (summary.unrecorded > 0 ? ", \(summary.unrecorded) not recorded" : "")
-                          + (summary.errors.count > mismatches.count ? ", \(summary.errors.count - mismatches.count) other error(s)" : ""))
+                          + (summary.errors.count > mismatches.count ? ", \(summary.errors.count - mismatches.count) other error(s)" : "")
+                          + (summary.unreached > 0 ? "; \(summary.unreached) recorded image\(summary.unreached == 1 ? "" : "s") not reached "
+                                + "(the check stops at the first error; --keep-going goes on past it)" : ""))
         }
         if !summary.succeeded { throw ExitCode(1) }
     }

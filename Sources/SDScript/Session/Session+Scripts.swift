@@ -23,6 +23,8 @@ public struct ScriptSummary: Equatable, Sendable {
     /// Images made that no result line recorded, and the reports of them among `errors`.
     public var unrecorded = 0
     public var unrecordedReports = 0
+    /// `#=> image` lines after the error a check stopped at (without `--keep-going`): never compared.
+    public var unreached = 0
     /// The script said `quit`.
     public var quit = false
 
@@ -149,7 +151,8 @@ extension Session {
             settings.resources.replayedModel = pinnedBefore
         }
         var number = 0
-        for text in lines {
+        var remaining = lines.makeIterator()
+        while let text = remaining.next() {
             number += 1
             let location = SourceLocation(file: name, line: number)
             // In an interactive session, a `run` file's lines go into the transcript one by one.
@@ -170,7 +173,12 @@ extension Session {
             case .failed(let diagnostic):
                 frame.summary.errors.append(diagnostic)
                 if case .checkMismatch = diagnostic.error { continue }
-                if !options.keepGoing { return frame.summary }
+                if !options.keepGoing {
+                    if options.check {
+                        while let rest = remaining.next() { if case .image? = ResultRecord(line: rest) { frame.summary.unreached += 1 } }
+                    }
+                    return frame.summary
+                }
             }
         }
         reportUnrecorded()
@@ -224,6 +232,7 @@ extension Session {
         frames.innermost?.summary.checked += summary.checked
         frames.innermost?.summary.unrecorded += summary.unrecorded
         frames.innermost?.summary.unrecordedReports += summary.unrecordedReports
+        frames.innermost?.summary.unreached += summary.unreached
         if summary.quit { throw QuitRequest() }
         guard let last = summary.errors.last else { return }
         // The last error becomes the `run` command's own failure; the others are counted here.

@@ -441,6 +441,26 @@ final class TranscriptTests: XCTestCase {
         XCTAssertEqual(replay.images.map(\.sha256), recorded.images.map(\.sha256))
     }
 
+    /// A check that stops at an error counts the recorded images it never compared, so a summary of
+    /// one match is not read as a whole transcript checked; `--keep-going` goes past the error.
+    func testACheckStoppedByAnErrorCountsTheImagesItDidNotReach() throws {
+        let folder = TemporaryFolder()
+        let (path, _) = try recordSession(in: folder, lines: ["prompt a lighthouse", "set size 64x64", "set steps 2", "gen",
+                                                              "seed 3", "gen 2"])
+        var lines = try String(contentsOfFile: path, encoding: .utf8).components(separatedBy: "\n")
+        let second = try XCTUnwrap(lines.firstIndex(of: "seed 3"))
+        lines.insert("init \(folder.path)/gone.png", at: second + 1)
+        try lines.joined(separator: "\n").write(toFile: path, atomically: true, encoding: .utf8)
+
+        let stopped = makeSession(seeds: []).runScript(at: path, options: ScriptOptions(check: true))
+        XCTAssertEqual(stopped.errors.map(\.location?.line), [second + 2])
+        XCTAssertEqual(stopped.checked, 1)
+        XCTAssertEqual(stopped.unreached, 2)
+        let kept = makeSession(seeds: []).runScript(at: path, options: ScriptOptions(check: true, keepGoing: true))
+        XCTAssertEqual(kept.checked, 3)
+        XCTAssertEqual(kept.unreached, 0)
+    }
+
     func testTamperedHashFailsNamingItsLine() throws {
         let folder = TemporaryFolder()
         let (path, _) = try recordSession(in: folder, lines: ["prompt a lighthouse", "set size 64x64", "set steps 2", "gen 2"])
