@@ -60,6 +60,7 @@ extension Command {
         // `help set seed` is the setting even where a command has its name (`help seed` is the command).
         if explicitSet || named(settingName) == nil, let key = SettingKey.named(settingName) {
             io.output("usage: set \(key.name) \(key.values)   (default: \(key.defaultValue))")
+            if let about = SettingKey.about[key.name] { io.output("  " + about) }
             io.output("  a setting: 'set \(key.name)' changes it, 'unset \(key.name)' restores the default, 'set' lists them all")
             return
         }

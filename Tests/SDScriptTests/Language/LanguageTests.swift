@@ -337,7 +337,11 @@ final class CommandTests: XCTestCase {
             let io = BufferIO()
             XCTAssertEqual(makeSession(io: io).execute("help set \(key.name)"), .ok, key.name)
             XCTAssertTrue(io.lines.first?.hasPrefix("usage: set \(key.name) ") ?? false, "\(key.name): \(io.lines)")
+            // Then what it does, in a line of its own.
+            let about = try? XCTUnwrap(SettingKey.about[key.name], "\(key.name) has no description")
+            XCTAssertEqual(io.lines.dropFirst().first, about.map { "  " + $0 }, key.name)
         }
+        XCTAssertEqual(Set(SettingKey.about.keys), Set(SettingKey.all.map(\.name)), "descriptions of keys that do not exist")
         let io = BufferIO()
         _ = makeSession(io: io).execute("help seed")
         XCTAssertEqual(io.lines.first?.hasPrefix("usage: seed"), true, "help seed is the command: \(io.lines)")
