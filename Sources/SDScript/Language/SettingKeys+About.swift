@@ -17,8 +17,8 @@ extension SettingKey {
         "clip-skip": "stop the text encoder this many layers from its end (2 is what many anime models expect)",
         "preview": "draw images in the terminal: sixel where the terminal answers that it has it (auto), always, or never",
         "outdir": "where gen saves its images (PNG and JPEG with their recipe), made when missing",
-        "memory": "low keeps the weights in the file and converts each layer as it runs (under 1 GB); fast keeps them "
-            + "converted (about 2 GB, a little faster); auto chooses by the free memory",
+        "memory": "low reads each layer's weights from the mapped file as it runs (under 1 GB); fast keeps the UNet's "
+            + "in memory (about 2 GB) and saves their conversion each step; auto chooses by the free memory",
         "styles": "an A1111 styles.csv whose styles 'set style' takes beside the built-in ones",
         "jpeg-quality": "the saved JPEG's quality (the PNG beside it is lossless)",
         "autosave": "whether gen saves each image at once; off, 'save N' saves the ones you keep",
