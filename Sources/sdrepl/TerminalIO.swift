@@ -231,6 +231,11 @@ final class TerminalIO: SessionIO {
         return (width, max(64, height - 2 * lineHeight))
     }
 
+    /// The terminal's width on stdout; nil when stdout is not a terminal (a pipe keeps whole lines).
+    var outputColumns: Int? {
+        Terminal.windowSize(STDOUT_FILENO).map { Int($0.ws_col) }.flatMap { $0 >= 20 ? $0 : nil }
+    }
+
     func previewStatus(_ mode: PreviewMode) -> String {
         switch mode {
         case .off: return "off"

@@ -88,6 +88,8 @@ final class RecordingSaver: ImageSaver {
 /// Events captured in memory as the plain-text front end would print them; can press Ctrl-C after
 /// a given number of progress events.
 final class BufferIO: SessionIO {
+    /// The terminal width the session is told (nil: not a terminal).
+    var outputColumns: Int?
     var lines: [String] = []
     var diagnostics: [String] = []
     var events: [SessionEvent] = []

@@ -128,4 +128,5 @@ final class SessionEventTee: SessionIO {
     var isInterrupted: Bool { frontEnd.isInterrupted }
     func clearInterrupt() { frontEnd.clearInterrupt() }
     func confirm(_ question: String) -> Bool { frontEnd.confirm(question) }
+    var outputColumns: Int? { frontEnd.outputColumns }
 }

@@ -43,14 +43,18 @@ extension Command {
     }
 
     static func help(_ argument: String, session: Session) throws {
-        let io = session.io
+        let columns = session.io.outputColumns
+        // Help's lines wrap at the terminal's width, each continuation under the text it continues.
+        func say(_ line: String, indent: Int = 2) {
+            wrapped(line, columns: columns, indent: indent).forEach(session.io.output)
+        }
         guard !argument.isEmpty else {
             let width = table.map(\.usage.count).max() ?? 0
             for command in table {
-                io.output(command.usage.padding(toLength: width + 2, withPad: " ", startingAt: 0) + command.summary)
+                say(command.usage.padding(toLength: width + 2, withPad: " ", startingAt: 0) + command.summary, indent: width + 2)
             }
-            io.output("One command per line; the rest of the line is the argument, verbatim. '#' starts a comment line; after a number "
-                      + "or a word (set steps 20 # twenty) ' # …' is a comment too, but in a prompt or a path '#' is text.")
+            say("One command per line; the rest of the line is the argument, verbatim. '#' starts a comment line; after a number "
+                + "or a word (set steps 20 # twenty) ' # …' is a comment too, but in a prompt or a path '#' is text.", indent: 0)
             return
         }
         // `help set steps` or `help steps`: one setting.
@@ -59,24 +63,46 @@ extension Command {
         let settingName = explicitSet ? words.argument : argument
         // `help set seed` is the setting even where a command has its name (`help seed` is the command).
         if explicitSet || named(settingName) == nil, let key = SettingKey.named(settingName) {
-            io.output("usage: set \(key.name) \(key.values)   (default: \(key.defaultValue))")
-            if let about = SettingKey.about[key.name] { io.output("  " + about) }
-            io.output("  a setting: 'set \(key.name)' changes it, 'unset \(key.name)' restores the default, 'set' lists them all")
+            say("usage: set \(key.name) \(key.values)   (default: \(key.defaultValue))")
+            if let about = SettingKey.about[key.name] { say("  " + about) }
+            say("  a setting: 'set \(key.name)' changes it, 'unset \(key.name)' restores the default, 'set' lists them all")
             return
         }
         guard let command = named(argument) else {
             throw ScriptError.badArgument(command: "help", argument: argument, reason: "no such command or setting",
                                           suggestion: closestWord(to: argument, in: table.map(\.name) + SettingKey.names))
         }
-        io.output("usage: \(command.usage)")
-        io.output("  \(command.summary)")
-        if command.name == "grid" { GridSpec.help.forEach(io.output) }
+        say("usage: \(command.usage)")
+        say("  \(command.summary)")
+        if command.name == "grid" { GridSpec.help.forEach { say($0, indent: 4) } }
         if command.name == "set" || command.name == "unset" {
             let width = SettingKey.all.map(\.name.count).max() ?? 0
             for key in SettingKey.all {
-                io.output("  " + key.name.padding(toLength: width + 2, withPad: " ", startingAt: 0) + key.values
-                          + "   (default: \(key.defaultValue))")
+                say("  " + key.name.padding(toLength: width + 2, withPad: " ", startingAt: 0) + key.values
+                    + "   (default: \(key.defaultValue))", indent: width + 4)
             }
         }
+    }
+
+    /// `line` in lines of at most `columns` characters, broken at spaces (a longer word stands
+    /// alone), each line after the first indented by `indent` (4 where that is half the width or
+    /// more); the line itself without a width.
+    static func wrapped(_ line: String, columns: Int?, indent: Int) -> [String] {
+        guard let columns, line.count > columns else { return [line] }
+        // Under a column that takes half the width, continuations would be a few words each.
+        let lead = String(repeating: " ", count: indent < columns / 2 ? indent : 4)
+        // Empty words are runs of spaces (alignment), kept as typed.
+        let words = line.split(separator: " ", omittingEmptySubsequences: false)
+        var lines: [String] = [], current = String(words[0])
+        for word in words.dropFirst() {
+            if word.isEmpty || current.count + 1 + word.count <= columns {
+                current += " " + word
+            } else {
+                lines.append(String(current.reversed().drop { $0 == " " }.reversed()))
+                current = lead + word
+            }
+        }
+        lines.append(current)
+        return lines
     }
 }

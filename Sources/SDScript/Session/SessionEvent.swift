@@ -95,10 +95,13 @@ public protocol SessionIO: AnyObject {
     func clearInterrupt()
     /// Asks the user a yes/no question (a large grid); false where nobody can answer.
     func confirm(_ question: String) -> Bool
+    /// The width output lines are read in (a terminal's), for text that wraps (help); nil: no width.
+    var outputColumns: Int? { get }
 }
 
 extension SessionIO {
     public func confirm(_ question: String) -> Bool { false }
+    public var outputColumns: Int? { nil }
     public func output(_ line: String) { emit(.output(line)) }
     public func warning(_ line: String) { emit(.warning(line)) }
     public func status(_ line: String) { emit(.status(line)) }

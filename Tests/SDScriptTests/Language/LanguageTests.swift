@@ -347,6 +347,28 @@ final class CommandTests: XCTestCase {
         XCTAssertEqual(io.lines.first?.hasPrefix("usage: seed"), true, "help seed is the command: \(io.lines)")
     }
 
+    /// In a terminal of 60 columns help's lines wrap at spaces, each continuation indented under its
+    /// text, and say word for word what the unwrapped lines say.
+    func testHelpWrapsAtTheTerminalsWidth() {
+        for topic in ["", "set", "set memory", "grid"] {
+            let whole = BufferIO(), narrow = BufferIO()
+            narrow.outputColumns = 60
+            _ = makeSession(io: whole).execute("help " + topic)
+            _ = makeSession(io: narrow).execute("help " + topic)
+            let longest = narrow.lines.filter { $0.count > 60 }
+            XCTAssertTrue(longest.allSatisfy { !$0.trimmingWhitespace().dropFirst().contains(" ") || $0.split(separator: " ").contains { $0.count > 40 } },
+                          "\(topic): \(longest)")
+            func words(_ lines: [String]) -> [Substring] { lines.joined(separator: " ").split(separator: " ") }
+            XCTAssertEqual(words(narrow.lines), words(whole.lines), topic)
+            XCTAssertGreaterThan(narrow.lines.count, whole.lines.count, topic)
+        }
+        XCTAssertEqual(Command.wrapped("usage: set memory auto|low|fast   (default: auto)", columns: 30, indent: 2),
+                       ["usage: set memory", "  auto|low|fast   (default:", "  auto)"])
+        XCTAssertEqual(Command.wrapped("short", columns: 30, indent: 2), ["short"])
+        XCTAssertEqual(Command.wrapped(String(repeating: "x", count: 40) + " y", columns: 30, indent: 2),
+                       [String(repeating: "x", count: 40), "  y"])
+    }
+
     func testHelpListsEveryCommandAndExplainsSet() {
         let io = BufferIO()
         let session = makeSession(io: io)
