@@ -45,7 +45,7 @@ final class GridEndToEndTests: XCTestCase {
         XCTAssertEqual(sheet.image.height, layout.size.height)
         XCTAssertEqual(sheet.image, try layout.render(), "the sheet is the cells' own pixels with the labels")
         // Its recipes: the first cell's as A1111's parameters, every cell's under GridCells.
-        XCTAssertTrue(sheet.text("parameters")?.contains("Seed: 1, Size: 64x64") ?? false, sheet.text("parameters") ?? "none")
+        XCTAssertTrue(sheet.text("parameters")?.contains("Seed: 1, Size: 64x64, Model hash: ") ?? false, sheet.text("parameters") ?? "none")
         let json = try XCTUnwrap(sheet.text("GridCells"))
         let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
         XCTAssertEqual(object["grid"] as? String, "grid X=seed:1,2 Y=cfg:3,7 --yes")

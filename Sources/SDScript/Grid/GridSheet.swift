@@ -43,7 +43,9 @@ extension ImagingSaver {
     /// PNG in `outdir/grids`, named as images are.
     public func saveSheet(_ sheet: GridSheet, to path: String?, output: OutputSettings) throws -> SavedFiles {
         let first = sheet.first
-        var metadata = ImageMetadata(recipe: Self.recipe(for: first.request, model: first.model, modelHash: nil),
+        // Every cell is of one model (no axis changes it): the sheet names it as its images do.
+        let hash = first.model.flatMap { try? hashes.shortHash(of: $0.hashedFile, note: note) }
+        var metadata = ImageMetadata(recipe: Self.recipe(for: first.request, model: first.model, modelHash: hash),
                                      typedPrompt: first.request.typedPrompt ?? first.request.engine.prompt,
                                      typedNegativePrompt: first.request.typedNegative ?? first.request.engine.negativePrompt,
                                      style: first.request.style, timestamp: Date(), settingsJSON: sheet.cellsJSON)
