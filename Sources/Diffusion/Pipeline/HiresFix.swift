@@ -73,8 +73,13 @@ public enum HiresUpscaler: String, CaseIterable, Sendable, Codable {
         }
     }
 
-    /// The upscaler with this A1111 name (also the antialiased latent variants, which upscale alike).
+    /// The upscaler with this A1111 name (also the antialiased latent variants, which upscale alike,
+    /// and `None`, which A1111's `images.resize_image` turns into a plain Lanczos resize).
     public init?(a1111Name name: String) {
+        if name == "None" {
+            self = .lanczos
+            return
+        }
         let plain = name.replacingOccurrences(of: " antialiased", with: "").replacingOccurrences(of: "Latent (antialiased)", with: "Latent")
         guard let match = Self.allCases.first(where: { $0.a1111Name == plain }) else { return nil }
         self = match

@@ -155,6 +155,15 @@ final class ModelSwitchTests: XCTestCase {
         XCTAssertEqual(session.settings.request.hiresStrength, 0.7)
         XCTAssertEqual(session.settings.request.hiresUpscaler, .latent)
         XCTAssertNil(session.settings.request.initImage)
+        // `Hires upscaler: None`: A1111's images.resize_image resizes with PIL's Lanczos, as sdrepl's lanczos.
+        let none = "a castle\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 5, Size: 64x64, Denoising strength: 0.5, "
+            + "Hires upscale: 2, Hires upscaler: None, RNG: CPU"
+        try Data(try PNGFile.encode(try RGBImage(width: 8, height: 8, pixels: Array(repeating: 0, count: 192)),
+                                    chunks: [PNGTextChunk(kind: .tEXt, keyword: "parameters", text: none)])).write(to: URL(fileURLWithPath: path))
+        let warned = io.diagnostics.count
+        XCTAssertEqual(session.execute("load \(path)"), .ok)
+        XCTAssertEqual(session.settings.request.hiresUpscaler, .lanczos)
+        XCTAssertEqual(io.diagnostics.count, warned, "nothing to say: \(io.diagnostics.suffix(1))")
         // An img2img recipe whose init image is not named: said in the same one line.
         let img2img = "a castle\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 5, Size: 64x64, Denoising strength: 0.6, RNG: CPU"
         try Data(try PNGFile.encode(try RGBImage(width: 8, height: 8, pixels: Array(repeating: 0, count: 192)),
