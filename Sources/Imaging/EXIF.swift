@@ -72,8 +72,8 @@ public enum EXIF {
     /// Reads the UserComment out of an EXIF APP1 payload of either byte order, or nil if there
     /// is none or the structure is malformed (every offset is bounds-checked).
     ///
-    /// Decoding follows the 8-byte character code: `UNICODE\0` is UTF-16 in the TIFF's byte order
-    /// (big-endian for A1111/piexif files; a BOM, if present, wins), `ASCII` and the undefined
+    /// Decoding follows the 8-byte character code: `UNICODE\0` is UTF-16 in the byte order its BOM
+    /// gives, else the one its Latin characters' zero high bytes give, else the TIFF's, `ASCII` and the undefined
     /// code (eight NULs, which A1111 falls back to reading as UTF-8) are UTF-8. Trailing NULs are
     /// dropped.
     public static func userComment(inAPP1 data: [UInt8]) -> String? {
@@ -95,6 +95,11 @@ public enum EXIF {
         var body = Array(raw.dropFirst(8))
         if code == unicodeCode {
             var bigEndianText = !little
+            // Writers disagree on the text's byte order (piexif: big-endian in any TIFF; exiftool: the
+            // TIFF's). Latin text tells by its zero high bytes: at even offsets it is big-endian.
+            let evenZeros = stride(from: 0, to: body.count - 1, by: 2).filter { body[$0] == 0 && body[$0 + 1] != 0 }.count
+            let oddZeros = stride(from: 0, to: body.count - 1, by: 2).filter { body[$0 + 1] == 0 && body[$0] != 0 }.count
+            if evenZeros != oddZeros { bigEndianText = evenZeros > oddZeros }
             if body.starts(with: [0xFE, 0xFF]) {
                 bigEndianText = true
                 body.removeFirst(2)

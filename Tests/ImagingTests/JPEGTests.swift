@@ -26,6 +26,34 @@ final class JPEGTests: XCTestCase {
         XCTAssertNil(EXIF.userComment(inAPP1: Array("Exif\0\0".utf8) + tiff.prefix(30)))
     }
 
+    /// A UNICODE comment in either byte order in either TIFF: Latin text decodes right by its zero
+    /// high bytes (`"Steps: 1".encode("utf_16_le")` in a big-endian TIFF, as some Windows tools
+    /// write); text without them (CJK) follows the TIFF; a BOM decides over both.
+    func testAUnicodeCommentOfEitherByteOrderReadsInEitherTIFF() {
+        func tiff(little: Bool, comment: [UInt8]) -> [UInt8] {
+            func u16(_ v: Int) -> [UInt8] { little ? [UInt8(v & 0xFF), UInt8(v >> 8)] : [UInt8(v >> 8), UInt8(v & 0xFF)] }
+            func u32(_ v: Int) -> [UInt8] { little ? u16(v & 0xFFFF) + u16(v >> 16) : u16(v >> 16) + u16(v & 0xFFFF) }
+            var t: [UInt8] = Array((little ? "II" : "MM").utf8) + u16(42) + u32(8)
+            t += u16(1) + u16(0x8769) + u16(4) + u32(1) + u32(26) + u32(0)
+            t += u16(1) + u16(0x9286) + u16(7) + u32(comment.count) + u32(44) + u32(0)
+            return Array("Exif\0\0".utf8) + t + comment
+        }
+        func utf16(_ text: String, little: Bool) -> [UInt8] {
+            text.utf16.flatMap { little ? [UInt8($0 & 0xFF), UInt8($0 >> 8)] : [UInt8($0 >> 8), UInt8($0 & 0xFF)] }
+        }
+        let code = Array("UNICODE\0".utf8)
+        for tiffLittle in [false, true] {
+            for textLittle in [false, true] {
+                let text = "Steps: 20, Sampler: Euler a, Seed: 5 – ünïcode"
+                XCTAssertEqual(EXIF.userComment(inAPP1: tiff(little: tiffLittle, comment: code + utf16(text, little: textLittle))), text,
+                               "TIFF little \(tiffLittle), text little \(textLittle)")
+            }
+            let cjk = "山の上の城"
+            XCTAssertEqual(EXIF.userComment(inAPP1: tiff(little: tiffLittle, comment: code + utf16(cjk, little: tiffLittle))), cjk)
+            XCTAssertEqual(EXIF.userComment(inAPP1: tiff(little: tiffLittle, comment: code + [0xFF, 0xFE] + utf16(cjk, little: true))), cjk)
+        }
+    }
+
     func testWriteThenReadCarriesInfotextXMPAndWatermark() throws {
         let image = makeTestImage()
         let metadata = sampleMetadata(prompt: "狐狸 in snow, ünïcödé 🦊")
