@@ -304,14 +304,14 @@ final class EndToEndTests: XCTestCase {
 
     func testASaveFailureKeepsTheImageForSaveElsewhere() throws {
         let sandbox = Sandbox()
-        sandbox.write("blocked", "a file where the output folder should be")
+        // The default outdir is not checked as `set outdir` checks one: a file where it should be.
+        sandbox.write("generated_images", "a file where the output folder should be")
         sandbox.write("s.sdscript", """
             model \(Self.diffusersModel)
             prompt a boat
             seed 5
             set size 96x96
             set steps 4
-            set outdir blocked/images
             gen
             save elsewhere/boat.png
             history
@@ -319,9 +319,9 @@ final class EndToEndTests: XCTestCase {
             """)
         let run = try PipeRun(["run", "--keep-going", "s.sdscript"], in: sandbox)
         XCTAssertEqual(run.status, 1)
-        XCTAssertTrue(run.stderr.contains("s.sdscript:7: gen: autosave: cannot create the folder "), run.stderr)
+        XCTAssertTrue(run.stderr.contains("s.sdscript:6: gen: autosave: cannot create the folder "), run.stderr)
         XCTAssertEqual(run.stderr.components(separatedBy: "stays in the session").count, 2, run.stderr)
-        XCTAssertTrue(run.stderr.contains("blocked"), run.stderr)
+        XCTAssertTrue(run.stderr.contains("generated_images"), run.stderr)
         XCTAssertTrue(FileManager.default.fileExists(atPath: sandbox.path + "/elsewhere/boat.png"), run.stdout + run.stderr)
         XCTAssertTrue(run.stdout.contains("1  seed 5, 96x96"), run.stdout)
     }

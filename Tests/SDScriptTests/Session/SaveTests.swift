@@ -64,8 +64,9 @@ final class SaveTests: XCTestCase {
 
     /// A failed save is one message, said once; a failed autosave is the `gen`'s.
     func testAFailedSaveIsOneMessageAndAnAutosaveFailureBelongsToGen() {
-        folder.write("blocked", "a file where the output folder should be")
+        // Fine when set (`set outdir` refuses a file in the way); a file takes the folder's place after.
         XCTAssertEqual(session.execute("set outdir \(folder.path)/blocked/images"), .ok)
+        folder.write("blocked", "a file where the output folder should be")
         let cannot = "cannot create the folder \(folder.path)/blocked/images: a part of the path is a file, not a folder; "
             + "choose another with 'set outdir DIR', or 'save PATH'"
         XCTAssertEqual(session.execute("gen"), .failed(Diagnostic(.imageNotSaved(command: "gen", reason: "autosave: " + cannot), at: nil)))
