@@ -111,11 +111,11 @@ public struct Command {
             session.io.output("model: " + (described ?? path))
             return .ok
         },
-        Command(name: "init", usage: "init FILE | N",
-                summary: "image-to-image: start the next gen from a PNG/JPEG or from image N ('set strength', 'unset init')",
+        Command(name: "init", usage: "init FILE | N | last",
+                summary: "image-to-image: start the next gen from a PNG/JPEG, from image N or from the last image ('set strength', 'unset init')",
                 kind: .text, completion: .paths, transcript: .inputPath()) { session, argument, location in
-            guard !argument.isEmpty else { throw ScriptError.missingArgument(command: "init", usage: "init FILE | N") }
-            let value = Int(argument) != nil ? argument : session.resolve(argument, relativeTo: location)
+            guard !argument.isEmpty else { throw ScriptError.missingArgument(command: "init", usage: "init FILE | N | last") }
+            let value = Int(argument) != nil || isLastImage(argument) ? argument : session.resolve(argument, relativeTo: location)
             session.settings.request.initImage = try parseInit(value, session: session)
             return .ok
         },

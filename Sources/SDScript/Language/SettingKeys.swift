@@ -156,7 +156,7 @@ public struct SettingKey {
         }),
         folder("upscaler-dir", "where 'upscale NAME' finds NAME.safetensors or NAME.pth", \.resources.upscalerDir,
                defaults: "(models/ESRGAN, models/RealESRGAN, and ESRGAN, RealESRGAN beside the model's folder)"),
-        SettingKey(name: "init", values: "FILE (a PNG or JPEG) or N (image N of this session): image-to-image",
+        SettingKey(name: "init", values: "FILE (a PNG or JPEG), N (image N of this session) or last: image-to-image",
                    kind: .text, choices: { _ in nil }, completesPaths: true,
                    apply: { session, value in session.settings.request.initImage = try parseInit(value, session: session, command: "set init") },
                    show: { $0.request.initImage.map { "\($0)" } ?? "(none: text to image)" },

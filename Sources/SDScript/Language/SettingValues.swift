@@ -83,11 +83,19 @@ func checkedImagePath(_ value: String, command: String) throws -> String {
     return path
 }
 
-/// `init FILE` (a path, resolved as typed) or `init N` (image N of this session).
+/// `init FILE` (a path, resolved as typed), `init N` (image N of this session) or `init last` (the
+/// last image made, A1111's "send to img2img").
 ///
 /// The transcript keeps `N` as the PNG that image was saved to, when it was, so a replay from
 /// anywhere starts from the same pixels; an unsaved image's number is kept (the replay makes it again).
 func parseInit(_ value: String, session: Session, command: String = "init") throws -> InitImage {
+    if isLastImage(value) {
+        guard !session.images.isEmpty else {
+            throw ScriptError.notReady(command: command, reason: "no image yet; 'init last' starts from the last image made, 'gen' first")
+        }
+        session.log.line.replay = "\(command) \(session.images.count)"
+        return try parseInit(String(session.images.count), session: session, command: command)
+    }
     if let index = Int(value) {
         guard !session.images.isEmpty else {
             throw ScriptError.notReady(command: command, reason: "no image yet; 'init FILE' starts from a picture, or 'gen' first")
@@ -103,3 +111,6 @@ func parseInit(_ value: String, session: Session, command: String = "init") thro
     }
     return .file(try checkedImagePath(value, command: command))
 }
+
+/// `last` where an image number is taken (`init last`): the last image made.
+func isLastImage(_ value: String) -> Bool { value.lowercased() == "last" }

@@ -146,7 +146,7 @@ final class TranscriptLog {
         case .inputPath(let except):
             // A history number (`init 3`): its saved file when the command gave one, else as typed
             // (the transcript makes the same images again).
-            if Int(argument) != nil { return line.replay ?? typed }
+            if Int(argument) != nil || isLastImage(argument) { return line.replay ?? typed }
             guard !argument.isEmpty, !except.contains(argument.words.first ?? "") else { return typed }
             return "\(name) \(absolute(resolve(argument, location)))"
         }

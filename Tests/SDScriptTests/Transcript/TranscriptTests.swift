@@ -358,14 +358,17 @@ final class TranscriptTests: XCTestCase {
         let folder = TemporaryFolder()
         let recorder = try TranscriptRecorder(directory: folder.path + "/sessions", date: Date(timeIntervalSince1970: 1_795_000_000))
         let session = makeSession(transcript: recorder, saver: RecordingSaver())
-        for line in ["prompt x", "seed 3", "set size 64x64", "set steps 1", "gen", "init 1", "set init 1",
-                     "set autosave off", "gen", "init 2"] {
+        XCTAssertEqual(session.execute("init last").failure?.description,
+                       "init: no image yet; 'init last' starts from the last image made, 'gen' first")
+        for line in ["prompt x", "seed 3", "set size 64x64", "set steps 1", "gen", "init 1", "set init 1", "init last",
+                     "set autosave off", "gen", "init 2", "set init LAST"] {
             XCTAssertEqual(session.execute(line), .ok, line)
         }
+        XCTAssertEqual(session.settings.request.initImage, .history(2))
         let text = try String(contentsOfFile: recorder.path, encoding: .utf8)
         let saved = absolute("generated_images/3.png")
-        XCTAssertTrue(text.contains("\ninit \(saved)\nset init \(saved)\n"), text)
-        XCTAssertTrue(text.hasSuffix("\ninit 2\n"), text)
+        XCTAssertTrue(text.contains("\ninit \(saved)\nset init \(saved)\ninit \(saved)\n"), text)
+        XCTAssertTrue(text.hasSuffix("\ninit 2\nset init 2\n"), text)
     }
 
     /// A transcript on a full disk (/dev/full answers every write with ENOSPC): the failure is
