@@ -113,8 +113,20 @@ extension StableDiffusionPipeline {
         }
         let noise = generator.randn(clean.shape)
         let start = scheduler.addNoise(to: clean, noise: noise, stepIndex: firstStep)
+        // An inpainting UNet takes a mask and a masked image beside the latents: for this pass, as for
+        // text to image, a full mask over a black image (A1111's img2img_image_conditioning without
+        // a mask), its posterior drawn after the noise as the first pass draws it.
+        var extraInput: Tensor?
+        if isInpaintingModel {
+            guard let vaeEncoder else { throw PipelineError.invalidRequest("this inpainting checkpoint has no VAE encoder (vae.encoder.*)") }
+            let mask = InpaintMask.full(width: hires.width, height: hires.height)
+            let black = Tensor(shape: [1, 3, hires.height, hires.width])
+            let masked = try finite(vaeEncoder.encode(black, generator: &generator, tiled: request.vaeTiling, cancellation: cancellation),
+                                    .vaeEncoder)
+            extraInput = Tensor.concatChannels(mask.latentMask(), masked)
+        }
         return try denoise(start, conditioning: prepared.hiresConditioning ?? prepared.conditioning, guidanceScale: request.guidanceScale,
-                           scheduler: &scheduler, generator: &generator, firstStep: firstStep, deepCache: request.deepCache,
+                           scheduler: &scheduler, generator: &generator, firstStep: firstStep, extraInput: extraInput, deepCache: request.deepCache,
                            contextOffset: prepared.hiresConditioning == nil ? 0 : firstStep,
                            cancellation: cancellation, stepDone: stepDone)
     }

@@ -65,6 +65,24 @@ final class InpaintingPipelineTests: XCTestCase {
         assertClose(result.rgb.map { Float($0) / 255 }, expected.data, tolerance: 2.0 / 255, "text to image on an inpainting checkpoint")
     }
 
+    /// A hires fix on an inpainting checkpoint: its second pass gives the UNet the full mask and
+    /// black masked image text to image gives it (A1111's image conditioning without a mask), by
+    /// either kind of upscaler. It used to feed the 9-channel UNet 4 channels and stop the process.
+    func testAHiresFixOnAnInpaintingCheckpointRuns() throws {
+        let pipe = try Self.nine.get()
+        for upscaler in [HiresUpscaler.latent, .lanczos] {
+            let request = GenerationRequest(prompt: "a lighthouse", seed: 3, steps: 2, width: 64, height: 64, sampler: .ddim,
+                                            hires: HiresFix(width: 96, height: 128, steps: 1, strength: 0.6, upscaler: upscaler))
+            let first = try pipe.generate(request)[0].image
+            XCTAssertEqual([first.width, first.height], [96, 128], "\(upscaler)")
+            XCTAssertEqual(try pipe.generate(request)[0].image.rgb, first.rgb, "\(upscaler): the same seed, the same picture")
+            var plain = request
+            plain.hires = nil
+            let base = try pipe.generate(plain)[0].image
+            XCTAssertNotEqual(first.rgb, base.resized(width: 96, height: 128).rgb, "\(upscaler): the second pass repainted")
+        }
+    }
+
     func testPasteKeepsTheOriginalOutsideTheBlurredMask() throws {
         let pipe = try Self.four.get()
         let image = try initImage(), mask = try mask()
