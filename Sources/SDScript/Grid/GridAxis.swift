@@ -132,23 +132,36 @@ struct GridAxis: Equatable {
             ScriptError.badArgument(command: "grid", argument: field, reason: reason, suggestion: nil)
         }
         guard let start = Double(match.output.1), let end = Double(match.output.2) else { return [field] }
+        guard start.isFinite, end.isFinite, abs(start) < 1e38, abs(end) < 1e38 else { throw bad("a number too large in") }
         if integers && (start != start.rounded() || end != end.rounded()) { throw bad("expected a range of whole numbers, got") }
-        var numbers: [Double]
         if let count = counted.flatMap({ Int($0) }) {
             // A1111's `[N]`: numpy.linspace(start, end, N), whole numbers truncated as `astype(int)`.
             guard (1...1000).contains(count) else { throw bad("expected from 1 to 1000 values in [N], got") }
-            numbers = (0..<count).map { count == 1 ? start : start + (end - start) * Double($0) / Double(count - 1) }
-            if integers { numbers = numbers.map { $0.rounded(.towardZero) } }
-        } else {
-            let step = Double(steps ?? "") ?? (end >= start ? 1 : -1)
-            if integers && step != step.rounded() { throw bad("expected a whole-number step in") }
-            guard step != 0, (end - start) / step >= 0 else { throw bad("the step goes away from the range's end in") }
-            let count = Int(((end - start) / step + 1e-9).rounded(.down)) + 1
-            guard count <= 1000 else { throw bad("more than 1000 values in the range") }
-            // Each value from the start, not by adding steps, so 0.1 steps do not drift.
-            numbers = (0..<count).map { start + Double($0) * step }
+            let numbers = (0..<count).map { count == 1 ? start : start + (end - start) * Double($0) / Double(count - 1) }
+            return numbers.map { integers ? String(Int128($0.rounded(.towardZero))) : formatDecimal($0) }
         }
-        return numbers.map { integers ? String(Int($0)) : formatDecimal($0) }
+        if integers {
+            // Whole numbers exactly, in 128 bits: seeds go up to 2^64 − 1, past what a Double holds.
+            func whole(_ text: Substring?) throws -> Int128? {
+                guard var digits = text.map(String.init) else { return nil }
+                if let dot = digits.firstIndex(of: ".") { digits = String(digits[..<dot]) }  // `7.0`: whole, checked above
+                guard let value = Int128(digits) else { throw bad("a number too large in") }
+                return value
+            }
+            guard let first = try whole(match.output.1), let last = try whole(match.output.2) else { return [field] }
+            if let text = steps, Double(text).map({ $0 != $0.rounded() }) ?? true { throw bad("expected a whole-number step in") }
+            let step = try whole(steps.map { Substring($0) }) ?? (last >= first ? 1 : -1)
+            guard step != 0, (last - first).signum() * step.signum() >= 0 else { throw bad("the step goes away from the range's end in") }
+            let count = (last - first) / step + 1
+            guard count <= 1000 else { throw bad("more than 1000 values in the range") }
+            return (0..<Int(count)).map { String(first + Int128($0) * step) }
+        }
+        let step = Double(steps ?? "") ?? (end >= start ? 1 : -1)
+        guard step != 0, step.isFinite, (end - start) / step >= 0 else { throw bad("the step goes away from the range's end in") }
+        let span = ((end - start) / step + 1e-9).rounded(.down)
+        guard span < 1000 else { throw bad("more than 1000 values in the range") }
+        // Each value from the start, not by adding steps, so 0.1 steps do not drift.
+        return (0...Int(span)).map { formatDecimal(start + Double($0) * step) }
     }
 
     /// A decimal as `set` would be given it: `7`, `7.5`, `0.3` (six places at most).
@@ -168,7 +181,7 @@ struct GridSpec: Equatable {
         "  axes: " + GridAxisKind.allCases.map { "\($0.rawValue) (\($0.label))" }.joined(separator: ", "),
         "  values: a comma-separated list; numbers also as ranges: 1-4, 5-9:2 (a step), 1-10 (+3), 1-2 [5] (five values)",
         "  sr: the first value is the text to find in the prompt and negative prompt; each value replaces it; quote a value",
-        "      with a comma: X=sr:fox,\"grey wolf, old\"",
+        "      with a comma or a ' #' (else a comment): X=sr:fox,\"grey wolf, old\",\"wolf #2\"",
         "  lora: the weight of the prompt's one <lora:NAME:W> tag; strength needs an init image ('init FILE')",
         "  cells go X fastest, then Y, then Z; each is kept and autosaved as gen's images; Z makes sub-grids side by side",
         "  on one sheet, shown as one picture; 'save PATH.png' right after saves the sheet with every cell's recipe",

@@ -77,12 +77,15 @@ extension String {
         return String(slice)
     }
 
-    /// The text before a trailing comment: a `#` at the start or after a blank.
+    /// The text before a trailing comment: a `#` at the start or after a blank, outside double quotes.
     func droppingTrailingComment() -> String {
         var previous: Character = " "
+        var quoted = false
         for index in indices {
             let character = self[index]
-            if character == "#" && (previous == " " || previous == "\t") {
+            // Inside double quotes `#` is text (a grid's quoted value: X=sr:fox,"wolf #2").
+            if character == "\"" { quoted.toggle() }
+            if character == "#" && !quoted && (previous == " " || previous == "\t") {
                 return String(self[..<index]).trimmingWhitespace()
             }
             previous = character

@@ -29,6 +29,29 @@ final class GridTests: XCTestCase {
         XCTAssertThrowsError(try values("5-9:0", .cfg)) { XCTAssertTrue("\($0)".contains("step"), "\($0)") }
         XCTAssertThrowsError(try values("1-9:-2", .seed)) { XCTAssertTrue("\($0)".contains("away from the range's end"), "\($0)") }
         XCTAssertThrowsError(try values("1.5-3", .seed)) { XCTAssertTrue("\($0)".contains("whole numbers"), "\($0)") }
+        // Seeds up to 2^64 − 1, exactly: list(range(18446744073709551613, 18446744073709551615 + 1))
+        XCTAssertEqual(try values("18446744073709551613-18446744073709551615", .seed),
+                       ["18446744073709551613", "18446744073709551614", "18446744073709551615"])
+        // Numbers past any range a setting takes are one line, not a crash.
+        for huge in ["1-10000000000000000000", "1-99999999999999999999", "1-" + String(repeating: "9", count: 300),
+                     "1-" + String(repeating: "9", count: 300) + " [3]", "0-1:0." + String(repeating: "0", count: 300) + "1"] {
+            for kind in [GridAxisKind.seed, .steps, .cfg] {
+                XCTAssertThrowsError(try values(huge, kind), "\(huge) \(kind)") { error in
+                    XCTAssertTrue(["too large", "more than 1000 values", "whole-number step"].contains { "\(error)".contains($0) }, "\(error)")
+                }
+            }
+        }
+    }
+
+    /// ` #` starts a comment on a grid line, as on any line of words, but not inside a quoted value.
+    func testAQuotedValueMayHoldAHash() throws {
+        XCTAssertEqual(#"X=sr:fox,"wolf #2" # two cells"#.droppingTrailingComment(), #"X=sr:fox,"wolf #2""#)
+        XCTAssertEqual(#"X=sr:fox #1,wolf"#.droppingTrailingComment(), "X=sr:fox")
+        let session = makeSession()
+        XCTAssertEqual(session.execute(#"prompt a fox"#), .ok)
+        XCTAssertEqual(session.execute("set size 64x64"), .ok)
+        XCTAssertEqual(session.execute(#"grid X=sr:fox,"wolf #2" # a comment"#), .ok)
+        XCTAssertEqual(session.images.map(\.request.engine.prompt), ["a fox", "a wolf #2"])
     }
 
     func testPromptSRValuesAreCSV() throws {
