@@ -20,12 +20,13 @@ import Foundation
 /// 64 KB, about 32,700 UTF-16 units of comment: a longer infotext is cut in the prompt (then the
 /// negative prompt), never in its parameters line (see `jpegUserComment`).
 ///
-/// The XMP packet carries IPTC `Iptc4xmpExt:DigitalSourceType` = `trainedAlgorithmicMedia`, the
-/// field platforms read to label AI-generated images, plus `xmp:CreatorTool`, `xmp:CreateDate`
-/// and the watermark sentence as `dc:description`.
+/// The XMP packet carries IPTC `Iptc4xmpExt:DigitalSourceType` (`trainedAlgorithmicMedia`, or
+/// `compositeWithTrainedAlgorithmicMedia` for an inpainted photo), the field platforms read to label
+/// AI-generated images, plus `xmp:CreatorTool`, `xmp:CreateDate` and the watermark sentence as
+/// `dc:description`.
 public struct ImageMetadata: Equatable, Sendable {
     public static let aiWatermark = "Generated using Stable Diffusion v1.5 (AI Origin Watermark)"
-    public static let digitalSourceType = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+    public static let digitalSourceType = DigitalSourceType.trainedAlgorithmicMedia.uri
     public static let xmpKeyword = "XML:com.adobe.xmp"
 
     /// The PNG keywords sdrepl writes besides `parameters` and the XMP.
@@ -49,6 +50,8 @@ public struct ImageMetadata: Equatable, Sendable {
     public var watermark: String
     /// Further PNG text chunks after the table's (a grid sheet's `GridCells`).
     public var extraPNGChunks: [PNGTextChunk] = []
+    /// What the XMP declares the picture to be.
+    public var sourceType = DigitalSourceType.trainedAlgorithmicMedia
 
     /// - Parameters:
     ///   - recipe: the infotext fields; its prompts are the ones the model saw (style applied).
@@ -187,7 +190,7 @@ public struct ImageMetadata: Equatable, Sendable {
                 xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/"
                 xmlns:xmp="http://ns.adobe.com/xap/1.0/"
                 xmlns:dc="http://purl.org/dc/elements/1.1/"
-                Iptc4xmpExt:DigitalSourceType="\(Self.digitalSourceType)"\(tool)
+                Iptc4xmpExt:DigitalSourceType="\(sourceType.uri)"\(tool)
                 xmp:CreateDate="\(timestampString)">
                <dc:description>
                 <rdf:Alt>
@@ -218,4 +221,15 @@ public struct ImageMetadata: Equatable, Sendable {
         }
         return out
     }
+}
+
+/// IPTC's Digital Source Type vocabulary, the terms sdrepl's pictures can be
+/// (https://cv.iptc.org/newscodes/digitalsourcetype/).
+public enum DigitalSourceType: String, CaseIterable, Sendable {
+    /// Made by a model: from text, from another image, or inpainting a picture that was itself made.
+    case trainedAlgorithmicMedia
+    /// A model's pixels composited with other media: inpainting a photo, whose unmasked pixels stay.
+    case compositeWithTrainedAlgorithmicMedia
+
+    public var uri: String { "http://cv.iptc.org/newscodes/digitalsourcetype/" + rawValue }
 }

@@ -36,9 +36,13 @@ public struct StoredRecipe: Equatable, Sendable {
         return (recipe.prompt, recipe.negativePrompt, "none")
     }
 
-    /// Whether the XMP declares the image AI-generated (IPTC trainedAlgorithmicMedia).
-    public var declaresAIOrigin: Bool {
-        xmpPacket?.contains(ImageMetadata.digitalSourceType) ?? false
+    /// Whether the XMP declares the image AI-generated, wholly or in part.
+    public var declaresAIOrigin: Bool { digitalSourceType != nil }
+
+    /// The IPTC source type the XMP declares, when it is one of an AI-made picture's.
+    public var digitalSourceType: DigitalSourceType? {
+        guard let xmpPacket else { return nil }
+        return DigitalSourceType.allCases.first { xmpPacket.contains("\"" + $0.uri + "\"") }
     }
 }
 

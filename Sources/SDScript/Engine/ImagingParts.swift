@@ -131,10 +131,11 @@ public struct ImagingSaver: ImageSaver {
             all["model_file"] = model.hashedFile.path
         }
         if let hash { all["model_hash"] = hash }
-        let metadata = ImageMetadata(recipe: recipe, typedPrompt: request.typedPrompt ?? r.prompt,
+        var metadata = ImageMetadata(recipe: recipe, typedPrompt: request.typedPrompt ?? r.prompt,
                                      typedNegativePrompt: request.typedNegative ?? r.negativePrompt,
                                      style: request.style, timestamp: Date(),
                                      settingsJSON: (try? ImageMetadata.settingsJSON(all)) ?? "{}")
+        if Self.isInpaintedPhoto(request) { metadata.sourceType = .compositeWithTrainedAlgorithmicMedia }
         if let path, namesAFolder(path) {
             // `save DIR/`: into that folder, named as outdir's images are.
             let writer = ImageWriter(directory: URL(fileURLWithPath: path), jpegQuality: output.jpegQuality)
@@ -151,6 +152,20 @@ public struct ImagingSaver: ImageSaver {
             return ([path], metadata)
         }
         return (try writer.save(image.pixels, metadata: metadata).map { relativeIfBelowCurrent($0.path) }, metadata)
+    }
+
+    /// Inpainting that keeps a photo's pixels outside the mask: its init image is a file with no
+    /// recipe of its own (neither A1111's nor sdrepl's: not a picture a model made).
+    static func isInpaintedPhoto(_ request: StyledRequest) -> Bool {
+        guard request.engine.mask != nil, request.engine.inpaintPaste, let source = request.initSource, source.hasPrefix("/") else { return false }
+        do {
+            _ = try ImageRecipeReader.read(URL(fileURLWithPath: source))
+            return false
+        } catch ImagingError.noRecipe {
+            return true
+        } catch {
+            return false  // gone or unreadable since: nothing says it was not made
+        }
     }
 
     private func relativeIfBelowCurrent(_ path: String) -> String {
@@ -227,7 +242,7 @@ public func describeStoredRecipe(_ stored: StoredRecipe) -> String {
         }
     }
     if let watermark = stored.watermark { lines.append("Watermark: \(watermark)") }
-    if stored.declaresAIOrigin { lines.append("XMP: IPTC DigitalSourceType trainedAlgorithmicMedia") }
+    if let type = stored.digitalSourceType { lines.append("XMP: IPTC DigitalSourceType \(type.rawValue)") }
     return lines.joined(separator: "\n")
 }
 

@@ -136,6 +136,31 @@ final class GenerationTests: XCTestCase {
             command: "save", reason: "this session has no image writer"), at: nil)))
     }
 
+    /// Inpainting a photo keeps its pixels outside the mask: the XMP says composite, as IPTC asks;
+    /// inpainting a picture a model made (its recipe says so) stays trainedAlgorithmicMedia.
+    func testAnInpaintedPhotoIsDeclaredACompositeInItsXMP() throws {
+        let folder = TemporaryFolder()
+        let pixels = try RGBImage(width: 8, height: 8, pixels: Array(repeating: 9, count: 192))
+        let photo = folder.path + "/photo.png"
+        try Data(try PNGFile.encode(pixels, chunks: [])).write(to: URL(fileURLWithPath: photo))
+        var output = OutputSettings()
+        output.outdir = folder.path + "/out"
+        func saved(initSource: String?, mask: Bool) throws -> StoredRecipe {
+            let request = GenerationRequest(prompt: "a sky", seed: 1, steps: 2, guidanceScale: 7, width: 8, height: 8,
+                                            initImage: PixelImage(width: 8, height: 8, rgb: pixels.pixels),
+                                            mask: mask ? InpaintMask(width: 8, height: 8, values: Array(repeating: 255, count: 64)) : nil)
+            let image = SessionImage(index: 1, request: StyledRequest(engine: request, initSource: initSource), pixels: pixels,
+                                     model: nil, loras: [], seconds: 1, sha256: "")
+            let path = try XCTUnwrap(try ImagingSaver().save(image, to: nil, output: output).paths.first)
+            return try ImageRecipeReader.read(URL(fileURLWithPath: path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path))
+        }
+        XCTAssertEqual(try saved(initSource: photo, mask: true).digitalSourceType, .compositeWithTrainedAlgorithmicMedia)
+        XCTAssertEqual(try saved(initSource: photo, mask: false).digitalSourceType, .trainedAlgorithmicMedia, "img2img repaints it all")
+        XCTAssertEqual(try saved(initSource: "image 1", mask: true).digitalSourceType, .trainedAlgorithmicMedia)
+        let made = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: output.outdir).first { $0.hasSuffix(".png") })
+        XCTAssertEqual(try saved(initSource: output.outdir + "/" + made, mask: true).digitalSourceType, .trainedAlgorithmicMedia)
+    }
+
     func testLoadAppliesTheRecipeOfASavedPNGAndJPEG() throws {
         let folder = TemporaryFolder()
         let request = GenerationRequest(prompt: "a fox, (snow:1.2)", negativePrompt: "ugly", seed: 77, steps: 30,
