@@ -135,10 +135,31 @@ extension Session {
     static func checkImageFolder(of path: String) throws {
         let folder = (path as NSString).deletingPathExtension + "_files"
         let pageName = (path as NSString).lastPathComponent
+        let folderName = (folder as NSString).lastPathComponent
         if let other = try? String(contentsOfFile: folder + "/" + pageMarker, encoding: .utf8), other != pageName {
             throw ScriptError.file(command: "export", path: folder, reason: "holds the images of the page \(other); "
-                                   + "export to another name, or remove \((folder as NSString).lastPathComponent)/ first")
+                                   + "export to another name, or remove \(folderName)/ first")
         }
+        // Nothing of the user's is replaced: a file by the page's name must be a page sdrepl wrote,
+        // and an image folder without the marker must be empty.
+        if FileManager.default.fileExists(atPath: path), !isExportedPage(path) {
+            throw ScriptError.file(command: "export", path: path, reason: "exists and is not a page sdrepl exported; "
+                                   + "export to another name, or remove it first")
+        }
+        if !FileManager.default.fileExists(atPath: folder + "/" + pageMarker),
+           let entries = try? FileManager.default.contentsOfDirectory(atPath: folder), !entries.isEmpty {
+            throw ScriptError.file(command: "export", path: folder, reason: "exists and is not a page's image folder (it has no "
+                                   + "\(pageMarker) naming the page); export to another name, or remove \(folderName)/ first")
+        }
+    }
+
+    /// Whether the file at `path` is a page an export wrote: its head names sdrepl as the HTML
+    /// page's generator, or as the Markdown page's exporter.
+    static func isExportedPage(_ path: String) -> Bool {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return false }
+        defer { try? handle.close() }
+        let head = String(decoding: (try? handle.read(upToCount: 4096)) ?? Data(), as: UTF8.self)
+        return head.contains("<meta name=\"generator\" content=\"sdrepl ") || head.contains(" by sdrepl ")
     }
 
     /// `sdrepl export TRANSCRIPT -o PAGE`: replays the transcript through this session as

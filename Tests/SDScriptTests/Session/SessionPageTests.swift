@@ -38,6 +38,28 @@ final class SessionPageTests: XCTestCase {
         XCTAssertEqual(session.page.pageBeforeCurrentCommand.entries.map(\.line), ["gen", "export notes.pdf", "export"])
     }
 
+    /// An export replaces only its own earlier page: a file of the user's by that name, or a folder
+    /// of theirs where the images would go, is refused and left as it was.
+    func testExportReplacesOnlyAPageItExported() throws {
+        let folder = TemporaryFolder()
+        let session = makeSession()
+        XCTAssertEqual(session.execute("prompt a fox"), .ok)
+        for name in ["page.html", "page.md"] {
+            let path = folder.path + "/" + name
+            XCTAssertEqual(session.execute("export \(path)"), .ok, name)
+            XCTAssertEqual(session.execute("export \(path)"), .ok, "\(name): its own page, again")
+        }
+        let notes = folder.write("README.md", "# my notes\n")
+        XCTAssertEqual(session.execute("export \(notes)").failure?.description,
+                       "export: \(notes): exists and is not a page sdrepl exported; export to another name, or remove it first")
+        XCTAssertEqual(try String(contentsOfFile: notes, encoding: .utf8), "# my notes\n")
+        folder.write("album_files/image-1.png", "a picture of the user's")
+        XCTAssertEqual(session.execute("export \(folder.path)/album.html").failure?.description,
+                       "export: \(folder.path)/album_files: exists and is not a page's image folder (it has no .page naming the page); "
+                       + "export to another name, or remove album_files/ first")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: folder.path + "/album.html"))
+    }
+
     func testExportCompletesPaths() {
         let folder = TemporaryFolder()
         folder.write("pages/old.html", "")
