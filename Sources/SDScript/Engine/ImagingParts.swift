@@ -46,6 +46,28 @@ public struct ImagingSaver: ImageSaver {
 
     /// Writes the files; returns their paths and the metadata they carry.
     private func write(_ image: SessionImage, to path: String?, output: OutputSettings) throws -> ([String], ImageMetadata) {
+        let metadata = try metadata(for: image)
+        if let path, namesAFolder(path) {
+            // `save DIR/`: into that folder, named as outdir's images are.
+            let writer = ImageWriter(directory: URL(fileURLWithPath: path), jpegQuality: output.jpegQuality)
+            return (try writer.save(image.pixels, metadata: metadata).map { relativeIfBelowCurrent($0.path) }, metadata)
+        }
+        let writer = ImageWriter(directory: URL(fileURLWithPath: output.outdir), jpegQuality: output.jpegQuality)
+        if let path, (path as NSString).pathExtension.isEmpty {
+            // No extension: both formats, as `save` alone writes them.
+            let urls = try writer.save(image.pixels, metadata: metadata, stem: URL(fileURLWithPath: path))
+            return (urls.map { path + "." + $0.pathExtension }, metadata)
+        }
+        if let path {
+            try writer.save(image.pixels, metadata: metadata, to: URL(fileURLWithPath: path))
+            return ([path], metadata)
+        }
+        return (try writer.save(image.pixels, metadata: metadata).map { relativeIfBelowCurrent($0.path) }, metadata)
+    }
+
+    /// What a saved image carries: A1111's infotext with every key that applies (hashes, hires,
+    /// inpainting, upscaling), sdrepl's own keys and the XMP.
+    func metadata(for image: SessionImage) throws -> ImageMetadata {
         let request = image.request, r = request.engine
         var hash: String?
         if let model = image.model {
@@ -136,22 +158,7 @@ public struct ImagingSaver: ImageSaver {
                                      style: request.style, timestamp: Date(),
                                      settingsJSON: (try? ImageMetadata.settingsJSON(all)) ?? "{}")
         if Self.isInpaintedPhoto(request) { metadata.sourceType = .compositeWithTrainedAlgorithmicMedia }
-        if let path, namesAFolder(path) {
-            // `save DIR/`: into that folder, named as outdir's images are.
-            let writer = ImageWriter(directory: URL(fileURLWithPath: path), jpegQuality: output.jpegQuality)
-            return (try writer.save(image.pixels, metadata: metadata).map { relativeIfBelowCurrent($0.path) }, metadata)
-        }
-        let writer = ImageWriter(directory: URL(fileURLWithPath: output.outdir), jpegQuality: output.jpegQuality)
-        if let path, (path as NSString).pathExtension.isEmpty {
-            // No extension: both formats, as `save` alone writes them.
-            let urls = try writer.save(image.pixels, metadata: metadata, stem: URL(fileURLWithPath: path))
-            return (urls.map { path + "." + $0.pathExtension }, metadata)
-        }
-        if let path {
-            try writer.save(image.pixels, metadata: metadata, to: URL(fileURLWithPath: path))
-            return ([path], metadata)
-        }
-        return (try writer.save(image.pixels, metadata: metadata).map { relativeIfBelowCurrent($0.path) }, metadata)
+        return metadata
     }
 
     /// Inpainting that keeps a photo's pixels outside the mask: its init image is a file with no

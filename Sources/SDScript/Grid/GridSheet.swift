@@ -38,17 +38,11 @@ extension ImageSaver {
 }
 
 extension ImagingSaver {
-    /// Writes the sheet with the first cell's recipe as its `parameters` and every cell's under
-    /// `GridSheet.cellsKey` (PNG only: a JPEG keeps the first cell's recipe). Without a path, a
-    /// PNG in `outdir/grids`, named as images are.
+    /// Writes the sheet with the first cell's metadata, as its saved image has it (so `load` of the
+    /// sheet gives the first cell), and every cell's recipe under `GridSheet.cellsKey` (PNG only: a
+    /// JPEG keeps the first cell's). Without a path, a PNG in `outdir/grids`, named as images are.
     public func saveSheet(_ sheet: GridSheet, to path: String?, output: OutputSettings) throws -> SavedFiles {
-        let first = sheet.first
-        // Every cell is of one model (no axis changes it): the sheet names it as its images do.
-        let hash = first.model.flatMap { try? hashes.shortHash(of: $0.hashedFile, note: note) }
-        var metadata = ImageMetadata(recipe: Self.recipe(for: first.request, model: first.model, modelHash: hash),
-                                     typedPrompt: first.request.typedPrompt ?? first.request.engine.prompt,
-                                     typedNegativePrompt: first.request.typedNegative ?? first.request.engine.negativePrompt,
-                                     style: first.request.style, timestamp: Date(), settingsJSON: sheet.cellsJSON)
+        var metadata = try metadata(for: sheet.first)
         metadata.extraPNGChunks = [.text(GridSheet.cellsKey, sheet.cellsJSON)]
         let outdir = URL(fileURLWithPath: output.outdir)
         if let path, namesAFolder(path) {
