@@ -58,6 +58,8 @@ final class LineEditor {
     /// Reads one line with the prompt.
     func read() -> Input {
         interrupted = false
+        // What was typed or pasted past a yes/no answer is read as the next lines, in order.
+        Typeahead.pending = TerminalLines.takePending() + Typeahead.pending
         if !Typeahead.pending.isEmpty {
             el_push(editLine, String(decoding: Typeahead.pending, as: UTF8.self))
             Typeahead.pending = []

@@ -59,6 +59,13 @@ enum TerminalLines {
         }
     }
 
+    /// The bytes read past the last line returned, given up to another reader: after a yes/no
+    /// answer, the lines pasted with it go to the line editor rather than to the next question.
+    static func takePending() -> [UInt8] {
+        defer { pending.removeAll() }
+        return pending
+    }
+
     private static func text(_ bytes: ArraySlice<UInt8>) -> String {
         String(decoding: bytes.last == UInt8(ascii: "\r") ? bytes.dropLast() : bytes, as: UTF8.self)
     }

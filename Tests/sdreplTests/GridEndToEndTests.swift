@@ -73,6 +73,30 @@ final class GridEndToEndTests: XCTestCase {
         XCTAssertEqual(imageHashes(big.stdout), [])
     }
 
+    /// Lines pasted with the answer to the question run next, in order, and do not answer the next
+    /// question (they stayed in the answer's reader, unseen by the line editor).
+    func testLinesPastedWithTheAnswerRunNext() throws {
+        let sandbox = Sandbox()
+        let terminal = try PseudoTerminal(["--model", model, "--no-record"], in: sandbox, da1Reply: "\u{1B}[?62;22c")
+        terminal.expect("sd> ")
+        for line in ["set size 64x64", "set steps 1", "set preview off"] {
+            terminal.type(line + "\r")
+            terminal.expect("sd> ")
+        }
+        // One paste: the command, its answer, and more.
+        terminal.paste("grid X=seed:1-17\ry\rhelp seed\rgrid X=seed:1-17\r")
+        terminal.expect("grid: 17 cells on a ", timeout: 60)
+        terminal.expect("usage: seed", timeout: 10)
+        terminal.expect("grid: make 17 cells? [y/N] ", timeout: 30)
+        terminal.settle(1)
+        XCTAssertFalse(terminal.transcript.hasSuffix("nothing made"), "the second question waits for its own answer")
+        terminal.type("n\r")
+        terminal.expect("were not confirmed; nothing made", timeout: 10)
+        terminal.expect("sd> ")
+        terminal.type("quit\r")
+        XCTAssertEqual(terminal.waitForExit(), 0)
+    }
+
     /// Ctrl-C or Ctrl-D at the question is "no", and the next question waits for its own answer
     /// (Swift's readLine spun forever after an interrupted read, and glibc's end-of-file flag answered
     /// every later question at once).

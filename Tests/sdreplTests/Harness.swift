@@ -209,6 +209,11 @@ final class PseudoTerminal {
         }
     }
 
+    /// Pastes `text`: one write of all of it, the burst a terminal sends for a paste.
+    func paste(_ text: String) {
+        _ = Array(text.utf8).withUnsafeBufferPointer { write(master, $0.baseAddress, $0.count) }
+    }
+
     /// Reads until `text` has appeared after the last match, or fails after `timeout` seconds.
     @discardableResult
     func expect(_ text: String, timeout: Double = 30, file: StaticString = #filePath, line: UInt = #line) -> Bool {
