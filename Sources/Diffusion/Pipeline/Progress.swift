@@ -30,17 +30,34 @@ public struct GenerationProgress: Sendable {
 
 /// A cooperative cancellation flag, safe to set from a signal-watching thread.
 ///
-/// The pipeline checks it before every UNet evaluation, so a cancel returns within one step and leaves
-/// the loaded model ready for the next request.
+/// The pipeline checks it between the UNet's blocks and the decoders' levels, so a cancel returns
+/// within one block (seconds, at the largest sizes) and leaves the loaded model ready for the next
+/// request. A watched condition (Ctrl-C's flag) is polled at each check, so no step has to end first.
 public final class CancellationToken: @unchecked Sendable {
     private let lock = NSLock()
     private var cancelled = false
+    private var watched: (() -> Bool)?
 
     public init() {}
 
     public func cancel() { lock.lock(); cancelled = true; lock.unlock() }
     public func reset() { lock.lock(); cancelled = false; lock.unlock() }
-    public var isCancelled: Bool { lock.lock(); defer { lock.unlock() }; return cancelled }
+    public var isCancelled: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        if !cancelled, watched?() == true { cancelled = true }
+        return cancelled
+    }
+
+    /// Runs `body` with `condition` polled at every check: it cancels the token once it holds.
+    /// `condition` must be safe to call from the thread that runs the pipeline.
+    public func watching<T>(_ condition: () -> Bool, _ body: () throws -> T) rethrows -> T {
+        try withoutActuallyEscaping(condition) { escapable in
+            lock.lock(); watched = escapable; lock.unlock()
+            defer { lock.lock(); watched = nil; lock.unlock() }
+            return try body()
+        }
+    }
 
     /// Throws `PipelineError.cancelled` once cancelled.
     public func check() throws { if isCancelled { throw PipelineError.cancelled } }

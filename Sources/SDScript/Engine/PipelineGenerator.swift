@@ -68,17 +68,19 @@ public final class PipelineGenerator: ImageGenerator {
         try use(folders)
         let token = CancellationToken()
         if isCancelled() { throw PipelineError.cancelled }
-        let prepared = try pipeline.prepare(request, cancellation: token)
-        // The engine checks the token before every UNet evaluation; Ctrl-C is seen after each step,
-        // so a cancel takes effect within one step. The cheap latent preview is made every step and
-        // the terminal decides when to draw one.
-        for index in 0..<request.batchCount {
-            let result = try pipeline.render(prepared, index: index, progress: { step in
-                progress(step.counted(inSteps: request.steps))
-                if isCancelled() { token.cancel() }
-            }, previewEvery: 1, cancellation: token)
-            try image(result)
-            if isCancelled() && index + 1 < request.batchCount { throw PipelineError.cancelled }
+        // The engine checks the token between the UNet's blocks, and the token polls Ctrl-C's flag
+        // there, so a cancel takes effect within a block rather than at the end of a step (minutes
+        // at the largest sizes). The cheap latent preview is made every step and the terminal
+        // decides when to draw one.
+        try token.watching(isCancelled) {
+            let prepared = try pipeline.prepare(request, cancellation: token)
+            for index in 0..<request.batchCount {
+                let result = try pipeline.render(prepared, index: index, progress: { step in
+                    progress(step.counted(inSteps: request.steps))
+                }, previewEvery: 1, cancellation: token)
+                try image(result)
+                if isCancelled() && index + 1 < request.batchCount { throw PipelineError.cancelled }
+            }
         }
     }
 

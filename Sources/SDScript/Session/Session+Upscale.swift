@@ -86,11 +86,12 @@ extension Session {
         let start = DispatchTime.now().uptimeNanoseconds
         let result: (image: RGBImage, resized: Bool)
         do {
-            result = try upscaling.upscale(source.pixels, with: upscaler, to: target, tiling: TileOptions(tile: settings.resources.upscaleTile), progress: { progress in
-                reached = progress
-                io.emit(.upscaleProgress(progress))
-                if io.isInterrupted { token.cancel() }
-            }, cancellation: token)
+            result = try token.watching({ io.isInterrupted }) {
+                try upscaling.upscale(source.pixels, with: upscaler, to: target, tiling: TileOptions(tile: settings.resources.upscaleTile), progress: { progress in
+                    reached = progress
+                    io.emit(.upscaleProgress(progress))
+                }, cancellation: token)
+            }
             io.progressDone()
         } catch {
             io.progressDone()

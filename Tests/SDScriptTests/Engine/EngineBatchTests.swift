@@ -25,6 +25,22 @@ final class EngineBatchTests: XCTestCase {
         XCTAssertEqual(io.lines.filter { $0.hasPrefix("image ") }.count, 4, "each image is shown as it is finished")
     }
 
+    /// Ctrl-C is seen between the UNet's blocks, not only when a step ends (a step takes minutes at
+    /// the largest sizes): a cancel that comes during the first step stops it, before any progress.
+    func testACancelStopsTheStepItComesIn() throws {
+        let session = Session(components: Components(generatorLoader: PipelineLoader(), models: FixedModelCatalog(),
+                                                     styles: StyleBook(environment: [:]), saver: nil), io: BufferIO())
+        XCTAssertEqual(session.execute("model \(Fixture.tinySD15Folder.path)"), .ok)
+        let generator = try session.loadedGenerator()
+        var polls = 0, steps = 0
+        let request = GenerationRequest(prompt: "a fox", seed: 1, steps: 3, width: 64, height: 64, sampler: .euler)
+        XCTAssertThrowsError(try generator.generate(request, folders: ResourceFolders(), progress: { _ in steps += 1 },
+                                                    isCancelled: { polls += 1; return polls > 1 }, image: { _ in })) { error in
+            XCTAssertEqual(error as? PipelineError, .cancelled)
+        }
+        XCTAssertEqual(steps, 0, "stopped inside the first step")
+    }
+
     /// The progress counts the steps asked for: PNDM evaluates the UNet steps + 1 times (its first
     /// step takes two), but `set steps 4` shows 0/4 … 4/4, never 5.
     func testProgressCountsTheStepsAskedForWithPNDM() throws {
