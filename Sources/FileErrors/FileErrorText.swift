@@ -111,3 +111,17 @@ public enum FileErrorText {
         }
     }
 }
+
+extension String {
+    /// The path with a leading `~` (alone or before `/`) made the home folder as the shell makes it,
+    /// from `$HOME`; `~user` as Foundation does. Foundation's `expandingTildeInPath` reads the
+    /// password database alone, so `HOME=/elsewhere sdrepl` saved into the wrong home.
+    public var expandingTilde: String {
+        guard self == "~" || hasPrefix("~/") else { return NSString(string: self).expandingTildeInPath }
+        guard let home = ProcessInfo.processInfo.environment["HOME"], home.hasPrefix("/") else {
+            return NSString(string: self).expandingTildeInPath
+        }
+        let rest = dropFirst()
+        return (home.hasSuffix("/") && rest.hasPrefix("/") ? String(home.dropLast()) : home) + rest
+    }
+}

@@ -1,3 +1,4 @@
+import FileErrors
 import Foundation
 
 /// How a model is laid out on disk.
@@ -167,7 +168,7 @@ public struct ModelDiscovery: Sendable {
     /// Classifies a user-given path: a checkpoint file, a diffusers folder, an HF cache repository folder
     /// (`models--*`) or one of its snapshots.
     public func model(atUserPath path: String, origin: ModelOrigin) throws -> FoundModel {
-        let expanded = (path as NSString).expandingTildeInPath
+        let expanded = path.expandingTilde
         let url = URL(fileURLWithPath: expanded, relativeTo: currentDirectory).standardizedFileURL
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else {

@@ -1,3 +1,4 @@
+import FileErrors
 import ArgumentParser
 import Foundation
 import SDScript
@@ -32,7 +33,7 @@ struct ExportPage: ParsableCommand {
         // A transcript's own `model` line, when it has one, comes later and wins.
         if let model = options.model { session.settings.resources.model = model }
         do {
-            let (replay, page) = try session.exportTranscript(at: transcript, to: NSString(string: output).expandingTildeInPath)
+            let (replay, page) = try session.exportTranscript(at: transcript, to: output.expandingTilde)
             if !regenerate {
                 io.output("reused \(recorded.reused) image\(recorded.reused == 1 ? "" : "s") saved by the recorded run (same settings, same model, pixels matching the recorded hash); generated the others")
             }

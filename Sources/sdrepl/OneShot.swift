@@ -72,7 +72,7 @@ struct OneShot: ParsableCommand {
     /// disk, no permission) falls back to outdir after the generation (`run`).
     static func checkOutput(_ path: String, images: Int) throws {
         guard !path.isEmpty else { throw ValidationError("-o needs a file name or a folder, got ''") }
-        let expanded = NSString(string: path).expandingTildeInPath
+        let expanded = path.expandingTilde
         let ext = (expanded as NSString).pathExtension
         if !ext.isEmpty, ImageFormat(path: expanded) == nil {
             throw ValidationError("-o \(path): sdrepl writes .png or .jpg (or both, for a name without an extension), not .\(ext)")

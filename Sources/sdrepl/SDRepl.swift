@@ -1,3 +1,4 @@
+import FileErrors
 import ArgumentParser
 import HostCheck
 import Diffusion
@@ -23,7 +24,7 @@ struct SessionOptions: ParsableArguments {
     var keepGoing = false
 
     func validate() throws {
-        if let model, !FileManager.default.fileExists(atPath: NSString(string: model).expandingTildeInPath) {
+        if let model, !FileManager.default.fileExists(atPath: model.expandingTilde) {
             throw ValidationError("--model \(model.escapingControlCharacters): no such file or folder")
         }
     }
@@ -65,7 +66,7 @@ struct SessionOptions: ParsableArguments {
             session.recordComment(ScriptNumerics.label + BLAS.numerics)
         }
         // Absolute, so the transcript replays from sessions/ or anywhere else.
-        if let model { session.recordCommand("model \(URL(fileURLWithPath: NSString(string: model).expandingTildeInPath).standardizedFileURL.path)") }
+        if let model { session.recordCommand("model \(URL(fileURLWithPath: model.expandingTilde).standardizedFileURL.path)") }
         return session
     }
 }
@@ -240,7 +241,7 @@ struct Info: ParsableCommand {
 
     func run() throws {
         do {
-            let stored = try readStoredRecipe(at: NSString(string: file).expandingTildeInPath, shownAs: file, command: "sdrepl info")
+            let stored = try readStoredRecipe(at: file.expandingTilde, shownAs: file, command: "sdrepl info")
             print(describeStoredRecipe(stored).escapingControlCharacters)
         } catch {
             Console.err("\(error)\n".escapingControlCharacters)

@@ -60,7 +60,7 @@ struct MergeShards: ParsableCommand {
 
     /// Writes a new file (O_EXCL), whole or not at all.
     private func write(_ lines: [String]) throws {
-        let path = NSString(string: output).expandingTildeInPath
+        let path = output.expandingTilde
         let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else {
             let reason = errno == EEXIST ? "exists already; merge never overwrites a transcript, give a new name" : FileErrorText.reason(errno: errno)

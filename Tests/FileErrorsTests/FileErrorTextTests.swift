@@ -56,6 +56,15 @@ final class FileErrorTextTests: XCTestCase {
         XCTAssertEqual(FileErrorText.unwritableFolderReason(long), "\(long): the name is too long")
     }
 
+    /// `~` is `$HOME` as the shell has it (Foundation's expansion reads the password database alone).
+    func testATildeIsTheHomeTheEnvironmentGives() throws {
+        let home = try XCTUnwrap(ProcessInfo.processInfo.environment["HOME"])
+        XCTAssertEqual("~".expandingTilde, home)
+        XCTAssertEqual("~/pictures/a b.png".expandingTilde, (home.hasSuffix("/") ? String(home.dropLast()) : home) + "/pictures/a b.png")
+        XCTAssertEqual("/abs/~/x".expandingTilde, "/abs/~/x")
+        XCTAssertEqual("rel/x".expandingTilde, "rel/x")
+    }
+
     func testFoundationAndKernelErrors() {
         XCTAssertEqual(FileErrorText.reason(CocoaError(.fileWriteVolumeReadOnly)), "read-only file system")
         XCTAssertEqual(FileErrorText.reason(CocoaError(.fileReadNoPermission)), "permission denied")

@@ -302,6 +302,16 @@ final class EndToEndTests: XCTestCase {
         XCTAssertTrue(missing.stderr.contains("nothing.png"), missing.stderr)
     }
 
+    /// `~` in a path typed at the prompt is `$HOME`, as in the shell, not the password database's home.
+    func testATildeIsTheHomeTheEnvironmentGives() throws {
+        let sandbox = Sandbox()
+        try FileManager.default.createDirectory(atPath: sandbox.path + "/home", withIntermediateDirectories: true)
+        sandbox.write("home/s.sdscript", "help seed\n")
+        let run = try PipeRun(["--no-record"], stdin: "run ~/s.sdscript\n", in: sandbox)
+        XCTAssertEqual(run.status, 0, run.stderr)
+        XCTAssertTrue(run.stdout.contains("usage: seed"), run.stdout + run.stderr)
+    }
+
     func testASaveFailureKeepsTheImageForSaveElsewhere() throws {
         let sandbox = Sandbox()
         // The default outdir is not checked as `set outdir` checks one: a file where it should be.

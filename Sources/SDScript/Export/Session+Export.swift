@@ -40,7 +40,7 @@ extension Session {
         guard !argument.isEmpty else { throw ScriptError.missingArgument(command: "export", usage: Self.exportUsage) }
         if savingDisabled { return }
         // Outputs go where the user is, like `save`: relative to the current directory.
-        let summary = try exportPage(page.pageBeforeCurrentCommand, to: NSString(string: argument).expandingTildeInPath)
+        let summary = try exportPage(page.pageBeforeCurrentCommand, to: argument.expandingTilde)
         io.output(summary.description)
     }
 

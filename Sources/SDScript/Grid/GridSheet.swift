@@ -105,7 +105,7 @@ extension Session {
             io.output("grid sheet: already saved as \(sheet.savedPaths.joined(separator: " ")); 'save PATH' writes another copy")
             return
         }
-        let path: String? = argument.isEmpty ? nil : NSString(string: argument).expandingTildeInPath
+        let path: String? = argument.isEmpty ? nil : argument.expandingTilde
         let saved: SavedFiles
         do {
             saved = try saver.saveSheet(sheet, to: path, output: settings.output)

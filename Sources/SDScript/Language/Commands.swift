@@ -193,7 +193,7 @@ public struct Command {
                     continue
                 }
                 // Outputs go where the user is, like outdir: relative to the current directory.
-                var path: String? = argument.isEmpty ? nil : NSString(string: argument).expandingTildeInPath
+                var path: String? = argument.isEmpty ? nil : argument.expandingTilde
                 if let given = path, !namesAFolder(given), let fileNumber = session.fileNumber(ofBatchImage: number) {
                     // One file per image: name-1.png, name-2.png, …
                     let name = given as NSString

@@ -1,3 +1,4 @@
+import FileErrors
 import Diffusion
 import Foundation
 
@@ -114,7 +115,7 @@ extension Session {
 
     /// File names that start with `partial`; "~/" is understood, directories end in "/".
     func completePath(_ partial: String) -> [String] {
-        let expanded = partial.hasPrefix("~/") ? NSHomeDirectory() + partial.dropFirst(1) : partial
+        let expanded = partial.hasPrefix("~/") ? partial.expandingTilde : partial
         let folderPart: String
         let namePart: String
         if let slash = expanded.lastIndex(of: "/") {

@@ -1,3 +1,4 @@
+import FileErrors
 import Diffusion
 import Foundation
 
@@ -32,7 +33,7 @@ extension SettingKey {
             }
             url = found.url
         } else {
-            url = URL(fileURLWithPath: NSString(string: value).expandingTildeInPath)
+            url = URL(fileURLWithPath: value.expandingTilde)
             if !FileManager.default.fileExists(atPath: url.path) {
                 let entries = session.generation.vaeEntries(session.settings.resources)
                 guard let entry = VAELibrary.locate(value, in: entries) else {

@@ -121,7 +121,7 @@ public struct SettingKey {
         SettingKey(name: "outdir", values: "DIR", kind: .text, choices: { _ in nil }, completesPaths: true,
                    apply: { session, value in
                        // Said now rather than at the first save; a check writes nothing, so it need not.
-                       if !session.savingDisabled, let reason = FileErrorText.unwritableFolderReason(NSString(string: value).expandingTildeInPath) {
+                       if !session.savingDisabled, let reason = FileErrorText.unwritableFolderReason(value.expandingTilde) {
                            throw ScriptError.file(command: "set outdir", path: value, reason: reason + "; give a folder images can be written to")
                        }
                        session.settings.output.outdir = value
@@ -281,7 +281,7 @@ public struct SettingKey {
         SettingKey(name: name, values: "DIR (\(purpose))", kind: .text, choices: { _ in nil }, completesPaths: true,
                    apply: { session, value in
                        var isDirectory: ObjCBool = false
-                       let expanded = NSString(string: value).expandingTildeInPath
+                       let expanded = value.expandingTilde
                        guard FileManager.default.fileExists(atPath: expanded, isDirectory: &isDirectory), isDirectory.boolValue else {
                            throw ScriptError.file(command: "set \(name)", path: value, reason: "no such folder")
                        }

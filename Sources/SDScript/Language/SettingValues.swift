@@ -38,7 +38,7 @@ func parseSeed(_ value: String, command: String, session: Session) throws -> See
 
 /// `path` if a file or folder is there.
 func checkedModelPath(_ path: String, command: String) throws -> String {
-    let expanded = NSString(string: path).expandingTildeInPath
+    let expanded = path.expandingTilde
     guard FileManager.default.fileExists(atPath: expanded) else {
         throw ScriptError.file(command: command, path: path, reason: "no such file or folder")
     }
@@ -67,7 +67,7 @@ func parseHires(_ value: String) throws -> HiresSize? {
 /// `value` expanded, when it names a file that starts as a PNG or JPEG does: what `init` and `mask`
 /// can tell when they are typed, rather than at the next `gen` (which reads the whole picture).
 func checkedImagePath(_ value: String, command: String) throws -> String {
-    let path = NSString(string: value).expandingTildeInPath
+    let path = value.expandingTilde
     var isFolder: ObjCBool = false
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {
         throw ScriptError.file(command: command, path: value, reason: "no such file")

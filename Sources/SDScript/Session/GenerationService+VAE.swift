@@ -1,3 +1,4 @@
+import FileErrors
 import Diffusion
 import Foundation
 
@@ -46,6 +47,6 @@ extension GenerationService {
         if let draft = resources.draft?.vae { return URL(fileURLWithPath: draft) }
         guard let value = resources.vae else { return nil }
         if value == "auto" { return automaticVAE(resources)?.url }
-        return URL(fileURLWithPath: NSString(string: value).expandingTildeInPath)
+        return URL(fileURLWithPath: value.expandingTilde)
     }
 }

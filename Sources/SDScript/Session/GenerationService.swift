@@ -197,7 +197,7 @@ final class GenerationService {
     /// holds the model (`models/` for `models/Stable-diffusion/x.safetensors` or `x.ckpt`), without repeats.
     func folders(chosen: String?, here: String, besideModels: String, model: String?) -> [URL] {
         var folders: [URL] = []
-        if let chosen { folders.append(URL(fileURLWithPath: NSString(string: chosen).expandingTildeInPath)) }
+        if let chosen { folders.append(URL(fileURLWithPath: chosen.expandingTilde)) }
         folders.append(URL(fileURLWithPath: here))
         if let location = try? components.models.locate(explicit: model) {
             let url = URL(fileURLWithPath: location.path)

@@ -146,7 +146,7 @@ extension Session {
             return
         }
         let folders = upscalerDirectories()
-        let path = NSString(string: value).expandingTildeInPath
+        let path = value.expandingTilde
         let url: URL
         if FileManager.default.fileExists(atPath: path) {
             url = URL(fileURLWithPath: absolute(path))

@@ -143,7 +143,7 @@ public final class Session {
 
     /// A path in a script is relative to that script's folder; typed at the prompt, to the current one.
     func resolve(_ path: String, relativeTo location: SourceLocation?) -> String {
-        let expanded = NSString(string: path).expandingTildeInPath
+        let expanded = path.expandingTilde
         guard !expanded.hasPrefix("/"), let location, location.file != "<stdin>" else { return expanded }
         let folder = URL(fileURLWithPath: location.file).deletingLastPathComponent().path
         return folder == "." ? expanded : folder + "/" + expanded
