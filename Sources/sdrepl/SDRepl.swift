@@ -17,7 +17,7 @@ struct SessionOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Where interactive sessions are recorded.", valueName: "DIR"))
     var sessions: String = "sessions"
 
-    @Flag(name: .customLong("no-record"), help: "Do not record the session.")
+    @Flag(name: .customLong("no-record"), help: "Do not record the session, nor add its lines to the line-editing history file.")
     var noRecord = false
 
     @Flag(help: "In a script (run FILE, or standard input): report errors and go on; exit 1 at the end if there were any.")
@@ -147,7 +147,8 @@ struct SDRepl: ParsableCommand {
         if setlocale(LC_CTYPE, "") == nil || String(cString: nl_langinfo(nl_item(CODESET))) != "UTF-8" {
             _ = setlocale(LC_CTYPE, "C.UTF-8")
         }
-        guard let editor = LineEditor(historyPath: historyFile(), complete: session.complete) else {
+        // `--no-record` keeps nothing on disk: the line history lives for this session only.
+        guard let editor = LineEditor(historyPath: options.noRecord ? nil : historyFile(), complete: session.complete) else {
             throw ValidationError("cannot start the line editor (libedit)")
         }
         while true {

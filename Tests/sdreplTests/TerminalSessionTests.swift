@@ -117,6 +117,19 @@ final class TerminalSessionTests: XCTestCase {
         second.type("set\r")
         second.expect("steps           17   (changed)")
         quit(second)
+
+        // `--no-record` keeps nothing on disk: the history file is as the last session left it,
+        // though Up still recalls this session's lines.
+        let before = try String(contentsOfFile: sandbox.path + "/state/sdrepl/history", encoding: .utf8)
+        let third = try start(sandbox, arguments: ["--no-record"])
+        third.type("set steps 23\r")
+        third.expect("sd> ")
+        third.type(up + "\u{7F}\u{7F}31\r")
+        third.expect("sd> ")
+        third.type("set\r")
+        third.expect("steps           31   (changed)")
+        quit(third)
+        XCTAssertEqual(try String(contentsOfFile: sandbox.path + "/state/sdrepl/history", encoding: .utf8), before)
     }
 
     func testTabCompletesCommandsSettingsAndValues() throws {
