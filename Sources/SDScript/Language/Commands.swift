@@ -282,6 +282,7 @@ public struct Command {
         },
         Command(name: "final", usage: "final N", summary: "render image N, a draft, again with your own settings and its seed",
                 kind: .words, completion: .none) { session, argument, _ in
+            guard !argument.isEmpty else { throw ScriptError.missingArgument(command: "final", usage: "final N") }
             try session.renderFinal(argument)
             return .ok
         },

@@ -78,7 +78,9 @@ extension ScriptError: CustomStringConvertible {
         case .missingArgument(_, let usage):
             body = "missing argument; usage: \(usage)"
         case .unexpectedArgument(let command, let argument):
-            body = "takes no argument, got '\(argument)'; see 'help \(command)'"
+            // `set mode final` is a setting's value: its help is the setting's.
+            let topic = command.hasPrefix("set ") ? String(command.split(separator: " ").prefix(2).joined(separator: " ")) : command
+            body = "takes no argument, got '\(argument)'; see 'help \(topic)'"
         case .file(_, let path, let reason):
             body = "\(path): \(reason)"
         case .imageNotSaved(_, let reason):

@@ -115,7 +115,9 @@ public final class Session {
 
     private func dispatch(_ text: CommandText, at location: SourceLocation?) -> Outcome {
         guard let command = Command.named(text.name) else {
-            let suggestion = closestWord(to: text.name, in: Command.table.map(\.name))
+            // A setting's name where a command goes (`steps 20`): the `set` line it stands for.
+            let suggestion = SettingKey.named(text.name).map { "set \($0.name)" + (text.argument.isEmpty ? "" : " " + text.argument) }
+                ?? closestWord(to: text.name, in: Command.table.map(\.name))
             return .failed(report(.unknownCommand(text.name, suggestion: suggestion), at: location))
         }
         let argument = command.kind == .words ? text.argument.droppingTrailingComment() : text.argument

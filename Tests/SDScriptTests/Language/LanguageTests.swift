@@ -194,6 +194,10 @@ final class CommandTests: XCTestCase {
         let cases: [(String, String)] = [
             ("set stpes 30", "set: unknown setting 'stpes' (did you mean 'steps'?)"),
             ("gne", "unknown command 'gne' (did you mean 'gen'?); type 'help' for the list"),
+            ("size 64x64", "unknown command 'size' (did you mean 'set size 64x64'?); type 'help' for the list"),
+            ("steps 20", "unknown command 'steps' (did you mean 'set steps 20'?); type 'help' for the list"),
+            ("final", "final: missing argument; usage: final N"),
+            ("set mode final 3", "set mode final: takes no argument, got '3'; see 'help set mode'"),
             ("set steps 0", "set steps: expected a whole number from 1 to 1000, got '0'"),
             ("set steps many", "set steps: expected a whole number from 1 to 1000, got 'many'"),
             ("set cfg -1", "set cfg: expected a number from 0 to 50, got '-1'"),
