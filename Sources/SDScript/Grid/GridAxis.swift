@@ -174,6 +174,18 @@ struct GridAxis: Equatable {
 
 /// `grid X=AXIS:VALUES [Y=…] [Z=…] [--yes] [--cells K]`, read.
 struct GridSpec: Equatable {
+    /// Each `-1` or `random` on a seed axis made a seed of its own, as A1111's `fix_axis_seeds`
+    /// does (`X=seed:-1,-1,-1` is three variations); the grid's transcript line then carries them.
+    mutating func drawRandomSeeds(_ draw: () -> UInt64) {
+        func fixed(_ axis: GridAxis) -> GridAxis {
+            guard axis.kind == .seed else { return axis }
+            return GridAxis(kind: .seed, values: axis.values.map { ["-1", "random"].contains($0.lowercased()) ? String(draw()) : $0 })
+        }
+        x = fixed(x)
+        y = y.map(fixed)
+        z = z.map(fixed)
+    }
+
     static let usage = "grid X=AXIS:VALUES [Y=…] [Z=…] [--yes]"
 
     /// `help grid`, after the usage and summary.

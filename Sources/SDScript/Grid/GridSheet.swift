@@ -134,7 +134,7 @@ extension Session {
                          preview: settings.output.preview))
     }
 
-    private func labelFont(for command: String) throws -> Font {
+    func labelFont(for command: String) throws -> Font {
         do {
             return try Font()
         } catch {

@@ -10,7 +10,8 @@ struct GridCell {
     /// Whether this cell can join `previous`'s engine batch: the same request but the next seed,
     /// so the text is encoded once for both (`gen N`'s path).
     func continuesBatch(of previous: GridCell) -> Bool {
-        guard case .fixed(let seed) = request.seed, case .fixed(let before) = previous.request.seed, seed == before &+ 1
+        guard case .fixed(let seed) = request.seed, case .fixed(let before) = previous.request.seed,
+              before < UInt64.max, seed == before + 1
         else { return false }
         var same = request
         same.seed = previous.request.seed
@@ -23,10 +24,14 @@ extension Session {
     /// kept in the history and autosaved as `gen`'s images are, then one labelled sheet of them all.
     /// Ctrl-C stops after the cell being made; the finished cells are kept and make the sheet.
     func grid(_ argument: String, at location: SourceLocation?) throws {
-        let spec = try GridSpec.parse(argument)
+        var spec = try GridSpec.parse(argument)
+        spec.drawRandomSeeds(drawSeed)
         var cells = try plan(spec)
         if let limit = spec.cellLimit { cells = Array(cells.prefix(limit)) }
         try checkRequests(spec, cells)
+        try checkSheetSize(spec, cells)
+        // The labels' font, before minutes of cells rather than after them.
+        _ = try labelFont(for: "grid")
         try confirmSize(spec, cells: cells.count, typed: location == nil)
         if cells.contains(where: { $0.request.seed == .random }) {
             // One seed for every cell without one, as A1111's X/Y/Z plot fixes a random seed.
@@ -150,6 +155,23 @@ extension Session {
                 throw ScriptError.generation("the cell \(label.joined(separator: ", ")): \(reason); nothing was made", command: "grid")
             }
         }
+    }
+
+    /// The most pixels a sheet may have, A1111's default `img_max_size_mp` for its grids: a sheet is
+    /// held whole in memory (3 bytes a pixel) and written as one PNG.
+    static let sheetMegapixelLimit = 200.0
+
+    /// Refuses a grid whose sheet (every cell at the largest cell's size, labels aside) would pass
+    /// `sheetMegapixelLimit`, before any cell is made.
+    private func checkSheetSize(_ spec: GridSpec, _ cells: [GridCell]) throws {
+        let sizes = cells.map { $0.request.hiresFix.map { ($0.width, $0.height) } ?? ($0.request.width, $0.request.height) }
+        let width = (sizes.map(\.0).max() ?? 0) * spec.x.values.count * (spec.z?.values.count ?? 1)
+        let height = (sizes.map(\.1).max() ?? 0) * (spec.y?.values.count ?? 1)
+        let megapixels = Double(width) * Double(height) / 1e6
+        guard megapixels > Self.sheetMegapixelLimit else { return }
+        throw ScriptError.notReady(command: "grid", reason: "its sheet would be at least \(width)x\(height), "
+            + "\(Int(megapixels.rounded())) megapixels, more than \(Int(Self.sheetMegapixelLimit)) (A1111's limit too); "
+            + "use fewer values or a smaller size")
     }
 
     private func confirmSize(_ spec: GridSpec, cells: Int, typed: Bool) throws {

@@ -43,6 +43,24 @@ final class GridTests: XCTestCase {
         }
     }
 
+    /// Each `-1` on a seed axis is a seed of its own (A1111's fix_axis_seeds), recorded concretely;
+    /// the last seed and 0 are two cells, not one batch past 2^64 − 1; a sheet past 200
+    /// megapixels is refused before any cell.
+    func testRandomSeedsOnTheAxisTheLastSeedAndTheSheetsSize() throws {
+        let folder = TemporaryFolder()
+        let recorder = try TranscriptRecorder(directory: folder.path)
+        let session = makeSession(transcript: recorder, seeds: [11, 22, 33])
+        for line in ["prompt a fox", "set size 64x64", "grid X=seed:-1,5,random"] { XCTAssertEqual(session.execute(line), .ok, line) }
+        XCTAssertEqual(session.images.map(\.request.engine.seed), [11, 5, 22])
+        XCTAssertEqual(recorder.lines.last { $0.hasPrefix("grid") }, "grid X=seed:11,5,22 --yes")
+        XCTAssertEqual(session.execute("grid X=seed:18446744073709551615,0"), .ok)
+        XCTAssertEqual(session.images.suffix(2).map(\.request.engine.seed), [UInt64.max, 0])
+        XCTAssertEqual(session.execute("set size 2048x2048"), .ok)
+        XCTAssertEqual(session.execute("grid X=seed:1-10 Y=cfg:1-5 --yes").failure?.description,
+                       "grid: its sheet would be at least 20480x10240, 210 megapixels, more than 200 (A1111's limit too); "
+                       + "use fewer values or a smaller size")
+    }
+
     /// ` #` starts a comment on a grid line, as on any line of words, but not inside a quoted value.
     func testAQuotedValueMayHoldAHash() throws {
         XCTAssertEqual(#"X=sr:fox,"wolf #2" # two cells"#.droppingTrailingComment(), #"X=sr:fox,"wolf #2""#)
