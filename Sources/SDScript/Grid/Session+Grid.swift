@@ -39,6 +39,9 @@ extension Session {
             log.line.preamble.append("seed \(seed) # random")
             for i in cells.indices where cells[i].request.seed == .random { cells[i].request.seed = .fixed(seed) }
         }
+        if settings.resources.draft != nil {
+            io.output("grid: the cells use your own settings, not draft mode's (a grid compares settings, so each cell is rendered as its recipe says)")
+        }
         _ = try loadedGenerator(for: "grid")
         history.startBatch()
         let preview = settings.output.preview

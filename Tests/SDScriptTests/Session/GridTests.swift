@@ -61,6 +61,16 @@ final class GridTests: XCTestCase {
                        + "use fewer values or a smaller size")
     }
 
+    /// In draft mode a grid still renders each cell's own settings, and says so.
+    func testAGridInDraftModeSaysItRendersYourOwnSettings() throws {
+        let io = BufferIO()
+        let session = makeSession(io: io)
+        session.settings.resources.draft = try DraftPreset(words: ["lora=lcm:1", "sampler=lcm", "steps=4", "cfg=1"])
+        for line in ["prompt a fox", "set size 64x64", "set steps 3", "grid X=seed:1,2"] { XCTAssertEqual(session.execute(line), .ok, line) }
+        XCTAssertTrue(io.lines.contains { $0.hasPrefix("grid: the cells use your own settings, not draft mode's") }, "\(io.lines)")
+        XCTAssertEqual(session.images.map(\.request.engine.steps), [3, 3])
+    }
+
     /// ` #` starts a comment on a grid line, as on any line of words, but not inside a quoted value.
     func testAQuotedValueMayHoldAHash() throws {
         XCTAssertEqual(#"X=sr:fox,"wolf #2" # two cells"#.droppingTrailingComment(), #"X=sr:fox,"wolf #2""#)
