@@ -202,7 +202,7 @@ extension Session {
         cellSettings.resources.draft = nil
         let vae = generation.vaeFile(cellSettings.resources)
         progress.offset = range.lowerBound
-        try generation.generate(request, settings: cellSettings, io: progress) { result, pixels, model in
+        try generation.generate(request, settings: cellSettings, io: progress, command: "grid") { result, pixels, model in
             let offset = Int(result.request.seed &- base)
             var entry = SessionImage(index: history.nextIndex, request: request.image(offset), pixels: pixels, model: model,
                                      loras: result.loras, seconds: result.seconds, decoder: result.decoder, sha256: pixelHash(pixels))

@@ -214,9 +214,10 @@ final class GenerationService {
     /// Runs `request` (all its images) through the engine, handing each finished image to `made`.
     /// - Throws: `ScriptError.cancelled` after Ctrl-C (with how many images were made), or
     ///   `ScriptError.generation` naming what the engine refused.
-    func generate(_ request: StyledRequest, settings: SessionSettings, io: SessionIO,
+    /// - Parameter command: the command that asked (`gen`, `grid`, `final`), named in errors.
+    func generate(_ request: StyledRequest, settings: SessionSettings, io: SessionIO, command: String = "gen",
                   made: (GenerationResult, RGBImage, ModelIdentity?) throws -> Void) throws {
-        let generator = try self.generator(for: settings.resources, io: io)
+        let generator = try self.generator(for: settings.resources, io: io, command: command)
         var folders = self.folders(for: settings.resources)
         if settings.output.preview != .off { folders.previewDecoder = previewTAESD(settings.resources) }
         let count = request.engine.batchCount
@@ -231,11 +232,11 @@ final class GenerationService {
                 do {
                     pixels = try RGBImage(width: result.image.width, height: result.image.height, pixels: result.image.rgb)
                 } catch {
-                    throw ScriptError.generation("the engine returned a malformed image: \(error)")
+                    throw ScriptError.generation("the engine returned a malformed image: \(error)", command: command)
                 }
                 let expected = request.engine.hires.map { ($0.width, $0.height) } ?? (request.engine.width, request.engine.height)
                 guard pixels.width == expected.0, pixels.height == expected.1 else {
-                    throw ScriptError.generation("the engine returned \(pixels.width)x\(pixels.height) for \(expected.0)x\(expected.1)")
+                    throw ScriptError.generation("the engine returned \(pixels.width)x\(pixels.height) for \(expected.0)x\(expected.1)", command: command)
                 }
                 finished += 1
                 try made(result, pixels, generator.identity)
@@ -249,9 +250,9 @@ final class GenerationService {
             if io.isInterrupted { throw ScriptError.cancelled(completed: finished, requested: count) }
             if case LoRAError.notFound(let name, _) = error,
                let near = closestWord(to: name, in: LoRALibrary.names(in: folders.loras)) {
-                throw ScriptError.engine(EngineFailure(error, hint: "did you mean '\(near)'?"))
+                throw ScriptError.engine(EngineFailure(error, hint: "did you mean '\(near)'?"), command: command)
             }
-            throw ScriptError.engine(EngineFailure(error))
+            throw ScriptError.engine(EngineFailure(error), command: command)
         }
     }
 

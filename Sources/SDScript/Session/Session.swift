@@ -198,7 +198,7 @@ public final class Session {
     /// finished; `own` is the request with the user's own settings when `request` is a draft of it.
     func render(_ request: StyledRequest, base: UInt64, settings: SessionSettings, own: StyledRequest?, command: String) throws {
         let vae = generation.vaeFile(settings.resources)
-        try generation.generate(request, settings: settings, io: io) { result, pixels, model in
+        try generation.generate(request, settings: settings, io: io, command: command) { result, pixels, model in
             let offset = Int(result.request.seed &- base)
             var entry = SessionImage(index: history.nextIndex, request: request.image(offset), pixels: pixels, model: model,
                                      loras: result.loras, seconds: result.seconds, decoder: result.decoder,

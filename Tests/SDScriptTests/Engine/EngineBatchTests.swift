@@ -25,6 +25,17 @@ final class EngineBatchTests: XCTestCase {
         XCTAssertEqual(io.lines.filter { $0.hasPrefix("image ") }.count, 4, "each image is shown as it is finished")
     }
 
+    /// An engine error in a grid's cell is the grid's, as the user typed it, not `gen:`.
+    func testAGridsEngineErrorsNameTheGrid() throws {
+        let session = Session(components: Components(generatorLoader: PipelineLoader(), models: FixedModelCatalog(),
+                                                     styles: StyleBook(environment: [:]), saver: nil), io: BufferIO())
+        for line in ["model \(Fixture.tinySD15Folder.path)", "prompt a fox", "set size 64x64", "set steps 1"] {
+            XCTAssertEqual(session.execute(line), .ok, line)
+        }
+        let failure = try XCTUnwrap(session.execute("grid X=sr:fox,<lora:nothere:1>").failure)
+        XCTAssertTrue(failure.description.hasPrefix("grid: no LoRA named 'nothere'"), failure.description)
+    }
+
     /// Ctrl-C is seen between the UNet's blocks, not only when a step ends (a step takes minutes at
     /// the largest sizes): a cancel that comes during the first step stops it, before any progress.
     func testACancelStopsTheStepItComesIn() throws {
