@@ -102,6 +102,12 @@ final class DraftWorkflowEndToEndTests: XCTestCase {
         let recipe = try ImageRecipeReader.read(URL(fileURLWithPath: sandbox.path + "/d.png")).recipe
         XCTAssertEqual(recipe.extra.first { $0.key == "VAE" }?.value, "taesd_decoder.safetensors")
         XCTAssertEqual(recipe.sampler, "LCM")
+
+        // The explicit form takes a VAE by its name from 'vaes', as 'set vae NAME' does.
+        sandbox.write("g.sdscript", "set mode draft lora=lcm-lora-sdv1-5:1 sampler=lcm steps=4 cfg=1 vae=taesd_decoder.safetensors\nset\n")
+        let named = try PipeRun(["run", "g.sdscript"], in: sandbox)
+        XCTAssertEqual(named.status, 0, named.stderr)
+        XCTAssertTrue(named.stdout.contains("vae=\(taesd)"), named.stdout)
     }
 
     /// A1111's folders: `vaes` lists `models/VAE`, `models/VAE-taesd` and `MODEL.vae.safetensors`

@@ -1,3 +1,4 @@
+import FileErrors
 import Diffusion
 import Foundation
 
@@ -20,7 +21,12 @@ extension Session {
             settings.resources.draft = nil
             log.line.replay = "set mode final"
         case "draft"? where words.count > 1:
-            let preset = try DraftPreset(words: Array(words.dropFirst()))
+            var preset = try DraftPreset(words: Array(words.dropFirst()))
+            // `vae=NAME` as `set vae NAME` takes it: a name from 'vaes', kept as its file's path.
+            if let vae = preset.vae, !FileManager.default.fileExists(atPath: vae.expandingTilde),
+               let entry = VAELibrary.locate(vae, in: generation.vaeEntries(settings.resources)) {
+                preset.vae = entry.url.path
+            }
             try checkDraftFiles(preset)
             settings.resources.draft = preset
             log.line.replay = "set mode draft " + preset.words
