@@ -87,14 +87,19 @@ final class GridEndToEndTests: XCTestCase {
         terminal.paste("grid X=seed:1-17\ry\rhelp seed\rgrid X=seed:1-17\r")
         terminal.expect("grid: 17 cells on a ", timeout: 60)
         terminal.expect("usage: seed", timeout: 10)
+        answerTheQuestionWaitsForThenQuit(terminal)
+    }
+
+    /// The 17-cell question is asked and waits for its answer, which is no; then the session ends.
+    private func answerTheQuestionWaitsForThenQuit(_ terminal: PseudoTerminal, file: StaticString = #filePath, line: UInt = #line) {
         terminal.expect("grid: make 17 cells? [y/N] ", timeout: 30)
         terminal.settle(1)
-        XCTAssertFalse(terminal.transcript.hasSuffix("nothing made"), "the second question waits for its own answer")
+        XCTAssertFalse(terminal.transcript.hasSuffix("nothing made"), "the question waits for its own answer", file: file, line: line)
         terminal.type("n\r")
         terminal.expect("were not confirmed; nothing made", timeout: 10)
         terminal.expect("sd> ")
         terminal.type("quit\r")
-        XCTAssertEqual(terminal.waitForExit(), 0)
+        XCTAssertEqual(terminal.waitForExit(), 0, file: file, line: line)
     }
 
     /// Ctrl-C or Ctrl-D at the question is "no", and the next question waits for its own answer
@@ -113,14 +118,7 @@ final class GridEndToEndTests: XCTestCase {
             terminal.expect("sd> ")
         }
         terminal.type("grid X=seed:1-17\r")
-        terminal.expect("grid: make 17 cells? [y/N] ", timeout: 30)
-        terminal.settle(1)
-        XCTAssertFalse(terminal.transcript.hasSuffix("nothing made"), "the third question waits")
-        terminal.type("n\r")
-        terminal.expect("were not confirmed; nothing made", timeout: 10)
-        terminal.expect("sd> ")
-        terminal.type("quit\r")
-        XCTAssertEqual(terminal.waitForExit(), 0)
+        answerTheQuestionWaitsForThenQuit(terminal)
         XCTAssertEqual(terminal.transcript.components(separatedBy: "were not confirmed").count, 4, terminal.transcript)
     }
 

@@ -150,8 +150,7 @@ final class ModelSwitchTests: XCTestCase {
         let text = "a castle <lora:mine:1> <lora:other:0.5> <lora:gone:1>\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 5, "
             + "Size: 64x64, Lora hashes: \"mine: 3d755519d909, other: 0123456789ab, gone: abcdefabcdef\", RNG: CPU"
         let path = folder.path + "/a1111.png"
-        try Data(try PNGFile.encode(try RGBImage(width: 8, height: 8, pixels: Array(repeating: 0, count: 192)),
-                                    chunks: [PNGTextChunk(kind: .tEXt, keyword: "parameters", text: text)])).write(to: URL(fileURLWithPath: path))
+        try writeA1111PNG(text, to: path)
         let io = BufferIO()
         let session = makeSession(io: io)
         XCTAssertEqual(session.execute("set lora-dir \(loras)"), .ok)
@@ -166,10 +165,8 @@ final class ModelSwitchTests: XCTestCase {
         let folder = TemporaryFolder()
         let text = "a castle\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 5, Size: 64x64, Model hash: deadbeef00, "
             + "Denoising strength: 0.7, Hires upscale: 2"
-        let png = try PNGFile.encode(try RGBImage(width: 8, height: 8, pixels: Array(repeating: 0, count: 192)),
-                                     chunks: [PNGTextChunk(kind: .tEXt, keyword: "parameters", text: text)])
         let path = folder.path + "/a1111.png"
-        try Data(png).write(to: URL(fileURLWithPath: path))
+        try writeA1111PNG(text, to: path)
         let io = BufferIO()
         let session = makeSession(io: io)
         XCTAssertEqual(session.execute("load \(path)"), .ok)
@@ -185,16 +182,14 @@ final class ModelSwitchTests: XCTestCase {
         // `Hires upscaler: None`: A1111's images.resize_image resizes with PIL's Lanczos, as sdrepl's lanczos.
         let none = "a castle\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 5, Size: 64x64, Denoising strength: 0.5, "
             + "Hires upscale: 2, Hires upscaler: None, RNG: CPU"
-        try Data(try PNGFile.encode(try RGBImage(width: 8, height: 8, pixels: Array(repeating: 0, count: 192)),
-                                    chunks: [PNGTextChunk(kind: .tEXt, keyword: "parameters", text: none)])).write(to: URL(fileURLWithPath: path))
+        try writeA1111PNG(none, to: path)
         let warned = io.diagnostics.count
         XCTAssertEqual(session.execute("load \(path)"), .ok)
         XCTAssertEqual(session.settings.request.hiresUpscaler, .lanczos)
         XCTAssertEqual(io.diagnostics.count, warned, "nothing to say: \(io.diagnostics.suffix(1))")
         // An img2img recipe whose init image is not named: said in the same one line.
         let img2img = "a castle\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 5, Size: 64x64, Denoising strength: 0.6, RNG: CPU"
-        try Data(try PNGFile.encode(try RGBImage(width: 8, height: 8, pixels: Array(repeating: 0, count: 192)),
-                                    chunks: [PNGTextChunk(kind: .tEXt, keyword: "parameters", text: img2img)])).write(to: URL(fileURLWithPath: path))
+        try writeA1111PNG(img2img, to: path)
         XCTAssertEqual(session.execute("load \(path)"), .ok)
         XCTAssertEqual(io.diagnostics.last, "load: \(path): it started from an init image (Denoising strength 0.6): 'init FILE' or 'init N' to give it again")
         XCTAssertEqual(session.settings.request.strength, 0.6)
@@ -202,15 +197,13 @@ final class ModelSwitchTests: XCTestCase {
         // A1111 1.9+ names the schedule apart: a sampler sdrepl has without that schedule loads
         // everything else and says so; one it has with it ("DPM++ 2M" + "Karras") is exact.
         let karras = "a castle\nSteps: 20, Sampler: Euler a, Schedule type: Karras, CFG scale: 7, Seed: 9, Size: 64x64, RNG: CPU"
-        try Data(try PNGFile.encode(try RGBImage(width: 8, height: 8, pixels: Array(repeating: 0, count: 192)),
-                                    chunks: [PNGTextChunk(kind: .tEXt, keyword: "parameters", text: karras)])).write(to: URL(fileURLWithPath: path))
+        try writeA1111PNG(karras, to: path)
         XCTAssertEqual(session.execute("load \(path)"), .ok)
         XCTAssertEqual(session.settings.request.seed, .fixed(9))
         XCTAssertEqual(session.settings.request.sampler, .eulerAncestral)
         XCTAssertEqual(io.diagnostics.last, "load: \(path): gen will not reproduce Schedule type: Karras (euler-a with its own schedule instead)")
         let exact = karras.replacingOccurrences(of: "Euler a", with: "DPM++ 2M")
-        try Data(try PNGFile.encode(try RGBImage(width: 8, height: 8, pixels: Array(repeating: 0, count: 192)),
-                                    chunks: [PNGTextChunk(kind: .tEXt, keyword: "parameters", text: exact)])).write(to: URL(fileURLWithPath: path))
+        try writeA1111PNG(exact, to: path)
         let before = io.diagnostics.count
         XCTAssertEqual(session.execute("load \(path)"), .ok)
         XCTAssertEqual(session.settings.request.sampler, .dpmpp2mKarras)
@@ -222,8 +215,7 @@ final class ModelSwitchTests: XCTestCase {
         let folder = TemporaryFolder()
         let text = "a fox\nSteps: 99999999, Sampler: Euler, CFG scale: nan, Seed: 4, Size: 100000x64, Clip skip: 1000, RNG: CPU"
         let path = folder.path + "/odd.png"
-        try Data(try PNGFile.encode(try RGBImage(width: 8, height: 8, pixels: Array(repeating: 0, count: 192)),
-                                    chunks: [PNGTextChunk(kind: .tEXt, keyword: "parameters", text: text)])).write(to: URL(fileURLWithPath: path))
+        try writeA1111PNG(text, to: path)
         let io = BufferIO()
         let session = makeSession(io: io)
         XCTAssertEqual(session.execute("load \(path)"), .ok)
@@ -238,8 +230,7 @@ final class ModelSwitchTests: XCTestCase {
         XCTAssertEqual(session.execute("gen"), .ok)
         // A sampler sdrepl lacks keeps the session's; the rest of the recipe loads.
         let unipc = "a heron\nSteps: 12, Sampler: UniPC, CFG scale: 5, Seed: 8, Size: 64x64, RNG: CPU"
-        try Data(try PNGFile.encode(try RGBImage(width: 8, height: 8, pixels: Array(repeating: 0, count: 192)),
-                                    chunks: [PNGTextChunk(kind: .tEXt, keyword: "parameters", text: unipc)])).write(to: URL(fileURLWithPath: path))
+        try writeA1111PNG(unipc, to: path)
         XCTAssertEqual(session.execute("load \(path)"), .ok)
         XCTAssertEqual(session.settings.request.prompt, "a heron")
         XCTAssertEqual([session.settings.request.steps, session.settings.request.width], [12, 64])
@@ -299,4 +290,10 @@ final class LoadInitPathTests: XCTestCase {
         XCTAssertNil(session.settings.request.mask)
         XCTAssertTrue(io.diagnostics.last?.contains("its mask res/mask.png is not restored without the init image") ?? false, io.diagnostics.last ?? "")
     }
+}
+
+/// A small PNG carrying `text` as A1111's `parameters`, at `path`.
+func writeA1111PNG(_ text: String, to path: String) throws {
+    try Data(try PNGFile.encode(try RGBImage(width: 8, height: 8, pixels: Array(repeating: 0, count: 192)),
+                                chunks: [PNGTextChunk(kind: .tEXt, keyword: "parameters", text: text)])).write(to: URL(fileURLWithPath: path))
 }
