@@ -81,7 +81,11 @@ final class TerminalIO: SessionIO {
         guard stderrEscapes, progress.total > 0 else { return }
         let perStep = progress.step > 0 ? progress.elapsed / Double(progress.step) : 0
         let head = count > 1 ? "image \(index)/\(count) " : ""
-        let tail = " \(progress.step)/\(progress.total)  " + String(format: "%.2f s/step  ETA %@", perStep, formatDuration(progress.eta))
+        // The whole command's ETA: this image's steps left and the images after it; unknown ("?")
+        // until a step has been timed, rather than a 0s that reads as done.
+        let stepsLeft = progress.total - progress.step + max(0, count - index) * progress.total
+        let eta = progress.step > 0 ? perStep * Double(stepsLeft) : .nan
+        let tail = " \(progress.step)/\(progress.total)  " + String(format: "%.2f s/step  ETA %@", perStep, formatDuration(eta))
         let bar = Self.bar(Double(progress.step) / Double(progress.total), besides: head.count + tail.count)
         Console.err("\r" + Self.fitted(head + bar + tail) + "\u{1B}[K")
         barShown = true

@@ -238,7 +238,10 @@ final class TerminalSessionTests: XCTestCase {
             XCTAssertLessThanOrEqual(update.count, 49, update)
             XCTAssertTrue(update.contains(" s/step  ETA "), update)
             XCTAssertTrue(update.hasPrefix("image ") && !update.contains("[" + String(repeating: ".", count: 24)), "a narrower bar: \(update)")
+            // Before a step is timed the ETA is unknown, not a "0s" that reads as done.
+            if update.contains(" 0/12 ") { XCTAssertTrue(update.hasSuffix("ETA ?"), update) }
         }
+        XCTAssertTrue(updates.contains { $0.contains(" 0/12 ") }, "the bar starts at 0")
         quit(terminal)
     }
 

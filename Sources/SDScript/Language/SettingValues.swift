@@ -59,7 +59,7 @@ func parseHires(_ value: String) throws -> HiresSize? {
     let number = word.hasPrefix("x") ? String(word.dropFirst()) : word
     guard let scale = Double(number), scale.isFinite, scale > 1, scale <= 8 else {
         throw ScriptError.badArgument(command: "set hires", argument: value,
-                                      reason: "expected a scale above 1 and at most 8 (e.g. 2), a size WxH or off, got")
+                                      reason: "expected a scale above 1 and at most 8 (e.g. 2), a size WxH, or off (also 0, 1 or none), got")
     }
     return .scale(scale)
 }
