@@ -17,6 +17,13 @@ static inline int sdrepl_el_addfn(EditLine *el, const char *name, const char *he
 static inline int sdrepl_el_bind(EditLine *el, const char *key, const char *fn) {
     return el_set(el, EL_BIND, key, fn, NULL);
 }
+// After Ctrl-Z and fg: the shell left the terminal in its own (cooked) mode; set libedit's raw mode
+// again and redraw the prompt and the line.
+static inline void sdrepl_el_resume(EditLine *el) {
+    el_set(el, EL_PREP_TERM, 0);
+    el_set(el, EL_PREP_TERM, 1);
+    el_set(el, EL_REFRESH);
+}
 
 static inline int sdrepl_history_setsize(History *h, int size) { HistEvent ev; return history(h, &ev, H_SETSIZE, size); }
 static inline int sdrepl_history_setunique(History *h, int unique) { HistEvent ev; return history(h, &ev, H_SETUNIQUE, unique); }

@@ -11,6 +11,7 @@ import Synchronization
 enum Interrupt {
     private static let flag = Atomic<Bool>(false)
     private static let resized = Atomic<Bool>(false)
+    private static let continued = Atomic<Bool>(false)
     /// The exit status an ending signal (or lost output) asks for; 0: none.
     private static let ending = Atomic<Int32>(0)
     /// The write end of a pipe the handler writes a byte to, so a reader blocked in poll(2) wakes even
@@ -25,6 +26,7 @@ enum Interrupt {
         // Initialise the globals before a signal can touch them.
         _ = flag.load(ordering: .relaxed)
         _ = resized.load(ordering: .relaxed)
+        _ = continued.load(ordering: .relaxed)
         var ends: [Int32] = [-1, -1]
         if pipe(&ends) == 0 {
             for end in ends {
@@ -51,7 +53,18 @@ enum Interrupt {
         // The window size too: libedit is told at the next key (it is not given signals of its own).
         action.__sigaction_handler.sa_handler = { _ in Interrupt.resized.store(true, ordering: .relaxed) }
         sigaction(SIGWINCH, &action, nil)
+        // `fg` after Ctrl-Z: the line editor sets its terminal mode again and redraws (`takeContinue`).
+        action.__sigaction_handler.sa_handler = { _ in
+            Interrupt.continued.store(true, ordering: .relaxed)
+            var byte: UInt8 = 0
+            let writer = Interrupt.wakeWriter.load(ordering: .relaxed)
+            if writer >= 0 { _ = write(writer, &byte, 1) }
+        }
+        sigaction(SIGCONT, &action, nil)
     }
+
+    /// Reads and clears the resumed-after-a-stop flag.
+    static func takeContinue() -> Bool { continued.exchange(false, ordering: .relaxed) }
 
     /// Empties the wake-up pipe.
     static func drainWakeups() {

@@ -99,6 +99,7 @@ private func readCharacter(_ editLine: OpaquePointer?, _ character: UnsafeMutabl
             character.pointee = 3
             return 1
         }
+        if Interrupt.takeContinue(), let editLine { sdrepl_el_resume(editLine) }
         var waits = [pollfd(fd: STDIN_FILENO, events: Int16(POLLIN), revents: 0),
                      pollfd(fd: Interrupt.wakeReader, events: Int16(POLLIN), revents: 0)]
         if poll(&waits, Interrupt.wakeReader >= 0 ? 2 : 1, -1) < 0 {

@@ -132,6 +132,31 @@ final class TerminalSessionTests: XCTestCase {
         XCTAssertEqual(try String(contentsOfFile: sandbox.path + "/state/sdrepl/history", encoding: .utf8), before)
     }
 
+    /// Ctrl-Z then `fg`: the shell leaves the terminal in its own cooked mode; on SIGCONT the line
+    /// editor sets its raw mode again and redraws, so Up recalls a line rather than echoing `^[[A`.
+    func testAfterAStopAndContinueTheLineEditorWorksAgain() throws {
+        let sandbox = Sandbox()
+        let terminal = try start(sandbox)
+        terminal.type("set steps 17\r")
+        terminal.expect("sd> ")
+        terminal.settle()
+        kill(terminal.pid, SIGSTOP)
+        // What a shell does while the job is stopped: its own, cooked, echoing mode.
+        var mode = termios()
+        XCTAssertEqual(tcgetattr(terminal.master, &mode), 0)
+        mode.c_lflag |= tcflag_t(ICANON | ECHO)
+        XCTAssertEqual(tcsetattr(terminal.master, TCSANOW, &mode), 0)
+        kill(terminal.pid, SIGCONT)
+        terminal.expect("sd> ")
+        terminal.settle()
+        terminal.type(up + "\u{7F}\u{7F}23\r")
+        terminal.expect("sd> ")
+        terminal.type("set\r")
+        terminal.expect("steps           23   (changed)")
+        XCTAssertFalse(terminal.transcript.contains("^[[A"), terminal.transcript)
+        quit(terminal)
+    }
+
     func testTabCompletesCommandsSettingsAndValues() throws {
         let sandbox = Sandbox()
         let terminal = try start(sandbox)
