@@ -37,6 +37,14 @@ public enum TranscriptMerge {
         if let gap = missing.first {
             throw fail("merge", "shard \(gap)/\(first.shard.count) is missing: give all \(first.shard.count) shards' transcripts")
         }
+        // A shard that failed did not make its share: said as such, not as shards of other scripts
+        // (its failed line is a comment where the others have the command).
+        for shard in shards {
+            for case .line(let number, let text) in shard.pieces where text.hasPrefix("# error: ") {
+                throw fail("\(shard.name):\(number)", "shard \(shard.shard) failed here (\(text.dropFirst(9))); "
+                           + "fix that and run the shard again, then merge")
+            }
+        }
         let reference = shards[0]
         for other in shards.dropFirst() { try compare(reference, other) }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Imaging
 import TestSupport
 import XCTest
 @testable import SDScript
@@ -9,12 +10,12 @@ final class ShardTests: XCTestCase {
     private let sweep = FixturePaths.repoRoot.appendingPathComponent("examples/sweep/sweep.sdscript").path
 
     /// Runs shard `shard` of `path` in a recorded session; returns the session and its transcript's lines.
-    private func runShard(_ shard: Shard, _ path: String, in folder: TemporaryFolder) throws -> (Session, [String]) {
+    private func runShard(_ shard: Shard, _ path: String, in folder: TemporaryFolder, failing: Bool = false) throws -> (Session, [String]) {
         let recorder = try TranscriptRecorder(directory: folder.path + "/shards/\(shard.index)")
         let session = makeSession(transcript: recorder, saver: RecordingSaver())
         session.startShard(shard, script: try String(contentsOfFile: path, encoding: .utf8), path: path)
         let summary = session.runScript(at: path)
-        XCTAssertEqual(summary.errors, [])
+        XCTAssertEqual(summary.errors.isEmpty, !failing, "\(summary.errors)")
         return (session, recorder.lines)
     }
 
@@ -77,6 +78,25 @@ final class ShardTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("shard2:"), "\(error)")
             XCTAssertTrue("\(error)".contains("gen 4: image 4 of the gen is shard 2/2's, but its transcript does not have it: "
                                               + "the shard stopped before making it; run shard 2/2 again"), "\(error)")
+        }
+    }
+
+    /// A shard that failed at a line (its init image missing on that machine) is named as failed,
+    /// with the error, not as a shard of another script; nor do failed shards merge into a
+    /// transcript that checks nothing.
+    func testAShardThatFailedIsNamedWithItsError() throws {
+        let folder = TemporaryFolder()
+        let script = folder.write("s.sdscript", "prompt x\nset size 64x64\nset steps 1\nseed 5\ninit \(folder.path)/in.png\ngen 2\n")
+        try Data(try PNGFile.encode(try RGBImage(width: 8, height: 8, pixels: Array(repeating: 9, count: 192)), chunks: []))
+            .write(to: URL(fileURLWithPath: folder.path + "/in.png"))
+        let (_, first) = try runShard(try Shard(parsing: "1/2"), script, in: folder)
+        try FileManager.default.removeItem(atPath: folder.path + "/in.png")
+        let (_, second) = try runShard(try Shard(parsing: "2/2"), script, in: folder, failing: true)
+        let failed = try XCTUnwrap(second.firstIndex { $0.hasPrefix("# error: ") }) + 1
+        XCTAssertThrowsError(try TranscriptMerge.merge([TranscriptMerge.Input(name: "shard1", lines: first),
+                                                       TranscriptMerge.Input(name: "shard2", lines: second)])) { error in
+            XCTAssertTrue("\(error)".hasPrefix("merge: shard2:\(failed): shard 2/2 failed here (init: "), "\(error)")
+            XCTAssertTrue("\(error)".hasSuffix("); fix that and run the shard again, then merge"), "\(error)")
         }
     }
 
