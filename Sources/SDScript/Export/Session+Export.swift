@@ -154,12 +154,14 @@ extension Session {
     }
 
     /// Whether the file at `path` is a page an export wrote: its head names sdrepl as the HTML
-    /// page's generator, or as the Markdown page's exporter.
+    /// page's generator, or it opens as a Markdown page does (its title, then "exported … by sdrepl").
     static func isExportedPage(_ path: String) -> Bool {
         guard let handle = FileHandle(forReadingAtPath: path) else { return false }
         defer { try? handle.close() }
         let head = String(decoding: (try? handle.read(upToCount: 4096)) ?? Data(), as: UTF8.self)
-        return head.contains("<meta name=\"generator\" content=\"sdrepl ") || head.contains(" by sdrepl ")
+        let markdown = head.hasPrefix("# sdrepl session\n") && head.split(separator: "\n").dropFirst().first { !$0.isEmpty }
+            .map { $0.contains("; exported ") && $0.contains(" by sdrepl ") } == true
+        return head.contains("<meta name=\"generator\" content=\"sdrepl ") || markdown
     }
 
     /// `sdrepl export TRANSCRIPT -o PAGE`: replays the transcript through this session as

@@ -49,10 +49,10 @@ final class SessionPageTests: XCTestCase {
             XCTAssertEqual(session.execute("export \(path)"), .ok, name)
             XCTAssertEqual(session.execute("export \(path)"), .ok, "\(name): its own page, again")
         }
-        let notes = folder.write("README.md", "# my notes\n")
+        let notes = folder.write("README.md", "# my notes\n\nmade by sdrepl 0.1.0, and more\n")
         XCTAssertEqual(session.execute("export \(notes)").failure?.description,
                        "export: \(notes): exists and is not a page sdrepl exported; export to another name, or remove it first")
-        XCTAssertEqual(try String(contentsOfFile: notes, encoding: .utf8), "# my notes\n")
+        XCTAssertEqual(try String(contentsOfFile: notes, encoding: .utf8), "# my notes\n\nmade by sdrepl 0.1.0, and more\n")
         folder.write("album_files/image-1.png", "a picture of the user's")
         XCTAssertEqual(session.execute("export \(folder.path)/album.html").failure?.description,
                        "export: \(folder.path)/album_files: exists and is not a page's image folder (it has no .page naming the page); "
