@@ -50,7 +50,7 @@ public final class CancellationToken: @unchecked Sendable {
     }
 
     /// Runs `body` with `condition` polled at every check: it cancels the token once it holds.
-    /// `condition` must be safe to call from the thread that runs the pipeline.
+    /// `condition` must be safe to call from any thread: the long ops poll it from their workers.
     public func watching<T>(_ condition: () -> Bool, _ body: () throws -> T) rethrows -> T {
         try withoutActuallyEscaping(condition) { escapable in
             lock.lock(); watched = escapable; lock.unlock()
@@ -61,4 +61,15 @@ public final class CancellationToken: @unchecked Sendable {
 
     /// Throws `PipelineError.cancelled` once cancelled.
     public func check() throws { if isCancelled { throw PipelineError.cancelled } }
+
+    /// Runs `body` with the engine's longest ops polling `token` (`Interruption`: a 2048×2048
+    /// self-attention runs for minutes between two checks), then checks it. An op that stopped early
+    /// left its output unfinished, so `body`'s result is returned only when nothing was cancelled.
+    /// - Throws: `PipelineError.cancelled`, or what `body` throws.
+    public static func guarding<T>(_ token: CancellationToken?, _ body: () throws -> T) throws -> T {
+        guard let token else { return try body() }
+        let result = try Interruption.polling({ token.isCancelled }, body)
+        try token.check()
+        return result
+    }
 }

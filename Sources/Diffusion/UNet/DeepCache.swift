@@ -47,10 +47,14 @@ public struct DeepCache {
         let timestep = timesteps[stepIndex]
         let check: () throws -> Void = { try cancellation?.check() }
         if !isFullStep(stepIndex: stepIndex, of: timesteps), let deepFeature {
-            return try unet.shallowForward(latents, timestep: timestep, context: context, deepFeature: deepFeature,
-                                           convInResidual: residuals?.down.first, checkpoint: check)
+            return try CancellationToken.guarding(cancellation) {
+                try unet.shallowForward(latents, timestep: timestep, context: context, deepFeature: deepFeature,
+                                        convInResidual: residuals?.down.first, checkpoint: check)
+            }
         }
-        let (output, feature) = try unet.forward(latents, timestep: timestep, context: context, residuals: residuals, checkpoint: check)
+        let (output, feature) = try CancellationToken.guarding(cancellation) {
+            try unet.forward(latents, timestep: timestep, context: context, residuals: residuals, checkpoint: check)
+        }
         deepFeature = feature
         return output
     }

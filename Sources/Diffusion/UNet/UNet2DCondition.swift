@@ -66,7 +66,9 @@ public struct UNet2DConditionModel: Sendable {
     /// twelfth of a step rather than at its end (a 512×512 step takes many seconds on a CPU).
     /// - Throws: `PipelineError.cancelled`.
     public func callAsFunction(_ latents: Tensor, timestep: Float, context: Tensor, cancellation: CancellationToken?) throws -> Tensor {
-        try forward(latents, timestep: timestep, context: context, residuals: nil, checkpoint: { try cancellation?.check() }).output
+        try CancellationToken.guarding(cancellation) {
+            try forward(latents, timestep: timestep, context: context, residuals: nil, checkpoint: { try cancellation?.check() }).output
+        }
     }
 
     /// The same, with `residuals` added to the skip connections and the mid block's output, as
@@ -77,7 +79,9 @@ public struct UNet2DConditionModel: Sendable {
     /// - Throws: `PipelineError.cancelled`.
     public func callAsFunction(_ latents: Tensor, timestep: Float, context: Tensor, residuals: UNetResiduals?,
                                cancellation: CancellationToken?) throws -> Tensor {
-        try forward(latents, timestep: timestep, context: context, residuals: residuals, checkpoint: { try cancellation?.check() }).output
+        try CancellationToken.guarding(cancellation) {
+            try forward(latents, timestep: timestep, context: context, residuals: residuals, checkpoint: { try cancellation?.check() }).output
+        }
     }
 
     /// How many skip connections the down path leaves: `conv_in`'s output, then each resnet's and

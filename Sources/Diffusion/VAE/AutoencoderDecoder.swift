@@ -58,7 +58,7 @@ public struct AutoencoderDecoder: Sendable {
     /// seconds on a CPU).
     /// - Throws: `PipelineError.cancelled`.
     public func decode(_ latents: Tensor, cancellation: CancellationToken?) throws -> Tensor {
-        try decode(latents, checkpoint: { try cancellation?.check() })
+        try CancellationToken.guarding(cancellation) { try decode(latents, checkpoint: { try cancellation?.check() }) }
     }
 
     /// The same; with `tiled`, latents larger than `sample_size / 8` are decoded in overlapping

@@ -63,15 +63,17 @@ public struct AutoencoderEncoder: Sendable {
 
     /// The posterior's mean and log-variance side by side, unclamped: `[B, 2L, h, w]`.
     private func moments(_ pixels: Tensor, cancellation: CancellationToken?) throws -> Tensor {
-        var h = convIn(pixels)  // [B, C0, H, W]
-        for block in downBlocks {
-            try cancellation?.check()
-            h = block(h)
+        try CancellationToken.guarding(cancellation) {
+            var h = convIn(pixels)  // [B, C0, H, W]
+            for block in downBlocks {
+                try cancellation?.check()
+                h = block(h)
+            }
+            h = midBlock(h)
+            h = convOut(normOut(h, silu: true))  // [B, 2L, h, w]
+            if let quantConv { h = quantConv(h) }
+            return h
         }
-        h = midBlock(h)
-        h = convOut(normOut(h, silu: true))  // [B, 2L, h, w]
-        if let quantConv { h = quantConv(h) }
-        return h
     }
 
     /// Latents of `pixels` as diffusers' img2img makes them: a posterior sample

@@ -20,7 +20,8 @@ import Foundation
 ///   3. O += P·V  [6, D]: two rows × 40 columns per pass (10 accumulators, each V vector loaded
 ///      once for both rows), V in sub-blocks of 64 keys that stay in L1 for the tile's three passes.
 /// At the end of the chunk each O row is multiplied by 1/ℓ and stored. Every step's order is fixed
-/// by the shapes, and a task is one worker's, so results are bit-identical run to run.
+/// by the shapes, and a task is one worker's, so results are bit-identical run to run. Workers stop
+/// between tasks when `Interruption` asks (a 2048×2048 picture's attention takes minutes).
 ///
 /// The multiply-adds are `addingProduct` (FMA with AVX2 + FMA in release builds; an unoptimised
 /// build without them calls `fmaf` per lane: correct, slow).
@@ -73,6 +74,7 @@ enum FusedAttention {
                                 let rowSum = rowMax + chunkRows           // [chunkRows, 8], running ℓ as lane sums
                                 var currentHead = -1
                                 for task in range {
+                                    if Interruption.isRequested { return }
                                     let bh = task / chunks
                                     let batch = bh / heads, head = bh % heads
                                     if bh != currentHead {

@@ -14,7 +14,7 @@ import Foundation
 // 128 × 4096 × 4 B = 4 MB at 512×512), never the full [H, Nq, Nk] tensor (1 GB for SD1.5's 4096
 // tokens). The tasks run on our workers, each calling a single-threaded sgemm. Softmax takes two
 // passes over the block (row max; exp and sum together) and the 1/Σ is applied to the D outputs of
-// a row rather than its Nk probabilities.
+// a row rather than its Nk probabilities. Both paths stop between tasks when `Interruption` asks.
 //
 // Reaches ~0.84 of the sgemm roof on the UNet's self-attention (FusedAttention; dense counts
 // 4·B·H·Nq·Nk·D), about half of it on cross-attention's 77 keys (README "Performance").
@@ -78,6 +78,7 @@ extension Tensor {
                                     let block = s.base + worker * queryBlock * nk
                                     var inverseSums = [Float](repeating: 0, count: queryBlock)
                                     for task in range {
+                                        if Interruption.isRequested { return }
                                         let batch = task / (heads * blocks)
                                         let head = (task / blocks) % heads
                                         let q0 = (task % blocks) * queryBlock

@@ -50,4 +50,32 @@ final class UNetTests: XCTestCase {
             XCTAssertTrue(out.data.allSatisfy(\.isFinite))
         }
     }
+
+    /// A cancel that comes inside the last level's attention, after the UNet's last check between
+    /// blocks, stops that attention early; the call must then throw rather than return the
+    /// unfinished prediction. The calls of the watched condition are counted in a clean run first:
+    /// the last one is the check after the UNet, the one before it a poll of the last attention.
+    func testACancelInsideTheLastAttentionThrowsInsteadOfReturningItsOutput() throws {
+        let unet = try TinySD15Fixture.unet(TinySD15Fixture.checkpoint(.diffusersFP32))
+        let references = try TinySD15Fixture.references(for: .diffusersFP32)
+        let latents = try references.tensor("unet/square/sample"), context = try references.tensor("unet/square/encoder_hidden_states")
+        final class Calls: @unchecked Sendable {
+            let lock = NSLock(); var count = 0
+            func next() -> Int { lock.lock(); defer { lock.unlock() }; count += 1; return count }
+        }
+        let clean = Calls(), token = CancellationToken()
+        let whole = try token.watching({ _ = clean.next(); return false }) {
+            try unet(latents, timestep: 500, context: context, cancellation: token)
+        }
+        XCTAssertEqual(whole.data, unet(latents, timestep: 500, context: context).data, "nothing cancelled: the whole prediction")
+        let blockChecks = unet.downBlocks.count + 1 + unet.upBlocks.count
+        XCTAssertGreaterThan(clean.count, blockChecks + 1, "the attentions poll the token besides the checks between blocks")
+
+        let calls = Calls(), cancelled = CancellationToken()
+        XCTAssertThrowsError(try cancelled.watching({ calls.next() >= clean.count - 1 }) {
+            try unet(latents, timestep: 500, context: context, cancellation: cancelled)
+        }) { error in
+            XCTAssertEqual(error as? PipelineError, .cancelled)
+        }
+    }
 }
