@@ -77,7 +77,7 @@ final class DraftWorkflowEndToEndTests: XCTestCase {
         let empty = Sandbox()
         empty.write("e.sdscript", "model \(FixturePaths.root.appendingPathComponent("models/tiny-sd15-diffusers").path)\nset mode draft\n")
         let none = try PipeRun(["run", "e.sdscript"], in: empty)
-        XCTAssertTrue(none.stderr.contains("e.sdscript:2: set mode draft: no few-step LoRA (LCM, TCD, Hyper-SD or PCM by its file name)"), none.stderr)
+        XCTAssertTrue(none.stderr.contains("e.sdscript:2: set mode draft: no few-step LoRA for SD1.5 (LCM, TCD, Hyper-SD or PCM by its file name)"), none.stderr)
         XCTAssertTrue(none.stderr.contains("'model download latent-consistency/lcm-lora-sdv1-5 pytorch_lora_weights.safetensors'"), none.stderr)
 
         let sandbox = Sandbox()
@@ -108,6 +108,72 @@ final class DraftWorkflowEndToEndTests: XCTestCase {
         let named = try PipeRun(["run", "g.sdscript"], in: sandbox)
         XCTAssertEqual(named.status, 0, named.stderr)
         XCTAssertTrue(named.stdout.contains("vae=\(taesd)"), named.stdout)
+    }
+
+    /// `set mode draft` skips a file named like a few-step LoRA but made for SDXL, and a TAESD that is
+    /// not one, saying why; a LoRA name with blanks is recorded so that the replay reads it back
+    /// (`run --check` matches); a prompt that has the draft LoRA's tag already (a loaded draft) keeps
+    /// its own weight rather than getting a second tag; the explicit form checks its files when set.
+    func testDraftsSkipFilesThatDoNotFitTakeNamesWithBlanksAndNeverTagTwice() throws {
+        let sandbox = Sandbox()
+        try link("fewstep_lora/lcm-lora-layout.safetensors", as: "models/Lora/LCM LoRA SD15.safetensors", in: sandbox)
+        let block = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_1_attn1_to_q"
+        try writeSafetensors(URL(fileURLWithPath: sandbox.path + "/models/Lora/lcm-lora-sdxl.safetensors"),
+                             [(block + ".lora_down.weight", .f32, [4, 640], [Float](repeating: 0, count: 2560)),
+                              (block + ".lora_up.weight", .f32, [640, 4], [Float](repeating: 0, count: 2560))])
+        try FileManager.default.createDirectory(atPath: sandbox.path + "/models/VAE-taesd", withIntermediateDirectories: true)
+        try writeSafetensors(URL(fileURLWithPath: sandbox.path + "/models/VAE-taesd/taesd_decoder.safetensors"),
+                             [("bar.bias", .f32, [2], [0, 0])])
+        let model = FixturePaths.root.appendingPathComponent("models/tiny-sd15-diffusers").path
+        // Typed at a terminal, so the session is recorded.
+        let terminal = try PseudoTerminal([], in: sandbox, da1Reply: "\u{1B}[?62;22c")
+        terminal.expect("sd> ")
+        for line in ["model \(model)", "prompt a red fox", "seed 5", "set size 64x64", "set autosave off", "set mode draft", "gen",
+                     "save d.png", "load d.png", "gen"] {
+            terminal.type(line + "\r")
+            terminal.expect("sd> ")
+        }
+        terminal.type("quit\r")
+        XCTAssertEqual(terminal.waitForExit(), 0)
+        let output = terminal.transcript.replacingOccurrences(of: "\r\n", with: "\n")
+        XCTAssertTrue(output.contains("draft: skipped lcm-lora-sdxl ("), output)
+        XCTAssertTrue(output.contains("draft: skipped taesd_decoder.safetensors ("), output)
+        XCTAssertTrue(output.contains("draft: LCM-LoRA lora=LCM LoRA SD15:1 sampler=lcm steps=4 cfg=1 spacing=model\n"), output)
+        XCTAssertTrue(output.contains("draft: no usable TAESD in"), output)
+        let recipe = try ImageRecipeReader.read(URL(fileURLWithPath: sandbox.path + "/d.png")).recipe
+        XCTAssertEqual(recipe.prompt, "a red fox <lora:LCM LoRA SD15:1>")
+        // The loaded draft's `gen` is the draft again: one tag, the same pixels.
+        let hashes = output.components(separatedBy: "sha256 ").dropFirst().map { $0.prefix(16) }
+        XCTAssertEqual(hashes.count, 2, output)
+        XCTAssertEqual(hashes.first, hashes.last, output)
+
+        // The transcript records the name with its blanks, and its replay checks.
+        let path = "sessions/" + (try XCTUnwrap(sandbox.files(in: "sessions").last))
+        let text = try String(contentsOfFile: sandbox.path + "/" + path, encoding: .utf8)
+        XCTAssertTrue(text.contains("set mode draft lora=LCM LoRA SD15:1 sampler=lcm steps=4 cfg=1 spacing=model\n"), text)
+        let check = try PipeRun(["run", "--check", path], in: sandbox)
+        XCTAssertEqual(check.status, 0, check.stderr)
+        XCTAssertTrue(check.stderr.contains("check: 2 images matched, 0 mismatched"), check.stderr)
+
+        // The explicit form checks its files, and says which key or value it does not know.
+        sandbox.write("h.sdscript", """
+            model \(model)
+            set mode draft lora=LCM LoRA SD15:1 sampler=lcm steps=4 cfg=1 vae=\(sandbox.path)/models/VAE-taesd/taesd_decoder.safetensors
+            set mode draft lora=lcm-lora-sdxl:1 sampler=lcm
+            set mode draft lora=LCM LoRA SD15:1 smapler=lcm
+            set mode draft lora=LCM LoRA SD15:1 sampler=lcn
+            set mode draft lora=LCM LoRA SD15:1 vae=none steps=2
+            set
+
+            """)
+        let explicit = try PipeRun(["run", "--keep-going", "h.sdscript"], in: sandbox)
+        for line in ["h.sdscript:2: set mode draft: vae=\(sandbox.path)/models/VAE-taesd/taesd_decoder.safetensors: ",
+                     "h.sdscript:3: set mode draft: ", "is an SDXL LoRA",
+                     "h.sdscript:4: set mode draft: expected KEY=VALUE with KEY one of lora, sampler, steps, cfg, spacing, eta, vae, got 'smapler=' (did you mean 'sampler='?)",
+                     "h.sdscript:5: set mode draft: unknown sampler (", ": 'lcn' (did you mean 'lcm'?)"] {
+            XCTAssertTrue(explicit.stderr.contains(line), "\(line)\n\(explicit.stderr)")
+        }
+        XCTAssertTrue(explicit.stdout.contains("draft lora=LCM LoRA SD15:1 sampler=lcm steps=2 cfg=1 spacing=model vae=none"), explicit.stdout)
     }
 
     /// A1111's folders: `vaes` lists `models/VAE`, `models/VAE-taesd` and `MODEL.vae.safetensors`

@@ -43,6 +43,10 @@ public enum Sampler: String, CaseIterable, Sendable, CustomStringConvertible {
         (.tcd, "TCD", ["tcdscheduler"]),
     ]
 
+    /// Whether `timestep_spacing` changes this sampler's timesteps. LCM and TCD skip through their
+    /// original 50 steps, and Karras sigmas set DPM++ 2M Karras's, whatever the spacing (as in diffusers).
+    public var takesTimestepSpacing: Bool { ![.lcm, .tcd, .dpmpp2mKarras].contains(self) }
+
     /// A1111's name for the sampler in an infotext (`Euler a`, `DPM++ 2M Karras`, `PLMS`).
     public var a1111Name: String {
         Self.names.first { $0.sampler == self }?.a1111 ?? rawValue

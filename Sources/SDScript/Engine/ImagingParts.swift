@@ -243,9 +243,17 @@ public func describeStoredRecipe(_ stored: StoredRecipe) -> String {
         if let style = stored.style { lines.append("Style: \(style)") }
         if let timestamp = stored.timestamp { lines.append("Timestamp: \(timestamp)") }
         if let json = stored.settingsJSON,
-           let settings = (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [String: Any],
-           let seconds = (settings["seconds"] as? NSNumber)?.doubleValue {
-            lines.append("Generation time: " + String(format: "%.2f s", seconds))
+           let settings = (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [String: Any] {
+            // sdrepl's own keys that decide the pixels but have no place in A1111's line.
+            var own: [String] = []
+            if let spacing = settings["spacing"] as? String { own.append("spacing \(spacing)") }
+            if let eta = (settings["eta"] as? NSNumber)?.floatValue { own.append("eta \(formatNumber(eta))") }
+            if let precision = settings["precision"] as? String { own.append("precision \(precision)") }
+            if settings["vae_tiling"] != nil { own.append("VAE tiling on") }
+            if !own.isEmpty { lines.append("sdrepl: " + own.joined(separator: ", ")) }
+            if let seconds = (settings["seconds"] as? NSNumber)?.doubleValue {
+                lines.append("Generation time: " + String(format: "%.2f s", seconds))
+            }
         }
     }
     if let watermark = stored.watermark { lines.append("Watermark: \(watermark)") }

@@ -47,17 +47,27 @@ extension SettingKey {
                 url = entry.url
             }
         }
-        do {
-            let config = (session.generation.cachedGenerator as? PipelineGenerator)?.pipeline.vae.config ?? VAEConfig()
-            _ = try loadLatentDecoder(url, vaeConfig: config)
-        } catch let WeightsError.shapeMismatch(key, expected, actual, source) {
-            // The shared message speaks of a checkpoint; this is a VAE file.
-            throw ScriptError.unavailable(command: "set vae", reason: "tensor '\(key)' in \(source) has shape \(actual) but SD1.5's VAE needs "
-                                          + "\(expected): it is a VAE for another model; the VAE in use is kept")
-        } catch {
-            throw ScriptError.unavailable(command: "set vae", reason: "\(error); the VAE in use is kept")
+        if let problem = session.decoderProblem(url) {
+            throw ScriptError.unavailable(command: "set vae", reason: problem + "; the VAE in use is kept")
         }
         session.settings.resources.vae = word == "auto" ? "auto" : url.path
         session.log.line.replay = word == "auto" ? "set vae auto" : "set vae \(absolute(url.path))"
+    }
+}
+
+extension Session {
+    /// Why the decoder (VAE or TAESD) at `url` cannot decode for the loaded model (SD1.5's VAE sizes
+    /// before a model is loaded), or nil when it can.
+    func decoderProblem(_ url: URL) -> String? {
+        do {
+            let config = (generation.cachedGenerator as? PipelineGenerator)?.pipeline.vae.config ?? VAEConfig()
+            _ = try loadLatentDecoder(url, vaeConfig: config)
+            return nil
+        } catch let WeightsError.shapeMismatch(key, expected, actual, source) {
+            // The shared message speaks of a checkpoint; this is a VAE file.
+            return "tensor '\(key)' in \(source) has shape \(actual) but SD1.5's VAE needs \(expected): it is a VAE for another model"
+        } catch {
+            return "\(error)"
+        }
     }
 }

@@ -198,15 +198,26 @@ public struct SettingKey {
                    kind: .words, choices: { _ in ["model"] + TimestepSpacing.allCases.map(\.rawValue) }, completesPaths: false,
                    apply: { session, value in
                        let word = value.lowercased()
+                       let options = ["model"] + TimestepSpacing.allCases.map(\.rawValue)
                        guard word == "model" || TimestepSpacing(rawValue: word) != nil else {
-                           let options = ["model"] + TimestepSpacing.allCases.map(\.rawValue)
-                           throw ScriptError.badArgument(command: "set spacing", argument: value, reason: "unknown spacing",
+                           throw ScriptError.badArgument(command: "set spacing", argument: value,
+                                                         reason: "unknown spacing (\(options.joined(separator: ", "))):",
                                                          suggestion: closestWord(to: value, in: options))
                        }
                        session.settings.request.spacing = TimestepSpacing(rawValue: word)
+                       let sampler = session.settings.request.sampler
+                       if word != "model", !sampler.takesTimestepSpacing {
+                           session.io.output("note: \(sampler.rawValue) sets its own timesteps whatever the spacing (as in diffusers); "
+                                             + "spacing changes the other samplers")
+                       }
                    },
                    show: { $0.request.spacing?.rawValue ?? "model" }, reset: { $0.request.spacing = nil }),
-        fraction("eta", range: 0...1, \.request.eta, help: "TCD's stochasticity (gamma)"),
+        fraction("eta", range: 0...1, \.request.eta, help: "TCD's stochasticity (gamma)") { session in
+            let sampler = session.settings.request.sampler
+            if sampler != .tcd {
+                session.io.output("note: eta is TCD's gamma; the tcd sampler uses it, \(sampler.rawValue) does not")
+            }
+        },
         deepCache,
         precision,
         SettingKey(name: "mode", values: "draft (a few-step LoRA from the LoRA folders, its sampling, TAESD) | final (your own settings)",
@@ -292,8 +303,9 @@ public struct SettingKey {
 
     /// - Parameter check: a further check of a number in `range` (the sampler's steps).
     /// A number in `range` (strength, eta).
+    /// `then` runs after the value is set (for a note on what it changes).
     private static func fraction(_ name: String, range: ClosedRange<Double>, _ path: WritableKeyPath<SessionSettings, Double>,
-                                 help: String) -> SettingKey {
+                                 help: String, then: @escaping (Session) -> Void = { _ in }) -> SettingKey {
         SettingKey(name: name, values: "\(formatNumber(Float(range.lowerBound)))…\(formatNumber(Float(range.upperBound))) (\(help))",
                    kind: .words, choices: { _ in nil }, completesPaths: false,
                    apply: { session, value in
@@ -302,6 +314,7 @@ public struct SettingKey {
                                                          reason: "expected a number from \(formatNumber(Float(range.lowerBound))) to \(formatNumber(Float(range.upperBound))), got")
                        }
                        session.settings[keyPath: path] = number
+                       then(session)
                    },
                    show: { formatNumber(Float($0[keyPath: path])) },
                    reset: { $0[keyPath: path] = SessionSettings()[keyPath: path] })

@@ -58,66 +58,103 @@ public struct DraftPreset: Equatable, Sendable {
 
     /// `lora=NAME:1 sampler=lcm steps=4 cfg=1 spacing=model eta=0.3 vae=PATH`: everything explicit, as
     /// the transcript records it, so a replay does not depend on what `set mode draft` would pick.
+    /// A value runs to the next ` KEY=`, so names and paths may hold blanks.
     public var words: String {
         var parts = ["lora=\(lora):\(formatNumber(Float(weight)))", "sampler=\(sampler.rawValue)", "steps=\(steps)",
                      "cfg=\(formatNumber(cfg))", "spacing=\(spacing?.rawValue ?? "model")"]
         if sampler == .tcd { parts.append("eta=\(formatNumber(Float(eta)))") }
-        if let vae { parts.append("vae=\(vae)") }  // last: `init(words:)` reads it to the end of the line
+        if let vae { parts.append("vae=\(vae)") }
         return parts.joined(separator: " ")
     }
 
-    /// Reads `words` back.
-    /// - Throws: `ScriptError.badArgument` naming the first word it cannot read.
-    init(words: [String]) throws {
+    static let keys = ["lora", "sampler", "steps", "cfg", "spacing", "eta", "vae"]
+
+    /// Reads `words` back: each `KEY=` (at the start or after a blank) starts a value that runs to
+    /// the next one.
+    /// - Throws: `ScriptError.badArgument` naming the first part it cannot read.
+    init(text: String) throws {
+        func bad(_ argument: String, _ reason: String, _ suggestion: String? = nil) -> ScriptError {
+            ScriptError.badArgument(command: "set mode draft", argument: argument, reason: reason, suggestion: suggestion)
+        }
+        let starts = text.ranges(of: #/(?:^|\s)[A-Za-z][A-Za-z_-]*=/#)
+        let leading = text[..<(starts.first?.lowerBound ?? text.endIndex)].trimmingCharacters(in: .whitespaces)
+        if !leading.isEmpty {
+            throw bad(leading, "expected KEY=VALUE with KEY one of \(Self.keys.joined(separator: ", ")), got",
+                      closestWord(to: String(leading.prefix { $0 != " " }), in: Self.keys))
+        }
         var values: [String: String] = [:]
-        for (index, word) in words.enumerated() {
-            let pair = word.split(separator: "=", maxSplits: 1).map(String.init)
-            // `vae=` is written last and takes the rest of the line: a path may hold blanks.
-            if pair.count == 2, pair[0] == "vae" {
-                values["vae"] = ([pair[1]] + words[(index + 1)...]).joined(separator: " ")
-                break
+        for (index, start) in starts.enumerated() {
+            let keyText = text[start].trimmingCharacters(in: .whitespaces).dropLast()
+            let key = String(keyText).lowercased()
+            let end = index + 1 < starts.count ? starts[index + 1].lowerBound : text.endIndex
+            let value = text[start.upperBound..<end].trimmingCharacters(in: .whitespaces)
+            guard Self.keys.contains(key) else {
+                throw bad("\(keyText)=", "expected KEY=VALUE with KEY one of \(Self.keys.joined(separator: ", ")), got",
+                          closestWord(to: key, in: Self.keys).map { $0 + "=" })
             }
-            let keys = ["lora", "sampler", "steps", "cfg", "spacing", "eta", "vae"]
-            guard pair.count == 2, keys.contains(pair[0]) else {
-                throw ScriptError.badArgument(command: "set mode", argument: word, reason: "expected KEY=VALUE with KEY one of \(keys.joined(separator: ", ")), got",
-                                              suggestion: closestWord(to: String(word.prefix { $0 != "=" }), in: keys))
-            }
-            values[pair[0]] = pair[1]
+            guard values[key] == nil else { throw bad("\(key)=\(value)", "\(key)= is given twice; keep one:") }
+            values[key] = value
         }
-        func bad(_ key: String, _ reason: String) -> ScriptError {
-            ScriptError.badArgument(command: "set mode", argument: "\(key)=\(values[key] ?? "")", reason: reason, suggestion: nil)
+        guard let loraWord = values["lora"], !loraWord.isEmpty else {
+            throw bad(text.trimmingCharacters(in: .whitespaces), "a draft needs lora=NAME[:WEIGHT] (a few-step LoRA from 'loras'), got")
         }
-        guard let loraWord = values["lora"], !loraWord.isEmpty else { throw bad("lora", "a draft needs lora=NAME[:WEIGHT]") }
-        let loraParts = loraWord.split(separator: ":").map(String.init)
-        lora = loraParts[0]
-        if loraParts.count > 1 {
-            guard let value = Double(loraParts[1]) else { throw bad("lora", "the weight is not a number") }
+        // The weight follows the name's last colon, as in `<lora:NAME:WEIGHT>`.
+        if let colon = loraWord.lastIndex(of: ":"), let value = Double(loraWord[loraWord.index(after: colon)...]) {
+            guard value.isFinite else { throw bad("lora=\(loraWord)", "the weight is not a finite number:") }
+            lora = String(loraWord[..<colon]).trimmingCharacters(in: .whitespaces)
             weight = value
+        } else {
+            lora = loraWord
         }
-        guard let sampler = try? Sampler(name: values["sampler"] ?? "lcm") else { throw bad("sampler", "unknown sampler") }
+        let samplerWord = values["sampler"] ?? "lcm"
+        guard let sampler = try? Sampler(name: samplerWord) else {
+            throw bad(samplerWord, "unknown sampler (\(Sampler.allCases.map(\.rawValue).joined(separator: ", "))):",
+                      closestWord(to: samplerWord, in: Sampler.allCases.map(\.rawValue)))
+        }
         self.sampler = sampler
-        guard let steps = Int(values["steps"] ?? "4"), RequestLimits.steps.contains(steps) else { throw bad("steps", "not a step count") }
+        guard let steps = Int(values["steps"] ?? "4"), RequestLimits.steps.contains(steps) else {
+            throw bad("steps=\(values["steps"] ?? "")", "expected a step count from \(RequestLimits.steps.lowerBound) to \(RequestLimits.steps.upperBound), got")
+        }
         self.steps = steps
-        guard let cfg = Float(values["cfg"] ?? "1"), RequestLimits.guidance.contains(cfg) else { throw bad("cfg", "not a guidance scale") }
+        guard let cfg = Float(values["cfg"] ?? "1"), RequestLimits.guidance.contains(cfg) else {
+            throw bad("cfg=\(values["cfg"] ?? "")", "expected a guidance scale from \(formatNumber(RequestLimits.guidance.lowerBound)) to \(formatNumber(RequestLimits.guidance.upperBound)), got")
+        }
         self.cfg = cfg
         let spacingWord = values["spacing"] ?? "model"
-        guard spacingWord == "model" || TimestepSpacing(rawValue: spacingWord) != nil else { throw bad("spacing", "unknown spacing") }
+        let spacings = ["model"] + TimestepSpacing.allCases.map(\.rawValue)
+        guard spacingWord == "model" || TimestepSpacing(rawValue: spacingWord) != nil else {
+            throw bad(spacingWord, "unknown spacing (\(spacings.joined(separator: ", "))):", closestWord(to: spacingWord, in: spacings))
+        }
         spacing = TimestepSpacing(rawValue: spacingWord)
-        guard let eta = Double(values["eta"] ?? "0.3"), (0...1).contains(eta) else { throw bad("eta", "not 0 to 1") }
+        guard let eta = Double(values["eta"] ?? "0.3"), (0...1).contains(eta) else {
+            throw bad("eta=\(values["eta"] ?? "")", "expected eta from 0 to 1, got")
+        }
         self.eta = eta
-        vae = values["vae"]
+        // `vae=none`: the model's own VAE, as `set vae none`; no `vae=`: the decoder in use.
+        vae = values["vae"].map { $0.lowercased() == "none" ? Self.modelVAE : $0 }
     }
+
+    /// `vae=none`: decode drafts with the model's own VAE.
+    static let modelVAE = "none"
 
     init(lora: String, sampler: Sampler, steps: Int, cfg: Float, spacing: TimestepSpacing?, vae: String?) {
         (self.lora, self.sampler, self.steps, self.cfg, self.spacing, self.vae) = (lora, sampler, steps, cfg, spacing, vae)
     }
 
-    /// `request` with the LoRA's tag added to its prompt and the preset's sampling.
+    /// Whether `prompt` has a tag of this LoRA already (a loaded draft's prompt): its own weight stands,
+    /// since a second tag would add the LoRA twice.
+    func isTagged(in prompt: String) -> Bool {
+        (try? ExtraNetworks.parse(prompt))?.loras.contains { $0.name == lora } ?? false
+    }
+
+    /// `request` with the LoRA's tag added to its prompt (unless it has one) and the preset's sampling.
     func applied(to request: StyledRequest) -> StyledRequest {
         var out = request
-        let tag = " <lora:\(lora):\(formatNumber(Float(weight)))>"
-        out.engine.prompt += tag
-        if let typed = out.typedPrompt { out.typedPrompt = typed + tag }
+        if !isTagged(in: out.engine.prompt) {
+            let tag = " <lora:\(lora):\(formatNumber(Float(weight)))>"
+            out.engine.prompt += tag
+            if let typed = out.typedPrompt { out.typedPrompt = typed + tag }
+        }
         out.engine.sampler = sampler
         out.engine.steps = steps
         out.engine.guidanceScale = cfg

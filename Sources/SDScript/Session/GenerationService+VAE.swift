@@ -44,7 +44,7 @@ extension GenerationService {
 
     /// The decoder file `set vae` chose (`auto` resolved now, for the current model), or nil for the model's own.
     func vaeFile(_ resources: ResourceSettings) -> URL? {
-        if let draft = resources.draft?.vae { return URL(fileURLWithPath: draft) }
+        if let draft = resources.draft?.vae { return draft == DraftPreset.modelVAE ? nil : URL(fileURLWithPath: draft) }
         guard let value = resources.vae else { return nil }
         if value == "auto" { return automaticVAE(resources)?.url }
         return URL(fileURLWithPath: value.expandingTilde)

@@ -65,7 +65,7 @@ final class GridTests: XCTestCase {
     func testAGridInDraftModeSaysItRendersYourOwnSettings() throws {
         let io = BufferIO()
         let session = makeSession(io: io)
-        session.settings.resources.draft = try DraftPreset(words: ["lora=lcm:1", "sampler=lcm", "steps=4", "cfg=1"])
+        session.settings.resources.draft = try DraftPreset(text: "lora=lcm:1 sampler=lcm steps=4 cfg=1")
         for line in ["prompt a fox", "set size 64x64", "set steps 3", "grid X=seed:1,2"] { XCTAssertEqual(session.execute(line), .ok, line) }
         XCTAssertTrue(io.lines.contains { $0.hasPrefix("grid: the cells use your own settings, not draft mode's") }, "\(io.lines)")
         XCTAssertEqual(session.images.map(\.request.engine.steps), [3, 3])

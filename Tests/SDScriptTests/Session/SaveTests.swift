@@ -107,6 +107,13 @@ final class SaveTests: XCTestCase {
         XCTAssertEqual(io.lines.first, "a red fox")
         XCTAssertTrue(io.lines.contains("Generation time: 0.25 s"), "\(io.lines)")
         XCTAssertTrue(io.lines.contains("Style: none"), "\(io.lines)")
+        XCTAssertFalse(io.lines.contains { $0.hasPrefix("sdrepl: ") }, "no key of sdrepl's own sampling: \(io.lines)")
+
+        // sdrepl's keys that decide the pixels without a place in A1111's line are shown.
+        for line in ["set sampler tcd", "set eta 0.5", "set spacing trailing", "gen"] { XCTAssertEqual(session.execute(line), .ok, line) }
+        io.lines = []
+        XCTAssertEqual(session.execute("info \(session.images[1].savedPaths[0])"), .ok)
+        XCTAssertTrue(io.lines.contains("sdrepl: spacing trailing, eta 0.5"), "\(io.lines)")
         XCTAssertEqual(session.execute("info \(folder.path)/nothing.png"), .failed(Diagnostic(.file(
             command: "info", path: "\(folder.path)/nothing.png", reason: "no such file or folder"), at: nil)))
         XCTAssertEqual(session.execute("info"), .failed(Diagnostic(.missingArgument(command: "info", usage: "info FILE"), at: nil)))
