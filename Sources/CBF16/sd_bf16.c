@@ -85,6 +85,12 @@ int sd_dnnl_bf16_available(const char **reason) {
     return 1;
 }
 
+const char *sd_dnnl_bf16_isa(void) {
+    if (!sd_dnnl_open(NULL)) return "none";
+    dnnl_cpu_isa_t isa = p_dnnl_get_effective_cpu_isa();
+    return (isa & dnnl_cpu_isa_avx512_core_amx) == dnnl_cpu_isa_avx512_core_amx ? "AMX" : "AVX512_BF16";
+}
+
 struct sd_dnnl_matmul {
     dnnl_primitive_t primitive;
     dnnl_memory_desc_t a, b, c, scratchpad;

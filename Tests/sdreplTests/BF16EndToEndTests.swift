@@ -80,10 +80,20 @@ final class BF16EndToEndTests: XCTestCase {
         XCTAssertEqual(try pixels(sandbox.path + "/one.png"), bf16)
         let transcripts = sandbox.files(in: "sessions")
         let path = "sessions/" + (try XCTUnwrap(transcripts.last))
-        XCTAssertTrue(try String(contentsOfFile: sandbox.path + "/" + path, encoding: .utf8).contains("\nset precision bf16\n"))
+        let recorded = try String(contentsOfFile: sandbox.path + "/" + path, encoding: .utf8)
+        let emulated = "# bf16 numerics: emulated (inputs rounded to bf16, OpenBLAS's fp32 sgemm)"
+        XCTAssertTrue(recorded.contains("\n\(emulated)\nset precision bf16\n"), recorded)
         let check = try PipeRun(["run", "--check", path], in: sandbox)
         XCTAssertEqual(check.status, 0, check.stderr)
         XCTAssertTrue(check.stderr.contains("check: 1 image matched, 0 mismatched"), check.stderr)
+        XCTAssertFalse(check.stderr.contains("bf16 products recorded"), check.stderr)
+
+        // Recorded where oneDNN ran the products: a replay on the emulation says first that bf16
+        // hashes are expected to differ.
+        sandbox.write("onednn.sdscript", recorded.replacingOccurrences(of: emulated, with: "# bf16 numerics: oneDNN on AVX512_BF16"))
+        let other = try PipeRun(["run", "--check", "onednn.sdscript"], in: sandbox)
+        XCTAssertTrue(other.stderr.contains("check: bf16 products recorded oneDNN on AVX512_BF16, replayed emulated (inputs rounded to bf16, "
+                                            + "OpenBLAS's fp32 sgemm): the hashes of bf16 images are expected to differ"), other.stderr)
 
         // The same transcript on a machine without bf16: refused at its line, not a silent fp32 picture.
         sandbox.extraEnvironment["SDREPL_BF16"] = "off"

@@ -20,6 +20,10 @@ void sd_bf16_round(const float *src, long rows, long cols, long ld, float *dst);
 /// AMX, as oneDNN detects them); otherwise 0, with `*reason` saying why (a static string).
 int sd_dnnl_bf16_available(const char **reason);
 
+/// The bf16 instructions oneDNN's matmuls use here ("AMX" or "AVX512_BF16"; they sum in other
+/// orders), once `sd_dnnl_bf16_available` said 1.
+const char *sd_dnnl_bf16_isa(void);
+
 /// Opens oneDNN for the fp32 matmul (any x86-64 CPU). Returns 1, or 0 with `*reason`.
 int sd_dnnl_open(const char **reason);
 

@@ -35,6 +35,16 @@ public enum BF16Support {
     /// The backend, or nil when this machine has none.
     public static var backend: Backend? { try? detected.get() }
 
+    /// What bf16 images' exact bits depend on here, for a transcript: oneDNN sums in another order
+    /// than the emulation, and its AMX kernels in another than its AVX512_BF16 ones. nil without bf16.
+    public static var numerics: String? {
+        switch backend {
+        case .oneDNN?: "oneDNN on \(String(cString: sd_dnnl_bf16_isa()))"
+        case .emulated?: "emulated (inputs rounded to bf16, OpenBLAS's fp32 sgemm)"
+        case nil: nil
+        }
+    }
+
     /// Runs `body` with bf16 products emulated, whatever the machine has: to measure bf16's error
     /// where the CPU has no bf16 (the benchmark's accuracy figure).
     public static func emulating<R>(_ body: () throws -> R) rethrows -> R {

@@ -44,6 +44,7 @@ extension Session {
                                           + "keeping \(settings.request.precision.rawValue)")
         }
         settings.request.precision = choice
+        if choice == .bf16, let comment = ScriptNumerics.bf16Comment { log.line.preamble.append(comment) }
         recordedAutoPrecision = nil
         if choice == .auto, case .failure(let unavailable) = BF16Support.detected {
             io.output("precision: auto is fp32 on this machine (\(unavailable))")
@@ -57,6 +58,7 @@ extension Session {
     func settledPrecision(_ choice: PrecisionChoice, drafting: Bool) -> MatmulPrecision {
         let precision = choice == .auto && sharding != nil ? .fp32 : choice.resolved(drafting: drafting)
         if choice == .auto && recordedAutoPrecision != precision {
+            if precision == .bf16, let comment = ScriptNumerics.bf16Comment { log.line.preamble.append(comment) }
             log.line.preamble.append("set precision \(precision.rawValue)")
             recordedAutoPrecision = precision
         }

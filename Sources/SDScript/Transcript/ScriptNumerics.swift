@@ -9,8 +9,22 @@ public enum ScriptNumerics {
     public static let label = "numerics: "
     static let prefix = "# " + label
 
-    /// The note for a `# numerics:` line that differs from this process's, or nil.
+    /// The comment before a `set precision bf16` line: where its bf16 products ran (`BF16Support.numerics`).
+    public static let bf16Label = "bf16 numerics: "
+    static let bf16Prefix = "# " + bf16Label
+
+    /// The comment line for this process's bf16 products, when it has bf16.
+    static var bf16Comment: String? { BF16Support.numerics.map { bf16Prefix + $0 } }
+
+    /// The note for a `# numerics:` or `# bf16 numerics:` line that differs from this process's, or nil.
     static func note(_ line: String, at location: SourceLocation) -> String? {
+        if line.hasPrefix(bf16Prefix) {
+            let recorded = String(line.dropFirst(bf16Prefix.count))
+            // Without bf16 here the `set precision bf16` line after it stops the replay, saying so.
+            guard let current = BF16Support.numerics, recorded != current else { return nil }
+            return "\(location): check: bf16 products recorded \(recorded), replayed \(current): the hashes of bf16 images are expected to differ "
+                + "(they sum in another order)"
+        }
         guard line.hasPrefix(prefix) else { return nil }
         let recorded = String(line.dropFirst(prefix.count)), current = BLAS.numerics
         guard recorded != current else { return nil }
