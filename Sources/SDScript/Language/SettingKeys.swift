@@ -73,12 +73,12 @@ public struct SettingKey {
                        session.settings.request.cfg = cfg
                    },
                    show: { formatNumber($0.request.cfg) }, reset: { $0.request.cfg = RequestDefaults().cfg }),
-        SettingKey(name: "size", values: "WxH, \(RequestLimits.sideDescription.replacingOccurrences(of: "a multiple", with: "multiples"))",
+        SettingKey(name: "size", values: "WxH or N (NxN), \(RequestLimits.sideDescription.replacingOccurrences(of: "a multiple", with: "multiples"))",
                    kind: .words, choices: { _ in ["512x512", "512x768", "768x512", "640x640", "256x256"] }, completesPaths: false,
                    apply: { session, value in
-                       guard let size = parseSize(value) else {
+                       guard let size = parseSize(value) ?? Int(value).map({ (width: $0, height: $0) }) else {
                            throw ScriptError.badArgument(command: "set size", argument: value,
-                                                         reason: "expected WxH (e.g. 512x768), got")
+                                                         reason: "expected WxH (e.g. 512x768) or N for NxN, got")
                        }
                        for side in [size.width, size.height] where !RequestLimits.acceptsSide(side) {
                            throw ScriptError.badArgument(command: "set size", argument: value,

@@ -4,7 +4,7 @@ import XCTest
 @testable import SDScript
 
 /// `set spacing` and `set eta` say so when the sampler in use does not take them (as diffusers'
-/// schedulers ignore them), and list the values they know.
+/// schedulers ignore them), and list the values they know; `set size N` is NxN.
 final class SamplingSettingTests: XCTestCase {
     func testASettingTheSamplerIgnoresGetsANote() {
         let io = BufferIO()
@@ -22,5 +22,12 @@ final class SamplingSettingTests: XCTestCase {
         ])
         guard case .failed(let diagnostic) = session.execute("set spacing trailng") else { return XCTFail("accepted trailng") }
         XCTAssertEqual(diagnostic.description, "set spacing: unknown spacing (model, linspace, leading, trailing): 'trailng' (did you mean 'trailing'?)")
+    }
+
+    /// `set size N` is NxN.
+    func testOneNumberIsASquare() {
+        let session = makeSession()
+        XCTAssertEqual(session.execute("set size 768"), .ok)
+        XCTAssertEqual(SettingKey.named("size")?.show(session.settings), "768x768")
     }
 }
