@@ -21,7 +21,8 @@ final class DraftWorkflowEndToEndTests: XCTestCase {
     /// diffusers' pixels: `fewstep_lora/manifest.json`, `kohya/image` is
     /// `pipe(prompt, num_inference_steps=4, guidance_scale=1.0, height=96, width=96,
     /// generator=torch.Generator('cpu').manual_seed(33)).images[0][::4, ::4]` with the LoRA fused and
-    /// `LCMScheduler`. `final 1` renders the same seed with the user's own settings (PNDM, 3 steps).
+    /// `LCMScheduler`. `final 1` renders the same seed with the user's own settings (PNDM, 3 steps);
+    /// `final last` takes the last image (here not a draft).
     func testAnExplicitDraftMatchesDiffusersAndFinalUsesTheUsersSettings() throws {
         let sandbox = Sandbox()
         try link("fewstep_lora/lcm-lora-layout.safetensors", as: "models/Lora/lcm-lora-sdv1-5.safetensors", in: sandbox)
@@ -43,7 +44,7 @@ final class DraftWorkflowEndToEndTests: XCTestCase {
             set steps 3
             gen
             save own.png
-            final 3
+            final last
             set mode drafty
             set mode draft lora=nosuch sampler=lcm
 

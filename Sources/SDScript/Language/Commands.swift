@@ -280,9 +280,9 @@ public struct Command {
                       line: { "<lora:\($0):1>" }, hint: "")
             return .ok
         },
-        Command(name: "final", usage: "final N", summary: "render image N, a draft, again with your own settings and its seed",
-                kind: .words, completion: .none) { session, argument, _ in
-            guard !argument.isEmpty else { throw ScriptError.missingArgument(command: "final", usage: "final N") }
+        Command(name: "final", usage: "final N|last", summary: "render image N (or the last), a draft, again with your own settings and its seed",
+                kind: .words, completion: .words(["last"]), transcript: .resolved) { session, argument, _ in
+            guard !argument.isEmpty else { throw ScriptError.missingArgument(command: "final", usage: "final N|last") }
             try session.renderFinal(argument)
             return .ok
         },

@@ -293,8 +293,12 @@ public struct SettingKey {
                    apply: { session, value in
                        var isDirectory: ObjCBool = false
                        let expanded = value.expandingTilde
-                       guard FileManager.default.fileExists(atPath: expanded, isDirectory: &isDirectory), isDirectory.boolValue else {
+                       guard FileManager.default.fileExists(atPath: expanded, isDirectory: &isDirectory) else {
                            throw ScriptError.file(command: "set \(name)", path: value, reason: "no such folder")
+                       }
+                       guard isDirectory.boolValue else {
+                           throw ScriptError.file(command: "set \(name)", path: value,
+                                                  reason: "is a file, not a folder; give the folder that holds such files")
                        }
                        session.settings[keyPath: path] = value
                    },

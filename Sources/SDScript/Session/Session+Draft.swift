@@ -103,10 +103,12 @@ extension Session {
         guard !history.images.isEmpty else {
             throw ScriptError.notReady(command: "final", reason: "no image yet; make drafts with 'set mode draft' and 'gen' first")
         }
-        guard let number = Int(argument.trimmingCharacters(in: .whitespaces)), history.images.indices.contains(number - 1) else {
+        let word = argument.trimmingCharacters(in: .whitespaces)
+        guard let number = isLastImage(word) ? history.images.count : Int(word), history.images.indices.contains(number - 1) else {
             throw ScriptError.badArgument(command: "final", argument: argument,
-                                          reason: "expected the number of an image of this session (1 to \(history.images.count)), got", suggestion: nil)
+                                          reason: "expected the number of an image of this session (1 to \(history.images.count)) or last, got", suggestion: nil)
         }
+        log.line.replay = "final \(number)"
         guard var request = history.images[number - 1].finalRequest else {
             throw ScriptError.notReady(command: "final", reason: "image \(number) was not made in draft mode ('set mode draft'); it is final already")
         }
