@@ -280,13 +280,19 @@ public enum LoRALibrary {
 
     /// The names (file stems) of the LoRAs in `directories`, sorted, for completion and listings.
     public static func names(in directories: [URL]) -> [String] {
-        var names = Set<String>()
+        Set(files(in: directories).map(\.name)).sorted()
+    }
+
+    /// Every LoRA file in `directories` with its name, in the folders' order. Several files may share
+    /// a name (every Hugging Face snapshot is `pytorch_lora_weights.safetensors`); `locate` picks one.
+    public static func files(in directories: [URL]) -> [(name: String, url: URL)] {
+        var files: [(name: String, url: URL)] = []
         for directory in directories {
             guard let walker = FileManager.default.enumerator(at: directory, includingPropertiesForKeys: nil) else { continue }
             for case let url as URL in walker where extensions.contains(url.pathExtension.lowercased()) {
-                names.insert(url.deletingPathExtension().lastPathComponent)
+                files.append((url.deletingPathExtension().lastPathComponent, url))
             }
         }
-        return names.sorted()
+        return files
     }
 }

@@ -276,8 +276,9 @@ public struct Command {
         Command(name: "loras", usage: "loras", summary: "list the LoRAs that <lora:NAME:0.8> in a prompt can use, and where sdrepl looks",
                 kind: .words, completion: .none) { session, argument, _ in
             guard argument.isEmpty else { throw ScriptError.unexpectedArgument(command: "loras", argument: argument) }
-            listFiles(in: session.loraDirectories(), session: session, kind: ("LoRA", "LoRAs"), setting: "lora-dir",
-                      line: { "<lora:\($0):1>" }, hint: "")
+            let folders = session.loraDirectories()
+            listFiles(in: folders, session: session, kind: ("LoRA", "LoRAs"), setting: "lora-dir",
+                      line: { "<lora:\($0):1>" }, hint: "", chosen: { try? LoRALibrary.locate($0, in: folders) })
             return .ok
         },
         Command(name: "final", usage: "final N|last", summary: "render image N (or the last), a draft, again with your own settings and its seed",
@@ -353,10 +354,20 @@ public struct Command {
 
 /// `loras` and `embeddings`: each `*.safetensors` or pickle (`*.pt`, …) name found in `folders` as `line(name)`, then
 /// how many there are and where sdrepl looked.
+/// - Parameter chosen: the file a name means, where several files may share it.
 private func listFiles(in folders: [URL], session: Session, kind: (one: String, many: String), setting: String,
-                       line: (String) -> String, hint: String) {
+                       line: (String) -> String, hint: String, chosen: ((String) -> URL?)? = nil) {
     let names = LoRALibrary.names(in: folders)
-    names.map(line).forEach { session.io.output($0) }
+    let files = LoRALibrary.files(in: folders)
+    for name in names {
+        // Files that share a name: the one a prompt gets, and how many it hides.
+        let same = files.filter { $0.name == name }
+        guard same.count > 1, let used = chosen?(name) else {
+            session.io.output(line(name))
+            continue
+        }
+        session.io.output(line(name) + "  (\(same.count) files have this name; it means \(used.path), rename the others to use them)")
+    }
     let places = folders.map(\.path).joined(separator: ", ")
     session.io.output(names.isEmpty ? "no \(kind.many) (*.safetensors, *.pt) in \(places); 'set \(setting) DIR' names another folder"
                                     : "\(names.count) \(names.count == 1 ? kind.one : kind.many) in \(places)\(hint)")

@@ -59,7 +59,9 @@ extension Session {
                 _ = try LoRAFile(url: lora.file)
                 return true
             } catch {
-                skipped.append("\(lora.name) (\(error))")
+                let hidden = LoRALibrary.files(in: loraDirectories()).filter { $0.name == lora.name }.count - 1
+                skipped.append("\(lora.name) (\(error))" + (hidden > 0 ? "; \(hidden) other file\(hidden == 1 ? " has" : "s have") this name: rename "
+                                                                    + (hidden == 1 ? "it" : "them") + " to use \(hidden == 1 ? "it" : "them")" : ""))
                 return false
             }
         }

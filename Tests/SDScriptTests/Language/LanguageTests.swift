@@ -470,6 +470,11 @@ final class LoRAFolderTests: XCTestCase {
         XCTAssertEqual(session.execute("loras"), .ok)
         XCTAssertEqual(io.lines, ["<lora:ink:1>", "<lora:paper:1>",
                                   "2 LoRAs in \(folder.path)/mine, \(cwd)/models/Lora, \(folder.path)/models/Lora"])
+        // Two files of one name (Hugging Face snapshots): the listing says which the tag means.
+        folder.write("models/Lora/ink.safetensors", "")
+        io.lines = []
+        XCTAssertEqual(session.execute("loras"), .ok)
+        XCTAssertEqual(io.lines.first, "<lora:ink:1>  (2 files have this name; it means \(folder.path)/mine/ink.safetensors, rename the others to use them)")
         XCTAssertEqual(session.execute("unset lora-dir"), .ok)
         XCTAssertNil(session.settings.resources.loraDir)
         // Embeddings: `set embeddings`, then embeddings/ here, then embeddings/ beside models/.
