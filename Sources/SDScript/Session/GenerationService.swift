@@ -194,17 +194,22 @@ final class GenerationService {
     }
 
     /// `chosen`, then `here` in the current folder, then `besideModels` relative to the folder that
-    /// holds the model (`models/` for `models/Stable-diffusion/x.safetensors` or `x.ckpt`), without repeats.
+    /// holds the model (`models/` for `models/Stable-diffusion/x.safetensors` or `x.ckpt`, for a
+    /// diffusers folder there or in a sub-folder of it, and for `models/x` a diffusers folder), without repeats.
     func folders(chosen: String?, here: String, besideModels: String, model: String?) -> [URL] {
         var folders: [URL] = []
         if let chosen { folders.append(URL(fileURLWithPath: chosen.expandingTilde)) }
         folders.append(URL(fileURLWithPath: here))
         if let location = try? components.models.locate(explicit: model) {
-            let url = URL(fileURLWithPath: location.path)
+            let url = URL(fileURLWithPath: location.path).standardizedFileURL
             // A single file (.safetensors or .ckpt) sits one level deeper than a diffusers folder.
             var isDirectory: ObjCBool = false
             let isFile = FileManager.default.fileExists(atPath: location.path, isDirectory: &isDirectory) && !isDirectory.boolValue
-            let folder = (isFile ? url.deletingLastPathComponent() : url).deletingLastPathComponent()
+            var folder = (isFile ? url.deletingLastPathComponent() : url).deletingLastPathComponent()
+            // A1111's checkpoint folder (discovery looks two levels into it): its parent holds Lora/ and VAE/.
+            let a1111 = sequence(first: url.deletingLastPathComponent()) { $0.deletingLastPathComponent() }.prefix(3)
+                .first { $0.lastPathComponent.lowercased() == "stable-diffusion" }
+            if let a1111 { folder = a1111.deletingLastPathComponent() }
             folders.append(folder.appendingPathComponent(besideModels))
         }
         var seen = Set<String>()

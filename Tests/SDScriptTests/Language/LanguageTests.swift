@@ -465,6 +465,14 @@ final class LoRAFolderTests: XCTestCase {
         folder.write("models/Stable-diffusion/old.ckpt", "")
         XCTAssertEqual(session.execute("model \(folder.path)/models/Stable-diffusion/old.ckpt"), .ok)
         XCTAssertEqual(session.loraDirectories().last?.path, "\(folder.path)/models/Lora")
+        // So is a diffusers folder there, and a checkpoint in a sub-folder of it.
+        for model in ["models/Stable-diffusion/dfolder/model_index.json", "models/Stable-diffusion/sd15/sub.safetensors"] {
+            folder.write(model, "{}")
+            let path = model.hasSuffix(".json") ? (model as NSString).deletingLastPathComponent : model
+            XCTAssertEqual(session.execute("model \(folder.path)/\(path)"), .ok)
+            XCTAssertEqual(session.loraDirectories().last?.path, "\(folder.path)/models/Lora", path)
+            XCTAssertEqual(session.embeddingDirectories().last?.path, "\(folder.path)/embeddings", path)
+        }
         XCTAssertEqual(session.execute("model \(folder.path)/models/Stable-diffusion/m.safetensors"), .ok)
         io.lines = []
         XCTAssertEqual(session.execute("loras"), .ok)
