@@ -80,6 +80,8 @@ final class DraftWorkflowEndToEndTests: XCTestCase {
         let none = try PipeRun(["run", "e.sdscript"], in: empty)
         XCTAssertTrue(none.stderr.contains("e.sdscript:2: set mode draft: no few-step LoRA for SD1.5 (LCM, TCD, Hyper-SD or PCM by its file name)"), none.stderr)
         XCTAssertTrue(none.stderr.contains("'model download latent-consistency/lcm-lora-sdv1-5 pytorch_lora_weights.safetensors'"), none.stderr)
+        XCTAssertTrue(none.stderr.contains("; for fast decoding too, 'model download madebyollin/taesd taesd_decoder.safetensors' into models/VAE-taesd"),
+                      none.stderr)
 
         let sandbox = Sandbox()
         try link("fewstep_lora/lcm-lora-layout.safetensors", as: "models/Lora/Hyper-SD15-8steps-lora.safetensors", in: sandbox)

@@ -70,7 +70,8 @@ extension Session {
                 + loraDirectories().map(\.path).joined(separator: ", ")
                 + (skipped.isEmpty ? "" : " (skipped: " + skipped.joined(separator: "; ") + ")")
                 + ": get one, e.g. 'model download latent-consistency/lcm-lora-sdv1-5 "
-                + "pytorch_lora_weights.safetensors' and copy that file to models/Lora/lcm-lora-sdv1-5.safetensors")
+                + "pytorch_lora_weights.safetensors' and copy that file to models/Lora/lcm-lora-sdv1-5.safetensors"
+                + (taesd == nil ? "; for fast decoding too, 'model download madebyollin/taesd taesd_decoder.safetensors' into models/VAE-taesd" : ""))
         }
         settings.resources.draft = preset
         log.line.replay = "set mode draft " + preset.words
