@@ -11,6 +11,11 @@ final class TerminalIO: SessionIO {
     let stdoutEscapes: Bool
     /// A redrawn progress bar may be written to stderr.
     let stderrEscapes: Bool
+    /// Progress may be written as plain lines: stderr is a terminal that takes no escape sequences
+    /// (TERM=dumb), where a bar cannot redraw itself but a long generation should still say it is alive.
+    let plainProgress: Bool
+    /// The work's elapsed seconds at the last plain progress line; nil before the first.
+    private var lastPlainProgress: Double?
     /// Draws sixel bytes for an image, scaled to fit; nil where no image may be drawn (script mode).
     let sixelEncoder: SixelEncoder?
     private var capabilities: Terminal.Capabilities?
@@ -25,6 +30,7 @@ final class TerminalIO: SessionIO {
         let escapes = allowEscapes && !Self.isDumbTerminal
         stdoutEscapes = escapes && Terminal.isTerminal(STDOUT_FILENO)
         stderrEscapes = escapes && Terminal.isTerminal(STDERR_FILENO)
+        plainProgress = allowEscapes && Self.isDumbTerminal && Terminal.isTerminal(STDERR_FILENO)
         self.sixelEncoder = sixelEncoder
     }
 
@@ -78,7 +84,7 @@ final class TerminalIO: SessionIO {
             drawLivePreview(pixels)
             lastPreviewStep = progress.step
         }
-        guard stderrEscapes, progress.total > 0 else { return }
+        guard stderrEscapes || plainProgress, progress.total > 0 else { return }
         let perStep = progress.step > 0 ? progress.elapsed / Double(progress.step) : 0
         let head = count > 1 ? "image \(index)/\(count) " : ""
         // The whole command's ETA: this image's steps left and the images after it; unknown ("?")
@@ -86,6 +92,16 @@ final class TerminalIO: SessionIO {
         let stepsLeft = progress.total - progress.step + max(0, count - index) * progress.total
         let eta = progress.step > 0 ? perStep * Double(stepsLeft) : .nan
         let tail = " \(progress.step)/\(progress.total)  " + String(format: "%.2f s/step  ETA %@", perStep, formatDuration(eta))
+        guard stderrEscapes else {
+            // A line for the first timed step, then one every 10 s of work, and the last step's.
+            if progress.step == 0 { lastPlainProgress = nil }
+            let last = lastPlainProgress.map { progress.elapsed - $0 >= 10 } ?? true
+            if progress.step > 0, last || progress.step == progress.total {
+                Console.err(head + "step" + tail + "\n")
+                lastPlainProgress = progress.elapsed
+            }
+            return
+        }
         let bar = Self.bar(Double(progress.step) / Double(progress.total), besides: head.count + tail.count)
         Console.err("\r" + Self.fitted(head + bar + tail) + "\u{1B}[K")
         barShown = true

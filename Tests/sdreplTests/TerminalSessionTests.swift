@@ -270,17 +270,26 @@ final class TerminalSessionTests: XCTestCase {
         quit(terminal)
     }
 
-    /// TERM=dumb (Emacs' shell): no terminal queries, no escape sequences, and `set` says why.
+    /// TERM=dumb (Emacs' shell): no terminal queries, no escape sequences, and `set` says why;
+    /// progress comes as plain lines (the first timed step, then every 10 s, and the last).
     func testNoEscapeSequencesForADumbTerminal() throws {
         let sandbox = Sandbox()
         sandbox.extraEnvironment["TERM"] = "dumb"
-        let terminal = try PseudoTerminal([], in: sandbox, da1Reply: "\u{1B}[?62;4;22c")
+        let model = FixturePaths.root.appendingPathComponent("models/tiny-sd15-diffusers").path
+        let terminal = try PseudoTerminal(["--model", model], in: sandbox, da1Reply: "\u{1B}[?62;4;22c")
         terminal.expect("sd> ")
         terminal.type("set\r")
         terminal.expect("preview         auto (off: TERM is dumb)")
+        terminal.type("set size 64x64\rset steps 3\rgen\r")
+        terminal.expect("image 1: seed")
         quit(terminal)
         XCTAssertEqual(terminal.da1Queries, 0)
         XCTAssertFalse(terminal.transcript.contains("\u{1B}[14t"), terminal.transcript.debugDescription)
+        XCTAssertFalse(terminal.transcript.contains("\u{1B}[K"), terminal.transcript.debugDescription)
+        let lines = terminal.transcript.components(separatedBy: "\r\n")
+        XCTAssertTrue(lines.contains { $0.hasPrefix("step 1/3  ") && $0.contains(" s/step  ETA ") }, terminal.transcript.debugDescription)
+        XCTAssertTrue(lines.contains { $0.hasPrefix("step 3/3  ") }, terminal.transcript.debugDescription)
+        XCTAssertFalse(lines.contains { $0.hasPrefix("step 2/3  ") }, "not every step: \(terminal.transcript.debugDescription)")
     }
 
     func testNoEscapeSequencesWhenStdoutIsAPipe() throws {
