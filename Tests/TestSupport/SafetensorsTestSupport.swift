@@ -80,3 +80,34 @@ public func safetensorsError(_ body: () throws -> Void, file: StaticString = #fi
     }
     return nil
 }
+
+/// Writes a copy of `source` in which the tensors `retype` gives a type for are stored in that type,
+/// as a file saved from the wrong tensors or quantised would hold them: integers and BOOL hold the
+/// values truncated (as torch's `.to(torch.int8)`), F8_E5M2 the top byte of each fp16 value, the other
+/// types sdrepl cannot read zeros. The rest keep their bytes.
+@discardableResult
+public func writeRetyped(_ source: SafetensorsFile, to url: URL, retype: (SafetensorsTensorInfo) -> SafetensorsDType?) throws -> URL {
+    let writer = try SafetensorsWriter(url: url, tensors: source.tensors.map { .init(name: $0.name, dtype: retype($0) ?? $0.dtype, shape: $0.shape) })
+    for info in source.tensors {
+        guard let dtype = retype(info), dtype != info.dtype else {
+            try source.withRawBytes(of: info.name) { try writer.appendRaw($0) }
+            continue
+        }
+        let values = try source.tensor(info.name).data
+        func raw<T>(_ converted: [T]) throws { try converted.withUnsafeBytes { try writer.appendRaw($0) } }
+        switch dtype {
+        case .f32, .f16, .bf16: try writer.append(values)
+        case .f64: try raw(values.map { Double($0).bitPattern.littleEndian })
+        case .i64: try raw(values.map { Int64($0).littleEndian })
+        case .i32: try raw(values.map { Int32(clamping: Int64($0)).littleEndian })
+        case .i16: try raw(values.map { Int16(clamping: Int64($0)).littleEndian })
+        case .i8: try raw(values.map { Int8(clamping: Int64($0)) })
+        case .u8: try raw(values.map { UInt8(clamping: Int64($0)) })
+        case .bool: try raw(values.map { $0 != 0 ? UInt8(1) : 0 })
+        case .f8e5m2: try raw(values.map { UInt8(truncatingIfNeeded: Float16($0).bitPattern >> 8) })
+        default: try raw([UInt8](repeating: 0, count: info.elementCount * dtype.bitWidth / 8))
+        }
+    }
+    try writer.finish()
+    return url
+}

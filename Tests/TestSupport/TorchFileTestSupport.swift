@@ -177,6 +177,24 @@ public struct PickleBuilder {
         reduce()
     }
 
+    /// `_rebuild_tensor_v3(('storage', torch.storage.UntypedStorage, key, 'cpu', bytes), offset, shape,
+    /// strides, False, OrderedDict(), torch.<dtype>)`, as torch.save writes a tensor of a type that has
+    /// no storage class of its own (float8, uint16).
+    public mutating func tensorV3(dtype: String, key: String, byteCount: Int, offset: Int = 0, shape: [Int]) {
+        global("torch._utils", "_rebuild_tensor_v3")
+        mark()
+        mark(); string("storage"); global("torch.storage", "UntypedStorage"); string(key); string("cpu"); int(Int32(byteCount)); tuple()
+        binpersid()
+        int(Int32(offset))
+        intTuple(shape)
+        intTuple(Self.contiguousStrides(shape))
+        newfalse()
+        global("collections", "OrderedDict"); emptyTuple(); reduce()
+        global("torch", dtype)
+        tuple()
+        reduce()
+    }
+
     public static func contiguousStrides(_ shape: [Int]) -> [Int] {
         var strides = [Int](repeating: 1, count: shape.count)
         for i in stride(from: shape.count - 2, through: 0, by: -1) { strides[i] = strides[i + 1] * shape[i + 1] }
@@ -211,6 +229,16 @@ public func torchStorageType(_ dtype: TensorDType) -> String {
     }
 }
 
+/// torch's name of a dtype that torch.save writes through `_rebuild_tensor_v3` (no storage class).
+public func torchV3DType(_ dtype: TensorDType) -> String? {
+    switch dtype {
+    case .f8e4m3: return "float8_e4m3fn"
+    case .f8e5m2: return "float8_e5m2"
+    case .f8e8m0: return "float8_e8m0fnu"
+    default: return nil
+    }
+}
+
 /// Writes the tensors of `source` as a torch.save-style pickle (`PickleBuilder.tensor`, protocol 2):
 /// `{wrapper: {name: tensor}}`, or the state dict itself when `wrapper` is nil. `rename` gives each
 /// tensor's name in the twin, or nil to leave it out. Storage bytes are copied as they are, so the
@@ -227,8 +255,13 @@ public func writeTorchTwin(of source: SafetensorsFile, to url: URL, wrapper: Str
         guard let name = rename(info.name) else { continue }
         let key = String(storages.count)
         p.string(name)
-        p.tensor(storageType: torchStorageType(info.dtype), key: key, numel: info.elementCount, shape: info.shape)
-        storages.append((key, try source.withRawBytes(of: info.name) { Array($0) }))
+        let bytes = try source.withRawBytes(of: info.name) { Array($0) }
+        if let v3 = torchV3DType(info.dtype) {
+            p.tensorV3(dtype: v3, key: key, byteCount: bytes.count, shape: info.shape)
+        } else {
+            p.tensor(storageType: torchStorageType(info.dtype), key: key, numel: info.elementCount, shape: info.shape)
+        }
+        storages.append((key, bytes))
     }
     p.setitems()
     if wrapper != nil { p.setitem() }

@@ -13,7 +13,8 @@ public struct TextualInversion: Equatable, Sendable {
     /// (`string_to_param` `{"*": [n, C]}`, read without running anything), or any file whose one
     /// tensor is `[n, C]` or `[C]` (diffusers' `learned_embeds.safetensors` or `.bin`, `{"<token>": [C]}`).
     /// - Parameter width: the text encoder's hidden size (768 for SD1.x).
-    /// - Throws: `EmbeddingError` naming the file and what does not fit.
+    /// - Throws: `EmbeddingError` naming the file and what does not fit; `WeightsError.notFloat` for
+    ///   vectors stored as anything but floats.
     public init(url: URL, width: Int) throws {
         name = url.deletingPathExtension().lastPathComponent
         let file: any TensorFile
@@ -38,6 +39,8 @@ public struct TextualInversion: Equatable, Sendable {
         // Checked before the values are read: a pickled view can claim far more elements than its
         // file holds (stride 0), and no usable embedding is longer than a chunk.
         guard count <= PromptChunker.chunkLength else { throw EmbeddingError.tooLong(name: name, count: count) }
+        // Integers would convert, but are not the vectors.
+        try file.requireWeightType(info.name)
         vectors = try file.tensor(info.name).data
     }
 

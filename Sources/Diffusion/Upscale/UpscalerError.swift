@@ -32,6 +32,8 @@ public enum UpscalerError: Error, Equatable, CustomStringConvertible {
                 return "\(path) is an incomplete RRDBNet: it has no tensor '\(key)'"
             case let .shapeMismatch(key, expected, actual, _):
                 return "\(path): tensor '\(key)' has shape \(actual) but the RRDBNet its other tensors describe needs \(expected)"
+            case .notFloat:
+                return error.description  // names the file and the tensor, and says nothing of SD1.5
             }
         case let .unexpectedTensors(path, keys):
             let shown = keys.prefix(3).map { "'\($0)'" }.joined(separator: ", ")

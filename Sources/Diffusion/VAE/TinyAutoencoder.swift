@@ -56,7 +56,8 @@ public struct TinyAutoencoderDecoder: LatentDecoder, Sendable {
     /// a diffusers `diffusion_pytorch_model.safetensors`, or madebyollin's `taesd_decoder.safetensors`
     /// (or its `.pth`, read without running anything).
     /// - Throws: `TinyAutoencoderError` for a file that is neither, or `WeightsError` for a tensor that
-    ///   does not fit; `SafetensorsError` or `TorchFileError` for an unreadable or refused file.
+    ///   does not fit or is not stored as floats; `SafetensorsError` or `TorchFileError` for an
+    ///   unreadable or refused file.
     public static func load(_ url: URL) throws -> TinyAutoencoderDecoder {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {

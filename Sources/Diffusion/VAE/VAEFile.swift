@@ -11,8 +11,8 @@ public enum VAEFile {
     /// - Parameter config: the sizes of a single file, which carries none (the model's own VAE's:
     ///   a VAE file replaces the VAE of the model it was made for); a folder's `config.json` wins.
     /// - Throws: `TinyAutoencoderError.notTAESD`-style `VAEFileError` for a file that is no VAE,
-    ///   `WeightsError` naming the first tensor that does not fit SD1.x's VAE, `SafetensorsError` or
-    ///   `TorchFileError` for an unreadable or refused file.
+    ///   `WeightsError` naming the first tensor that does not fit SD1.x's VAE or is not stored as
+    ///   floats, `SafetensorsError` or `TorchFileError` for an unreadable or refused file.
     public static func decoder(_ url: URL, config defaultConfig: VAEConfig = VAEConfig()) throws -> AutoencoderDecoder {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
@@ -76,6 +76,7 @@ final class LDMVAESource: TensorSource, @unchecked Sendable {
     var sourceDescription: String { file.url.path }
     var keys: [String] { entries.keys.sorted() }
     func shape(of key: String) -> [Int]? { entries[key]?.shape }
+    func storedTensor(_ key: String) -> StoredTensor? { entries[key].flatMap { file.storedTensor($0.stored) } }
     func read(_ key: String, into buffer: UnsafeMutableBufferPointer<Float>) throws {
         guard let entry = entries[key] else { throw WeightsError.missingTensor(key: key, source: sourceDescription) }
         try file.read(entry.stored, into: buffer)

@@ -240,6 +240,9 @@ public final class Checkpoint: TensorSource, @unchecked Sendable {
     public var sourceDescription: String { location.path }
     public var keys: [String] { sortedKeys }
     public func shape(of key: String) -> [Int]? { entries[key]?.shape }
+    public func storedTensor(_ key: String) -> StoredTensor? {
+        entries[key].map { StoredTensor(path: $0.file.url.path, name: $0.storedKey, dtype: $0.dtype) }
+    }
 
     public func filesChangedOnDisk() -> [String] {
         var seen = Set<ObjectIdentifier>(), changed: [String] = []

@@ -66,8 +66,10 @@ public final class LoRAFile: @unchecked Sendable {
     let file: any TensorFile
     let modules: [Module]
 
-    /// Opens and checks the layout of the LoRA at `url`; its weights are read when applied.
-    /// - Throws: `LoRAError`.
+    /// Opens and checks the layout of the LoRA at `url`, and that its tensors are stored as floats;
+    /// its weights are read when applied.
+    /// - Throws: `LoRAError`; `WeightsError.notFloat` for a part stored as F8 or integers, which
+    ///   would otherwise fail (or give wrong weights) only when applied.
     public init(url: URL) throws {
         self.url = url
         do {
@@ -95,8 +97,15 @@ public final class LoRAFile: @unchecked Sendable {
             guard let up = file.tensorInfo(module + upSuffix) else {
                 throw LoRAError.missingPart(path: url.path, module: module, part: String(upSuffix.dropFirst()))
             }
+            // Read only when a weight they change is read, inside a model: refused now, not there.
+            try file.requireWeightType(info.name)
+            try file.requireWeightType(up.name)
             var alpha: Float?
             if let alphaInfo = file.tensorInfo(module + ".alpha") {
+                // One number, which an integer gives as well as a float.
+                guard alphaInfo.dtype.isReadableAsFloat else {
+                    throw WeightsError.notFloat(tensor: alphaInfo.name, dtype: alphaInfo.dtype.rawValue, path: url.path)
+                }
                 guard alphaInfo.elementCount == 1, let value = try? file.tensor(alphaInfo.name).data.first else {
                     throw LoRAError.unreadable(path: url.path, reason: "'\(alphaInfo.name)' is not one number")
                 }
@@ -218,6 +227,8 @@ final class LoRAPatchedSource: TensorSource, @unchecked Sendable {
     var sourceDescription: String { base.sourceDescription }
     var keys: [String] { base.keys }
     func shape(of key: String) -> [Int]? { base.shape(of: key) }
+    // The LoRA's own tensors were checked when its file was opened (`LoRAFile.init`).
+    func storedTensor(_ key: String) -> StoredTensor? { base.storedTensor(key) }
 
     func filesChangedOnDisk() -> [String] {
         var seen = Set<ObjectIdentifier>(), changed = base.filesChangedOnDisk()

@@ -22,6 +22,22 @@ public protocol TensorSource: AnyObject, Sendable {
     /// (`MappedFile.changedSinceMapped`): reading them on would give other weights or SIGBUS, so the
     /// source must be opened again. Empty (the default) for a source that maps nothing.
     func filesChangedOnDisk() -> [String]
+    /// Where `key` is stored and in what element type, so that a weight whose type cannot be read
+    /// is refused when the model is built (`Weights.parameter`) rather than when it is first used.
+    /// nil (the default) for a source that stores nothing (a recorder, generated weights).
+    func storedTensor(_ key: String) -> StoredTensor?
+}
+
+/// One tensor as a file stores it: the file, the tensor's own name there (before any renaming
+/// to a model's key), and its element type.
+public struct StoredTensor: Sendable, Equatable {
+    public let path: String
+    public let name: String
+    public let dtype: TensorDType
+
+    public init(path: String, name: String, dtype: TensorDType) {
+        (self.path, self.name, self.dtype) = (path, name, dtype)
+    }
 }
 
 /// Two-byte floats in a file's mapping: what fast mode keeps of an fp16 or bf16 weight without a copy.
@@ -40,6 +56,17 @@ extension TensorSource {
     public func storedHalfElements(_ key: String) -> HalfElements? { nil }
 
     public func filesChangedOnDisk() -> [String] { [] }
+
+    public func storedTensor(_ key: String) -> StoredTensor? { nil }
+
+    /// Throws unless `key` is stored as floats a weight may be in (`TensorDType.isReadableAsWeight`).
+    /// Reading cannot fail after this (for the types it cannot convert), nor convert integers that
+    /// stand where floats should.
+    /// - Throws: `WeightsError.notFloat` naming the stored tensor, its file and its type.
+    public func requireWeightType(_ key: String) throws {
+        guard let stored = storedTensor(key), !stored.dtype.isReadableAsWeight else { return }
+        throw WeightsError.notFloat(tensor: stored.name, dtype: stored.dtype.rawValue, path: stored.path)
+    }
 
     public func readRows(_ key: String, rows: [Int], width: Int, into buffer: UnsafeMutableBufferPointer<Float>) throws {
         try readRowsOfWholeTensor(key, rows: rows, width: width, into: buffer)
@@ -84,8 +111,9 @@ public final class Parameter: @unchecked Sendable {
 
     /// The weight as a Float32 tensor.
     ///
-    /// Shapes and byte ranges were validated when the parameter was made, so a failure here means
-    /// the file changed underneath us; that is reported as a fatal error naming the tensor.
+    /// Shapes, byte ranges and element types were validated when the parameter was made
+    /// (`Weights.parameter`), so a failure here means the file changed underneath us; that is
+    /// reported as a fatal error naming the tensor.
     public var value: Tensor {
         lock.lock(); defer { lock.unlock() }
         if let cached { return cached }
@@ -205,8 +233,10 @@ public struct Weights: Sendable {
         Weights(source: source, prefix: prefix + name + ".", keepConverted: keepConverted, usage: usage)
     }
 
-    /// The parameter `prefix + name`, checked to exist with exactly `shape`.
-    /// - Throws: `WeightsError.missingTensor` or `.shapeMismatch`, naming the key and both shapes.
+    /// The parameter `prefix + name`, checked to exist with exactly `shape` and to be stored as
+    /// floats (so that reading it later cannot fail).
+    /// - Throws: `WeightsError.missingTensor` or `.shapeMismatch`, naming the key and both shapes;
+    ///   `.notFloat` naming the stored tensor and its type.
     public func parameter(_ name: String, shape: [Int]) throws -> Parameter {
         let key = prefix + name
         if let recorder = source as? ShapeRecorder { recorder.record(key, shape: shape) }  // lists shapes, see ShapeRecorder
@@ -216,6 +246,7 @@ public struct Weights: Sendable {
         guard actual == shape else {
             throw WeightsError.shapeMismatch(key: key, expected: shape, actual: actual, source: source.sourceDescription)
         }
+        try source.requireWeightType(key)
         usage.mark(key)
         return Parameter(key: key, shape: shape, source: source, keep: keepConverted)
     }

@@ -51,6 +51,16 @@ public enum SafetensorsDType: String, CaseIterable, Sendable {
         case .f4, .f6e2m3, .f6e3m2, .f8e5m2, .f8e4m3, .f8e8m0, .c64: return false
         }
     }
+
+    /// True for the types a weight may be stored in: F32, F16, BF16 and F64. Integers and BOOL convert
+    /// by value, but a weight stored in them is not the weight: the file is damaged, quantised or was
+    /// saved from the wrong tensors, and decoding with it gives wrong pixels rather than an error.
+    public var isReadableAsWeight: Bool {
+        switch self {
+        case .f32, .f16, .bf16, .f64: return true
+        default: return false
+        }
+    }
 }
 
 /// One tensor's entry in a safetensors header, validated.
@@ -215,6 +225,9 @@ public final class SafetensorsFile: TensorSource, @unchecked Sendable {
     public var sourceDescription: String { url.path }
     public var keys: [String] { names }
     public func shape(of key: String) -> [Int]? { info(key)?.shape }
+    public func storedTensor(_ key: String) -> StoredTensor? {
+        info(key).map { StoredTensor(path: url.path, name: $0.name, dtype: $0.dtype) }
+    }
     public func filesChangedOnDisk() -> [String] { file.changedSinceMapped ? [url.path] : [] }
 
     // MARK: Header validation

@@ -54,4 +54,28 @@ final class VAEFileTests: XCTestCase {
                            + "which a diffusers VAE folder holds beside its config.json; nor a TAESD decoder")
         }
     }
+
+    /// A VAE or TAESD whose weights are stored as F8, integers or BOOL is refused when it is opened,
+    /// naming the tensor and its type. F8 used to pass and stop the process at the first decode;
+    /// integers and BOOL decoded to wrong pixels without a word (or were called NaN weights).
+    func testDecodersStoredAsAnythingButFloatsAreRefusedWhenOpened() throws {
+        let dir = try makeWeightsTestDirectory(self)
+        let config = try TinySD15Fixture.config(VAEConfig.self, .vae)
+        let vae = try SafetensorsFile(url: Fixture.tinySD15Folder.appendingPathComponent("vae/diffusion_pytorch_model.safetensors"))
+        let taesd = try SafetensorsFile(url: Fixture.url("taesd/taesd_decoder.safetensors"))
+        for (source, kind) in [(vae, "vae"), (taesd, "taesd")] {
+            for dtype in [SafetensorsDType.f8e4m3, .f8e5m2, .i8, .i32, .bool] {
+                let url = try writeRetyped(source, to: dir.appendingPathComponent("\(kind)-\(dtype.rawValue).safetensors")) { _ in dtype }
+                let pickled = try writeTorchTwin(of: try SafetensorsFile(url: url), to: dir.appendingPathComponent("\(kind)-\(dtype.rawValue).pt"), wrapper: nil)
+                for file in [url, pickled] {
+                    XCTAssertThrowsError(try loadLatentDecoder(file, vaeConfig: config), file.lastPathComponent) { error in
+                        guard case let .notFloat(tensor, stored, path)? = error as? WeightsError else { return XCTFail("\(file.lastPathComponent): \(error)") }
+                        XCTAssertTrue(source.names.contains(tensor), tensor)
+                        XCTAssertEqual(stored, dtype.rawValue)
+                        XCTAssertEqual(path, file.path)
+                    }
+                }
+            }
+        }
+    }
 }

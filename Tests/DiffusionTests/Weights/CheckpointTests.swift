@@ -229,6 +229,33 @@ final class CheckpointTests: XCTestCase {
                        .missingTensor(key: "text_encoder.text_model.encoder.layers.12.mlp.fc1.weight", source: url.path))
     }
 
+    /// A weight stored as F8 or integers is refused when the model is built, naming the tensor under
+    /// its stored name in its file; tensors that are not weights keep loading in whatever type they
+    /// have (the fixture single file's I64 `position_ids` and I32 `model_ema.num_updates`, as real
+    /// LDM checkpoints hold them).
+    func testWeightsStoredAsF8OrIntegersAreRefusedWhenTheModelIsBuilt() throws {
+        let dir = try makeWeightsTestDirectory(self)
+        let single = try SafetensorsFile(url: Fixture.tinySD15SingleFile)
+        XCTAssertEqual(single.info("cond_stage_model.transformer.text_model.embeddings.position_ids")?.dtype, .i64)
+        XCTAssertEqual(single.info("model_ema.num_updates")?.dtype, .i32)
+        let fixture = try Checkpoint(url: Fixture.tinySD15SingleFile, options: LoadOptions(memoryMode: .low))
+        XCTAssertNoThrow(try TinySD15Fixture.textEncoder(fixture))
+        XCTAssertNoThrow(try TinySD15Fixture.unet(fixture))
+        XCTAssertNoThrow(try TinySD15Fixture.vae(fixture))
+
+        let weight = "model.diffusion_model.input_blocks.1.0.in_layers.2.weight"
+        XCTAssertNotNil(single.info(weight))
+        for dtype in [SafetensorsDType.f8e4m3, .i8] {
+            let url = try writeRetyped(single, to: dir.appendingPathComponent("\(dtype.rawValue).safetensors")) { $0.name == weight ? dtype : nil }
+            for mode in [MemoryMode.low, .fast] {
+                let checkpoint = try Checkpoint(url: url, options: LoadOptions(memoryMode: mode))
+                XCTAssertThrowsError(try TinySD15Fixture.unet(checkpoint)) { error in
+                    XCTAssertEqual(error as? WeightsError, .notFloat(tensor: weight, dtype: dtype.rawValue, path: url.path), "\(mode)")
+                }
+            }
+        }
+    }
+
     private func weightsError(_ body: () throws -> Void) -> WeightsError? {
         do {
             try body()

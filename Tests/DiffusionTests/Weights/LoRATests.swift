@@ -175,6 +175,38 @@ final class LoRATests: XCTestCase {
         XCTAssertTrue(refusal(empty).contains("is not a LoRA"), refusal(empty))
     }
 
+    /// A LoRA whose parts are stored as F8 or integers is refused when `gen` opens it, naming the part
+    /// and its type, from safetensors or a pickle. An F8 part used to pass until a weight it changes
+    /// was read inside the UNet, where the failure stopped the process; integer parts were applied
+    /// as numbers and reported as NaN weights. The session goes on: the next plain `gen` draws.
+    func testLoRAPartsStoredAsF8OrIntegersAreRefusedWhenOpened() throws {
+        let pipe = try StableDiffusionPipeline(url: Fixture.tinySD15Folder, options: LoadOptions(memoryMode: .low))
+        let source = try SafetensorsFile(url: Fixture.url("lora/tiny-lora.safetensors"))
+        let lora = folder.appendingPathComponent("Lora")
+        try FileManager.default.createDirectory(at: lora, withIntermediateDirectories: true)
+        pipe.loraDirectories = [lora]
+        let request = GenerationRequest(prompt: "a red fox", seed: 3, steps: 2, width: 64, height: 64, sampler: .euler)
+        let plain = try pipe.generate(request)[0].image
+        for (name, dtype) in [("f8", SafetensorsDType.f8e4m3), ("f8-pickled", .f8e4m3), ("i8", .i8), ("flags", .bool)] {
+            let retyped = try writeRetyped(source, to: lora.appendingPathComponent(name + ".safetensors")) {
+                $0.name.hasSuffix(".weight") ? dtype : nil
+            }
+            if name.hasSuffix("pickled") {
+                try writeTorchTwin(of: try SafetensorsFile(url: retyped), to: lora.appendingPathComponent(name + ".pt"), wrapper: nil)
+                try FileManager.default.removeItem(at: retyped)
+            }
+            var tagged = request
+            tagged.prompt = "a red fox <lora:\(name):1>"
+            XCTAssertThrowsError(try pipe.generate(tagged), name) { error in
+                guard case let .notFloat(tensor, stored, path)? = error as? WeightsError else { return XCTFail("\(name): \(error)") }
+                XCTAssertTrue(tensor.hasPrefix("lora_") && tensor.hasSuffix(".weight"), tensor)
+                XCTAssertEqual(stored, dtype.rawValue)
+                XCTAssertEqual(URL(fileURLWithPath: path).lastPathComponent, name + (name.hasSuffix("pickled") ? ".pt" : ".safetensors"))
+            }
+        }
+        XCTAssertEqual(try pipe.generate(request)[0].image, plain, "after the refusals the models are the plain ones")
+    }
+
     /// Found by stem, safetensors before pickles; a pickle outside PyTorch's zip format is refused when read.
     func testFilesAreFoundByNameInSubFoldersPicklesToo() throws {
         let styles = folder.appendingPathComponent("Lora/styles")

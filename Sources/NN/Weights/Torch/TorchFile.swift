@@ -239,6 +239,9 @@ public final class TorchFile: TensorFile, @unchecked Sendable {
     public var sourceDescription: String { url.path }
     public var keys: [String] { names }
     public func shape(of key: String) -> [Int]? { entries[key]?.info.shape }
+    public func storedTensor(_ key: String) -> StoredTensor? {
+        entries[key].map { StoredTensor(path: url.path, name: $0.info.name, dtype: $0.info.dtype) }
+    }
     public func filesChangedOnDisk() -> [String] { file.changedSinceMapped ? [url.path] : [] }
 }
 
