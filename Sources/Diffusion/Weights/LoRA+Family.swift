@@ -52,12 +52,12 @@ extension LoRAFile {
 }
 
 extension LoRAFile {
-    /// Throws `.unsupportedFormat` naming the model the file is for, when its shapes say so against
+    /// Throws `.otherModel` naming the model the file is for, when its shapes say so against
     /// `base` (whose cross-attention width is read from its first `attn2.to_k`).
     func refuseOtherFamily(base: TensorSource) throws {
         let width = base.keys.first { $0.hasSuffix("attn2.to_k.weight") }.flatMap { base.shape(of: $0)?.last }
         if let (kind, evidence) = Self.otherFamily(names: file.names, shapes: { self.file.tensorInfo($0)?.shape }, contextWidth: width) {
-            throw LoRAError.unsupportedFormat(path: url.path, kind: kind, evidence: evidence)
+            throw LoRAError.otherModel(path: url.path, kind: kind, evidence: evidence)
         }
     }
 }

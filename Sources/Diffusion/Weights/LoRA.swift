@@ -7,8 +7,12 @@ public enum LoRAError: Error, Equatable, CustomStringConvertible {
     case inNegativePrompt(tag: String)
     case notFound(name: String, searched: [String])
     case unreadable(path: String, reason: String)
-    /// LoHa, LoKr, SDXL or another kind of network this engine does not apply.
+    /// A LoHa, LoKr or CP-decomposed LoCon: a network of another form than `up · down`.
     case unsupportedFormat(path: String, kind: String, evidence: String)
+    /// A LoRA for SDXL or SD2.x.
+    case otherModel(path: String, kind: String, evidence: String)
+    /// A file with no LoRA in it (a VAE, a checkpoint, anything); `reason` names the tensor that shows it.
+    case notALoRA(path: String, reason: String)
     case missingPart(path: String, module: String, part: String)
     case unmatchedModules(path: String, modules: [String])
     case shapeMismatch(path: String, module: String, up: [Int], down: [Int], weight: [Int])
@@ -28,7 +32,13 @@ public enum LoRAError: Error, Equatable, CustomStringConvertible {
         case let .unreadable(path, reason):
             return "cannot read the LoRA \(path): \(reason)"
         case let .unsupportedFormat(path, kind, evidence):
+            return "\(path) is \(kind) (\(evidence)); sdrepl applies only LoRA and LoCon networks ('*.lora_up.weight' · '*.lora_down.weight'): "
+                + "use a LoRA version of this network"
+        case let .otherModel(path, kind, evidence):
             return "\(path) is \(kind) (\(evidence)); sdrepl applies LoRA and LoCon networks for SD1.x only: use the SD1.5 version of this LoRA"
+        case let .notALoRA(path, reason):
+            return "\(path) is not a LoRA: \(reason); a LoRA holds '*.lora_down.weight' and '*.lora_up.weight' (or PEFT's '*.lora_A.weight' and "
+                + "'*.lora_B.weight') for each layer it changes"
         case let .missingPart(path, module, part):
             return "the LoRA \(path) has no '\(module).\(part)'; the file is incomplete"
         case let .unmatchedModules(path, modules):
@@ -66,6 +76,12 @@ public final class LoRAFile: @unchecked Sendable {
     let file: any TensorFile
     let modules: [Module]
 
+    /// The names of the up and down parts in each layout: kohya, PEFT, and diffusers' own
+    /// (`convert_state_dict_to_diffusers`, older text encoders).
+    static let layouts = [(up: ".lora_up.weight", down: ".lora_down.weight"), (up: ".lora_B.weight", down: ".lora_A.weight"),
+                          (up: ".lora.up.weight", down: ".lora.down.weight"),
+                          (up: ".lora_linear_layer.up.weight", down: ".lora_linear_layer.down.weight")]
+
     /// Opens and checks the layout of the LoRA at `url`, and that its tensors are stored as floats;
     /// its weights are read when applied.
     /// - Throws: `LoRAError`; `WeightsError.notFloat` for a part stored as F8 or integers, which
@@ -78,21 +94,17 @@ public final class LoRAFile: @unchecked Sendable {
             throw LoRAError.unreadable(path: url.path, reason: "\(error)")
         }
         let names = file.names
-        if let key = names.first(where: { $0.contains("hada_w") || $0.contains("lokr_w") || $0.contains(".lora_mid.") }) {
-            let kind = key.contains("hada_") ? "a LoHa" : key.contains("lokr_") ? "a LoKr" : "a LoCon with CP decomposition"
-            throw LoRAError.unsupportedFormat(path: url.path, kind: kind, evidence: "it has '\(key)'")
-        }
-        if let (kind, evidence) = Self.otherFamily(names: names, shapes: { _ in nil }, contextWidth: nil) {
+        if let (kind, evidence) = Self.unsupportedForm(names) {
             throw LoRAError.unsupportedFormat(path: url.path, kind: kind, evidence: evidence)
         }
+        if let (kind, evidence) = Self.otherFamily(names: names, shapes: { _ in nil }, contextWidth: nil) {
+            throw LoRAError.otherModel(path: url.path, kind: kind, evidence: evidence)
+        }
         // Group the parts by module: (suffix of up, suffix of down).
-        // kohya, PEFT, and diffusers' own names (`convert_state_dict_to_diffusers`, older text encoders).
-        let layouts = [(".lora_up.weight", ".lora_down.weight"), (".lora_B.weight", ".lora_A.weight"),
-                       (".lora.up.weight", ".lora.down.weight"), (".lora_linear_layer.up.weight", ".lora_linear_layer.down.weight")]
         var modules: [Module] = []
         var claimed = Set<String>()
         for info in file.tensorInfos {
-            guard let (upSuffix, downSuffix) = layouts.first(where: { info.name.hasSuffix($0.1) }) else { continue }
+            guard let (upSuffix, downSuffix) = Self.layouts.first(where: { info.name.hasSuffix($0.down) }) else { continue }
             let module = String(info.name.dropLast(downSuffix.count))
             guard let up = file.tensorInfo(module + upSuffix) else {
                 throw LoRAError.missingPart(path: url.path, module: module, part: String(upSuffix.dropFirst()))
@@ -119,9 +131,28 @@ public final class LoRAFile: @unchecked Sendable {
             throw LoRAError.missingPart(path: url.path, module: String(stray.prefix { $0 != "." }), part: "lora_down.weight")
         }
         guard !modules.isEmpty else {
-            throw LoRAError.unsupportedFormat(path: url.path, kind: "not a LoRA", evidence: "no '*.lora_down.weight' or '*.lora_A.weight' tensors")
+            throw LoRAError.notALoRA(path: url.path, reason: Self.misfit(names))
         }
         self.modules = modules
+    }
+
+    /// A network of a form other than `up · down`, by its names: what it is and the name that shows it.
+    static func unsupportedForm(_ names: [String]) -> (kind: String, evidence: String)? {
+        guard let key = names.first(where: { $0.contains("hada_w") || $0.contains("lokr_w") || $0.contains(".lora_mid.") }) else { return nil }
+        let kind = key.contains("hada_") ? "a LoHa" : key.contains("lokr_") ? "a LoKr" : "a LoCon with CP decomposition"
+        return (kind, "it has '\(key)'")
+    }
+
+    /// What shows that a file with no up/down pair is not a LoRA: its first tensor (by name) that is
+    /// no part of one, or, when every tensor is a lone `.alpha`, that.
+    static func misfit(_ names: [String]) -> String {
+        let sorted = names.sorted()
+        guard let first = sorted.first else { return "it holds no tensors" }
+        let isPart = { (name: String) in name.hasSuffix(".alpha") || layouts.contains { name.hasSuffix($0.up) || name.hasSuffix($0.down) } }
+        guard let misfit = sorted.first(where: { !isPart($0) }) else {
+            return "it has '\(first)' but no '*.lora_down.weight' or '*.lora_A.weight' beside it"
+        }
+        return "its first tensor, '\(misfit)', is not a LoRA's"
     }
 
     /// The checkpoint key (`unet.…weight`, `text_encoder.text_model.…weight`) a module changes.

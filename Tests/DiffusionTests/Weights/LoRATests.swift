@@ -159,8 +159,11 @@ final class LoRATests: XCTestCase {
         let sdxl = try write("sdxl.safetensors", [("lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight", [1, 8]),
                                                   ("lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_up.weight", [8, 1])])
         XCTAssertTrue(refusal(sdxl).contains("is an SDXL LoRA (it has 'lora_te1_"), refusal(sdxl))
+        XCTAssertTrue(refusal(sdxl).hasSuffix("use the SD1.5 version of this LoRA"), refusal(sdxl))
+        // A LoHa fails by its form, which no SD1.5 version would change.
         let loha = try write("loha.safetensors", [("lora_unet_conv_in.hada_w1_a", [4, 2])])
-        XCTAssertTrue(refusal(loha).contains("is a LoHa"), refusal(loha))
+        XCTAssertEqual(refusal(loha), "\(loha.path) is a LoHa (it has 'lora_unet_conv_in.hada_w1_a'); sdrepl applies only LoRA and LoCon "
+                       + "networks ('*.lora_up.weight' · '*.lora_down.weight'): use a LoRA version of this network")
         let other = try write("sd2.safetensors", [("lora_unet_down_blocks_9_attentions_0_proj_in.lora_down.weight", [1, 8]),
                                                   ("lora_unet_down_blocks_9_attentions_0_proj_in.lora_up.weight", [8, 1])])
         XCTAssertTrue(refusal(other).contains("changes 1 layer that SD1.5 does not have (lora_unet_down_blocks_9_attentions_0_proj_in)"),
@@ -171,8 +174,21 @@ final class LoRATests: XCTestCase {
         XCTAssertTrue(refusal(wrong).contains("does not fit 'lora_unet_conv_in'"), refusal(wrong))
         let half = try write("half.safetensors", [("lora_unet_conv_in.lora_down.weight", [2, shape[1], 3, 3])])
         XCTAssertTrue(refusal(half).contains("has no 'lora_unet_conv_in.lora_up.weight'"), refusal(half))
-        let empty = try write("checkpoint-like.safetensors", [("unet.conv_in.weight", [1])])
-        XCTAssertTrue(refusal(empty).contains("is not a LoRA"), refusal(empty))
+        // A file with no LoRA in it is named by its first tensor that is no part of one, without the
+        // SD1.5 advice (there is no SD1.5 version of a VAE).
+        let checkpointLike = try write("checkpoint-like.safetensors", [("unet.conv_in.weight", [1]), ("lora_unet_conv_in.alpha", [])])
+        XCTAssertEqual(refusal(checkpointLike), "\(checkpointLike.path) is not a LoRA: its first tensor, 'unet.conv_in.weight', is not a LoRA's; "
+                       + "a LoRA holds '*.lora_down.weight' and '*.lora_up.weight' (or PEFT's '*.lora_A.weight' and '*.lora_B.weight') "
+                       + "for each layer it changes")
+        XCTAssertTrue(refusal(Fixture.url("taesd/taesd_decoder.safetensors")).contains("is not a LoRA: its first tensor, '1.bias', is not a LoRA's"),
+                      refusal(Fixture.url("taesd/taesd_decoder.safetensors")))
+        let alphas = try write("alphas.safetensors", [("lora_unet_conv_in.alpha", [])])
+        XCTAssertTrue(refusal(alphas).contains("is not a LoRA: it has 'lora_unet_conv_in.alpha' but no '*.lora_down.weight'"), refusal(alphas))
+        let empty = try write("empty.safetensors", [])
+        XCTAssertTrue(refusal(empty).contains("is not a LoRA: it holds no tensors;"), refusal(empty))
+        for file in [checkpointLike, alphas, empty, Fixture.url("taesd/taesd_decoder.safetensors")] {
+            XCTAssertFalse(refusal(file).contains("SD1.5"), refusal(file))
+        }
     }
 
     /// A LoRA whose parts are stored as F8 or integers is refused when `gen` opens it, naming the part
