@@ -31,21 +31,37 @@ extension AutoencoderDecoder: LatentDecoder {
 
 /// Opens the decoder a user names with `set vae`: a TAESD decoder (either layout) or a full VAE
 /// (A1111's single file or a diffusers `AutoencoderKL`).
-/// - Throws: `VAEFileError.otherModel` for SDXL's, SD3's or FLUX's, `VAEFileError.notAVAE` saying
-///   what the file is when it is neither, `WeightsError` for a
-///   VAE whose tensors do not fit SD1.x's.
+///
+/// The file's tensors are looked at before its name: a LoRA named `…sdxl…` is a LoRA. The name (or
+/// a folder's `config.json`) is consulted once the tensors are a decoder's, because only it tells
+/// SDXL's VAE and TAESD-XL from SD1.x's, whose shapes they share.
+/// - Throws: `VAEFileError.otherModel` for SDXL's, SD3's or FLUX's; `VAEFileError.otherFile`,
+///   `TinyAutoencoderError.encoder` or `VAEFileError.notAVAE` saying what the file is when it is no
+///   decoder; `WeightsError` for a VAE whose tensors do not fit SD1.x's or are not stored as floats.
 /// - Parameter vaeConfig: the sizes for a single-file VAE (the model's own VAE's).
 public func loadLatentDecoder(_ url: URL, vaeConfig: VAEConfig = VAEConfig()) throws -> any LatentDecoder {
+    let decoder: any LatentDecoder
+    do {
+        do {
+            decoder = try TinyAutoencoderDecoder.load(url)
+        } catch TinyAutoencoderError.notTAESD {
+            do {
+                decoder = try VAEFile.decoder(url, config: vaeConfig)
+            } catch VAEFileError.notAVAE(let path, let reason) {
+                throw VAEFileError.notAVAE(path: path, reason: reason + "; nor a TAESD decoder")
+            }
+        }
+    } catch let error where error is VAEFileError || error is TinyAutoencoderError {
+        throw error  // no file, or a file that is no decoder: its name says nothing more
+    } catch {
+        // A decoder that does not fit (or cannot be read): one for another model says what it is.
+        if let (kind, evidence) = VAELibrary.otherModel(url) {
+            throw VAEFileError.otherModel(path: url.path, kind: kind, evidence: evidence)
+        }
+        throw error
+    }
     if let (kind, evidence) = VAELibrary.otherModel(url) {
         throw VAEFileError.otherModel(path: url.path, kind: kind, evidence: evidence)
     }
-    do {
-        return try TinyAutoencoderDecoder.load(url)
-    } catch TinyAutoencoderError.notTAESD {
-        do {
-            return try VAEFile.decoder(url, config: vaeConfig)
-        } catch VAEFileError.notAVAE(let path, let reason) {
-            throw VAEFileError.notAVAE(path: path, reason: reason + "; nor a TAESD decoder")
-        }
-    }
+    return decoder
 }

@@ -55,9 +55,9 @@ public struct TinyAutoencoderDecoder: LatentDecoder, Sendable {
     /// Opens TAESD weights: a diffusers `AutoencoderTiny` folder (its `config.json` gives the sizes),
     /// a diffusers `diffusion_pytorch_model.safetensors`, or madebyollin's `taesd_decoder.safetensors`
     /// (or its `.pth`, read without running anything).
-    /// - Throws: `TinyAutoencoderError` for a file that is neither, or `WeightsError` for a tensor that
-    ///   does not fit or is not stored as floats; `SafetensorsError` or `TorchFileError` for an
-    ///   unreadable or refused file.
+    /// - Throws: `TinyAutoencoderError` for a file that is neither (`.encoder` for TAESD's encoder), or
+    ///   `WeightsError` for a tensor that does not fit or is not stored as floats; `SafetensorsError` or
+    ///   `TorchFileError` for an unreadable or refused file.
     public static func load(_ url: URL) throws -> TinyAutoencoderDecoder {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
@@ -92,8 +92,11 @@ public struct TinyAutoencoderDecoder: LatentDecoder, Sendable {
             return try TinyAutoencoderDecoder(weights: Weights(source: source, keepConverted: true),
                                               channels: Array(repeating: shape[0], count: 4), latentChannels: shape[1], indexOffset: 1)
         }
-        if keys.contains("0.weight") && keys.contains("2.conv.0.weight") {
-            throw TinyAutoencoderError.notTAESD(path: file.path, reason: "it looks like TAESD's encoder (taesd_encoder), not its decoder")
+        // The encoder's `nn.Sequential` is conv(3, C), Block, conv(stride 2), Block, …: a conv from RGB
+        // at index 0, where the decoder has its clamp, and a block at 1, where the decoder has its conv.
+        if let rgb = source.shape(of: "0.weight") ?? source.shape(of: "encoder.layers.0.weight"), rgb.count == 4, rgb[1] == 3,
+           keys.contains("1.conv.0.weight") || keys.contains("encoder.layers.1.conv.0.weight") {
+            throw TinyAutoencoderError.encoder(path: file.path)
         }
         let first = source.keys.sorted().first ?? "(no tensors)"
         throw TinyAutoencoderError.notTAESD(path: file.path, reason: "its first tensor, '\(first)', is not a TAESD decoder's")
@@ -148,11 +151,16 @@ struct TinyBlock: Sendable {
 public enum TinyAutoencoderError: Error, Equatable, CustomStringConvertible {
     case notFound(path: String)
     case notTAESD(path: String, reason: String)
+    /// TAESD's encoder (`taesd_encoder.safetensors`), which comes beside the decoder.
+    case encoder(path: String)
 
     public var description: String {
         switch self {
         case let .notFound(path):
             return "no TAESD at \(path): the path does not exist"
+        case let .encoder(path):
+            return "\(path) is TAESD's encoder (taesd_encoder), which turns images into latents; sdrepl decodes with TAESD's decoder: "
+                + "give taesd_decoder.safetensors from the same place (madebyollin/taesd)"
         case let .notTAESD(path, reason):
             return "\(path) is not a TAESD decoder: \(reason); give taesd_decoder.safetensors or a diffusers AutoencoderTiny folder (madebyollin/taesd)"
         }

@@ -10,9 +10,10 @@ public enum VAEFile {
     /// Opens the decoder of the VAE at `url`.
     /// - Parameter config: the sizes of a single file, which carries none (the model's own VAE's:
     ///   a VAE file replaces the VAE of the model it was made for); a folder's `config.json` wins.
-    /// - Throws: `TinyAutoencoderError.notTAESD`-style `VAEFileError` for a file that is no VAE,
-    ///   `WeightsError` naming the first tensor that does not fit SD1.x's VAE or is not stored as
-    ///   floats, `SafetensorsError` or `TorchFileError` for an unreadable or refused file.
+    /// - Throws: `VAEFileError.otherFile` for a file that is something else (a whole checkpoint, a
+    ///   LoRA), `.notAVAE` for one that is no VAE, `WeightsError` naming the first tensor that does
+    ///   not fit SD1.x's VAE or is not stored as floats, `SafetensorsError` or `TorchFileError` for an
+    ///   unreadable or refused file.
     public static func decoder(_ url: URL, config defaultConfig: VAEConfig = VAEConfig()) throws -> AutoencoderDecoder {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
@@ -46,7 +47,11 @@ public enum VAEFile {
             return try AutoencoderDecoder(config: config, weights: Weights(source: LDMVAESource(file: source), keepConverted: true))
         }
         if keys.contains(where: { $0.hasPrefix("first_stage_model.") }) {
-            throw VAEFileError.notAVAE(path: file.path, reason: "it is a whole checkpoint (first_stage_model.* is its VAE); give it with 'model' instead")
+            throw VAEFileError.otherFile(path: file.path, kind: "a whole checkpoint", evidence: "first_stage_model.* is its VAE",
+                                         advice: "give it with 'model' instead")
+        }
+        if let (kind, evidence) = LoRAFile.recognise(names: keys) {
+            throw VAEFileError.otherFile(path: file.path, kind: kind, evidence: evidence, advice: "LoRAs go in the prompt, as <lora:NAME:1>")
         }
         throw VAEFileError.notAVAE(path: file.path, reason: "its first tensor, '\(keys.sorted().first ?? "(none)")', is not a VAE decoder's")
     }
@@ -87,6 +92,8 @@ final class LDMVAESource: TensorSource, @unchecked Sendable {
 public enum VAEFileError: Error, Equatable, CustomStringConvertible {
     case notFound(path: String)
     case notAVAE(path: String, reason: String)
+    /// A file that is something else, which its tensors show (a whole checkpoint, a LoRA).
+    case otherFile(path: String, kind: String, evidence: String, advice: String)
     /// A VAE or TAESD made for another model's latents.
     case otherModel(path: String, kind: String, evidence: String)
 
@@ -97,6 +104,7 @@ public enum VAEFileError: Error, Equatable, CustomStringConvertible {
                 + "vae-ft-mse-840000-ema-pruned.safetensors (stabilityai/sd-vae-ft-mse-original) or taesd_decoder.safetensors (madebyollin/taesd)"
         case let .notFound(path): return "no VAE at \(path): the path does not exist"
         case let .notAVAE(path, reason): return "\(path) is not a VAE: \(reason)"
+        case let .otherFile(path, kind, evidence, advice): return "\(path) is \(kind) (\(evidence)), not a VAE; \(advice)"
         }
     }
 }

@@ -143,6 +143,16 @@ public final class LoRAFile: @unchecked Sendable {
         return (kind, "it has '\(key)'")
     }
 
+    /// What a file is when its names are a LoRA's or another network's ("a LoRA", "an SDXL LoRA",
+    /// "a LoHa") with the name that shows it; nil when none is. For the loaders a LoRA is given to
+    /// by mistake (`set vae`), so that it is called what it is.
+    static func recognise(names: [String]) -> (kind: String, evidence: String)? {
+        if let form = unsupportedForm(names) { return form }
+        if let family = otherFamily(names: names, shapes: { _ in nil }, contextWidth: nil) { return family }
+        let part = names.first { name in layouts.contains { name.hasSuffix($0.up) || name.hasSuffix($0.down) } }
+        return part.map { ("a LoRA", "it has '\($0)'") }
+    }
+
     /// What shows that a file with no up/down pair is not a LoRA: its first tensor (by name) that is
     /// no part of one, or, when every tensor is a lone `.alpha`, that.
     static func misfit(_ names: [String]) -> String {
