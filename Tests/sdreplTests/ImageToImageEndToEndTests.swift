@@ -53,6 +53,45 @@ final class ImageToImageEndToEndTests: XCTestCase {
         XCTAssertTrue(resized.stdout.contains("init: \(initPNG) is 64x64; resized to 96x80 (Lanczos, as diffusers)"), resized.stdout)
     }
 
+    /// A VAE file chosen with `set vae` encodes the init image as well as decoding, as A1111 (which
+    /// loads the file into the model's VAE) and a diffusers pipeline given `vae=` do: the same pixels
+    /// as a model whose vae/ is that VAE. Here the VAE is the tiny model's with its encoder's first
+    /// convolution scaled, so only the encoding differs.
+    func testASetVAEEncodesTheInitImageToo() throws {
+        let sandbox = Sandbox()
+        let fm = FileManager.default
+        let own = FixturePaths.root.appendingPathComponent("models/tiny-sd15-diffusers")
+        let vae = URL(fileURLWithPath: sandbox.path + "/other-vae")
+        try fm.createDirectory(at: vae, withIntermediateDirectories: true)
+        try fm.copyItem(at: own.appendingPathComponent("vae/config.json"), to: vae.appendingPathComponent("config.json"))
+        let file = try SafetensorsFile(url: own.appendingPathComponent("vae/diffusion_pytorch_model.safetensors"))
+        let writer = try SafetensorsWriter(url: vae.appendingPathComponent("diffusion_pytorch_model.safetensors"),
+                                           tensors: file.tensors.map { .init(name: $0.name, dtype: .f32, shape: $0.shape) })
+        for info in file.tensors {
+            let values = try file.tensor(info.name).data
+            try writer.append(info.name == "encoder.conv_in.weight" ? values.map { $0 * 1.5 } : values)
+        }
+        try writer.finish()
+        // The same model with that VAE as its own.
+        let model2 = URL(fileURLWithPath: sandbox.path + "/model2")
+        try fm.createDirectory(at: model2, withIntermediateDirectories: true)
+        for part in try fm.contentsOfDirectory(atPath: own.path) {
+            try fm.createSymbolicLink(at: model2.appendingPathComponent(part),
+                                      withDestinationURL: part == "vae" ? vae : own.appendingPathComponent(part))
+        }
+        let initPNG = FixturePaths.root.appendingPathComponent("img2img/init.png").path
+        func img2img(_ lines: String, _ out: String) throws {
+            sandbox.write("\(out).sdscript", header(size: "64x64", steps: 6) + "\n" + lines + "\ninit \(initPNG)\nset strength 0.6\ngen\nsave \(out).png\n")
+            let run = try PipeRun(["run", "\(out).sdscript"], in: sandbox)
+            XCTAssertEqual(run.status, 0, run.stderr)
+        }
+        try img2img("set vae \(vae.path)", "chosen")
+        try img2img("model \(model2.path)", "own")
+        try img2img("", "original")
+        XCTAssertEqual(try pixels(sandbox.path + "/chosen.png"), try pixels(sandbox.path + "/own.png"))
+        XCTAssertNotEqual(try pixels(sandbox.path + "/chosen.png"), try pixels(sandbox.path + "/original.png"))
+    }
+
     func testMaskGivesDiffusersInpaintPixelsAndLoadRestoresIt() throws {
         let sandbox = Sandbox()
         let initPNG = FixturePaths.root.appendingPathComponent("img2img/init.png").path

@@ -100,7 +100,7 @@ extension StableDiffusionPipeline {
         if let mode = hires.upscaler.latentMode, prepared.hiresNetwork == nil {
             clean = latents.interpolated(height: hires.height / 8, width: hires.width / 8, mode: mode)
         } else {
-            guard let vaeEncoder else {
+            guard let encoder else {
                 throw PipelineError.invalidRequest("this checkpoint has no VAE encoder (vae.encoder.*): use a latent hires upscaler")
             }
             var image = PixelImage(decoded: try finite(vae.decode(latents, tiled: request.vaeTiling, cancellation: cancellation), .decoder(own: true)))
@@ -108,7 +108,7 @@ extension StableDiffusionPipeline {
                 image = try network.upscale(image, toCover: (hires.width, hires.height), cancellation: cancellation)
             }
             let resized = image.resized(width: hires.width, height: hires.height)
-            clean = try finite(vaeEncoder.encode(resized.signedTensor, generator: &generator, tiled: request.vaeTiling, cancellation: cancellation),
+            clean = try finite(encoder.encode(resized.signedTensor, generator: &generator, tiled: request.vaeTiling, cancellation: cancellation),
                                .vaeEncoder)
         }
         let noise = generator.randn(clean.shape)
@@ -118,10 +118,10 @@ extension StableDiffusionPipeline {
         // a mask), its posterior drawn after the noise as the first pass draws it.
         var extraInput: Tensor?
         if isInpaintingModel {
-            guard let vaeEncoder else { throw PipelineError.invalidRequest("this inpainting checkpoint has no VAE encoder (vae.encoder.*)") }
+            guard let encoder else { throw PipelineError.invalidRequest("this inpainting checkpoint has no VAE encoder (vae.encoder.*)") }
             let mask = InpaintMask.full(width: hires.width, height: hires.height)
             let black = Tensor(shape: [1, 3, hires.height, hires.width])
-            let masked = try finite(vaeEncoder.encode(black, generator: &generator, tiled: request.vaeTiling, cancellation: cancellation),
+            let masked = try finite(encoder.encode(black, generator: &generator, tiled: request.vaeTiling, cancellation: cancellation),
                                     .vaeEncoder)
             extraInput = Tensor.concatChannels(mask.latentMask(), masked)
         }

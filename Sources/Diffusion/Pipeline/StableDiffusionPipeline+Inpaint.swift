@@ -36,7 +36,7 @@ extension StableDiffusionPipeline {
     ///   neither 4 nor 9 channels; `.cancelled`.
     public func inpaintingInputs(for request: GenerationRequest, scheduler: any Scheduler, generator: inout TorchGenerator,
                                  cancellation: CancellationToken? = nil) throws -> InpaintingInputs {
-        guard let vaeEncoder else {
+        guard let encoder else {
             throw PipelineError.invalidRequest("this checkpoint has no VAE encoder (vae.encoder.*), so it cannot inpaint")
         }
         let nineChannel = isInpaintingModel
@@ -48,7 +48,7 @@ extension StableDiffusionPipeline {
         let fromNoise = strength == 1
         let mask = request.mask.map { $0.blurred(radius: request.maskBlur) } ?? .full(width: width, height: height)
         let pixels = request.initImage?.signedTensor ?? Tensor(shape: [1, 3, height, width])
-        let imageLatents = nineChannel && fromNoise ? nil : try vaeEncoder.encode(pixels, generator: &generator, tiled: request.vaeTiling, cancellation: cancellation)
+        let imageLatents = nineChannel && fromNoise ? nil : try encoder.encode(pixels, generator: &generator, tiled: request.vaeTiling, cancellation: cancellation)
         let noise = generator.randn([1, latentChannels, height / 8, width / 8])
         var latents = noise * scheduler.initNoiseSigma
         var firstStep = 0
@@ -57,7 +57,7 @@ extension StableDiffusionPipeline {
             latents = firstStep < scheduler.timesteps.count
                 ? scheduler.addNoise(to: imageLatents, noise: noise, stepIndex: firstStep) : imageLatents
         }
-        let maskedLatents = try vaeEncoder.encode(mask.masking(pixels), generator: &generator, tiled: request.vaeTiling, cancellation: cancellation)
+        let maskedLatents = try encoder.encode(mask.masking(pixels), generator: &generator, tiled: request.vaeTiling, cancellation: cancellation)
         let latentMask = mask.latentMask()
         var inputs = InpaintingInputs(latents: latents, firstStep: firstStep)
         if nineChannel {

@@ -26,6 +26,10 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
     /// The checkpoint's VAE encoder, for image-to-image; nil when the checkpoint has none (its
     /// weights convert on first use, so text-to-image never pays for it).
     public let vaeEncoder: AutoencoderEncoder?
+    /// What turns pixels into latents (image-to-image, inpainting, the hires fix's second pass):
+    /// `vaeEncoder` unless a VAE file with an encoder was chosen, which encodes as it decodes (as
+    /// A1111 and a diffusers pipeline given `vae=` do).
+    public var encoder: AutoencoderEncoder?
     /// What turns latents into pixels: `vae` unless another decoder was chosen.
     public var decoder: any LatentDecoder
     /// The file `decoder` was read from, for messages; nil for the checkpoint's own VAE.
@@ -96,6 +100,7 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
         let vaeWeights = checkpoint.weights(for: .vae)
         vaeEncoder = vaeWeights.contains("encoder.conv_in.weight") ? try AutoencoderEncoder(config: vaeConfig, weights: vaeWeights) : nil
         decoder = vae
+        encoder = vaeEncoder
         schedulerConfig = try checkpoint.schedulerConfigData.map { try SchedulerConfig.decoder.decode(SchedulerConfig.self, from: $0) } ?? .sd15
         try schedulerConfig.validate()
         unexpectedKeys = checkpoint.unexpectedKeys()
@@ -181,9 +186,9 @@ public final class StableDiffusionPipeline: @unchecked Sendable {
             if let extra = inputs.extraInput { try finite(extra, .vaeEncoder) }
             (latents, firstStep, inpainting) = (inputs.latents, inputs.firstStep, inputs)
         } else if let initImage = single.initImage {
-            guard let vaeEncoder else { throw PipelineError.invalidRequest("this checkpoint has no VAE encoder (vae.encoder.*), so it cannot start from an image") }
+            guard let encoder else { throw PipelineError.invalidRequest("this checkpoint has no VAE encoder (vae.encoder.*), so it cannot start from an image") }
             // diffusers' order: the posterior sample, then the noise, then the sampler's own draws.
-            let clean = try finite(vaeEncoder.encode(initImage.signedTensor, generator: &generator, tiled: single.vaeTiling, cancellation: cancellation),
+            let clean = try finite(encoder.encode(initImage.signedTensor, generator: &generator, tiled: single.vaeTiling, cancellation: cancellation),
                                    .vaeEncoder)
             (latents, firstStep) = initialLatents(from: clean, strength: single.strength, steps: single.steps,
                                                   scheduler: scheduler, generator: &generator)

@@ -15,6 +15,19 @@ public enum VAEFile {
     ///   not fit SD1.x's VAE or is not stored as floats, `SafetensorsError` or `TorchFileError` for an
     ///   unreadable or refused file.
     public static func decoder(_ url: URL, config defaultConfig: VAEConfig = VAEConfig()) throws -> AutoencoderDecoder {
+        let (weights, config) = try open(url, config: defaultConfig)
+        return try AutoencoderDecoder(config: config, weights: weights)
+    }
+
+    /// Opens the encoder of the VAE at `url` (as `decoder`), or nil when the file holds only a
+    /// decoder: then images are encoded with the model's own VAE.
+    public static func encoder(_ url: URL, config defaultConfig: VAEConfig = VAEConfig()) throws -> AutoencoderEncoder? {
+        let (weights, config) = try open(url, config: defaultConfig)
+        return weights.contains("encoder.conv_in.weight") ? try AutoencoderEncoder(config: config, weights: weights) : nil
+    }
+
+    /// The VAE's weights under diffusers' names, and its sizes.
+    private static func open(_ url: URL, config defaultConfig: VAEConfig) throws -> (Weights, VAEConfig) {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
             throw VAEFileError.notFound(path: url.path)
@@ -41,10 +54,10 @@ public enum VAEFile {
         let source = try openTensorFile(file)
         let keys = source.keys
         if keys.contains(where: { $0.hasPrefix("decoder.up_blocks.") }) {
-            return try AutoencoderDecoder(config: config, weights: Weights(source: source, keepConverted: true))
+            return (Weights(source: source, keepConverted: true), config)
         }
         if keys.contains(where: { $0.hasPrefix("decoder.up.") }) {
-            return try AutoencoderDecoder(config: config, weights: Weights(source: LDMVAESource(file: source), keepConverted: true))
+            return (Weights(source: try LDMVAESource(file: source), keepConverted: true), config)
         }
         if keys.contains(where: { $0.hasPrefix("first_stage_model.") }) {
             throw VAEFileError.otherFile(path: file.path, kind: "a whole checkpoint", evidence: "first_stage_model.* is its VAE",

@@ -108,6 +108,7 @@ public final class PipelineGenerator: ImageGenerator {
         usePreview(folders.previewDecoder)
         guard let file = folders.decoder else {
             pipeline.decoder = pipeline.vae
+            pipeline.encoder = pipeline.vaeEncoder
             pipeline.decoderFile = nil
             loadedDecoder = nil
             return
@@ -118,11 +119,16 @@ public final class PipelineGenerator: ImageGenerator {
             // The old one goes first, so that the two are never in memory together.
             loadedDecoder = nil
             pipeline.decoder = pipeline.vae
+            pipeline.encoder = pipeline.vaeEncoder
             pipeline.decoderFile = nil
-            loadedDecoder = (file, stamps, try loadLatentDecoder(file, vaeConfig: pipeline.vae.config))
+            let decoder = try loadLatentDecoder(file, vaeConfig: pipeline.vae.config)
+            // A full VAE encodes too (TAESD's encoder is not used: the model's VAE encodes for it).
+            let encoder = decoder is AutoencoderDecoder ? try VAEFile.encoder(file, config: pipeline.vae.config) : nil
+            loadedDecoder = (file, stamps, decoder, encoder)
         }
         if let decoder = loadedDecoder?.decoder {
             pipeline.decoder = decoder
+            pipeline.encoder = loadedDecoder?.encoder ?? pipeline.vaeEncoder
             pipeline.decoderFile = file
             if decoder is TinyAutoencoderDecoder, pipeline.previewDecoder == nil { pipeline.previewDecoder = decoder }
         }
@@ -145,9 +151,9 @@ public final class PipelineGenerator: ImageGenerator {
     private var previewStamps: [FileStamp]?
     private var previewDecoder: TinyAutoencoderDecoder?
 
-    /// The decoder read for `set vae` (TAESD or a VAE file), kept while the file stays the same
-    /// (the same path, sizes and modification times).
-    private var loadedDecoder: (url: URL, stamps: [FileStamp], decoder: any LatentDecoder)?
+    /// The decoder read for `set vae` (TAESD or a VAE file), and a VAE file's encoder, kept while the
+    /// file stays the same (the same path, sizes and modification times).
+    private var loadedDecoder: (url: URL, stamps: [FileStamp], decoder: any LatentDecoder, encoder: AutoencoderEncoder?)?
 
     private func compositionReport(_ prompt: String, steps: Int) throws -> String {
         let parts = PromptComposition.parts(of: prompt)
