@@ -66,11 +66,12 @@ public struct TinyAutoencoderDecoder: LatentDecoder, Sendable {
         var channels = [64, 64, 64, 64], blocks = [3, 3, 3, 1], latentChannels = 4
         var file = url
         if isDirectory.boolValue {
-            file = url.appendingPathComponent("diffusion_pytorch_model.safetensors")
             // Not an AutoencoderTiny folder: the caller tries the other decoders' layouts.
-            guard FileManager.default.fileExists(atPath: file.path) else {
+            guard let weights = ["diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"]
+                .map({ url.appendingPathComponent($0) }).first(where: { FileManager.default.fileExists(atPath: $0.path) }) else {
                 throw TinyAutoencoderError.notTAESD(path: url.path, reason: "the folder has no diffusion_pytorch_model.safetensors")
             }
+            file = weights
             if let data = FileManager.default.contents(atPath: url.appendingPathComponent("config.json").path),
                let config = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] {
                 channels = config["decoder_block_out_channels"] as? [Int] ?? channels

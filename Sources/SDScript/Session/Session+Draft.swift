@@ -59,9 +59,9 @@ extension Session {
                 _ = try LoRAFile(url: lora.file)
                 return true
             } catch {
-                let hidden = LoRALibrary.files(in: loraDirectories()).filter { $0.name == lora.name }.count - 1
-                skipped.append("\(lora.name) (\(error))" + (hidden > 0 ? "; \(hidden) other file\(hidden == 1 ? " has" : "s have") this name: rename "
-                                                                    + (hidden == 1 ? "it" : "them") + " to use \(hidden == 1 ? "it" : "them")" : ""))
+                // Hugging Face snapshots all share one file name, and the name finds only the first.
+                let others = LoRALibrary.files(in: loraDirectories()).filter { $0.name == lora.name }.count - 1
+                skipped.append("\(lora.name) (\(error))" + (others > 0 ? "; files of the same name are hidden by it: rename them to use them" : ""))
                 return false
             }
         }

@@ -26,6 +26,20 @@ final class TinyAutoencoderTests: XCTestCase {
         }
     }
 
+    /// A diffusers folder with only the fp16 variant's file (`diffusion_pytorch_model.fp16.safetensors`,
+    /// as `variant="fp16"` saves it) decodes as the plain one.
+    func testAFolderWithTheFP16VariantsFile() throws {
+        let reference = try Fixture.tensors("taesd/reference")
+        let folder = try makeWeightsTestDirectory(self)
+        let original = Fixture.url("taesd/tiny-taesd")
+        try FileManager.default.copyItem(at: original.appendingPathComponent("config.json"), to: folder.appendingPathComponent("config.json"))
+        try FileManager.default.createSymbolicLink(at: folder.appendingPathComponent("diffusion_pytorch_model.fp16.safetensors"),
+                                                   withDestinationURL: original.appendingPathComponent("diffusion_pytorch_model.safetensors"))
+        let latents = try reference.tensor("latents")
+        XCTAssertEqual(try TinyAutoencoderDecoder.load(folder).decode(latents, cancellation: nil).data,
+                       try TinyAutoencoderDecoder.load(original).decode(latents, cancellation: nil).data)
+    }
+
     func testOtherFilesAreRefusedNamingWhatTheyAre() throws {
         XCTAssertThrowsError(try TinyAutoencoderDecoder.load(Fixture.url("lora/tiny-lora.safetensors"))) { error in
             guard case .notTAESD(_, let reason)? = error as? TinyAutoencoderError else { return XCTFail("\(error)") }
