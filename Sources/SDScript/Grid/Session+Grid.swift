@@ -148,14 +148,31 @@ extension Session {
     /// schedule too long for one cell's steps, say), naming that cell; the init image and mask are
     /// read and checked when its batch runs.
     private func checkRequests(_ spec: GridSpec, _ cells: [GridCell]) throws {
+        let folders = loraDirectories()
+        var checked = Set<String>()
         for cell in cells {
             let request = GenerationService.engineRequest(cell.request, prompt: cell.request.prompt, negative: cell.request.negative,
                                                           seed: 0, count: 1, initImage: nil, mask: nil)
+            func refuse(_ reason: String) -> ScriptError {
+                let label = [spec.x.label(cell.x), spec.y.map { $0.label(cell.y) }, spec.z.map { $0.label(cell.z) }].compactMap { $0 }
+                return ScriptError.generation("the cell \(label.joined(separator: ", ")): \(reason); nothing was made", command: "grid")
+            }
             do {
                 try request.validate()
             } catch PipelineError.invalidRequest(let reason) {
-                let label = [spec.x.label(cell.x), spec.y.map { $0.label(cell.y) }, spec.z.map { $0.label(cell.z) }].compactMap { $0 }
-                throw ScriptError.generation("the cell \(label.joined(separator: ", ")): \(reason); nothing was made", command: "grid")
+                throw refuse(reason)
+            }
+            // Each LoRA a cell's prompt names (an S/R axis may bring one in) is found and read now,
+            // rather than when that cell's turn comes after minutes of others.
+            for lora in (try? ExtraNetworks.parse(cell.request.prompt))?.loras ?? [] where checked.insert(lora.name).inserted {
+                do {
+                    _ = try LoRAFile(url: LoRALibrary.locate(lora.name, in: folders))
+                } catch LoRAError.notFound(let name, _) {
+                    let near = closestWord(to: name, in: LoRALibrary.names(in: folders)).map { " (did you mean '\($0)'?)" } ?? ""
+                    throw refuse("no LoRA named '\(name)' in \(folders.map(\.path).joined(separator: ", "))\(near)")
+                } catch {
+                    throw refuse("\(error)")
+                }
             }
         }
     }

@@ -25,7 +25,8 @@ final class EngineBatchTests: XCTestCase {
         XCTAssertEqual(io.lines.filter { $0.hasPrefix("image ") }.count, 4, "each image is shown as it is finished")
     }
 
-    /// An engine error in a grid's cell is the grid's, as the user typed it, not `gen:`.
+    /// An error in a grid's cell is the grid's, as the user typed it, not `gen:`; a LoRA that the
+    /// second cell's prompt names and that is not there is found before the first cell is made.
     func testAGridsEngineErrorsNameTheGrid() throws {
         let session = Session(components: Components(generatorLoader: PipelineLoader(), models: FixedModelCatalog(),
                                                      styles: StyleBook(environment: [:]), saver: nil), io: BufferIO())
@@ -33,7 +34,10 @@ final class EngineBatchTests: XCTestCase {
             XCTAssertEqual(session.execute(line), .ok, line)
         }
         let failure = try XCTUnwrap(session.execute("grid X=sr:fox,<lora:nothere:1>").failure)
-        XCTAssertTrue(failure.description.hasPrefix("grid: no LoRA named 'nothere'"), failure.description)
+        XCTAssertTrue(failure.description.hasPrefix("grid: the cell "), failure.description)
+        XCTAssertTrue(failure.description.contains(": no LoRA named 'nothere' in "), failure.description)
+        XCTAssertTrue(failure.description.hasSuffix("; nothing was made"), failure.description)
+        XCTAssertTrue(session.images.isEmpty)
     }
 
     /// Ctrl-C is seen between the UNet's blocks, not only when a step ends (a step takes minutes at

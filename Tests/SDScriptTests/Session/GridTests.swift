@@ -1,6 +1,7 @@
 import Foundation
 import Imaging
 @testable import SDScript
+import TestSupport
 import XCTest
 
 /// `grid`'s axes and ranges (against numpy's arange/linspace, which A1111's X/Y/Z plot expands them
@@ -156,7 +157,11 @@ final class GridTests: XCTestCase {
     func testAxesChangeTheRequestAsTheirSettingsDo() throws {
         let io = BufferIO()
         let session = makeSession(io: io)
-        for line in ["prompt a red fox <lora:ink:0.5>", "negative blurry fox", "seed 9", "set steps 2", "set autosave off"] {
+        // The grid finds and reads each LoRA a cell names before the first cell.
+        let folder = TemporaryFolder()
+        try FileManager.default.copyItem(atPath: FixturePaths.root.appendingPathComponent("lora/tiny-lora.safetensors").path,
+                                         toPath: folder.path + "/ink.safetensors")
+        for line in ["set lora-dir \(folder.path)", "prompt a red fox <lora:ink:0.5>", "negative blurry fox", "seed 9", "set steps 2", "set autosave off"] {
             XCTAssertEqual(session.execute(line), .ok)
         }
         XCTAssertEqual(session.execute("grid X=sr:fox,grey wolf Y=size:64x64,64x96"), .ok, io.diagnostics.joined())
@@ -192,6 +197,15 @@ final class GridTests: XCTestCase {
         _ = session.execute("grid X=steps:2,600")
         XCTAssertEqual(io.diagnostics.last, "grid: the cell Steps: 600: hires strength 0.5 with 600 second-pass steps needs a 1200-step "
                        + "schedule, over 1000: raise hires strength or lower hires steps; nothing was made")
+        // A LoRA that only the second cell's prompt names, and that is not there: refused before the first cell.
+        let folder = TemporaryFolder()
+        try? FileManager.default.copyItem(atPath: FixturePaths.root.appendingPathComponent("lora/tiny-lora.safetensors").path,
+                                          toPath: folder.path + "/ink.safetensors")
+        for line in ["unset hires", "set lora-dir \(folder.path)", "prompt a fox <lora:ink:1>"] { XCTAssertEqual(session.execute(line), .ok, line) }
+        _ = session.execute("grid X=sr:ink,inc")
+        XCTAssertTrue(io.diagnostics.last?.hasPrefix("grid: the cell ") ?? false, io.diagnostics.last ?? "")
+        XCTAssertTrue(io.diagnostics.last?.contains(": no LoRA named 'inc' in \(folder.path), ") ?? false, io.diagnostics.last ?? "")
+        XCTAssertTrue(io.diagnostics.last?.hasSuffix(" (did you mean 'ink'?); nothing was made") ?? false, io.diagnostics.last ?? "")
         XCTAssertEqual(session.images.count, 0)
     }
 
