@@ -357,8 +357,8 @@ public struct Command {
 /// - Parameter chosen: the file a name means, where several files may share it.
 private func listFiles(in folders: [URL], session: Session, kind: (one: String, many: String), setting: String,
                        line: (String) -> String, hint: String, chosen: ((String) -> URL?)? = nil) {
-    let names = LoRALibrary.names(in: folders)
     let files = LoRALibrary.files(in: folders)
+    let names = Set(files.map(\.name)).sorted()
     for name in names {
         // Files that share a name: the one a prompt gets, and how many it hides.
         let same = files.filter { $0.name == name }
