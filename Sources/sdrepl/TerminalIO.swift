@@ -95,8 +95,8 @@ final class TerminalIO: SessionIO {
         guard stderrEscapes else {
             // A line for the first timed step, then one every 10 s of work, and the last step's.
             if progress.step == 0 { lastPlainProgress = nil }
-            let last = lastPlainProgress.map { progress.elapsed - $0 >= 10 } ?? true
-            if progress.step > 0, last || progress.step == progress.total {
+            let due = lastPlainProgress.map { progress.elapsed - $0 >= 10 } ?? true
+            if progress.step > 0, due || progress.step == progress.total {
                 Console.err(head + "step" + tail + "\n")
                 lastPlainProgress = progress.elapsed
             }
