@@ -42,7 +42,9 @@ let package = Package(
 
         // The network core every model shares: Tensor and its kernels on OpenBLAS, safetensors and
         // weight scopes, the generic layers (linear, conv, norms, attention, resnet, transformer).
-        .target(name: "NN", dependencies: ["COpenBLAS", "CBF16", "FileErrors"], swiftSettings: engineCodegen),
+        .target(name: "NN", dependencies: ["COpenBLAS", "CBF16", "CKernels", "FileErrors"], swiftSettings: engineCodegen),
+        // The engine's own matrix product in C with AVX2 intrinsics: Winograd's 36 products per block.
+        .target(name: "CKernels"),
         // bf16 rounding, and oneDNN's bf16 matmul opened at run time on CPUs that have bf16 instructions.
         .target(name: "CBF16"),
         // Stable Diffusion 1.x on NN: checkpoint layouts and the key table, LoRA and embeddings, the

@@ -150,7 +150,22 @@ struct OpsBench: ParsableCommand {
     @Option(help: "Force a convolution strategy where it applies: direct, shifted, im2col or winograd (default: by shape).")
     var conv: String?
 
+    @Option(help: ArgumentHelp("Winograd's products: panels (the engine's own kernel), openblas (before it, kept for replays), or both, each case timed with one and then the other, twice.", valueName: "panels|openblas|both"))
+    var winogradProducts: String = "panels"
+
+    /// The products each case runs with, in turn.
+    private var productRounds: [WinogradProducts] {
+        switch winogradProducts {
+        case "openblas": return [.openBLAS]
+        case "both": return [.openBLAS, .panels, .openBLAS, .panels]
+        default: return [.panels]
+        }
+    }
+
     func validate() throws {
+        if !["panels", "openblas", "both"].contains(winogradProducts) {
+            throw ValidationError("--winograd-products must be panels, openblas or both")
+        }
         if let conv, Tensor.ConvStrategy(rawValue: conv) == nil {
             throw ValidationError("--conv must be one of \(Tensor.ConvStrategy.allCases.map(\.rawValue).joined(separator: ", "))")
         }
@@ -167,13 +182,22 @@ struct OpsBench: ParsableCommand {
                 say("\(op.what): skipped (its weights are not here; `sdbench model` makes them)")
                 continue
             }
-            let seconds = options.timing.best(call)
-            var fields: [(String, JSON)] = [("what", .string(op.what)), ("seconds", .number(seconds, decimals: 4))]
-            if op.flops > 0 {
-                let gflops = op.flops / seconds / 1e9
-                fields += [("gflops", .number(gflops, decimals: 1)), ("roof_ratio", .number(gflops / roof, decimals: 3))]
+            var best: [WinogradProducts: Double] = [:]
+            for products in productRounds {
+                Tensor.winogradProducts = products
+                best[products] = min(best[products] ?? .infinity, options.timing.best(call))
             }
-            results.append(.object(fields))
+            Tensor.winogradProducts = .panels
+            for products in WinogradProducts.allCases {
+                guard let seconds = best[products] else { continue }
+                let what = best.count > 1 ? op.what + " [\(products == .panels ? "panels" : "openblas")]" : op.what
+                var fields: [(String, JSON)] = [("what", .string(what)), ("seconds", .number(seconds, decimals: 4))]
+                if op.flops > 0 {
+                    let gflops = op.flops / seconds / 1e9
+                    fields += [("gflops", .number(gflops, decimals: 1)), ("roof_ratio", .number(gflops / roof, decimals: 3))]
+                }
+                results.append(.object(fields))
+            }
         }
         print(JSON.object([
             ("roof_gflops", .number(roof, decimals: 1)),

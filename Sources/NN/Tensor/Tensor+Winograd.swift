@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 // 3×3 stride-1 convolution by Winograd's minimal filtering F(4×4, 3×3) (Lavin & Gray, "Fast
@@ -23,13 +24,35 @@ import Foundation
 // inside the model parity tolerance of 1e-4 (UNetTests and VAETests run with Winograd forced on).
 //
 // Work is cut into blocks of whole tile rows (over the batch). A block's input tiles are
-// transformed into `V` ([36][Cin][tiles]), multiplied by 36 single-threaded sgemms into `M`
-// ([36][Cout][tiles]) and transformed back into the output, all by one worker, so the block's
-// data stays in that core's caches. Transforms run on `SIMD8<Float>` across 8 neighbouring tiles.
+// transformed into `V` ([36][Cin][tiles], in panels of 16 tiles), multiplied by 36 single-threaded
+// products into `M` ([36][Cout][tiles]) and transformed back into the output, all by one worker, so
+// the block's data stays in that core's caches. Transforms run on `SIMD8<Float>` across 8
+// neighbouring tiles. The products are the engine's own kernel (`sd_sgemm_panels`): the input
+// transform writes V in the panels it reads, where OpenBLAS's sgemm copies both operands into its
+// own layout on every call and zero-fills M first, which at 64 to 256 channels costs a third of
+// its time. `WinogradProducts.openBLAS` keeps the old products for replays of older transcripts.
 //
 // Reaches 1.1–2.1 of the sgemm roof on dense counts, from 32 tiles up (README "Performance").
 
+/// How a Winograd convolution multiplies its 36 products. The two sum in other orders, so the last
+/// bits of every image differ: a transcript names the one it used (`BLAS.numerics`) and a replay of
+/// an older transcript goes back to OpenBLAS.
+public enum WinogradProducts: Int, Sendable, CaseIterable {
+    /// OpenBLAS's sgemm on `[Cin][tiles]` rows: what sdrepl used before its own kernel.
+    case openBLAS = 1
+    /// `sd_sgemm_panels` on V written in panels of 16 tiles: one fused multiply-add chain per element.
+    case panels = 2
+
+    /// What a transcript's `# numerics:` line says of it; the OpenBLAS products say nothing, as
+    /// the transcripts recorded before the choice existed.
+    public var numericsToken: String? { self == .panels ? "Winograd products 2" : nil }
+}
+
 extension Tensor {
+    /// The products Winograd convolutions use; replays of older transcripts set `.openBLAS` for
+    /// their length.
+    nonisolated(unsafe) public static var winogradProducts = WinogradProducts.panels
+
     /// Winograd is used where a convolution has at least this many 4×4 output tiles over the batch;
     /// below it the 36 GEMMs are too narrow for sgemm and the weight transform's cost shows.
     /// Tests lower it to force the Winograd path on small fixture models.
@@ -176,26 +199,33 @@ extension Tensor {
         let groups = (tileCols + 7) / 8
         let totalRows = n * tileRows
         let workers = Parallel.workers
+        let panels = Tensor.winogradProducts == .panels
         // Blocks of about `winogradBlockTiles` tiles. With a block for every worker, each worker
-        // runs whole blocks with single-threaded sgemms (`perWorker`); with fewer (small maps), the
-        // blocks run one after another, transforms split over channels and sgemm on all cores.
+        // runs whole blocks with single-threaded products (`perWorker`); with fewer (small maps),
+        // the blocks run one after another, transforms and products split over the cores.
         var rowsPerBlock = max(1, min(totalRows, winogradBlockTiles / tileCols))
         while (totalRows + rowsPerBlock - 1) / rowsPerBlock < workers && rowsPerBlock * tileCols >= 2 * winogradMinBlockTiles {
             rowsPerBlock = (rowsPerBlock + 1) / 2
         }
         let blocks = (totalRows + rowsPerBlock - 1) / rowsPerBlock
         let perWorker = workers > 1 && blocks >= workers
-        // Tile columns of a block, plus 8 of slack: the last group of 8 tiles may read past the last tile.
-        let stride = rowsPerBlock * tileCols + 8
+        // Tile columns of a block, plus 8 of slack: the last group of 8 tiles may read past the last
+        // tile. With panels, V holds whole panels of 16 and M a row for each of their columns.
+        let blockTiles = rowsPerBlock * tileCols
+        let paddedTiles = (blockTiles + 15) / 16 * 16
+        let stride = panels ? paddedTiles + 16 : blockTiles + 8
+        let layout = VLayout(panels: panels, channels: cin, stride: stride)
         // Transformed rows of the input: column c' holds input column c' − 1; 32 columns per group
         // of 8 tiles, with room for the second, 4-column-shifted load of the last group.
         let rowWidth = 32 * groups + 40
-        let products = 36 * (cin + cout) * stride, rowScratch = 6 * rowWidth + (w + 8)
+        let vFloats = 36 * layout.positionStride, blockFloats = vFloats + 36 * cout * stride + 16
+        let rowScratch = 6 * rowWidth + (w + 8)
         let copies = perWorker ? min(workers, blocks) : 1
-        // V and M are written before they are read (the GEMMs read only the tiles' columns); only the
-        // rows' scratch needs zeros, where the input's edges and the slack after it are never written.
-        var scratch = [Float](unsafeUninitializedCapacity: copies * products + workers * rowScratch) { buffer, initialized in
-            (buffer.baseAddress! + copies * products).initialize(repeating: 0, count: workers * rowScratch)
+        // V and M are written before they are read (the products read only the tiles' columns, and
+        // a panel's columns past the last tile are zeroed); only the rows' scratch needs zeros,
+        // where the input's edges and the slack after it are never written.
+        var scratch = [Float](unsafeUninitializedCapacity: copies * blockFloats + workers * rowScratch) { buffer, initialized in
+            (buffer.baseAddress! + copies * blockFloats).initialize(repeating: 0, count: workers * rowScratch)
             initialized = buffer.count
         }
         let out = SharedPointer(y)
@@ -203,13 +233,14 @@ extension Tensor {
         scratch.withUnsafeMutableBufferPointer { sb in
             let scratchBase = SharedPointer(sb.baseAddress!)
             // One block: tile rows row0 ..< row0 + rows (over the batch); `concurrently` splits its
-            // transforms over the channels (row scratch per worker), else all runs on this thread
-            // with the row scratch of `worker`.
+            // transforms over the channels and its products over the positions (row scratch per
+            // worker), else all runs on this thread with the row scratch of `worker`.
             func run(block: Int, products: UnsafeMutablePointer<Float>, worker: Int, concurrently: Bool) {
-                let v = products, m = products + 36 * cin * stride
+                // V starts on a 64-byte line, for the panels' loads.
+                let v = products + (16 - Int(bitPattern: products) / 4 % 16) % 16, m = v + vFloats
                 let row0 = block * rowsPerBlock, rows = min(rowsPerBlock, totalRows - row0)
                 let tiles = rows * tileCols
-                let rowBase = scratchBase.base + copies * (36 * (cin + cout) * stride)
+                let rowBase = scratchBase.base + copies * blockFloats
                 // Input tiles → V.
                 Parallel.forEachWorker(cin, concurrently: concurrently) { part, channels in
                     let t = rowBase + (concurrently ? part : worker) * rowScratch, zeros = t + 6 * rowWidth
@@ -219,16 +250,32 @@ extension Tensor {
                             transformInputRow(x + (image * cin + ci) * h * w, height: h, width: w, tileRow: tileRow,
                                               rowWidth: rowWidth, zeros: zeros, scratch: t)
                             for g in 0..<groups {
-                                scatterInputGroup(t, group: g, rowWidth: rowWidth, into: v + ci * stride + r * tileCols + 8 * g,
-                                                  positionStride: cin * stride, lanes: min(8, tileCols - 8 * g))
+                                scatterInputGroup(t, group: g, rowWidth: rowWidth, into: v, layout: layout, channel: ci,
+                                                  firstTile: r * tileCols + 8 * g, lanes: min(8, tileCols - 8 * g))
+                            }
+                        }
+                        // The last panel's columns past the tiles, which its products read.
+                        if panels && tiles % 16 != 0 {
+                            for p in 0..<36 {
+                                (v + p * layout.positionStride + layout.offset(channel: ci, tile: tiles))
+                                    .update(repeating: 0, count: 16 - tiles % 16)
                             }
                         }
                     }
                 }
                 // The 36 products.
-                for p in 0..<36 {
-                    BLAS.sgemm(m: cout, n: tiles, k: cin, a: u + p * cout * cin, lda: cin,
-                               b: v + p * cin * stride, ldb: stride, c: m + p * cout * stride, ldc: stride)
+                if panels {
+                    Parallel.forEachWorker(36, concurrently: concurrently) { _, positions in
+                        for p in positions {
+                            sd_sgemm_panels(Int32(cout), Int32(tiles), Int32(cin), u + p * cout * cin, Int32(cin),
+                                            v + p * layout.positionStride, m + p * cout * stride, Int32(stride))
+                        }
+                    }
+                } else {
+                    for p in 0..<36 {
+                        BLAS.sgemm(m: cout, n: tiles, k: cin, a: u + p * cout * cin, lda: cin,
+                                   b: v + p * layout.positionStride, ldb: stride, c: m + p * cout * stride, ldc: stride)
+                    }
                 }
                 // M → output tiles.
                 Parallel.forEachWorker(cout, concurrently: concurrently) { _, channels in
@@ -250,13 +297,27 @@ extension Tensor {
                 BLAS.withSingleThread {
                     Parallel.forEachWorker(blocks) { worker, range in
                         for block in range {
-                            run(block: block, products: scratchBase.base + worker * products, worker: worker, concurrently: false)
+                            run(block: block, products: scratchBase.base + worker * blockFloats, worker: worker, concurrently: false)
                         }
                     }
                 }
             } else {
                 for block in 0..<blocks { run(block: block, products: scratchBase.base, worker: 0, concurrently: true) }
             }
+        }
+    }
+
+    /// Where V's values go: `[36][Cin][stride]` rows for OpenBLAS, or for `sd_sgemm_panels` panels
+    /// of 16 tiles, each `[Cin][16]`.
+    struct VLayout {
+        let panels: Bool, channels: Int, stride: Int
+
+        /// Floats from one transform position's matrix to the next.
+        var positionStride: Int { channels * stride }
+
+        @inline(__always)
+        func offset(channel: Int, tile: Int) -> Int {
+            panels ? (tile / 16) * 16 * channels + channel * 16 + tile % 16 : channel * stride + tile
         }
     }
 
@@ -303,14 +364,17 @@ extension Tensor {
     }
 
     /// Eight neighbouring tiles (group `group`) of the six Bᵀ-combined rows, combined by B over
-    /// their columns and stored as transform position `6·i + c` at `dst + (6·i + c)·positionStride`,
-    /// one lane per tile. Tile `k` of the group reads columns `32·group + 4k … + 5`, split into
+    /// their columns and stored as transform position `6·i + c` of channel `channel` in V, one lane
+    /// per tile, tiles `firstTile …` of the block. Tile `k` of the group reads columns `32·group + 4k … + 5`, split into
     /// stride-4 vectors by even/odd halving.
     @inline(__always)
     static func scatterInputGroup(
         _ t: UnsafePointer<Float>, group: Int, rowWidth: Int,
-        into dst: UnsafeMutablePointer<Float>, positionStride: Int, lanes: Int
+        into v: UnsafeMutablePointer<Float>, layout: VLayout, channel: Int, firstTile: Int, lanes: Int
     ) {
+        let dst = v + layout.offset(channel: channel, tile: firstTile), positionStride = layout.positionStride
+        // Eight tiles from a multiple of 8 lie in one panel; others may cross into the next.
+        let contiguous = lanes == 8 && (!layout.panels || firstTile % 8 == 0)
         for i in 0..<6 {
             let raw = UnsafeRawPointer(t + i * rowWidth + 32 * group)
             let a = raw.loadUnaligned(as: SIMD32<Float>.self)
@@ -318,8 +382,8 @@ extension Tensor {
             let ae = a.evenHalf, ao = a.oddHalf
             let r = winogradInputTransform(ae.evenHalf, ao.evenHalf, ae.oddHalf, ao.oddHalf,
                                            b.evenHalf.evenHalf, b.oddHalf.evenHalf)
-            let base = dst + 6 * i * positionStride
-            if lanes == 8 {
+            if contiguous {
+                let base = dst + 6 * i * positionStride
                 UnsafeMutableRawPointer(base).storeBytes(of: r.0, as: FastMath.V.self)
                 UnsafeMutableRawPointer(base + positionStride).storeBytes(of: r.1, as: FastMath.V.self)
                 UnsafeMutableRawPointer(base + 2 * positionStride).storeBytes(of: r.2, as: FastMath.V.self)
@@ -328,7 +392,10 @@ extension Tensor {
                 UnsafeMutableRawPointer(base + 5 * positionStride).storeBytes(of: r.5, as: FastMath.V.self)
             } else {
                 let values = [r.0, r.1, r.2, r.3, r.4, r.5]
-                for c in 0..<6 { for l in 0..<lanes { base[c * positionStride + l] = values[c][l] } }
+                for l in 0..<lanes {
+                    let lane = v + layout.offset(channel: channel, tile: firstTile + l) + 6 * i * positionStride
+                    for c in 0..<6 { lane[c * positionStride] = values[c][l] }
+                }
             }
         }
     }

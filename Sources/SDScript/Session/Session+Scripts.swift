@@ -1,3 +1,4 @@
+import Diffusion
 import FileErrors
 import Foundation
 
@@ -144,11 +145,17 @@ extension Session {
         frame.commandStart = history.images.count
         if options.check { savingDisabled = true }
         frames.push(frame)
-        // A `# model` line pins the model for the rest of this file only.
-        let pinnedBefore = settings.resources.replayedModel
+        // A `# model` line pins the model for the rest of this file only, and a recorded
+        // transcript's header its Winograd products.
+        let pinnedBefore = settings.resources.replayedModel, productsBefore = Tensor.winogradProducts
         defer {
             frames.pop()
             settings.resources.replayedModel = pinnedBefore
+            if Tensor.winogradProducts != productsBefore {
+                Tensor.winogradProducts = productsBefore
+                // In a session's transcript the file's lines are inlined: the products after them.
+                log.recordComment(ScriptNumerics.label + BLAS.numerics)
+            }
         }
         var number = 0
         var remaining = lines.makeIterator()
@@ -159,6 +166,7 @@ extension Session {
             let outer = log.line
             log.line = LineRecord()
             let line = number == 1 ? Self.droppingByteOrderMark(text) : text
+            if let products = ScriptNumerics.winogradProducts(asked: line) { Tensor.winogradProducts = products }
             if options.check, let note = ScriptNumerics.note(line, at: location) { io.warning(note) }
             applyModelPin(line, at: location)
             let outcome = process(line, at: location)

@@ -16,6 +16,17 @@ public enum ScriptNumerics {
     /// The comment line for this process's bf16 products, when it has bf16.
     static var bf16Comment: String? { BF16Support.numerics.map { bf16Prefix + $0 } }
 
+    /// The Winograd products a transcript's line asks for, or nil for a line that says nothing of them.
+    /// A recorded transcript's first line (`# sdrepl 0.1.0 session, started …`) asks for OpenBLAS's,
+    /// which every sdrepl used before the `# numerics:` line named them; its `# numerics:` line, a
+    /// few lines on, names the products or, by saying nothing of them, OpenBLAS's again. A script
+    /// written by hand has neither line and runs with this sdrepl's products.
+    static func winogradProducts(asked line: String) -> WinogradProducts? {
+        if line.hasPrefix("# sdrepl "), line.contains(", started ") { return .openBLAS }
+        guard line.hasPrefix(prefix) else { return nil }
+        return WinogradProducts.allCases.first { $0.numericsToken.map(line.contains) ?? false } ?? .openBLAS
+    }
+
     /// The note for a `# numerics:` or `# bf16 numerics:` line that differs from this process's, or nil.
     static func note(_ line: String, at location: SourceLocation) -> String? {
         if line.hasPrefix(bf16Prefix) {

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import XCTest
 @testable import NN
@@ -17,8 +18,14 @@ final class WinogradTests: XCTestCase {
         let weight = Tensor.random([cout, cin, 3, 3], seed: seed + 1)
         let b = bias ? Tensor.random([cout], seed: seed + 2) : nil
         let want = TensorGEMMTests.referenceConv(x, weight, b, stride: 1, padding: 1)
-        let got = x.conv2d(weight: weight, bias: b, stride: 1, padding: 1, strategy: .winograd)
-        assertClose(got, want, tolerance: 2e-5 * Float(9 * cin).squareRoot(), "\(n)×\(cin)×\(h)×\(w) → \(cout)", file: file, line: line)
+        // Both products: the engine's own, and OpenBLAS's, which replays of older transcripts use.
+        defer { Tensor.winogradProducts = .panels }
+        for products in WinogradProducts.allCases {
+            Tensor.winogradProducts = products
+            let got = x.conv2d(weight: weight, bias: b, stride: 1, padding: 1, strategy: .winograd)
+            assertClose(got, want, tolerance: 2e-5 * Float(9 * cin).squareRoot(), "\(n)×\(cin)×\(h)×\(w) → \(cout), \(products)",
+                        file: file, line: line)
+        }
     }
 
     /// Sizes around the 4-pixel tiles and the 8-tile vector groups: one pixel, partial tiles,
@@ -82,6 +89,49 @@ final class WinogradTests: XCTestCase {
         let b = Tensor.random([24], seed: 422)
         let first = x.conv2d(weight: weight, bias: b, stride: 1, padding: 1, strategy: .winograd)
         for _ in 0..<3 { XCTAssertEqual(x.conv2d(weight: weight, bias: b, stride: 1, padding: 1, strategy: .winograd).data, first.data) }
+    }
+
+    /// The two products differ in their last bits (so transcripts name theirs), never by more than rounding.
+    func testTheProductsDifferOnlyInRounding() {
+        let x = Tensor.random([1, 64, 32, 32], seed: 440), weight = Tensor.random([64, 64, 3, 3], seed: 441)
+        defer { Tensor.winogradProducts = .panels }
+        Tensor.winogradProducts = .openBLAS
+        let blas = x.conv2d(weight: weight, bias: nil, stride: 1, padding: 1, strategy: .winograd)
+        Tensor.winogradProducts = .panels
+        let panels = x.conv2d(weight: weight, bias: nil, stride: 1, padding: 1, strategy: .winograd)
+        XCTAssertNotEqual(blas.data, panels.data)
+        assertClose(panels, blas, tolerance: 2e-5 * Float(9 * 64).squareRoot(), "panels against OpenBLAS")
+    }
+
+    /// `sd_sgemm_panels` sums each element as its header says, bit for bit: fused multiply-add chains
+    /// over blocks of 256 values of k, in order, the blocks added in order. Shapes with every row
+    /// remainder of its 6-row kernel (m = 1 … 13), a partial last panel and two and three k blocks.
+    func testThePanelProductSumsInItsStatedOrder() {
+        var state: UInt64 = 7
+        func random() -> Float {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Float(state >> 40) / Float(1 << 24) - 0.5
+        }
+        for (m, n, k) in [(1, 16, 3), (5, 7, 64), (6, 33, 300), (13, 20, 256), (11, 48, 600)] {
+            let lda = k + 3, panels = (n + 15) / 16, ldc = 16 * panels + 5
+            let a = (0..<(m * lda)).map { _ in random() }
+            let b = (0..<(panels * 16 * k)).map { _ in random() }
+            var c = [Float](repeating: .nan, count: m * ldc)
+            sd_sgemm_panels(Int32(m), Int32(n), Int32(k), a, Int32(lda), b, &c, Int32(ldc))
+            for i in 0..<m {
+                for col in 0..<(16 * panels) {
+                    var total: Float = 0
+                    for k0 in stride(from: 0, to: k, by: 256) {
+                        var chain: Float = 0
+                        for kk in k0..<min(k, k0 + 256) {
+                            chain = chain.addingProduct(a[i * lda + kk], b[(col / 16) * 16 * k + kk * 16 + col % 16])
+                        }
+                        total = k0 == 0 ? chain : total + chain
+                    }
+                    XCTAssertEqual(c[i * ldc + col].bitPattern, total.bitPattern, "m \(m) n \(n) k \(k): C[\(i)][\(col)]")
+                }
+            }
+        }
     }
 
     /// `conv2d` picks Winograd for SD1.5's 3×3 convolutions at 512×512 down to the UNet's 16×16

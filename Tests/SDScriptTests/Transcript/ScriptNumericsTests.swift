@@ -14,6 +14,21 @@ final class ScriptNumericsTests: XCTestCase {
                        + "(OpenBLAS sums in another order); OPENBLAS_NUM_THREADS and taskset give a replay the recorded thread and core counts")
     }
 
+    /// A recorded transcript's header asks for the Winograd products it was made with: OpenBLAS's
+    /// before the `# numerics:` line named them, then whatever that line names; a script written by
+    /// hand has no header and runs with the current ones.
+    func testTranscriptsAskForTheWinogradProductsTheyWereRecordedWith() {
+        XCTAssertEqual(ScriptNumerics.winogradProducts(asked: "# sdrepl 0.1.0 session, started 2026-12-06T22:55:47Z"), .openBLAS)
+        XCTAssertEqual(ScriptNumerics.winogradProducts(asked: "# numerics: OpenBLAS Zen kernels, 2 BLAS threads, 2 cores"), .openBLAS)
+        XCTAssertEqual(ScriptNumerics.winogradProducts(asked: "# numerics: OpenBLAS Zen kernels, 2 BLAS threads, 2 cores, Winograd products 2"),
+                       .panels)
+        for line in ["# a comment", "prompt a sdrepl session, started by hand", "gen", "# bf16 numerics: emulated"] {
+            XCTAssertNil(ScriptNumerics.winogradProducts(asked: line), line)
+        }
+        XCTAssertEqual(Tensor.winogradProducts, .panels)
+        XCTAssertTrue(BLAS.numerics.hasSuffix(", Winograd products 2"), BLAS.numerics)
+    }
+
     /// The header names this process's numerics, read from OpenBLAS itself.
     func testTheNumericsNameOpenBLASsKernelAndThreads() {
         XCTAssertTrue(BLAS.numerics.hasPrefix("OpenBLAS "), BLAS.numerics)
