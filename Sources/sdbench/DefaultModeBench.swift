@@ -28,7 +28,7 @@ struct DefaultModeBenchChild: ParsableCommand {
     /// Runs the child on `url` and returns `sdbench model`'s field for it.
     static func runChild(url: URL, options: ModelBenchOptions) throws -> [(String, JSON)] {
         var arguments = ["default-child", "--checkpoint", url.path, "--clock", options.clock.rawValue]
-        if let threads = options.threads { arguments += ["--threads", String(threads)] }
+        arguments += options.childArguments
         say("default memory mode, a whole generation in a child process (\(arguments.joined(separator: " ")))")
         let child = try runBenchChild(arguments, what: "the default-mode child")
         return [("default_peak_rss_mb", .number(child["peak_rss_mb"] as? Double ?? .nan, decimals: 0))]

@@ -55,7 +55,7 @@ enum DraftBench {
         var fields: [(String, JSON)] = []
         if let (url, options) = lowMemory {
             var arguments = ["draft-child", "--checkpoint", url.path, "--clock", options.clock.rawValue]
-            if let threads = options.threads { arguments += ["--threads", String(threads)] }
+            arguments += options.childArguments
             say("low-memory draft, in a child process (\(arguments.joined(separator: " ")))")
             let child = try runBenchChild(arguments, what: "the low-memory draft child")
             fields += [("low_draft_peak_rss_mb", .number(child["peak_rss_mb"] as? Double ?? .nan, decimals: 0)),

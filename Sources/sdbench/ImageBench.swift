@@ -70,7 +70,7 @@ struct ImageBench: ParsableCommand {
     /// Runs `sdbench images-child` for `workload` and returns its JSON line.
     func runChild(_ workload: ImageWorkload, url: URL) throws -> [String: Any] {
         var arguments = ["images-child", workload.rawValue, "--checkpoint", url.path, "--clock", options.clock.rawValue]
-        if let threads = options.threads { arguments += ["--threads", String(threads)] }
+        arguments += options.childArguments
         say("low-memory \(workload.rawValue), in a child process (\(arguments.joined(separator: " ")))")
         return try runBenchChild(arguments, what: "the \(workload.rawValue) child")
     }

@@ -21,8 +21,19 @@ struct ModelBenchOptions: ParsableArguments {
     @Option(help: "wall: elapsed time; cpu: the process's CPU time (for a loaded machine; use with --threads 1).")
     var clock: Timing.Clock = .wall
 
-    func apply() { if let threads { BLAS.threads = threads } }
+    @Option(help: "The engine's numerics version: 2 (current) or 1 (Winograd's products on OpenBLAS, for replays of older transcripts).")
+    var engineNumerics: EngineNumerics = .current
+
+    func apply() {
+        if let threads { BLAS.threads = threads }
+        Tensor.numerics = engineNumerics
+    }
     var timing: Timing { Timing(repeats: 1, minSeconds: 0, clock: clock) }
+
+    /// The options a child process measures with, as its arguments.
+    var childArguments: [String] {
+        (threads.map { ["--threads", String($0)] } ?? []) + ["--engine-numerics", String(engineNumerics.rawValue)]
+    }
 
     /// A benchmark's start: the threads applied, the machine said, and the checkpoint to measure
     /// (the synthetic one, made on first use, unless `--checkpoint` names one).
@@ -37,7 +48,7 @@ struct ModelBenchOptions: ParsableArguments {
 /// The machine line every benchmark begins with.
 func sayMachine(clock: Timing.Clock) {
     say("machine: \(Machine.cpuModel), \(ProcessInfo.processInfo.activeProcessorCount) cores, load \(Machine.loadAverage); "
-        + "BLAS threads \(BLAS.threads), \(clock.rawValue) clock")
+        + "BLAS threads \(BLAS.threads), \(clock.rawValue) clock, engine numerics \(Tensor.numerics.rawValue)")
 }
 
 /// `sdbench model` (what `make bench` runs): SD1.5 at full size, 512×512 with guidance, on a
@@ -215,7 +226,7 @@ struct ModelBench: ParsableCommand {
     /// Runs `sdbench model-child` on `url` and returns its JSON line.
     func runChild(url: URL) throws -> [String: Any] {
         var arguments = ["model-child", "--checkpoint", url.path, "--clock", options.clock.rawValue, "--repeats", String(repeats)]
-        if let threads = options.threads { arguments += ["--threads", String(threads)] }
+        arguments += options.childArguments
         if full { arguments += ["--full", "--steps", String(fullSteps)] }
         say("low-memory mode, in a child process (\(arguments.joined(separator: " ")))")
         return try runBenchChild(arguments, what: "the low-memory child")
@@ -335,4 +346,8 @@ func bestProfiled(repeats: Int, _ timing: Timing, _ body: () -> Void) -> (second
         if seconds < best { best = seconds; profile = Profiler.totals }
     }
     return (best, profile)
+}
+
+extension EngineNumerics: ExpressibleByArgument {
+    public init?(argument: String) { self.init(rawValue: Int(argument) ?? 0) }
 }

@@ -150,21 +150,17 @@ struct OpsBench: ParsableCommand {
     @Option(help: "Force a convolution strategy where it applies: direct, shifted, im2col or winograd (default: by shape).")
     var conv: String?
 
-    @Option(help: ArgumentHelp("Winograd's products: panels (the engine's own kernel), openblas (before it, kept for replays), or both, each case timed with one and then the other, twice.", valueName: "panels|openblas|both"))
-    var winogradProducts: String = "panels"
+    @Option(help: ArgumentHelp("The engine's numerics: 2 (current), 1 (Winograd's products on OpenBLAS, for replays of older transcripts), or both, each case timed with one and then the other, twice.", valueName: "2|1|both"))
+    var engineNumerics: String = "2"
 
-    /// The products each case runs with, in turn.
-    private var productRounds: [WinogradProducts] {
-        switch winogradProducts {
-        case "openblas": return [.openBLAS]
-        case "both": return [.openBLAS, .panels, .openBLAS, .panels]
-        default: return [.panels]
-        }
+    /// The numerics each case runs with, in turn.
+    private var numericsRounds: [EngineNumerics] {
+        engineNumerics == "both" ? [.v1, .v2, .v1, .v2] : [Int(engineNumerics).flatMap(EngineNumerics.init(rawValue:)) ?? .current]
     }
 
     func validate() throws {
-        if !["panels", "openblas", "both"].contains(winogradProducts) {
-            throw ValidationError("--winograd-products must be panels, openblas or both")
+        if engineNumerics != "both" && Int(engineNumerics).flatMap(EngineNumerics.init(rawValue:)) == nil {
+            throw ValidationError("--engine-numerics must be \(EngineNumerics.allCases.map { String($0.rawValue) }.joined(separator: ", ")) or both")
         }
         if let conv, Tensor.ConvStrategy(rawValue: conv) == nil {
             throw ValidationError("--conv must be one of \(Tensor.ConvStrategy.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -182,15 +178,15 @@ struct OpsBench: ParsableCommand {
                 say("\(op.what): skipped (its weights are not here; `sdbench model` makes them)")
                 continue
             }
-            var best: [WinogradProducts: Double] = [:]
-            for products in productRounds {
-                Tensor.winogradProducts = products
-                best[products] = min(best[products] ?? .infinity, options.timing.best(call))
+            var best: [EngineNumerics: Double] = [:]
+            for numerics in numericsRounds {
+                Tensor.numerics = numerics
+                best[numerics] = min(best[numerics] ?? .infinity, options.timing.best(call))
             }
-            Tensor.winogradProducts = .panels
-            for products in WinogradProducts.allCases {
-                guard let seconds = best[products] else { continue }
-                let what = best.count > 1 ? op.what + " [\(products == .panels ? "panels" : "openblas")]" : op.what
+            Tensor.numerics = .current
+            for numerics in EngineNumerics.allCases {
+                guard let seconds = best[numerics] else { continue }
+                let what = best.count > 1 ? op.what + " [numerics \(numerics.rawValue)]" : op.what
                 var fields: [(String, JSON)] = [("what", .string(what)), ("seconds", .number(seconds, decimals: 4))]
                 if op.flops > 0 {
                     let gflops = op.flops / seconds / 1e9

@@ -19,10 +19,10 @@ final class TranscriptCompatibilityTests: XCTestCase {
         XCTAssertTrue(check.stderr.contains("check: 4 images matched, 0 mismatched"), check.stderr)
     }
 
-    /// An old transcript run inside a session replays with its Winograd products, and the session's
-    /// own transcript, where the file's lines are inlined, names the products again after them, so
+    /// An old transcript run inside a session replays with its engine numerics, and the session's
+    /// own transcript, where the file's lines are inlined, names the numerics again after them, so
     /// that it checks too: the old file's images and one made after it.
-    func testAnOldTranscriptRunInASessionKeepsBothProducts() throws {
+    func testAnOldTranscriptRunInASessionKeepsBothNumerics() throws {
         let sandbox = Sandbox()
         let text = try String(contentsOf: Fixture.url("transcripts/recorded-by-0.1.0.sdscript"), encoding: .utf8)
             .replacingOccurrences(of: "/work/main/Tests/Fixtures/models/tiny-sd15-diffusers", with: Fixture.tinySD15Folder.path)
@@ -41,7 +41,7 @@ final class TranscriptCompatibilityTests: XCTestCase {
         let recorded = try String(contentsOfFile: sandbox.path + "/" + path, encoding: .utf8)
         let numerics = recorded.split(separator: "\n").filter { $0.hasPrefix("# numerics: ") }
         XCTAssertEqual(numerics.count, 2, recorded)
-        XCTAssertTrue(numerics.allSatisfy { $0.hasSuffix(", Winograd products 2") }, recorded)
+        XCTAssertTrue(numerics.allSatisfy { $0.hasSuffix(", engine numerics 2") }, recorded)
         XCTAssertTrue(recorded.contains("\n# sdrepl 0.1.0 session, started "), "the old header is inlined:\n\(recorded)")
 
         let check = try PipeRun(["run", "--check", path], in: sandbox)

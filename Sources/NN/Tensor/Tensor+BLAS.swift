@@ -50,12 +50,12 @@ public enum BLAS {
     /// What an image's exact bits depend on besides its recipe, for a transcript's header:
     /// OpenBLAS's kernel for this CPU and its thread count, and the engine's worker count, since
     /// OpenBLAS sums the same product in another order with another thread count or kernel
-    /// (measured: every thread count from 1 to 4 gives other bits), and the products of Winograd
-    /// convolutions (`WinogradProducts`). Replays where all four are the same give the same hashes.
+    /// (measured: every thread count from 1 to 4 gives other bits), and the engine's own kernels'
+    /// version (`EngineNumerics`). Replays where all four are the same give the same hashes.
     public static var numerics: String {
         let core = openblas_get_corename().map { String(cString: $0) } ?? "unknown"
         let blas = "OpenBLAS \(core) kernels, \(threads) BLAS thread\(threads == 1 ? "" : "s"), \(Parallel.workers) core\(Parallel.workers == 1 ? "" : "s")"
-        return Tensor.winogradProducts.numericsToken.map { blas + ", " + $0 } ?? blas
+        return Tensor.numerics.numericsToken.map { blas + ", " + $0 } ?? blas
     }
 
     private static let threadLock = NSLock()

@@ -30,29 +30,11 @@ import Foundation
 // neighbouring tiles. The products are the engine's own kernel (`sd_sgemm_panels`): the input
 // transform writes V in the panels it reads, where OpenBLAS's sgemm copies both operands into its
 // own layout on every call and zero-fills M first, which at 64 to 256 channels costs a third of
-// its time. `WinogradProducts.openBLAS` keeps the old products for replays of older transcripts.
+// its time. Replays of transcripts recorded before it (`EngineNumerics.v1`) keep OpenBLAS's products.
 //
 // Reaches 1.1–2.1 of the sgemm roof on dense counts, from 32 tiles up (README "Performance").
 
-/// How a Winograd convolution multiplies its 36 products. The two sum in other orders, so the last
-/// bits of every image differ: a transcript names the one it used (`BLAS.numerics`) and a replay of
-/// an older transcript goes back to OpenBLAS.
-public enum WinogradProducts: Int, Sendable, CaseIterable {
-    /// OpenBLAS's sgemm on `[Cin][tiles]` rows: what sdrepl used before its own kernel.
-    case openBLAS = 1
-    /// `sd_sgemm_panels` on V written in panels of 16 tiles: one fused multiply-add chain per element.
-    case panels = 2
-
-    /// What a transcript's `# numerics:` line says of it; the OpenBLAS products say nothing, as
-    /// the transcripts recorded before the choice existed.
-    public var numericsToken: String? { self == .panels ? "Winograd products 2" : nil }
-}
-
 extension Tensor {
-    /// The products Winograd convolutions use; replays of older transcripts set `.openBLAS` for
-    /// their length.
-    nonisolated(unsafe) public static var winogradProducts = WinogradProducts.panels
-
     /// Winograd is used where a convolution has at least this many 4×4 output tiles over the batch;
     /// below it the 36 GEMMs are too narrow for sgemm and the weight transform's cost shows.
     /// Tests lower it to force the Winograd path on small fixture models.
@@ -199,7 +181,7 @@ extension Tensor {
         let groups = (tileCols + 7) / 8
         let totalRows = n * tileRows
         let workers = Parallel.workers
-        let panels = Tensor.winogradProducts == .panels
+        let panels = Tensor.numerics >= .v2
         // Blocks of about `winogradBlockTiles` tiles. With a block for every worker, each worker
         // runs whole blocks with single-threaded products (`perWorker`); with fewer (small maps),
         // the blocks run one after another, transforms and products split over the cores.

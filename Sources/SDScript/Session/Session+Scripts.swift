@@ -146,14 +146,14 @@ extension Session {
         if options.check { savingDisabled = true }
         frames.push(frame)
         // A `# model` line pins the model for the rest of this file only, and a recorded
-        // transcript's header its Winograd products.
-        let pinnedBefore = settings.resources.replayedModel, productsBefore = Tensor.winogradProducts
+        // transcript's header its engine numerics.
+        let pinnedBefore = settings.resources.replayedModel, numericsBefore = Tensor.numerics
         defer {
             frames.pop()
             settings.resources.replayedModel = pinnedBefore
-            if Tensor.winogradProducts != productsBefore {
-                Tensor.winogradProducts = productsBefore
-                // In a session's transcript the file's lines are inlined: the products after them.
+            if Tensor.numerics != numericsBefore {
+                Tensor.numerics = numericsBefore
+                // In a session's transcript the file's lines are inlined: the numerics after them.
                 log.recordComment(ScriptNumerics.label + BLAS.numerics)
             }
         }
@@ -166,7 +166,7 @@ extension Session {
             let outer = log.line
             log.line = LineRecord()
             let line = number == 1 ? Self.droppingByteOrderMark(text) : text
-            if let products = ScriptNumerics.winogradProducts(asked: line) { Tensor.winogradProducts = products }
+            if let numerics = ScriptNumerics.engineNumerics(asked: line) { Tensor.numerics = numerics }
             if options.check, let note = ScriptNumerics.note(line, at: location) { io.warning(note) }
             applyModelPin(line, at: location)
             let outcome = process(line, at: location)

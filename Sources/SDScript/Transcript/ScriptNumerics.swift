@@ -16,15 +16,23 @@ public enum ScriptNumerics {
     /// The comment line for this process's bf16 products, when it has bf16.
     static var bf16Comment: String? { BF16Support.numerics.map { bf16Prefix + $0 } }
 
-    /// The Winograd products a transcript's line asks for, or nil for a line that says nothing of them.
-    /// A recorded transcript's first line (`# sdrepl 0.1.0 session, started …`) asks for OpenBLAS's,
-    /// which every sdrepl used before the `# numerics:` line named them; its `# numerics:` line, a
-    /// few lines on, names the products or, by saying nothing of them, OpenBLAS's again. A script
-    /// written by hand has neither line and runs with this sdrepl's products.
-    static func winogradProducts(asked line: String) -> WinogradProducts? {
-        if line.hasPrefix("# sdrepl "), line.contains(", started ") { return .openBLAS }
+    /// The engine numerics a transcript's line asks for, or nil for a line that says nothing of them.
+    /// A recorded transcript's first line (`# sdrepl 0.1.0 session, started …`) asks for version 1,
+    /// which every sdrepl used before the `# numerics:` line named versions; its `# numerics:` line, a
+    /// few lines on, names the version or, by naming none, version 1 again. A version this sdrepl
+    /// does not have (a newer one's) gets the current one, and `run --check`'s note says the hashes
+    /// will differ. A script written by hand has neither line and runs with the current version.
+    static func engineNumerics(asked line: String) -> EngineNumerics? {
+        if line.hasPrefix("# sdrepl "), line.contains(", started ") { return .v1 }
         guard line.hasPrefix(prefix) else { return nil }
-        return WinogradProducts.allCases.first { $0.numericsToken.map(line.contains) ?? false } ?? .openBLAS
+        guard let version = namedVersion(in: line) else { return .v1 }
+        return EngineNumerics(rawValue: version) ?? .current
+    }
+
+    /// The engine numerics version a `# numerics:` text names (`engine numerics 2`), if any.
+    static func namedVersion(in text: String) -> Int? {
+        guard let range = text.range(of: EngineNumerics.label) else { return nil }
+        return Int(text[range.upperBound...].prefix { $0.isNumber })
     }
 
     /// The note for a `# numerics:` or `# bf16 numerics:` line that differs from this process's, or nil.
@@ -39,6 +47,10 @@ public enum ScriptNumerics {
         guard line.hasPrefix(prefix) else { return nil }
         let recorded = String(line.dropFirst(prefix.count)), current = BLAS.numerics
         guard recorded != current else { return nil }
+        if let version = namedVersion(in: recorded), EngineNumerics(rawValue: version) == nil {
+            return "\(location): check: recorded with engine numerics \(version), a newer sdrepl's (this one has 1 to "
+                + "\(EngineNumerics.current.rawValue)): the hashes are expected to differ; check it with the sdrepl that recorded it"
+        }
         return "\(location): check: recorded with \(recorded), replayed with \(current): the hashes are expected to differ "
             + "(OpenBLAS sums in another order); OPENBLAS_NUM_THREADS and taskset give a replay the recorded thread and core counts"
     }

@@ -18,12 +18,12 @@ final class WinogradTests: XCTestCase {
         let weight = Tensor.random([cout, cin, 3, 3], seed: seed + 1)
         let b = bias ? Tensor.random([cout], seed: seed + 2) : nil
         let want = TensorGEMMTests.referenceConv(x, weight, b, stride: 1, padding: 1)
-        // Both products: the engine's own, and OpenBLAS's, which replays of older transcripts use.
-        defer { Tensor.winogradProducts = .panels }
-        for products in WinogradProducts.allCases {
-            Tensor.winogradProducts = products
+        // Both numerics: the engine's own products, and OpenBLAS's, which replays of older transcripts use.
+        defer { Tensor.numerics = .current }
+        for numerics in EngineNumerics.allCases {
+            Tensor.numerics = numerics
             let got = x.conv2d(weight: weight, bias: b, stride: 1, padding: 1, strategy: .winograd)
-            assertClose(got, want, tolerance: 2e-5 * Float(9 * cin).squareRoot(), "\(n)×\(cin)×\(h)×\(w) → \(cout), \(products)",
+            assertClose(got, want, tolerance: 2e-5 * Float(9 * cin).squareRoot(), "\(n)×\(cin)×\(h)×\(w) → \(cout), numerics \(numerics.rawValue)",
                         file: file, line: line)
         }
     }
@@ -94,10 +94,10 @@ final class WinogradTests: XCTestCase {
     /// The two products differ in their last bits (so transcripts name theirs), never by more than rounding.
     func testTheProductsDifferOnlyInRounding() {
         let x = Tensor.random([1, 64, 32, 32], seed: 440), weight = Tensor.random([64, 64, 3, 3], seed: 441)
-        defer { Tensor.winogradProducts = .panels }
-        Tensor.winogradProducts = .openBLAS
+        defer { Tensor.numerics = .current }
+        Tensor.numerics = .v1
         let blas = x.conv2d(weight: weight, bias: nil, stride: 1, padding: 1, strategy: .winograd)
-        Tensor.winogradProducts = .panels
+        Tensor.numerics = .v2
         let panels = x.conv2d(weight: weight, bias: nil, stride: 1, padding: 1, strategy: .winograd)
         XCTAssertNotEqual(blas.data, panels.data)
         assertClose(panels, blas, tolerance: 2e-5 * Float(9 * 64).squareRoot(), "panels against OpenBLAS")

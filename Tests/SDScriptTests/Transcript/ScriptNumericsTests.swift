@@ -14,19 +14,23 @@ final class ScriptNumericsTests: XCTestCase {
                        + "(OpenBLAS sums in another order); OPENBLAS_NUM_THREADS and taskset give a replay the recorded thread and core counts")
     }
 
-    /// A recorded transcript's header asks for the Winograd products it was made with: OpenBLAS's
-    /// before the `# numerics:` line named them, then whatever that line names; a script written by
-    /// hand has no header and runs with the current ones.
-    func testTranscriptsAskForTheWinogradProductsTheyWereRecordedWith() {
-        XCTAssertEqual(ScriptNumerics.winogradProducts(asked: "# sdrepl 0.1.0 session, started 2026-12-06T22:55:47Z"), .openBLAS)
-        XCTAssertEqual(ScriptNumerics.winogradProducts(asked: "# numerics: OpenBLAS Zen kernels, 2 BLAS threads, 2 cores"), .openBLAS)
-        XCTAssertEqual(ScriptNumerics.winogradProducts(asked: "# numerics: OpenBLAS Zen kernels, 2 BLAS threads, 2 cores, Winograd products 2"),
-                       .panels)
+    /// A recorded transcript's header asks for the engine numerics it was made with: version 1
+    /// before the `# numerics:` line named versions, then whatever that line names; a script written
+    /// by hand has no header and runs with the current version, as does a version from a newer sdrepl.
+    func testTranscriptsAskForTheEngineNumericsTheyWereRecordedWith() {
+        XCTAssertEqual(ScriptNumerics.engineNumerics(asked: "# sdrepl 0.1.0 session, started 2026-12-06T22:55:47Z"), .v1)
+        XCTAssertEqual(ScriptNumerics.engineNumerics(asked: "# numerics: OpenBLAS Zen kernels, 2 BLAS threads, 2 cores"), .v1)
+        XCTAssertEqual(ScriptNumerics.engineNumerics(asked: "# numerics: OpenBLAS Zen kernels, 2 BLAS threads, 2 cores, engine numerics 2"), .v2)
+        XCTAssertEqual(ScriptNumerics.engineNumerics(asked: "# numerics: OpenBLAS Zen kernels, 2 BLAS threads, 2 cores, engine numerics 9"), .current)
         for line in ["# a comment", "prompt a sdrepl session, started by hand", "gen", "# bf16 numerics: emulated"] {
-            XCTAssertNil(ScriptNumerics.winogradProducts(asked: line), line)
+            XCTAssertNil(ScriptNumerics.engineNumerics(asked: line), line)
         }
-        XCTAssertEqual(Tensor.winogradProducts, .panels)
-        XCTAssertTrue(BLAS.numerics.hasSuffix(", Winograd products 2"), BLAS.numerics)
+        let newer = "OpenBLAS Zen kernels, 2 BLAS threads, 2 cores, engine numerics 9"
+        XCTAssertEqual(ScriptNumerics.note("# numerics: " + newer, at: SourceLocation(file: "s.sdscript", line: 2)),
+                       "s.sdscript:2: check: recorded with engine numerics 9, a newer sdrepl's (this one has 1 to 2): "
+                       + "the hashes are expected to differ; check it with the sdrepl that recorded it")
+        XCTAssertEqual(Tensor.numerics, .v2)
+        XCTAssertTrue(BLAS.numerics.hasSuffix(", engine numerics 2"), BLAS.numerics)
     }
 
     /// The header names this process's numerics, read from OpenBLAS itself.
