@@ -29,8 +29,9 @@ import Foundation
 // the block's data stays in that core's caches. Transforms run on `SIMD8<Float>` across 8
 // neighbouring tiles. The products are the engine's own kernel (`sd_sgemm_panels`): the input
 // transform writes V in the panels it reads, where OpenBLAS's sgemm copies both operands into its
-// own layout on every call and zero-fills M first, which at 64 to 256 channels costs a third of
-// its time. Replays of transcripts recorded before it (`EngineNumerics.v1`) keep OpenBLAS's products.
+// own layout on every call and zero-fills M first. That matters where the products are small (TAESD's
+// 64 channels: a sixth less time per decode); from 320 channels up the two measure the same (README
+// "Performance"). Replays of transcripts recorded before it (`EngineNumerics.v1`) keep OpenBLAS's.
 //
 // Reaches 1.1–2.1 of the sgemm roof on dense counts, from 32 tiles up (README "Performance").
 
@@ -347,8 +348,8 @@ extension Tensor {
 
     /// Eight neighbouring tiles (group `group`) of the six Bᵀ-combined rows, combined by B over
     /// their columns and stored as transform position `6·i + c` of channel `channel` in V, one lane
-    /// per tile, tiles `firstTile …` of the block. Tile `k` of the group reads columns `32·group + 4k … + 5`, split into
-    /// stride-4 vectors by even/odd halving.
+    /// per tile, tiles `firstTile …` of the block. Tile `k` of the group reads columns
+    /// `32·group + 4k … + 5`, split into stride-4 vectors by even/odd halving.
     @inline(__always)
     static func scatterInputGroup(
         _ t: UnsafePointer<Float>, group: Int, rowWidth: Int,
