@@ -37,7 +37,7 @@ kernel(int rows, int kc, const float *a, int lda, const float *b, float *c, int 
 #define KERNEL(rows) kernel(rows, kc, a + (long)i * lda + k0, lda, b + (long)j * 16 * k + 16 * k0, c + (long)i * ldc + 16 * j, ldc, k0 > 0)
 
 __attribute__((target("avx2,fma")))
-void sd_sgemm_panels(int m, int n, int k, const float *a, int lda, const float *b, float *c, int ldc) {
+static void sgemm_panels_avx2(int m, int n, int k, const float *a, int lda, const float *b, float *c, int ldc) {
     const int panels = (n + 15) / 16;
     for (int k0 = 0; k0 < k; k0 += KC) {
         const int kc = k - k0 < KC ? k - k0 : KC;
@@ -57,10 +57,9 @@ void sd_sgemm_panels(int m, int n, int k, const float *a, int lda, const float *
     }
 }
 
-#else
+#endif
 
-// The same sums in the same order, one element at a time.
-void sd_sgemm_panels(int m, int n, int k, const float *a, int lda, const float *b, float *c, int ldc) {
+void sd_sgemm_panels_portable(int m, int n, int k, const float *a, int lda, const float *b, float *c, int ldc) {
     const int panels = (n + 15) / 16;
     for (int i = 0; i < m; i++) {
         for (int col = 0; col < 16 * panels; col++) {
@@ -77,4 +76,15 @@ void sd_sgemm_panels(int m, int n, int k, const float *a, int lda, const float *
     }
 }
 
+void sd_sgemm_panels(int m, int n, int k, const float *a, int lda, const float *b, float *c, int ldc) {
+#if defined(__x86_64__)
+    // Release builds of the engine need AVX2 anyway (HostCheck); a debug build runs on any x86-64.
+    static int avx2 = -1;
+    if (avx2 < 0) avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (avx2) {
+        sgemm_panels_avx2(m, n, k, a, lda, b, c, ldc);
+        return;
+    }
 #endif
+    sd_sgemm_panels_portable(m, n, k, a, lda, b, c, ldc);
+}

@@ -1,4 +1,4 @@
 /// The version of sdrepl and its engine, written into every image's recipe.
 public enum SDReplVersion {
-    public static let string = "0.1.0"
+    public static let string = "0.2.0"
 }

@@ -69,18 +69,8 @@ final class EndToEndTests: XCTestCase {
         XCTAssertEqual(imageHashes(piped.stdout), hashes, "sdrepl < FILE gives the same pixels as sdrepl run FILE")
 
         // An interactive session records the transcript; it replays and checks.
-        let terminal = try PseudoTerminal([], in: sandbox, da1Reply: "\u{1B}[?62;22c")
-        terminal.expect("sd> ")
-        for line in script.split(separator: "\n").dropLast().map(String.init) + ["save pty.png", "seed random", "gen"] {
-            terminal.type(line + "\r")
-            terminal.expect("sd> ", timeout: 60)
-        }
-        terminal.type("quit\r")
-        XCTAssertEqual(terminal.waitForExit(), 0)
-        let transcripts = sandbox.files(in: "sessions")
-        XCTAssertEqual(transcripts.count, 1)
-        let path = "sessions/" + (transcripts.first ?? "")
-        let text = try String(contentsOfFile: sandbox.path + "/" + path, encoding: .utf8)
+        let typed = script.split(separator: "\n").dropLast().map(String.init) + ["save pty.png", "seed random", "gen"]
+        let (path, text) = try recordedSession(typing: typed, in: sandbox, da1Reply: "\u{1B}[?62;22c")
         let results = text.split(separator: "\n").filter { $0.hasPrefix("#=> image") }
         XCTAssertEqual(results.count, 3, text)
         XCTAssertTrue(results[0].contains("seed=7 size=96x128 sha256=\(hashes[0])"), text)

@@ -104,6 +104,24 @@ struct PipeRun {
     }
 }
 
+/// Types `lines` into an interactive session on a pseudo-terminal, each after the prompt, then quits,
+/// and returns the one transcript the session recorded (its path under the sandbox, and its text).
+func recordedSession(typing lines: [String], in sandbox: Sandbox, da1Reply: String? = nil, timeout: Double = 60,
+                     file: StaticString = #filePath, line: UInt = #line) throws -> (path: String, text: String) {
+    let terminal = try PseudoTerminal([], in: sandbox, da1Reply: da1Reply)
+    terminal.expect("sd> ", file: file, line: line)
+    for typed in lines {
+        terminal.type(typed + "\r")
+        terminal.expect("sd> ", timeout: timeout, file: file, line: line)
+    }
+    terminal.type("quit\r")
+    XCTAssertEqual(terminal.waitForExit(file: file, line: line), 0, file: file, line: line)
+    let transcripts = sandbox.files(in: "sessions")
+    XCTAssertEqual(transcripts.count, 1, file: file, line: line)
+    let path = "sessions/" + (transcripts.first ?? "")
+    return (path, try String(contentsOfFile: sandbox.path + "/" + path, encoding: .utf8))
+}
+
 /// `sdrepl` on a pseudo-terminal: the test types into the master side and reads what the program
 /// draws. It can answer the terminal queries (DA1, `ESC [ 14 t`) the way a terminal would.
 final class PseudoTerminal {

@@ -1,3 +1,4 @@
+import Diffusion
 import Foundation
 import XCTest
 
@@ -174,7 +175,7 @@ final class ScriptModeTests: XCTestCase {
     func testVersionHelpAndBadModelOption() throws {
         let sandbox = Sandbox()
         let version = try PipeRun(["--version"], in: sandbox)
-        XCTAssertEqual(version.stdout, "0.1.0\n")
+        XCTAssertEqual(version.stdout, SDReplVersion.string + "\n")
         let help = try PipeRun(["--help"], in: sandbox)
         XCTAssertTrue(help.stdout.contains("run"), help.stdout)
         XCTAssertTrue(help.stdout.contains("--model <PATH>"), help.stdout)

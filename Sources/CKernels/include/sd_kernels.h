@@ -9,6 +9,11 @@
 ///
 /// Each element is the sum, in order, of chains of fused multiply-adds over blocks of 256 values of
 /// `k`, each in order: the result does not depend on the thread count or the caller's tiling.
+///
+/// Runs on AVX2 and FMA where the CPU has them, else on `sd_sgemm_panels_portable`.
 void sd_sgemm_panels(int m, int n, int k, const float *a, int lda, const float *b, float *c, int ldc);
+
+/// The same product in plain C, one element at a time, with the same bits.
+void sd_sgemm_panels_portable(int m, int n, int k, const float *a, int lda, const float *b, float *c, int ldc);
 
 #endif

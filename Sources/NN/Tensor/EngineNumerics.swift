@@ -2,9 +2,10 @@
 /// the same pictures but not the same last bits, so a transcript names its version (`BLAS.numerics`)
 /// and a replay of an older transcript goes back to that version's kernels for its length.
 public enum EngineNumerics: Int, Sendable, CaseIterable, Comparable {
-    /// sdrepl 0.1.0's: Winograd's 36 products on OpenBLAS's sgemm.
+    /// sdrepl 0.1.0's, and every transcript's before versions were named: Winograd's 36 products on
+    /// OpenBLAS's sgemm.
     case v1 = 1
-    /// Winograd's products on the engine's panel kernel (`sd_sgemm_panels`).
+    /// sdrepl 0.2.0's: Winograd's products on the engine's panel kernel (`sd_sgemm_panels`).
     case v2 = 2
 
     /// What new work runs with.

@@ -29,9 +29,10 @@ import Foundation
 // the block's data stays in that core's caches. Transforms run on `SIMD8<Float>` across 8
 // neighbouring tiles. The products are the engine's own kernel (`sd_sgemm_panels`): the input
 // transform writes V in the panels it reads, where OpenBLAS's sgemm copies both operands into its
-// own layout on every call and zero-fills M first. That matters where the products are small (TAESD's
-// 64 channels: a sixth less time per decode); from 320 channels up the two measure the same (README
-// "Performance"). Replays of transcripts recorded before it (`EngineNumerics.v1`) keep OpenBLAS's.
+// own layout on every call and zero-fills M first. In-process A/B runs measure it faster for most
+// convolutions, most at TAESD's 64 channels; whole UNet steps could not tell the two apart on a
+// noisy machine (README "Performance"). Replays of transcripts recorded before it
+// (`EngineNumerics.v1`) keep OpenBLAS's.
 //
 // Reaches 1.1–2.1 of the sgemm roof on dense counts, from 32 tiles up (README "Performance").
 
@@ -41,9 +42,10 @@ extension Tensor {
     /// Tests lower it to force the Winograd path on small fixture models.
     nonisolated(unsafe) static var winogradMinTiles = 32
 
-    /// Output tiles per block (a block is whole tile rows): wide enough for sgemm's panels, small
-    /// enough that `V` and `M` of a 512-channel block (36 · 1024 · 128 floats, 19 MB) stay in the
-    /// shared 32 MB L3 cache. (Chosen by that reasoning; other sizes were not measured.)
+    /// Output tiles per block (a block is whole tile rows): wide enough for the products' panels,
+    /// small enough that `V` and `M` of a 512-channel block (36 · 1024 · 144 floats with the panels'
+    /// padding, 21 MB) stay in the shared 32 MB L3 cache. (Chosen by that reasoning; other sizes
+    /// were not measured.)
     static let winogradBlockTiles = 128
 
     /// Blocks are not split below this many tiles to give every worker one: narrower GEMMs lose

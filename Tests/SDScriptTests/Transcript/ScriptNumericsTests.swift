@@ -19,6 +19,7 @@ final class ScriptNumericsTests: XCTestCase {
     /// by hand has no header and runs with the current version, as does a version from a newer sdrepl.
     func testTranscriptsAskForTheEngineNumericsTheyWereRecordedWith() {
         XCTAssertEqual(ScriptNumerics.engineNumerics(asked: "# sdrepl 0.1.0 session, started 2026-12-06T22:55:47Z"), .v1)
+        XCTAssertEqual(ScriptNumerics.engineNumerics(asked: "# sdrepl merge of 2 shard transcripts: a.sdscript, b.sdscript"), .v1)
         XCTAssertEqual(ScriptNumerics.engineNumerics(asked: "# numerics: OpenBLAS Zen kernels, 2 BLAS threads, 2 cores"), .v1)
         XCTAssertEqual(ScriptNumerics.engineNumerics(asked: "# numerics: OpenBLAS Zen kernels, 2 BLAS threads, 2 cores, engine numerics 2"), .v2)
         XCTAssertEqual(ScriptNumerics.engineNumerics(asked: "# numerics: OpenBLAS Zen kernels, 2 BLAS threads, 2 cores, engine numerics 9"), .current)
@@ -29,8 +30,8 @@ final class ScriptNumericsTests: XCTestCase {
         XCTAssertEqual(ScriptNumerics.note("# numerics: " + newer, at: SourceLocation(file: "s.sdscript", line: 2)),
                        "s.sdscript:2: check: recorded with engine numerics 9, a newer sdrepl's (this one has 1 to 2): "
                        + "the hashes are expected to differ; check it with the sdrepl that recorded it")
-        XCTAssertEqual(Tensor.numerics, .v2)
-        XCTAssertTrue(BLAS.numerics.hasSuffix(", engine numerics 2"), BLAS.numerics)
+        XCTAssertEqual(Tensor.numerics, .current)
+        XCTAssertTrue(BLAS.numerics.hasSuffix(", engine numerics \(EngineNumerics.current.rawValue)"), BLAS.numerics)
     }
 
     /// The header names this process's numerics, read from OpenBLAS itself.
