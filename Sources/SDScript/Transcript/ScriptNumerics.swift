@@ -20,9 +20,9 @@ public enum ScriptNumerics {
     /// A recorded or merged transcript's first line (`# sdrepl 0.1.0 session, started …`, `# sdrepl
     /// merge of …`) asks for version 1, which every sdrepl used before the `# numerics:` line named
     /// versions; its `# numerics:` line, a few lines on, names the version or, by naming none,
-    /// version 1 again. A version this sdrepl
-    /// does not have (a newer one's) gets the current one, and `run --check`'s note says the hashes
-    /// will differ. A script written by hand has neither line and runs with the current version.
+    /// version 1 again. A version this sdrepl does not have (a newer one's) gets the current one,
+    /// and `run --check`'s note says the hashes will differ. A script written by hand has neither
+    /// line and runs with the current version.
     static func engineNumerics(asked line: String) -> EngineNumerics? {
         if line.hasPrefix("# sdrepl "), line.contains(", started ") || line.hasPrefix("# sdrepl merge of ") { return .v1 }
         guard line.hasPrefix(prefix) else { return nil }
