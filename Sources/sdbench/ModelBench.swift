@@ -348,6 +348,5 @@ func bestProfiled(repeats: Int, _ timing: Timing, _ body: () -> Void) -> (second
     return (best, profile)
 }
 
-extension EngineNumerics: ExpressibleByArgument {
-    public init?(argument: String) { self.init(rawValue: Int(argument) ?? 0) }
-}
+// By its number (`RawRepresentable`'s default).
+extension EngineNumerics: ExpressibleByArgument {}

@@ -153,13 +153,13 @@ struct OpsBench: ParsableCommand {
     @Option(help: ArgumentHelp("The engine's numerics: 2 (current), 1 (Winograd's products on OpenBLAS, for replays of older transcripts), or both, each case timed with one and then the other, twice.", valueName: "2|1|both"))
     var engineNumerics: String = "2"
 
-    /// The numerics each case runs with, in turn.
-    private var numericsRounds: [EngineNumerics] {
-        engineNumerics == "both" ? [.v1, .v2, .v1, .v2] : [Int(engineNumerics).flatMap(EngineNumerics.init(rawValue:)) ?? .current]
+    /// The numerics each case runs with, in turn; nil for a value that names none.
+    private var numericsRounds: [EngineNumerics]? {
+        engineNumerics == "both" ? [.v1, .v2, .v1, .v2] : EngineNumerics(argument: engineNumerics).map { [$0] }
     }
 
     func validate() throws {
-        if engineNumerics != "both" && Int(engineNumerics).flatMap(EngineNumerics.init(rawValue:)) == nil {
+        if numericsRounds == nil {
             throw ValidationError("--engine-numerics must be \(EngineNumerics.allCases.map { String($0.rawValue) }.joined(separator: ", ")) or both")
         }
         if let conv, Tensor.ConvStrategy(rawValue: conv) == nil {
@@ -179,7 +179,7 @@ struct OpsBench: ParsableCommand {
                 continue
             }
             var best: [EngineNumerics: Double] = [:]
-            for numerics in numericsRounds {
+            for numerics in numericsRounds ?? [.current] {
                 Tensor.numerics = numerics
                 best[numerics] = min(best[numerics] ?? .infinity, options.timing.best(call))
             }

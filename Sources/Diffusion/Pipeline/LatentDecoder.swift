@@ -40,6 +40,11 @@ extension AutoencoderDecoder: LatentDecoder {
 ///   decoder; `WeightsError` for a VAE whose tensors do not fit SD1.x's or are not stored as floats.
 /// - Parameter vaeConfig: the sizes for a single-file VAE (the model's own VAE's).
 public func loadLatentDecoder(_ url: URL, vaeConfig: VAEConfig = VAEConfig()) throws -> any LatentDecoder {
+    func refuseOtherModel() throws {
+        if let (kind, evidence) = VAELibrary.otherModel(url) {
+            throw VAEFileError.otherModel(path: url.path, kind: kind, evidence: evidence)
+        }
+    }
     let decoder: any LatentDecoder
     do {
         do {
@@ -55,13 +60,9 @@ public func loadLatentDecoder(_ url: URL, vaeConfig: VAEConfig = VAEConfig()) th
         throw error  // no file, or a file that is no decoder: its name says nothing more
     } catch {
         // A decoder that does not fit (or cannot be read): one for another model says what it is.
-        if let (kind, evidence) = VAELibrary.otherModel(url) {
-            throw VAEFileError.otherModel(path: url.path, kind: kind, evidence: evidence)
-        }
+        try refuseOtherModel()
         throw error
     }
-    if let (kind, evidence) = VAELibrary.otherModel(url) {
-        throw VAEFileError.otherModel(path: url.path, kind: kind, evidence: evidence)
-    }
+    try refuseOtherModel()
     return decoder
 }
